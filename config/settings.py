@@ -1,0 +1,78 @@
+"""Conveyor's settings, read from the environment (prefix ``CONVEYOR_``).
+
+Built once at each entry point (CLI, worker) and passed down: nothing below ``config/`` reads
+the environment. The AWS endpoint, region and credentials follow the SDK's own conventions
+(``AWS_ENDPOINT_URL``, ``AWS_REGION``/``AWS_DEFAULT_REGION``, the credential chain), so that
+pointing Conveyor at the local AWS or at real AWS is configuration only.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+from urllib.parse import urlsplit, urlunsplit
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def redact_url(url: str) -> str:
+    """Return ``url`` with any password replaced by ``***``, for logs and messages."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    user = f"{parts.username}:***@" if parts.username else ":***@"
+    return urlunsplit((parts.scheme, user + host, parts.path, parts.query, parts.fragment))
+
+
+class Settings(BaseSettings):
+    """Every setting Conveyor has; see docs/configuration.md."""
+
+    model_config = SettingsConfigDict(env_prefix="CONVEYOR_", extra="ignore")
+
+    redis_url: SecretStr = Field(
+        default=SecretStr("redis://127.0.0.1:6379/0"),
+        description="Broker, result store and record store. redis:// or rediss:// (TLS); "
+        "may hold a password, so it is a secret and never logged.",
+    )
+    queue: str = "conveyor"
+    poll_interval: float = Field(default=10.0, gt=0, description="Seconds between rollout polls.")
+    recovery_interval: float = Field(
+        default=10.0, gt=0, description="Seconds between recovery sweeps in each worker."
+    )
+    recovery_grace: float = Field(
+        default=60.0,
+        gt=0,
+        description="Seconds past its due time before a step is presumed lost and re-dispatched.",
+    )
+    step_time_limit: float = Field(default=60.0, gt=0, description="Hard limit of one step.")
+    aws_call_timeout: float = Field(default=20.0, gt=0, description="Bound on one AWS call.")
+    aws_max_attempts: int = Field(default=8, ge=1, description="botocore attempts per call.")
+    max_step_attempts: int = Field(
+        default=20, ge=1, description="Transient failures of one step before the job fails."
+    )
+    record_ttl_days: int = Field(default=30, ge=1)
+    log_format: Literal["auto", "json", "console"] = "auto"
+    log_level: str = "INFO"
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, value: SecretStr) -> SecretStr:
+        scheme = urlsplit(value.get_secret_value()).scheme
+        if scheme not in ("redis", "rediss", "unix"):
+            raise ValueError(
+                f"CONVEYOR_REDIS_URL must start with redis://, rediss:// or unix://, not {scheme!r}"
+            )
+        return value
+
+    @property
+    def redis_dsn(self) -> str:
+        """The Redis URL with its password, for clients only."""
+        return self.redis_url.get_secret_value()
+
+    @property
+    def redis_display(self) -> str:
+        """The Redis URL safe to print."""
+        return redact_url(self.redis_dsn)

@@ -1,0 +1,281 @@
+"""The ``conveyor`` command.
+
+Exit codes: 0 succeeded; 1 failed or rolled back; 2 invalid input (nothing was enqueued);
+3 Redis or the workers cannot be reached; 130 interrupted while waiting (the deployment goes on).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any, NoReturn
+
+import click
+from pydantic import ValidationError
+
+from producers.jobs import (
+    MAX_TIMEOUT_SECONDS,
+    MIN_TIMEOUT_SECONDS,
+    ImageUpdate,
+    UpdateServiceJob,
+    describe_validation_error,
+)
+from producers.records import DeploymentRecord, DeploymentState
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNAVAILABLE, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+
+
+def _client() -> Any:
+    from config.settings import Settings
+    from producers.client import ConveyorClient
+
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        _usage_error("invalid settings: " + "; ".join(describe_validation_error(exc)))
+    return ConveyorClient(settings)
+
+
+def _usage_error(message: str) -> NoReturn:
+    click.echo(f"conveyor: error: {message}", err=True)
+    sys.exit(EXIT_USAGE)
+
+
+def _unavailable(message: str) -> NoReturn:
+    click.echo(f"conveyor: unavailable: {message}", err=True)
+    sys.exit(EXIT_UNAVAILABLE)
+
+
+def _exit_code(record: DeploymentRecord) -> int:
+    if record.state is DeploymentState.SUCCEEDED:
+        return EXIT_OK
+    if record.state in (DeploymentState.FAILED, DeploymentState.ROLLED_BACK):
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+def _summary(record: DeploymentRecord) -> str:
+    lines = [f"deployment {record.id}: {record.state.value}"]
+    lines.append(f"  service   {record.cluster}/{record.service}")
+    for container, change in record.images.items():
+        lines.append(f"  image     {container}: {change['before']} -> {change['after']}")
+    if record.task_definition_arn:
+        lines.append(f"  revision  {record.task_definition_arn}")
+    if record.previous_task_definition_arn:
+        lines.append(f"  previous  {record.previous_task_definition_arn}")
+    if record.reason:
+        lines.append(f"  reason    {record.reason}")
+    if record.error:
+        lines.append(f"  error     [{record.error.code}] {record.error.message}")
+    for task in record.stopped_tasks[:3]:
+        lines.append(f"  stopped   {task.task_arn.rsplit('/', 1)[-1]}: {task.stopped_reason}")
+    for warning in record.warnings:
+        lines.append(f"  warning   {warning}")
+    return "\n".join(lines)
+
+
+class _Progress:
+    """Live progress: a rich status line on terminals, one plain line per change elsewhere."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self._live: Any = None
+        self._last = ""
+        if enabled and sys.stderr.isatty():
+            from rich.console import Console
+            from rich.status import Status
+
+            self._live = Status("queued", console=Console(stderr=True))
+            self._live.start()
+
+    def __call__(self, record: DeploymentRecord) -> None:
+        if not self.enabled:
+            return
+        p = record.progress
+        text = f"{record.state.value} · {record.step.value}"
+        if p.desired:
+            text += f" · {p.running}/{p.desired} running"
+            if p.failed_tasks:
+                text += f" · {p.failed_tasks} failed tasks"
+        if p.latest_event:
+            text += f" · {p.latest_event}"
+        if text == self._last:
+            return
+        self._last = text
+        if self._live is not None:
+            self._live.update(text)
+        else:
+            click.echo(f"[{record.id[:8]}] {text}", err=True)
+
+    def stop(self) -> None:
+        if self._live is not None:
+            self._live.stop()
+
+
+def _follow(client: Any, deployment_id: str, as_json: bool) -> None:
+    from producers.client import ConveyorUnavailableError
+
+    progress = _Progress(enabled=True)
+    try:
+        record = client.wait(deployment_id, on_progress=progress)
+    except KeyboardInterrupt:
+        progress.stop()
+        click.echo(
+            f"interrupted; deployment {deployment_id} goes on. Follow it with "
+            f"`conveyor wait {deployment_id}`.",
+            err=True,
+        )
+        sys.exit(EXIT_INTERRUPTED)
+    except ConveyorUnavailableError as exc:
+        progress.stop()
+        _unavailable(str(exc))
+    progress.stop()
+    _print_record(record, as_json)
+    sys.exit(_exit_code(record))
+
+
+def _print_record(record: DeploymentRecord, as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps(record.model_dump(mode="json"), indent=2, sort_keys=True))
+    else:
+        click.echo(_summary(record))
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="conveyor")
+def main() -> None:
+    """Conveyor: queue-driven, truthful deployments for Amazon ECS."""
+
+
+@main.command()
+@click.option("--cluster", required=True, help="ECS cluster name or ARN.")
+@click.option("--service", required=True, help="ECS service name or ARN.")
+@click.option(
+    "--image",
+    "images",
+    multiple=True,
+    required=True,
+    metavar="CONTAINER=IMAGE",
+    help="New image for a container; repeatable. IMAGE may be ':TAG' or '@sha256:...' to keep "
+    "the repository.",
+)
+@click.option("--family", default=None, help="Task definition family (default: the service's).")
+@click.option(
+    "--timeout",
+    type=int,
+    default=1800,
+    show_default=True,
+    help=f"Seconds the rollout may take ({MIN_TIMEOUT_SECONDS}-{MAX_TIMEOUT_SECONDS}).",
+)
+@click.option("--no-wait", is_flag=True, help="Print the deployment id and return at once.")
+@click.option("--no-rollback", is_flag=True, help="On failure, leave the service as it is.")
+@click.option("--force-new-deployment", is_flag=True, help="Restart tasks even if unchanged.")
+@click.option("--role-arn", default=None, help="IAM role to assume (cross-account).")
+@click.option("--json", "as_json", is_flag=True, help="Print the final record as JSON.")
+def update(
+    cluster: str,
+    service: str,
+    images: tuple[str, ...],
+    family: str | None,
+    timeout: int,
+    no_wait: bool,
+    no_rollback: bool,
+    force_new_deployment: bool,
+    role_arn: str | None,
+    as_json: bool,
+) -> None:
+    """Put new images into containers of an existing service and follow the rollout."""
+    from producers.client import ConveyorUnavailableError
+
+    try:
+        updates = tuple(ImageUpdate.parse(text) for text in images)
+    except ValidationError as exc:
+        _usage_error("--image: " + "; ".join(describe_validation_error(exc)))
+    except ValueError as exc:
+        _usage_error(f"--image: {exc}")
+    try:
+        job = UpdateServiceJob(
+            cluster=cluster,
+            service=service,
+            images=updates,
+            family=family,
+            wait=not no_wait,
+            timeout_seconds=timeout,
+            rollback=not no_rollback,
+            force_new_deployment=force_new_deployment,
+            role_arn=role_arn,
+        )
+    except ValidationError as exc:
+        _usage_error("; ".join(describe_validation_error(exc)))
+    client = _client()
+    try:
+        if not client.workers():
+            _unavailable(
+                f"no Conveyor worker answered on {client.settings.redis_display}; start one with "
+                "`celery -A worker.app worker` (nothing was enqueued)"
+            )
+        record = client.enqueue(job)
+    except ConveyorUnavailableError as exc:
+        _unavailable(str(exc))
+    if no_wait:
+        if as_json:
+            _print_record(record, True)
+        else:
+            click.echo(record.id)
+        sys.exit(EXIT_OK)
+    click.echo(f"deployment {record.id} queued", err=True)
+    _follow(client, record.id, as_json)
+
+
+def _load(client: Any, deployment_id: str) -> DeploymentRecord:
+    from producers.client import ConveyorUnavailableError, DeploymentNotFoundError
+
+    try:
+        record: DeploymentRecord = client.status(deployment_id)
+    except DeploymentNotFoundError as exc:
+        _usage_error(str(exc))
+    except ConveyorUnavailableError as exc:
+        _unavailable(str(exc))
+    return record
+
+
+@main.command()
+@click.argument("deployment_id")
+@click.option("--json", "as_json", is_flag=True, help="Print the record as JSON.")
+def status(deployment_id: str, as_json: bool) -> None:
+    """Show a deployment's record."""
+    record = _load(_client(), deployment_id)
+    _print_record(record, as_json)
+    sys.exit(_exit_code(record))
+
+
+@main.command()
+@click.argument("deployment_id")
+@click.option("--json", "as_json", is_flag=True, help="Print the final record as JSON.")
+def wait(deployment_id: str, as_json: bool) -> None:
+    """Follow a deployment until it ends."""
+    client = _client()
+    _load(client, deployment_id)
+    _follow(client, deployment_id, as_json)
+
+
+@main.command("local-aws")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
+@click.option("--port", type=int, default=4566, show_default=True, help="0 picks a free port.")
+@click.option(
+    "--rollout-seconds",
+    type=float,
+    default=10.0,
+    show_default=True,
+    help="How long a simulated healthy rollout takes.",
+)
+@click.option("--seed", type=click.Choice(["demo"]), default=None, help="Create a demo world.")
+def local_aws(host: str, port: int, rollout_seconds: float, seed: str | None) -> None:
+    """Serve a local AWS (ECS, ECR, ELBv2, EC2, STS, IAM, CloudFormation) with real rollouts."""
+    try:
+        from deploy.localaws.server import serve
+    except ImportError as exc:
+        _usage_error(
+            f"the local AWS needs the localaws extra: pip install 'conveyor[localaws]' ({exc})"
+        )
+    serve(host=host, port=port, rollout_seconds=rollout_seconds, seed=seed)

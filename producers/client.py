@@ -1,0 +1,137 @@
+"""The Python API for release tooling: enqueue a deployment, read its status, wait for it.
+
+::
+
+    from config.settings import Settings
+    from producers.client import ConveyorClient
+    from producers.jobs import ImageUpdate, UpdateServiceJob
+
+    client = ConveyorClient(Settings())
+    record = client.enqueue(UpdateServiceJob(
+        cluster="demo", service="web",
+        images=(ImageUpdate(container="web", image="repo/web:1.4.2"),),
+    ))
+    final = client.wait(record.id, on_progress=lambda r: print(r.step, r.progress.running))
+    assert final.state == "succeeded"
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+
+import redis
+from celery import Celery
+
+from config.celery import celery_config
+from config.settings import Settings
+from producers.jobs import UpdateServiceJob
+from producers.records import DeploymentRecord, Step
+from worker.records import RecordStore, wall_clock
+from worker.steps import dispatch
+
+
+class ConveyorUnavailableError(Exception):
+    """Raised when Redis or the workers cannot be reached."""
+
+
+class DeploymentNotFoundError(Exception):
+    """Raised when no record exists for a deployment id."""
+
+
+class ConveyorClient:
+    """Enqueue deployments and follow them, through Redis."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._redis = redis.Redis.from_url(
+            settings.redis_dsn, socket_connect_timeout=3, socket_timeout=10
+        )
+        self._store = RecordStore(self._redis, ttl_seconds=settings.record_ttl_days * 86400)
+        self._app: Celery | None = None
+
+    @property
+    def app(self) -> Celery:
+        """A Celery app configured like the workers', used only to send and to ping."""
+        if self._app is None:
+            self._app = Celery("conveyor-producer")
+            self._app.config_from_object(celery_config(self.settings))
+        return self._app
+
+    def check_redis(self) -> None:
+        """Raise ConveyorUnavailableError when Redis does not answer."""
+        try:
+            self._redis.ping()
+        except redis.RedisError as exc:
+            raise ConveyorUnavailableError(
+                f"cannot reach Redis at {self.settings.redis_display}: {type(exc).__name__}; "
+                "check CONVEYOR_REDIS_URL and that the server runs"
+            ) from exc
+
+    def workers(self, timeout: float = 1.5) -> list[str]:
+        """Names of the workers that answered a ping within ``timeout`` seconds."""
+        self.check_redis()
+        replies = self.app.control.ping(timeout=timeout) or []
+        return sorted(name for reply in replies for name in reply)
+
+    def enqueue(self, job: UpdateServiceJob) -> DeploymentRecord:
+        """Record the deployment as queued and send its first step. Returns the record."""
+        self.check_redis()
+        now = wall_clock()
+        record = DeploymentRecord(
+            id=uuid.uuid4().hex,
+            job=job.model_dump(mode="json"),
+            cluster=job.cluster,
+            service=job.service,
+            created_at=now,
+            updated_at=now,
+        )
+        grace = self.settings.recovery_grace + self.settings.step_time_limit
+        try:
+            self._store.create(record, due=now + grace)
+            dispatch(self.app, record.id, Step.RESOLVE, record.seq)
+        except redis.RedisError as exc:
+            raise ConveyorUnavailableError(
+                f"cannot enqueue on {self.settings.redis_display}: {type(exc).__name__}"
+            ) from exc
+        return record
+
+    def status(self, deployment_id: str) -> DeploymentRecord:
+        """Return the deployment's record; DeploymentNotFoundError when there is none."""
+        try:
+            record = self._store.get(deployment_id)
+        except redis.RedisError as exc:
+            raise ConveyorUnavailableError(
+                f"cannot reach Redis at {self.settings.redis_display}: {type(exc).__name__}"
+            ) from exc
+        if record is None:
+            raise DeploymentNotFoundError(
+                f"no deployment {deployment_id!r}; ids are printed by `conveyor update` "
+                f"(records are kept {self.settings.record_ttl_days} days)"
+            )
+        return record
+
+    def wait(
+        self,
+        deployment_id: str,
+        *,
+        on_progress: Callable[[DeploymentRecord], None] | None = None,
+        timeout: float | None = None,
+        interval: float = 1.0,
+    ) -> DeploymentRecord:
+        """Poll the record until it is terminal (or ``timeout`` passes); return the last one.
+
+        ``on_progress`` is called with each record that differs from the previous one.
+        """
+        end = None if timeout is None else time.monotonic() + timeout
+        last: str | None = None
+        while True:
+            record = self.status(deployment_id)
+            fingerprint = record.model_dump_json(include={"state", "step", "progress", "events"})
+            if on_progress is not None and fingerprint != last:
+                on_progress(record)
+                last = fingerprint
+            if record.terminal or (end is not None and time.monotonic() >= end):
+                return record
+            time.sleep(interval)

@@ -1,0 +1,160 @@
+"""The typed job contract between release tooling and Conveyor's workers.
+
+Importable with pydantic alone, so producers need neither Celery nor AWS SDKs. Jobs are strict,
+immutable and JSON-only; the worker validates every payload again before it acts on it.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from worker.domain.images import ImageReferenceError, ImageSpec, parse_image_spec
+
+SCHEMA_VERSION = 1
+# ECS names: up to 255 letters, digits, hyphens and underscores.
+_ECS_NAME = re.compile(r"^[A-Za-z0-9_-]{1,255}$")
+_ARN = re.compile(r"^arn:aws[a-zA-Z-]*:[a-z0-9-]+:[a-z0-9-]*:[0-9]{12}:.+$")
+_ROLE_ARN = re.compile(r"^arn:aws[a-zA-Z-]*:iam::[0-9]{12}:role/[\w+=,.@/-]{1,512}$")
+MIN_TIMEOUT_SECONDS = 30
+MAX_TIMEOUT_SECONDS = 24 * 3600
+
+
+def _check_ecs_name(value: str, what: str) -> str:
+    if _ECS_NAME.match(value) or _ARN.match(value):
+        return value
+    raise ValueError(
+        f"{what} {value!r} is not a valid name: use 1-255 letters, digits, '-' or '_', or an ARN"
+    )
+
+
+class ImageUpdate(BaseModel):
+    """One container and the image it should run."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    container: Annotated[str, Field(min_length=1, max_length=255)]
+    image: Annotated[str, Field(min_length=1, max_length=1024)]
+
+    @field_validator("container")
+    @classmethod
+    def _container_name(cls, value: str) -> str:
+        if not _ECS_NAME.match(value):
+            raise ValueError(
+                f"container name {value!r} is not valid: use letters, digits, '-' or '_'"
+            )
+        return value
+
+    @field_validator("image")
+    @classmethod
+    def _image(cls, value: str) -> str:
+        try:
+            parse_image_spec(value)
+        except ImageReferenceError as exc:
+            raise ValueError(str(exc)) from exc
+        return value
+
+    @property
+    def spec(self) -> ImageSpec:
+        """The parsed image spec (full reference, ``:tag`` or ``@digest``)."""
+        return parse_image_spec(self.image)
+
+    @classmethod
+    def parse(cls, text: str) -> ImageUpdate:
+        """Parse ``CONTAINER=IMAGE`` as given on the command line."""
+        container, sep, image = text.partition("=")
+        if not sep or not container or not image:
+            raise ValueError(
+                f"{text!r} is not CONTAINER=IMAGE; e.g. web=repo/web:1.4.2 or web=:1.4.2"
+            )
+        return cls(container=container.strip(), image=image.strip())
+
+
+class UpdateServiceJob(BaseModel):
+    """Put new images into named containers of an existing ECS service.
+
+    The worker registers a new revision of ``family`` (default: the family of the service's
+    current task definition), based on the family's latest ACTIVE revision with only these
+    images changed, points the service at it, and follows the rollout to a verdict.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    kind: Literal["update-existing"] = "update-existing"
+    schema_version: Literal[1] = 1
+    cluster: Annotated[str, Field(min_length=1, max_length=2048)]
+    service: Annotated[str, Field(min_length=1, max_length=2048)]
+    images: Annotated[tuple[ImageUpdate, ...], Field(min_length=1, max_length=100)]
+    family: Annotated[str | None, Field(max_length=255)] = None
+    wait: bool = True
+    timeout_seconds: Annotated[int, Field(ge=MIN_TIMEOUT_SECONDS, le=MAX_TIMEOUT_SECONDS)] = 1800
+    rollback: bool = True
+    force_new_deployment: bool = False
+    role_arn: str | None = None
+
+    @field_validator("cluster")
+    @classmethod
+    def _cluster(cls, value: str) -> str:
+        return _check_ecs_name(value, "cluster")
+
+    @field_validator("service")
+    @classmethod
+    def _service(cls, value: str) -> str:
+        return _check_ecs_name(value, "service")
+
+    @field_validator("family")
+    @classmethod
+    def _family(cls, value: str | None) -> str | None:
+        if value is not None and not _ECS_NAME.match(value):
+            raise ValueError(
+                f"family {value!r} is not valid: use 1-255 letters, digits, '-' or '_'"
+            )
+        return value
+
+    @field_validator("role_arn")
+    @classmethod
+    def _role(cls, value: str | None) -> str | None:
+        if value is not None and not _ROLE_ARN.match(value):
+            raise ValueError(
+                f"role_arn {value!r} is not an IAM role ARN (arn:aws:iam::ACCOUNT:role/NAME)"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _unique_containers(self) -> UpdateServiceJob:
+        seen: set[str] = set()
+        for update in self.images:
+            if update.container in seen:
+                raise ValueError(
+                    f"container {update.container!r} is given twice; give one image per container"
+                )
+            seen.add(update.container)
+        return self
+
+    def image_specs(self) -> dict[str, ImageSpec]:
+        """Container name to parsed image spec."""
+        return {u.container: u.spec for u in self.images}
+
+
+def describe_validation_error(error: ValidationError) -> list[str]:
+    """Turn a pydantic ValidationError into one line per bad field: ``field: problem``."""
+    lines = []
+    for item in error.errors(include_url=False, include_input=False):
+        where = ".".join(str(part) for part in item["loc"]) or "job"
+        message = str(item["msg"]).removeprefix("Value error, ")
+        lines.append(f"{where}: {message}")
+    return lines
+
+
+def load_update_job(payload: Any) -> UpdateServiceJob:
+    """Validate a JSON payload (a dict) as an UpdateServiceJob; raises ValidationError."""
+    return UpdateServiceJob.model_validate(payload, strict=False)

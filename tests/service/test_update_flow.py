@@ -1,0 +1,208 @@
+"""The update flow's sequencing, against the in-memory fake ECS."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from producers.jobs import UpdateServiceJob
+from producers.records import DeploymentRecord, DeploymentState, Step
+from worker.aws.fake import FakeEcs
+from worker.aws.gateway import EcsGateway
+from worker.domain.errors import AwsRequestError, AwsUnavailableError
+from worker.domain.planning import revision_diff
+from worker.services.update import Transition, UpdateFlow
+from worker.steps import StepContext, execute
+
+FIXTURE = Path(__file__).parent.parent / "fixtures" / "describe_task_definition_web.json"
+
+
+class Clock:
+    """A clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def ecs() -> FakeEcs:
+    """A fake account with service demo/web on web:1 (two containers)."""
+    fake = FakeEcs()
+    described = json.loads(FIXTURE.read_text())
+    definition = described["taskDefinition"]
+    arn = fake.add_task_definition(definition, described["tags"])
+    fake.add_service("demo", "web", arn)
+    return fake
+
+
+def record_for(**job: Any) -> DeploymentRecord:
+    payload = UpdateServiceJob.model_validate(
+        {"cluster": "demo", "service": "web",
+         "images": [{"container": "web", "image": ":1.4.2"}], **job}, strict=False
+    ).model_dump(mode="json")
+    return DeploymentRecord(id="dep-1", job=payload, cluster="demo", service="web",
+                            created_at=1000.0, updated_at=1000.0)
+
+
+def step(flow: UpdateFlow, record: DeploymentRecord) -> Transition:
+    transition = asyncio.run(flow.run(record))
+    nxt = transition.next_step or transition.record.step
+    return Transition(transition.record.model_copy(update={"step": nxt}), transition.next_step,
+                      transition.countdown)
+
+
+def run_until(flow: UpdateFlow, record: DeploymentRecord, stop: Step) -> DeploymentRecord:
+    while record.step != stop:
+        t = step(flow, record)
+        assert t.next_step is not None, t.record.reason
+        record = t.record
+    return record
+
+
+def test_happy_path_registers_once_and_succeeds(ecs: FakeEcs) -> None:
+    """resolve → register → update → watch; success only after the rollout completed."""
+    clock = Clock()
+    flow = UpdateFlow(ecs, poll_interval=5, clock=clock)
+    record = run_until(flow, record_for(), Step.WATCH)
+    assert ecs.calls.count("RegisterTaskDefinition") == 1
+    assert record.previous_task_definition_arn and record.previous_task_definition_arn.endswith(":1")
+    t = step(flow, record)
+    assert t.next_step is Step.WATCH
+    ecs.complete("demo", "web")
+    t = step(flow, t.record)
+    assert t.next_step is None
+    assert t.record.state is DeploymentState.SUCCEEDED
+    assert any("steady state" in e.message for e in t.record.events)
+    base, _ = asyncio.run(ecs.describe_task_definition("web:1"))
+    new, tags = asyncio.run(ecs.describe_task_definition("web:2"))
+    assert revision_diff(base, new) == ["containerDefinitions[0].image"]
+    assert {"key": "team", "value": "shop"} in tags
+
+
+def test_unknown_container_fails_before_anything_changes(ecs: FakeEcs) -> None:
+    """The resolve step refuses an unknown container; nothing is registered or updated."""
+    bad = record_for(images=[{"container": "wbe", "image": ":2"}])
+    t = asyncio.run(execute(_ctx(), _gw(ecs), bad))
+    assert t.record.state is DeploymentState.FAILED
+    assert t.record.error is not None
+    assert t.record.error.code == "UnknownContainer"
+    assert "it has: web, proxy" in t.record.error.message
+    assert "RegisterTaskDefinition" not in ecs.calls
+    assert "UpdateService" not in ecs.calls
+
+
+def test_register_twice_reuses_the_first_revision(ecs: FakeEcs) -> None:
+    """A register step re-run after a crash finds its tagged revision instead of a second one."""
+    flow = UpdateFlow(ecs, poll_interval=5, clock=Clock())
+    record = run_until(flow, record_for(), Step.REGISTER)
+    first = step(flow, record)
+    again = step(flow, record)
+    assert ecs.calls.count("RegisterTaskDefinition") == 1
+    assert first.record.task_definition_arn == again.record.task_definition_arn
+
+
+def test_update_twice_adopts_the_first_deployment(ecs: FakeEcs) -> None:
+    """An update step re-run after a crash adopts the deployment it started; one UpdateService."""
+    flow = UpdateFlow(ecs, poll_interval=5, clock=Clock())
+    record = run_until(flow, record_for(), Step.UPDATE)
+    first = step(flow, record)
+    again = step(flow, record)
+    assert ecs.calls.count("UpdateService") == 1
+    assert first.record.ecs_deployment_id == again.record.ecs_deployment_id
+
+
+def test_breaker_rollback_ends_rolled_back_not_succeeded(ecs: FakeEcs) -> None:
+    """ECS's breaker rolled back: Conveyor watches that rollback and ends rolled_back."""
+    flow = UpdateFlow(ecs, poll_interval=5, clock=Clock())
+    record = run_until(flow, record_for(), Step.WATCH)
+    ecs.fail_rollout("demo", "web")
+    t = step(flow, record)
+    assert t.next_step is Step.WATCH_ROLLBACK
+    assert t.record.rolled_back_by_ecs
+    assert t.record.stopped_tasks[0].stopped_reason == "Essential container in task exited"
+    assert ecs.calls.count("UpdateService") == 1  # the breaker rolled back; Conveyor did not
+    ecs.complete("demo", "web")
+    t = step(flow, t.record)
+    assert t.record.state is DeploymentState.ROLLED_BACK
+    assert "circuit breaker" in (t.record.reason or "")
+
+
+def test_timeout_without_breaker_rolls_back_through_conveyor(ecs: FakeEcs) -> None:
+    """No verdict by the deadline: Conveyor points the service back and ends rolled_back."""
+    clock = Clock()
+    flow = UpdateFlow(ecs, poll_interval=5, clock=clock)
+    record = run_until(flow, record_for(timeout_seconds=60), Step.WATCH)
+    clock.now += 61
+    t = step(flow, record)
+    assert t.next_step is Step.ROLLBACK
+    assert "timed out" in (t.record.reason or "")
+    t = step(flow, t.record)
+    assert t.next_step is Step.WATCH_ROLLBACK
+    assert ecs.services[("demo", "web")]["taskDefinition"].endswith("web:1")
+    ecs.complete("demo", "web")
+    t = step(flow, t.record)
+    assert t.record.state is DeploymentState.ROLLED_BACK
+
+
+def test_no_rollback_leaves_the_service_and_fails(ecs: FakeEcs) -> None:
+    """With rollback off, a failure ends failed and the service is left as it is."""
+    clock = Clock()
+    flow = UpdateFlow(ecs, poll_interval=5, clock=clock)
+    record = run_until(flow, record_for(rollback=False, timeout_seconds=60), Step.WATCH)
+    clock.now += 61
+    t = step(flow, record)
+    assert t.record.state is DeploymentState.FAILED
+    assert ecs.calls.count("UpdateService") == 1
+
+
+def _ctx() -> StepContext:
+    return StepContext(store=None, redis=None, sender=None, clock=Clock(),  # type: ignore[arg-type]
+                       poll_interval=5, recovery_grace=60, step_time_limit=60,
+                       max_step_attempts=3)
+
+
+def _gw(ecs: FakeEcs) -> Any:
+    async def gateway(_: DeploymentRecord) -> EcsGateway:
+        return ecs
+    return gateway
+
+
+def test_transient_errors_retry_with_backoff_then_fail(ecs: FakeEcs) -> None:
+    """Throttling retries the same step with jittered backoff; too many attempts fail it."""
+    ecs.inject("DescribeServices", *[AwsUnavailableError("throttled", "ThrottlingException")] * 3)
+    record = record_for()
+    t = asyncio.run(execute(_ctx(), _gw(ecs), record))
+    assert t.next_step is Step.RESOLVE
+    assert 0 <= t.countdown <= 2
+    assert t.record.attempt == 1
+    t = asyncio.run(execute(_ctx(), _gw(ecs), t.record))
+    t = asyncio.run(execute(_ctx(), _gw(ecs), t.record))
+    assert t.record.state is DeploymentState.FAILED
+    assert t.record.error is not None
+    assert t.record.error.code == "ThrottlingException"
+
+
+def test_permanent_aws_errors_fail_at_once_with_the_code(ecs: FakeEcs) -> None:
+    """AccessDenied is not retried; the AWS error code is kept in the record."""
+    ecs.inject("DescribeServices", AwsRequestError("no", "AccessDeniedException"))
+    t = asyncio.run(execute(_ctx(), _gw(ecs), record_for()))
+    assert t.record.state is DeploymentState.FAILED
+    assert t.record.error is not None
+    assert t.record.error.code == "AccessDeniedException"
+
+
+def test_corrupt_job_in_record_fails_without_calling_aws(ecs: FakeEcs) -> None:
+    """The worker validates the job again; garbage fails the job and never reaches AWS."""
+    record = record_for().model_copy(update={"job": {"cluster": 5, "images": "x"}})
+    t = asyncio.run(execute(_ctx(), _gw(ecs), record))
+    assert t.record.state is DeploymentState.FAILED
+    assert t.record.error is not None
+    assert t.record.error.code == "InvalidJob"
+    assert ecs.calls == []

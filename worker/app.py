@@ -1,0 +1,103 @@
+"""The Celery application: ``celery -A worker.app worker``.
+
+Settings are read here, at the entry point, and passed down. Each worker process makes its own
+event loop, AWS clients and Redis connection after the fork; the main process runs the recovery
+sweeper, which re-dispatches steps lost with a dead worker within about a minute instead of
+waiting for the broker's one-hour visibility timeout.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import redis
+import structlog
+from celery import Celery, bootsteps
+from celery.signals import worker_process_init, worker_process_shutdown
+
+from config.celery import celery_config
+from config.logging import configure_logging
+from config.settings import Settings
+from worker.records import RecordStore, wall_clock
+from worker.runtime import close_runtime
+
+settings = Settings()
+configure_logging(settings)
+log = structlog.get_logger("conveyor.worker")
+
+app = Celery("conveyor")
+app.config_from_object(celery_config(settings))
+
+_redis: redis.Redis | None = None
+
+
+def redis_client() -> redis.Redis:
+    """This process's Redis client (made lazily, so never shared across a fork)."""
+    global _redis
+    if _redis is None:
+        _redis = redis.Redis.from_url(settings.redis_dsn, health_check_interval=30)
+    return _redis
+
+
+def step_context() -> Any:
+    """The StepContext of this process."""
+    from worker.runtime import get_runtime
+    from worker.steps import StepContext
+
+    return StepContext(
+        store=RecordStore(redis_client(), ttl_seconds=settings.record_ttl_days * 86400),
+        redis=redis_client(),
+        sender=app,
+        clock=wall_clock,
+        poll_interval=settings.poll_interval,
+        recovery_grace=settings.recovery_grace,
+        step_time_limit=settings.step_time_limit,
+        max_step_attempts=settings.max_step_attempts,
+        known_fields=get_runtime(settings).known_fields,
+    )
+
+
+@worker_process_init.connect
+def _process_init(**_: Any) -> None:
+    global _redis
+    _redis = None  # never reuse a connection inherited from the parent
+    configure_logging(settings)
+
+
+@worker_process_shutdown.connect
+def _process_shutdown(**_: Any) -> None:
+    close_runtime()
+
+
+class RecoverySweeper(bootsteps.StartStopStep):
+    """Runs :func:`worker.steps.sweep` every ``recovery_interval`` seconds in the main process."""
+
+    def __init__(self, parent: Any, **kwargs: Any) -> None:
+        super().__init__(parent, **kwargs)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self, parent: Any) -> None:
+        """Start the sweeper thread."""
+        self._thread = threading.Thread(target=self._loop, name="conveyor-sweeper", daemon=True)
+        self._thread.start()
+
+    def stop(self, parent: Any) -> None:
+        """Stop the sweeper thread."""
+        self._stop.set()
+
+    def _loop(self) -> None:
+        from worker.steps import sweep
+
+        while not self._stop.wait(settings.recovery_interval):
+            try:
+                sweep(step_context())
+            except redis.RedisError as exc:
+                log.warning("recovery sweep failed; will retry", error=str(exc))
+
+
+app.steps["worker"].add(RecoverySweeper)
+
+# Import the tasks so that `celery -A worker.app` registers them.
+import worker.tasks  # noqa: E402, F401

@@ -1,0 +1,220 @@
+"""The aioboto3 implementation of :class:`worker.aws.gateway.EcsGateway`.
+
+The only module that imports aioboto3. One long-lived client per worker process: a client made
+per call costs 40-110 ms, a reused one about 1 ms. Every botocore error is translated into
+Conveyor's error tree with its AWS code kept (``raise ... from exc``), so a throttle is retried
+and an access denial fails at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections.abc import Callable, Coroutine
+from contextlib import AsyncExitStack
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
+
+import aioboto3
+import botocore.exceptions
+import botocore.session
+from botocore.config import Config
+
+from worker.domain.errors import (
+    TRANSIENT_AWS_CODES,
+    AwsRequestError,
+    AwsUnavailableError,
+    ConveyorError,
+    NotFoundError,
+)
+
+if TYPE_CHECKING:
+    from types_aiobotocore_ecs import ECSClient
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+_NOT_FOUND_CODES = frozenset(
+    {"ServiceNotFoundException", "ClusterNotFoundException", "ServiceNotActiveException"}
+)
+
+
+def known_register_fields() -> frozenset[str]:
+    """The members of RegisterTaskDefinition's input in the installed botocore."""
+    model = botocore.session.get_session().get_service_model("ecs")
+    shape = model.operation_model("RegisterTaskDefinition").input_shape
+    return frozenset(shape.members) if shape is not None else frozenset()
+
+
+def translate_error(exc: BaseException, operation: str) -> ConveyorError:
+    """Map a botocore/aiohttp/timeout error to Conveyor's error tree, keeping the AWS code."""
+    if isinstance(exc, botocore.exceptions.ClientError):
+        error = exc.response.get("Error", {})
+        code = str(error.get("Code", "Unknown"))
+        message = str(error.get("Message", "")) or str(exc)
+        status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+        text = f"{operation} failed with {code}: {message}"
+        if code in TRANSIENT_AWS_CODES or status >= 500:
+            return AwsUnavailableError(text, code)
+        if code in _NOT_FOUND_CODES:
+            return NotFoundError(text, code)
+        if code == "ClientException" and "Unable to describe task definition" in message:
+            return NotFoundError(text, code)
+        return AwsRequestError(text, code)
+    if isinstance(exc, TimeoutError | asyncio.TimeoutError):
+        return AwsUnavailableError(f"{operation} timed out", "RequestTimeout")
+    if isinstance(exc, botocore.exceptions.BotoCoreError | OSError):
+        return AwsUnavailableError(
+            f"{operation} could not reach AWS: {type(exc).__name__}", "ConnectionError"
+        )
+    return AwsRequestError(f"{operation} failed: {type(exc).__name__}: {exc}", "Unexpected")
+
+
+def _aws_call(
+    operation: str,
+) -> Callable[[Callable[P, Coroutine[Any, Any, T]]], Callable[P, Coroutine[Any, Any, T]]]:
+    def decorate(fn: Callable[P, Coroutine[Any, Any, T]]) -> Callable[P, Coroutine[Any, Any, T]]:
+        @functools.wraps(fn)
+        async def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+            self = args[0]
+            try:
+                async with asyncio.timeout(self.call_timeout):  # type: ignore[attr-defined]
+                    return await fn(*args, **kwargs)
+            except ConveyorError:
+                raise
+            except (
+                botocore.exceptions.BotoCoreError,
+                botocore.exceptions.ClientError,
+                TimeoutError,
+                OSError,
+            ) as exc:
+                raise translate_error(exc, operation) from exc
+
+        return wrapper
+
+    return decorate
+
+
+class BotoEcsGateway:
+    """EcsGateway over one long-lived aioboto3 ECS client."""
+
+    def __init__(self, client: ECSClient, call_timeout: float = 20.0) -> None:
+        self._ecs = client
+        self.call_timeout = call_timeout
+
+    @_aws_call("DescribeServices")
+    async def describe_service(self, cluster: str, service: str) -> dict[str, Any] | None:
+        """Return the service, or None when it does not exist."""
+        answer = await self._ecs.describe_services(cluster=cluster, services=[service])
+        services = answer.get("services", [])
+        return dict(services[0]) if services else None
+
+    @_aws_call("DescribeTaskDefinition")
+    async def describe_task_definition(
+        self, task_definition: str
+    ) -> tuple[dict[str, Any], list[dict[str, str]]]:
+        """Return a task definition with its tags (``include=['TAGS']``)."""
+        answer = await self._ecs.describe_task_definition(
+            taskDefinition=task_definition, include=["TAGS"]
+        )
+        tags = [{"key": t["key"], "value": t.get("value", "")} for t in answer.get("tags", [])]
+        return dict(answer["taskDefinition"]), tags
+
+    @_aws_call("ListTaskDefinitions")
+    async def list_task_definition_arns(self, family: str) -> list[str]:
+        """Return the family's ACTIVE revision ARNs, newest first where AWS sorts."""
+        arns: list[str] = []
+        paginator = self._ecs.get_paginator("list_task_definitions")
+        async for page in paginator.paginate(familyPrefix=family, status="ACTIVE", sort="DESC"):
+            arns.extend(page.get("taskDefinitionArns", []))
+        return arns
+
+    @_aws_call("RegisterTaskDefinition")
+    async def register_task_definition(self, payload: dict[str, Any]) -> dict[str, Any]:
+        """Register ``payload`` as a new revision."""
+        answer = await self._ecs.register_task_definition(**payload)
+        return dict(answer["taskDefinition"])
+
+    @_aws_call("UpdateService")
+    async def update_service(
+        self, cluster: str, service: str, task_definition: str, *, force_new_deployment: bool
+    ) -> dict[str, Any]:
+        """Point the service at ``task_definition``; nothing else about it changes."""
+        answer = await self._ecs.update_service(
+            cluster=cluster,
+            service=service,
+            taskDefinition=task_definition,
+            forceNewDeployment=force_new_deployment,
+        )
+        return dict(answer["service"])
+
+    @_aws_call("ListTasks")
+    async def list_stopped_task_arns(self, cluster: str, service: str) -> list[str]:
+        """Return up to 100 stopped task ARNs of the service."""
+        answer = await self._ecs.list_tasks(
+            cluster=cluster, serviceName=service, desiredStatus="STOPPED", maxResults=100
+        )
+        return list(answer.get("taskArns", []))
+
+    @_aws_call("DescribeTasks")
+    async def describe_tasks(self, cluster: str, task_arns: list[str]) -> list[dict[str, Any]]:
+        """Describe up to 100 tasks."""
+        if not task_arns:
+            return []
+        answer = await self._ecs.describe_tasks(cluster=cluster, tasks=task_arns[:100])
+        return [dict(t) for t in answer.get("tasks", [])]
+
+
+class ClientPool:
+    """One aioboto3 session and long-lived ECS clients per worker process, per role.
+
+    Bound to the event loop that created it; create it after the fork, in the worker process.
+    """
+
+    def __init__(self, *, max_attempts: int = 8, call_timeout: float = 20.0) -> None:
+        self._session = aioboto3.Session()
+        self._stack = AsyncExitStack()
+        self._clients: dict[str | None, tuple[BotoEcsGateway, float]] = {}
+        self._config = Config(
+            retries={"mode": "standard", "max_attempts": max_attempts},
+            connect_timeout=5,
+            read_timeout=call_timeout,
+        )
+        self._call_timeout = call_timeout
+
+    async def gateway(self, role_arn: str | None = None, *, now: float) -> BotoEcsGateway:
+        """Return the gateway for the worker's own credentials, or for an assumed role."""
+        cached = self._clients.get(role_arn)
+        if cached is not None and cached[1] > now:
+            return cached[0]
+        if role_arn is None:
+            client = await self._stack.enter_async_context(
+                self._session.client("ecs", config=self._config)
+            )
+            expires = float("inf")
+        else:
+            client, expires = await self._assume(role_arn)
+        gateway = BotoEcsGateway(client, self._call_timeout)
+        self._clients[role_arn] = (gateway, expires)
+        return gateway
+
+    async def _assume(self, role_arn: str) -> tuple[Any, float]:
+        try:
+            async with self._session.client("sts", config=self._config) as sts:
+                answer = await sts.assume_role(RoleArn=role_arn, RoleSessionName="conveyor")
+        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
+            raise translate_error(exc, "AssumeRole") from exc
+        creds = answer["Credentials"]
+        session = aioboto3.Session(
+            aws_access_key_id=creds["AccessKeyId"],
+            aws_secret_access_key=creds["SecretAccessKey"],
+            aws_session_token=creds["SessionToken"],
+            region_name=self._session.region_name,
+        )
+        client = await self._stack.enter_async_context(session.client("ecs", config=self._config))
+        # Refresh five minutes before the credentials expire.
+        return client, creds["Expiration"].timestamp() - 300
+
+    async def close(self) -> None:
+        """Close every client."""
+        self._clients.clear()
+        await self._stack.aclose()

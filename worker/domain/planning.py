@@ -1,0 +1,162 @@
+"""Plan a new task definition revision: the latest one with only the requested images changed.
+
+A task definition is pass-through data. Conveyor models only what it changes (container images
+and its own idempotency tag) and carries every other key over untouched, including keys AWS adds
+after this code was written. Pure: no I/O, no clock.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from worker.domain.errors import InvalidJobError, UnknownContainerError
+from worker.domain.images import ImageReferenceError, ImageSpec
+
+# Keys DescribeTaskDefinition returns that RegisterTaskDefinition rejects.
+READ_ONLY_KEYS = (
+    "taskDefinitionArn",
+    "revision",
+    "status",
+    "requiresAttributes",
+    "compatibilities",
+    "registeredAt",
+    "registeredBy",
+    "deregisteredAt",
+)
+# The tag that marks a revision as made by one deployment, so a retried step can find it.
+DEPLOYMENT_TAG = "conveyor:deployment-id"
+MAX_TAGS = 50  # AWS's limit per resource.
+
+
+@dataclass(frozen=True, slots=True)
+class ImageChange:
+    """One container's image before and after."""
+
+    container: str
+    before: str
+    after: str
+
+
+@dataclass(frozen=True, slots=True)
+class RevisionPlan:
+    """The RegisterTaskDefinition payload plus what differs from the base revision."""
+
+    payload: dict[str, Any]
+    changes: tuple[ImageChange, ...]
+    dropped_fields: tuple[str, ...] = field(default=())
+
+    @property
+    def family(self) -> str:
+        """The family the new revision belongs to."""
+        return str(self.payload["family"])
+
+
+def container_names(task_definition: Mapping[str, Any]) -> list[str]:
+    """Return the container names of a task definition, in definition order."""
+    return [str(c.get("name")) for c in task_definition.get("containerDefinitions", [])]
+
+
+def check_containers(task_definition: Mapping[str, Any], requested: Iterable[str]) -> None:
+    """Raise UnknownContainerError when a requested container is not in the task definition."""
+    known = container_names(task_definition)
+    missing = [name for name in requested if name not in known]
+    if missing:
+        where = task_definition.get("taskDefinitionArn") or task_definition.get("family", "?")
+        label = where.rsplit("/", 1)[-1] if isinstance(where, str) else where
+        names = ", ".join(repr(m) for m in missing)
+        raise UnknownContainerError(
+            f"container {names} is not in {label}; it has: {', '.join(known) or '(none)'}. "
+            "Fix the name in --image CONTAINER=IMAGE."
+        )
+
+
+def plan_revision(
+    base: Mapping[str, Any],
+    tags: Iterable[Mapping[str, str]],
+    images: Mapping[str, ImageSpec],
+    deployment_id: str,
+    known_fields: frozenset[str] | None = None,
+) -> RevisionPlan:
+    """Build the RegisterTaskDefinition payload for a new revision of ``base``.
+
+    ``base`` is DescribeTaskDefinition's ``taskDefinition``; ``tags`` its top-level ``tags``.
+    Only the images of the containers named in ``images`` change. Read-only keys are removed;
+    tags are copied with this deployment's tag added, so the list is never empty. When
+    ``known_fields`` (the installed SDK's RegisterTaskDefinition input members) is given, keys it
+    does not know are left out, since the SDK would refuse them, and reported in
+    ``dropped_fields`` so that the caller can log them: nothing is dropped silently.
+    """
+    check_containers(base, images)
+    payload: dict[str, Any] = copy.deepcopy(dict(base))
+    for key in READ_ONLY_KEYS:
+        payload.pop(key, None)
+    dropped: list[str] = []
+    if known_fields is not None:
+        for key in sorted(payload):
+            if key not in known_fields:
+                dropped.append(key)
+                payload.pop(key)
+
+    changes: list[ImageChange] = []
+    for container in payload.get("containerDefinitions", []):
+        spec = images.get(container.get("name"))
+        if spec is None:
+            continue
+        before = str(container.get("image", ""))
+        try:
+            after = spec.apply(before)
+        except ImageReferenceError as exc:
+            raise InvalidJobError(
+                f"container {container.get('name')!r}: cannot apply {spec} to its current image "
+                f"{before!r}: {exc}. Give a full image reference instead."
+            ) from exc
+        container["image"] = after
+        changes.append(ImageChange(container=str(container["name"]), before=before, after=after))
+
+    kept = [
+        {"key": str(t["key"]), "value": str(t.get("value", ""))}
+        for t in tags
+        if t.get("key") != DEPLOYMENT_TAG
+    ]
+    if len(kept) >= MAX_TAGS:
+        # No room for the idempotency tag: keep the owner's tags intact rather than drop one.
+        payload["tags"] = kept
+    else:
+        payload["tags"] = [*kept, {"key": DEPLOYMENT_TAG, "value": deployment_id}]
+    if not payload["tags"]:
+        del payload["tags"]  # AWS rejects an empty tag list: "Tags can not be empty".
+    return RevisionPlan(payload=payload, changes=tuple(changes), dropped_fields=tuple(dropped))
+
+
+def revision_diff(before: Mapping[str, Any], after: Mapping[str, Any]) -> list[str]:
+    """Return the JSON paths at which two task definitions differ (read-only keys ignored).
+
+    Used to prove that a new revision differs from its base only where the plan said.
+    """
+    paths: list[str] = []
+
+    def walk(a: Any, b: Any, path: str) -> None:
+        if isinstance(a, Mapping) and isinstance(b, Mapping):
+            for key in sorted(set(a) | set(b), key=str):
+                if path == "" and key in READ_ONLY_KEYS:
+                    continue
+                walk(a.get(key, _MISSING), b.get(key, _MISSING), f"{path}.{key}" if path else key)
+        elif isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+            for index, (x, y) in enumerate(zip(a, b, strict=True)):
+                walk(x, y, f"{path}[{index}]")
+        elif a != b:
+            paths.append(path)
+
+    walk(before, after, "")
+    return paths
+
+
+class _Missing:
+    def __repr__(self) -> str:
+        return "<missing>"
+
+
+_MISSING = _Missing()

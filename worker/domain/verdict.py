@@ -1,0 +1,157 @@
+"""How did a rollout end? A pure function of one DescribeServices answer.
+
+The SDK's ``services_stable`` waiter calls a service stable when it has one deployment and
+runningCount == desiredCount, so a deployment that ECS's circuit breaker rolled back counts as a
+success there. Conveyor follows its own deployment by id instead: it succeeded only when that
+deployment is PRIMARY, runs the revision Conveyor registered, and has COMPLETED.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+
+class Outcome(StrEnum):
+    """Where a watched deployment stands."""
+
+    IN_PROGRESS = "in_progress"  # no verdict yet: poll again
+    SUCCEEDED = "succeeded"  # ours is PRIMARY, on our revision, COMPLETED
+    FAILED = "failed"  # FAILED, rolled back, superseded, gone, or out of time
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """Counts for live progress output."""
+
+    running: int = 0
+    desired: int = 0
+    pending: int = 0
+    failed_tasks: int = 0
+    rollout_state: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """The outcome, why, and whether ECS itself already rolled the service back."""
+
+    outcome: Outcome
+    reason: str
+    progress: Progress
+    rolled_back_by_ecs: bool = False
+    primary_deployment_id: str | None = None
+    primary_task_definition: str | None = None
+
+
+def _progress(deployment: Mapping[str, Any] | None) -> Progress:
+    if not deployment:
+        return Progress()
+    return Progress(
+        running=int(deployment.get("runningCount", 0)),
+        desired=int(deployment.get("desiredCount", 0)),
+        pending=int(deployment.get("pendingCount", 0)),
+        failed_tasks=int(deployment.get("failedTasks", 0)),
+        rollout_state=deployment.get("rolloutState"),
+    )
+
+
+def _is_breaker_rollback(deployment: Mapping[str, Any]) -> bool:
+    reason = str(deployment.get("rolloutStateReason", "")).lower()
+    return "circuit breaker" in reason and "rolling back" in reason
+
+
+def judge(
+    service: Mapping[str, Any] | None,
+    deployment_id: str,
+    task_definition_arn: str,
+    *,
+    now: float,
+    deadline: float,
+) -> Verdict:
+    """Decide how deployment ``deployment_id`` of ``service`` stands at time ``now``.
+
+    ``service`` is one entry of DescribeServices' ``services`` (None when the service is gone).
+    Times are seconds on any one clock; ``deadline`` is when a rollout still in progress fails.
+    """
+    if service is None or service.get("status") not in (None, "ACTIVE"):
+        state = "missing" if service is None else str(service.get("status"))
+        return Verdict(Outcome.FAILED, f"the service is {state}", Progress())
+
+    deployments: Sequence[Mapping[str, Any]] = service.get("deployments") or []
+    ours = next((d for d in deployments if d.get("id") == deployment_id), None)
+    primary = next((d for d in deployments if d.get("status") == "PRIMARY"), None)
+    primary_id = primary.get("id") if primary else None
+    primary_td = primary.get("taskDefinition") if primary else None
+    rolled_back = (
+        primary is not None and primary_id != deployment_id and _is_breaker_rollback(primary)
+    )
+
+    def failed(reason: str) -> Verdict:
+        return Verdict(
+            Outcome.FAILED,
+            reason,
+            _progress(ours or primary),
+            rolled_back_by_ecs=rolled_back,
+            primary_deployment_id=primary_id,
+            primary_task_definition=primary_td,
+        )
+
+    if ours is not None and ours.get("rolloutState") == "FAILED":
+        reason = ours.get("rolloutStateReason") or "ECS marked the deployment FAILED"
+        return failed(f"deployment {deployment_id} failed: {reason}")
+
+    if ours is None or ours.get("status") != "PRIMARY":
+        if rolled_back:
+            return failed(
+                f"ECS's circuit breaker rolled the service back to {primary_td}: "
+                f"{primary.get('rolloutStateReason') if primary else ''}".rstrip(": ")
+            )
+        if primary is not None:
+            return failed(
+                f"deployment {deployment_id} was superseded by deployment {primary_id} "
+                f"({primary_td}), made outside this job"
+            )
+        return failed(f"deployment {deployment_id} is no longer on the service")
+
+    if ours.get("taskDefinition") != task_definition_arn:
+        return failed(
+            f"deployment {deployment_id} runs {ours.get('taskDefinition')}, "
+            f"not {task_definition_arn}"
+        )
+
+    progress = _progress(ours)
+    rollout: str | None = ours.get("rolloutState")
+    done = rollout == "COMPLETED" or (
+        rollout is None
+        and len(deployments) == 1
+        and progress.running == progress.desired
+        and progress.pending == 0
+    )
+    if done:
+        return Verdict(
+            Outcome.SUCCEEDED,
+            f"deployment {deployment_id} completed: {progress.running}/{progress.desired} running",
+            progress,
+            primary_deployment_id=primary_id,
+            primary_task_definition=primary_td,
+        )
+    if now >= deadline:
+        return failed(
+            f"timed out with deployment {deployment_id} still {rollout or 'in progress'} "
+            f"({progress.running}/{progress.desired} running, {progress.failed_tasks} failed tasks)"
+        )
+    return Verdict(
+        Outcome.IN_PROGRESS,
+        f"{progress.running}/{progress.desired} running",
+        progress,
+        primary_deployment_id=primary_id,
+        primary_task_definition=primary_td,
+    )
+
+
+def breaker_threshold(desired_count: int) -> int:
+    """ECS's circuit breaker failure threshold: 0.5 x desired, at least 3, at most 200."""
+    half = -(-desired_count // 2)
+    return min(200, max(3, half))

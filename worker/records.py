@@ -1,0 +1,148 @@
+"""Deployment records in Redis: the authoritative state of every deployment.
+
+Records live under Conveyor's own keys (not Celery's results, which expire after a day). Every
+write that moves a deployment forward is a compare-and-set on the record's ``seq``: a step
+message carries the seq it was sent with, and only the message with the current seq may act.
+A copy redelivered after a crash, or superseded by the recovery sweeper, finds a newer seq and
+does nothing. The ``due`` sorted set holds, per unfinished deployment, the time by which its next
+step must have run; the sweeper re-dispatches whatever is overdue.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import redis
+from redis.exceptions import WatchError
+
+from producers.records import DeploymentRecord
+from worker.constants import DUE_KEY, INDEX_KEY, RECORD_KEY
+
+
+class RecordStore:
+    """Reads and fenced writes of deployment records."""
+
+    def __init__(self, client: redis.Redis, *, ttl_seconds: int = 30 * 86400) -> None:
+        self._r = client
+        self._ttl = ttl_seconds
+
+    @staticmethod
+    def key(deployment_id: str) -> str:
+        """The Redis key of a record."""
+        return RECORD_KEY.format(id=deployment_id)
+
+    def create(self, record: DeploymentRecord, due: float) -> None:
+        """Store a new record; it must be done by ``due`` or the sweeper dispatches it."""
+        with self._r.pipeline(transaction=True) as pipe:
+            pipe.set(self.key(record.id), record.model_dump_json(), ex=self._ttl, nx=True)
+            pipe.zadd(INDEX_KEY, {record.id: record.created_at})
+            pipe.zadd(DUE_KEY, {record.id: due})
+            created, _, _ = pipe.execute()
+        if not created:
+            raise ValueError(f"deployment {record.id} already exists")
+
+    def get(self, deployment_id: str) -> DeploymentRecord | None:
+        """Return the record, or None when there is none (never created, or expired)."""
+        raw = self._r.get(self.key(deployment_id))
+        return None if raw is None else DeploymentRecord.model_validate_json(raw)
+
+    def commit(self, record: DeploymentRecord, *, expected_seq: int, due: float | None) -> bool:
+        """Write ``record`` if the stored one still has ``expected_seq``; False otherwise.
+
+        ``due`` is when the next step must have run (None once the deployment is finished).
+        """
+        key = self.key(record.id)
+        with self._r.pipeline(transaction=True) as pipe:
+            try:
+                pipe.watch(key)  # type: ignore[no-untyped-call]
+                raw = pipe.get(key)
+                if raw is None:
+                    return False
+                if DeploymentRecord.model_validate_json(raw).seq != expected_seq:
+                    return False
+                pipe.multi()
+                pipe.set(key, record.model_dump_json(), ex=self._ttl)
+                if due is None:
+                    pipe.zrem(DUE_KEY, record.id)
+                else:
+                    pipe.zadd(DUE_KEY, {record.id: due})
+                pipe.execute()
+            except WatchError:
+                return False
+        return True
+
+    def modify(
+        self, deployment_id: str, change: Callable[[DeploymentRecord], DeploymentRecord | None]
+    ) -> DeploymentRecord | None:
+        """Apply ``change`` atomically (retrying on contention); None from it means no write."""
+        key = self.key(deployment_id)
+        while True:
+            with self._r.pipeline(transaction=True) as pipe:
+                try:
+                    pipe.watch(key)  # type: ignore[no-untyped-call]
+                    raw = pipe.get(key)
+                    if raw is None:
+                        return None
+                    changed = change(DeploymentRecord.model_validate_json(raw))
+                    if changed is None:
+                        return None
+                    pipe.multi()
+                    pipe.set(key, changed.model_dump_json(), ex=self._ttl)
+                    pipe.execute()
+                except WatchError:
+                    continue
+                return changed
+
+    def overdue(self, now: float, limit: int = 100) -> list[str]:
+        """Ids of unfinished deployments whose next step should have run by ``now``."""
+        ids = self._r.zrangebyscore(DUE_KEY, "-inf", now, start=0, num=limit)
+        return [i.decode() if isinstance(i, bytes) else str(i) for i in ids]
+
+    def reclaim(self, deployment_id: str, *, now: float, due: float) -> DeploymentRecord | None:
+        """Take over an overdue deployment: bump its seq so older step messages go stale.
+
+        Returns the record to re-dispatch, or None when it is finished, gone, or no longer due.
+        """
+        key = self.key(deployment_id)
+        with self._r.pipeline(transaction=True) as pipe:
+            try:
+                pipe.watch(key, DUE_KEY)  # type: ignore[no-untyped-call]
+                raw = pipe.get(key)
+                score = pipe.zscore(DUE_KEY, deployment_id)
+                if raw is None or score is None:
+                    pipe.multi()
+                    pipe.zrem(DUE_KEY, deployment_id)
+                    pipe.execute()
+                    return None
+                record = DeploymentRecord.model_validate_json(raw)
+                if record.terminal:
+                    pipe.multi()
+                    pipe.zrem(DUE_KEY, deployment_id)
+                    pipe.execute()
+                    return None
+                if float(score) > now:
+                    return None
+                bumped = record.model_copy(update={"seq": record.seq + 1, "updated_at": now})
+                pipe.multi()
+                pipe.set(key, bumped.model_dump_json(), ex=self._ttl)
+                pipe.zadd(DUE_KEY, {deployment_id: due})
+                pipe.execute()
+            except WatchError:
+                return None
+            return bumped
+
+    def recent(self, limit: int = 20) -> list[DeploymentRecord]:
+        """The newest records, newest first."""
+        ids = self._r.zrevrange(INDEX_KEY, 0, max(0, limit - 1))
+        records = []
+        for raw_id in ids:
+            record = self.get(raw_id.decode() if isinstance(raw_id, bytes) else str(raw_id))
+            if record is not None:
+                records.append(record)
+        return records
+
+
+def wall_clock() -> float:
+    """Seconds since the epoch; records use wall time so that producers can read them."""
+    return time.time()

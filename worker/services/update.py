@@ -1,0 +1,398 @@
+"""The update-existing flow: resolve, register, update, watch, and roll back on failure.
+
+Each step is one short call sequence against an :class:`EcsGateway`: it takes the deployment
+record and returns a :class:`Transition` (the updated record and the next step, if any). Every
+step is safe to run twice: register finds the revision it already made by its deployment tag,
+update adopts the ECS deployment it already started, and watching only reads. Persisting the
+record and dispatching the next step is the caller's job (:mod:`worker.steps`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import structlog
+from pydantic import ValidationError
+
+from producers.jobs import UpdateServiceJob, describe_validation_error, load_update_job
+from producers.records import (
+    DeploymentRecord,
+    DeploymentState,
+    ErrorInfo,
+    ProgressInfo,
+    ServiceEvent,
+    Step,
+    StepEntry,
+    StoppedTask,
+)
+from worker.aws.gateway import EcsGateway, family_of, revision_of
+from worker.constants import MAX_EVENTS, MAX_STOPPED_TASKS
+from worker.domain.errors import ConveyorError, InvalidJobError, NotFoundError
+from worker.domain.planning import DEPLOYMENT_TAG, check_containers, plan_revision
+from worker.domain.verdict import Outcome, Verdict, judge
+
+log = structlog.get_logger("conveyor.update")
+
+# How many of the newest revisions a retried register step inspects for its own tag.
+_REGISTER_LOOKBACK = 10
+
+
+T = TypeVar("T")
+
+
+def _required(value: T | None, field: str, step: str) -> T:
+    """Return a record field a step depends on; a record without it cannot go on."""
+    if value is None:
+        raise InvalidJobError(
+            f"the deployment record has no {field} at step {step}; it was written by another "
+            "version or edited by hand, so the deployment cannot continue"
+        )
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    """What a step produced: the new record, and the step to run next (None: finished)."""
+
+    record: DeploymentRecord
+    next_step: Step | None
+    countdown: float = 0.0
+
+
+def validate_job(record: DeploymentRecord) -> UpdateServiceJob:
+    """Validate the record's job payload again; workers trust nothing they receive."""
+    try:
+        return load_update_job(record.job)
+    except ValidationError as exc:
+        raise InvalidJobError("invalid job: " + "; ".join(describe_validation_error(exc))) from exc
+
+
+def finish(
+    record: DeploymentRecord, state: DeploymentState, reason: str, now: float
+) -> DeploymentRecord:
+    """Return the record in a terminal state."""
+    steps = [*record.steps, StepEntry(step=record.step, status=state.value, at=now, detail=reason)]
+    return record.model_copy(
+        update={"state": state, "reason": reason, "finished_at": now, "steps": steps}
+    )
+
+
+def fail(record: DeploymentRecord, error: ConveyorError, now: float) -> DeploymentRecord:
+    """Return the record failed with ``error``."""
+    failed = finish(record, DeploymentState.FAILED, error.message, now)
+    return failed.model_copy(update={"error": ErrorInfo(**error.to_dict())})
+
+
+class UpdateFlow:
+    """Runs one step of an update-existing deployment against a gateway."""
+
+    def __init__(
+        self,
+        gateway: EcsGateway,
+        *,
+        poll_interval: float,
+        known_fields: frozenset[str] | None = None,
+        clock: Callable[[], float],
+    ) -> None:
+        self._ecs = gateway
+        self._poll = poll_interval
+        self._known = known_fields
+        self._clock = clock
+
+    async def run(self, record: DeploymentRecord) -> Transition:
+        """Run the record's current step."""
+        handler = {
+            Step.RESOLVE: self.resolve,
+            Step.REGISTER: self.register,
+            Step.UPDATE: self.update,
+            Step.WATCH: self.watch,
+            Step.ROLLBACK: self.rollback,
+            Step.WATCH_ROLLBACK: self.watch_rollback,
+        }[record.step]
+        return await handler(record, validate_job(record))
+
+    def _log_step(
+        self, record: DeploymentRecord, detail: str, status: str = "completed"
+    ) -> list[StepEntry]:
+        return [
+            *record.steps,
+            StepEntry(step=record.step, status=status, at=self._clock(), detail=detail),
+        ]
+
+    async def resolve(self, record: DeploymentRecord, job: UpdateServiceJob) -> Transition:
+        """Read the service and the family's latest ACTIVE revision; check every container."""
+        now = self._clock()
+        service = await self._ecs.describe_service(job.cluster, job.service)
+        if service is None or service.get("status") != "ACTIVE":
+            raise NotFoundError(
+                f"service {job.service!r} was not found (or is not ACTIVE) in cluster "
+                f"{job.cluster!r}; check --cluster and --service",
+                "ServiceNotFoundException",
+            )
+        current = str(service["taskDefinition"])
+        family = job.family or family_of(current)
+        base, _ = await self._ecs.describe_task_definition(family)
+        check_containers(base, job.image_specs())
+        base_arn = str(base["taskDefinitionArn"])
+        detail = f"base {base_arn.rsplit('/', 1)[-1]}; service runs {current.rsplit('/', 1)[-1]}"
+        log.info("resolved", base=base_arn, current=current)
+        updated = record.model_copy(
+            update={
+                "state": DeploymentState.RUNNING,
+                "started_at": record.started_at or now,
+                "deadline": record.deadline or now + job.timeout_seconds,
+                "family": family,
+                "base_task_definition_arn": base_arn,
+                "base_revision": revision_of(base_arn),
+                "previous_task_definition_arn": current,
+                "steps": self._log_step(record, detail),
+            }
+        )
+        return Transition(updated, Step.REGISTER)
+
+    async def _find_registered(self, record: DeploymentRecord) -> dict[str, Any] | None:
+        """Find a revision this deployment registered on an earlier, interrupted attempt."""
+        family = _required(record.family, "family", "register")
+        base_revision = _required(record.base_revision, "base_revision", "register")
+        newer = sorted(
+            (
+                arn
+                for arn in await self._ecs.list_task_definition_arns(family)
+                if family_of(arn) == family and revision_of(arn) > base_revision
+            ),
+            key=revision_of,
+            reverse=True,
+        )
+        for arn in newer[:_REGISTER_LOOKBACK]:
+            definition, tags = await self._ecs.describe_task_definition(arn)
+            if any(t["key"] == DEPLOYMENT_TAG and t["value"] == record.id for t in tags):
+                return definition
+        return None
+
+    async def register(self, record: DeploymentRecord, job: UpdateServiceJob) -> Transition:
+        """Register the new revision, or find the one an interrupted attempt registered."""
+        base_arn = _required(record.base_task_definition_arn, "base task definition", "register")
+        base, tags = await self._ecs.describe_task_definition(base_arn)
+        plan = plan_revision(base, tags, job.image_specs(), record.id, self._known)
+        warnings = list(record.warnings)
+        if plan.dropped_fields:
+            message = (
+                "fields unknown to this SDK were not copied to the new revision: "
+                + ", ".join(plan.dropped_fields)
+                + "; upgrade Conveyor's botocore to carry them over"
+            )
+            log.warning("fields dropped", fields=list(plan.dropped_fields))
+            warnings.append(message)
+        existing = await self._find_registered(record)
+        if existing is not None:
+            registered, how = existing, "found the revision registered by an earlier attempt"
+        else:
+            registered = await self._ecs.register_task_definition(plan.payload)
+            how = "registered"
+        arn = str(registered["taskDefinitionArn"])
+        log.info("registered", task_definition=arn, reused=existing is not None)
+        images = {c.container: {"before": c.before, "after": c.after} for c in plan.changes}
+        updated = record.model_copy(
+            update={
+                "task_definition_arn": arn,
+                "images": images,
+                "warnings": warnings,
+                "steps": self._log_step(record, f"{how} {arn.rsplit('/', 1)[-1]}"),
+            }
+        )
+        return Transition(updated, Step.UPDATE)
+
+    async def update(self, record: DeploymentRecord, job: UpdateServiceJob) -> Transition:
+        """Point the service at the new revision, unless an earlier attempt already did."""
+        target = _required(record.task_definition_arn, "task definition", "update")
+        service = await self._ecs.describe_service(job.cluster, job.service)
+        adopted = _deployment_on(service, target)
+        if adopted is None:
+            service = await self._ecs.update_service(
+                job.cluster, job.service, target, force_new_deployment=job.force_new_deployment
+            )
+            adopted = _deployment_on(service, target)
+            how = "updated the service"
+        else:
+            how = "found the deployment started by an earlier attempt"
+        if adopted is None:
+            raise NotFoundError(
+                f"UpdateService returned no deployment on {target}; the service may be managed "
+                "by another deployment controller (CODE_DEPLOY/EXTERNAL), which Conveyor does not "
+                "drive",
+                "NoDeployment",
+            )
+        log.info("service updated", ecs_deployment=adopted, reused=how.startswith("found"))
+        updated = record.model_copy(
+            update={
+                "ecs_deployment_id": adopted,
+                "steps": self._log_step(record, f"{how}: deployment {adopted}"),
+            }
+        )
+        # The first look comes soon: a broken image fails within seconds on the local AWS.
+        return Transition(updated, Step.WATCH, countdown=min(self._poll, 2.0))
+
+    async def _observe(
+        self,
+        record: DeploymentRecord,
+        job: UpdateServiceJob,
+        deployment: str,
+        target: str,
+        deadline: float,
+    ) -> tuple[DeploymentRecord, Verdict]:
+        service = await self._ecs.describe_service(job.cluster, job.service)
+        verdict = judge(service, deployment, target, now=self._clock(), deadline=deadline)
+        events = _merge_events(record.events, (service or {}).get("events", []))
+        progress = ProgressInfo(
+            running=verdict.progress.running,
+            desired=verdict.progress.desired,
+            pending=verdict.progress.pending,
+            failed_tasks=verdict.progress.failed_tasks,
+            rollout_state=verdict.progress.rollout_state,
+            latest_event=events[0].message if events else None,
+        )
+        return record.model_copy(update={"events": events, "progress": progress}), verdict
+
+    async def watch(self, record: DeploymentRecord, job: UpdateServiceJob) -> Transition:
+        """Poll once; decide succeeded, failed (then roll back) or poll again later."""
+        deployment = _required(record.ecs_deployment_id, "ECS deployment id", "watch")
+        target = _required(record.task_definition_arn, "task definition", "watch")
+        deadline = _required(record.deadline, "deadline", "watch")
+        record, verdict = await self._observe(record, job, deployment, target, deadline)
+        now = self._clock()
+        if verdict.outcome is Outcome.IN_PROGRESS:
+            return Transition(record, Step.WATCH, countdown=self._poll)
+        if verdict.outcome is Outcome.SUCCEEDED:
+            return Transition(finish(record, DeploymentState.SUCCEEDED, verdict.reason, now), None)
+
+        record = record.model_copy(update={"stopped_tasks": await self._stopped_tasks(job, target)})
+        reason = verdict.reason
+        if record.stopped_tasks and record.stopped_tasks[0].stopped_reason:
+            reason += f" (task stopped: {record.stopped_tasks[0].stopped_reason})"
+        record = record.model_copy(
+            update={"reason": reason, "steps": self._log_step(record, reason, "failed")}
+        )
+        if not job.rollback:
+            return Transition(finish(record, DeploymentState.FAILED, reason, now), None)
+        if verdict.rolled_back_by_ecs:
+            record = record.model_copy(
+                update={
+                    "rolled_back_by_ecs": True,
+                    "rollback_deployment_id": verdict.primary_deployment_id,
+                    "rollback_task_definition_arn": verdict.primary_task_definition,
+                    "deadline": now + job.timeout_seconds,
+                }
+            )
+            return Transition(record, Step.WATCH_ROLLBACK, countdown=min(self._poll, 2.0))
+        if verdict.primary_deployment_id not in (None, record.ecs_deployment_id):
+            # Someone else deployed after us: rolling back would undo their newer deployment.
+            reason += "; not rolled back, since a newer deployment owns the service now"
+            return Transition(finish(record, DeploymentState.FAILED, reason, now), None)
+        return Transition(record, Step.ROLLBACK)
+
+    async def rollback(self, record: DeploymentRecord, job: UpdateServiceJob) -> Transition:
+        """Point the service back at the revision it ran before, unless already done."""
+        previous = _required(record.previous_task_definition_arn, "previous revision", "rollback")
+        service = await self._ecs.describe_service(job.cluster, job.service)
+        primary = _primary(service)
+        adopted = None
+        if (
+            primary
+            and primary.get("taskDefinition") == previous
+            and (primary.get("id") != record.ecs_deployment_id)
+        ):
+            adopted = str(primary["id"])
+        if adopted is None:
+            service = await self._ecs.update_service(
+                job.cluster, job.service, previous, force_new_deployment=False
+            )
+            adopted = _deployment_on(service, previous)
+        if adopted is None:
+            raise NotFoundError(f"UpdateService back to {previous} started no deployment")
+        now = self._clock()
+        record = record.model_copy(
+            update={
+                "rollback_deployment_id": adopted,
+                "rollback_task_definition_arn": previous,
+                "deadline": now + job.timeout_seconds,
+                "steps": self._log_step(record, f"rolling back to {previous.rsplit('/', 1)[-1]}"),
+            }
+        )
+        return Transition(record, Step.WATCH_ROLLBACK, countdown=min(self._poll, 2.0))
+
+    async def watch_rollback(self, record: DeploymentRecord, job: UpdateServiceJob) -> Transition:
+        """Follow the rollback deployment (ours, or the circuit breaker's) to its end."""
+        deployment = _required(record.rollback_deployment_id, "rollback deployment", "rollback")
+        target = _required(record.rollback_task_definition_arn, "rollback revision", "rollback")
+        deadline = _required(record.deadline, "deadline", "rollback")
+        failure = record.reason or "the deployment failed"
+        record, verdict = await self._observe(record, job, deployment, target, deadline)
+        now = self._clock()
+        if verdict.outcome is Outcome.IN_PROGRESS:
+            return Transition(record, Step.WATCH_ROLLBACK, countdown=self._poll)
+        who = "ECS's circuit breaker" if record.rolled_back_by_ecs else "Conveyor"
+        if verdict.outcome is Outcome.SUCCEEDED:
+            reason = (
+                f"{failure}; {who} rolled the service back to {record.rollback_task_definition_arn}"
+            )
+            return Transition(finish(record, DeploymentState.ROLLED_BACK, reason, now), None)
+        reason = f"{failure}; the rollback by {who} did not complete either: {verdict.reason}"
+        return Transition(finish(record, DeploymentState.FAILED, reason, now), None)
+
+    async def _stopped_tasks(self, job: UpdateServiceJob, target: str) -> list[StoppedTask]:
+        """The stop reasons of our revision's failed tasks: the most useful text on failure."""
+        try:
+            arns = await self._ecs.list_stopped_task_arns(job.cluster, job.service)
+            tasks = await self._ecs.describe_tasks(job.cluster, arns)
+        except ConveyorError as exc:
+            log.warning("could not read stopped tasks", error=exc.message)
+            return []
+        found = []
+        for task in tasks:
+            if task.get("taskDefinitionArn") != target:
+                continue
+            reasons = [
+                f"{c.get('name')}: {c.get('reason') or 'exit code ' + str(c.get('exitCode'))}"
+                for c in task.get("containers", [])
+                if c.get("reason") or c.get("exitCode") not in (None, 0)
+            ]
+            found.append(
+                StoppedTask(
+                    task_arn=str(task.get("taskArn")),
+                    task_definition_arn=task.get("taskDefinitionArn"),
+                    stop_code=task.get("stopCode"),
+                    stopped_reason=task.get("stoppedReason"),
+                    container_reasons=reasons,
+                )
+            )
+        return found[:MAX_STOPPED_TASKS]
+
+
+def _primary(service: dict[str, Any] | None) -> dict[str, Any] | None:
+    for deployment in (service or {}).get("deployments", []):
+        if deployment.get("status") == "PRIMARY":
+            return dict(deployment)
+    return None
+
+
+def _deployment_on(service: dict[str, Any] | None, task_definition: str) -> str | None:
+    """The id of the service's PRIMARY deployment when it runs ``task_definition``."""
+    primary = _primary(service)
+    if primary and primary.get("taskDefinition") == task_definition:
+        return str(primary["id"])
+    return None
+
+
+def _merge_events(known: list[ServiceEvent], fresh: list[dict[str, Any]]) -> list[ServiceEvent]:
+    """Merge newly seen service events into the record's, newest first, without duplicates."""
+    seen = {e.id for e in known}
+    added = [
+        ServiceEvent(
+            id=str(e["id"]), created_at=str(e.get("createdAt", "")), message=str(e["message"])
+        )
+        for e in fresh
+        if str(e.get("id")) not in seen and "message" in e
+    ]
+    return (added + known)[:MAX_EVENTS]

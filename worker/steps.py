@@ -1,0 +1,206 @@
+"""Running one step of a deployment: fencing, locking, error policy, persistence, dispatch.
+
+The Celery tasks in :mod:`worker.tasks` only call :func:`run_step`. The order of effects makes
+crashes harmless: the step acts (idempotently) on AWS, the record is committed with a new seq
+and the time by which the next step must run, and only then is the next step's message sent. A
+crash before the commit re-runs the step; a crash between commit and send leaves the deployment
+overdue, and :func:`sweep` re-dispatches it.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import redis
+import structlog
+from redis.exceptions import LockError
+
+from producers.records import DeploymentRecord, Step, StepEntry
+from worker.aws.gateway import EcsGateway
+from worker.constants import QUEUE, STEP_LOCK_KEY, STEP_TASKS, SWEEP_LOCK_KEY
+from worker.domain.errors import ConveyorError, PermanentError, TransientError
+from worker.records import RecordStore
+from worker.services.update import Transition, UpdateFlow, fail
+
+log = structlog.get_logger("conveyor.steps")
+
+
+class TaskSender(Protocol):
+    """The part of a Celery app that sends tasks."""
+
+    def send_task(self, name: str, args: Any = ..., **options: Any) -> Any:
+        """Send a task by name."""
+        ...
+
+
+def dispatch(
+    sender: TaskSender, deployment_id: str, step: Step, seq: int, countdown: float = 0.0
+) -> None:
+    """Send the message that runs ``step`` of a deployment, fenced by ``seq``."""
+    sender.send_task(
+        STEP_TASKS[step.value],
+        args=[deployment_id, seq],
+        countdown=countdown or None,
+        queue=QUEUE,
+    )
+
+
+def backoff(attempt: int, base: float = 2.0, cap: float = 60.0) -> float:
+    """Full-jitter exponential backoff: uniform in [0, min(cap, base * 2**attempt)]."""
+    return random.uniform(0, min(cap, base * 2**attempt))
+
+
+@dataclass(frozen=True, slots=True)
+class StepContext:
+    """What a step needs from its process."""
+
+    store: RecordStore
+    redis: redis.Redis
+    sender: TaskSender
+    clock: Callable[[], float]
+    poll_interval: float
+    recovery_grace: float
+    step_time_limit: float
+    max_step_attempts: int
+    known_fields: frozenset[str] | None = None
+
+
+def _next_due(ctx: StepContext, now: float, countdown: float) -> float:
+    return now + countdown + ctx.recovery_grace + ctx.step_time_limit
+
+
+async def execute(
+    ctx: StepContext,
+    gateway: Callable[[DeploymentRecord], Awaitable[EcsGateway]],
+    record: DeploymentRecord,
+) -> Transition:
+    """Run the record's step and apply the error policy; never raises ConveyorError.
+
+    ``gateway`` returns the gateway for the record (its own credentials, or an assumed role).
+    """
+    try:
+        flow = UpdateFlow(
+            await gateway(record),
+            poll_interval=ctx.poll_interval,
+            known_fields=ctx.known_fields,
+            clock=ctx.clock,
+        )
+        transition = await flow.run(record)
+    except TransientError as exc:
+        now = ctx.clock()
+        if record.attempt + 1 >= ctx.max_step_attempts:
+            log.error("step failed too often", code=exc.code, error=exc.message)
+            return Transition(fail(record, exc, now), None)
+        delay = backoff(record.attempt)
+        log.warning("step will be retried", code=exc.code, error=exc.message, delay=delay)
+        entry = StepEntry(step=record.step, status="retrying", at=now, detail=exc.message)
+        retry = record.model_copy(
+            update={"attempt": record.attempt + 1, "steps": [*record.steps, entry]}
+        )
+        return Transition(retry, record.step, countdown=delay)
+    except PermanentError as exc:
+        log.error("step failed", code=exc.code, error=exc.message)
+        return Transition(fail(record, exc, ctx.clock()), None)
+    except ConveyorError as exc:
+        return Transition(fail(record, exc, ctx.clock()), None)
+    if transition.next_step != record.step:
+        transition = Transition(
+            transition.record.model_copy(update={"attempt": 0}),
+            transition.next_step,
+            transition.countdown,
+        )
+    return transition
+
+
+def run_step(
+    ctx: StepContext,
+    deployment_id: str,
+    seq: int,
+    run: Callable[[DeploymentRecord], Transition],
+) -> dict[str, Any]:
+    """Run one fenced step of ``deployment_id``; ``run`` executes the flow for a record.
+
+    Returns a small JSON-safe summary for Celery's result backend.
+    """
+    record = ctx.store.get(deployment_id)
+    if record is None:
+        log.warning("no record for step", deployment_id=deployment_id)
+        return {"deployment_id": deployment_id, "status": "missing"}
+    if record.terminal or record.seq != seq:
+        return {"deployment_id": deployment_id, "status": "stale", "state": record.state.value}
+    structlog.contextvars.bind_contextvars(
+        deployment_id=deployment_id,
+        cluster=record.cluster,
+        service=record.service,
+        step=record.step.value,
+    )
+    lock = ctx.redis.lock(
+        STEP_LOCK_KEY.format(id=deployment_id),
+        timeout=ctx.step_time_limit + 30,
+        blocking=False,
+        thread_local=False,
+    )
+    if not lock.acquire():
+        return {"deployment_id": deployment_id, "status": "busy"}
+    try:
+        transition = run(record)
+        now = ctx.clock()
+        new = transition.record.model_copy(
+            update={
+                "seq": seq + 1,
+                "step": transition.next_step or transition.record.step,
+                "updated_at": now,
+            }
+        )
+        due = None if transition.next_step is None else _next_due(ctx, now, transition.countdown)
+        if not ctx.store.commit(new, expected_seq=seq, due=due):
+            # The sweeper took this deployment over while the step ran: its copy wins.
+            log.warning("record moved on during the step; result discarded")
+            return {"deployment_id": deployment_id, "status": "superseded"}
+        if transition.next_step is not None:
+            dispatch(ctx.sender, deployment_id, transition.next_step, seq + 1, transition.countdown)
+        else:
+            log.info("deployment finished", state=new.state.value, reason=new.reason)
+        return {
+            "deployment_id": deployment_id,
+            "status": "ok",
+            "state": new.state.value,
+            "step": new.step.value,
+        }
+    finally:
+        try:
+            lock.release()
+        except LockError:
+            log.warning("step lock expired before the step ended")
+        structlog.contextvars.unbind_contextvars("deployment_id", "cluster", "service", "step")
+
+
+def sweep(ctx: StepContext, limit: int = 100) -> int:
+    """Re-dispatch deployments whose next step is overdue (a worker died). Returns how many."""
+    lock = ctx.redis.lock(SWEEP_LOCK_KEY, timeout=30, blocking=False, thread_local=False)
+    if not lock.acquire():
+        return 0
+    count = 0
+    try:
+        now = ctx.clock()
+        for deployment_id in ctx.store.overdue(now, limit):
+            record = ctx.store.reclaim(deployment_id, now=now, due=_next_due(ctx, now, 0.0))
+            if record is None:
+                continue
+            log.warning(
+                "re-dispatching overdue step",
+                deployment_id=deployment_id,
+                step=record.step.value,
+                seq=record.seq,
+            )
+            dispatch(ctx.sender, deployment_id, record.step, record.seq)
+            count += 1
+    finally:
+        try:
+            lock.release()
+        except LockError:
+            log.warning("sweeper lock expired before the sweep ended")
+    return count

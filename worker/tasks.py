@@ -1,0 +1,54 @@
+"""Celery tasks: thin wrappers that check the message and run one step.
+
+Like a web view, a task deserializes, delegates and reports; the logic is in
+:mod:`worker.steps` and :mod:`worker.services`. A malformed message (wrong arguments, put on the
+queue by hand) is logged and dropped: it never crashes the worker and never reaches AWS.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+
+from producers.records import DeploymentRecord
+from worker.app import app, settings, step_context
+from worker.aws.gateway import EcsGateway
+from worker.constants import STEP_TASKS
+from worker.records import wall_clock
+from worker.runtime import get_runtime
+from worker.services.update import Transition
+from worker.steps import execute, run_step
+
+log = structlog.get_logger("conveyor.tasks")
+
+
+def _run_step_message(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+    if kwargs or len(args) != 2 or not isinstance(args[0], str) or type(args[1]) is not int:
+        log.error("malformed step message dropped", task=name, nargs=len(args), kwargs=list(kwargs))
+        return {"status": "rejected", "reason": "expected arguments [deployment_id, seq]"}
+    deployment_id, seq = args
+    if not deployment_id or len(deployment_id) > 128:
+        log.error("malformed deployment id dropped", task=name)
+        return {"status": "rejected", "reason": "bad deployment id"}
+    ctx = step_context()
+    runtime = get_runtime(settings)
+
+    async def gateway(record: DeploymentRecord) -> EcsGateway:
+        role = record.job.get("role_arn")
+        return await runtime.pool.gateway(role if isinstance(role, str) else None, now=wall_clock())
+
+    def run(record: DeploymentRecord) -> Transition:
+        return runtime.run(execute(ctx, gateway, record))
+
+    return run_step(ctx, deployment_id, seq, run)
+
+
+def _register(name: str) -> None:
+    @app.task(name=name, bind=True, ignore_result=False)
+    def step(self: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        return _run_step_message(name, args, kwargs)
+
+
+for _task_name in STEP_TASKS.values():
+    _register(_task_name)
