@@ -42,6 +42,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "worker_send_task_events": True,
         "task_send_sent_event": True,
         "worker_hijack_root_logger": False,
+        # Our structlog lines are already structured; do not re-wrap them as warnings.
+        "worker_redirect_stdouts": False,
         "enable_utc": True,
     }
     if url.startswith("rediss://"):

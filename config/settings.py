@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Literal
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -43,17 +43,25 @@ class Settings(BaseSettings):
         default=10.0, gt=0, description="Seconds between recovery sweeps in each worker."
     )
     recovery_grace: float = Field(
-        default=60.0,
+        default=45.0,
         gt=0,
-        description="Seconds past its due time before a step is presumed lost and re-dispatched.",
+        description="Seconds a dispatched step may take to start and finish before it is "
+        "presumed lost with its worker and dispatched again. Must exceed step_time_limit.",
     )
-    step_time_limit: float = Field(default=60.0, gt=0, description="Hard limit of one step.")
+    step_time_limit: float = Field(
+        default=30.0, gt=0, description="Soft time limit of one step (hard limit: +15 s)."
+    )
     aws_call_timeout: float = Field(default=20.0, gt=0, description="Bound on one AWS call.")
     aws_max_attempts: int = Field(default=8, ge=1, description="botocore attempts per call.")
     max_step_attempts: int = Field(
         default=20, ge=1, description="Transient failures of one step before the job fails."
     )
     record_ttl_days: int = Field(default=30, ge=1)
+    aws_region: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("AWS_REGION", "AWS_DEFAULT_REGION"),
+        description="The SDK's own variables; botocore alone reads only AWS_DEFAULT_REGION.",
+    )
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: str = "INFO"
 
@@ -66,6 +74,15 @@ class Settings(BaseSettings):
                 f"CONVEYOR_REDIS_URL must start with redis://, rediss:// or unix://, not {scheme!r}"
             )
         return value
+
+    @model_validator(mode="after")
+    def _grace_covers_a_step(self) -> Settings:
+        if self.recovery_grace <= self.step_time_limit:
+            raise ValueError(
+                "CONVEYOR_RECOVERY_GRACE must be larger than CONVEYOR_STEP_TIME_LIMIT, or healthy "
+                "steps would be dispatched twice"
+            )
+        return self
 
     @property
     def redis_dsn(self) -> str:

@@ -1,6 +1,8 @@
 """The ``conveyor`` command.
 
-Exit codes: 0 succeeded; 1 failed or rolled back; 2 invalid input (nothing was enqueued);
+Exit codes: 0 succeeded; 1 failed or rolled back; 2 invalid input: refused before anything was
+enqueued, or found invalid by the worker before anything changed (an unknown container or
+service);
 3 Redis or the workers cannot be reached; 130 interrupted while waiting (the deployment goes on).
 """
 
@@ -46,7 +48,21 @@ def _unavailable(message: str) -> NoReturn:
     sys.exit(EXIT_UNAVAILABLE)
 
 
+# Failures caused by the job's own input, found by the worker before it changed anything.
+_INPUT_ERRORS = frozenset(
+    {
+        "InvalidJob",
+        "UnknownContainer",
+        "ServiceNotFoundException",
+        "ClusterNotFoundException",
+        "NotFound",
+    }
+)
+
+
 def _exit_code(record: DeploymentRecord) -> int:
+    if record.error is not None and record.error.code in _INPUT_ERRORS:
+        return EXIT_USAGE
     if record.state is DeploymentState.SUCCEEDED:
         return EXIT_OK
     if record.state in (DeploymentState.FAILED, DeploymentState.ROLLED_BACK):

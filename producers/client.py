@@ -87,9 +87,8 @@ class ConveyorClient:
             created_at=now,
             updated_at=now,
         )
-        grace = self.settings.recovery_grace + self.settings.step_time_limit
         try:
-            self._store.create(record, due=now + grace)
+            self._store.create(record, due=now + self.settings.recovery_grace)
             dispatch(self.app, record.id, Step.RESOLVE, record.seq)
         except redis.RedisError as exc:
             raise ConveyorUnavailableError(

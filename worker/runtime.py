@@ -34,6 +34,7 @@ class Runtime:
         """The client pool, created on first use inside the loop's process."""
         if self._pool is None:
             self._pool = ClientPool(
+                region=self.settings.aws_region,
                 max_attempts=self.settings.aws_max_attempts,
                 call_timeout=self.settings.aws_call_timeout,
             )

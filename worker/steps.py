@@ -69,7 +69,7 @@ class StepContext:
 
 
 def _next_due(ctx: StepContext, now: float, countdown: float) -> float:
-    return now + countdown + ctx.recovery_grace + ctx.step_time_limit
+    return now + countdown + ctx.recovery_grace
 
 
 async def execute(
@@ -106,6 +106,14 @@ async def execute(
         return Transition(fail(record, exc, ctx.clock()), None)
     except ConveyorError as exc:
         return Transition(fail(record, exc, ctx.clock()), None)
+    except Exception as exc:
+        # A defect, not a verdict: fail this deployment with the cause rather than leave it
+        # hanging in the queue; the traceback goes to the log.
+        log.exception("step crashed")
+        error = ConveyorError(
+            f"internal error in step {record.step}: {type(exc).__name__}: {exc}", "InternalError"
+        )
+        return Transition(fail(record, error, ctx.clock()), None)
     if transition.next_step != record.step:
         transition = Transition(
             transition.record.model_copy(update={"attempt": 0}),
@@ -139,7 +147,8 @@ def run_step(
     )
     lock = ctx.redis.lock(
         STEP_LOCK_KEY.format(id=deployment_id),
-        timeout=ctx.step_time_limit + 30,
+        # Outlives the hard time limit, so a live step never loses it; a dead one frees it soon.
+        timeout=ctx.step_time_limit + 20,
         blocking=False,
         thread_local=False,
     )

@@ -44,18 +44,27 @@ def ecs() -> FakeEcs:
 
 def record_for(**job: Any) -> DeploymentRecord:
     payload = UpdateServiceJob.model_validate(
-        {"cluster": "demo", "service": "web",
-         "images": [{"container": "web", "image": ":1.4.2"}], **job}, strict=False
+        {
+            "cluster": "demo",
+            "service": "web",
+            "images": [{"container": "web", "image": ":1.4.2"}],
+            **job,
+        },
+        strict=False,
     ).model_dump(mode="json")
-    return DeploymentRecord(id="dep-1", job=payload, cluster="demo", service="web",
-                            created_at=1000.0, updated_at=1000.0)
+    return DeploymentRecord(
+        id="dep-1", job=payload, cluster="demo", service="web", created_at=1000.0, updated_at=1000.0
+    )
 
 
 def step(flow: UpdateFlow, record: DeploymentRecord) -> Transition:
     transition = asyncio.run(flow.run(record))
     nxt = transition.next_step or transition.record.step
-    return Transition(transition.record.model_copy(update={"step": nxt}), transition.next_step,
-                      transition.countdown)
+    return Transition(
+        transition.record.model_copy(update={"step": nxt}),
+        transition.next_step,
+        transition.countdown,
+    )
 
 
 def run_until(flow: UpdateFlow, record: DeploymentRecord, stop: Step) -> DeploymentRecord:
@@ -72,7 +81,8 @@ def test_happy_path_registers_once_and_succeeds(ecs: FakeEcs) -> None:
     flow = UpdateFlow(ecs, poll_interval=5, clock=clock)
     record = run_until(flow, record_for(), Step.WATCH)
     assert ecs.calls.count("RegisterTaskDefinition") == 1
-    assert record.previous_task_definition_arn and record.previous_task_definition_arn.endswith(":1")
+    assert record.previous_task_definition_arn
+    assert record.previous_task_definition_arn.endswith(":1")
     t = step(flow, record)
     assert t.next_step is Step.WATCH
     ecs.complete("demo", "web")
@@ -163,14 +173,22 @@ def test_no_rollback_leaves_the_service_and_fails(ecs: FakeEcs) -> None:
 
 
 def _ctx() -> StepContext:
-    return StepContext(store=None, redis=None, sender=None, clock=Clock(),  # type: ignore[arg-type]
-                       poll_interval=5, recovery_grace=60, step_time_limit=60,
-                       max_step_attempts=3)
+    return StepContext(
+        store=None,
+        redis=None,
+        sender=None,
+        clock=Clock(),  # type: ignore[arg-type]
+        poll_interval=5,
+        recovery_grace=60,
+        step_time_limit=60,
+        max_step_attempts=3,
+    )
 
 
 def _gw(ecs: FakeEcs) -> Any:
     async def gateway(_: DeploymentRecord) -> EcsGateway:
         return ecs
+
     return gateway
 
 

@@ -7,8 +7,8 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from worker.domain.images import (
-    ImageReferenceError,
     ImageRef,
+    ImageReferenceError,
     image_tag,
     parse_image,
     parse_image_spec,
@@ -25,9 +25,20 @@ DIGEST = "sha256:" + "a" * 64
         ("library/nginx:latest", None, "library/nginx", "latest", None),
         ("localhost:5000/app", "localhost:5000", "app", None, None),
         ("localhost/app:1", "localhost", "app", "1", None),
-        ("registry.example.com:5000/team/app:1.2.3", "registry.example.com:5000", "team/app", "1.2.3", None),
-        ("123456789012.dkr.ecr.eu-west-1.amazonaws.com/shop/web:1.4.1",
-         "123456789012.dkr.ecr.eu-west-1.amazonaws.com", "shop/web", "1.4.1", None),
+        (
+            "registry.example.com:5000/team/app:1.2.3",
+            "registry.example.com:5000",
+            "team/app",
+            "1.2.3",
+            None,
+        ),
+        (
+            "123456789012.dkr.ecr.eu-west-1.amazonaws.com/shop/web:1.4.1",
+            "123456789012.dkr.ecr.eu-west-1.amazonaws.com",
+            "shop/web",
+            "1.4.1",
+            None,
+        ),
         (f"app@{DIGEST}", None, "app", None, DIGEST),
         (f"r.io:443/a/b:v2@{DIGEST}", "r.io:443", "a/b", "v2", DIGEST),
     ],
@@ -37,7 +48,12 @@ def test_parses_registry_port_tag_and_digest(
 ) -> None:
     """Registry hosts with ports, tags and digests land in the right fields and round-trip."""
     ref = parse_image(text)
-    assert (ref.registry, ref.repository, ref.tag, ref.digest) == (registry, repository, tag, digest)
+    assert (ref.registry, ref.repository, ref.tag, ref.digest) == (
+        registry,
+        repository,
+        tag,
+        digest,
+    )
     assert str(ref) == text
 
 

@@ -14,7 +14,8 @@ from producers.jobs import ImageUpdate, UpdateServiceJob, describe_validation_er
 
 def job(**overrides: Any) -> dict[str, Any]:
     base: dict[str, Any] = {
-        "cluster": "demo", "service": "web",
+        "cluster": "demo",
+        "service": "web",
         "images": [{"container": "web", "image": "repo/web:1.4.2"}],
     }
     base.update(overrides)
@@ -54,7 +55,9 @@ def test_invalid_fields_are_named(overrides: dict[str, Any], field: str) -> None
 
 def test_duplicate_container_is_refused() -> None:
     """One image per container."""
-    payload = job(images=[{"container": "web", "image": "a:1"}, {"container": "web", "image": "a:2"}])
+    payload = job(
+        images=[{"container": "web", "image": "a:1"}, {"container": "web", "image": "a:2"}]
+    )
     assert any("given twice" in line for line in errors(payload))
 
 
@@ -72,11 +75,20 @@ def test_job_is_immutable() -> None:
         parsed.cluster = "other"  # type: ignore[misc]
 
 
-@given(st.dictionaries(st.text(max_size=12), st.recursive(
-    st.none() | st.booleans() | st.integers() | st.text(max_size=20),
-    lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=5), children, max_size=3),
-    max_leaves=8,
-), max_size=6))
+@given(
+    st.dictionaries(
+        st.text(max_size=12),
+        st.recursive(
+            st.none() | st.booleans() | st.integers() | st.text(max_size=20),
+            lambda children: (
+                st.lists(children, max_size=3)
+                | st.dictionaries(st.text(max_size=5), children, max_size=3)
+            ),
+            max_leaves=8,
+        ),
+        max_size=6,
+    )
+)
 def test_arbitrary_payloads_validate_or_raise_validation_error(payload: dict[str, Any]) -> None:
     """Garbage never raises anything but ValidationError, and never yields a job by accident."""
     try:

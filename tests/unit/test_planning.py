@@ -32,7 +32,11 @@ def test_only_the_named_image_changes(described: dict[str, Any]) -> None:
     """Every field except web's image is carried over exactly, nested ones included."""
     base = described["taskDefinition"]
     plan = plan_revision(
-        base, described["tags"], {"web": parse_image_spec(":1.4.2")}, "dep-1", known_register_fields()
+        base,
+        described["tags"],
+        {"web": parse_image_spec(":1.4.2")},
+        "dep-1",
+        known_register_fields(),
     )
     after = dict(plan.payload)
     after.pop("tags")
@@ -40,7 +44,13 @@ def test_only_the_named_image_changes(described: dict[str, Any]) -> None:
     assert after["containerDefinitions"][0]["image"].endswith("/shop/web:1.4.2")
     for key in ("secrets", "healthCheck", "environmentFiles", "restartPolicy", "ulimits"):
         assert after["containerDefinitions"][0][key] == base["containerDefinitions"][0][key]
-    for key in ("runtimePlatform", "ephemeralStorage", "volumes", "pidMode", "enableFaultInjection"):
+    for key in (
+        "runtimePlatform",
+        "ephemeralStorage",
+        "volumes",
+        "pidMode",
+        "enableFaultInjection",
+    ):
         assert after[key] == base[key]
     assert [c.container for c in plan.changes] == ["web"]
 

@@ -33,6 +33,12 @@ if TYPE_CHECKING:
 P = ParamSpec("P")
 T = TypeVar("T")
 
+# Misconfiguration: retrying cannot help.
+_CONFIG_ERRORS = (
+    botocore.exceptions.NoRegionError,
+    botocore.exceptions.NoCredentialsError,
+    botocore.exceptions.PartialCredentialsError,
+)
 _NOT_FOUND_CODES = frozenset(
     {"ServiceNotFoundException", "ClusterNotFoundException", "ServiceNotActiveException"}
 )
@@ -60,6 +66,11 @@ def translate_error(exc: BaseException, operation: str) -> ConveyorError:
         if code == "ClientException" and "Unable to describe task definition" in message:
             return NotFoundError(text, code)
         return AwsRequestError(text, code)
+    if isinstance(exc, _CONFIG_ERRORS):
+        return AwsRequestError(
+            f"{operation}: {exc}. Set AWS_REGION and credentials the way the AWS SDK reads them",
+            type(exc).__name__,
+        )
     if isinstance(exc, TimeoutError | asyncio.TimeoutError):
         return AwsUnavailableError(f"{operation} timed out", "RequestTimeout")
     if isinstance(exc, botocore.exceptions.BotoCoreError | OSError):
@@ -170,8 +181,10 @@ class ClientPool:
     Bound to the event loop that created it; create it after the fork, in the worker process.
     """
 
-    def __init__(self, *, max_attempts: int = 8, call_timeout: float = 20.0) -> None:
-        self._session = aioboto3.Session()
+    def __init__(
+        self, *, region: str | None = None, max_attempts: int = 8, call_timeout: float = 20.0
+    ) -> None:
+        self._session = aioboto3.Session(region_name=region)
         self._stack = AsyncExitStack()
         self._clients: dict[str | None, tuple[BotoEcsGateway, float]] = {}
         self._config = Config(
@@ -186,6 +199,12 @@ class ClientPool:
         cached = self._clients.get(role_arn)
         if cached is not None and cached[1] > now:
             return cached[0]
+        try:
+            return await self._make(role_arn)
+        except (botocore.exceptions.BotoCoreError, OSError) as exc:
+            raise translate_error(exc, "CreateClient") from exc
+
+    async def _make(self, role_arn: str | None) -> BotoEcsGateway:
         if role_arn is None:
             client = await self._stack.enter_async_context(
                 self._session.client("ecs", config=self._config)

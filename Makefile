@@ -1,0 +1,49 @@
+# Conveyor's everyday commands; CI runs the same ones (.ci/run).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PYTEST_ARGS ?=
+
+.PHONY: help install redis test test-fast test-slow lint typecheck format demo bench clean
+
+help: ## Show the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+install: $(BIN)/.installed ## Create the virtualenv and install Conveyor with its dev tools
+
+redis: ## Install redis-server when missing (tests start their own on free ports)
+	@scripts/ensure-redis
+
+test: install redis ## Run every test: the fast suites, then the slow ones
+	$(BIN)/pytest -m "not slow" $(PYTEST_ARGS)
+	$(BIN)/pytest -m slow $(PYTEST_ARGS) || [ $$? -eq 5 ]
+
+test-fast: install redis ## Unit and service tests only (no processes)
+	$(BIN)/pytest tests/unit tests/service $(PYTEST_ARGS)
+
+lint: install ## ruff
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: install ## mypy --strict
+	$(BIN)/mypy
+
+format: install ## Apply ruff's formatting and safe fixes
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+demo: install redis ## Local Redis + local AWS + a worker: one good deployment, one rolled back
+	$(BIN)/python -m scripts.demo
+
+bench: install redis ## Measure throughput and memory; figures go to docs/benchmarks.md
+	$(BIN)/python -m scripts.bench
+
+clean: ## Remove the virtualenv and caches
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis *.egg-info

@@ -1,0 +1,75 @@
+"""`make demo`: a local Redis, the local AWS with the demo world, a worker, two deployments.
+
+1. a real update of the two-container service `web` to a new image tag, with live progress;
+2. a broken (`fail-`) image on `api`, which ECS's circuit breaker rolls back, and Conveyor
+   reports as rolled_back (not as success);
+then everything is shut down. Exit status 0 only when both ended as they should.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from deploy.localaws.testing import run_local_aws
+
+from deploy.devstack import ROOT, VENV_BIN, Worker, aws_env, run_redis
+
+
+def banner(text: str) -> None:
+    """Print a section heading."""
+    print(f"\n\033[1m== {text}\033[0m" if sys.stdout.isatty() else f"\n== {text}", flush=True)
+
+
+def conveyor(env: dict[str, str], *args: str) -> int:
+    """Run the real `conveyor` command with the demo's environment; return its exit code."""
+    print("$ conveyor " + " ".join(args), flush=True)
+    return subprocess.run(
+        [str(VENV_BIN / "conveyor"), *args], env=env, cwd=ROOT, check=False
+    ).returncode
+
+
+def main() -> int:
+    """Run the demo; return the process exit status."""
+    banner("starting redis-server and the local AWS (demo world, 6 s rollouts)")
+    with run_redis() as redis_url, run_local_aws(rollout_seconds=6.0, seed="demo") as endpoint:
+        print(f"redis  {redis_url}\nAWS    {endpoint}", flush=True)
+        env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "CONVEYOR_"))},
+            **aws_env(endpoint),
+            "CONVEYOR_REDIS_URL": redis_url,
+            "CONVEYOR_POLL_INTERVAL": "1",
+            "CONVEYOR_LOG_FORMAT": "json",
+        }
+        logs = Path(tempfile.mkdtemp(prefix="conveyor-demo-"))
+        banner(f"starting a worker (log: {logs / 'worker.log'})")
+        worker = Worker("demo", env, logs / "worker.log")
+        try:
+            worker.wait_ready(redis_url)
+            if conveyor(env, "--version") != 0:
+                return 1
+            banner("1. deploy demo/web:1.1.0 into container 'web' of service 'web'")
+            good = conveyor(
+                env, "update", "--cluster", "demo", "--service", "web", "--image", "web=:1.1.0"
+            )
+            banner("2. deploy a broken image (tag fail-1.3.0) to service 'api'")
+            bad = conveyor(
+                env, "update", "--cluster", "demo", "--service", "api", "--image", "api=:fail-1.3.0"
+            )
+        finally:
+            banner("shutting down")
+            worker.stop()
+    ok = good == 0 and bad == 1
+    banner(
+        "demo finished: web succeeded, api rolled back"
+        if ok
+        else f"demo did not go as expected (exit codes {good}, {bad}); see {logs}"
+    )
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,99 @@
+"""Fixtures for end-to-end tests: the local AWS, real workers, the real CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+import redis
+from deploy.localaws.testing import run_local_aws
+
+from deploy.devstack import ROOT, VENV_BIN, Worker, aws_env
+
+
+@pytest.fixture(scope="session")
+def local_aws() -> Iterator[str]:
+    """The local AWS with the demo world, rollouts taking about two seconds."""
+    with run_local_aws(rollout_seconds=2.0, seed="demo") as url:
+        yield url
+
+
+@dataclass
+class Stack:
+    """Everything an end-to-end test drives."""
+
+    env: dict[str, str]
+    redis_url: str
+    endpoint: str
+    logs: Path
+
+    def ecs(self) -> Any:
+        """A boto3 ECS client on the local AWS."""
+        return boto3.client(
+            "ecs",
+            endpoint_url=self.endpoint,
+            region_name="us-east-1",
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
+
+    def cli(self, *args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
+        """Run the real `conveyor` command."""
+        return subprocess.run(
+            [str(VENV_BIN / "conveyor"), *args],
+            cwd=ROOT,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+
+    def record(self, deployment_id: str) -> dict[str, Any]:
+        """The deployment record, read straight from Redis."""
+        raw = redis.Redis.from_url(self.redis_url).get(f"conveyor:deployment:{deployment_id}")
+        assert raw is not None
+        data: dict[str, Any] = json.loads(raw)
+        return data
+
+
+@pytest.fixture
+def stack(redis_url: str, local_aws: str, tmp_path: Path) -> Iterator[Stack]:
+    """A clean Redis database and the environment for workers and the CLI."""
+    client = redis.Redis.from_url(redis_url)
+    client.flushdb()
+    client.close()
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "CONVEYOR_"))},
+        **aws_env(local_aws),
+        "CONVEYOR_REDIS_URL": redis_url,
+        "CONVEYOR_POLL_INTERVAL": "1",
+        "CONVEYOR_RECOVERY_INTERVAL": "2",
+        "CONVEYOR_RECOVERY_GRACE": "15",
+        "CONVEYOR_STEP_TIME_LIMIT": "10",
+        "CONVEYOR_LOG_FORMAT": "json",
+    }
+    return Stack(env=env, redis_url=redis_url, endpoint=local_aws, logs=tmp_path)
+
+
+@pytest.fixture
+def start_worker(stack: Stack) -> Iterator[Callable[[str], Worker]]:
+    """Start named workers; every one is stopped after the test."""
+    started: list[Worker] = []
+
+    def start(name: str) -> Worker:
+        worker = Worker(name, stack.env, stack.logs / f"{name}.log")
+        started.append(worker)
+        worker.wait_ready(stack.redis_url)
+        return worker
+
+    yield start
+    for worker in started:
+        worker.stop()

@@ -1,0 +1,216 @@
+"""update-existing end to end: real CLI, real Redis, real celery workers, the local AWS."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from deploy.devstack import Worker
+from tests.integration.conftest import Stack
+from worker.domain.planning import DEPLOYMENT_TAG, revision_diff
+
+pytestmark = pytest.mark.integration
+
+
+def revisions(stack: Stack, family: str) -> list[str]:
+    """ACTIVE revision ARNs of a family."""
+    arns: list[str] = stack.ecs().list_task_definitions(familyPrefix=family)["taskDefinitionArns"]
+    return [a for a in arns if a.rsplit("/", 1)[-1].rsplit(":", 1)[0] == family]
+
+
+def describe(stack: Stack, arn: str) -> tuple[dict[str, Any], list[dict[str, str]]]:
+    answer = stack.ecs().describe_task_definition(taskDefinition=arn, include=["TAGS"])
+    return answer["taskDefinition"], answer.get("tags", [])
+
+
+def make_service(stack: Stack, *, breaker: bool) -> str:
+    """A fresh one-container EC2 service on cluster demo, steady before the test goes on."""
+    ecs = stack.ecs()
+    name = f"svc-{uuid.uuid4().hex[:8]}"
+    ecs.register_task_definition(
+        family=name,
+        containerDefinitions=[
+            {
+                "name": "app",
+                "image": "registry.local:5000/team/app:1.0.0",
+                "memory": 128,
+                "essential": True,
+                "portMappings": [{"containerPort": 8080}],
+            }
+        ],
+        tags=[{"key": "team", "value": "e2e"}],
+    )
+    ecs.create_service(
+        cluster="demo",
+        serviceName=name,
+        taskDefinition=name,
+        desiredCount=2,
+        launchType="EC2",
+        deploymentConfiguration={
+            "deploymentCircuitBreaker": {"enable": breaker, "rollback": breaker},
+            "maximumPercent": 200,
+            "minimumHealthyPercent": 100,
+        },
+    )
+    ecs.get_waiter("services_stable").wait(
+        cluster="demo", services=[name], WaiterConfig={"Delay": 1, "MaxAttempts": 60}
+    )
+    return name
+
+
+def test_two_container_update_succeeds_and_changes_only_the_image(
+    stack: Stack, start_worker: Callable[[str], Worker]
+) -> None:
+    """The demo's two-container service is updated through the CLI and ends succeeded.
+
+    The new revision differs from the previous one only in the requested image, compared field
+    by field (secrets, healthCheck, runtimePlatform, ephemeralStorage and volumes included), and
+    the owner's tags are copied.
+    """
+    start_worker("w1")
+    before = stack.ecs().describe_services(cluster="demo", services=["web"])["services"][0]
+    result = stack.cli(
+        "update", "--cluster", "demo", "--service", "web", "--image", "web=:1.1.0", "--json"
+    )
+    assert result.returncode == 0, result.stderr + result.stdout
+    record = json.loads(result.stdout)
+    assert record["state"] == "succeeded"
+    assert record["previous_task_definition_arn"] == before["taskDefinition"]
+
+    old, old_tags = describe(stack, record["previous_task_definition_arn"])
+    new, new_tags = describe(stack, record["task_definition_arn"])
+    assert revision_diff(old, new) == ["containerDefinitions[0].image"]
+    assert new["containerDefinitions"][0]["image"].endswith("/demo/web:1.1.0")
+    for key in ("runtimePlatform", "ephemeralStorage", "volumes"):
+        assert new[key] == old[key]
+    web = new["containerDefinitions"][0]
+    assert web["secrets"] == old["containerDefinitions"][0]["secrets"]
+    assert web["healthCheck"] == old["containerDefinitions"][0]["healthCheck"]
+    assert {t["key"]: t["value"] for t in new_tags} == {
+        **{t["key"]: t["value"] for t in old_tags if t["key"] != DEPLOYMENT_TAG},
+        DEPLOYMENT_TAG: record["id"],
+    }
+    service = stack.ecs().describe_services(cluster="demo", services=["web"])["services"][0]
+    assert service["taskDefinition"] == record["task_definition_arn"]
+    assert any("steady state" in e["message"] for e in record["events"])
+
+    status = stack.cli("status", record["id"], "--json")
+    assert status.returncode == 0
+    assert json.loads(status.stdout)["id"] == record["id"]
+    assert json.loads(status.stdout)["state"] == "succeeded"
+
+
+def test_fail_image_with_breaker_ends_rolled_back_never_succeeded(
+    stack: Stack, start_worker: Callable[[str], Worker]
+) -> None:
+    """A broken image under the circuit breaker ends rolled_back with the breaker's reason."""
+    start_worker("w1")
+    before = stack.ecs().describe_services(cluster="demo", services=["api"])["services"][0]
+    result = stack.cli(
+        "update", "--cluster", "demo", "--service", "api", "--image", "api=:fail-2.0.0", "--json"
+    )
+    assert result.returncode == 1, result.stderr + result.stdout
+    record = json.loads(result.stdout)
+    assert record["state"] == "rolled_back"
+    assert record["rolled_back_by_ecs"] is True
+    assert "circuit breaker" in record["reason"]
+    assert not any(s["status"] == "succeeded" for s in record["steps"])
+    assert record["stopped_tasks"]
+    assert record["stopped_tasks"][0]["stopped_reason"]
+    service = stack.ecs().describe_services(cluster="demo", services=["api"])["services"][0]
+    assert service["taskDefinition"] == before["taskDefinition"]
+
+
+def test_fail_image_without_breaker_times_out_and_conveyor_rolls_back(
+    stack: Stack, start_worker: Callable[[str], Worker]
+) -> None:
+    """Without the breaker nothing ever says FAILED: the timeout fires and Conveyor rolls back."""
+    start_worker("w1")
+    name = make_service(stack, breaker=False)
+    before = stack.ecs().describe_services(cluster="demo", services=[name])["services"][0]
+    result = stack.cli(
+        "update",
+        "--cluster",
+        "demo",
+        "--service",
+        name,
+        "--image",
+        "app=:fail-1.0.1",
+        "--timeout",
+        "30",
+        "--json",
+    )
+    assert result.returncode == 1, result.stderr + result.stdout
+    record = json.loads(result.stdout)
+    assert record["state"] == "rolled_back"
+    assert record["rolled_back_by_ecs"] is False
+    assert "timed out" in record["reason"]
+    service = stack.ecs().describe_services(cluster="demo", services=[name])["services"][0]
+    assert service["taskDefinition"] == before["taskDefinition"]
+
+
+def test_unknown_container_exits_2_and_registers_nothing(
+    stack: Stack, start_worker: Callable[[str], Worker]
+) -> None:
+    """An unknown container: exit 2, the known containers listed, no revision registered."""
+    start_worker("w1")
+    count = len(revisions(stack, "web"))
+    result = stack.cli("update", "--cluster", "demo", "--service", "web", "--image", "wbe=:2.0.0")
+    assert result.returncode == 2, result.stderr + result.stdout
+    assert "'wbe'" in result.stdout
+    assert "it has: web, proxy" in result.stdout
+    assert len(revisions(stack, "web")) == count
+
+
+def test_invalid_input_is_refused_before_enqueueing(stack: Stack) -> None:
+    """Bad input exits 2 with the field named, without needing Redis or a worker."""
+    result = stack.cli("update", "--cluster", "demo", "--service", "web", "--image", "web")
+    assert result.returncode == 2
+    assert "--image" in result.stderr
+    assert "CONTAINER=IMAGE" in result.stderr
+    result = stack.cli(
+        "update", "--cluster", "demo", "--service", "web", "--image", "web=:1", "--timeout", "5"
+    )
+    assert result.returncode == 2
+    assert "timeout_seconds" in result.stderr
+
+
+def test_no_worker_or_no_redis_exits_3(stack: Stack) -> None:
+    """Unreachable workers or Redis: exit 3 and nothing enqueued."""
+    result = stack.cli("update", "--cluster", "demo", "--service", "web", "--image", "web=:1.1.0")
+    assert result.returncode == 3, result.stderr
+    assert "no Conveyor worker" in result.stderr
+    stack.env["CONVEYOR_REDIS_URL"] = "redis://127.0.0.1:1/0"
+    result = stack.cli("update", "--cluster", "demo", "--service", "web", "--image", "web=:1.1.0")
+    assert result.returncode == 3
+    assert "cannot reach Redis" in result.stderr
+
+
+def test_sigkilled_worker_does_not_lose_the_deployment(
+    stack: Stack, start_worker: Callable[[str], Worker]
+) -> None:
+    """A worker SIGKILLed mid-deployment: another finishes it within two minutes, one revision."""
+    first = start_worker("doomed")
+    count = len(revisions(stack, "web"))
+    result = stack.cli(
+        "update", "--cluster", "demo", "--service", "web", "--image", "web=:1.2.0", "--no-wait"
+    )
+    assert result.returncode == 0, result.stderr
+    deployment_id = result.stdout.strip()
+    deadline = time.monotonic() + 60
+    while stack.record(deployment_id)["step"] not in ("watch",):
+        assert time.monotonic() < deadline, stack.record(deployment_id)
+        time.sleep(0.1)
+    first.kill()
+    killed_at = time.monotonic()
+    start_worker("rescuer")
+    waited = stack.cli("wait", deployment_id, "--json", timeout=180)
+    assert waited.returncode == 0, waited.stderr + waited.stdout
+    assert json.loads(waited.stdout)["state"] == "succeeded"
+    assert time.monotonic() - killed_at < 120
+    assert len(revisions(stack, "web")) == count + 1
