@@ -1,0 +1,126 @@
+"""Records in a real Redis: fenced commits, reclaiming overdue work, the sweeper."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import redis
+
+from producers.records import DeploymentRecord, DeploymentState, Step
+from worker.constants import DUE_KEY, TASK_RESOLVE, TASK_WATCH
+from worker.records import RecordStore
+from worker.services.update import Transition
+from worker.steps import StepContext, run_step, sweep
+
+
+class Sender:
+    """Collects sent task messages instead of publishing them."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, list[Any], dict[str, Any]]] = []
+
+    def send_task(self, name: str, args: Any = None, **options: Any) -> None:
+        self.sent.append((name, list(args or []), options))
+
+
+@pytest.fixture
+def client(redis_url: str) -> Iterator[redis.Redis]:
+    """A clean Redis database."""
+    r = redis.Redis.from_url(redis_url)
+    r.flushdb()
+    yield r
+    r.close()
+
+
+def new_record(id_: str = "d1") -> DeploymentRecord:
+    return DeploymentRecord(
+        id=id_, job={}, cluster="c", service="s", created_at=1.0, updated_at=1.0
+    )
+
+
+def ctx(client: redis.Redis, sender: Sender, now: float = 100.0) -> StepContext:
+    return StepContext(
+        store=RecordStore(client),
+        redis=client,
+        sender=sender,
+        clock=lambda: now,
+        poll_interval=5,
+        recovery_grace=30,
+        step_time_limit=10,
+        max_step_attempts=3,
+    )
+
+
+def test_commit_is_fenced_by_seq(client: redis.Redis) -> None:
+    """Only a writer holding the current seq may commit; a stale copy's write is refused."""
+    store = RecordStore(client)
+    store.create(new_record(), due=10)
+    moved = new_record().model_copy(update={"seq": 1, "step": Step.REGISTER})
+    assert store.commit(moved, expected_seq=0, due=20)
+    assert not store.commit(new_record().model_copy(update={"seq": 1}), expected_seq=0, due=20)
+    stored = store.get("d1")
+    assert stored is not None
+    assert stored.step is Step.REGISTER
+
+
+def test_step_runs_once_per_seq_and_dispatches_the_next(client: redis.Redis) -> None:
+    """A step message with the current seq runs and sends seq+1; a duplicate is stale."""
+    sender = Sender()
+    context = ctx(client, sender)
+    context.store.create(new_record(), due=200)
+    runs: list[int] = []
+
+    def run(record: DeploymentRecord) -> Transition:
+        runs.append(record.seq)
+        return Transition(record, Step.WATCH, countdown=5)
+
+    assert run_step(context, "d1", 0, run)["status"] == "ok"
+    assert run_step(context, "d1", 0, run)["status"] == "stale"
+    assert runs == [0]
+    assert sender.sent == [(TASK_WATCH, ["d1", 1], {"countdown": 5, "queue": "conveyor"})]
+    assert client.zscore(DUE_KEY, "d1") == 100 + 5 + 30
+
+
+def test_finished_deployment_leaves_the_due_set(client: redis.Redis) -> None:
+    """A terminal record is no longer watched by the sweeper."""
+    sender = Sender()
+    context = ctx(client, sender)
+    context.store.create(new_record(), due=200)
+
+    def run(record: DeploymentRecord) -> Transition:
+        return Transition(record.model_copy(update={"state": DeploymentState.SUCCEEDED}), None)
+
+    run_step(context, "d1", 0, run)
+    assert client.zscore(DUE_KEY, "d1") is None
+    assert sender.sent == []
+
+
+def test_sweeper_redispatches_overdue_steps_and_fences_the_old_message(
+    client: redis.Redis,
+) -> None:
+    """A step lost with its worker is sent again with a new seq; the lost copy becomes stale."""
+    sender = Sender()
+    context = ctx(client, sender, now=1000)
+    context.store.create(new_record(), due=50)
+    context.store.create(new_record("d2"), due=5000)
+    assert sweep(context) == 1
+    assert sender.sent == [(TASK_RESOLVE, ["d1", 1], {"countdown": None, "queue": "conveyor"})]
+    assert run_step(context, "d1", 0, lambda r: Transition(r, None))["status"] == "stale"
+    assert sweep(context) == 0  # not due again until the grace has passed
+
+
+def test_concurrent_copy_is_turned_away_by_the_step_lock(client: redis.Redis) -> None:
+    """While one copy of a step runs, another copy with the same seq does nothing."""
+    sender = Sender()
+    context = ctx(client, sender)
+    context.store.create(new_record(), due=200)
+    inner: list[str] = []
+
+    def run(record: DeploymentRecord) -> Transition:
+        inner.append(run_step(context, "d1", 0, lambda r: Transition(r, None))["status"])
+        return Transition(record, Step.REGISTER)
+
+    run_step(context, "d1", 0, run)
+    assert inner == ["busy"]
