@@ -14,9 +14,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from deploy.localaws.testing import run_local_aws
-
 from deploy.devstack import ROOT, VENV_BIN, Worker, aws_env, run_redis
+from deploy.localaws.testing import run_local_aws
 
 
 def banner(text: str) -> None:

@@ -13,9 +13,9 @@ from typing import Any
 import boto3
 import pytest
 import redis
-from deploy.localaws.testing import run_local_aws
 
 from deploy.devstack import ROOT, VENV_BIN, Worker, aws_env
+from deploy.localaws.testing import run_local_aws
 
 
 @pytest.fixture(scope="session")
