@@ -1,0 +1,223 @@
+"""The WSGI layer in front of moto: the control API, fault injection, rate limits and stats.
+
+Control API (JSON, same port as the AWS endpoint)::
+
+    GET    /_localaws/health   {"status": "ok"}
+    GET    /_localaws/config   {"rollout_seconds": S, "tick_seconds": T, "active_services": N}
+    GET    /_localaws/faults   the faults in force
+    POST   /_localaws/faults   {"throttle": 0.3, "server_error": 0.05, "latency_ms": 20,
+                                "operations": ["DescribeServices"]}   (every field optional)
+    DELETE /_localaws/faults   no faults
+    GET    /_localaws/limits   {"enabled": false, "scale": 1.0, "buckets": [...]}
+    POST   /_localaws/limits   {"enabled": true, "scale": 10}
+    DELETE /_localaws/limits   no limits
+    GET    /_localaws/stats    {"calls": {...}, "throttled": {...}, "server_errors": {...}, ...}
+    DELETE /_localaws/stats    zero the counters
+    POST   /_localaws/reset    moto's world, the simulator, faults, limits and stats
+
+ECS requests are recognised by their ``X-Amz-Target: AmazonEC2ContainerServiceV20141113.<Op>``
+header; faults, limits and stats apply to them only.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from moto.core.models import DEFAULT_ACCOUNT_ID
+
+from deploy.localaws.limits import ECS_RATE_LIMITS
+from deploy.localaws.world import ControlError, Faults, Limits, World
+
+ECS_TARGET_PREFIX = "AmazonEC2ContainerServiceV20141113."
+CONTROL_PREFIX = "/_localaws/"
+AMZ_JSON = "application/x-amz-json-1.1"
+
+StartResponse = Callable[..., Any]
+WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
+
+_REGION_IN_CREDENTIAL = re.compile(r"Credential=[^/,\s]+/\d{8}/([a-z0-9-]+)/")
+
+
+class LocalAwsApp:
+    """WSGI application: the control API, then ECS faults/limits/stats, then moto under the lock."""
+
+    def __init__(self, moto_app: WSGIApp, world: World) -> None:
+        self.moto_app = moto_app
+        self.world = world
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        """Handle one request."""
+        path = environ.get("PATH_INFO", "")
+        if path.startswith(CONTROL_PREFIX) or path == CONTROL_PREFIX.rstrip("/"):
+            return self._control(environ, start_response)
+        target = environ.get("HTTP_X_AMZ_TARGET", "")
+        if target.startswith(ECS_TARGET_PREFIX):
+            return self._ecs(target[len(ECS_TARGET_PREFIX) :], environ, start_response)
+        if path == "/moto-api/reset" and environ.get("REQUEST_METHOD") == "POST":
+            # moto's own reset must not leave the simulator driving services that no longer exist.
+            self.world.reset(parts=("simulator",))
+        return self._moto(environ, start_response)
+
+    def _moto(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        with self.world.lock:
+            # Flask builds the whole body inside the call, so the lock covers serialization too.
+            return list(self.moto_app(environ, start_response))
+
+    # -- ECS -----------------------------------------------------------------------------------
+
+    def _ecs(
+        self, operation: str, environ: dict[str, Any], start_response: StartResponse
+    ) -> Iterable[bytes]:
+        world = self.world
+        world.count("calls", operation)
+        faults = world.faults
+        applies = faults.applies_to(operation)
+        if applies and faults.latency_ms > 0:
+            time.sleep(faults.latency_ms / 1000)
+        if applies and world.chance(faults.throttle):
+            world.count("throttled", operation)
+            return _aws_error(start_response, 400, "ThrottlingException", "Rate exceeded")
+        if applies and world.chance(faults.server_error):
+            world.count("server_errors", operation)
+            return _aws_error(start_response, 500, "ServerException", "Service unavailable")
+        if not world.within_limits(_account(environ), _region(environ), operation):
+            world.count("throttled", operation)
+            return _aws_error(start_response, 400, "ThrottlingException", "Rate exceeded")
+
+        def counting_start_response(status: str, headers: Any, *args: Any) -> Any:
+            code = int(status.split(" ", 1)[0])
+            if code >= 500:
+                world.count("server_errors", operation)
+            elif code >= 400:
+                world.count("client_errors", operation)
+            return start_response(status, headers, *args)
+
+        return self._moto(environ, counting_start_response)
+
+    # -- control API ---------------------------------------------------------------------------
+
+    def _control(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        method = environ.get("REQUEST_METHOD", "GET")
+        resource = environ.get("PATH_INFO", "")[len(CONTROL_PREFIX) :].strip("/")
+        routes: dict[tuple[str, str], Callable[[Any], tuple[int, Any]]] = {
+            ("GET", "health"): lambda _: (200, {"status": "ok"}),
+            ("GET", "config"): lambda _: (200, self._config()),
+            ("GET", "faults"): lambda _: (200, self.world.faults.to_json()),
+            ("POST", "faults"): self._set_faults,
+            ("DELETE", "faults"): lambda _: self._set_faults({}),
+            ("GET", "limits"): lambda _: (200, self._limits()),
+            ("POST", "limits"): self._set_limits,
+            ("DELETE", "limits"): lambda _: self._set_limits({"enabled": False}),
+            ("GET", "stats"): lambda _: (200, self.world.stats()),
+            ("DELETE", "stats"): self._clear_stats,
+            ("POST", "reset"): self._reset,
+        }
+        handler = routes.get((method, resource))
+        if handler is None:
+            known = {path for (_, path) in routes}
+            status = 405 if resource in known else 404
+            return _json(start_response, status, {"message": f"no {method} /_localaws/{resource}"})
+        try:
+            payload = _read_json(environ) if method == "POST" else None
+            status, body = handler(payload)
+        except ControlError as exc:
+            return _json(start_response, 400, {"message": str(exc)})
+        return _json(start_response, status, body)
+
+    def _config(self) -> dict[str, Any]:
+        return {
+            "rollout_seconds": self.world.rollout_seconds,
+            "tick_seconds": self.world.simulator.tick_seconds,
+            "active_services": self.world.simulator.active_count(),
+        }
+
+    def _set_faults(self, payload: Any) -> tuple[int, Any]:
+        self.world.set_faults(Faults.from_json(payload if payload is not None else {}))
+        return 200, self.world.faults.to_json()
+
+    def _limits(self) -> dict[str, Any]:
+        limits = self.world.limits
+        return {
+            "enabled": limits.enabled,
+            "scale": limits.scale,
+            "buckets": [
+                {
+                    "name": spec.name,
+                    "burst": spec.burst,
+                    "refill_per_second": spec.refill_per_second,
+                    "operations": sorted(spec.operations),
+                }
+                for spec in ECS_RATE_LIMITS
+            ],
+        }
+
+    def _set_limits(self, payload: Any) -> tuple[int, Any]:
+        self.world.set_limits(Limits.from_json(payload if payload is not None else {}))
+        return 200, self._limits()
+
+    def _clear_stats(self, _: Any) -> tuple[int, Any]:
+        self.world.clear_stats()
+        return 200, self.world.stats()
+
+    def _reset(self, _: Any) -> tuple[int, Any]:
+        self.world.reset()
+        return 200, {"status": "ok"}
+
+
+def _read_json(environ: dict[str, Any]) -> Any:
+    try:
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+    except ValueError as exc:
+        raise ControlError("bad Content-Length") from exc
+    raw = environ["wsgi.input"].read(length) if length > 0 else b""
+    if not raw.strip():
+        return {}
+    try:
+        return json.loads(raw)
+    except ValueError as exc:
+        raise ControlError(f"body is not valid JSON: {exc}") from exc
+
+
+def _json(start_response: StartResponse, status: int, body: Any) -> list[bytes]:
+    data = json.dumps(body).encode()
+    start_response(
+        f"{status} {_REASONS.get(status, 'OK')}",
+        [("Content-Type", "application/json"), ("Content-Length", str(len(data)))],
+    )
+    return [data]
+
+
+def _aws_error(start_response: StartResponse, status: int, code: str, message: str) -> list[bytes]:
+    data = json.dumps({"__type": code, "message": message}).encode()
+    start_response(
+        f"{status} {_REASONS.get(status, 'Error')}",
+        [
+            ("Content-Type", AMZ_JSON),
+            ("Content-Length", str(len(data))),
+            ("x-amzn-RequestId", str(uuid.uuid4())),
+        ],
+    )
+    return [data]
+
+
+def _account(environ: dict[str, Any]) -> str:
+    return str(environ.get("HTTP_X_MOTO_ACCOUNT_ID") or DEFAULT_ACCOUNT_ID)
+
+
+def _region(environ: dict[str, Any]) -> str:
+    match = _REGION_IN_CREDENTIAL.search(environ.get("HTTP_AUTHORIZATION", ""))
+    return match.group(1) if match else "us-east-1"
+
+
+_REASONS = {
+    200: "OK",
+    400: "Bad Request",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    500: "Internal Server Error",
+}

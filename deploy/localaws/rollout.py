@@ -1,0 +1,861 @@
+"""The rollout simulator: moves ECS service deployments the way ECS moves them.
+
+moto keeps one PRIMARY deployment per service forever and never starts a task for a service. This
+module replaces that part of ECS. Each service that has something to do (a deployment in progress,
+a count to reach, a task to replace) is reconciled every tick, like ECS's service scheduler does:
+
+* the PRIMARY deployment launches tasks until it has ``desiredCount`` of them, never exceeding
+  ``maximumPercent`` of the desired count across all deployments;
+* a launched task is PENDING, then RUNNING, or STOPPED with "Essential container in task exited"
+  when one of its images is broken (tag ``fail-…``, see :mod:`deploy.localaws.images`);
+* tasks of older deployments are drained as long as ``minimumHealthyPercent`` stays satisfied;
+* the deployment circuit breaker fails the PRIMARY after ``min(200, max(3, ceil(desired / 2)))``
+  failed tasks and, with rollback, starts a new PRIMARY on the last COMPLETED task definition;
+* once only the PRIMARY is left with every task RUNNING, and not before ``rollout_seconds`` have
+  passed since the deployment started, it is COMPLETED and the service has reached a steady state.
+
+Everything here runs under the one lock that also guards moto's state (the caller holds it), and
+works on moto's own model objects so that every ECS API (DescribeServices, ListTasks, DescribeTasks,
+the ``services_stable`` waiter) sees the same world.
+"""
+
+from __future__ import annotations
+
+import collections
+import datetime
+import ipaddress
+import logging
+import math
+import random
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from moto.core.utils import utcnow
+from moto.ec2.models import ec2_backends
+from moto.utilities.utils import get_partition
+
+from deploy.localaws.images import broken_containers
+
+logger = logging.getLogger(__name__)
+
+TICK_SECONDS = 0.2
+MAX_EVENTS = 100
+# Stopped tasks stay visible (DescribeTasks, ListTasks desiredStatus=STOPPED) but only the newest
+# few per service, so that a fleet that keeps failing does not grow memory without bound.
+MAX_STOPPED_TASKS_PER_SERVICE = 50
+
+ESSENTIAL_EXIT_CODE = "EssentialContainerExited"
+ESSENTIAL_EXIT_REASON = "Essential container in task exited"
+SCHEDULER_STOP_CODE = "ServiceSchedulerInitiated"
+USER_STOP_CODE = "UserInitiated"
+
+DEFAULT_DEPLOYMENT_CONFIGURATION: dict[str, Any] = {
+    "deploymentCircuitBreaker": {"enable": False, "rollback": False},
+    "maximumPercent": 200,
+    "minimumHealthyPercent": 100,
+}
+
+ServiceKey = tuple[str, str, str, str]  # account, region, cluster name, service name
+
+
+def breaker_threshold(desired_count: int) -> int:
+    """Failed tasks after which ECS's deployment circuit breaker fails a deployment."""
+    return min(200, max(3, math.ceil(0.5 * desired_count)))
+
+
+def new_deployment_id() -> str:
+    """A deployment id in ECS's format (``ecs-svc/`` and 19 digits)."""
+    return f"ecs-svc/{random.randint(10**18, 10**19 - 1)}"
+
+
+@dataclass(frozen=True)
+class Timings:
+    """How long each step of a rollout takes, in seconds."""
+
+    task_start: float  # a healthy task: PENDING -> RUNNING
+    task_fail: float  # a broken task: PENDING -> STOPPED
+    relaunch_delay: float  # after a failed task, before its replacement
+    drain: float  # load-balancer deregistration delay before an old task stops
+    minimum_rollout: float  # no deployment completes sooner
+
+    @classmethod
+    def for_rollout(cls, rollout_seconds: float) -> Timings:
+        """Split a healthy rollout of ``rollout_seconds`` into its steps.
+
+        Start (0.45) plus drain (0.45) ends just before ``rollout_seconds``, so that the old
+        deployment disappears in the same tick in which the new one turns COMPLETED: a waiter never
+        sees one deployment that is not yet COMPLETED on a healthy rollout.
+        """
+        s = max(rollout_seconds, 0.0)
+        return cls(
+            task_start=0.45 * s,
+            task_fail=0.3 * s,
+            relaunch_delay=0.05 * s,
+            drain=0.45 * s,
+            minimum_rollout=s,
+        )
+
+
+class ServiceTask:
+    """A task launched by a service deployment, shaped for moto's response serializer.
+
+    moto's own ``Task`` derives its status from a state manager that advances on reads; here the
+    status is exactly what the simulator last set. Public attribute names are the snake_case forms
+    of the ECS ``Task`` shape's members (the serializer finds them through ``botocore.xform_name``);
+    underscore attributes are the simulator's bookkeeping and are never serialized.
+    """
+
+    def __init__(
+        self,
+        *,
+        task_arn: str,
+        cluster_arn: str,
+        task_definition_arn: str,
+        group: str,
+        started_by: str,
+        launch_type: str | None,
+        platform_version: str | None,
+        cpu: str | None,
+        memory: str | None,
+        containers: list[dict[str, Any]],
+        attachments: list[dict[str, Any]],
+        availability_zone: str,
+        created_at: datetime.datetime,
+        due: float,
+        broken: tuple[str, ...],
+    ) -> None:
+        self.task_arn = task_arn
+        self.id = task_arn.rsplit("/", 1)[-1]
+        self.cluster_arn = cluster_arn
+        self.task_definition_arn = task_definition_arn
+        self.group = group
+        self.started_by = started_by
+        self.launch_type = launch_type
+        self.platform_version = platform_version
+        self.platform_family = "Linux" if launch_type == "FARGATE" else None
+        self.cpu = cpu
+        self.memory = memory
+        self.containers = containers
+        self.attachments = attachments
+        self.availability_zone = availability_zone
+        self.last_status = "PENDING"
+        self.desired_status = "RUNNING"
+        self.health_status = "UNKNOWN"
+        self.connectivity = "CONNECTED"
+        self.connectivity_at = created_at
+        self.created_at = created_at
+        self.pull_started_at: datetime.datetime | None = None
+        self.pull_stopped_at: datetime.datetime | None = None
+        self.started_at: datetime.datetime | None = None
+        self.stopping_at: datetime.datetime | None = None
+        self.execution_stopped_at: datetime.datetime | None = None
+        self.stopped_at: datetime.datetime | None = None
+        self.stopped_reason: str | None = None
+        self.stop_code: str | None = None
+        self.tags: list[dict[str, str]] = []
+        self.overrides: dict[str, Any] = {
+            "containerOverrides": [{"name": c["name"]} for c in containers],
+            "inferenceAcceleratorOverrides": [],
+        }
+        self.version = 1
+        self.enable_execute_command = False
+        # moto's ListTasks and StopTask read these.
+        self.container_instance_arn: str | None = None
+        self.resource_requirements: dict[str, Any] | None = None
+        self._due = due
+        self._broken = broken
+        self._draining = False
+
+    @property
+    def cluster_name(self) -> str:
+        """The cluster's name, as moto's backend indexes tasks by it."""
+        return self.cluster_arn.rsplit("/", 1)[-1]
+
+    def advance(self) -> None:
+        """Do nothing: moto's DescribeTasks advances its own tasks' state machine on every read."""
+
+
+class Deployment:
+    """One entry of ``service.deployments``; attributes mirror the ECS ``Deployment`` shape."""
+
+    def __init__(
+        self,
+        *,
+        task_definition: str,
+        desired_count: int,
+        launch_type: str | None,
+        platform_version: str | None,
+        network_configuration: dict[str, Any] | None,
+        capacity_provider_strategy: list[dict[str, Any]] | None,
+        now: float,
+        created_at: datetime.datetime,
+        reason: str | None = None,
+        broken: tuple[str, ...] = (),
+    ) -> None:
+        self.id = new_deployment_id()
+        self.status = "PRIMARY"
+        self.task_definition = task_definition
+        self.desired_count = desired_count
+        self.pending_count = 0
+        self.running_count = 0
+        self.failed_tasks = 0
+        self.created_at = created_at
+        self.updated_at = created_at
+        self.launch_type = launch_type
+        self.platform_version = platform_version
+        self.platform_family = "Linux" if launch_type == "FARGATE" else None
+        self.network_configuration = network_configuration
+        self.capacity_provider_strategy = capacity_provider_strategy
+        self.rollout_state = "IN_PROGRESS"
+        self.rollout_state_reason = reason or f"ECS deployment {self.id} in progress."
+        self._started = now
+        self._next_launch = now
+        self._broken = broken
+        self._tasks: dict[str, ServiceTask] = {}
+
+    def pending(self) -> list[ServiceTask]:
+        """Tasks not yet RUNNING."""
+        return [t for t in self._tasks.values() if t.last_status == "PENDING"]
+
+    def healthy(self) -> list[ServiceTask]:
+        """RUNNING tasks that are not being drained."""
+        return [t for t in self._tasks.values() if t.last_status == "RUNNING" and not t._draining]
+
+
+class SimService:
+    """The simulator's state for one moto ``Service``."""
+
+    def __init__(self, backend: Any, service: Any) -> None:
+        self.backend = backend
+        self.service = service
+        self.stopped: collections.deque[ServiceTask] = collections.deque()
+        # (deployment id, task definition ARN) of the last deployment that reached COMPLETED: what
+        # the circuit breaker rolls back to.
+        self.last_completed: tuple[str, str] | None = None
+        self.announced_steady = False
+
+    @property
+    def key(self) -> ServiceKey:
+        """Identity of the service across requests."""
+        return service_key(self.backend, self.service)
+
+    @property
+    def deployments(self) -> list[Deployment]:
+        """moto's own list, which the serializer reads; PRIMARY first."""
+        deployments: list[Deployment] = self.service.deployments
+        return deployments
+
+    def deployment_configuration(self) -> dict[str, Any]:
+        """The service's deployment configuration with ECS's defaults filled in."""
+        config = getattr(self.service, "deployment_configuration", None) or {}
+        merged = dict(DEFAULT_DEPLOYMENT_CONFIGURATION)
+        merged.update(config)
+        return merged
+
+
+def service_key(backend: Any, service: Any) -> ServiceKey:
+    """(account, region, cluster, service name) of a moto service."""
+    return (backend.account_id, backend.region_name, service.cluster_name, service.name)
+
+
+class Simulator:
+    """Reconciles every service with a rollout in progress, every ``tick`` seconds.
+
+    All public methods expect the caller to hold ``lock`` (the request handlers do); the background
+    thread takes it for each tick.
+    """
+
+    def __init__(
+        self,
+        lock: threading.RLock,
+        timings: Timings,
+        tick: float = TICK_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.lock = lock
+        self.timings = timings
+        self.tick_seconds = tick
+        self._clock = clock
+        self._services: dict[ServiceKey, SimService] = {}
+        self._active: dict[ServiceKey, SimService] = {}
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the background ticking thread."""
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="localaws-simulator", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop the background thread and wait for it."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def reset(self) -> None:
+        """Forget every service (moto's world is being reset at the same time)."""
+        self._services.clear()
+        self._active.clear()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.tick_seconds):
+            with self.lock:
+                self.tick()
+
+    # -- called by the ECS request handlers ------------------------------------------------------
+
+    def get(self, backend: Any, service: Any) -> SimService | None:
+        """The simulated state of a moto service, if the simulator manages it."""
+        sim = self._services.get(service_key(backend, service))
+        if sim is not None and sim.service is not service:
+            return None
+        return sim
+
+    def adopt(self, backend: Any, service: Any) -> SimService:
+        """Take over a service that CreateService just made, with its first deployment."""
+        sim = SimService(backend, service)
+        self._services[sim.key] = sim
+        service.deployments = []
+        self.start_deployment(sim, service.task_definition)
+        return sim
+
+    def start_deployment(
+        self, sim: SimService, task_definition: str, reason: str | None = None
+    ) -> Deployment:
+        """Put a new PRIMARY deployment in front; the previous ones become ACTIVE."""
+        service = sim.service
+        td = sim.backend.describe_task_definition(task_definition)
+        deployment = Deployment(
+            task_definition=td.arn,
+            desired_count=service.desired_count,
+            launch_type=service.launch_type,
+            platform_version=service.platform_version,
+            network_configuration=service.network_configuration or None,
+            capacity_provider_strategy=getattr(service, "capacity_provider_strategy", None),
+            now=self._clock(),
+            created_at=utcnow(),
+            reason=reason,
+            broken=broken_containers(td.container_definitions),
+        )
+        for old in sim.deployments:
+            old.status = "ACTIVE"
+            old.updated_at = deployment.created_at
+        sim.deployments.insert(0, deployment)
+        service.task_definition = td.arn
+        sim.announced_steady = False
+        self.touch(sim)
+        return deployment
+
+    def touch(self, sim: SimService) -> None:
+        """Reconcile this service again from the next tick on (counts or tasks changed)."""
+        self._active[sim.key] = sim
+
+    def forget(self, sim: SimService) -> None:
+        """DeleteService: stop every task now and stop managing the service."""
+        now_dt = utcnow()
+        primary = sim.deployments[0] if sim.deployments else None
+        for deployment in sim.deployments:
+            for task in list(deployment._tasks.values()):
+                self._stop_task(
+                    sim,
+                    deployment,
+                    task,
+                    reason=_scaling_reason(primary),
+                    code=SCHEDULER_STOP_CODE,
+                    now_dt=now_dt,
+                )
+            deployment.running_count = deployment.pending_count = 0
+        sim.service.running_count = sim.service.pending_count = 0
+        self._services.pop(sim.key, None)
+        self._active.pop(sim.key, None)
+
+    def stop_task_by_user(self, sim: SimService, task: ServiceTask, reason: str | None) -> None:
+        """StopTask on a service's task: it stops now, and the service replaces it."""
+        for deployment in sim.deployments:
+            if task.task_arn in deployment._tasks:
+                self._stop_task(
+                    sim,
+                    deployment,
+                    task,
+                    reason=reason or "Task stopped by user",
+                    code=USER_STOP_CODE,
+                    now_dt=utcnow(),
+                )
+                self._update_counts(sim)
+                self.touch(sim)
+                return
+
+    def active_count(self) -> int:
+        """How many services the simulator is currently moving (shown by the control API)."""
+        return len(self._active)
+
+    # -- the reconcile loop ----------------------------------------------------------------------
+
+    def tick(self) -> None:
+        """Reconcile every active service once."""
+        now = self._clock()
+        for key, sim in list(self._active.items()):
+            if sim.service.status != "ACTIVE" or not sim.deployments:
+                del self._active[key]
+                continue
+            try:
+                still_active = self._reconcile(sim, now)
+            except Exception:
+                # One broken service (say, its task definition was deleted) must not stop every
+                # other rollout: log it and leave it where it is.
+                logger.exception("cannot reconcile service %s", key)
+                still_active = False
+            if not still_active:
+                del self._active[key]
+
+    def _reconcile(self, sim: SimService, now: float) -> bool:
+        """Move one service one step; return False once nothing more will happen by itself."""
+        service = sim.service
+        now_dt = utcnow()
+        name = service.name
+        # Events are collected oldest first, in the order ECS would report them.
+        events: list[str] = []
+        target_groups = [
+            lb["targetGroupArn"] for lb in service.load_balancers or [] if lb.get("targetGroupArn")
+        ]
+
+        became_running, finished = self._advance_tasks(sim, now, now_dt)
+        if finished:
+            events.append(_stopped_event(name, finished))
+        if became_running:
+            events.extend(
+                f"(service {name}) registered {len(became_running)} targets in "
+                f"(target-group {target_group})"
+                for target_group in target_groups
+            )
+
+        config = sim.deployment_configuration()
+        breaker = config.get("deploymentCircuitBreaker") or {}
+        primary = sim.deployments[0]
+        if (
+            breaker.get("enable")
+            and primary.rollout_state == "IN_PROGRESS"
+            and primary.failed_tasks >= breaker_threshold(primary.desired_count)
+        ):
+            self._trip_breaker(sim, primary, bool(breaker.get("rollback")), now_dt, events)
+            primary = sim.deployments[0]
+
+        primary.desired_count = int(service.desired_count)
+        cancelled: list[ServiceTask] = []
+        started = self._scale_primary(sim, primary, config, now, now_dt, cancelled)
+        deregistered = self._drain_old(sim, primary, config, now, now_dt, cancelled)
+        if cancelled:
+            events.append(_stopped_event(name, cancelled))
+        if started:
+            events.append(
+                f"(service {name}) has started {len(started)} tasks: {_task_list(started)}."
+            )
+        if deregistered:
+            events.extend(
+                f"(service {name}) deregistered {len(deregistered)} targets in "
+                f"(target-group {target_group})"
+                for target_group in target_groups
+            )
+
+        self._update_counts(sim)
+        still_active = self._settle(sim, primary, now, now_dt, events)
+        add_events(service, events, now_dt)
+        return still_active
+
+    def _advance_tasks(
+        self, sim: SimService, now: float, now_dt: datetime.datetime
+    ) -> tuple[list[ServiceTask], list[ServiceTask]]:
+        """Apply every transition that is due: start, fail or finish draining tasks."""
+        became_running: list[ServiceTask] = []
+        stopped: list[ServiceTask] = []
+        primary = sim.deployments[0]
+        for deployment in sim.deployments:
+            for task in list(deployment._tasks.values()):
+                if task._due > now:
+                    continue
+                if task.last_status == "PENDING" and task._broken:
+                    self._fail_task(sim, deployment, task, now, now_dt)
+                    stopped.append(task)
+                elif task.last_status == "PENDING":
+                    self._set_status(sim, task, "RUNNING")
+                    task.started_at = task.pull_stopped_at = now_dt
+                    task.health_status = "HEALTHY"
+                    for container in task.containers:
+                        container["lastStatus"] = "RUNNING"
+                        container["healthStatus"] = "HEALTHY"
+                    task._due = math.inf
+                    became_running.append(task)
+                elif task._draining:
+                    self._stop_task(
+                        sim,
+                        deployment,
+                        task,
+                        reason=_scaling_reason(primary),
+                        code=SCHEDULER_STOP_CODE,
+                        now_dt=now_dt,
+                    )
+                    stopped.append(task)
+        return became_running, stopped
+
+    def _fail_task(
+        self,
+        sim: SimService,
+        deployment: Deployment,
+        task: ServiceTask,
+        now: float,
+        now_dt: datetime.datetime,
+    ) -> None:
+        for container in task.containers:
+            if container["name"] in task._broken:
+                container["exitCode"] = 1
+                container["reason"] = None
+            else:
+                # The others are stopped by ECS once an essential container has exited.
+                container["exitCode"] = 143
+        self._stop_task(
+            sim,
+            deployment,
+            task,
+            reason=ESSENTIAL_EXIT_REASON,
+            code=ESSENTIAL_EXIT_CODE,
+            now_dt=now_dt,
+        )
+        deployment.failed_tasks += 1
+        deployment._next_launch = now + self.timings.relaunch_delay
+
+    def _trip_breaker(
+        self,
+        sim: SimService,
+        primary: Deployment,
+        rollback: bool,
+        now_dt: datetime.datetime,
+        events: list[str],
+    ) -> None:
+        name = sim.service.name
+        primary.rollout_state = "FAILED"
+        primary.rollout_state_reason = "ECS deployment circuit breaker: tasks failed to start."
+        primary.updated_at = now_dt
+        events.append(
+            f"(service {name}) (deployment {primary.id}) deployment failed: tasks failed to start."
+        )
+        if rollback and sim.last_completed is not None:
+            previous_id, previous_td = sim.last_completed
+            reason = f"ECS deployment circuit breaker: rolling back to deploymentId {previous_id}."
+            rollback_deployment = self.start_deployment(sim, previous_td, reason=reason)
+            events.append(
+                f"(service {name}) (deployment {primary.id}) rolling back to deployment "
+                f"{previous_id} as {rollback_deployment.id}."
+            )
+
+    def _scale_primary(
+        self,
+        sim: SimService,
+        primary: Deployment,
+        config: dict[str, Any],
+        now: float,
+        now_dt: datetime.datetime,
+        stopped: list[ServiceTask],
+    ) -> list[ServiceTask]:
+        """Launch (or stop) PRIMARY tasks towards the desired count; return the launched ones."""
+        if primary.rollout_state == "FAILED":
+            # A failed deployment launches nothing more; what it still has starting is cancelled.
+            for task in primary.pending():
+                self._stop_task(
+                    sim,
+                    primary,
+                    task,
+                    reason=_scaling_reason(primary),
+                    code=SCHEDULER_STOP_CODE,
+                    now_dt=now_dt,
+                )
+                stopped.append(task)
+            return []
+        desired = primary.desired_count
+        live = [t for t in primary._tasks.values() if not t._draining]
+        if len(live) > desired:
+            # Scale in: cancel PENDING tasks first, then drain RUNNING ones.
+            surplus = sorted(live, key=lambda t: t.last_status != "PENDING")[: len(live) - desired]
+            for task in surplus:
+                if task.last_status == "PENDING":
+                    self._stop_task(
+                        sim,
+                        primary,
+                        task,
+                        reason=_scaling_reason(primary),
+                        code=SCHEDULER_STOP_CODE,
+                        now_dt=now_dt,
+                    )
+                    stopped.append(task)
+                else:
+                    self._begin_drain(task, now)
+            return []
+        wanted = desired - len(live)
+        if wanted <= 0 or now < primary._next_launch:
+            return []
+        alive = sum(len(d._tasks) for d in sim.deployments)
+        ceiling = max(desired, math.floor(desired * int(config["maximumPercent"]) / 100))
+        count = min(wanted, ceiling - alive)
+        return [self._launch(sim, primary, now, now_dt) for _ in range(max(count, 0))]
+
+    def _drain_old(
+        self,
+        sim: SimService,
+        primary: Deployment,
+        config: dict[str, Any],
+        now: float,
+        now_dt: datetime.datetime,
+        stopped: list[ServiceTask],
+    ) -> list[ServiceTask]:
+        """Stop tasks of non-PRIMARY deployments while enough healthy tasks remain."""
+        healthy = sum(len(d.healthy()) for d in sim.deployments)
+        minimum = math.ceil(primary.desired_count * int(config["minimumHealthyPercent"]) / 100)
+        budget = healthy - minimum
+        draining: list[ServiceTask] = []
+        for deployment in sim.deployments[1:]:
+            for task in list(deployment._tasks.values()):
+                if task.last_status == "PENDING":
+                    self._stop_task(
+                        sim,
+                        deployment,
+                        task,
+                        reason=_scaling_reason(primary),
+                        code=SCHEDULER_STOP_CODE,
+                        now_dt=now_dt,
+                    )
+                    stopped.append(task)
+                elif not task._draining and budget > 0:
+                    self._begin_drain(task, now)
+                    draining.append(task)
+                    budget -= 1
+        return draining
+
+    def _begin_drain(self, task: ServiceTask, now: float) -> None:
+        task._draining = True
+        task.desired_status = "STOPPED"
+        task._due = now + self.timings.drain
+
+    def _settle(
+        self,
+        sim: SimService,
+        primary: Deployment,
+        now: float,
+        now_dt: datetime.datetime,
+        events: list[str],
+    ) -> bool:
+        """Complete the rollout once steady; return whether the service still needs ticks."""
+        name = sim.service.name
+        old_alive = any(d._tasks for d in sim.deployments[1:])
+        draining = any(t._draining for t in primary._tasks.values())
+        if primary.rollout_state == "FAILED":
+            # Nothing moves by itself any more once the failed deployment has stopped starting
+            # tasks: the previous deployment keeps serving, as on ECS without rollback.
+            sim.service.deployments[:] = [primary] + [d for d in sim.deployments[1:] if d._tasks]
+            return bool(primary.pending()) or draining
+        steady = (
+            not old_alive
+            and not draining
+            and not primary.pending()
+            and len(primary.healthy()) == primary.desired_count
+        )
+        if not steady:
+            sim.announced_steady = False
+            return True
+        if primary.rollout_state == "IN_PROGRESS":
+            if now < primary._started + self.timings.minimum_rollout:
+                return True
+            primary.rollout_state = "COMPLETED"
+            primary.rollout_state_reason = f"ECS deployment {primary.id} completed."
+            primary.updated_at = now_dt
+            sim.last_completed = (primary.id, primary.task_definition)
+            events.append(f"(service {name}) (deployment {primary.id}) deployment completed.")
+        del sim.deployments[1:]
+        if not sim.announced_steady:
+            events.append(f"(service {name}) has reached a steady state.")
+            sim.announced_steady = True
+        return False
+
+    # -- tasks -----------------------------------------------------------------------------------
+
+    def _launch(
+        self, sim: SimService, deployment: Deployment, now: float, now_dt: datetime.datetime
+    ) -> ServiceTask:
+        backend, service = sim.backend, sim.service
+        td = backend.describe_task_definition(deployment.task_definition)
+        region, account = backend.region_name, backend.account_id
+        task_id = uuid.uuid4().hex
+        cluster_name = service.cluster_name
+        task_arn = (
+            f"arn:{get_partition(region)}:ecs:{region}:{account}:task/{cluster_name}/{task_id}"
+        )
+        subnet, zone, address = _placement(account, region, deployment.network_configuration)
+        attachments: list[dict[str, Any]] = []
+        eni_attachment = str(uuid.uuid4())
+        if deployment.network_configuration:
+            attachments.append(
+                {
+                    "id": eni_attachment,
+                    "type": "ElasticNetworkInterface",
+                    "status": "ATTACHED",
+                    "details": [
+                        {"name": "subnetId", "value": subnet},
+                        {"name": "networkInterfaceId", "value": f"eni-{task_id[:17]}"},
+                        {"name": "privateIPv4Address", "value": address},
+                    ],
+                }
+            )
+        containers = [
+            {
+                "containerArn": (
+                    f"arn:{get_partition(region)}:ecs:{region}:{account}:container/"
+                    f"{cluster_name}/{task_id}/{uuid.uuid4()}"
+                ),
+                "taskArn": task_arn,
+                "name": definition.get("name"),
+                "image": definition.get("image"),
+                "lastStatus": "PENDING",
+                "healthStatus": "UNKNOWN",
+                "cpu": str(definition.get("cpu", 0)),
+                "networkInterfaces": (
+                    [{"attachmentId": eni_attachment, "privateIpv4Address": address}]
+                    if deployment.network_configuration
+                    else []
+                ),
+            }
+            for definition in td.container_definitions
+        ]
+        broken = deployment._broken
+        delay = self.timings.task_fail if broken else self.timings.task_start
+        if (
+            not broken
+            and deployment.rollout_state == "IN_PROGRESS"
+            and not any(d._tasks for d in sim.deployments if d is not deployment)
+        ):
+            # Nothing to drain (a new service, or one at zero): the tasks themselves take the
+            # whole rollout, so that "one deployment, all running" and COMPLETED coincide.
+            delay = max(delay, deployment._started + self.timings.minimum_rollout - now)
+        task = ServiceTask(
+            task_arn=task_arn,
+            cluster_arn=service.cluster_arn,
+            task_definition_arn=td.arn,
+            group=f"service:{service.name}",
+            started_by=deployment.id,
+            launch_type=deployment.launch_type,
+            platform_version=(
+                "1.4.0" if deployment.launch_type == "FARGATE" else deployment.platform_version
+            ),
+            cpu=td.cpu,
+            memory=td.memory,
+            containers=containers,
+            attachments=attachments,
+            availability_zone=zone,
+            created_at=now_dt,
+            due=now + delay,
+            broken=broken,
+        )
+        task.pull_started_at = now_dt
+        deployment._tasks[task_arn] = task
+        backend.tasks.setdefault(cluster_name, {})[task_arn] = task
+        self._count_in_cluster(sim, "PENDING", +1)
+        return task
+
+    def _set_status(self, sim: SimService, task: ServiceTask, status: str) -> None:
+        self._count_in_cluster(sim, task.last_status, -1)
+        self._count_in_cluster(sim, status, +1)
+        task.last_status = status
+        task.version += 1
+
+    def _stop_task(
+        self,
+        sim: SimService,
+        deployment: Deployment,
+        task: ServiceTask,
+        *,
+        reason: str,
+        code: str,
+        now_dt: datetime.datetime,
+    ) -> None:
+        self._set_status(sim, task, "STOPPED")
+        task.desired_status = "STOPPED"
+        task.stopped_reason = reason
+        task.stop_code = code
+        task.stopping_at = task.execution_stopped_at = task.stopped_at = now_dt
+        task._draining = False
+        task._due = math.inf
+        for container in task.containers:
+            container["lastStatus"] = "STOPPED"
+            container.setdefault("exitCode", 0)
+        deployment._tasks.pop(task.task_arn, None)
+        sim.stopped.append(task)
+        while len(sim.stopped) > MAX_STOPPED_TASKS_PER_SERVICE:
+            old = sim.stopped.popleft()
+            sim.backend.tasks.get(sim.service.cluster_name, {}).pop(old.task_arn, None)
+
+    def _count_in_cluster(self, sim: SimService, status: str, delta: int) -> None:
+        cluster = sim.backend.clusters.get(sim.service.cluster_name)
+        if cluster is None:
+            return
+        if status == "RUNNING":
+            cluster.running_tasks_count = max(0, cluster.running_tasks_count + delta)
+        elif status == "PENDING":
+            cluster.pending_tasks_count = max(0, cluster.pending_tasks_count + delta)
+
+    # -- bookkeeping -----------------------------------------------------------------------------
+
+    def _update_counts(self, sim: SimService) -> None:
+        now_dt = utcnow()
+        for deployment in sim.deployments:
+            running = sum(1 for t in deployment._tasks.values() if t.last_status == "RUNNING")
+            pending = sum(1 for t in deployment._tasks.values() if t.last_status == "PENDING")
+            if (running, pending) != (deployment.running_count, deployment.pending_count):
+                deployment.running_count, deployment.pending_count = running, pending
+                deployment.updated_at = now_dt
+        service = sim.service
+        service.running_count = sum(d.running_count for d in sim.deployments)
+        service.pending_count = sum(d.pending_count for d in sim.deployments)
+        service.task_definition = sim.deployments[0].task_definition
+
+
+def add_events(service: Any, messages: Iterable[str], now_dt: datetime.datetime) -> None:
+    """Prepend events (given oldest first) to ``service.events``, keeping the newest 100."""
+    for message in messages:
+        service.events.insert(0, {"id": str(uuid.uuid4()), "createdAt": now_dt, "message": message})
+    del service.events[MAX_EVENTS:]
+
+
+def _stopped_event(service_name: str, tasks: list[ServiceTask]) -> str:
+    return f"(service {service_name}) has stopped {len(tasks)} running tasks: {_task_list(tasks)}."
+
+
+def _task_list(tasks: Iterable[ServiceTask]) -> str:
+    return " ".join(f"(task {task.id})" for task in tasks)
+
+
+def _scaling_reason(primary: Deployment | None) -> str:
+    deployment = primary.id if primary is not None else "unknown"
+    return f"Scaling activity initiated by (deployment {deployment})"
+
+
+def _placement(
+    account: str, region: str, network_configuration: dict[str, Any] | None
+) -> tuple[str, str, str]:
+    """Subnet, availability zone and a private address for a new awsvpc task."""
+    subnets = ((network_configuration or {}).get("awsvpcConfiguration") or {}).get("subnets") or []
+    if not subnets:
+        return "", f"{region}a", ""
+    subnet_id = random.choice(subnets)
+    try:
+        subnet = ec2_backends[account][region].get_subnet(subnet_id)
+        network = ipaddress.ip_network(subnet.cidr_block, strict=False)
+        zone = subnet.availability_zone
+    except Exception:  # noqa: BLE001 - an address is decoration; never fail a launch for it
+        return subnet_id, f"{region}a", f"10.0.{random.randint(0, 255)}.{random.randint(4, 254)}"
+    # The first four addresses and the last of a subnet are reserved by AWS.
+    offset = random.randint(4, max(4, network.num_addresses - 2))
+    return subnet_id, zone, str(network.network_address + offset)

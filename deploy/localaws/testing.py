@@ -1,0 +1,119 @@
+"""Run a local AWS in a subprocess for tests and tools: ``with run_local_aws() as url: ...``.
+
+The server runs as ``python -m deploy.localaws`` in its own process, like in production use, so
+that tests talk to it only over HTTP (boto3/aioboto3 with ``endpoint_url=url``, and the control
+API under ``url + "/_localaws/"``). This module imports nothing from moto.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import queue
+import re
+import subprocess
+import sys
+import tempfile
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO
+
+READY_LINE = re.compile(r"conveyor local-aws ready at (http://\S+)")
+# The project root, so that ``-m deploy.localaws`` resolves to this source tree.
+_ROOT = Path(__file__).resolve().parents[2]
+
+
+class LocalAwsStartError(RuntimeError):
+    """Raised when the local AWS subprocess exits or stays silent instead of becoming ready."""
+
+
+@contextlib.contextmanager
+def run_local_aws(
+    rollout_seconds: float = 2.0,
+    seed: str | None = None,
+    *,
+    startup_timeout: float = 60.0,
+) -> Iterator[str]:
+    """Start ``python -m deploy.localaws`` on a free port; yield its URL; stop it afterwards.
+
+    Waits up to ``startup_timeout`` seconds for the ready line (with a seed, the seeded world is
+    steady by then). On exit the process gets SIGTERM, then SIGKILL if it has not stopped.
+    """
+    command = [
+        sys.executable,
+        "-m",
+        "deploy.localaws",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "0",
+        "--rollout-seconds",
+        str(rollout_seconds),
+    ]
+    if seed is not None:
+        command += ["--seed", seed]
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(_ROOT), env.get("PYTHONPATH")]))
+    # stderr goes to a file, not a pipe: an unread pipe would eventually block the server.
+    with tempfile.TemporaryFile(mode="w+b") as stderr:
+        process = subprocess.Popen(
+            command,
+            cwd=_ROOT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            text=True,
+        )
+        try:
+            url = _wait_ready(process, startup_timeout, stderr)
+            yield url
+        finally:
+            _stop(process)
+
+
+def _wait_ready(process: subprocess.Popen[str], timeout: float, stderr: IO[bytes]) -> str:
+    assert process.stdout is not None
+    lines: queue.Queue[str | None] = queue.Queue()
+    threading.Thread(
+        target=_pump, args=(process.stdout, lines), name="localaws-stdout", daemon=True
+    ).start()
+    while True:
+        try:
+            line = lines.get(timeout=timeout)
+        except queue.Empty:
+            raise LocalAwsStartError(
+                f"local AWS not ready after {timeout:.0f} s{_tail(stderr)}"
+            ) from None
+        if line is None:
+            code = process.wait()
+            raise LocalAwsStartError(f"local AWS exited with code {code}{_tail(stderr)}")
+        match = READY_LINE.search(line)
+        if match:
+            return match.group(1)
+
+
+def _pump(stream: IO[str], lines: queue.Queue[str | None]) -> None:
+    # Keeps reading after the ready line too, so the server never blocks on a full stdout pipe.
+    for line in stream:
+        lines.put(line)
+    lines.put(None)
+
+
+def _stop(process: subprocess.Popen[str]) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+    if process.stdout is not None:
+        process.stdout.close()
+
+
+def _tail(stderr: IO[bytes], limit: int = 4000) -> str:
+    stderr.seek(0)
+    text = stderr.read().decode(errors="replace")[-limit:]
+    return f"; its stderr ends with:\n{text}" if text.strip() else ""

@@ -1,0 +1,207 @@
+"""The state of one local AWS process: moto's world, the simulator, faults, limits and stats.
+
+One re-entrant lock guards moto's models: every moto request holds it (moto is not thread-safe and
+the simulator edits the same objects), and so does every simulator tick. Faults, limits and stats
+have their own small locks because they are consulted before a request reaches moto.
+"""
+
+from __future__ import annotations
+
+import collections
+import random
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from deploy.localaws.limits import TokenBuckets
+from deploy.localaws.rollout import Simulator, Timings
+
+RESET_ALL = ("moto", "simulator", "faults", "limits", "stats")
+
+
+class ControlError(ValueError):
+    """Raised when a control API request is malformed; the message names the bad field."""
+
+
+@dataclass(frozen=True)
+class Faults:
+    """Faults injected into ECS requests, as set through ``POST /_localaws/faults``."""
+
+    throttle: float = 0.0  # fraction of requests answered with ThrottlingException
+    server_error: float = 0.0  # fraction answered with HTTP 500 ServerException
+    latency_ms: float = 0.0  # added before each request is handled
+    operations: frozenset[str] | None = None  # None: every ECS operation
+
+    @classmethod
+    def from_json(cls, payload: Any) -> Faults:
+        """Validate a control API payload; unknown or ill-typed fields raise ControlError."""
+        if not isinstance(payload, dict):
+            raise ControlError("faults must be a JSON object")
+        unknown = sorted(set(payload) - {"throttle", "server_error", "latency_ms", "operations"})
+        if unknown:
+            raise ControlError(f"unknown field(s): {', '.join(unknown)}")
+        throttle = _fraction(payload, "throttle")
+        server_error = _fraction(payload, "server_error")
+        latency = payload.get("latency_ms", 0)
+        if isinstance(latency, bool) or not isinstance(latency, int | float) or latency < 0:
+            raise ControlError("latency_ms must be a number >= 0")
+        operations = payload.get("operations")
+        if operations is not None and (
+            not isinstance(operations, list) or not all(isinstance(o, str) for o in operations)
+        ):
+            raise ControlError("operations must be a list of ECS operation names, or null")
+        return cls(
+            throttle=throttle,
+            server_error=server_error,
+            latency_ms=float(latency),
+            operations=frozenset(operations) if operations is not None else None,
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        """The payload that would set these faults."""
+        return {
+            "throttle": self.throttle,
+            "server_error": self.server_error,
+            "latency_ms": self.latency_ms,
+            "operations": sorted(self.operations) if self.operations is not None else None,
+        }
+
+    def applies_to(self, operation: str) -> bool:
+        """Whether requests for ``operation`` are subject to these faults."""
+        return self.operations is None or operation in self.operations
+
+
+def _fraction(payload: dict[str, Any], name: str) -> float:
+    value = payload.get(name, 0)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
+        raise ControlError(f"{name} must be a number between 0 and 1")
+    return float(value)
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Whether ECS rate limits are emulated, and how much faster buckets refill than on AWS."""
+
+    enabled: bool = False
+    scale: float = 1.0
+
+    @classmethod
+    def from_json(cls, payload: Any) -> Limits:
+        """Validate a control API payload; unknown or ill-typed fields raise ControlError."""
+        if not isinstance(payload, dict):
+            raise ControlError("limits must be a JSON object")
+        unknown = sorted(set(payload) - {"enabled", "scale"})
+        if unknown:
+            raise ControlError(f"unknown field(s): {', '.join(unknown)}")
+        enabled = payload.get("enabled", True)
+        if not isinstance(enabled, bool):
+            raise ControlError("enabled must be true or false")
+        scale = payload.get("scale", 1.0)
+        if isinstance(scale, bool) or not isinstance(scale, int | float) or scale <= 0:
+            raise ControlError("scale must be a number > 0")
+        return cls(enabled=enabled, scale=float(scale))
+
+
+@dataclass
+class Stats:
+    """Counters of ECS calls by operation."""
+
+    calls: collections.Counter[str] = field(default_factory=collections.Counter)
+    throttled: collections.Counter[str] = field(default_factory=collections.Counter)
+    server_errors: collections.Counter[str] = field(default_factory=collections.Counter)
+    client_errors: collections.Counter[str] = field(default_factory=collections.Counter)
+
+    def to_json(self) -> dict[str, dict[str, int]]:
+        """Plain dicts for the control API."""
+        return {
+            "calls": dict(self.calls),
+            "throttled": dict(self.throttled),
+            "server_errors": dict(self.server_errors),
+            "client_errors": dict(self.client_errors),
+        }
+
+
+class World:
+    """Everything one local AWS process holds besides the HTTP server."""
+
+    def __init__(self, rollout_seconds: float) -> None:
+        self.rollout_seconds = rollout_seconds
+        self.lock = threading.RLock()
+        self.simulator = Simulator(self.lock, Timings.for_rollout(rollout_seconds))
+        self._control_lock = threading.Lock()
+        self._faults = Faults()
+        self._limits = Limits()
+        self._buckets: TokenBuckets | None = None
+        self._stats = Stats()
+        self._random = random.Random()
+
+    # faults and limits ---------------------------------------------------------------------------
+
+    @property
+    def faults(self) -> Faults:
+        """The faults in force."""
+        return self._faults
+
+    def set_faults(self, faults: Faults) -> None:
+        """Replace the faults in force."""
+        self._faults = faults
+
+    @property
+    def limits(self) -> Limits:
+        """The rate-limit emulation in force."""
+        return self._limits
+
+    def set_limits(self, limits: Limits) -> None:
+        """Turn rate limits on or off; buckets start full each time."""
+        with self._control_lock:
+            self._limits = limits
+            self._buckets = TokenBuckets(limits.scale) if limits.enabled else None
+
+    def chance(self, probability: float) -> bool:
+        """True with the given probability (thread-safe)."""
+        if probability <= 0:
+            return False
+        with self._control_lock:
+            return self._random.random() < probability
+
+    def within_limits(self, account: str, region: str, operation: str) -> bool:
+        """Spend a token for this call; False means AWS would throttle it."""
+        buckets = self._buckets
+        return buckets is None or buckets.try_acquire(account, region, operation)
+
+    # stats ---------------------------------------------------------------------------------------
+
+    def count(self, counter: str, operation: str) -> None:
+        """Add one to a stats counter ("calls", "throttled", "server_errors", "client_errors")."""
+        with self._control_lock:
+            getattr(self._stats, counter)[operation] += 1
+
+    def stats(self) -> dict[str, dict[str, int]]:
+        """A snapshot of the counters."""
+        with self._control_lock:
+            return self._stats.to_json()
+
+    def clear_stats(self) -> None:
+        """Zero every counter."""
+        with self._control_lock:
+            self._stats = Stats()
+
+    # reset ---------------------------------------------------------------------------------------
+
+    def reset(self, parts: Iterable[str] = RESET_ALL) -> None:
+        """Reset moto's world and Conveyor's additions (all of them unless ``parts`` says)."""
+        selected = set(parts)
+        with self.lock:
+            if "moto" in selected:
+                from moto.moto_api._internal.models import moto_api_backend
+
+                moto_api_backend.reset()
+            if "simulator" in selected:
+                self.simulator.reset()
+        if "faults" in selected:
+            self.set_faults(Faults())
+        if "limits" in selected:
+            self.set_limits(Limits())
+        if "stats" in selected:
+            self.clear_stats()

@@ -1,0 +1,159 @@
+"""Faults, rate limits, stats and reset through the control API."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+from tests.localaws.conftest import Aws, client
+
+LEGACY_RETRIES = Config(retries={"mode": "legacy", "max_attempts": 10}, max_pool_connections=8)
+NO_RETRIES = Config(retries={"mode": "legacy", "max_attempts": 0})
+
+
+def test_health_and_config(aws: Aws) -> None:
+    """The health endpoint answers ok; config tells the rollout duration in use."""
+    assert aws.control("GET", "health") == (200, {"status": "ok"})
+    status, config = aws.control("GET", "config")
+    assert status == 200
+    assert config["rollout_seconds"] > 0
+
+
+def test_injected_throttling_is_retried_by_botocore(aws: Aws) -> None:
+    """With 30 % of ECS calls throttled, botocore's legacy retries make every call succeed, and
+    the stats count the throttled calls among all calls."""
+    assert aws.control("POST", "faults", {"throttle": 0.3})[0] == 200
+    ecs = client(aws.url, "ecs", LEGACY_RETRIES)
+
+    # In parallel, so that botocore's backoff sleeps overlap; every call must still succeed.
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        results = list(pool.map(lambda _: ecs.list_clusters(), range(40)))
+
+    assert all(r["ResponseMetadata"]["HTTPStatusCode"] == 200 for r in results)
+
+    status, stats = aws.control("GET", "stats")
+    assert status == 200
+    throttled = stats["throttled"].get("ListClusters", 0)
+    assert throttled > 0
+    assert stats["calls"]["ListClusters"] == 40 + throttled
+
+
+def test_throttling_answer_is_aws_shaped(aws: Aws) -> None:
+    """A throttled call fails (without retries) with ThrottlingException / "Rate exceeded"."""
+    aws.control("POST", "faults", {"throttle": 1, "operations": ["ListServices"]})
+    ecs = client(aws.url, "ecs", NO_RETRIES)
+
+    try:
+        ecs.list_services(cluster="test")
+    except ClientError as error:
+        assert error.response["Error"] == {
+            "Code": "ThrottlingException",
+            "Message": "Rate exceeded",
+        }
+        assert error.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+    else:
+        raise AssertionError("ListServices was not throttled")
+    ecs.list_clusters()  # not in "operations": untouched
+
+
+def test_server_errors_are_injected_and_counted(aws: Aws) -> None:
+    """server_error answers HTTP 500 ServerException; the stats count it; DELETE clears faults."""
+    aws.control("POST", "faults", {"server_error": 1.0, "latency_ms": 5})
+    ecs = client(aws.url, "ecs", NO_RETRIES)
+
+    try:
+        ecs.list_clusters()
+    except ClientError as error:
+        assert error.response["Error"]["Code"] == "ServerException"
+        assert error.response["ResponseMetadata"]["HTTPStatusCode"] == 500
+    else:
+        raise AssertionError("ListClusters did not fail")
+    assert aws.control("GET", "stats")[1]["server_errors"] == {"ListClusters": 1}
+    assert aws.control("GET", "faults")[1]["server_error"] == 1.0
+
+    aws.control("DELETE", "faults")
+    ecs.list_clusters()
+    assert aws.control("GET", "faults")[1] == {
+        "throttle": 0.0,
+        "server_error": 0.0,
+        "latency_ms": 0.0,
+        "operations": None,
+    }
+
+
+def test_token_buckets_throttle_a_burst_of_registrations(aws: Aws) -> None:
+    """With limits on, RegisterTaskDefinition has a burst of 20: a quick burst of 30 has about
+    20 successes and the rest throttled; other buckets are not affected."""
+    assert aws.control("POST", "limits", {"enabled": True, "scale": 1})[0] == 200
+    ecs = client(aws.url, "ecs", NO_RETRIES)
+    outcomes: list[str] = []
+
+    for i in range(30):
+        try:
+            ecs.register_task_definition(
+                family="burst",
+                containerDefinitions=[{"name": "app", "image": f"repo/app:{i}", "memory": 64}],
+            )
+            outcomes.append("ok")
+        except ClientError as error:
+            outcomes.append(error.response["Error"]["Code"])
+
+    assert set(outcomes) == {"ok", "ThrottlingException"}
+    assert 20 <= outcomes.count("ok") < 30
+    assert outcomes[:20] == ["ok"] * 20
+    stats = aws.control("GET", "stats")[1]
+    assert stats["throttled"]["RegisterTaskDefinition"] == outcomes.count("ThrottlingException")
+    ecs.list_task_definitions()  # a different bucket still has tokens
+
+    aws.control("DELETE", "limits")
+    ecs.register_task_definition(
+        family="burst", containerDefinitions=[{"name": "app", "image": "repo/app:x", "memory": 64}]
+    )
+
+
+def test_control_api_rejects_bad_input_naming_the_field(aws: Aws) -> None:
+    """Unknown fields, wrong types and bad JSON get HTTP 400 with a message naming the problem."""
+    status, body = aws.control("POST", "faults", {"throttle": 0.1, "thrtle": 1})
+    assert status == 400
+    assert "thrtle" in body["message"]
+    status, body = aws.control("POST", "faults", {"throttle": 2})
+    assert status == 400
+    assert "throttle" in body["message"]
+    status, body = aws.control("POST", "limits", {"enabled": "yes"})
+    assert status == 400
+    assert "enabled" in body["message"]
+    status, body = aws.control("POST", "limits", {"scale": 0})
+    assert status == 400
+    assert "scale" in body["message"]
+    raw = urllib.request.Request(  # noqa: S310 - the local AWS on loopback
+        f"{aws.url}/_localaws/faults", data=b"{not json", method="POST"
+    )
+    with pytest.raises(urllib.error.HTTPError) as caught:
+        urllib.request.urlopen(raw, timeout=30)  # noqa: S310
+    assert caught.value.code == 400
+    assert "JSON" in json.loads(caught.value.read())["message"]
+    assert aws.control("GET", "nowhere")[0] == 404
+    assert aws.control("PUT", "faults", {})[0] == 405
+
+
+def test_reset_clears_world_faults_limits_and_stats(aws: Aws) -> None:
+    """POST /_localaws/reset empties moto's world and the simulator and clears the additions."""
+    definition = aws.task_definition("app", "repo/app:1")
+    aws.service("app", definition)
+    aws.control("POST", "faults", {"latency_ms": 1})
+    aws.control("POST", "limits", {"enabled": True, "scale": 5})
+
+    assert aws.control("POST", "reset") == (200, {"status": "ok"})
+
+    assert aws.ecs.list_clusters()["clusterArns"] == []
+    assert aws.control("GET", "faults")[1]["latency_ms"] == 0.0
+    assert aws.control("GET", "limits")[1]["enabled"] is False
+    assert aws.control("GET", "stats")[1]["calls"] == {"ListClusters": 1}
+    aws.ecs.create_cluster(clusterName="test")
+    assert aws.ecs.list_services(cluster="test")["serviceArns"] == []
