@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 from typing import Any, NoReturn
 
 import click
@@ -56,6 +57,8 @@ _INPUT_ERRORS = frozenset(
         "ServiceNotFoundException",
         "ClusterNotFoundException",
         "NotFound",
+        "InvalidSubnetID.NotFound",
+        "InvalidGroup.NotFound",
     }
 )
 
@@ -83,6 +86,10 @@ def _summary(record: DeploymentRecord) -> str:
         lines.append(f"  reason    {record.reason}")
     if record.error:
         lines.append(f"  error     [{record.error.code}] {record.error.message}")
+    if record.stack is not None:
+        lines.append(f"  stack     {record.stack.name} ({record.stack.status or 'not started'})")
+        for event in [e for e in record.stack.events if e.reason][:3]:
+            lines.append(f"  event     {event.logical_id} {event.status}: {event.reason}")
     for task in record.stopped_tasks[:3]:
         lines.append(f"  stopped   {task.task_arn.rsplit('/', 1)[-1]}: {task.stopped_reason}")
     for warning in record.warnings:
@@ -273,6 +280,70 @@ def wait(deployment_id: str, as_json: bool) -> None:
     client = _client()
     _load(client, deployment_id)
     _follow(client, deployment_id, as_json)
+
+
+def _load_fargate_job(spec_file: Path) -> Any:
+    from producers.fargate import FargateServiceJob, SpecError, load_spec
+
+    try:
+        return FargateServiceJob.model_validate(load_spec(spec_file))
+    except SpecError as exc:
+        _usage_error(str(exc))
+    except ValidationError as exc:
+        _usage_error(
+            f"{spec_file}: invalid spec:\n  " + "\n  ".join(describe_validation_error(exc))
+        )
+
+
+@main.group()
+def fargate() -> None:
+    """Fargate services owned by Conveyor, each one CloudFormation stack."""
+
+
+_SPEC = click.option(
+    "-f",
+    "--file",
+    "spec_file",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="The service spec, YAML or JSON (see deploy/examples/fargate-demo.yaml).",
+)
+
+
+@fargate.command()
+@_SPEC
+def render(spec_file: Path) -> None:
+    """Print the CloudFormation template for a spec (JSON); needs no AWS access."""
+    from worker.domain.fargate import render_template
+
+    job = _load_fargate_job(spec_file)
+    click.echo(json.dumps(render_template(job), indent=2))
+
+
+@fargate.command()
+@_SPEC
+@click.option("--no-wait", is_flag=True, help="Print the deployment id and return at once.")
+@click.option("--json", "as_json", is_flag=True, help="Print the final record as JSON.")
+def apply(spec_file: Path, no_wait: bool, as_json: bool) -> None:
+    """Create or update the service's stack and follow it to a verdict."""
+    from producers.client import ConveyorUnavailableError
+
+    job = _load_fargate_job(spec_file)
+    client = _client()
+    try:
+        if not client.workers():
+            _unavailable(
+                f"no Conveyor worker answered on {client.settings.redis_display}; start one with "
+                "`celery -A worker.app worker` (nothing was enqueued)"
+            )
+        record = client.enqueue(job)
+    except ConveyorUnavailableError as exc:
+        _unavailable(str(exc))
+    if no_wait:
+        click.echo(json.dumps(record.model_dump(mode="json")) if as_json else record.id)
+        sys.exit(EXIT_OK)
+    click.echo(f"deployment {record.id} queued", err=True)
+    _follow(client, record.id, as_json)
 
 
 @main.command("local-aws")

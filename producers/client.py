@@ -26,8 +26,9 @@ from celery import Celery
 
 from config.celery import celery_config
 from config.settings import Settings
+from producers.fargate import FargateServiceJob
 from producers.jobs import UpdateServiceJob
-from producers.records import DeploymentRecord, Step
+from producers.records import FIRST_STEP, DeploymentRecord
 from worker.records import RecordStore, wall_clock
 from worker.steps import dispatch
 
@@ -75,12 +76,14 @@ class ConveyorClient:
         replies = self.app.control.ping(timeout=timeout) or []
         return sorted(name for reply in replies for name in reply)
 
-    def enqueue(self, job: UpdateServiceJob) -> DeploymentRecord:
+    def enqueue(self, job: UpdateServiceJob | FargateServiceJob) -> DeploymentRecord:
         """Record the deployment as queued and send its first step. Returns the record."""
         self.check_redis()
         now = wall_clock()
         record = DeploymentRecord(
             id=uuid.uuid4().hex,
+            kind=job.kind,
+            step=FIRST_STEP[job.kind],
             job=job.model_dump(mode="json"),
             cluster=job.cluster,
             service=job.service,
@@ -89,7 +92,7 @@ class ConveyorClient:
         )
         try:
             self._store.create(record, due=now + self.settings.recovery_grace)
-            dispatch(self.app, record.id, Step.RESOLVE, record.seq)
+            dispatch(self.app, record.id, record.step, record.seq)
         except redis.RedisError as exc:
             raise ConveyorUnavailableError(
                 f"cannot enqueue on {self.settings.redis_display}: {type(exc).__name__}"

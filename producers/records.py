@@ -35,6 +35,15 @@ class Step(StrEnum):
     WATCH = "watch"
     ROLLBACK = "rollback"
     WATCH_ROLLBACK = "watch_rollback"
+    # create-Fargate
+    VALIDATE = "validate"
+    APPLY = "apply"
+    DELETE_STALE = "delete_stale"
+    WATCH_STACK = "watch_stack"
+    WATCH_SERVICE = "watch_service"
+
+
+FIRST_STEP = {"update-existing": Step.RESOLVE, "create-fargate": Step.VALIDATE}
 
 
 class StepEntry(BaseModel):
@@ -62,6 +71,30 @@ class StoppedTask(BaseModel):
     stop_code: str | None = None
     stopped_reason: str | None = None
     container_reasons: list[str] = Field(default_factory=list)
+
+
+class StackEvent(BaseModel):
+    """A CloudFormation stack event of this deployment's stack operation."""
+
+    id: str
+    timestamp: str
+    logical_id: str
+    resource_type: str
+    status: str
+    reason: str | None = None
+
+
+class StackInfo(BaseModel):
+    """The stack a create-Fargate deployment applies."""
+
+    name: str
+    id: str | None = None
+    operation: str | None = None  # create | update | none
+    status: str | None = None
+    subnets: list[str] = Field(default_factory=list)
+    security_groups: list[str] = Field(default_factory=list)
+    target_group_arns: list[str] = Field(default_factory=list)
+    events: list[StackEvent] = Field(default_factory=list)
 
 
 class ErrorInfo(BaseModel):
@@ -93,7 +126,7 @@ class DeploymentRecord(BaseModel):
     kind: str = "update-existing"
     job: dict[str, Any]
     state: DeploymentState = DeploymentState.QUEUED
-    step: Step = Step.RESOLVE
+    step: Step = Step.RESOLVE  # see FIRST_STEP for other kinds
     seq: int = 0  # fences step messages: only the message carrying the current seq may act
     attempt: int = 0  # transient retries of the current step
     cluster: str
@@ -111,6 +144,7 @@ class DeploymentRecord(BaseModel):
     steps: list[StepEntry] = Field(default_factory=list)
     events: list[ServiceEvent] = Field(default_factory=list)
     stopped_tasks: list[StoppedTask] = Field(default_factory=list)
+    stack: StackInfo | None = None
     progress: ProgressInfo = Field(default_factory=ProgressInfo)
     warnings: list[str] = Field(default_factory=list)
     reason: str | None = None

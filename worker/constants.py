@@ -11,6 +11,11 @@ TASK_UPDATE = "conveyor.update.update"
 TASK_WATCH = "conveyor.update.watch"
 TASK_ROLLBACK = "conveyor.update.rollback"
 TASK_WATCH_ROLLBACK = "conveyor.update.watch_rollback"
+TASK_VALIDATE = "conveyor.fargate.validate"
+TASK_APPLY = "conveyor.fargate.apply"
+TASK_DELETE_STALE = "conveyor.fargate.delete_stale"
+TASK_WATCH_STACK = "conveyor.fargate.watch_stack"
+TASK_WATCH_SERVICE = "conveyor.fargate.watch_service"
 
 KEY_PREFIX = "conveyor:"
 RECORD_KEY = KEY_PREFIX + "deployment:{id}"  # JSON DeploymentRecord
@@ -29,4 +34,9 @@ STEP_TASKS = {
     "watch": TASK_WATCH,
     "rollback": TASK_ROLLBACK,
     "watch_rollback": TASK_WATCH_ROLLBACK,
+    "validate": TASK_VALIDATE,
+    "apply": TASK_APPLY,
+    "delete_stale": TASK_DELETE_STALE,
+    "watch_stack": TASK_WATCH_STACK,
+    "watch_service": TASK_WATCH_SERVICE,
 }

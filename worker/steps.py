@@ -19,10 +19,11 @@ import structlog
 from redis.exceptions import LockError
 
 from producers.records import DeploymentRecord, Step, StepEntry
-from worker.aws.gateway import EcsGateway
+from worker.aws.gateway import AwsGateway
 from worker.constants import QUEUE, STEP_LOCK_KEY, STEP_TASKS, SWEEP_LOCK_KEY
 from worker.domain.errors import ConveyorError, PermanentError, TransientError
 from worker.records import RecordStore
+from worker.services.fargate import FargateFlow
 from worker.services.update import Transition, UpdateFlow, fail
 
 log = structlog.get_logger("conveyor.steps")
@@ -74,7 +75,7 @@ def _next_due(ctx: StepContext, now: float, countdown: float) -> float:
 
 async def execute(
     ctx: StepContext,
-    gateway: Callable[[DeploymentRecord], Awaitable[EcsGateway]],
+    gateway: Callable[[DeploymentRecord], Awaitable[AwsGateway]],
     record: DeploymentRecord,
 ) -> Transition:
     """Run the record's step and apply the error policy; never raises ConveyorError.
@@ -82,12 +83,17 @@ async def execute(
     ``gateway`` returns the gateway for the record (its own credentials, or an assumed role).
     """
     try:
-        flow = UpdateFlow(
-            await gateway(record),
-            poll_interval=ctx.poll_interval,
-            known_fields=ctx.known_fields,
-            clock=ctx.clock,
-        )
+        aws = await gateway(record)
+        flow: UpdateFlow | FargateFlow
+        if record.kind == "create-fargate":
+            flow = FargateFlow(aws, poll_interval=ctx.poll_interval, clock=ctx.clock)
+        else:
+            flow = UpdateFlow(
+                aws,
+                poll_interval=ctx.poll_interval,
+                known_fields=ctx.known_fields,
+                clock=ctx.clock,
+            )
         transition = await flow.run(record)
     except TransientError as exc:
         now = ctx.clock()

@@ -13,7 +13,7 @@ import structlog
 
 from producers.records import DeploymentRecord
 from worker.app import app, settings, step_context
-from worker.aws.gateway import EcsGateway
+from worker.aws.gateway import AwsGateway
 from worker.constants import STEP_TASKS
 from worker.records import wall_clock
 from worker.runtime import get_runtime
@@ -34,7 +34,7 @@ def _run_step_message(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) 
     ctx = step_context()
     runtime = get_runtime(settings)
 
-    async def gateway(record: DeploymentRecord) -> EcsGateway:
+    async def gateway(record: DeploymentRecord) -> AwsGateway:
         role = record.job.get("role_arn")
         return await runtime.pool.gateway(role if isinstance(role, str) else None, now=wall_clock())
 

@@ -78,6 +78,9 @@ def seed_demo(url: str) -> dict[str, str]:
         ]
         for cidr, zone in (("10.0.1.0/24", "a"), ("10.0.2.0/24", "b"))
     ]
+    # Names, so that specs (deploy/examples) can refer to the demo's subnets without ids.
+    for subnet, zone in zip(subnets, ("a", "b"), strict=True):
+        ec2.create_tags(Resources=[subnet], Tags=[{"Key": "Name", "Value": f"demo-{zone}"}])
     group = ec2.create_security_group(GroupName="demo", Description="demo services", VpcId=vpc)[
         "GroupId"
     ]

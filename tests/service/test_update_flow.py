@@ -224,3 +224,14 @@ def test_corrupt_job_in_record_fails_without_calling_aws(ecs: FakeEcs) -> None:
     assert t.record.error is not None
     assert t.record.error.code == "InvalidJob"
     assert ecs.calls == []
+
+
+def test_update_of_a_conveyor_owned_service_is_refused(ecs: FakeEcs) -> None:
+    """A service owned by a Conveyor stack is not changed behind the stack's back."""
+    ecs.services[("demo", "web")]["tags"] = [
+        {"key": "conveyor:stack", "value": "conveyor-demo-web"}
+    ]
+    t = asyncio.run(execute(_ctx(), _gw(ecs), record_for()))
+    assert t.record.state is DeploymentState.FAILED
+    assert "conveyor fargate apply" in (t.record.reason or "")
+    assert "RegisterTaskDefinition" not in ecs.calls

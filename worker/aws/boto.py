@@ -115,7 +115,9 @@ class BotoEcsGateway:
     @_aws_call("DescribeServices")
     async def describe_service(self, cluster: str, service: str) -> dict[str, Any] | None:
         """Return the service, or None when it does not exist."""
-        answer = await self._ecs.describe_services(cluster=cluster, services=[service])
+        answer = await self._ecs.describe_services(
+            cluster=cluster, services=[service], include=["TAGS"]
+        )
         services = answer.get("services", [])
         return dict(services[0]) if services else None
 
@@ -186,7 +188,7 @@ class ClientPool:
     ) -> None:
         self._session = aioboto3.Session(region_name=region)
         self._stack = AsyncExitStack()
-        self._clients: dict[str | None, tuple[BotoEcsGateway, float]] = {}
+        self._clients: dict[str | None, tuple[BotoAwsGateway, float]] = {}
         self._config = Config(
             retries={"mode": "standard", "max_attempts": max_attempts},
             connect_timeout=5,
@@ -194,7 +196,7 @@ class ClientPool:
         )
         self._call_timeout = call_timeout
 
-    async def gateway(self, role_arn: str | None = None, *, now: float) -> BotoEcsGateway:
+    async def gateway(self, role_arn: str | None = None, *, now: float) -> BotoAwsGateway:
         """Return the gateway for the worker's own credentials, or for an assumed role."""
         cached = self._clients.get(role_arn)
         if cached is not None and cached[1] > now:
@@ -204,19 +206,22 @@ class ClientPool:
         except (botocore.exceptions.BotoCoreError, OSError) as exc:
             raise translate_error(exc, "CreateClient") from exc
 
-    async def _make(self, role_arn: str | None) -> BotoEcsGateway:
+    async def _make(self, role_arn: str | None) -> BotoAwsGateway:
         if role_arn is None:
-            client = await self._stack.enter_async_context(
-                self._session.client("ecs", config=self._config)
-            )
-            expires = float("inf")
+            session, expires = self._session, float("inf")
         else:
-            client, expires = await self._assume(role_arn)
-        gateway = BotoEcsGateway(client, self._call_timeout)
+            session, expires = await self._assume(role_arn)
+        clients = [
+            await self._stack.enter_async_context(session.client(name, config=self._config))
+            for name in ("ecs", "cloudformation", "elbv2", "ec2")
+        ]
+        ecs, cfn, elbv2, ec2 = clients
+        gateway = BotoAwsGateway(ecs, cfn, elbv2, ec2, call_timeout=self._call_timeout)
         self._clients[role_arn] = (gateway, expires)
         return gateway
 
     async def _assume(self, role_arn: str) -> tuple[Any, float]:
+        """A session with the role's temporary credentials, and when to refresh it."""
         try:
             async with self._session.client("sts", config=self._config) as sts:
                 answer = await sts.assume_role(RoleArn=role_arn, RoleSessionName="conveyor")
@@ -237,3 +242,168 @@ class ClientPool:
         """Close every client."""
         self._clients.clear()
         await self._stack.aclose()
+
+
+class BotoAwsGateway(BotoEcsGateway):
+    """The full gateway: ECS plus CloudFormation, ELBv2 and EC2 for create-Fargate jobs."""
+
+    def __init__(
+        self, ecs: ECSClient, cfn: Any, elbv2: Any, ec2: Any, call_timeout: float = 20.0
+    ) -> None:
+        super().__init__(ecs, call_timeout)
+        self._cfn = cfn
+        self._elbv2 = elbv2
+        self._ec2 = ec2
+
+    @_aws_call("DescribeClusters")
+    async def cluster_is_active(self, cluster: str) -> bool:
+        """True when the cluster exists and is ACTIVE."""
+        answer = await self._ecs.describe_clusters(clusters=[cluster])
+        return any(c.get("status") == "ACTIVE" for c in answer.get("clusters", []))
+
+    @_aws_call("DescribeSubnets")
+    async def resolve_subnets(self, refs: list[str]) -> list[str]:
+        """Subnet ids for ids or Name tags, in the order given."""
+        found: dict[str, str] = {}
+        ids = [r for r in refs if r.startswith("subnet-")]
+        names = [r for r in refs if not r.startswith("subnet-")]
+        if ids:
+            try:
+                answer = await self._ec2.describe_subnets(SubnetIds=ids)
+            except botocore.exceptions.ClientError as exc:
+                raise NotFoundError(
+                    f"network.subnets: {exc.response['Error'].get('Message', exc)}; "
+                    "check the ids in the spec",
+                    "InvalidSubnetID.NotFound",
+                ) from exc
+            found.update({s["SubnetId"]: s["SubnetId"] for s in answer["Subnets"]})
+        if names:
+            answer = await self._ec2.describe_subnets(
+                Filters=[{"Name": "tag:Name", "Values": names}]
+            )
+            for subnet in answer["Subnets"]:
+                for tag in subnet.get("Tags", []):
+                    if tag["Key"] == "Name" and tag["Value"] in names:
+                        found[tag["Value"]] = subnet["SubnetId"]
+        missing = [r for r in refs if r not in found]
+        if missing:
+            raise NotFoundError(
+                f"network.subnets: no subnet with id or Name tag {', '.join(missing)}; "
+                "check the spec",
+                "InvalidSubnetID.NotFound",
+            )
+        return [found[r] for r in refs]
+
+    @_aws_call("DescribeSecurityGroups")
+    async def resolve_security_groups(self, refs: list[str]) -> list[str]:
+        """Security group ids for ids or group names, in the order given."""
+        found: dict[str, str] = {}
+        ids = [r for r in refs if r.startswith("sg-")]
+        names = [r for r in refs if not r.startswith("sg-")]
+        if ids:
+            try:
+                answer = await self._ec2.describe_security_groups(GroupIds=ids)
+            except botocore.exceptions.ClientError as exc:
+                raise NotFoundError(
+                    f"network.security_groups: {exc.response['Error'].get('Message', exc)}",
+                    "InvalidGroup.NotFound",
+                ) from exc
+            found.update({g["GroupId"]: g["GroupId"] for g in answer["SecurityGroups"]})
+        if names:
+            answer = await self._ec2.describe_security_groups(
+                Filters=[{"Name": "group-name", "Values": names}]
+            )
+            found.update({g["GroupName"]: g["GroupId"] for g in answer["SecurityGroups"]})
+        missing = [r for r in refs if r not in found]
+        if missing:
+            raise NotFoundError(
+                f"network.security_groups: no security group with id or name "
+                f"{', '.join(missing)}; check the spec",
+                "InvalidGroup.NotFound",
+            )
+        return [found[r] for r in refs]
+
+    @_aws_call("DescribeTargetGroups")
+    async def describe_target_group(self, ref: str) -> dict[str, Any] | None:
+        """A target group by ARN or name, or None."""
+        key = "TargetGroupArns" if ref.startswith("arn:") else "Names"
+        try:
+            answer = await self._elbv2.describe_target_groups(**{key: [ref]})
+        except botocore.exceptions.ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "TargetGroupNotFound":
+                return None
+            raise
+        groups = answer.get("TargetGroups", [])
+        return dict(groups[0]) if groups else None
+
+    @_aws_call("DescribeStacks")
+    async def describe_stack(self, name: str) -> dict[str, Any] | None:
+        """The stack, or None when it does not exist."""
+        try:
+            answer = await self._cfn.describe_stacks(StackName=name)
+        except botocore.exceptions.ClientError as exc:
+            if "does not exist" in str(exc.response.get("Error", {}).get("Message", "")):
+                return None
+            raise
+        stacks = answer.get("Stacks", [])
+        return dict(stacks[0]) if stacks else None
+
+    @staticmethod
+    def _stack_args(
+        name: str, template: str, parameters: dict[str, str], tags: dict[str, str], token: str
+    ) -> dict[str, Any]:
+        return {
+            "StackName": name,
+            "TemplateBody": template,
+            "Parameters": [{"ParameterKey": k, "ParameterValue": v} for k, v in parameters.items()],
+            "Tags": [{"Key": k, "Value": v} for k, v in tags.items()],
+            "ClientRequestToken": token,
+        }
+
+    @_aws_call("CreateStack")
+    async def create_stack(
+        self,
+        name: str,
+        template: str,
+        parameters: dict[str, str],
+        tags: dict[str, str],
+        token: str,
+    ) -> str:
+        """Create the stack; return its id."""
+        answer = await self._cfn.create_stack(
+            **self._stack_args(name, template, parameters, tags, token)
+        )
+        return str(answer["StackId"])
+
+    @_aws_call("UpdateStack")
+    async def update_stack(
+        self,
+        name: str,
+        template: str,
+        parameters: dict[str, str],
+        tags: dict[str, str],
+        token: str,
+    ) -> str | None:
+        """Update the stack; None when there is nothing to update (a success)."""
+        try:
+            answer = await self._cfn.update_stack(
+                **self._stack_args(name, template, parameters, tags, token)
+            )
+        except botocore.exceptions.ClientError as exc:
+            if "No updates are to be performed" in str(
+                exc.response.get("Error", {}).get("Message")
+            ):
+                return None
+            raise
+        return str(answer["StackId"])
+
+    @_aws_call("DeleteStack")
+    async def delete_stack(self, name: str, token: str) -> None:
+        """Delete the stack."""
+        await self._cfn.delete_stack(StackName=name, ClientRequestToken=token)
+
+    @_aws_call("DescribeStackEvents")
+    async def stack_events(self, name: str) -> list[dict[str, Any]]:
+        """The newest page of the stack's events."""
+        answer = await self._cfn.describe_stack_events(StackName=name)
+        return [dict(e) for e in answer.get("StackEvents", [])]

@@ -223,3 +223,127 @@ class FakeEcs:
                 "containers": [{"name": "web", "exitCode": 1}],
             }
         ]
+
+
+class FakeAws(FakeEcs):
+    """FakeEcs plus the stack-side calls: clusters, network, target groups and stacks.
+
+    Stacks do not run templates: a test sets a stack's status (:meth:`set_stack`) to play
+    CloudFormation's part, and reads what was sent from :attr:`stack_requests`.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.clusters: set[str] = {"demo"}
+        self.subnets: dict[str, str] = {"demo-a": "subnet-0aaa1111", "demo-b": "subnet-0bbb2222"}
+        self.security_groups: dict[str, str] = {"demo": "sg-0ccc3333"}
+        self.target_groups: dict[str, dict[str, Any]] = {}
+        self.stacks: dict[str, dict[str, Any]] = {}
+        self.events: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        self.stack_requests: list[tuple[str, str, dict[str, str]]] = []
+
+    def add_target_group(self, name: str, *, attached: bool = True, kind: str = "ip") -> str:
+        """Add a target group; returns its ARN."""
+        arn = f"arn:aws:elasticloadbalancing:{self.region}:{self.account}:targetgroup/{name}/1"
+        self.target_groups[name] = {
+            "TargetGroupArn": arn,
+            "TargetGroupName": name,
+            "TargetType": kind,
+            "LoadBalancerArns": ["arn:aws:elasticloadbalancing:lb/app/x/1"] if attached else [],
+        }
+        return arn
+
+    def set_stack(self, name: str, status: str, **fields: Any) -> None:
+        """Play CloudFormation: give the stack a status (and outputs, reasons...)."""
+        self.stacks.setdefault(name, {"StackName": name, "StackId": f"stack/{name}"})
+        self.stacks[name].update(StackStatus=status, **fields)
+
+    def add_stack_event(
+        self, name: str, logical: str, status: str, reason: str | None, token: str
+    ) -> None:
+        """Append a stack event, newest first as CloudFormation lists them."""
+        n = next(self._ids)
+        self.events[name].insert(
+            0,
+            {
+                "EventId": f"e{n}",
+                "Timestamp": f"t{n}",
+                "LogicalResourceId": logical,
+                "ResourceType": "AWS::ECS::Service",
+                "ResourceStatus": status,
+                "ResourceStatusReason": reason,
+                "ClientRequestToken": token,
+            },
+        )
+
+    async def cluster_is_active(self, cluster: str) -> bool:
+        """See StackGateway."""
+        self._call("DescribeClusters")
+        return cluster in self.clusters
+
+    async def resolve_subnets(self, refs: list[str]) -> list[str]:
+        """See StackGateway."""
+        self._call("DescribeSubnets")
+        known = {**self.subnets, **{v: v for v in self.subnets.values()}}
+        missing = [r for r in refs if r not in known]
+        if missing:
+            raise NotFoundError(
+                f"network.subnets: no subnet {', '.join(missing)}", "InvalidSubnetID.NotFound"
+            )
+        return [known[r] for r in refs]
+
+    async def resolve_security_groups(self, refs: list[str]) -> list[str]:
+        """See StackGateway."""
+        self._call("DescribeSecurityGroups")
+        known = {**self.security_groups, **{v: v for v in self.security_groups.values()}}
+        missing = [r for r in refs if r not in known]
+        if missing:
+            raise NotFoundError(
+                f"network.security_groups: no group {', '.join(missing)}", "InvalidGroup.NotFound"
+            )
+        return [known[r] for r in refs]
+
+    async def describe_target_group(self, ref: str) -> dict[str, Any] | None:
+        """See StackGateway."""
+        self._call("DescribeTargetGroups")
+        for group in self.target_groups.values():
+            if ref in (group["TargetGroupArn"], group["TargetGroupName"]):
+                return dict(group)
+        return None
+
+    async def describe_stack(self, name: str) -> dict[str, Any] | None:
+        """See StackGateway."""
+        self._call("DescribeStacks")
+        found = self.stacks.get(name)
+        return copy.deepcopy(found) if found else None
+
+    async def create_stack(
+        self, name: str, template: str, parameters: dict[str, str], tags: dict[str, str], token: str
+    ) -> str:
+        """See StackGateway."""
+        self._call("CreateStack")
+        self.stack_requests.append(("create", template, parameters))
+        self.set_stack(name, "CREATE_IN_PROGRESS")
+        return str(self.stacks[name]["StackId"])
+
+    async def update_stack(
+        self, name: str, template: str, parameters: dict[str, str], tags: dict[str, str], token: str
+    ) -> str | None:
+        """See StackGateway."""
+        self._call("UpdateStack")
+        previous = next((r for r in reversed(self.stack_requests)), None)
+        if previous is not None and previous[1:] == (template, parameters):
+            return None
+        self.stack_requests.append(("update", template, parameters))
+        self.set_stack(name, "UPDATE_IN_PROGRESS")
+        return str(self.stacks[name]["StackId"])
+
+    async def delete_stack(self, name: str, token: str) -> None:
+        """See StackGateway."""
+        self._call("DeleteStack")
+        self.set_stack(name, "DELETE_IN_PROGRESS")
+
+    async def stack_events(self, name: str) -> list[dict[str, Any]]:
+        """See StackGateway."""
+        self._call("DescribeStackEvents")
+        return copy.deepcopy(self.events[name])

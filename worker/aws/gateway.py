@@ -45,6 +45,64 @@ class EcsGateway(Protocol):
         ...
 
 
+class StackGateway(Protocol):
+    """The CloudFormation, ELBv2 and EC2 calls of create-Fargate deployments."""
+
+    async def cluster_is_active(self, cluster: str) -> bool:
+        """True when the ECS cluster exists and is ACTIVE."""
+        ...
+
+    async def resolve_subnets(self, refs: list[str]) -> list[str]:
+        """Subnet ids for ids or Name tags; NotFoundError names any that do not exist."""
+        ...
+
+    async def resolve_security_groups(self, refs: list[str]) -> list[str]:
+        """Security group ids for ids or group names; NotFoundError names the missing."""
+        ...
+
+    async def describe_target_group(self, ref: str) -> dict[str, Any] | None:
+        """A target group by ARN or name (TargetGroupArn, TargetType, LoadBalancerArns...)."""
+        ...
+
+    async def describe_stack(self, name: str) -> dict[str, Any] | None:
+        """The stack, or None when there is none (or it was deleted)."""
+        ...
+
+    async def create_stack(
+        self,
+        name: str,
+        template: str,
+        parameters: dict[str, str],
+        tags: dict[str, str],
+        token: str,
+    ) -> str:
+        """Create a stack; return its id. ``token`` makes a retried request a no-op."""
+        ...
+
+    async def update_stack(
+        self,
+        name: str,
+        template: str,
+        parameters: dict[str, str],
+        tags: dict[str, str],
+        token: str,
+    ) -> str | None:
+        """Update a stack; None when CloudFormation says there is nothing to update."""
+        ...
+
+    async def delete_stack(self, name: str, token: str) -> None:
+        """Delete a stack."""
+        ...
+
+    async def stack_events(self, name: str) -> list[dict[str, Any]]:
+        """The stack's newest events (first page), newest first."""
+        ...
+
+
+class AwsGateway(EcsGateway, StackGateway, Protocol):
+    """Everything a worker calls."""
+
+
 def revision_of(task_definition_arn: str) -> int:
     """Return the revision number at the end of a task definition ARN (``...:family:42``)."""
     return int(task_definition_arn.rsplit(":", 1)[1])

@@ -30,6 +30,7 @@ from producers.records import (
 from worker.aws.gateway import EcsGateway, family_of, revision_of
 from worker.constants import MAX_EVENTS, MAX_STOPPED_TASKS
 from worker.domain.errors import ConveyorError, InvalidJobError, NotFoundError
+from worker.domain.fargate import STACK_TAG
 from worker.domain.planning import DEPLOYMENT_TAG, check_containers, plan_revision
 from worker.domain.verdict import Outcome, Verdict, judge
 
@@ -130,6 +131,13 @@ class UpdateFlow:
                 f"service {job.service!r} was not found (or is not ACTIVE) in cluster "
                 f"{job.cluster!r}; check --cluster and --service",
                 "ServiceNotFoundException",
+            )
+        owner = {t.get("key"): t.get("value") for t in service.get("tags", [])}.get(STACK_TAG)
+        if owner:
+            # The stack would revert an image changed behind its back at its next update.
+            raise InvalidJobError(
+                f"service {job.service!r} is owned by Conveyor stack {owner!r}; change the image "
+                "in its spec and run `conveyor fargate apply -f SPEC` instead"
             )
         current = str(service["taskDefinition"])
         family = job.family or family_of(current)

@@ -1,0 +1,328 @@
+"""The create-Fargate job: a Fargate service and its task definition as one CloudFormation stack.
+
+Read from a spec file (YAML or JSON) with :func:`load_spec`. Strict and immutable like every
+job: unknown keys are refused, each bad field is reported under its own name with the fix.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from worker.domain.images import ImageReferenceError, parse_image
+
+_NAME = re.compile(r"^[A-Za-z0-9_-]{1,255}$")
+_ARN = re.compile(r"^arn:aws[a-zA-Z-]*:[a-z0-9-]+:[a-z0-9-]*:[0-9]{12}:.+$")
+_ROLE_ARN = re.compile(r"^arn:aws[a-zA-Z-]*:iam::[0-9]{12}:role/[\w+=,.@/-]{1,512}$")
+_SECRET_REF = re.compile(r"^arn:aws[a-zA-Z-]*:(ssm|secretsmanager):[a-z0-9-]+:[0-9]{12}:.+$")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,254}$")
+SUBNET_ID = re.compile(r"^subnet-[0-9a-f]{8,17}$")
+SECURITY_GROUP_ID = re.compile(r"^sg-[0-9a-f]{8,17}$")
+_RESOURCE_NAME = re.compile(r"^[A-Za-z0-9][\w .:/=+@-]{0,254}$")
+_TARGET_GROUP_NAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,30}[A-Za-z0-9])?$")
+
+# Fargate's allowed task sizes: cpu units -> allowed memory (MiB).
+FARGATE_SIZES: dict[int, tuple[int, ...]] = {
+    256: (512, 1024, 2048),
+    512: tuple(range(1024, 4096 + 1, 1024)),
+    1024: tuple(range(2048, 8192 + 1, 1024)),
+    2048: tuple(range(4096, 16384 + 1, 1024)),
+    4096: tuple(range(8192, 30720 + 1, 1024)),
+    8192: tuple(range(16384, 61440 + 1, 4096)),
+    16384: tuple(range(32768, 122880 + 1, 8192)),
+}
+MAX_LOAD_BALANCERS = 5
+
+_STRICT = ConfigDict(extra="forbid", frozen=True)
+
+
+class PortMapping(BaseModel):
+    """A container port (awsvpc: the host port is the container port)."""
+
+    model_config = _STRICT
+    container_port: Annotated[int, Field(ge=1, le=65535)]
+    protocol: Literal["tcp", "udp"] = "tcp"
+    name: str | None = None
+
+
+class HealthCheck(BaseModel):
+    """A container health check, as ECS runs it."""
+
+    model_config = _STRICT
+    command: Annotated[list[str], Field(min_length=1)]
+    interval: Annotated[int, Field(ge=5, le=300)] = 30
+    timeout: Annotated[int, Field(ge=2, le=120)] = 5
+    retries: Annotated[int, Field(ge=1, le=10)] = 3
+    start_period: Annotated[int, Field(ge=0, le=300)] = 0
+
+    @field_validator("command")
+    @classmethod
+    def _form(cls, value: list[str]) -> list[str]:
+        if value[0] not in ("CMD", "CMD-SHELL", "NONE"):
+            raise ValueError(
+                "must start with CMD or CMD-SHELL, e.g. ['CMD-SHELL', 'curl -f localhost']"
+            )
+        return value
+
+
+class LogConfiguration(BaseModel):
+    """A log driver with its options (default: awslogs to the stack's log group)."""
+
+    model_config = _STRICT
+    log_driver: str
+    options: dict[str, str] = Field(default_factory=dict)
+
+
+class Container(BaseModel):
+    """One container of the task."""
+
+    model_config = _STRICT
+    name: Annotated[str, Field(min_length=1, max_length=255)]
+    image: Annotated[str, Field(min_length=1, max_length=1024)]
+    cpu: Annotated[int, Field(ge=0, le=16384)] = 0
+    memory: Annotated[int | None, Field(ge=6)] = None
+    memory_reservation: Annotated[int | None, Field(ge=6)] = None
+    essential: bool = True
+    port_mappings: tuple[PortMapping, ...] = ()
+    environment: dict[str, str] = Field(default_factory=dict)
+    secrets: dict[str, str] = Field(
+        default_factory=dict, description="Variable name -> SSM parameter or Secrets Manager ARN"
+    )
+    health_check: HealthCheck | None = None
+    log_configuration: LogConfiguration | None = None
+    command: tuple[str, ...] | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not _NAME.match(value):
+            raise ValueError(f"{value!r} is not a valid container name: letters, digits, '-', '_'")
+        return value
+
+    @field_validator("image")
+    @classmethod
+    def _image(cls, value: str) -> str:
+        try:
+            parse_image(value)
+        except ImageReferenceError as exc:
+            raise ValueError(str(exc)) from exc
+        return value
+
+    @field_validator("environment", "secrets")
+    @classmethod
+    def _variable_names(cls, value: dict[str, str]) -> dict[str, str]:
+        for name in value:
+            if not _ENV_NAME.match(name):
+                raise ValueError(f"{name!r} is not a valid environment variable name")
+        return value
+
+    @field_validator("secrets")
+    @classmethod
+    def _secret_refs(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, ref in value.items():
+            if not _SECRET_REF.match(ref):
+                # Do not echo the value: it may be a secret pasted where a reference belongs.
+                raise ValueError(
+                    f"secret {name!r} must be an SSM parameter or Secrets Manager ARN "
+                    "(arn:aws:ssm:REGION:ACCOUNT:parameter/NAME); put the secret itself there"
+                )
+        return value
+
+
+class Network(BaseModel):
+    """awsvpc networking of the service.
+
+    Subnets are ids (``subnet-...``) or Name tags; security groups are ids (``sg-...``) or group
+    names. Names are resolved to ids, and everything checked to exist, before any stack call.
+    """
+
+    model_config = _STRICT
+    subnets: Annotated[tuple[str, ...], Field(min_length=1, max_length=16)]
+    security_groups: Annotated[tuple[str, ...], Field(min_length=1, max_length=5)]
+    assign_public_ip: bool = False
+
+    @field_validator("subnets")
+    @classmethod
+    def _subnets(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for subnet in value:
+            if not (SUBNET_ID.match(subnet) or _RESOURCE_NAME.match(subnet)):
+                raise ValueError(
+                    f"{subnet!r} is neither a subnet id (subnet-0123abcd...) nor a name"
+                )
+        return value
+
+    @field_validator("security_groups")
+    @classmethod
+    def _groups(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for group in value:
+            if not (SECURITY_GROUP_ID.match(group) or _RESOURCE_NAME.match(group)):
+                raise ValueError(f"{group!r} is neither a security group id (sg-...) nor a name")
+        return value
+
+
+class LoadBalancerLink(BaseModel):
+    """A link from a container port to an existing target group (ARN or name)."""
+
+    model_config = _STRICT
+    target_group: Annotated[str, Field(min_length=1)]
+    container_name: str
+    container_port: Annotated[int, Field(ge=1, le=65535)]
+
+    @field_validator("target_group")
+    @classmethod
+    def _target_group(cls, value: str) -> str:
+        if _ARN.match(value) and ":targetgroup/" in value:
+            return value
+        if _TARGET_GROUP_NAME.match(value):
+            return value
+        raise ValueError(f"{value!r} is neither a target group ARN nor a target group name")
+
+
+class CircuitBreaker(BaseModel):
+    """ECS's deployment circuit breaker; on with rollback unless the spec says otherwise."""
+
+    model_config = _STRICT
+    enable: bool = True
+    rollback: bool = True
+
+
+class Deployment(BaseModel):
+    """Rolling deployment settings."""
+
+    model_config = _STRICT
+    minimum_healthy_percent: Annotated[int, Field(ge=0, le=100)] = 100
+    maximum_percent: Annotated[int, Field(ge=100, le=200)] = 200
+    circuit_breaker: CircuitBreaker = Field(default_factory=CircuitBreaker)
+
+
+class RuntimePlatform(BaseModel):
+    """CPU architecture and OS family of the task."""
+
+    model_config = _STRICT
+    cpu_architecture: Literal["X86_64", "ARM64"] = "X86_64"
+    operating_system_family: Literal["LINUX"] = "LINUX"
+
+
+class FargateServiceJob(BaseModel):
+    """Create, or update, a Fargate service and its task definition as one stack."""
+
+    model_config = _STRICT
+
+    kind: Literal["create-fargate"] = "create-fargate"
+    schema_version: Literal[1] = 1
+    cluster: Annotated[str, Field(min_length=1, max_length=255)]
+    service: Annotated[str, Field(min_length=1, max_length=255)]
+    containers: Annotated[tuple[Container, ...], Field(min_length=1, max_length=10)]
+    cpu: int
+    memory: int
+    execution_role_arn: str | None = None
+    task_role_arn: str | None = None
+    runtime_platform: RuntimePlatform = Field(default_factory=RuntimePlatform)
+    desired_count: Annotated[int, Field(ge=0, le=5000)] = 1
+    network: Network
+    load_balancers: Annotated[
+        tuple[LoadBalancerLink, ...], Field(max_length=MAX_LOAD_BALANCERS)
+    ] = ()
+    health_check_grace_period_seconds: Annotated[int, Field(ge=0, le=2147483647)] = 60
+    deployment: Deployment = Field(default_factory=Deployment)
+    tags: dict[str, str] = Field(default_factory=dict)
+    wait: bool = True
+    timeout_seconds: Annotated[int, Field(ge=60, le=24 * 3600)] = 1800
+
+    @field_validator("cluster", "service")
+    @classmethod
+    def _names(cls, value: str) -> str:
+        if not _NAME.match(value):
+            raise ValueError(f"{value!r} is not a valid name: letters, digits, '-', '_'")
+        return value
+
+    @field_validator("execution_role_arn", "task_role_arn")
+    @classmethod
+    def _roles(cls, value: str | None) -> str | None:
+        if value is not None and not _ROLE_ARN.match(value):
+            raise ValueError(f"{value!r} is not an IAM role ARN (arn:aws:iam::ACCOUNT:role/NAME)")
+        return value
+
+    @field_validator("tags")
+    @classmethod
+    def _tags(cls, value: dict[str, str]) -> dict[str, str]:
+        if len(value) > 40:
+            raise ValueError("at most 40 tags (Conveyor adds its own, AWS allows 50)")
+        for key in value:
+            if key.startswith(("aws:", "conveyor:")):
+                raise ValueError(f"tag key {key!r} uses a reserved prefix (aws:, conveyor:)")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> FargateServiceJob:
+        allowed = FARGATE_SIZES.get(self.cpu)
+        if allowed is None:
+            raise ValueError(
+                f"cpu {self.cpu} is not a Fargate size; use one of {sorted(FARGATE_SIZES)}"
+            )
+        if self.memory not in allowed:
+            raise ValueError(
+                f"memory {self.memory} does not fit cpu {self.cpu} on Fargate; allowed: "
+                f"{allowed[0]}-{allowed[-1]} MiB ({', '.join(map(str, allowed[:8]))}"
+                f"{', ...' if len(allowed) > 8 else ''})"
+            )
+        names = [c.name for c in self.containers]
+        if len(set(names)) != len(names):
+            raise ValueError("containers: names must be unique")
+        if not any(c.essential for c in self.containers):
+            raise ValueError("containers: at least one container must be essential")
+        if sum(c.cpu for c in self.containers) > self.cpu:
+            raise ValueError(f"containers: their cpu adds up to more than the task's {self.cpu}")
+        for c in self.containers:
+            if c.memory is not None and c.memory > self.memory:
+                raise ValueError(
+                    f"container {c.name!r}: memory {c.memory} exceeds the task's {self.memory}"
+                )
+        ports = {c.name: {p.container_port for p in c.port_mappings} for c in self.containers}
+        for i, link in enumerate(self.load_balancers):
+            if link.container_name not in ports:
+                raise ValueError(
+                    f"load_balancers[{i}]: container {link.container_name!r} is not in the spec; "
+                    f"containers: {', '.join(names)}"
+                )
+            if link.container_port not in ports[link.container_name]:
+                known = ", ".join(map(str, sorted(ports[link.container_name]))) or "none"
+                raise ValueError(
+                    f"load_balancers[{i}]: container {link.container_name!r} has no port "
+                    f"{link.container_port} in port_mappings (it has: {known}); add it there"
+                )
+        if (
+            self.containers
+            and any(c.secrets or c.log_configuration is None for c in self.containers)
+            and self.execution_role_arn is None
+        ):
+            raise ValueError(
+                "execution_role_arn is required: secrets and awslogs need a task execution role"
+            )
+        return self
+
+
+class SpecError(ValueError):
+    """Raised when a spec file cannot be read or parsed; the message names the file and line."""
+
+
+def load_spec(path: Path) -> dict[str, Any]:
+    """Read a YAML or JSON spec file into a mapping (validation is the model's job)."""
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise SpecError(f"cannot read spec {path}: {exc.strerror}") from exc
+    try:
+        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except (json.JSONDecodeError, yaml.YAMLError) as exc:
+        raise SpecError(
+            f"{path} is not valid {'JSON' if path.suffix == '.json' else 'YAML'}: {exc}"
+        ) from exc
+    if not isinstance(data, dict):
+        raise SpecError(f"{path}: the spec must be a mapping of fields, not {type(data).__name__}")
+    return data

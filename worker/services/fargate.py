@@ -1,0 +1,327 @@
+"""The create-Fargate flow: validate, apply the stack, watch it, then watch the service.
+
+Everything that can be checked is checked before the first stack call: the spec (by the job
+model), then the cluster, subnets, security groups and each target group (it exists, has a load
+balancer attached and is of target type ``ip``). A stack operation carries the deployment id as
+its ClientRequestToken, so a retried step never starts a second operation, and the events of
+exactly this operation are the ones recorded. A stack that ends COMPLETE still has to show its
+service on the stack's task definition, COMPLETED: the same truthful verdict as update jobs.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import structlog
+from pydantic import ValidationError
+
+from producers.fargate import FargateServiceJob
+from producers.jobs import describe_validation_error
+from producers.records import (
+    DeploymentRecord,
+    DeploymentState,
+    ProgressInfo,
+    StackEvent,
+    StackInfo,
+    Step,
+    StepEntry,
+)
+from worker.aws.gateway import AwsGateway
+from worker.domain.errors import InvalidJobError, NotFoundError, TransientError
+from worker.domain.fargate import render_template, stack_name, stack_tags, template_parameters
+from worker.domain.verdict import Outcome, judge
+from worker.services.update import Transition, finish
+
+log = structlog.get_logger("conveyor.fargate")
+
+MAX_STACK_EVENTS = 100
+_ROLLED_BACK = {"UPDATE_ROLLBACK_COMPLETE"}
+_FAILED = {
+    "CREATE_FAILED",
+    "ROLLBACK_COMPLETE",
+    "ROLLBACK_FAILED",
+    "UPDATE_ROLLBACK_FAILED",
+    "DELETE_FAILED",
+    "DELETE_COMPLETE",
+    "UPDATE_FAILED",
+}
+_DONE = {"CREATE_COMPLETE", "UPDATE_COMPLETE"}
+
+
+def validate_fargate_job(record: DeploymentRecord) -> FargateServiceJob:
+    """Validate the record's job payload again; workers trust nothing they receive."""
+    try:
+        return FargateServiceJob.model_validate(record.job)
+    except ValidationError as exc:
+        raise InvalidJobError("invalid spec: " + "; ".join(describe_validation_error(exc))) from exc
+
+
+def _token(record: DeploymentRecord, what: str) -> str:
+    # CloudFormation tokens: at most 128 characters of [a-zA-Z0-9-].
+    return f"conveyor-{what}-{record.id}"[:128]
+
+
+class FargateFlow:
+    """Runs one step of a create-Fargate deployment against a gateway."""
+
+    def __init__(
+        self, gateway: AwsGateway, *, poll_interval: float, clock: Callable[[], float]
+    ) -> None:
+        self._aws = gateway
+        self._poll = poll_interval
+        self._clock = clock
+
+    async def run(self, record: DeploymentRecord) -> Transition:
+        """Run the record's current step."""
+        job = validate_fargate_job(record)
+        handler = {
+            Step.VALIDATE: self.validate,
+            Step.APPLY: self.apply,
+            Step.DELETE_STALE: self.delete_stale,
+            Step.WATCH_STACK: self.watch_stack,
+            Step.WATCH_SERVICE: self.watch_service,
+        }.get(record.step)
+        if handler is None:
+            raise InvalidJobError(f"step {record.step} is not a step of a create-Fargate job")
+        return await handler(record, job)
+
+    def _log(
+        self, record: DeploymentRecord, detail: str, status: str = "completed"
+    ) -> list[StepEntry]:
+        entry = StepEntry(step=record.step, status=status, at=self._clock(), detail=detail)
+        return [*record.steps, entry]
+
+    async def validate(self, record: DeploymentRecord, job: FargateServiceJob) -> Transition:
+        """Check everything the stack depends on, before any stack call."""
+        now = self._clock()
+        if not await self._aws.cluster_is_active(job.cluster):
+            raise NotFoundError(
+                f"cluster: {job.cluster!r} does not exist or is not ACTIVE; create it first or "
+                "fix `cluster` in the spec",
+                "ClusterNotFoundException",
+            )
+        subnets = await self._aws.resolve_subnets(list(job.network.subnets))
+        groups = await self._aws.resolve_security_groups(list(job.network.security_groups))
+        arns = []
+        for i, link in enumerate(job.load_balancers):
+            group = await self._aws.describe_target_group(link.target_group)
+            where = f"load_balancers[{i}].target_group {link.target_group!r}"
+            if group is None:
+                raise NotFoundError(f"{where} does not exist; check the name or ARN", "NotFound")
+            if not group.get("LoadBalancerArns"):
+                raise InvalidJobError(
+                    f"{where} has no load balancer attached; add it to a listener rule of a load "
+                    "balancer first (ECS refuses unattached target groups)"
+                )
+            if group.get("TargetType") != "ip":
+                raise InvalidJobError(
+                    f"{where} has target type {group.get('TargetType')!r}; Fargate tasks use "
+                    "awsvpc networking and need a target group of target type 'ip'"
+                )
+            arns.append(str(group["TargetGroupArn"]))
+        stack = StackInfo(
+            name=stack_name(job.cluster, job.service),
+            subnets=subnets,
+            security_groups=groups,
+            target_group_arns=arns,
+        )
+        updated = record.model_copy(
+            update={
+                "state": DeploymentState.RUNNING,
+                "started_at": record.started_at or now,
+                "deadline": record.deadline or now + job.timeout_seconds,
+                "stack": stack,
+                "steps": self._log(record, f"cluster, network and {len(arns)} target group(s) ok"),
+            }
+        )
+        return Transition(updated, Step.APPLY)
+
+    def _stack(self, record: DeploymentRecord) -> StackInfo:
+        if record.stack is None:
+            raise InvalidJobError("the deployment record has no stack; it cannot continue")
+        return record.stack
+
+    async def apply(self, record: DeploymentRecord, job: FargateServiceJob) -> Transition:
+        """Create the stack, or update it; a failed create is deleted and created again."""
+        info = self._stack(record)
+        template = json.dumps(render_template(job), sort_keys=True)
+        parameters = template_parameters(
+            job,
+            subnets=info.subnets,
+            security_groups=info.security_groups,
+            target_group_arns=info.target_group_arns,
+        )
+        tags = stack_tags(job)
+        token = _token(record, "apply")
+        current = await self._aws.describe_stack(info.name)
+        status = str(current.get("StackStatus")) if current else None
+        if status == "ROLLBACK_COMPLETE":
+            # A failed create leaves a stack that can only be deleted.
+            await self._aws.delete_stack(info.name, _token(record, "delete"))
+            detail = f"stack {info.name} was left by a failed create; deleting it first"
+            updated = record.model_copy(update={"steps": self._log(record, detail)})
+            return Transition(updated, Step.DELETE_STALE, countdown=self._poll)
+        if status is not None and status.endswith("_IN_PROGRESS"):
+            if self._ours(current, record):
+                return self._watching(record, info, current, "adopted the operation in progress")
+            raise TransientError(
+                f"stack {info.name} is {status} by another operation; waiting for it to end",
+                "StackBusy",
+            )
+        if current is None or status == "DELETE_COMPLETE":
+            stack_id = await self._aws.create_stack(info.name, template, parameters, tags, token)
+            operation = "create"
+        else:
+            updated_id = await self._aws.update_stack(info.name, template, parameters, tags, token)
+            if updated_id is None:
+                now = self._clock()
+                done = record.model_copy(
+                    update={
+                        "stack": info.model_copy(update={"operation": "none", "status": status})
+                    }
+                )
+                reason = f"stack {info.name} is already as the spec says: nothing to update"
+                return Transition(finish(done, DeploymentState.SUCCEEDED, reason, now), None)
+            stack_id, operation = updated_id, "update"
+        log.info("stack operation started", stack=info.name, operation=operation)
+        info = info.model_copy(update={"id": stack_id, "operation": operation})
+        updated = record.model_copy(
+            update={"stack": info, "steps": self._log(record, f"{operation} {info.name}")}
+        )
+        return Transition(updated, Step.WATCH_STACK, countdown=min(self._poll, 2.0))
+
+    def _ours(self, stack: dict[str, Any] | None, record: DeploymentRecord) -> bool:
+        """Whether the operation in progress was started by this deployment (a retried step)."""
+        if not stack:
+            return False
+        started: Any = stack.get("LastUpdatedTime") or stack.get("CreationTime")
+        timestamp = started.timestamp() if hasattr(started, "timestamp") else None
+        return (
+            timestamp is not None
+            and record.started_at is not None
+            and (timestamp >= record.started_at - 1)
+        )
+
+    def _watching(
+        self, record: DeploymentRecord, info: StackInfo, stack: dict[str, Any] | None, how: str
+    ) -> Transition:
+        operation = "update" if stack and stack.get("LastUpdatedTime") else "create"
+        info = info.model_copy(update={"id": (stack or {}).get("StackId"), "operation": operation})
+        updated = record.model_copy(update={"stack": info, "steps": self._log(record, how)})
+        return Transition(updated, Step.WATCH_STACK, countdown=self._poll)
+
+    async def delete_stale(self, record: DeploymentRecord, job: FargateServiceJob) -> Transition:
+        """Wait until the stack left by a failed create is gone, then apply again."""
+        info = self._stack(record)
+        current = await self._aws.describe_stack(info.name)
+        status = current.get("StackStatus") if current else None
+        if current is None or status == "DELETE_COMPLETE":
+            return Transition(record, Step.APPLY)
+        if status == "DELETE_FAILED":
+            raise NotFoundError(
+                f"stack {info.name} could not be deleted ({current.get('StackStatusReason')}); "
+                "delete it by hand, then apply again",
+                "DeleteFailed",
+            )
+        if record.deadline is not None and self._clock() >= record.deadline:
+            raise TransientError(f"stack {info.name} is still being deleted", "StackBusy")
+        return Transition(record, Step.DELETE_STALE, countdown=self._poll)
+
+    async def _events(self, record: DeploymentRecord, info: StackInfo) -> list[StackEvent]:
+        seen = {e.id for e in info.events}
+        fresh = []
+        for event in await self._aws.stack_events(info.name):
+            if event.get("ClientRequestToken") not in (None, _token(record, "apply")):
+                continue
+            if str(event.get("EventId")) in seen:
+                continue
+            fresh.append(
+                StackEvent(
+                    id=str(event.get("EventId")),
+                    timestamp=str(event.get("Timestamp", "")),
+                    logical_id=str(event.get("LogicalResourceId", "")),
+                    resource_type=str(event.get("ResourceType", "")),
+                    status=str(event.get("ResourceStatus", "")),
+                    reason=event.get("ResourceStatusReason"),
+                )
+            )
+        return (fresh + info.events)[:MAX_STACK_EVENTS]
+
+    async def watch_stack(self, record: DeploymentRecord, job: FargateServiceJob) -> Transition:
+        """Poll the stack; on COMPLETE go on to the service, on rollback or failure finish."""
+        info = self._stack(record)
+        current = await self._aws.describe_stack(info.name)
+        status = str(current.get("StackStatus")) if current else "DELETE_COMPLETE"
+        events = await self._events(record, info)
+        info = info.model_copy(update={"status": status, "events": events})
+        latest = next((e for e in events if e.reason), None)
+        progress = record.progress.model_copy(
+            update={
+                "latest_event": f"{latest.logical_id} {latest.status}: {latest.reason}"
+                if latest
+                else f"stack {status}"
+            }
+        )
+        record = record.model_copy(update={"stack": info, "progress": progress})
+        now = self._clock()
+        if status in _DONE:
+            outputs = {o["OutputKey"]: o["OutputValue"] for o in (current or {}).get("Outputs", [])}
+            target = outputs.get("TaskDefinitionArn")
+            record = record.model_copy(
+                update={
+                    "task_definition_arn": target,
+                    "steps": self._log(record, f"stack {status}"),
+                }
+            )
+            return Transition(record, Step.WATCH_SERVICE)
+        failure = next(
+            (e for e in reversed(events) if e.status.endswith("_FAILED") and e.reason), None
+        )
+        cause = f"{failure.logical_id}: {failure.reason}" if failure else status
+        if status in _ROLLED_BACK:
+            reason = f"stack update failed and was rolled back ({cause})"
+            return Transition(finish(record, DeploymentState.ROLLED_BACK, reason, now), None)
+        if status in _FAILED:
+            reason = f"stack {info.name} ended {status} ({cause})"
+            return Transition(finish(record, DeploymentState.FAILED, reason, now), None)
+        if record.deadline is not None and now >= record.deadline:
+            reason = (
+                f"timed out with stack {info.name} still {status}; CloudFormation goes on with it "
+                "(a broken image without the circuit breaker holds a stack for hours)"
+            )
+            return Transition(finish(record, DeploymentState.FAILED, reason, now), None)
+        return Transition(record, Step.WATCH_STACK, countdown=self._poll)
+
+    async def watch_service(self, record: DeploymentRecord, job: FargateServiceJob) -> Transition:
+        """The stack says COMPLETE: the service must run the stack's revision, COMPLETED."""
+        target = record.task_definition_arn
+        service = await self._aws.describe_service(job.cluster, job.service)
+        deployments = (service or {}).get("deployments", [])
+        ours = next((d for d in deployments if d.get("taskDefinition") == target), None)
+        now = self._clock()
+        if target is None or ours is None:
+            reason = (
+                f"stack completed, but service {job.service} runs no deployment of "
+                f"{target or 'the stack revision'} (rolled back or changed outside the stack)"
+            )
+            return Transition(finish(record, DeploymentState.FAILED, reason, now), None)
+        verdict = judge(service, str(ours["id"]), target, now=now, deadline=record.deadline or now)
+        p = verdict.progress
+        progress = ProgressInfo(
+            running=p.running,
+            desired=p.desired,
+            pending=p.pending,
+            failed_tasks=p.failed_tasks,
+            rollout_state=p.rollout_state,
+            latest_event=record.progress.latest_event,
+        )
+        record = record.model_copy(update={"progress": progress, "ecs_deployment_id": ours["id"]})
+        if verdict.outcome is Outcome.SUCCEEDED:
+            operation = record.stack.operation if record.stack else "apply"
+            reason = f"stack {operation} complete; {verdict.reason}"
+            return Transition(finish(record, DeploymentState.SUCCEEDED, reason, now), None)
+        if verdict.outcome is Outcome.IN_PROGRESS:
+            return Transition(record, Step.WATCH_SERVICE, countdown=self._poll)
+        return Transition(finish(record, DeploymentState.FAILED, verdict.reason, now), None)
