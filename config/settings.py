@@ -57,6 +57,11 @@ class Settings(BaseSettings):
         default=20, ge=1, description="Transient failures of one step before the job fails."
     )
     record_ttl_days: int = Field(default=30, ge=1)
+    supersede: bool = Field(
+        default=True,
+        description="A queued deployment with a newer one queued behind it for the same service "
+        "ends 'superseded' instead of running: the newest image wins. Off: strict FIFO.",
+    )
     aws_region: str | None = Field(
         default=None,
         validation_alias=AliasChoices("AWS_REGION", "AWS_DEFAULT_REGION"),

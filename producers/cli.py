@@ -3,7 +3,8 @@
 Exit codes: 0 succeeded; 1 failed or rolled back; 2 invalid input: refused before anything was
 enqueued, or found invalid by the worker before anything changed (an unknown container or
 service);
-3 Redis or the workers cannot be reached; 130 interrupted while waiting (the deployment goes on).
+3 Redis or the workers cannot be reached; 4 superseded by a newer deployment of the same service
+before it started; 130 interrupted while waiting (the deployment goes on).
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ from producers.jobs import (
 )
 from producers.records import DeploymentRecord, DeploymentState
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNAVAILABLE, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNAVAILABLE, EXIT_SUPERSEDED = 0, 1, 2, 3, 4
+EXIT_INTERRUPTED = 130
 
 
 def _client() -> Any:
@@ -70,6 +72,8 @@ def _exit_code(record: DeploymentRecord) -> int:
         return EXIT_OK
     if record.state in (DeploymentState.FAILED, DeploymentState.ROLLED_BACK):
         return EXIT_FAILED
+    if record.state is DeploymentState.SUPERSEDED:
+        return EXIT_SUPERSEDED
     return EXIT_OK
 
 

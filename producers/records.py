@@ -19,10 +19,16 @@ class DeploymentState(StrEnum):
     SUCCEEDED = "succeeded"  # our deployment is PRIMARY, on our revision, COMPLETED
     FAILED = "failed"  # failed, and not rolled back (rollback off, or rollback failed)
     ROLLED_BACK = "rolled_back"  # failed, and the service is back on the previous revision
+    SUPERSEDED = "superseded"  # never started: a newer job for the same service replaced it
 
 
 TERMINAL_STATES = frozenset(
-    {DeploymentState.SUCCEEDED, DeploymentState.FAILED, DeploymentState.ROLLED_BACK}
+    {
+        DeploymentState.SUCCEEDED,
+        DeploymentState.FAILED,
+        DeploymentState.ROLLED_BACK,
+        DeploymentState.SUPERSEDED,
+    }
 )
 
 
@@ -154,6 +160,11 @@ class DeploymentRecord(BaseModel):
     started_at: float | None = None
     finished_at: float | None = None
     deadline: float | None = None
+
+    @property
+    def service_key(self) -> str:
+        """``cluster/service`` by name (ARNs reduced to names): what one lease covers."""
+        return f"{self.cluster.rsplit('/', 1)[-1]}/{self.service.rsplit('/', 1)[-1]}"
 
     @property
     def terminal(self) -> bool:

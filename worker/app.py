@@ -55,6 +55,8 @@ def step_context() -> Any:
         step_time_limit=settings.step_time_limit,
         max_step_attempts=settings.max_step_attempts,
         known_fields=get_runtime(settings).known_fields,
+        supersede=settings.supersede,
+        queue_wait=min(settings.poll_interval, 5.0),
     )
 
 

@@ -23,6 +23,8 @@ DUE_KEY = KEY_PREFIX + "due"  # zset: deployment id -> time by which its next st
 INDEX_KEY = KEY_PREFIX + "deployments"  # zset: deployment id -> created time
 STEP_LOCK_KEY = KEY_PREFIX + "lock:deployment:{id}"  # one copy of a step at a time
 SWEEP_LOCK_KEY = KEY_PREFIX + "lock:sweeper"  # one recovery sweep at a time, fleet-wide
+# zset per service: unfinished deployment ids by enqueue time. The head holds the service.
+SERVICE_QUEUE_KEY = KEY_PREFIX + "service:{service}:queue"
 
 MAX_EVENTS = 100  # as many as ECS keeps per service
 MAX_STOPPED_TASKS = 20

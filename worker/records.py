@@ -17,7 +17,7 @@ import redis
 from redis.exceptions import WatchError
 
 from producers.records import DeploymentRecord
-from worker.constants import DUE_KEY, INDEX_KEY, RECORD_KEY
+from worker.constants import DUE_KEY, INDEX_KEY, RECORD_KEY, SERVICE_QUEUE_KEY
 
 
 class RecordStore:
@@ -38,9 +38,43 @@ class RecordStore:
             pipe.set(self.key(record.id), record.model_dump_json(), ex=self._ttl, nx=True)
             pipe.zadd(INDEX_KEY, {record.id: record.created_at})
             pipe.zadd(DUE_KEY, {record.id: due})
-            created, _, _ = pipe.execute()
+            pipe.zadd(self.queue_key(record.service_key), {record.id: record.created_at})
+            created, *_ = pipe.execute()
         if not created:
             raise ValueError(f"deployment {record.id} already exists")
+
+    @staticmethod
+    def queue_key(service_key: str) -> str:
+        """The Redis key of a service's queue of unfinished deployments."""
+        return SERVICE_QUEUE_KEY.format(service=service_key)
+
+    def queue_position(self, record: DeploymentRecord) -> tuple[int, str | None, str | None]:
+        """Where a deployment stands in its service's queue.
+
+        Returns (number of unfinished deployments ahead of it, the head's id, the id of the
+        newest deployment queued behind it or None). Finished or vanished members found on the
+        way are removed: the queue heals itself after crashes.
+        """
+        key = self.queue_key(record.service_key)
+        members = [
+            m.decode() if isinstance(m, bytes) else str(m) for m in self._r.zrange(key, 0, -1)
+        ]
+        live: list[str] = []
+        for member in members:
+            other = record if member == record.id else self.get(member)
+            if other is None or other.terminal:
+                self._r.zrem(key, member)
+            else:
+                live.append(member)
+        if record.id not in live:
+            return 0, record.id, None
+        index = live.index(record.id)
+        newest = live[-1] if index < len(live) - 1 else None
+        return index, live[0], newest
+
+    def leave_queue(self, record: DeploymentRecord) -> None:
+        """Release the service: remove a finished deployment from its queue."""
+        self._r.zrem(self.queue_key(record.service_key), record.id)
 
     def get(self, deployment_id: str) -> DeploymentRecord | None:
         """Return the record, or None when there is none (never created, or expired)."""

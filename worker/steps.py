@@ -18,13 +18,13 @@ import redis
 import structlog
 from redis.exceptions import LockError
 
-from producers.records import DeploymentRecord, Step, StepEntry
+from producers.records import DeploymentRecord, DeploymentState, Step, StepEntry
 from worker.aws.gateway import AwsGateway
 from worker.constants import QUEUE, STEP_LOCK_KEY, STEP_TASKS, SWEEP_LOCK_KEY
 from worker.domain.errors import ConveyorError, PermanentError, TransientError
 from worker.records import RecordStore
 from worker.services.fargate import FargateFlow
-from worker.services.update import Transition, UpdateFlow, fail
+from worker.services.update import Transition, UpdateFlow, fail, finish
 
 log = structlog.get_logger("conveyor.steps")
 
@@ -67,6 +67,8 @@ class StepContext:
     step_time_limit: float
     max_step_attempts: int
     known_fields: frozenset[str] | None = None
+    supersede: bool = True
+    queue_wait: float = 2.0
 
 
 def _next_due(ctx: StepContext, now: float, countdown: float) -> float:
@@ -161,7 +163,11 @@ def run_step(
     if not lock.acquire():
         return {"deployment_id": deployment_id, "status": "busy"}
     try:
-        transition = run(record)
+        transition = (
+            _wait_for_service(ctx, record) if record.state is DeploymentState.QUEUED else None
+        )
+        if transition is None:
+            transition = run(record)
         now = ctx.clock()
         new = transition.record.model_copy(
             update={
@@ -178,6 +184,8 @@ def run_step(
         if transition.next_step is not None:
             dispatch(ctx.sender, deployment_id, transition.next_step, seq + 1, transition.countdown)
         else:
+            # Every way a deployment ends passes here: release the service for the next one.
+            ctx.store.leave_queue(new)
             log.info("deployment finished", state=new.state.value, reason=new.reason)
         return {
             "deployment_id": deployment_id,
@@ -191,6 +199,28 @@ def run_step(
         except LockError:
             log.warning("step lock expired before the step ended")
         structlog.contextvars.unbind_contextvars("deployment_id", "cluster", "service", "step")
+
+
+def _wait_for_service(ctx: StepContext, record: DeploymentRecord) -> Transition | None:
+    """Serialize deployments per service: None when this one may start now.
+
+    A queued deployment starts only at the head of its service's queue. With ``supersede``, a
+    queued deployment that has a newer one behind it ends ``superseded`` instead, so a burst of
+    jobs for one service deploys only the newest image after the running one.
+    """
+    ahead, head, newest = ctx.store.queue_position(record)
+    if ctx.supersede and newest is not None:
+        reason = f"superseded by the newer deployment {newest} of {record.service_key}"
+        log.info("superseded", by=newest)
+        return Transition(finish(record, DeploymentState.SUPERSEDED, reason, ctx.clock()), None)
+    if ahead == 0:
+        return None
+    progress = record.progress.model_copy(
+        update={"latest_event": f"waiting for deployment {head} of {record.service_key}"}
+    )
+    return Transition(
+        record.model_copy(update={"progress": progress}), record.step, countdown=ctx.queue_wait
+    )
 
 
 def sweep(ctx: StepContext, limit: int = 100) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from typing import Any
 
@@ -124,3 +125,70 @@ def test_concurrent_copy_is_turned_away_by_the_step_lock(client: redis.Redis) ->
 
     run_step(context, "d1", 0, run)
     assert inner == ["busy"]
+
+
+def _queued(id_: str, created: float) -> DeploymentRecord:
+    return DeploymentRecord(
+        id=id_,
+        job={},
+        cluster="arn:aws:ecs:r:1:cluster/c",
+        service="s",
+        created_at=created,
+        updated_at=created,
+    )
+
+
+def test_one_service_runs_one_deployment_at_a_time(client: redis.Redis) -> None:
+    """The second deployment of a service waits for the first; the first's end releases it."""
+    sender = Sender()
+    context = ctx(client, sender)
+    context = dataclasses.replace(context, supersede=False)
+    context.store.create(_queued("a", 1.0), due=500)
+    context.store.create(_queued("b", 2.0), due=500)
+    started: list[str] = []
+
+    def run(record: DeploymentRecord) -> Transition:
+        started.append(record.id)
+        return Transition(
+            record.model_copy(update={"state": DeploymentState.RUNNING}), Step.REGISTER
+        )
+
+    run_step(context, "b", 0, run)  # waits: a is ahead
+    assert started == []
+    assert sender.sent[-1][0] == TASK_RESOLVE  # the same step, again later
+    run_step(context, "a", 0, run)
+    assert started == ["a"]
+
+    def end(record: DeploymentRecord) -> Transition:
+        return Transition(record.model_copy(update={"state": DeploymentState.SUCCEEDED}), None)
+
+    run_step(context, "a", 1, end)
+    run_step(context, "b", 1, run)
+    assert started == ["a", "b"]
+
+
+def test_newer_job_supersedes_older_queued_ones(client: redis.Redis) -> None:
+    """With supersede on, a queued deployment with a newer one behind it never starts."""
+    sender = Sender()
+    context = ctx(client, sender)
+    for i, id_ in enumerate(("a", "b", "c")):
+        context.store.create(_queued(id_, float(i)), due=500)
+    result = run_step(context, "a", 0, lambda r: Transition(r, Step.REGISTER))
+    assert result["state"] == "superseded"
+    superseded = context.store.get("a")
+    assert superseded is not None
+    assert "c" in (superseded.reason or "")
+    assert run_step(context, "c", 0, lambda r: Transition(r, None))["status"] == "ok"
+
+
+def test_vanished_members_do_not_block_the_queue(client: redis.Redis) -> None:
+    """A queue member whose record is gone (expired, deleted) is dropped, not waited for."""
+    sender = Sender()
+    context = ctx(client, sender)
+    context.store.create(_queued("ghost", 1.0), due=500)
+    context.store.create(_queued("real", 2.0), due=500)
+    client.delete(RecordStore.key("ghost"))
+    context = dataclasses.replace(context, supersede=False)
+    ran: list[str] = []
+    run_step(context, "real", 0, lambda r: (ran.append(r.id), Transition(r, None))[1])
+    assert ran == ["real"]
