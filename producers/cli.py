@@ -4,7 +4,7 @@ Exit codes: 0 succeeded; 1 failed or rolled back; 2 invalid input: refused befor
 enqueued, or found invalid by the worker before anything changed (an unknown container or
 service);
 3 Redis or the workers cannot be reached; 4 superseded by a newer deployment of the same service
-before it started; 130 interrupted while waiting (the deployment goes on).
+before it started; 5 cancelled; 130 interrupted while waiting (the deployment goes on).
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from producers.jobs import (
 from producers.records import DeploymentRecord, DeploymentState
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNAVAILABLE, EXIT_SUPERSEDED = 0, 1, 2, 3, 4
+EXIT_CANCELLED = 5
 EXIT_INTERRUPTED = 130
 
 
@@ -74,6 +75,8 @@ def _exit_code(record: DeploymentRecord) -> int:
         return EXIT_FAILED
     if record.state is DeploymentState.SUPERSEDED:
         return EXIT_SUPERSEDED
+    if record.state is DeploymentState.CANCELLED:
+        return EXIT_CANCELLED
     return EXIT_OK
 
 
@@ -274,6 +277,32 @@ def status(deployment_id: str, as_json: bool) -> None:
     record = _load(_client(), deployment_id)
     _print_record(record, as_json)
     sys.exit(_exit_code(record))
+
+
+@main.command()
+@click.argument("deployment_id")
+@click.option("--no-wait", is_flag=True, help="Return once the request is recorded.")
+@click.option("--json", "as_json", is_flag=True, help="Print the final record as JSON.")
+def cancel(deployment_id: str, no_wait: bool, as_json: bool) -> None:
+    """Stop a queued or running deployment (a rollout under way is rolled back)."""
+    from producers.client import ConveyorUnavailableError, DeploymentNotFoundError
+
+    client = _client()
+    record = _load(client, deployment_id)
+    if record.terminal:
+        click.echo(f"deployment {deployment_id} had already ended: {record.state.value}", err=True)
+        _print_record(record, as_json)
+        sys.exit(_exit_code(record))
+    try:
+        client.cancel(deployment_id)
+    except DeploymentNotFoundError as exc:
+        _usage_error(str(exc))
+    except ConveyorUnavailableError as exc:
+        _unavailable(str(exc))
+    if no_wait:
+        click.echo(f"cancel requested for {deployment_id}", err=True)
+        sys.exit(EXIT_OK)
+    _follow(client, deployment_id, as_json)
 
 
 @main.command()

@@ -99,6 +99,32 @@ class ConveyorClient:
             ) from exc
         return record
 
+    def cancel(self, deployment_id: str) -> DeploymentRecord:
+        """Ask for a deployment to stop; returns its record (terminal ones are left as they are).
+
+        The request takes effect at once: the deployment's current step is dispatched again
+        and handles it (see docs/operations.md for what happens to a rollout under way).
+        """
+        now = wall_clock()
+
+        def request(record: DeploymentRecord) -> DeploymentRecord | None:
+            if record.terminal or record.cancel_requested_at:
+                return None
+            return record.model_copy(
+                update={"cancel_requested_at": now, "seq": record.seq + 1, "updated_at": now}
+            )
+
+        try:
+            changed = self._store.modify(deployment_id, request)
+            if changed is not None:
+                self._store.set_due(deployment_id, now + self.settings.recovery_grace)
+                dispatch(self.app, deployment_id, changed.step, changed.seq)
+        except redis.RedisError as exc:
+            raise ConveyorUnavailableError(
+                f"cannot reach Redis at {self.settings.redis_display}: {type(exc).__name__}"
+            ) from exc
+        return changed or self.status(deployment_id)
+
     def status(self, deployment_id: str) -> DeploymentRecord:
         """Return the deployment's record; DeploymentNotFoundError when there is none."""
         try:

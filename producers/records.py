@@ -20,6 +20,7 @@ class DeploymentState(StrEnum):
     FAILED = "failed"  # failed, and not rolled back (rollback off, or rollback failed)
     ROLLED_BACK = "rolled_back"  # failed, and the service is back on the previous revision
     SUPERSEDED = "superseded"  # never started: a newer job for the same service replaced it
+    CANCELLED = "cancelled"  # stopped on request; the reason says what happened to the service
 
 
 TERMINAL_STATES = frozenset(
@@ -28,6 +29,7 @@ TERMINAL_STATES = frozenset(
         DeploymentState.FAILED,
         DeploymentState.ROLLED_BACK,
         DeploymentState.SUPERSEDED,
+        DeploymentState.CANCELLED,
     }
 )
 
@@ -155,6 +157,7 @@ class DeploymentRecord(BaseModel):
     warnings: list[str] = Field(default_factory=list)
     reason: str | None = None
     error: ErrorInfo | None = None
+    cancel_requested_at: float | None = None
     created_at: float
     updated_at: float
     started_at: float | None = None

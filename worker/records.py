@@ -128,6 +128,10 @@ class RecordStore:
                     continue
                 return changed
 
+    def set_due(self, deployment_id: str, due: float) -> None:
+        """Set when the deployment's next step must have run."""
+        self._r.zadd(DUE_KEY, {deployment_id: due})
+
     def overdue(self, now: float, limit: int = 100) -> list[str]:
         """Ids of unfinished deployments whose next step should have run by ``now``."""
         ids = self._r.zrangebyscore(DUE_KEY, "-inf", now, start=0, num=limit)

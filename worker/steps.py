@@ -99,6 +99,10 @@ async def execute(
         transition = await flow.run(record)
     except TransientError as exc:
         now = ctx.clock()
+        if record.deadline is not None and now >= record.deadline:
+            log.error("deadline passed while retrying", code=exc.code, error=exc.message)
+            timeout = TransientError(f"timed out while retrying: {exc.message}", exc.code)
+            return Transition(fail(record, timeout, now), None)
         if record.attempt + 1 >= ctx.max_step_attempts:
             log.error("step failed too often", code=exc.code, error=exc.message)
             return Transition(fail(record, exc, now), None)
@@ -163,11 +167,13 @@ def run_step(
     if not lock.acquire():
         return {"deployment_id": deployment_id, "status": "busy"}
     try:
-        transition = (
-            _wait_for_service(ctx, record) if record.state is DeploymentState.QUEUED else None
-        )
+        transition = _on_cancel(ctx, record) if record.cancel_requested_at else None
+        if transition is None and record.state is DeploymentState.QUEUED:
+            transition = _wait_for_service(ctx, record)
         if transition is None:
             transition = run(record)
+        if record.cancel_requested_at and transition.next_step is None:
+            transition = _as_cancelled(transition)
         now = ctx.clock()
         new = transition.record.model_copy(
             update={
@@ -199,6 +205,50 @@ def run_step(
         except LockError:
             log.warning("step lock expired before the step ended")
         structlog.contextvars.unbind_contextvars("deployment_id", "cluster", "service", "step")
+
+
+# Steps after which nothing on the service has changed yet.
+_BEFORE_CHANGE = frozenset(
+    {Step.RESOLVE, Step.REGISTER, Step.VALIDATE, Step.APPLY, Step.DELETE_STALE}
+)
+
+
+def _on_cancel(ctx: StepContext, record: DeploymentRecord) -> Transition | None:
+    """What a cancel request means at the record's step; None: run the step as usual.
+
+    Before the service was changed, the deployment simply ends. Once an update-existing rollout
+    is under way, Conveyor rolls the service back (when the job allows rollback) and ends
+    cancelled after that; with rollback off it stops following and leaves ECS to finish. A
+    create-Fargate stack operation already started goes on in CloudFormation.
+    """
+    now = ctx.clock()
+    if record.state is DeploymentState.QUEUED or record.step in _BEFORE_CHANGE:
+        reason = "cancelled before the service was changed"
+        return Transition(finish(record, DeploymentState.CANCELLED, reason, now), None)
+    if record.step in (Step.ROLLBACK, Step.WATCH_ROLLBACK):
+        return None
+    if record.kind == "update-existing" and record.job.get("rollback", True):
+        note = record.model_copy(update={"reason": "cancelled while the rollout was under way"})
+        return Transition(note, Step.ROLLBACK)
+    what = (
+        "the stack operation goes on in CloudFormation"
+        if record.kind == "create-fargate"
+        else "the rollout goes on in ECS (rollback is off for this job)"
+    )
+    return Transition(finish(record, DeploymentState.CANCELLED, f"cancelled; {what}", now), None)
+
+
+def _as_cancelled(transition: Transition) -> Transition:
+    """A cancelled deployment that ended ends as cancelled, whatever its last step concluded."""
+    record = transition.record
+    if record.state in (DeploymentState.CANCELLED, DeploymentState.SUCCEEDED):
+        return transition
+    reason = record.reason or ""
+    if record.state is DeploymentState.ROLLED_BACK:
+        reason = f"cancelled; {reason.split('; ', 1)[-1]}"
+    return Transition(
+        record.model_copy(update={"state": DeploymentState.CANCELLED, "reason": reason}), None
+    )
 
 
 def _wait_for_service(ctx: StepContext, record: DeploymentRecord) -> Transition | None:

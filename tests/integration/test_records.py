@@ -192,3 +192,50 @@ def test_vanished_members_do_not_block_the_queue(client: redis.Redis) -> None:
     ran: list[str] = []
     run_step(context, "real", 0, lambda r: (ran.append(r.id), Transition(r, None))[1])
     assert ran == ["real"]
+
+
+def test_cancel_before_any_change_ends_at_once(client: redis.Redis) -> None:
+    """A queued deployment that is cancelled ends cancelled without running its step."""
+    sender = Sender()
+    context = ctx(client, sender)
+    context.store.create(new_record(), due=500)
+    context.store.modify("d1", lambda r: r.model_copy(update={"cancel_requested_at": 1.0}))
+    ran: list[str] = []
+    run_step(context, "d1", 0, lambda r: (ran.append(r.id), Transition(r, None))[1])
+    final = context.store.get("d1")
+    assert final is not None
+    assert ran == []
+    assert final.state is DeploymentState.CANCELLED
+    assert "before the service was changed" in (final.reason or "")
+
+
+def test_cancel_during_rollout_rolls_back_then_ends_cancelled(client: redis.Redis) -> None:
+    """Cancelled while watching: the next step is the rollback, and the end state is cancelled."""
+    sender = Sender()
+    context = ctx(client, sender)
+    watching = new_record().model_copy(
+        update={
+            "state": DeploymentState.RUNNING,
+            "step": Step.WATCH,
+            "job": {"rollback": True},
+            "cancel_requested_at": 1.0,
+        }
+    )
+    context.store.create(watching, due=500)
+    run_step(context, "d1", 0, lambda r: Transition(r, None))
+    assert sender.sent[-1][0] == "conveyor.update.rollback"
+
+    def rolled_back(record: DeploymentRecord) -> Transition:
+        done = record.model_copy(
+            update={
+                "state": DeploymentState.ROLLED_BACK,
+                "reason": "x; Conveyor rolled the service back to td:1",
+            }
+        )
+        return Transition(done, None)
+
+    run_step(context, "d1", 1, rolled_back)
+    final = context.store.get("d1")
+    assert final is not None
+    assert final.state is DeploymentState.CANCELLED
+    assert final.reason == "cancelled; Conveyor rolled the service back to td:1"

@@ -214,3 +214,30 @@ def test_sigkilled_worker_does_not_lose_the_deployment(
     assert json.loads(waited.stdout)["state"] == "succeeded"
     assert time.monotonic() - killed_at < 120
     assert len(revisions(stack, "web")) == count + 1
+
+
+def test_cancel_a_running_rollout_rolls_it_back(
+    stack: Stack, start_worker: Callable[[str], Worker]
+) -> None:
+    """`conveyor cancel` during a rollout that would never finish: rolled back, exit 5."""
+    start_worker("w1")
+    name = make_service(stack, breaker=False)
+    before = stack.ecs().describe_services(cluster="demo", services=[name])["services"][0]
+    started = stack.cli(
+        "update", "--cluster", "demo", "--service", name, "--image", "app=:fail-9", "--no-wait"
+    )
+    deployment_id = started.stdout.strip()
+    deadline = time.monotonic() + 60
+    while stack.record(deployment_id)["step"] != "watch":
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    result = stack.cli("cancel", deployment_id, "--json")
+    assert result.returncode == 5, result.stderr + result.stdout
+    record = json.loads(result.stdout)
+    assert record["state"] == "cancelled"
+    assert "rolled the service back" in record["reason"]
+    service = stack.ecs().describe_services(cluster="demo", services=[name])["services"][0]
+    assert service["taskDefinition"] == before["taskDefinition"]
+    again = stack.cli("cancel", deployment_id)
+    assert again.returncode == 5
+    assert "already ended" in again.stderr
