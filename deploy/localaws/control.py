@@ -3,7 +3,8 @@
 Control API (JSON, same port as the AWS endpoint)::
 
     GET    /_localaws/health   {"status": "ok"}
-    GET    /_localaws/config   {"rollout_seconds": S, "tick_seconds": T, "active_services": N}
+    GET    /_localaws/config   {"rollout_seconds": S, "tick_seconds": T, "active_services": N,
+                                "active_stack_operations": M}
     GET    /_localaws/faults   the faults in force
     POST   /_localaws/faults   {"throttle": 0.3, "server_error": 0.05, "latency_ms": 20,
                                 "operations": ["DescribeServices"]}   (every field optional)
@@ -13,7 +14,7 @@ Control API (JSON, same port as the AWS endpoint)::
     DELETE /_localaws/limits   no limits
     GET    /_localaws/stats    {"calls": {...}, "throttled": {...}, "server_errors": {...}, ...}
     DELETE /_localaws/stats    zero the counters
-    POST   /_localaws/reset    moto's world, the simulator, faults, limits and stats
+    POST   /_localaws/reset    moto's world, the simulator, stacks, faults, limits and stats
 
 ECS requests are recognised by their ``X-Amz-Target: AmazonEC2ContainerServiceV20141113.<Op>``
 header; faults, limits and stats apply to them only.
@@ -59,8 +60,9 @@ class LocalAwsApp:
         if target.startswith(ECS_TARGET_PREFIX):
             return self._ecs(target[len(ECS_TARGET_PREFIX) :], environ, start_response)
         if path == "/moto-api/reset" and environ.get("REQUEST_METHOD") == "POST":
-            # moto's own reset must not leave the simulator driving services that no longer exist.
-            self.world.reset(parts=("simulator",))
+            # moto's own reset must not leave the simulator driving services (or stacks holding
+            # resources) that no longer exist.
+            self.world.reset(parts=("simulator", "stacks"))
         return self._moto(environ, start_response)
 
     def _moto(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
@@ -134,6 +136,7 @@ class LocalAwsApp:
             "rollout_seconds": self.world.rollout_seconds,
             "tick_seconds": self.world.simulator.tick_seconds,
             "active_services": self.world.simulator.active_count(),
+            "active_stack_operations": self.world.stacks.active_count(),
         }
 
     def _set_faults(self, payload: Any) -> tuple[int, Any]:

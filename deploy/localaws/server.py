@@ -11,6 +11,7 @@ import signal
 import threading
 from collections.abc import Callable
 from types import FrameType
+from typing import Any
 
 from deploy.localaws.control import LocalAwsApp
 from deploy.localaws.world import World
@@ -32,7 +33,19 @@ def build_app(world: World) -> LocalAwsApp:
     from deploy.localaws import ecs_patches
 
     ecs_patches.install(world.simulator)
-    return LocalAwsApp(DomainDispatcherApplication(create_backend_app), world)
+
+    def create_app(service: Any) -> Any:  # moto types it as a Literal of its service names
+        if service == "cloudformation":
+            # Patched when moto first serves CloudFormation: importing it costs startup time.
+            from deploy.localaws.cloudformation import api as cloudformation_api
+
+            cloudformation_api.install(world.stacks)
+        return create_backend_app(service)
+
+    moto_app = DomainDispatcherApplication(create_app)
+    # Stacks make their resources through moto's app, past the faults and limits of clients.
+    world.stacks.attach(moto_app)
+    return LocalAwsApp(moto_app, world)
 
 
 def serve(
@@ -65,6 +78,7 @@ def serve(
     server_thread = threading.Thread(target=server.serve_forever, name="localaws-http", daemon=True)
     server_thread.start()
     world.simulator.start()
+    world.stacks.start()
     try:
         if seed == "demo":
             from deploy.localaws.seed import seed_demo
@@ -76,6 +90,7 @@ def serve(
         while not stop.wait(0.25):
             pass
     finally:
+        world.stacks.stop()
         world.simulator.stop()
         server.shutdown()
         server_thread.join(timeout=5)

@@ -1,8 +1,9 @@
-"""The state of one local AWS process: moto's world, the simulator, faults, limits and stats.
+"""The state of one local AWS process: moto's world, the simulator, stacks, faults, limits, stats.
 
 One re-entrant lock guards moto's models: every moto request holds it (moto is not thread-safe and
-the simulator edits the same objects), and so does every simulator tick. Faults, limits and stats
-have their own small locks because they are consulted before a request reaches moto.
+the simulator edits the same objects), and so does every simulator tick and every step of a
+CloudFormation stack operation. Faults, limits and stats have their own small locks because they
+are consulted before a request reaches moto.
 """
 
 from __future__ import annotations
@@ -14,10 +15,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from deploy.localaws.cloudformation.engine import StackEngine
 from deploy.localaws.limits import TokenBuckets
 from deploy.localaws.rollout import Simulator, Timings
 
-RESET_ALL = ("moto", "simulator", "faults", "limits", "stats")
+RESET_ALL = ("moto", "simulator", "stacks", "faults", "limits", "stats")
 
 
 class ControlError(ValueError):
@@ -129,6 +131,8 @@ class World:
         self.rollout_seconds = rollout_seconds
         self.lock = threading.RLock()
         self.simulator = Simulator(self.lock, Timings.for_rollout(rollout_seconds))
+        # CloudFormation stacks, moved by their own thread under the same lock.
+        self.stacks = StackEngine(self.lock, rollout_seconds)
         self._control_lock = threading.Lock()
         self._faults = Faults()
         self._limits = Limits()
@@ -199,6 +203,8 @@ class World:
                 moto_api_backend.reset()
             if "simulator" in selected:
                 self.simulator.reset()
+            if "stacks" in selected:
+                self.stacks.reset()
         if "faults" in selected:
             self.set_faults(Faults())
         if "limits" in selected:
