@@ -3,6 +3,8 @@
 1. a real update of the two-container service `web` to a new image tag, with live progress;
 2. a broken (`fail-`) image on `api`, which ECS's circuit breaker rolls back, and Conveyor
    reports as rolled_back (not as success);
+3. the sample spec deploy/examples/fargate-demo.yaml applied: a Fargate service owned by
+   Conveyor as one CloudFormation stack, linked to the demo load balancer;
 then everything is shut down. Exit status 0 only when both ended as they should.
 """
 
@@ -58,14 +60,16 @@ def main() -> int:
             bad = conveyor(
                 env, "update", "--cluster", "demo", "--service", "api", "--image", "api=:fail-1.3.0"
             )
+            banner("3. create the Fargate service 'shop' from deploy/examples/fargate-demo.yaml")
+            owned = conveyor(env, "fargate", "apply", "-f", "deploy/examples/fargate-demo.yaml")
         finally:
             banner("shutting down")
             worker.stop()
-    ok = good == 0 and bad == 1
+    ok = (good, bad, owned) == (0, 1, 0)
     banner(
-        "demo finished: web succeeded, api rolled back"
+        "demo finished: web succeeded, api rolled back, shop created as one stack"
         if ok
-        else f"demo did not go as expected (exit codes {good}, {bad}); see {logs}"
+        else f"demo did not go as expected (exit codes {good}, {bad}, {owned}); see {logs}"
     )
     return 0 if ok else 1
 

@@ -256,14 +256,13 @@ class FargateFlow:
         status = str(current.get("StackStatus")) if current else "DELETE_COMPLETE"
         events = await self._events(record, info)
         info = info.model_copy(update={"status": status, "events": events})
-        latest = next((e for e in events if e.reason), None)
-        progress = record.progress.model_copy(
-            update={
-                "latest_event": f"{latest.logical_id} {latest.status}: {latest.reason}"
-                if latest
-                else f"stack {status}"
-            }
-        )
+        latest = events[0] if events else None
+        text = f"stack {status}"
+        if latest is not None:
+            text = f"{latest.logical_id} {latest.status}" + (
+                f": {latest.reason}" if latest.reason else ""
+            )
+        progress = record.progress.model_copy(update={"latest_event": text})
         record = record.model_copy(update={"stack": info, "progress": progress})
         now = self._clock()
         if status in _DONE:

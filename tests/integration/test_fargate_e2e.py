@@ -1,0 +1,191 @@
+"""create-Fargate end to end: the real CLI and workers, the local AWS's CloudFormation."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+import yaml
+
+from deploy.devstack import Worker
+from tests.integration.conftest import Stack
+
+pytestmark = pytest.mark.integration
+EXAMPLE = Path(__file__).parents[2] / "deploy" / "examples" / "fargate-demo.yaml"
+
+
+def write_spec(tmp_path: Path, **overrides: Any) -> tuple[Path, dict[str, Any]]:
+    """The sample spec with a fresh service name and any overrides, written to a file."""
+    spec: dict[str, Any] = yaml.safe_load(EXAMPLE.read_text())
+    spec["service"] = f"shop-{uuid.uuid4().hex[:6]}"
+    spec.update(overrides)
+    path = tmp_path / f"{spec['service']}.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return path, spec
+
+
+def elbv2(stack: Stack) -> Any:
+    return boto3.client(
+        "elbv2",
+        endpoint_url=stack.endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+
+
+def cfn(stack: Stack) -> Any:
+    return boto3.client(
+        "cloudformation",
+        endpoint_url=stack.endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+
+
+def apply(stack: Stack, path: Path) -> tuple[int, dict[str, Any], str]:
+    result = stack.cli("fargate", "apply", "-f", str(path), "--json")
+    record = json.loads(result.stdout) if result.stdout.strip().startswith("{") else {}
+    return result.returncode, record, result.stderr + result.stdout
+
+
+def test_apply_creates_updates_and_reapplies(
+    stack: Stack, start_worker: Callable[[str], Worker], tmp_path: Path
+) -> None:
+    """Create a linked Fargate service, roll a new image through the stack, reapply unchanged."""
+    start_worker("w1")
+    path, spec = write_spec(tmp_path)
+    code, record, output = apply(stack, path)
+    assert code == 0, output
+    assert record["state"] == "succeeded"
+    assert record["stack"]["operation"] == "create"
+    service = stack.ecs().describe_services(
+        cluster="demo", services=[spec["service"]], include=["TAGS"]
+    )["services"][0]
+    assert service["launchType"] == "FARGATE"
+    vpc = service["networkConfiguration"]["awsvpcConfiguration"]
+    assert len(vpc["subnets"]) == 2
+    assert vpc["subnets"][0].startswith("subnet-")
+    assert service["loadBalancers"][0]["containerPort"] == 8080
+    assert service["loadBalancers"][0]["targetGroupArn"].split("/")[-2] == "demo-web"
+    breaker = service["deploymentConfiguration"]["deploymentCircuitBreaker"]
+    assert breaker == {"enable": True, "rollback": True}
+    assert service["healthCheckGracePeriodSeconds"] == 60
+    assert service["deployments"][0]["rolloutState"] == "COMPLETED"
+    assert len(service["deployments"]) == 1
+    assert {"key": "conveyor:managed-by", "value": "conveyor"} in service["tags"]
+    first_td = service["taskDefinition"]
+
+    spec["containers"][0]["image"] = spec["containers"][0]["image"].replace(":1.0.0", ":1.1.0")
+    path.write_text(yaml.safe_dump(spec))
+    code, record, output = apply(stack, path)
+    assert code == 0, output
+    assert record["stack"]["operation"] == "update"
+    assert record["stack"]["id"] is not None
+    service = stack.ecs().describe_services(cluster="demo", services=[spec["service"]])["services"][
+        0
+    ]
+    assert service["taskDefinition"] != first_td
+    new = stack.ecs().describe_task_definition(taskDefinition=service["taskDefinition"])
+    container = new["taskDefinition"]["containerDefinitions"][0]
+    assert container["image"].endswith("demo/web:1.1.0")
+    assert container["secrets"][0]["name"] == "DB_PASSWORD"
+    assert new["taskDefinition"]["cpu"] == "512"
+
+    code, record, output = apply(stack, path)
+    assert code == 0, output
+    assert record["stack"]["operation"] == "none"
+    assert "nothing to update" in record["reason"]
+
+    update = stack.cli(
+        "update", "--cluster", "demo", "--service", spec["service"], "--image", "web=:1.2.0"
+    )
+    assert update.returncode == 2, update.stderr + update.stdout
+    assert "conveyor fargate apply" in update.stdout
+
+
+def test_fail_image_is_never_a_success(
+    stack: Stack, start_worker: Callable[[str], Worker], tmp_path: Path
+) -> None:
+    """A broken image through the stack ends rolled back, with the breaker's reason."""
+    start_worker("w1")
+    path, spec = write_spec(tmp_path)
+    assert apply(stack, path)[0] == 0
+    spec["containers"][0]["image"] = spec["containers"][0]["image"].replace(":1.0.0", ":fail-2")
+    path.write_text(yaml.safe_dump(spec))
+    code, record, output = apply(stack, path)
+    assert code == 1, output
+    assert record["state"] in ("rolled_back", "failed")
+    assert "Circuit Breaker" in record["reason"]
+    stack_state = cfn(stack).describe_stacks(StackName=record["stack"]["name"])["Stacks"][0]
+    assert stack_state["StackStatus"] == "UPDATE_ROLLBACK_COMPLETE"
+
+
+@pytest.mark.parametrize("problem", ["no load balancer", "instance"])
+def test_bad_target_groups_are_refused_before_any_stack_call(
+    stack: Stack, start_worker: Callable[[str], Worker], tmp_path: Path, problem: str
+) -> None:
+    """An unattached or instance-type target group: refused, exit 2, and no stack exists."""
+    start_worker("w1")
+    ec2 = boto3.client(
+        "ec2",
+        endpoint_url=stack.endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+    vpc = ec2.describe_vpcs(Filters=[{"Name": "tag:Name", "Values": ["demo"]}])["Vpcs"][0]
+    name = f"tg-{uuid.uuid4().hex[:8]}"
+    elbv2(stack).create_target_group(
+        Name=name,
+        Protocol="HTTP",
+        Port=8080,
+        VpcId=vpc["VpcId"],
+        TargetType="ip" if problem == "no load balancer" else "instance",
+    )
+    if problem == "instance":  # attach it, so that only its type is wrong
+        arn = elbv2(stack).describe_target_groups(Names=[name])["TargetGroups"][0]
+        listener = elbv2(stack).describe_listeners(
+            LoadBalancerArn=elbv2(stack).describe_load_balancers(Names=["demo"])["LoadBalancers"][
+                0
+            ]["LoadBalancerArn"]
+        )["Listeners"][0]
+        elbv2(stack).create_rule(
+            ListenerArn=listener["ListenerArn"],
+            Priority=10,
+            Conditions=[{"Field": "path-pattern", "Values": ["/x/*"]}],
+            Actions=[{"Type": "forward", "TargetGroupArn": arn["TargetGroupArn"]}],
+        )
+    path, spec = write_spec(
+        tmp_path,
+        load_balancers=[{"target_group": name, "container_name": "web", "container_port": 8080}],
+    )
+    code, record, output = apply(stack, path)
+    assert code == 2, output
+    expected = "no load balancer attached" if problem == "no load balancer" else "target type"
+    assert expected in record["reason"]
+    stacks = cfn(stack).list_stacks()["StackSummaries"]
+    assert record["stack"] is None
+    assert not [s for s in stacks if spec["service"] in s["StackName"]]
+
+
+def test_spec_errors_exit_2_before_enqueueing(stack: Stack, tmp_path: Path) -> None:
+    """A link to a port the container does not have is refused by the CLI itself."""
+    path, _ = write_spec(
+        tmp_path,
+        load_balancers=[
+            {"target_group": "demo-web", "container_name": "web", "container_port": 9999}
+        ],
+    )
+    result = stack.cli("fargate", "apply", "-f", str(path))
+    assert result.returncode == 2
+    assert "has no port 9999" in result.stderr
+    render = stack.cli("fargate", "render", "-f", str(EXAMPLE))
+    assert render.returncode == 0
+    assert json.loads(render.stdout)["Resources"]["Service"]["Type"] == "AWS::ECS::Service"
