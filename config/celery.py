@@ -51,6 +51,9 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     if url.startswith("rediss://"):
         import ssl
 
-        config["broker_use_ssl"] = {"ssl_cert_reqs": ssl.CERT_REQUIRED}
-        config["redis_backend_use_ssl"] = {"ssl_cert_reqs": ssl.CERT_REQUIRED}
+        tls: dict[str, Any] = {"ssl_cert_reqs": ssl.CERT_REQUIRED}
+        if settings.redis_ca_file:
+            tls["ssl_ca_certs"] = settings.redis_ca_file
+        config["broker_use_ssl"] = tls
+        config["redis_backend_use_ssl"] = tls
     return config

@@ -8,7 +8,7 @@ pointing Conveyor at the local AWS or at real AWS is configuration only.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
@@ -36,6 +36,11 @@ class Settings(BaseSettings):
         default=SecretStr("redis://127.0.0.1:6379/0"),
         description="Broker, result store and record store. redis:// or rediss:// (TLS); "
         "may hold a password, so it is a secret and never logged.",
+    )
+    redis_ca_file: str | None = Field(
+        default=None,
+        description="CA bundle that signs the Redis server's certificate, for rediss:// URLs "
+        "(default: the system's trust store).",
     )
     queue: str = "conveyor"
     poll_interval: float = Field(default=10.0, gt=0, description="Seconds between rollout polls.")
@@ -93,6 +98,15 @@ class Settings(BaseSettings):
     def redis_dsn(self) -> str:
         """The Redis URL with its password, for clients only."""
         return self.redis_url.get_secret_value()
+
+    def redis_options(self) -> dict[str, Any]:
+        """Keyword arguments for redis-py clients: TLS verification for rediss:// URLs."""
+        if not self.redis_dsn.startswith("rediss://"):
+            return {}
+        options: dict[str, Any] = {"ssl_cert_reqs": "required"}
+        if self.redis_ca_file:
+            options["ssl_ca_certs"] = self.redis_ca_file
+        return options
 
     @property
     def redis_display(self) -> str:

@@ -16,7 +16,9 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import redis
 
@@ -42,18 +44,33 @@ def redis_server_binary() -> str:
     return found
 
 
+@dataclass(frozen=True)
+class RedisTls:
+    """Server certificate, key and the CA that signed them, for a TLS-only redis-server."""
+
+    cert: Path
+    key: Path
+    ca: Path
+
+
 @contextmanager
 def run_redis(
-    *, appendonly: bool = False, port: int | None = None, workdir: Path | None = None
+    *,
+    appendonly: bool = False,
+    port: int | None = None,
+    workdir: Path | None = None,
+    password: str | None = None,
+    tls: RedisTls | None = None,
 ) -> Iterator[str]:
-    """Start a redis-server on a free port; yield its URL; stop it afterwards."""
+    """Start a redis-server on a free port; yield its URL; stop it afterwards.
+
+    With ``tls`` the server speaks only TLS (``rediss://``); with ``password`` it requires AUTH.
+    """
     port = port or free_port()
     with tempfile.TemporaryDirectory(prefix="conveyor-redis-") as tmp:
         directory = workdir or Path(tmp)
         args = [
             redis_server_binary(),
-            "--port",
-            str(port),
             "--bind",
             "127.0.0.1",
             "--dir",
@@ -62,14 +79,37 @@ def run_redis(
             "",
             "--daemonize",
             "no",
-            "--appendonly",
-            "yes" if appendonly else "no",
             "--loglevel",
             "warning",
+            "--appendonly",
+            "yes" if appendonly else "no",
         ]
+        if tls is None:
+            args += ["--port", str(port)]
+        else:
+            args += [
+                "--port",
+                "0",
+                "--tls-port",
+                str(port),
+                "--tls-cert-file",
+                str(tls.cert),
+                "--tls-key-file",
+                str(tls.key),
+                "--tls-ca-cert-file",
+                str(tls.ca),
+                "--tls-auth-clients",
+                "no",
+            ]
+        if password is not None:
+            args += ["--requirepass", password]
         proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-        url = f"redis://127.0.0.1:{port}/0"
-        client = redis.Redis.from_url(url)
+        auth = f":{password}@" if password is not None else ""
+        url = f"{'rediss' if tls else 'redis'}://{auth}127.0.0.1:{port}/0"
+        options: dict[str, Any] = {}
+        if tls is not None:
+            options = {"ssl_cert_reqs": "required", "ssl_ca_certs": str(tls.ca)}
+        client = redis.Redis.from_url(url, **options)
         try:
             deadline = time.monotonic() + 20
             while True:

@@ -36,7 +36,9 @@ def redis_client() -> redis.Redis:
     """This process's Redis client (made lazily, so never shared across a fork)."""
     global _redis
     if _redis is None:
-        _redis = redis.Redis.from_url(settings.redis_dsn, health_check_interval=30)
+        _redis = redis.Redis.from_url(
+            settings.redis_dsn, health_check_interval=30, **settings.redis_options()
+        )
     return _redis
 
 
