@@ -4,8 +4,12 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
+# Third-party tools the tests run against the local AWS, kept out of Conveyor's own venv
+# (ecs-deploy pins its own boto3 and click).
+TOOLS := .venv-tools
+export ECS_DEPLOY_BIN := $(CURDIR)/$(TOOLS)/bin/ecs
 
-.PHONY: help install redis test test-fast test-slow lint typecheck format demo bench clean
+.PHONY: help install redis tools test test-fast lint typecheck format demo bench clean
 
 help: ## Show the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -21,7 +25,13 @@ install: $(BIN)/.installed ## Create the virtualenv and install Conveyor with it
 redis: ## Install redis-server when missing (tests start their own on free ports)
 	@scripts/ensure-redis
 
-test: install redis ## Run every test: the fast suites, then the slow ones
+$(TOOLS)/bin/ecs:
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/pip install -q ecs-deploy
+
+tools: $(TOOLS)/bin/ecs ## Install third-party tools the compatibility tests drive (ecs-deploy)
+
+test: install redis tools ## Run every test: the fast suites, then the slow ones
 	$(BIN)/pytest -m "not slow" $(PYTEST_ARGS)
 	$(BIN)/pytest -m slow $(PYTEST_ARGS) || [ $$? -eq 5 ]
 
@@ -46,4 +56,4 @@ bench: install redis ## Measure throughput and memory; figures go to docs/benchm
 	$(BIN)/python -m scripts.bench
 
 clean: ## Remove the virtualenv and caches
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis *.egg-info
+	rm -rf $(VENV) $(TOOLS) .mypy_cache .ruff_cache .pytest_cache .hypothesis *.egg-info

@@ -142,7 +142,7 @@ class _Progress:
             self._live.stop()
 
 
-def _follow(client: Any, deployment_id: str, as_json: bool) -> None:
+def _follow(client: Any, deployment_id: str, as_json: bool) -> NoReturn:
     from producers.client import ConveyorUnavailableError
 
     progress = _Progress(enabled=True)
@@ -215,7 +215,6 @@ def update(
     as_json: bool,
 ) -> None:
     """Put new images into containers of an existing service and follow the rollout."""
-    from producers.client import ConveyorUnavailableError
 
     try:
         updates = tuple(ImageUpdate.parse(text) for text in images)
@@ -237,6 +236,13 @@ def update(
         )
     except ValidationError as exc:
         _usage_error("; ".join(describe_validation_error(exc)))
+    _submit(job, no_wait=no_wait, as_json=as_json)
+
+
+def _submit(job: Any, *, no_wait: bool, as_json: bool) -> NoReturn:
+    """Enqueue a validated job (only when a worker answers), then print its id or follow it."""
+    from producers.client import ConveyorUnavailableError
+
     client = _client()
     try:
         if not client.workers():
@@ -359,24 +365,8 @@ def render(spec_file: Path) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the final record as JSON.")
 def apply(spec_file: Path, no_wait: bool, as_json: bool) -> None:
     """Create or update the service's stack and follow it to a verdict."""
-    from producers.client import ConveyorUnavailableError
 
-    job = _load_fargate_job(spec_file)
-    client = _client()
-    try:
-        if not client.workers():
-            _unavailable(
-                f"no Conveyor worker answered on {client.settings.redis_display}; start one with "
-                "`celery -A worker.app worker` (nothing was enqueued)"
-            )
-        record = client.enqueue(job)
-    except ConveyorUnavailableError as exc:
-        _unavailable(str(exc))
-    if no_wait:
-        click.echo(json.dumps(record.model_dump(mode="json")) if as_json else record.id)
-        sys.exit(EXIT_OK)
-    click.echo(f"deployment {record.id} queued", err=True)
-    _follow(client, record.id, as_json)
+    _submit(_load_fargate_job(spec_file), no_wait=no_wait, as_json=as_json)
 
 
 @main.command("local-aws")

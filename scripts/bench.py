@@ -11,37 +11,21 @@ ECS calls per deployment by operation, throttled calls, and worker memory (RSS).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
-from typing import Any
 
 import boto3
 
 from config.settings import Settings
 from deploy.devstack import ROOT, Worker, aws_env, run_redis
-from deploy.localaws.testing import run_local_aws
+from deploy.localaws.testing import control, run_local_aws
 from producers.client import ConveyorClient
 from producers.jobs import ImageUpdate, UpdateServiceJob
-
-
-def control(endpoint: str, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
-    """Call the local AWS control API."""
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(  # noqa: S310 - loopback URL made by this script
-        f"{endpoint}/_localaws/{path}",
-        data=data,
-        method=method,
-        headers={"content-type": "application/json"},
-    )
-    with urllib.request.urlopen(request, timeout=30) as answer:  # noqa: S310
-        return json.loads(answer.read() or b"null")
 
 
 def rss_mb(pid: int) -> float:
@@ -160,7 +144,7 @@ def main() -> int:
                 durations.append(record.finished_at - record.created_at)
             peak_rss = [max(p, rss_mb(w.proc.pid)) for p, w in zip(peak_rss, workers, strict=True)]
         wall = time.monotonic() - started
-        stats = control(endpoint, "GET", "stats")
+        stats = control(endpoint, "GET", "stats")[1]
         for worker in workers:
             worker.stop()
 

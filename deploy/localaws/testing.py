@@ -8,6 +8,7 @@ API under ``url + "/_localaws/"``). This module imports nothing from moto.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import queue
 import re
@@ -15,9 +16,11 @@ import subprocess
 import sys
 import tempfile
 import threading
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 READY_LINE = re.compile(r"conveyor local-aws ready at (http://\S+)")
 # The project root, so that ``-m deploy.localaws`` resolves to this source tree.
@@ -117,3 +120,20 @@ def _tail(stderr: IO[bytes], limit: int = 4000) -> str:
     stderr.seek(0)
     text = stderr.read().decode(errors="replace")[-limit:]
     return f"; its stderr ends with:\n{text}" if text.strip() else ""
+
+
+def control(url: str, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+    """Call the local AWS's control API at ``url``; returns (HTTP status, decoded JSON body)."""
+    data = json.dumps(body).encode() if body is not None else None
+    # The URL is always the local AWS on loopback: no file: or other schemes can reach here.
+    request = urllib.request.Request(  # noqa: S310
+        f"{url}/_localaws/{path}",
+        data=data,
+        method=method,
+        headers={"Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
+            return response.status, json.loads(response.read() or b"null")
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read() or b"null")

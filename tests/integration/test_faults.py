@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import time
-import urllib.request
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -13,6 +11,7 @@ import pytest
 
 from config.settings import Settings
 from deploy.devstack import Worker
+from deploy.localaws.testing import control as local_aws_control
 from producers.client import ConveyorClient
 from producers.jobs import ImageUpdate, UpdateServiceJob
 from tests.integration.conftest import Stack
@@ -21,15 +20,8 @@ pytestmark = pytest.mark.integration
 
 
 def control(stack: Stack, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
-    """Call the local AWS control API."""
-    request = urllib.request.Request(  # noqa: S310 - loopback URL made by the fixture
-        f"{stack.endpoint}/_localaws/{path}",
-        method=method,
-        data=None if body is None else json.dumps(body).encode(),
-        headers={"content-type": "application/json"},
-    )
-    with urllib.request.urlopen(request, timeout=10) as answer:  # noqa: S310
-        return json.loads(answer.read() or b"null")
+    """Call the local AWS control API; the answer's JSON body."""
+    return local_aws_control(stack.endpoint, method, path, body)[1]
 
 
 def make_services(stack: Stack, count: int) -> list[str]:
@@ -67,7 +59,7 @@ def revisions(stack: Stack, family: str) -> int:
 
 
 def test_throttling_and_server_errors_do_not_fail_or_double_deployments(
-    stack: Stack, start_worker: Callable[[str], Worker]
+    stack: Stack, start_worker: Callable[[str], Worker], figures: dict[str, object]
 ) -> None:
     """30% throttling and 5% 5xx on every ECS call: all deployments succeed, one revision each."""
     names = make_services(stack, 6)
@@ -98,11 +90,21 @@ def test_throttling_and_server_errors_do_not_fail_or_double_deployments(
     assert sum(stats["server_errors"].values()) > 0
     for name in names:
         assert revisions(stack, name) == 2, f"{name} got more than one new revision"
+    figures["aws_faults"] = {
+        "deployments": len(names),
+        "succeeded": len(records),
+        "ecs_calls": sum(stats["calls"].values()),
+        "throttled": sum(stats["throttled"].values()),
+        "server_errors": sum(stats["server_errors"].values()),
+        "seconds_enqueue_to_last_verdict": round(
+            max(r.finished_at or 0 for r in records) - min(r.created_at for r in records), 1
+        ),
+    }
 
 
 @pytest.mark.slow
 def test_worker_killed_at_each_step_boundary(
-    stack: Stack, start_worker: Callable[[str], Worker]
+    stack: Stack, start_worker: Callable[[str], Worker], figures: dict[str, object]
 ) -> None:
     """SIGKILL after register, after update and mid-watch: each job still ends right, once."""
     boundaries = {
@@ -113,6 +115,7 @@ def test_worker_killed_at_each_step_boundary(
     names = make_services(stack, len(boundaries))
     client = ConveyorClient(Settings(redis_url=stack.redis_url))  # type: ignore[arg-type]
     control(stack, "DELETE", "stats")
+    recovery: dict[str, float] = {}
     for name, boundary in zip(names, boundaries, strict=True):
         worker = start_worker(f"victim-{name}")
         deployment = client.enqueue(
@@ -131,17 +134,27 @@ def test_worker_killed_at_each_step_boundary(
             assert time.monotonic() < deadline, record
             time.sleep(0.02)
         worker.kill()
+        killed = time.monotonic()
         start_worker(f"rescuer-{name}")
         final = client.wait(deployment, timeout=120, interval=0.5)
+        recovery[boundaries[boundary]] = round(time.monotonic() - killed, 1)
         assert final.state.value == "succeeded", (boundaries[boundary], final.reason)
         assert revisions(stack, name) == 2, f"killed {boundaries[boundary]}: revision doubled"
     calls = control(stack, "GET", "stats")["calls"]
     assert calls.get("UpdateService") == len(names), "a service was updated twice"
+    figures["sigkill_seconds_kill_to_succeeded"] = recovery
+    figures["sigkill_settings"] = {
+        "recovery_grace": stack.env["CONVEYOR_RECOVERY_GRACE"],
+        "recovery_interval": stack.env["CONVEYOR_RECOVERY_INTERVAL"],
+    }
 
 
 @pytest.mark.slow
 def test_redis_restart_mid_run_loses_nothing(
-    stack: Stack, start_worker: Callable[[str], Worker], tmp_path: Any
+    stack: Stack,
+    start_worker: Callable[[str], Worker],
+    tmp_path: Any,
+    figures: dict[str, object],
 ) -> None:
     """Redis (appendonly) restarted mid-run: queued and in-flight jobs finish, records intact."""
     from deploy.devstack import free_port, run_redis
@@ -174,6 +187,7 @@ def test_redis_restart_mid_run_loses_nothing(
     # Redis is down here; the workers keep retrying their connections.
     time.sleep(2)
     with run_redis(appendonly=True, port=port, workdir=data):
+        restarted = time.monotonic()
         client = ConveyorClient(Settings(redis_url=url))  # type: ignore[arg-type]
         for deployment in ids:
             restored = client.status(deployment)
@@ -184,3 +198,8 @@ def test_redis_restart_mid_run_loses_nothing(
         ]
         for name in names:
             assert revisions(stack, name) == 2
+        figures["redis_restart"] = {
+            "deployments": len(ids),
+            "redis_down_seconds": 2,
+            "seconds_restart_to_last_verdict": round(time.monotonic() - restarted, 1),
+        }

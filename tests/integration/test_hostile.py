@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import time
-import urllib.request
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -17,6 +15,7 @@ from celery import Celery
 from config.celery import celery_config
 from config.settings import Settings
 from deploy.devstack import Worker
+from deploy.localaws.testing import control
 from producers.client import ConveyorClient
 from producers.records import DeploymentRecord
 from tests.integration.conftest import Stack
@@ -27,9 +26,8 @@ pytestmark = pytest.mark.integration
 
 
 def _stats(stack: Stack) -> dict[str, Any]:
-    with urllib.request.urlopen(f"{stack.endpoint}/_localaws/stats", timeout=10) as answer:  # noqa: S310
-        data: dict[str, Any] = json.loads(answer.read())
-    return data
+    stats: dict[str, Any] = control(stack.endpoint, "GET", "stats")[1]
+    return stats
 
 
 class _Exploit:

@@ -5,10 +5,7 @@ Tests talk to the server only as a client would: boto3 over HTTP and the JSON co
 
 from __future__ import annotations
 
-import json
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -17,7 +14,7 @@ import boto3
 import pytest
 from botocore.config import Config
 
-from deploy.localaws.testing import run_local_aws
+from deploy.localaws.testing import control, run_local_aws
 
 ROLLOUT_SECONDS = 1.5
 REGION = "us-east-1"
@@ -40,23 +37,6 @@ def client(url: str, service: str, config: Config | None = None) -> Any:
         aws_secret_access_key="testing",
         config=config,
     )
-
-
-def control(url: str, method: str, path: str, body: Any = None) -> tuple[int, Any]:
-    """Call the control API; returns (HTTP status, decoded JSON body)."""
-    data = json.dumps(body).encode() if body is not None else None
-    # The URL is always the local AWS on loopback: no file: or other schemes can reach here.
-    request = urllib.request.Request(  # noqa: S310
-        f"{url}/_localaws/{path}",
-        data=data,
-        method=method,
-        headers={"Content-Type": "application/json"},
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read())
 
 
 def wait_for(condition: Callable[[], Any], *, timeout: float = 30.0, interval: float = 0.2) -> Any:
