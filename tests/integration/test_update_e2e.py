@@ -74,8 +74,10 @@ def test_two_container_update_succeeds_and_changes_only_the_image(
     """
     start_worker("w1")
     before = stack.ecs().describe_services(cluster="demo", services=["web"])["services"][0]
+    # The local AWS is shared by the session: a tag no other test uses guarantees a change.
+    tag = f"1.4.{uuid.uuid4().int % 10**6}"
     result = stack.cli(
-        "update", "--cluster", "demo", "--service", "web", "--image", "web=:1.1.0", "--json"
+        "update", "--cluster", "demo", "--service", "web", "--image", f"web=:{tag}", "--json"
     )
     assert result.returncode == 0, result.stderr + result.stdout
     record = json.loads(result.stdout)
@@ -85,7 +87,7 @@ def test_two_container_update_succeeds_and_changes_only_the_image(
     old, old_tags = describe(stack, record["previous_task_definition_arn"])
     new, new_tags = describe(stack, record["task_definition_arn"])
     assert revision_diff(old, new) == ["containerDefinitions[0].image"]
-    assert new["containerDefinitions"][0]["image"].endswith("/demo/web:1.1.0")
+    assert new["containerDefinitions"][0]["image"].endswith(f"/demo/web:{tag}")
     for key in ("runtimePlatform", "ephemeralStorage", "volumes"):
         assert new[key] == old[key]
     web = new["containerDefinitions"][0]
