@@ -26,7 +26,7 @@ from celery import Celery
 
 from config.celery import celery_config
 from config.settings import Settings
-from producers.fargate import FargateServiceJob
+from producers.fargate import FargateServiceJob, redacted
 from producers.jobs import UpdateServiceJob
 from producers.records import FIRST_STEP, DeploymentRecord
 from worker.records import RecordStore, wall_clock
@@ -83,18 +83,21 @@ class ConveyorClient:
         """Record the deployment as queued and send its first step. Returns the record."""
         self.check_redis()
         now = wall_clock()
+        payload = job.model_dump(mode="json")
         record = DeploymentRecord(
             id=uuid.uuid4().hex,
             kind=job.kind,
             step=FIRST_STEP[job.kind],
-            job=job.model_dump(mode="json"),
+            # Records are read by anyone with `conveyor status`: no environment values or secret
+            # references in them. The full payload is kept apart while the deployment runs.
+            job=redacted(job) if isinstance(job, FargateServiceJob) else payload,
             cluster=job.cluster,
             service=job.service,
             created_at=now,
             updated_at=now,
         )
         try:
-            self._store.create(record, due=now + self.settings.recovery_grace)
+            self._store.create(record, due=now + self.settings.recovery_grace, job=payload)
             dispatch(self.app, record.id, record.step, record.seq)
         except redis.RedisError as exc:
             raise ConveyorUnavailableError(

@@ -307,6 +307,15 @@ class FargateServiceJob(BaseModel):
         return self
 
 
+def redacted(job: FargateServiceJob) -> dict[str, Any]:
+    """The job as JSON with environment values and secret references masked, for records."""
+    data = job.model_dump(mode="json")
+    for container in data["containers"]:
+        container["environment"] = dict.fromkeys(container.get("environment", {}), "***")
+        container["secrets"] = dict.fromkeys(container.get("secrets", {}), "***")
+    return data
+
+
 class SpecError(ValueError):
     """Raised when a spec file cannot be read or parsed; the message names the file and line."""
 

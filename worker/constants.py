@@ -18,7 +18,8 @@ TASK_WATCH_STACK = "conveyor.fargate.watch_stack"
 TASK_WATCH_SERVICE = "conveyor.fargate.watch_service"
 
 KEY_PREFIX = "conveyor:"
-RECORD_KEY = KEY_PREFIX + "deployment:{id}"  # JSON DeploymentRecord
+RECORD_KEY = KEY_PREFIX + "deployment:{id}"  # JSON DeploymentRecord (job redacted)
+JOB_KEY = KEY_PREFIX + "job:{id}"  # the full job payload, only while the deployment runs
 DUE_KEY = KEY_PREFIX + "due"  # zset: deployment id -> time by which its next step must run
 INDEX_KEY = KEY_PREFIX + "deployments"  # zset: deployment id -> created time
 STEP_LOCK_KEY = KEY_PREFIX + "lock:deployment:{id}"  # one copy of a step at a time

@@ -10,14 +10,16 @@ step must have run; the sweeper re-dispatches whatever is overdue.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
+from typing import Any
 
 import redis
 from redis.exceptions import WatchError
 
 from producers.records import DeploymentRecord
-from worker.constants import DUE_KEY, INDEX_KEY, RECORD_KEY, SERVICE_QUEUE_KEY
+from worker.constants import DUE_KEY, INDEX_KEY, JOB_KEY, RECORD_KEY, SERVICE_QUEUE_KEY
 
 
 class RecordStore:
@@ -32,10 +34,18 @@ class RecordStore:
         """The Redis key of a record."""
         return RECORD_KEY.format(id=deployment_id)
 
-    def create(self, record: DeploymentRecord, due: float) -> None:
-        """Store a new record; it must be done by ``due`` or the sweeper dispatches it."""
+    def create(
+        self, record: DeploymentRecord, due: float, job: dict[str, Any] | None = None
+    ) -> None:
+        """Store a new record; it must be done by ``due`` or the sweeper dispatches it.
+
+        ``job`` is the full payload when the record holds a redacted copy; it is kept apart and
+        deleted when the deployment ends (:meth:`forget_job`).
+        """
         with self._r.pipeline(transaction=True) as pipe:
             pipe.set(self.key(record.id), record.model_dump_json(), ex=self._ttl, nx=True)
+            if job is not None:
+                pipe.set(JOB_KEY.format(id=record.id), json.dumps(job), ex=self._ttl)
             pipe.zadd(INDEX_KEY, {record.id: record.created_at})
             pipe.zadd(DUE_KEY, {record.id: due})
             pipe.zadd(self.queue_key(record.service_key), {record.id: record.created_at})
@@ -75,6 +85,18 @@ class RecordStore:
     def leave_queue(self, record: DeploymentRecord) -> None:
         """Release the service: remove a finished deployment from its queue."""
         self._r.zrem(self.queue_key(record.service_key), record.id)
+
+    def get_job(self, deployment_id: str) -> dict[str, Any] | None:
+        """The full job payload stored apart from the record, if any."""
+        raw = self._r.get(JOB_KEY.format(id=deployment_id))
+        if raw is None:
+            return None
+        payload = json.loads(raw)
+        return payload if isinstance(payload, dict) else None
+
+    def forget_job(self, deployment_id: str) -> None:
+        """Delete the full job payload of a finished deployment."""
+        self._r.delete(JOB_KEY.format(id=deployment_id))
 
     def get(self, deployment_id: str) -> DeploymentRecord | None:
         """Return the record, or None when there is none (never created, or expired)."""

@@ -79,10 +79,12 @@ async def execute(
     ctx: StepContext,
     gateway: Callable[[DeploymentRecord], Awaitable[AwsGateway]],
     record: DeploymentRecord,
+    payload: dict[str, Any] | None = None,
 ) -> Transition:
     """Run the record's step and apply the error policy; never raises ConveyorError.
 
-    ``gateway`` returns the gateway for the record (its own credentials, or an assumed role).
+    ``gateway`` returns the gateway for the record (its own credentials, or an assumed role);
+    ``payload`` is the full job, kept apart from the record (which holds a redacted copy).
     """
     try:
         aws = await gateway(record)
@@ -96,7 +98,7 @@ async def execute(
                 known_fields=ctx.known_fields,
                 clock=ctx.clock,
             )
-        transition = await flow.run(record)
+        transition = await flow.run(record, payload)
     except TransientError as exc:
         now = ctx.clock()
         if record.deadline is not None and now >= record.deadline:
@@ -190,8 +192,10 @@ def run_step(
         if transition.next_step is not None:
             dispatch(ctx.sender, deployment_id, transition.next_step, seq + 1, transition.countdown)
         else:
-            # Every way a deployment ends passes here: release the service for the next one.
+            # Every way a deployment ends passes here: release the service for the next one,
+            # and drop the full job payload (it may hold environment values and secret refs).
             ctx.store.leave_queue(new)
+            ctx.store.forget_job(new.id)
             log.info("deployment finished", state=new.state.value, reason=new.reason)
         return {
             "deployment_id": deployment_id,

@@ -39,7 +39,7 @@ def _run_step_message(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) 
         return await runtime.pool.gateway(role if isinstance(role, str) else None, now=wall_clock())
 
     def run(record: DeploymentRecord) -> Transition:
-        return runtime.run(execute(ctx, gateway, record))
+        return runtime.run(execute(ctx, gateway, record, ctx.store.get_job(record.id)))
 
     return run_step(ctx, deployment_id, seq, run)
 

@@ -97,3 +97,22 @@ def start_worker(stack: Stack) -> Iterator[Callable[[str], Worker]]:
     yield start
     for worker in started:
         worker.stop()
+
+
+def redis_contents(client: redis.Redis) -> bytes:
+    """Every key and value in the database, read by type (DUMP may compress, hiding text)."""
+    parts: list[bytes] = []
+    for key in client.scan_iter("*"):
+        kind = client.type(key)
+        parts.append(key)
+        if kind == b"string":
+            parts.append(client.get(key) or b"")
+        elif kind == b"hash":
+            parts.extend(b"%s=%s" % kv for kv in client.hgetall(key).items())
+        elif kind == b"list":
+            parts.extend(client.lrange(key, 0, -1))
+        elif kind == b"set":
+            parts.extend(client.smembers(key))
+        elif kind == b"zset":
+            parts.extend(client.zrange(key, 0, -1))
+    return b"\n".join(parts)

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from deploy.devstack import Worker
-from tests.integration.conftest import Stack
+from tests.integration.conftest import Stack, redis_contents
 
 pytestmark = pytest.mark.integration
 EXAMPLE = Path(__file__).parents[2] / "deploy" / "examples" / "fargate-demo.yaml"
@@ -189,3 +189,40 @@ def test_spec_errors_exit_2_before_enqueueing(stack: Stack, tmp_path: Path) -> N
     render = stack.cli("fargate", "render", "-f", str(EXAMPLE))
     assert render.returncode == 0
     assert json.loads(render.stdout)["Resources"]["Service"]["Type"] == "AWS::ECS::Service"
+
+
+def test_spec_secrets_never_reach_logs_records_or_results(
+    stack: Stack, start_worker: Callable[[str], Worker], tmp_path: Path
+) -> None:
+    """Environment values and secret references of a spec reach AWS, and nothing Conveyor
+    keeps: not the worker log, not Redis (records, results, queues), not the CLI's output."""
+    import redis
+
+    worker = start_worker("w1")
+    env_value = f"envvalue-{uuid.uuid4().hex[:10]}"
+    secret_ref = f"arn:aws:ssm:us-east-1:123456789012:parameter/secretref-{uuid.uuid4().hex[:8]}"
+    spec: dict[str, Any] = yaml.safe_load(EXAMPLE.read_text())
+    spec["containers"][0]["environment"] = {"API_TOKEN": env_value}
+    spec["containers"][0]["secrets"] = {"DB_PASSWORD": secret_ref}
+    path, spec = write_spec(tmp_path, containers=spec["containers"])
+    code, record, output = apply(stack, path)
+    assert code == 0, output
+    service = stack.ecs().describe_services(cluster="demo", services=[spec["service"]])["services"][
+        0
+    ]
+    definition = stack.ecs().describe_task_definition(taskDefinition=service["taskDefinition"])
+    container = definition["taskDefinition"]["containerDefinitions"][0]
+    assert container["secrets"][0]["valueFrom"] == secret_ref  # they did reach AWS
+    assert {"name": "API_TOKEN", "value": env_value} in container["environment"]
+
+    client = redis.Redis.from_url(stack.redis_url)
+    stored = redis_contents(client)
+    assert b"conveyor:deployment:" in stored, "no record read: the check would prove nothing"
+    for where, text in (
+        ("worker log", worker.log().encode()),
+        ("redis", stored),
+        ("cli", output.encode()),
+    ):
+        for secret in (env_value, secret_ref):
+            assert secret.encode() not in text, f"{secret[:14]}... leaked into the {where}"
+    assert record["job"]["containers"][0]["secrets"] == {"DB_PASSWORD": "***"}

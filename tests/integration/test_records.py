@@ -239,3 +239,18 @@ def test_cancel_during_rollout_rolls_back_then_ends_cancelled(client: redis.Redi
     assert final is not None
     assert final.state is DeploymentState.CANCELLED
     assert final.reason == "cancelled; Conveyor rolled the service back to td:1"
+
+
+def test_redis_contents_sees_planted_text_in_every_type(client: redis.Redis) -> None:
+    """The helper the secret-leak tests use finds text in strings, hashes, lists, sets and
+    zsets, long and compressible ones included: a leak could not hide from it."""
+    from tests.integration.conftest import redis_contents
+
+    secret = b"planted-" + b"x" * 200
+    client.set("s", b"a" * 100 + secret)
+    client.hset("h", "f", secret)
+    client.rpush("l", secret)
+    client.sadd("st", secret)
+    client.zadd("z", {secret: 1})
+    contents = redis_contents(client)
+    assert contents.count(secret) == 5

@@ -235,3 +235,22 @@ def test_update_of_a_conveyor_owned_service_is_refused(ecs: FakeEcs) -> None:
     assert t.record.state is DeploymentState.FAILED
     assert "conveyor fargate apply" in (t.record.reason or "")
     assert "RegisterTaskDefinition" not in ecs.calls
+
+
+def test_backoff_is_jittered_and_capped() -> None:
+    """Full-jitter backoff: within [0, min(cap, base * 2**attempt)], and not one fixed value."""
+    from worker.steps import backoff
+
+    for attempt in range(12):
+        delays = {backoff(attempt) for _ in range(50)}
+        assert all(0 <= d <= min(60.0, 2.0 * 2**attempt) for d in delays)
+        assert len(delays) > 1
+
+
+def test_deadline_fires_while_a_step_keeps_failing(ecs: FakeEcs) -> None:
+    """A step failing transiently past the deployment's deadline fails at once: timeouts fire."""
+    ecs.inject("DescribeServices", AwsUnavailableError("throttled", "ThrottlingException"))
+    expired = record_for().model_copy(update={"deadline": 10.0})
+    t = asyncio.run(execute(_ctx(), _gw(ecs), expired))
+    assert t.record.state is DeploymentState.FAILED
+    assert "timed out while retrying" in (t.record.reason or "")

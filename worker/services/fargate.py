@@ -50,10 +50,12 @@ _FAILED = {
 _DONE = {"CREATE_COMPLETE", "UPDATE_COMPLETE"}
 
 
-def validate_fargate_job(record: DeploymentRecord) -> FargateServiceJob:
-    """Validate the record's job payload again; workers trust nothing they receive."""
+def validate_fargate_job(
+    record: DeploymentRecord, payload: dict[str, Any] | None = None
+) -> FargateServiceJob:
+    """Validate the job payload (default: the record's copy) again; workers trust nothing."""
     try:
-        return FargateServiceJob.model_validate(record.job)
+        return FargateServiceJob.model_validate(record.job if payload is None else payload)
     except ValidationError as exc:
         raise InvalidJobError("invalid spec: " + "; ".join(describe_validation_error(exc))) from exc
 
@@ -73,9 +75,11 @@ class FargateFlow:
         self._poll = poll_interval
         self._clock = clock
 
-    async def run(self, record: DeploymentRecord) -> Transition:
-        """Run the record's current step."""
-        job = validate_fargate_job(record)
+    async def run(
+        self, record: DeploymentRecord, payload: dict[str, Any] | None = None
+    ) -> Transition:
+        """Run the record's current step; ``payload`` is the full job when stored apart."""
+        job = validate_fargate_job(record, payload)
         handler = {
             Step.VALIDATE: self.validate,
             Step.APPLY: self.apply,

@@ -62,10 +62,12 @@ class Transition:
     countdown: float = 0.0
 
 
-def validate_job(record: DeploymentRecord) -> UpdateServiceJob:
-    """Validate the record's job payload again; workers trust nothing they receive."""
+def validate_job(
+    record: DeploymentRecord, payload: dict[str, Any] | None = None
+) -> UpdateServiceJob:
+    """Validate the job payload (default: the record's copy) again; workers trust nothing."""
     try:
-        return load_update_job(record.job)
+        return load_update_job(record.job if payload is None else payload)
     except ValidationError as exc:
         raise InvalidJobError("invalid job: " + "; ".join(describe_validation_error(exc))) from exc
 
@@ -102,8 +104,10 @@ class UpdateFlow:
         self._known = known_fields
         self._clock = clock
 
-    async def run(self, record: DeploymentRecord) -> Transition:
-        """Run the record's current step."""
+    async def run(
+        self, record: DeploymentRecord, payload: dict[str, Any] | None = None
+    ) -> Transition:
+        """Run the record's current step; ``payload`` is the full job when stored apart."""
         handler = {
             Step.RESOLVE: self.resolve,
             Step.REGISTER: self.register,
@@ -112,7 +116,7 @@ class UpdateFlow:
             Step.ROLLBACK: self.rollback,
             Step.WATCH_ROLLBACK: self.watch_rollback,
         }[record.step]
-        return await handler(record, validate_job(record))
+        return await handler(record, validate_job(record, payload))
 
     def _log_step(
         self, record: DeploymentRecord, detail: str, status: str = "completed"
