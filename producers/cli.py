@@ -4,7 +4,8 @@ Exit codes: 0 succeeded; 1 failed or rolled back; 2 invalid input: refused befor
 enqueued, or found invalid by the worker before anything changed (an unknown container or
 service);
 3 Redis or the workers cannot be reached; 4 superseded by a newer deployment of the same service
-before it started; 5 cancelled; 130 interrupted while waiting (the deployment goes on).
+before it started; 5 cancelled; 6 not finished yet (``status`` of a queued or running
+deployment); 130 interrupted while waiting (the deployment goes on).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from producers.records import DeploymentRecord, DeploymentState
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNAVAILABLE, EXIT_SUPERSEDED = 0, 1, 2, 3, 4
 EXIT_CANCELLED = 5
+EXIT_PENDING = 6
 EXIT_INTERRUPTED = 130
 
 
@@ -67,7 +69,10 @@ _INPUT_ERRORS = frozenset(
 
 
 def _exit_code(record: DeploymentRecord) -> int:
-    if record.error is not None and record.error.code in _INPUT_ERRORS:
+    changed = record.ecs_deployment_id is not None or (
+        record.stack is not None and record.stack.operation not in (None, "none")
+    )
+    if record.error is not None and record.error.code in _INPUT_ERRORS and not changed:
         return EXIT_USAGE
     if record.state is DeploymentState.SUCCEEDED:
         return EXIT_OK
@@ -77,7 +82,7 @@ def _exit_code(record: DeploymentRecord) -> int:
         return EXIT_SUPERSEDED
     if record.state is DeploymentState.CANCELLED:
         return EXIT_CANCELLED
-    return EXIT_OK
+    return EXIT_PENDING
 
 
 def _summary(record: DeploymentRecord) -> str:

@@ -23,6 +23,7 @@ from collections.abc import Callable
 
 import redis
 from celery import Celery
+from kombu.exceptions import OperationalError as KombuOperationalError
 
 from config.celery import celery_config
 from config.settings import Settings
@@ -76,7 +77,12 @@ class ConveyorClient:
     def workers(self, timeout: float = 1.5) -> list[str]:
         """Names of the workers that answered a ping within ``timeout`` seconds."""
         self.check_redis()
-        replies = self.app.control.ping(timeout=timeout) or []
+        try:
+            replies = self.app.control.ping(timeout=timeout) or []
+        except KombuOperationalError as exc:
+            raise ConveyorUnavailableError(
+                f"cannot reach the workers through {self.settings.redis_display}: {exc}"
+            ) from exc
         return sorted(name for reply in replies for name in reply)
 
     def enqueue(self, job: UpdateServiceJob | FargateServiceJob) -> DeploymentRecord:
@@ -99,7 +105,7 @@ class ConveyorClient:
         try:
             self._store.create(record, due=now + self.settings.recovery_grace, job=payload)
             dispatch(self.app, record.id, record.step, record.seq)
-        except redis.RedisError as exc:
+        except (redis.RedisError, KombuOperationalError) as exc:
             raise ConveyorUnavailableError(
                 f"cannot enqueue on {self.settings.redis_display}: {type(exc).__name__}"
             ) from exc
@@ -125,7 +131,7 @@ class ConveyorClient:
             if changed is not None:
                 self._store.set_due(deployment_id, now + self.settings.recovery_grace)
                 dispatch(self.app, deployment_id, changed.step, changed.seq)
-        except redis.RedisError as exc:
+        except (redis.RedisError, KombuOperationalError) as exc:
             raise ConveyorUnavailableError(
                 f"cannot reach Redis at {self.settings.redis_display}: {type(exc).__name__}"
             ) from exc

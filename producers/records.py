@@ -166,8 +166,16 @@ class DeploymentRecord(BaseModel):
 
     @property
     def service_key(self) -> str:
-        """``cluster/service`` by name (ARNs reduced to names): what one lease covers."""
-        return f"{self.cluster.rsplit('/', 1)[-1]}/{self.service.rsplit('/', 1)[-1]}"
+        """``account/cluster/service`` by name: what one lease covers.
+
+        The account is the assumed role's (``role_arn``), or ``self`` for the workers' own
+        credentials; ARNs are reduced to names, so both spellings share one queue.
+        """
+        role = self.job.get("role_arn")
+        parts = role.split(":") if isinstance(role, str) else []
+        account = parts[4] if len(parts) > 4 and parts[4] else "self"
+        cluster = self.cluster.rsplit("/", 1)[-1]
+        return f"{account}/{cluster}/{self.service.rsplit('/', 1)[-1]}"
 
     @property
     def terminal(self) -> bool:

@@ -97,8 +97,11 @@ class RecoverySweeper(bootsteps.StartStopStep):
         while not self._stop.wait(settings.recovery_interval):
             try:
                 sweep(step_context())
-            except redis.RedisError as exc:
-                log.warning("recovery sweep failed; will retry", error=str(exc))
+            except Exception as exc:  # noqa: BLE001 - the sweeper must outlive any one failure
+                # Redis or the broker may be down for a while; the next sweep tries again.
+                log.warning(
+                    "recovery sweep failed; will retry", error=f"{type(exc).__name__}: {exc}"
+                )
 
 
 app.steps["worker"].add(RecoverySweeper)

@@ -26,6 +26,7 @@ STEP_LOCK_KEY = KEY_PREFIX + "lock:deployment:{id}"  # one copy of a step at a t
 SWEEP_LOCK_KEY = KEY_PREFIX + "lock:sweeper"  # one recovery sweep at a time, fleet-wide
 # zset per service: unfinished deployment ids by enqueue time. The head holds the service.
 SERVICE_QUEUE_KEY = KEY_PREFIX + "service:{service}:queue"
+QUEUE_COUNTER_KEY = KEY_PREFIX + "queue-arrivals"  # arrival numbers for the service queues
 
 MAX_EVENTS = 100  # as many as ECS keeps per service
 MAX_STOPPED_TASKS = 20

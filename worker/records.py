@@ -19,7 +19,25 @@ import redis
 from redis.exceptions import WatchError
 
 from producers.records import DeploymentRecord
-from worker.constants import DUE_KEY, INDEX_KEY, JOB_KEY, RECORD_KEY, SERVICE_QUEUE_KEY
+from worker.constants import (
+    DUE_KEY,
+    INDEX_KEY,
+    JOB_KEY,
+    QUEUE_COUNTER_KEY,
+    RECORD_KEY,
+    SERVICE_QUEUE_KEY,
+)
+
+# One atomic step: the record (only if new), the index, the due time, the service queue with an
+# arrival number from a Redis counter, and the full job payload.
+_CREATE = """
+if not redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2], 'NX') then return 0 end
+redis.call('ZADD', KEYS[2], ARGV[3], ARGV[4])
+redis.call('ZADD', KEYS[3], ARGV[5], ARGV[4])
+redis.call('ZADD', KEYS[4], redis.call('INCR', KEYS[5]), ARGV[4])
+if ARGV[6] ~= '' then redis.call('SET', KEYS[6], ARGV[6], 'EX', ARGV[2]) end
+return 1
+"""
 
 
 class RecordStore:
@@ -28,6 +46,7 @@ class RecordStore:
     def __init__(self, client: redis.Redis, *, ttl_seconds: int = 30 * 86400) -> None:
         self._r = client
         self._ttl = ttl_seconds
+        self._create = client.register_script(_CREATE)
 
     @staticmethod
     def key(deployment_id: str) -> str:
@@ -39,17 +58,28 @@ class RecordStore:
     ) -> None:
         """Store a new record; it must be done by ``due`` or the sweeper dispatches it.
 
-        ``job`` is the full payload when the record holds a redacted copy; it is kept apart and
-        deleted when the deployment ends (:meth:`forget_job`).
+        The record joins its service's queue in arrival order as Redis sees it (a counter), not
+        by the producer's clock, which may be off. ``job`` is the full payload when the record
+        holds a redacted copy; it is kept apart and deleted when the deployment ends.
         """
-        with self._r.pipeline(transaction=True) as pipe:
-            pipe.set(self.key(record.id), record.model_dump_json(), ex=self._ttl, nx=True)
-            if job is not None:
-                pipe.set(JOB_KEY.format(id=record.id), json.dumps(job), ex=self._ttl)
-            pipe.zadd(INDEX_KEY, {record.id: record.created_at})
-            pipe.zadd(DUE_KEY, {record.id: due})
-            pipe.zadd(self.queue_key(record.service_key), {record.id: record.created_at})
-            created, *_ = pipe.execute()
+        created = self._create(
+            keys=[
+                self.key(record.id),
+                INDEX_KEY,
+                DUE_KEY,
+                self.queue_key(record.service_key),
+                QUEUE_COUNTER_KEY,
+                JOB_KEY.format(id=record.id),
+            ],
+            args=[
+                record.model_dump_json(),
+                self._ttl,
+                record.created_at,
+                record.id,
+                due,
+                "" if job is None else json.dumps(job),
+            ],
+        )
         if not created:
             raise ValueError(f"deployment {record.id} already exists")
 
@@ -177,8 +207,11 @@ class RecordStore:
                     return None
                 record = DeploymentRecord.model_validate_json(raw)
                 if record.terminal:
+                    # Finished, but its worker died before tidying up: finish the tidying.
                     pipe.multi()
                     pipe.zrem(DUE_KEY, deployment_id)
+                    pipe.zrem(self.queue_key(record.service_key), deployment_id)
+                    pipe.delete(JOB_KEY.format(id=deployment_id))
                     pipe.execute()
                     return None
                 if float(score) > now:

@@ -9,6 +9,7 @@ parent, and closed when the process shuts down.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 from collections.abc import Coroutine
 from typing import Any, TypeVar
@@ -41,8 +42,21 @@ class Runtime:
         return self._pool
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
-        """Run a coroutine to completion on this process's loop."""
-        return self.loop.run_until_complete(coro)
+        """Run a coroutine to completion on this process's loop.
+
+        If the run is interrupted (Celery's soft time limit raises wherever the process is,
+        possibly outside the coroutine), the coroutine is cancelled before the error goes on:
+        left pending on the persistent loop it would resume during the next task.
+        """
+        task = self.loop.create_task(coro)
+        try:
+            return self.loop.run_until_complete(task)
+        except BaseException:
+            if not task.done():
+                task.cancel()
+                with contextlib.suppress(BaseException):
+                    self.loop.run_until_complete(task)
+            raise
 
     def close(self) -> None:
         """Close the clients and the loop."""

@@ -9,6 +9,7 @@ overdue, and :func:`sweep` re-dispatches it.
 
 from __future__ import annotations
 
+import asyncio
 import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -16,12 +17,18 @@ from typing import Any, Protocol
 
 import redis
 import structlog
+from celery.exceptions import SoftTimeLimitExceeded
 from redis.exceptions import LockError
 
-from producers.records import DeploymentRecord, DeploymentState, Step, StepEntry
+from producers.records import DeploymentRecord, DeploymentState, ErrorInfo, Step, StepEntry
 from worker.aws.gateway import AwsGateway
 from worker.constants import QUEUE, STEP_LOCK_KEY, STEP_TASKS, SWEEP_LOCK_KEY
-from worker.domain.errors import ConveyorError, PermanentError, TransientError
+from worker.domain.errors import (
+    ConveyorError,
+    InvalidJobError,
+    PermanentError,
+    TransientError,
+)
 from worker.records import RecordStore
 from worker.services.fargate import FargateFlow
 from worker.services.update import Transition, UpdateFlow, fail, finish
@@ -75,6 +82,32 @@ def _next_due(ctx: StepContext, now: float, countdown: float) -> float:
     return now + countdown + ctx.recovery_grace
 
 
+def _stored_payload(payload: dict[str, Any] | None) -> dict[str, Any]:
+    """The full job of a create-Fargate deployment; its record holds only a redacted copy."""
+    if payload is None:
+        raise InvalidJobError(
+            "the job payload of this deployment is gone (it is kept only while the deployment "
+            "runs); apply the spec again"
+        )
+    return payload
+
+
+def _give_up(ctx: StepContext, record: DeploymentRecord, error: ConveyorError) -> Transition:
+    """End a step that cannot succeed: roll back if the service was already changed.
+
+    After UpdateService (the watch step) a failure must not leave the service on a revision
+    nobody is following: with rollback on, the deployment goes on to the rollback step.
+    """
+    now = ctx.clock()
+    if record.step is Step.WATCH and record.job.get("rollback", True):
+        log.error("watching failed; rolling back", code=error.code, error=error.message)
+        failed = record.model_copy(
+            update={"reason": error.message, "error": ErrorInfo(**error.to_dict()), "attempt": 0}
+        )
+        return Transition(failed, Step.ROLLBACK)
+    return Transition(fail(record, error, now), None)
+
+
 async def execute(
     ctx: StepContext,
     gateway: Callable[[DeploymentRecord], Awaitable[AwsGateway]],
@@ -87,27 +120,36 @@ async def execute(
     ``payload`` is the full job, kept apart from the record (which holds a redacted copy).
     """
     try:
-        aws = await gateway(record)
-        flow: UpdateFlow | FargateFlow
-        if record.kind == "create-fargate":
-            flow = FargateFlow(aws, poll_interval=ctx.poll_interval, clock=ctx.clock)
-        else:
-            flow = UpdateFlow(
-                aws,
-                poll_interval=ctx.poll_interval,
-                known_fields=ctx.known_fields,
-                clock=ctx.clock,
-            )
-        transition = await flow.run(record, payload)
-    except TransientError as exc:
+        # Below Celery's soft limit, so a slow step ends here, as a retryable timeout, instead
+        # of being interrupted at an arbitrary point by the soft limit's signal.
+        async with asyncio.timeout(max(1.0, ctx.step_time_limit - 5)):
+            aws = await gateway(record)
+            flow: UpdateFlow | FargateFlow
+            if record.kind == "create-fargate":
+                payload = _stored_payload(payload)
+                flow = FargateFlow(aws, poll_interval=ctx.poll_interval, clock=ctx.clock)
+            else:
+                flow = UpdateFlow(
+                    aws,
+                    poll_interval=ctx.poll_interval,
+                    known_fields=ctx.known_fields,
+                    clock=ctx.clock,
+                )
+            transition = await flow.run(record, payload)
+    except (TransientError, TimeoutError, SoftTimeLimitExceeded) as raw:
+        exc = (
+            raw
+            if isinstance(raw, TransientError)
+            else TransientError(f"step {record.step} took too long", "StepTimeout")
+        )
         now = ctx.clock()
         if record.deadline is not None and now >= record.deadline:
             log.error("deadline passed while retrying", code=exc.code, error=exc.message)
             timeout = TransientError(f"timed out while retrying: {exc.message}", exc.code)
-            return Transition(fail(record, timeout, now), None)
+            return _give_up(ctx, record, timeout)
         if record.attempt + 1 >= ctx.max_step_attempts:
             log.error("step failed too often", code=exc.code, error=exc.message)
-            return Transition(fail(record, exc, now), None)
+            return _give_up(ctx, record, exc)
         delay = backoff(record.attempt)
         log.warning("step will be retried", code=exc.code, error=exc.message, delay=delay)
         entry = StepEntry(step=record.step, status="retrying", at=now, detail=exc.message)
@@ -117,9 +159,9 @@ async def execute(
         return Transition(retry, record.step, countdown=delay)
     except PermanentError as exc:
         log.error("step failed", code=exc.code, error=exc.message)
-        return Transition(fail(record, exc, ctx.clock()), None)
+        return _give_up(ctx, record, exc)
     except ConveyorError as exc:
-        return Transition(fail(record, exc, ctx.clock()), None)
+        return _give_up(ctx, record, exc)
     except Exception as exc:
         # A defect, not a verdict: fail this deployment with the cause rather than leave it
         # hanging in the queue; the traceback goes to the log.
@@ -127,14 +169,13 @@ async def execute(
         error = ConveyorError(
             f"internal error in step {record.step}: {type(exc).__name__}: {exc}", "InternalError"
         )
-        return Transition(fail(record, error, ctx.clock()), None)
-    if transition.next_step != record.step:
-        transition = Transition(
-            transition.record.model_copy(update={"attempt": 0}),
-            transition.next_step,
-            transition.countdown,
-        )
-    return transition
+        return _give_up(ctx, record, error)
+    # A step that ran is no longer failing: transient failures are counted per bad stretch.
+    return Transition(
+        transition.record.model_copy(update={"attempt": 0}),
+        transition.next_step,
+        transition.countdown,
+    )
 
 
 def run_step(
@@ -167,8 +208,16 @@ def run_step(
         thread_local=False,
     )
     if not lock.acquire():
+        # Another copy runs this deployment's step. If it is an older copy the sweeper or a
+        # cancel has fenced off, its commit will fail: come back shortly rather than drop the
+        # current message and wait a whole recovery grace.
+        dispatch(ctx.sender, deployment_id, record.step, seq, countdown=2.0)
         return {"deployment_id": deployment_id, "status": "busy"}
     try:
+        fresh = ctx.store.get(deployment_id)
+        if fresh is None or fresh.terminal or fresh.seq != seq:
+            return {"deployment_id": deployment_id, "status": "stale"}
+        record = fresh
         transition = _on_cancel(ctx, record) if record.cancel_requested_at else None
         if transition is None and record.state is DeploymentState.QUEUED:
             transition = _wait_for_service(ctx, record)
@@ -212,9 +261,7 @@ def run_step(
 
 
 # Steps after which nothing on the service has changed yet.
-_BEFORE_CHANGE = frozenset(
-    {Step.RESOLVE, Step.REGISTER, Step.VALIDATE, Step.APPLY, Step.DELETE_STALE}
-)
+_BEFORE_CHANGE = frozenset({Step.RESOLVE, Step.REGISTER, Step.VALIDATE})
 
 
 def _on_cancel(ctx: StepContext, record: DeploymentRecord) -> Transition | None:
@@ -235,7 +282,7 @@ def _on_cancel(ctx: StepContext, record: DeploymentRecord) -> Transition | None:
         note = record.model_copy(update={"reason": "cancelled while the rollout was under way"})
         return Transition(note, Step.ROLLBACK)
     what = (
-        "the stack operation goes on in CloudFormation"
+        "any stack operation already started goes on in CloudFormation"
         if record.kind == "create-fargate"
         else "the rollout goes on in ECS (rollback is off for this job)"
     )
@@ -243,13 +290,15 @@ def _on_cancel(ctx: StepContext, record: DeploymentRecord) -> Transition | None:
 
 
 def _as_cancelled(transition: Transition) -> Transition:
-    """A cancelled deployment that ended ends as cancelled, whatever its last step concluded."""
+    """A cancelled deployment that was rolled back ends as cancelled.
+
+    A success stays a success (it finished before the cancel took effect) and a failure stays
+    a failure: a rollback that did not complete must not hide behind "cancelled".
+    """
     record = transition.record
-    if record.state in (DeploymentState.CANCELLED, DeploymentState.SUCCEEDED):
+    if record.state is not DeploymentState.ROLLED_BACK:
         return transition
-    reason = record.reason or ""
-    if record.state is DeploymentState.ROLLED_BACK:
-        reason = f"cancelled; {reason.split('; ', 1)[-1]}"
+    reason = f"cancelled; {(record.reason or '').split('; ', 1)[-1]}"
     return Transition(
         record.model_copy(update={"state": DeploymentState.CANCELLED, "reason": reason}), None
     )

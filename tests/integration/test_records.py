@@ -254,3 +254,25 @@ def test_redis_contents_sees_planted_text_in_every_type(client: redis.Redis) -> 
     client.zadd("z", {secret: 1})
     contents = redis_contents(client)
     assert contents.count(secret) == 5
+
+
+def test_queue_order_is_arrival_order_not_producer_clocks(client: redis.Redis) -> None:
+    """A job from a producer whose clock runs fast does not jump, or supersede, the queue."""
+    sender = Sender()
+    context = dataclasses.replace(ctx(client, sender), supersede=True)
+    context.store.create(_queued("first", 100.0), due=500)  # a producer 99 s fast
+    context.store.create(_queued("second", 1.0), due=500)
+    first = run_step(context, "first", 0, lambda r: Transition(r, Step.REGISTER))
+    assert first["state"] == "superseded"  # the newer arrival wins, whatever the clocks said
+
+
+def test_one_queue_per_account(client: redis.Redis) -> None:
+    """The same cluster and service names in two accounts are two services."""
+    a = _queued("a", 1.0).model_copy(
+        update={"job": {"role_arn": "arn:aws:iam::111111111111:role/r"}}
+    )
+    b = _queued("b", 2.0).model_copy(
+        update={"job": {"role_arn": "arn:aws:iam::222222222222:role/r"}}
+    )
+    assert a.service_key != b.service_key
+    assert _queued("c", 1.0).service_key == "self/c/s"

@@ -243,3 +243,24 @@ def test_cancel_a_running_rollout_rolls_it_back(
     again = stack.cli("cancel", deployment_id)
     assert again.returncode == 5
     assert "already ended" in again.stderr
+
+
+def test_role_arn_is_assumed_for_the_deployment(
+    stack: Stack, start_worker: Callable[[str], Worker]
+) -> None:
+    """A job with --role-arn deploys with the role's credentials (cross-account deployments)."""
+    start_worker("w1")
+    result = stack.cli(
+        "update",
+        "--cluster",
+        "demo",
+        "--service",
+        "web",
+        "--image",
+        f"web=:role-{uuid.uuid4().hex[:6]}",
+        "--role-arn",
+        "arn:aws:iam::123456789012:role/conveyor-deployer",
+        "--json",
+    )
+    assert result.returncode == 0, result.stderr + result.stdout
+    assert json.loads(result.stdout)["state"] == "succeeded"

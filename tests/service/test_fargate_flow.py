@@ -115,8 +115,14 @@ def test_same_spec_again_is_a_success_that_changes_nothing(aws: FakeAws) -> None
     """'No updates are to be performed' ends succeeded with no stack operation."""
     validated = step(aws, record_for()).record
     step(aws, validated)
-    aws.set_stack(STACK, "CREATE_COMPLETE")
+    td = aws.add_task_definition({"family": "shop", "containerDefinitions": [{"name": "web"}]})
+    aws.add_service("demo", "shop", td)
+    aws.set_stack(
+        STACK, "CREATE_COMPLETE", Outputs=[{"OutputKey": "TaskDefinitionArn", "OutputValue": td}]
+    )
     t = step(aws, validated)
+    assert t.next_step is Step.WATCH_SERVICE  # unchanged stack: the service is still checked
+    t = step(aws, t.record)
     assert t.record.state is DeploymentState.SUCCEEDED
     assert "nothing to update" in (t.record.reason or "")
 
@@ -156,10 +162,14 @@ def test_rolled_back_update_reports_the_failed_resource(aws: FakeAws) -> None:
 
 
 def test_other_operation_in_progress_is_waited_for(aws: FakeAws) -> None:
-    """A stack busy with someone else's operation is a transient condition, retried later."""
+    """A stack busy with someone else's operation is a transient condition, retried later;
+    one carrying this deployment's request token is adopted and watched."""
     from worker.domain.errors import TransientError
 
     aws.set_stack(STACK, "UPDATE_IN_PROGRESS")
-    validated = step(aws, record_for()).record.model_copy(update={"started_at": 10**10})
+    aws.add_stack_event(STACK, "Service", "UPDATE_IN_PROGRESS", None, "someone-else")
+    validated = step(aws, record_for()).record
     with pytest.raises(TransientError):
         step(aws, validated)
+    aws.add_stack_event(STACK, "Service", "UPDATE_IN_PROGRESS", None, "conveyor-apply-f1")
+    assert step(aws, validated).next_step is Step.WATCH_STACK

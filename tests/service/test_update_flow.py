@@ -254,3 +254,30 @@ def test_deadline_fires_while_a_step_keeps_failing(ecs: FakeEcs) -> None:
     t = asyncio.run(execute(_ctx(), _gw(ecs), expired))
     assert t.record.state is DeploymentState.FAILED
     assert "timed out while retrying" in (t.record.reason or "")
+
+
+def test_failure_while_watching_rolls_back_instead_of_abandoning(ecs: FakeEcs) -> None:
+    """A permanent error after UpdateService goes to the rollback step, not straight to failed:
+    the service is never left on a revision nobody follows."""
+    flow = UpdateFlow(ecs, poll_interval=5, clock=Clock())
+    watching = run_until(flow, record_for(), Step.WATCH)
+    ecs.inject("DescribeServices", AwsRequestError("denied", "AccessDeniedException"))
+    t = asyncio.run(execute(_ctx(), _gw(ecs), watching))
+    assert t.next_step is Step.ROLLBACK
+    assert t.record.error is not None
+    assert t.record.error.code == "AccessDeniedException"
+
+
+def test_a_step_that_hangs_is_retried_not_abandoned(ecs: FakeEcs) -> None:
+    """A step longer than its limit ends as a retryable timeout, well before Celery's limit."""
+    import dataclasses
+
+    async def slow(_: DeploymentRecord) -> EcsGateway:
+        await asyncio.sleep(5)
+        return ecs
+
+    ctx = dataclasses.replace(_ctx(), step_time_limit=6.0)
+    t = asyncio.run(execute(ctx, slow, record_for()))
+    assert t.next_step is Step.RESOLVE
+    assert t.record.attempt == 1
+    assert "took too long" in t.record.steps[-1].detail

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from worker.aws.boto import known_register_fields
-from worker.domain.errors import UnknownContainerError
+from worker.domain.errors import InvalidJobError, UnknownContainerError
 from worker.domain.images import parse_image_spec
 from worker.domain.planning import (
     DEPLOYMENT_TAG,
@@ -78,11 +78,14 @@ def test_no_tags_means_only_ours_and_never_an_empty_list(described: dict[str, An
     assert plan.payload["tags"] == [{"key": DEPLOYMENT_TAG, "value": "d"}]
 
 
-def test_full_tag_set_is_kept_without_ours(described: dict[str, Any]) -> None:
-    """With 50 tags there is no room for ours: keep the owner's, never exceed AWS's limit."""
+def test_full_tag_set_is_refused_rather_than_losing_idempotency(
+    described: dict[str, Any],
+) -> None:
+    """With 50 tags there is no room for ours: refuse, naming the fix, rather than register a
+    revision a retried step could not find again (or drop one of the owner's tags)."""
     tags = [{"key": f"k{i}", "value": "v"} for i in range(50)]
-    plan = plan_revision(described["taskDefinition"], tags, {"web": parse_image_spec(":2")}, "d")
-    assert plan.payload["tags"] == tags
+    with pytest.raises(InvalidJobError, match="Remove a tag"):
+        plan_revision(described["taskDefinition"], tags, {"web": parse_image_spec(":2")}, "d")
 
 
 def test_unknown_container_names_the_known_ones(described: dict[str, Any]) -> None:

@@ -35,6 +35,7 @@ T = TypeVar("T")
 
 # Misconfiguration: retrying cannot help.
 _CONFIG_ERRORS = (
+    botocore.exceptions.ParamValidationError,
     botocore.exceptions.NoRegionError,
     botocore.exceptions.NoCredentialsError,
     botocore.exceptions.PartialCredentialsError,
@@ -234,9 +235,8 @@ class ClientPool:
             aws_session_token=creds["SessionToken"],
             region_name=self._session.region_name,
         )
-        client = await self._stack.enter_async_context(session.client("ecs", config=self._config))
         # Refresh five minutes before the credentials expire.
-        return client, creds["Expiration"].timestamp() - 300
+        return session, creds["Expiration"].timestamp() - 300
 
     async def close(self) -> None:
         """Close every client."""

@@ -122,12 +122,14 @@ def plan_revision(
         if t.get("key") != DEPLOYMENT_TAG
     ]
     if len(kept) >= MAX_TAGS:
-        # No room for the idempotency tag: keep the owner's tags intact rather than drop one.
-        payload["tags"] = kept
-    else:
-        payload["tags"] = [*kept, {"key": DEPLOYMENT_TAG, "value": deployment_id}]
-    if not payload["tags"]:
-        del payload["tags"]  # AWS rejects an empty tag list: "Tags can not be empty".
+        # Without its tag a retried register step could not find the revision it made, and
+        # would register a second one; dropping one of the owner's tags is not ours to do.
+        raise InvalidJobError(
+            f"task definition family {payload.get('family')!r} already has {len(kept)} tags, "
+            f"AWS's limit; Conveyor needs one for {DEPLOYMENT_TAG}. Remove a tag from the family."
+        )
+    # Never empty: AWS rejects an empty tag list ("Tags can not be empty").
+    payload["tags"] = [*kept, {"key": DEPLOYMENT_TAG, "value": deployment_id}]
     return RevisionPlan(payload=payload, changes=tuple(changes), dropped_fields=tuple(dropped))
 
 

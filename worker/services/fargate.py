@@ -168,7 +168,7 @@ class FargateFlow:
             updated = record.model_copy(update={"steps": self._log(record, detail)})
             return Transition(updated, Step.DELETE_STALE, countdown=self._poll)
         if status is not None and status.endswith("_IN_PROGRESS"):
-            if self._ours(current, record):
+            if await self._ours(info.name, token):
                 return self._watching(record, info, current, "adopted the operation in progress")
             raise TransientError(
                 f"stack {info.name} is {status} by another operation; waiting for it to end",
@@ -180,14 +180,19 @@ class FargateFlow:
         else:
             updated_id = await self._aws.update_stack(info.name, template, parameters, tags, token)
             if updated_id is None:
-                now = self._clock()
-                done = record.model_copy(
+                # Nothing to update is a success only if the service is what the stack says:
+                # go and check it, as after any stack operation.
+                outputs = {
+                    o["OutputKey"]: o["OutputValue"] for o in (current or {}).get("Outputs", [])
+                }
+                unchanged = record.model_copy(
                     update={
-                        "stack": info.model_copy(update={"operation": "none", "status": status})
+                        "stack": info.model_copy(update={"operation": "none", "status": status}),
+                        "task_definition_arn": outputs.get("TaskDefinitionArn"),
+                        "steps": self._log(record, f"stack {info.name}: nothing to update"),
                     }
                 )
-                reason = f"stack {info.name} is already as the spec says: nothing to update"
-                return Transition(finish(done, DeploymentState.SUCCEEDED, reason, now), None)
+                return Transition(unchanged, Step.WATCH_SERVICE)
             stack_id, operation = updated_id, "update"
         log.info("stack operation started", stack=info.name, operation=operation)
         info = info.model_copy(update={"id": stack_id, "operation": operation})
@@ -196,17 +201,14 @@ class FargateFlow:
         )
         return Transition(updated, Step.WATCH_STACK, countdown=min(self._poll, 2.0))
 
-    def _ours(self, stack: dict[str, Any] | None, record: DeploymentRecord) -> bool:
-        """Whether the operation in progress was started by this deployment (a retried step)."""
-        if not stack:
-            return False
-        started: Any = stack.get("LastUpdatedTime") or stack.get("CreationTime")
-        timestamp = started.timestamp() if hasattr(started, "timestamp") else None
-        return (
-            timestamp is not None
-            and record.started_at is not None
-            and (timestamp >= record.started_at - 1)
-        )
+    async def _ours(self, name: str, token: str) -> bool:
+        """Whether the operation in progress is this deployment's (a retried apply step).
+
+        Decided by the ClientRequestToken on the stack's events, never by clocks: another
+        person's update that happens to start later is not ours to follow.
+        """
+        events = await self._aws.stack_events(name)
+        return any(event.get("ClientRequestToken") == token for event in events)
 
     def _watching(
         self, record: DeploymentRecord, info: StackInfo, stack: dict[str, Any] | None, how: str
@@ -323,7 +325,12 @@ class FargateFlow:
         record = record.model_copy(update={"progress": progress, "ecs_deployment_id": ours["id"]})
         if verdict.outcome is Outcome.SUCCEEDED:
             operation = record.stack.operation if record.stack else "apply"
-            reason = f"stack {operation} complete; {verdict.reason}"
+            done = (
+                "stack unchanged: nothing to update"
+                if operation == "none"
+                else f"stack {operation} complete"
+            )
+            reason = f"{done}; {verdict.reason}"
             return Transition(finish(record, DeploymentState.SUCCEEDED, reason, now), None)
         if verdict.outcome is Outcome.IN_PROGRESS:
             return Transition(record, Step.WATCH_SERVICE, countdown=self._poll)
