@@ -167,7 +167,7 @@ def main() -> int:
         f"max {max(durations):.1f} s"
         if durations
         else "- no durations recorded",
-        "- ECS calls per deployment: "
+        "- ECS calls per deployment (throttled attempts included): "
         + ", ".join(f"{op} {count / n:.1f}" for op, count in sorted(calls.items())),
         f"- throttled ECS calls (AWS limits emulated, refill x{args.limit_scale}): "
         f"{sum(stats.get('throttled', {}).values())}",
