@@ -23,7 +23,7 @@ import boto3
 
 from config.settings import Settings
 from deploy.devstack import ROOT, Worker, aws_env, run_redis
-from deploy.localaws.testing import control, run_local_aws
+from deploy.localaws.testing import control, create_services, run_local_aws
 from producers.client import ConveyorClient
 from producers.jobs import ImageUpdate, UpdateServiceJob
 
@@ -47,44 +47,23 @@ def rss_mb(pid: int) -> float:
 
 def make_services(endpoint: str, count: int) -> list[str]:
     """Create ``count`` steady two-container services on cluster bench."""
-    ecs = boto3.client(
+    boto3.client(
         "ecs",
         endpoint_url=endpoint,
         region_name="us-east-1",
         aws_access_key_id="testing",
         aws_secret_access_key="testing",
+    ).create_cluster(clusterName="bench")
+    return create_services(
+        endpoint,
+        [f"svc-{i:04d}" for i in range(count)],
+        cluster="bench",
+        containers=[
+            {"name": "app", "image": "registry.local:5000/bench/app:1.0.0", "memory": 128},
+            {"name": "sidecar", "image": "registry.local:5000/bench/proxy:1", "memory": 64},
+        ],
+        tags=[{"key": "bench", "value": "yes"}],
     )
-    ecs.create_cluster(clusterName="bench")
-    names = []
-    for i in range(count):
-        name = f"svc-{i:04d}"
-        ecs.register_task_definition(
-            family=name,
-            containerDefinitions=[
-                {"name": "app", "image": f"registry.local:5000/bench/{name}:1.0.0", "memory": 128},
-                {"name": "sidecar", "image": "registry.local:5000/bench/proxy:1", "memory": 64},
-            ],
-            tags=[{"key": "bench", "value": "yes"}],
-        )
-        ecs.create_service(
-            cluster="bench",
-            serviceName=name,
-            taskDefinition=name,
-            desiredCount=2,
-            launchType="EC2",
-            deploymentConfiguration={
-                "deploymentCircuitBreaker": {"enable": True, "rollback": True}
-            },
-        )
-        names.append(name)
-    waiter = ecs.get_waiter("services_stable")
-    for start in range(0, count, 10):
-        waiter.wait(
-            cluster="bench",
-            services=names[start : start + 10],
-            WaiterConfig={"Delay": 1, "MaxAttempts": 120},
-        )
-    return names
 
 
 def main() -> int:

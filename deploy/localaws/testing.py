@@ -137,3 +137,57 @@ def control(url: str, method: str, path: str, body: Any = None) -> tuple[int, An
             return response.status, json.loads(response.read() or b"null")
     except urllib.error.HTTPError as error:
         return error.code, json.loads(error.read() or b"null")
+
+
+def create_services(
+    url: str,
+    names: list[str],
+    *,
+    cluster: str = "demo",
+    containers: list[dict[str, Any]] | None = None,
+    breaker: bool = True,
+    tags: list[dict[str, str]] | None = None,
+    desired: int = 2,
+) -> list[str]:
+    """Create steady EC2 services (a task definition family each) on a running local AWS.
+
+    Waits, through the ``services_stable`` waiter, until every service has COMPLETED its first
+    rollout; returns ``names``.
+    """
+    import boto3
+
+    # Typed loosely on purpose: callers pass plain JSON-shaped container definitions.
+    ecs: Any = boto3.client(
+        "ecs",
+        endpoint_url=url,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",  # noqa: S106 - moto accepts any credentials
+    )
+    for name in names:
+        ecs.register_task_definition(
+            family=name,
+            containerDefinitions=containers
+            or [{"name": "app", "image": "registry.local:5000/t/app:1.0.0", "memory": 128}],
+            **({"tags": tags} if tags else {}),
+        )
+        ecs.create_service(
+            cluster=cluster,
+            serviceName=name,
+            taskDefinition=name,
+            desiredCount=desired,
+            launchType="EC2",
+            deploymentConfiguration={
+                "deploymentCircuitBreaker": {"enable": breaker, "rollback": breaker},
+                "maximumPercent": 200,
+                "minimumHealthyPercent": 100,
+            },
+        )
+    waiter = ecs.get_waiter("services_stable")
+    for start in range(0, len(names), 10):  # DescribeServices takes at most 10 services
+        waiter.wait(
+            cluster=cluster,
+            services=names[start : start + 10],
+            WaiterConfig={"Delay": 1, "MaxAttempts": 120},
+        )
+    return names

@@ -12,6 +12,7 @@ import pytest
 from config.settings import Settings
 from deploy.devstack import Worker
 from deploy.localaws.testing import control as local_aws_control
+from deploy.localaws.testing import create_services
 from producers.client import ConveyorClient
 from producers.jobs import ImageUpdate, UpdateServiceJob
 from tests.integration.conftest import Stack
@@ -26,31 +27,7 @@ def control(stack: Stack, method: str, path: str, body: dict[str, Any] | None = 
 
 def make_services(stack: Stack, count: int) -> list[str]:
     """Steady one-container services with the breaker on."""
-    ecs = stack.ecs()
-    names = []
-    for _ in range(count):
-        name = f"f-{uuid.uuid4().hex[:8]}"
-        ecs.register_task_definition(
-            family=name,
-            containerDefinitions=[
-                {"name": "app", "image": "registry.local:5000/t/app:1.0.0", "memory": 128}
-            ],
-        )
-        ecs.create_service(
-            cluster="demo",
-            serviceName=name,
-            taskDefinition=name,
-            desiredCount=2,
-            launchType="EC2",
-            deploymentConfiguration={
-                "deploymentCircuitBreaker": {"enable": True, "rollback": True}
-            },
-        )
-        names.append(name)
-    ecs.get_waiter("services_stable").wait(
-        cluster="demo", services=names, WaiterConfig={"Delay": 1, "MaxAttempts": 60}
-    )
-    return names
+    return create_services(stack.endpoint, [f"f-{uuid.uuid4().hex[:8]}" for _ in range(count)])
 
 
 def revisions(stack: Stack, family: str) -> int:

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from deploy.devstack import Worker
+from deploy.localaws.testing import create_services
 from tests.integration.conftest import Stack
 from worker.domain.planning import DEPLOYMENT_TAG, revision_diff
 
@@ -30,35 +31,20 @@ def describe(stack: Stack, arn: str) -> tuple[dict[str, Any], list[dict[str, str
 
 def make_service(stack: Stack, *, breaker: bool) -> str:
     """A fresh one-container EC2 service on cluster demo, steady before the test goes on."""
-    ecs = stack.ecs()
     name = f"svc-{uuid.uuid4().hex[:8]}"
-    ecs.register_task_definition(
-        family=name,
-        containerDefinitions=[
-            {
-                "name": "app",
-                "image": "registry.local:5000/team/app:1.0.0",
-                "memory": 128,
-                "essential": True,
-                "portMappings": [{"containerPort": 8080}],
-            }
-        ],
+    container = {
+        "name": "app",
+        "image": "registry.local:5000/team/app:1.0.0",
+        "memory": 128,
+        "essential": True,
+        "portMappings": [{"containerPort": 8080}],
+    }
+    create_services(
+        stack.endpoint,
+        [name],
+        containers=[container],
+        breaker=breaker,
         tags=[{"key": "team", "value": "e2e"}],
-    )
-    ecs.create_service(
-        cluster="demo",
-        serviceName=name,
-        taskDefinition=name,
-        desiredCount=2,
-        launchType="EC2",
-        deploymentConfiguration={
-            "deploymentCircuitBreaker": {"enable": breaker, "rollback": breaker},
-            "maximumPercent": 200,
-            "minimumHealthyPercent": 100,
-        },
-    )
-    ecs.get_waiter("services_stable").wait(
-        cluster="demo", services=[name], WaiterConfig={"Delay": 1, "MaxAttempts": 60}
     )
     return name
 
