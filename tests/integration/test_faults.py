@@ -95,6 +95,10 @@ def test_worker_killed_at_each_step_boundary(
     recovery: dict[str, float] = {}
     for name, boundary in zip(names, boundaries, strict=True):
         worker = start_worker(f"victim-{name}")
+        if boundary == "update":
+            # Register commits and the update step starts within milliseconds: hold
+            # UpdateService so the kill reliably lands after register, during update.
+            control(stack, "POST", "faults", {"latency_ms": 3000, "operations": ["UpdateService"]})
         deployment = client.enqueue(
             UpdateServiceJob(
                 cluster="demo",
@@ -112,6 +116,7 @@ def test_worker_killed_at_each_step_boundary(
             time.sleep(0.02)
         worker.kill()
         killed = time.monotonic()
+        control(stack, "DELETE", "faults")
         start_worker(f"rescuer-{name}")
         final = client.wait(deployment, timeout=120, interval=0.5)
         recovery[boundaries[boundary]] = round(time.monotonic() - killed, 1)
