@@ -363,14 +363,7 @@ class Simulator:
         primary = sim.deployments[0] if sim.deployments else None
         for deployment in sim.deployments:
             for task in list(deployment._tasks.values()):
-                self._stop_task(
-                    sim,
-                    deployment,
-                    task,
-                    reason=_scaling_reason(primary),
-                    code=SCHEDULER_STOP_CODE,
-                    now_dt=now_dt,
-                )
+                self._stop_for_scaling(sim, deployment, task, primary, now_dt)
             deployment.running_count = deployment.pending_count = 0
         sim.service.running_count = sim.service.pending_count = 0
         self._services.pop(sim.key, None)
@@ -493,14 +486,7 @@ class Simulator:
                     task._due = math.inf
                     became_running.append(task)
                 elif task._draining:
-                    self._stop_task(
-                        sim,
-                        deployment,
-                        task,
-                        reason=_scaling_reason(primary),
-                        code=SCHEDULER_STOP_CODE,
-                        now_dt=now_dt,
-                    )
+                    self._stop_for_scaling(sim, deployment, task, primary, now_dt)
                     stopped.append(task)
         return became_running, stopped
 
@@ -567,14 +553,7 @@ class Simulator:
         if primary.rollout_state == "FAILED":
             # A failed deployment launches nothing more; what it still has starting is cancelled.
             for task in primary.pending():
-                self._stop_task(
-                    sim,
-                    primary,
-                    task,
-                    reason=_scaling_reason(primary),
-                    code=SCHEDULER_STOP_CODE,
-                    now_dt=now_dt,
-                )
+                self._stop_for_scaling(sim, primary, task, primary, now_dt)
                 stopped.append(task)
             return []
         desired = primary.desired_count
@@ -584,14 +563,7 @@ class Simulator:
             surplus = sorted(live, key=lambda t: t.last_status != "PENDING")[: len(live) - desired]
             for task in surplus:
                 if task.last_status == "PENDING":
-                    self._stop_task(
-                        sim,
-                        primary,
-                        task,
-                        reason=_scaling_reason(primary),
-                        code=SCHEDULER_STOP_CODE,
-                        now_dt=now_dt,
-                    )
+                    self._stop_for_scaling(sim, primary, task, primary, now_dt)
                     stopped.append(task)
                 else:
                     self._begin_drain(task, now)
@@ -621,14 +593,7 @@ class Simulator:
         for deployment in sim.deployments[1:]:
             for task in list(deployment._tasks.values()):
                 if task.last_status == "PENDING":
-                    self._stop_task(
-                        sim,
-                        deployment,
-                        task,
-                        reason=_scaling_reason(primary),
-                        code=SCHEDULER_STOP_CODE,
-                        now_dt=now_dt,
-                    )
+                    self._stop_for_scaling(sim, deployment, task, primary, now_dt)
                     stopped.append(task)
                 elif not task._draining and budget > 0:
                     self._begin_drain(task, now)
@@ -770,6 +735,24 @@ class Simulator:
         self._count_in_cluster(sim, status, +1)
         task.last_status = status
         task.version += 1
+
+    def _stop_for_scaling(
+        self,
+        sim: SimService,
+        deployment: Deployment,
+        task: ServiceTask,
+        primary: Deployment | None,
+        now_dt: datetime.datetime,
+    ) -> None:
+        """Stop a task as ECS's scheduler does when the PRIMARY deployment scales."""
+        self._stop_task(
+            sim,
+            deployment,
+            task,
+            reason=_scaling_reason(primary),
+            code=SCHEDULER_STOP_CODE,
+            now_dt=now_dt,
+        )
 
     def _stop_task(
         self,

@@ -261,67 +261,85 @@ class BotoAwsGateway(BotoEcsGateway):
         answer = await self._ecs.describe_clusters(clusters=[cluster])
         return any(c.get("status") == "ACTIVE" for c in answer.get("clusters", []))
 
-    @_aws_call("DescribeSubnets")
-    async def resolve_subnets(self, refs: list[str]) -> list[str]:
-        """Subnet ids for ids or Name tags, in the order given."""
+    @staticmethod
+    async def _resolve(
+        refs: list[str],
+        id_prefix: str,
+        by_ids: Callable[[list[str]], Coroutine[Any, Any, dict[str, str]]],
+        by_names: Callable[[list[str]], Coroutine[Any, Any, dict[str, str]]],
+        what: str,
+        code: str,
+    ) -> list[str]:
+        """Ids for a mix of ids and names, in the order given; NotFoundError names the missing."""
+        ids = [r for r in refs if r.startswith(id_prefix)]
+        names = [r for r in refs if not r.startswith(id_prefix)]
         found: dict[str, str] = {}
-        ids = [r for r in refs if r.startswith("subnet-")]
-        names = [r for r in refs if not r.startswith("subnet-")]
         if ids:
             try:
-                answer = await self._ec2.describe_subnets(SubnetIds=ids)
+                found.update(await by_ids(ids))
             except botocore.exceptions.ClientError as exc:
                 raise NotFoundError(
-                    f"network.subnets: {exc.response['Error'].get('Message', exc)}; "
-                    "check the ids in the spec",
-                    "InvalidSubnetID.NotFound",
+                    f"{what}: {exc.response['Error'].get('Message', exc)}; check the spec", code
                 ) from exc
-            found.update({s["SubnetId"]: s["SubnetId"] for s in answer["Subnets"]})
         if names:
-            answer = await self._ec2.describe_subnets(
-                Filters=[{"Name": "tag:Name", "Values": names}]
-            )
-            for subnet in answer["Subnets"]:
-                for tag in subnet.get("Tags", []):
-                    if tag["Key"] == "Name" and tag["Value"] in names:
-                        found[tag["Value"]] = subnet["SubnetId"]
+            found.update(await by_names(names))
         missing = [r for r in refs if r not in found]
         if missing:
             raise NotFoundError(
-                f"network.subnets: no subnet with id or Name tag {', '.join(missing)}; "
-                "check the spec",
-                "InvalidSubnetID.NotFound",
+                f"{what}: none found for {', '.join(missing)}; check the spec", code
             )
         return [found[r] for r in refs]
+
+    @_aws_call("DescribeSubnets")
+    async def resolve_subnets(self, refs: list[str]) -> list[str]:
+        """Subnet ids for ids or Name tags, in the order given."""
+
+        async def by_ids(ids: list[str]) -> dict[str, str]:
+            answer = await self._ec2.describe_subnets(SubnetIds=ids)
+            return {s["SubnetId"]: s["SubnetId"] for s in answer["Subnets"]}
+
+        async def by_names(names: list[str]) -> dict[str, str]:
+            answer = await self._ec2.describe_subnets(
+                Filters=[{"Name": "tag:Name", "Values": names}]
+            )
+            return {
+                tag["Value"]: subnet["SubnetId"]
+                for subnet in answer["Subnets"]
+                for tag in subnet.get("Tags", [])
+                if tag["Key"] == "Name" and tag["Value"] in names
+            }
+
+        return await self._resolve(
+            refs,
+            "subnet-",
+            by_ids,
+            by_names,
+            "network.subnets (ids or Name tags)",
+            "InvalidSubnetID.NotFound",
+        )
 
     @_aws_call("DescribeSecurityGroups")
     async def resolve_security_groups(self, refs: list[str]) -> list[str]:
         """Security group ids for ids or group names, in the order given."""
-        found: dict[str, str] = {}
-        ids = [r for r in refs if r.startswith("sg-")]
-        names = [r for r in refs if not r.startswith("sg-")]
-        if ids:
-            try:
-                answer = await self._ec2.describe_security_groups(GroupIds=ids)
-            except botocore.exceptions.ClientError as exc:
-                raise NotFoundError(
-                    f"network.security_groups: {exc.response['Error'].get('Message', exc)}",
-                    "InvalidGroup.NotFound",
-                ) from exc
-            found.update({g["GroupId"]: g["GroupId"] for g in answer["SecurityGroups"]})
-        if names:
+
+        async def by_ids(ids: list[str]) -> dict[str, str]:
+            answer = await self._ec2.describe_security_groups(GroupIds=ids)
+            return {g["GroupId"]: g["GroupId"] for g in answer["SecurityGroups"]}
+
+        async def by_names(names: list[str]) -> dict[str, str]:
             answer = await self._ec2.describe_security_groups(
                 Filters=[{"Name": "group-name", "Values": names}]
             )
-            found.update({g["GroupName"]: g["GroupId"] for g in answer["SecurityGroups"]})
-        missing = [r for r in refs if r not in found]
-        if missing:
-            raise NotFoundError(
-                f"network.security_groups: no security group with id or name "
-                f"{', '.join(missing)}; check the spec",
-                "InvalidGroup.NotFound",
-            )
-        return [found[r] for r in refs]
+            return {g["GroupName"]: g["GroupId"] for g in answer["SecurityGroups"]}
+
+        return await self._resolve(
+            refs,
+            "sg-",
+            by_ids,
+            by_names,
+            "network.security_groups (ids or group names)",
+            "InvalidGroup.NotFound",
+        )
 
     @_aws_call("DescribeTargetGroups")
     async def describe_target_group(self, ref: str) -> dict[str, Any] | None:
