@@ -19,7 +19,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     config: dict[str, Any] = {
         "broker_url": url,
         # kombu's Redis transport, with a defect that killed workers on Redis restarts absorbed.
-        "broker_transport": "worker.broker:Transport",
+        "broker_transport": "config.broker:Transport",
         "result_backend": url,
         # JSON only: a pickled message could run code in the worker.
         "task_serializer": "json",

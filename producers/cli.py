@@ -18,14 +18,15 @@ from typing import Any, NoReturn
 import click
 from pydantic import ValidationError
 
-from producers.jobs import (
+from producers.contract.enums import INPUT_ERROR_CODES
+from producers.contract.jobs import (
     MAX_TIMEOUT_SECONDS,
     MIN_TIMEOUT_SECONDS,
     ImageUpdate,
     UpdateServiceJob,
     describe_validation_error,
 )
-from producers.records import DeploymentRecord, DeploymentState
+from producers.contract.records import DeploymentRecord, DeploymentState
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNAVAILABLE, EXIT_SUPERSEDED = 0, 1, 2, 3, 4
 EXIT_CANCELLED = 5
@@ -54,25 +55,11 @@ def _unavailable(message: str) -> NoReturn:
     sys.exit(EXIT_UNAVAILABLE)
 
 
-# Failures caused by the job's own input, found by the worker before it changed anything.
-_INPUT_ERRORS = frozenset(
-    {
-        "InvalidJob",
-        "UnknownContainer",
-        "ServiceNotFoundException",
-        "ClusterNotFoundException",
-        "NotFound",
-        "InvalidSubnetID.NotFound",
-        "InvalidGroup.NotFound",
-    }
-)
-
-
 def _exit_code(record: DeploymentRecord) -> int:
     changed = record.ecs_deployment_id is not None or (
         record.stack is not None and record.stack.operation not in (None, "none")
     )
-    if record.error is not None and record.error.code in _INPUT_ERRORS and not changed:
+    if record.error is not None and record.error.code in INPUT_ERROR_CODES and not changed:
         return EXIT_USAGE
     if record.state is DeploymentState.SUCCEEDED:
         return EXIT_OK
@@ -327,7 +314,7 @@ def wait(deployment_id: str, as_json: bool) -> None:
 
 
 def _load_fargate_job(spec_file: Path) -> Any:
-    from producers.fargate import FargateServiceJob, SpecError, load_spec
+    from producers.contract.fargate_spec import FargateServiceJob, SpecError, load_spec
 
     try:
         return FargateServiceJob.model_validate(load_spec(spec_file))
@@ -358,7 +345,7 @@ _SPEC = click.option(
 @_SPEC
 def render(spec_file: Path) -> None:
     """Print the CloudFormation template for a spec (JSON); needs no AWS access."""
-    from worker.domain.fargate import render_template
+    from producers.contract.stack_template import render_template
 
     job = _load_fargate_job(spec_file)
     click.echo(json.dumps(render_template(job), indent=2))
@@ -388,7 +375,7 @@ def apply(spec_file: Path, no_wait: bool, as_json: bool) -> None:
 def local_aws(host: str, port: int, rollout_seconds: float, seed: str | None) -> None:
     """Serve a local AWS (ECS, ECR, ELBv2, EC2, STS, IAM, CloudFormation) with real rollouts."""
     try:
-        from deploy.localaws.server import serve
+        from localaws.server import serve
     except ImportError as exc:
         _usage_error(
             f"the local AWS needs the localaws extra: pip install 'conveyor[localaws]' ({exc})"

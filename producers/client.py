@@ -4,7 +4,7 @@
 
     from config.settings import Settings
     from producers.client import ConveyorClient
-    from producers.jobs import ImageUpdate, UpdateServiceJob
+    from producers.contract.jobs import ImageUpdate, UpdateServiceJob
 
     client = ConveyorClient(Settings())
     record = client.enqueue(UpdateServiceJob(
@@ -27,11 +27,11 @@ from kombu.exceptions import OperationalError as KombuOperationalError
 
 from config.celery import celery_config
 from config.settings import Settings
-from producers.fargate import FargateServiceJob, redacted
-from producers.jobs import UpdateServiceJob
-from producers.records import FIRST_STEP, DeploymentRecord
-from worker.records import RecordStore, wall_clock
-from worker.steps import dispatch
+from producers.contract.dispatch import dispatch
+from producers.contract.fargate_spec import FargateServiceJob, redacted
+from producers.contract.jobs import UpdateServiceJob
+from producers.contract.records import FIRST_STEP, DeploymentRecord
+from producers.contract.store import RecordStore, wall_clock
 
 
 class ConveyorUnavailableError(Exception):

@@ -22,10 +22,10 @@ from pathlib import Path
 import boto3
 
 from config.settings import Settings
-from deploy.devstack import ROOT, Worker, aws_env, run_redis
-from deploy.localaws.testing import control, create_services, run_local_aws
+from localaws.devstack import ROOT, Worker, aws_env, run_redis
+from localaws.testing import control, create_services, run_local_aws
 from producers.client import ConveyorClient
-from producers.jobs import ImageUpdate, UpdateServiceJob
+from producers.contract.jobs import ImageUpdate, UpdateServiceJob
 
 
 def rss_mb(pid: int) -> float:

@@ -16,8 +16,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from deploy.devstack import ROOT, VENV_BIN, Worker, aws_env, run_redis
-from deploy.localaws.testing import run_local_aws
+from localaws.devstack import ROOT, VENV_BIN, Worker, aws_env, run_redis
+from localaws.testing import run_local_aws
 
 
 def banner(text: str) -> None:

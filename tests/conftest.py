@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from deploy.devstack import run_redis
+from localaws.devstack import run_redis
 
 
 @pytest.fixture(scope="session")

@@ -19,7 +19,7 @@ from celery.signals import worker_process_init, worker_process_shutdown
 from config.celery import celery_config
 from config.logging import configure_logging
 from config.settings import Settings
-from worker.records import RecordStore, wall_clock
+from producers.contract.store import RecordStore, wall_clock
 from worker.runtime import close_runtime
 
 settings = Settings()

@@ -13,47 +13,37 @@ import asyncio
 import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import redis
 import structlog
 from celery.exceptions import SoftTimeLimitExceeded
 from redis.exceptions import LockError
 
-from producers.records import DeploymentRecord, DeploymentState, ErrorInfo, Step, StepEntry
+from producers.contract.dispatch import TaskSender, dispatch
+from producers.contract.names import STEP_LOCK_KEY, SWEEP_LOCK_KEY
+from producers.contract.records import (
+    DeploymentRecord,
+    DeploymentState,
+    ErrorInfo,
+    JobKind,
+    Step,
+    StepEntry,
+    StepStatus,
+)
+from producers.contract.store import RecordStore
 from worker.aws.gateway import AwsGateway
-from worker.constants import QUEUE, STEP_LOCK_KEY, STEP_TASKS, SWEEP_LOCK_KEY
 from worker.domain.errors import (
     ConveyorError,
     InvalidJobError,
     PermanentError,
     TransientError,
 )
-from worker.records import RecordStore
-from worker.services.fargate import FargateFlow
-from worker.services.update import Transition, UpdateFlow, fail, finish
+from worker.services.fargate_flow import FargateFlow
+from worker.services.transitions import Transition, fail, finish
+from worker.services.update_flow import UpdateFlow
 
 log = structlog.get_logger("conveyor.steps")
-
-
-class TaskSender(Protocol):
-    """The part of a Celery app that sends tasks."""
-
-    def send_task(self, name: str, args: Any = ..., **options: Any) -> Any:
-        """Send a task by name."""
-        ...
-
-
-def dispatch(
-    sender: TaskSender, deployment_id: str, step: Step, seq: int, countdown: float = 0.0
-) -> None:
-    """Send the message that runs ``step`` of a deployment, fenced by ``seq``."""
-    sender.send_task(
-        STEP_TASKS[step.value],
-        args=[deployment_id, seq],
-        countdown=countdown or None,
-        queue=QUEUE,
-    )
 
 
 def backoff(attempt: int, base: float = 2.0, cap: float = 60.0) -> float:
@@ -125,7 +115,7 @@ async def execute(
         async with asyncio.timeout(max(1.0, ctx.step_time_limit - 5)):
             aws = await gateway(record)
             flow: UpdateFlow | FargateFlow
-            if record.kind == "create-fargate":
+            if record.kind is JobKind.CREATE_FARGATE:
                 payload = _stored_payload(payload)
                 flow = FargateFlow(aws, poll_interval=ctx.poll_interval, clock=ctx.clock)
             else:
@@ -152,7 +142,7 @@ async def execute(
             return _give_up(ctx, record, exc)
         delay = backoff(record.attempt)
         log.warning("step will be retried", code=exc.code, error=exc.message, delay=delay)
-        entry = StepEntry(step=record.step, status="retrying", at=now, detail=exc.message)
+        entry = StepEntry(step=record.step, status=StepStatus.RETRYING, at=now, detail=exc.message)
         retry = record.model_copy(
             update={"attempt": record.attempt + 1, "steps": [*record.steps, entry]}
         )
@@ -278,12 +268,12 @@ def _on_cancel(ctx: StepContext, record: DeploymentRecord) -> Transition | None:
         return Transition(finish(record, DeploymentState.CANCELLED, reason, now), None)
     if record.step in (Step.ROLLBACK, Step.WATCH_ROLLBACK):
         return None
-    if record.kind == "update-existing" and record.job.get("rollback", True):
+    if record.kind is JobKind.UPDATE_EXISTING and record.job.get("rollback", True):
         note = record.model_copy(update={"reason": "cancelled while the rollout was under way"})
         return Transition(note, Step.ROLLBACK)
     what = (
         "any stack operation already started goes on in CloudFormation"
-        if record.kind == "create-fargate"
+        if record.kind is JobKind.CREATE_FARGATE
         else "the rollout goes on in ECS (rollback is off for this job)"
     )
     return Transition(finish(record, DeploymentState.CANCELLED, f"cancelled; {what}", now), None)

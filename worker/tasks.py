@@ -11,13 +11,13 @@ from typing import Any
 
 import structlog
 
-from producers.records import DeploymentRecord
+from producers.contract.names import STEP_TASKS
+from producers.contract.records import DeploymentRecord
+from producers.contract.store import wall_clock
 from worker.app import app, settings, step_context
 from worker.aws.gateway import AwsGateway
-from worker.constants import STEP_TASKS
-from worker.records import wall_clock
 from worker.runtime import get_runtime
-from worker.services.update import Transition
+from worker.services.transitions import Transition
 from worker.steps import execute, run_step
 
 log = structlog.get_logger("conveyor.tasks")

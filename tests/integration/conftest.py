@@ -14,8 +14,8 @@ import boto3
 import pytest
 import redis
 
-from deploy.devstack import ROOT, VENV_BIN, Worker, aws_env
-from deploy.localaws.testing import run_local_aws
+from localaws.devstack import ROOT, VENV_BIN, Worker, aws_env
+from localaws.testing import run_local_aws
 
 
 @pytest.fixture(scope="session")

@@ -9,10 +9,10 @@ from collections.abc import Callable
 import pytest
 
 from config.settings import Settings
-from deploy.devstack import Worker
+from localaws.devstack import Worker
 from producers.client import ConveyorClient
-from producers.jobs import ImageUpdate, UpdateServiceJob
-from producers.records import DeploymentRecord
+from producers.contract.jobs import ImageUpdate, UpdateServiceJob
+from producers.contract.records import DeploymentRecord
 from tests.integration.conftest import Stack
 
 pytestmark = pytest.mark.integration

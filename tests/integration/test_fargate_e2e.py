@@ -12,7 +12,7 @@ import boto3
 import pytest
 import yaml
 
-from deploy.devstack import Worker
+from localaws.devstack import Worker
 from tests.integration.conftest import Stack, redis_contents
 
 pytestmark = pytest.mark.integration

@@ -10,11 +10,11 @@ from typing import Any
 import pytest
 
 from config.settings import Settings
-from deploy.devstack import Worker
-from deploy.localaws.testing import control as local_aws_control
-from deploy.localaws.testing import create_services
+from localaws.devstack import Worker
+from localaws.testing import control as local_aws_control
+from localaws.testing import create_services
 from producers.client import ConveyorClient
-from producers.jobs import ImageUpdate, UpdateServiceJob
+from producers.contract.jobs import ImageUpdate, UpdateServiceJob
 from tests.integration.conftest import Stack
 
 pytestmark = pytest.mark.integration
@@ -139,7 +139,7 @@ def test_redis_restart_mid_run_loses_nothing(
     figures: dict[str, object],
 ) -> None:
     """Redis (appendonly) restarted mid-run: queued and in-flight jobs finish, records intact."""
-    from deploy.devstack import free_port, run_redis
+    from localaws.devstack import free_port, run_redis
 
     names = make_services(stack, 4)
     port = free_port()

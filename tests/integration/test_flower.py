@@ -11,7 +11,7 @@ import urllib.request
 
 import pytest
 
-from deploy.devstack import ROOT, VENV_BIN, free_port
+from localaws.devstack import ROOT, VENV_BIN, free_port
 
 pytestmark = pytest.mark.integration
 

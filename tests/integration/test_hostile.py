@@ -14,13 +14,13 @@ from celery import Celery
 
 from config.celery import celery_config
 from config.settings import Settings
-from deploy.devstack import Worker
-from deploy.localaws.testing import control
+from localaws.devstack import Worker
+from localaws.testing import control
 from producers.client import ConveyorClient
-from producers.records import DeploymentRecord
+from producers.contract.names import TASK_RESOLVE, TASK_WATCH
+from producers.contract.records import DeploymentRecord
+from producers.contract.store import RecordStore
 from tests.integration.conftest import Stack, redis_contents
-from worker.constants import TASK_RESOLVE, TASK_WATCH
-from worker.records import RecordStore
 
 pytestmark = pytest.mark.integration
 

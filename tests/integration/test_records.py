@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 import redis
 
-from producers.records import DeploymentRecord, DeploymentState, Step
-from worker.constants import DUE_KEY, TASK_RESOLVE, TASK_WATCH
-from worker.records import RecordStore
-from worker.services.update import Transition
+from producers.contract.names import DUE_KEY, TASK_RESOLVE, TASK_WATCH
+from producers.contract.records import DeploymentRecord, DeploymentState, Step
+from producers.contract.store import RecordStore
+from worker.services.update_flow import Transition
 from worker.steps import StepContext, run_step, sweep
 
 

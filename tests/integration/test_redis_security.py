@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from deploy.devstack import RedisTls, Worker, run_redis
+from localaws.devstack import RedisTls, Worker, run_redis
 from tests.integration.conftest import Stack
 
 pytestmark = pytest.mark.integration

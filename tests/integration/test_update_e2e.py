@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from deploy.devstack import Worker
-from deploy.localaws.testing import create_services
+from localaws.devstack import Worker
+from localaws.testing import create_services
 from tests.integration.conftest import Stack
 from worker.domain.planning import DEPLOYMENT_TAG, revision_diff
 

@@ -14,7 +14,7 @@ import boto3
 import pytest
 from botocore.config import Config
 
-from deploy.localaws.testing import control, run_local_aws
+from localaws.testing import control, run_local_aws
 
 ROLLOUT_SECONDS = 1.5
 REGION = "us-east-1"

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from deploy.localaws.testing import run_local_aws
+from localaws.testing import run_local_aws
 from tests.localaws.conftest import Aws, client, wait_for
 
 ROLLOUT_SECONDS = 1.5

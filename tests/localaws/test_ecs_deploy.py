@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from deploy.localaws.seed import seed_demo
+from localaws.seed import seed_demo
 from tests.localaws.conftest import Aws
 
 ECS_DEPLOY = os.environ.get("ECS_DEPLOY_BIN", "")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from deploy.localaws.images import image_tag, is_broken_image
-from deploy.localaws.limits import TokenBuckets
+from localaws.images import image_tag, is_broken_image
+from localaws.limits import TokenBuckets
 
 
 @pytest.mark.parametrize(

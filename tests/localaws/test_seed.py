@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from deploy.localaws.testing import run_local_aws
+from localaws.testing import run_local_aws
 from tests.localaws.conftest import client
 
 

@@ -9,11 +9,11 @@ from typing import Any
 import pytest
 import yaml
 
-from producers.fargate import FargateServiceJob
-from producers.records import DeploymentRecord, DeploymentState, Step
+from producers.contract.fargate_spec import FargateServiceJob
+from producers.contract.records import DeploymentRecord, DeploymentState, Step
 from worker.aws.fake import FakeAws
-from worker.services.fargate import FargateFlow
-from worker.services.update import Transition
+from worker.services.fargate_flow import FargateFlow
+from worker.services.update_flow import Transition
 
 EXAMPLE = Path(__file__).parents[2] / "deploy" / "examples" / "fargate-demo.yaml"
 STACK = "conveyor-demo-shop"

@@ -9,13 +9,13 @@ from typing import Any
 
 import pytest
 
-from producers.jobs import UpdateServiceJob
-from producers.records import DeploymentRecord, DeploymentState, Step
+from producers.contract.jobs import UpdateServiceJob
+from producers.contract.records import DeploymentRecord, DeploymentState, Step
 from worker.aws.fake import FakeEcs
 from worker.aws.gateway import EcsGateway
 from worker.domain.errors import AwsRequestError, AwsUnavailableError
 from worker.domain.planning import revision_diff
-from worker.services.update import Transition, UpdateFlow
+from worker.services.update_flow import Transition, UpdateFlow
 from worker.steps import StepContext, execute
 
 FIXTURE = Path(__file__).parent.parent / "fixtures" / "describe_task_definition_web.json"

@@ -11,8 +11,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from producers.fargate import FargateServiceJob, SpecError, load_spec
-from producers.jobs import describe_validation_error
+from producers.contract.fargate_spec import FargateServiceJob, SpecError, load_spec
+from producers.contract.jobs import describe_validation_error
 
 EXAMPLE = yaml.safe_load(
     (Path(__file__).parents[2] / "deploy" / "examples" / "fargate-demo.yaml").read_text()

@@ -11,9 +11,9 @@ import yaml
 from cfnlint.api import lint_all
 from pydantic import ValidationError
 
-from producers.fargate import FargateServiceJob, SpecError, load_spec
-from producers.jobs import describe_validation_error
-from worker.domain.fargate import (
+from producers.contract.fargate_spec import FargateServiceJob, SpecError, load_spec
+from producers.contract.jobs import describe_validation_error
+from producers.contract.stack_template import (
     MANAGED_BY_TAG,
     render_template,
     stack_name,

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from worker.domain.images import (
+from producers.contract.images import (
     ImageRef,
     ImageReferenceError,
     image_tag,

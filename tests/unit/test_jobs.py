@@ -9,7 +9,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from producers.jobs import ImageUpdate, UpdateServiceJob, describe_validation_error, load_update_job
+from producers.contract.jobs import (
+    ImageUpdate,
+    UpdateServiceJob,
+    describe_validation_error,
+    load_update_job,
+)
 
 
 def job(**overrides: Any) -> dict[str, Any]:

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
+from producers.contract.images import parse_image_spec
 from worker.aws.boto import known_register_fields
 from worker.domain.errors import InvalidJobError, UnknownContainerError
-from worker.domain.images import parse_image_spec
 from worker.domain.planning import (
     DEPLOYMENT_TAG,
     READ_ONLY_KEYS,

@@ -12,8 +12,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from producers.contract.images import ImageReferenceError, ImageSpec
 from worker.domain.errors import InvalidJobError, UnknownContainerError
-from worker.domain.images import ImageReferenceError, ImageSpec
 
 # Keys DescribeTaskDefinition returns that RegisterTaskDefinition rejects.
 READ_ONLY_KEYS = (

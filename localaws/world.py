@@ -15,9 +15,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from deploy.localaws.cloudformation.engine import StackEngine
-from deploy.localaws.limits import TokenBuckets
-from deploy.localaws.rollout import Simulator, Timings
+from localaws.cloudformation.engine import StackEngine
+from localaws.limits import TokenBuckets
+from localaws.rollout import Simulator, Timings
 
 RESET_ALL = ("moto", "simulator", "stacks", "faults", "limits", "stats")
 

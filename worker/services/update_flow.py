@@ -10,29 +10,30 @@ record and dispatching the next step is the caller's job (:mod:`worker.steps`).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import structlog
 from pydantic import ValidationError
 
-from producers.jobs import UpdateServiceJob, describe_validation_error, load_update_job
-from producers.records import (
+from producers.contract.jobs import UpdateServiceJob, describe_validation_error, load_update_job
+from producers.contract.records import (
+    MAX_EVENTS,
+    MAX_STOPPED_TASKS,
     DeploymentRecord,
     DeploymentState,
-    ErrorInfo,
     ProgressInfo,
     ServiceEvent,
     Step,
     StepEntry,
+    StepStatus,
     StoppedTask,
 )
+from producers.contract.stack_template import STACK_TAG
 from worker.aws.gateway import EcsGateway, family_of, revision_of
-from worker.constants import MAX_EVENTS, MAX_STOPPED_TASKS
 from worker.domain.errors import ConveyorError, InvalidJobError, NotFoundError
-from worker.domain.fargate import STACK_TAG
 from worker.domain.planning import DEPLOYMENT_TAG, check_containers, plan_revision
 from worker.domain.verdict import Outcome, Verdict, judge
+from worker.services.transitions import Transition, finish
 
 log = structlog.get_logger("conveyor.update")
 
@@ -53,15 +54,6 @@ def _required(value: T | None, field: str, step: str) -> T:
     return value
 
 
-@dataclass(frozen=True, slots=True)
-class Transition:
-    """What a step produced: the new record, and the step to run next (None: finished)."""
-
-    record: DeploymentRecord
-    next_step: Step | None
-    countdown: float = 0.0
-
-
 def validate_job(
     record: DeploymentRecord, payload: dict[str, Any] | None = None
 ) -> UpdateServiceJob:
@@ -70,22 +62,6 @@ def validate_job(
         return load_update_job(record.job if payload is None else payload)
     except ValidationError as exc:
         raise InvalidJobError("invalid job: " + "; ".join(describe_validation_error(exc))) from exc
-
-
-def finish(
-    record: DeploymentRecord, state: DeploymentState, reason: str, now: float
-) -> DeploymentRecord:
-    """Return the record in a terminal state."""
-    steps = [*record.steps, StepEntry(step=record.step, status=state.value, at=now, detail=reason)]
-    return record.model_copy(
-        update={"state": state, "reason": reason, "finished_at": now, "steps": steps}
-    )
-
-
-def fail(record: DeploymentRecord, error: ConveyorError, now: float) -> DeploymentRecord:
-    """Return the record failed with ``error``."""
-    failed = finish(record, DeploymentState.FAILED, error.message, now)
-    return failed.model_copy(update={"error": ErrorInfo(**error.to_dict())})
 
 
 class UpdateFlow:
@@ -119,7 +95,7 @@ class UpdateFlow:
         return await handler(record, validate_job(record, payload))
 
     def _log_step(
-        self, record: DeploymentRecord, detail: str, status: str = "completed"
+        self, record: DeploymentRecord, detail: str, status: StepStatus = StepStatus.COMPLETED
     ) -> list[StepEntry]:
         return [
             *record.steps,
@@ -284,7 +260,7 @@ class UpdateFlow:
         if record.stopped_tasks and record.stopped_tasks[0].stopped_reason:
             reason += f" (task stopped: {record.stopped_tasks[0].stopped_reason})"
         record = record.model_copy(
-            update={"reason": reason, "steps": self._log_step(record, reason, "failed")}
+            update={"reason": reason, "steps": self._log_step(record, reason, StepStatus.FAILED)}
         )
         if not job.rollback:
             return Transition(finish(record, DeploymentState.FAILED, reason, now), None)

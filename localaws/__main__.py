@@ -1,4 +1,4 @@
-"""``python -m deploy.localaws``: run the local AWS until SIGINT/SIGTERM.
+"""``python -m localaws``: run the local AWS until SIGINT/SIGTERM.
 
 Prints ``conveyor local-aws ready at http://HOST:PORT`` (the port actually bound) once it listens
 and, with ``--seed``, once the seeded world is steady.
@@ -10,13 +10,13 @@ import argparse
 import logging
 import sys
 
-from deploy.localaws.server import SEEDS, serve
+from localaws.server import SEEDS, serve
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Parse the command line."""
     parser = argparse.ArgumentParser(
-        prog="python -m deploy.localaws",
+        prog="python -m localaws",
         description="A local AWS endpoint (moto) whose ECS deployments roll like ECS's.",
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")

@@ -18,7 +18,8 @@ from pydantic import (
     model_validator,
 )
 
-from worker.domain.images import ImageReferenceError, ImageSpec, parse_image_spec
+from producers.contract.enums import JobKind
+from producers.contract.images import ImageReferenceError, ImageSpec, parse_image_spec
 
 SCHEMA_VERSION = 1
 # ECS names: up to 255 letters, digits, hyphens and underscores.
@@ -89,7 +90,7 @@ class UpdateServiceJob(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
-    kind: Literal["update-existing"] = "update-existing"
+    kind: Literal[JobKind.UPDATE_EXISTING] = JobKind.UPDATE_EXISTING
     schema_version: Literal[1] = 1
     cluster: Annotated[str, Field(min_length=1, max_length=2048)]
     service: Annotated[str, Field(min_length=1, max_length=2048)]

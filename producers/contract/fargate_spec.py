@@ -14,7 +14,8 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from worker.domain.images import ImageReferenceError, parse_image
+from producers.contract.enums import JobKind
+from producers.contract.images import ImageReferenceError, parse_image
 
 _NAME = re.compile(r"^[A-Za-z0-9_-]{1,255}$")
 _ARN = re.compile(r"^arn:aws[a-zA-Z-]*:[a-z0-9-]+:[a-z0-9-]*:[0-9]{12}:.+$")
@@ -213,7 +214,7 @@ class FargateServiceJob(BaseModel):
 
     model_config = _STRICT
 
-    kind: Literal["create-fargate"] = "create-fargate"
+    kind: Literal[JobKind.CREATE_FARGATE] = JobKind.CREATE_FARGATE
     schema_version: Literal[1] = 1
     cluster: Annotated[str, Field(min_length=1, max_length=255)]
     service: Annotated[str, Field(min_length=1, max_length=255)]

@@ -12,8 +12,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from deploy.localaws.cloudformation.engine import StackEngine, StackError, StackRequest
-from deploy.localaws.cloudformation.template import TemplateError, parameter_specs
+from localaws.cloudformation.engine import StackEngine, StackError, StackRequest
+from localaws.cloudformation.template import TemplateError, parameter_specs
 
 Handler = Callable[[Any], Any]
 
@@ -65,7 +65,7 @@ def install(engine: StackEngine) -> None:
 
 def _stacks() -> StackEngine:
     if _engine is None:
-        raise RuntimeError("deploy.localaws.cloudformation.api.install() was not called")
+        raise RuntimeError("localaws.cloudformation.api.install() was not called")
     return _engine
 
 
@@ -211,7 +211,7 @@ def _describe_stack_events(self: Any) -> Any:
         raise _refuse(StackError("Invalid NextToken")) from None
 
     def page(engine: StackEngine, account: str, region: str) -> dict[str, Any]:
-        from deploy.localaws.cloudformation.engine import EVENTS_PAGE
+        from localaws.cloudformation.engine import EVENTS_PAGE
 
         events = list(reversed(engine.get(account, region, name).events))
         result: dict[str, Any] = {

@@ -31,8 +31,8 @@ from typing import Any
 
 from moto.core.models import DEFAULT_ACCOUNT_ID
 
-from deploy.localaws.limits import ECS_RATE_LIMITS
-from deploy.localaws.world import ControlError, Faults, Limits, World
+from localaws.limits import ECS_RATE_LIMITS
+from localaws.world import ControlError, Faults, Limits, World
 
 ECS_TARGET_PREFIX = "AmazonEC2ContainerServiceV20141113."
 CONTROL_PREFIX = "/_localaws/"

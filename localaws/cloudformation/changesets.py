@@ -14,8 +14,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from deploy.localaws.cloudformation.resources import Physical, resource_type
-from deploy.localaws.cloudformation.template import (
+from localaws.cloudformation.resources import Physical, resource_type
+from localaws.cloudformation.template import (
     Evaluator,
     TemplateError,
     creation_order,

@@ -17,9 +17,9 @@ from typing import Any
 import structlog
 from pydantic import ValidationError
 
-from producers.fargate import FargateServiceJob
-from producers.jobs import describe_validation_error
-from producers.records import (
+from producers.contract.fargate_spec import FargateServiceJob
+from producers.contract.jobs import describe_validation_error
+from producers.contract.records import (
     DeploymentRecord,
     DeploymentState,
     ProgressInfo,
@@ -27,12 +27,18 @@ from producers.records import (
     StackInfo,
     Step,
     StepEntry,
+    StepStatus,
+)
+from producers.contract.stack_template import (
+    render_template,
+    stack_name,
+    stack_tags,
+    template_parameters,
 )
 from worker.aws.gateway import AwsGateway
 from worker.domain.errors import InvalidJobError, NotFoundError, TransientError
-from worker.domain.fargate import render_template, stack_name, stack_tags, template_parameters
 from worker.domain.verdict import Outcome, judge
-from worker.services.update import Transition, finish
+from worker.services.transitions import Transition, finish
 
 log = structlog.get_logger("conveyor.fargate")
 
@@ -92,7 +98,7 @@ class FargateFlow:
         return await handler(record, job)
 
     def _log(
-        self, record: DeploymentRecord, detail: str, status: str = "completed"
+        self, record: DeploymentRecord, detail: str, status: StepStatus = StepStatus.COMPLETED
     ) -> list[StepEntry]:
         entry = StepEntry(step=record.step, status=status, at=self._clock(), detail=detail)
         return [*record.steps, entry]

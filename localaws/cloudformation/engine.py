@@ -25,8 +25,8 @@ from collections.abc import Callable, Generator, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from deploy.localaws.cloudformation.changesets import NO_CHANGES, ChangeSet, diff
-from deploy.localaws.cloudformation.resources import (
+from localaws.cloudformation.changesets import NO_CHANGES, ChangeSet, diff
+from localaws.cloudformation.resources import (
     AwsCaller,
     Physical,
     ResourceContext,
@@ -36,7 +36,7 @@ from deploy.localaws.cloudformation.resources import (
     merged_tags,
     resource_type,
 )
-from deploy.localaws.cloudformation.template import (
+from localaws.cloudformation.template import (
     NO_VALUE,
     Evaluator,
     ParameterSpec,

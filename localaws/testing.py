@@ -1,6 +1,6 @@
 """Run a local AWS in a subprocess for tests and tools: ``with run_local_aws() as url: ...``.
 
-The server runs as ``python -m deploy.localaws`` in its own process, like in production use, so
+The server runs as ``python -m localaws`` in its own process, like in production use, so
 that tests talk to it only over HTTP (boto3/aioboto3 with ``endpoint_url=url``, and the control
 API under ``url + "/_localaws/"``). This module imports nothing from moto.
 """
@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import IO, Any
 
 READY_LINE = re.compile(r"conveyor local-aws ready at (http://\S+)")
-# The project root, so that ``-m deploy.localaws`` resolves to this source tree.
-_ROOT = Path(__file__).resolve().parents[2]
+# The project root, so that ``-m localaws`` resolves to this source tree.
+_ROOT = Path(__file__).resolve().parents[1]
 
 
 class LocalAwsStartError(RuntimeError):
@@ -38,7 +38,7 @@ def run_local_aws(
     *,
     startup_timeout: float = 60.0,
 ) -> Iterator[str]:
-    """Start ``python -m deploy.localaws`` on a free port; yield its URL; stop it afterwards.
+    """Start ``python -m localaws`` on a free port; yield its URL; stop it afterwards.
 
     Waits up to ``startup_timeout`` seconds for the ready line (with a seed, the seeded world is
     steady by then). On exit the process gets SIGTERM, then SIGKILL if it has not stopped.
@@ -46,7 +46,7 @@ def run_local_aws(
     command = [
         sys.executable,
         "-m",
-        "deploy.localaws",
+        "localaws",
         "--host",
         "127.0.0.1",
         "--port",

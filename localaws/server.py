@@ -13,8 +13,8 @@ from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
-from deploy.localaws.control import LocalAwsApp
-from deploy.localaws.world import World
+from localaws.control import LocalAwsApp
+from localaws.world import World
 
 logger = logging.getLogger(__name__)
 
@@ -30,14 +30,14 @@ def build_app(world: World) -> LocalAwsApp:
     """
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 
-    from deploy.localaws import ecs_patches
+    from localaws import ecs_patches
 
     ecs_patches.install(world.simulator)
 
     def create_app(service: Any) -> Any:  # moto types it as a Literal of its service names
         if service == "cloudformation":
             # Patched when moto first serves CloudFormation: importing it costs startup time.
-            from deploy.localaws.cloudformation import api as cloudformation_api
+            from localaws.cloudformation import api as cloudformation_api
 
             cloudformation_api.install(world.stacks)
         return create_backend_app(service)
@@ -81,7 +81,7 @@ def serve(
     world.stacks.start()
     try:
         if seed == "demo":
-            from deploy.localaws.seed import seed_demo
+            from localaws.seed import seed_demo
 
             seed_demo(url)
         (ready or _print_ready)(url)

@@ -4,8 +4,8 @@ moto's ``EC2ContainerServiceResponse`` turns each ECS request into a backend cal
 below take its place for the operations whose behaviour matters to deployments:
 
 * CreateService / UpdateService / DeleteService hand the service's deployments to the rollout
-  simulator (:mod:`deploy.localaws.rollout`), keep the parameters moto drops, and make the checks
-  AWS makes (:mod:`deploy.localaws.validation`);
+  simulator (:mod:`localaws.rollout`), keep the parameters moto drops, and make the checks
+  AWS makes (:mod:`localaws.validation`);
 * ListTasks honours ``serviceName``, ``desiredStatus`` (RUNNING when absent, as on AWS) and pages;
   DescribeTasks finds tasks by ARN or id without scanning every task of every cluster;
 * RegisterTaskDefinition keeps every top-level field of the request and adds ``registeredAt``;
@@ -34,12 +34,12 @@ from moto.ecs.exceptions import (
 from moto.ecs.responses import DESCRIBE_TASKS_TAGS, EC2ContainerServiceResponse
 from moto.utilities.utils import get_partition
 
-from deploy.localaws.rollout import (
+from localaws.rollout import (
     DEFAULT_DEPLOYMENT_CONFIGURATION,
     ServiceTask,
     Simulator,
 )
-from deploy.localaws.validation import (
+from localaws.validation import (
     MAX_DESCRIBE_SERVICES,
     MAX_DESCRIBE_TASKS,
     normalize_network_configuration,
@@ -131,7 +131,7 @@ def install(simulator: Simulator) -> None:
 
 def _sim() -> Simulator:
     if _simulator is None:
-        raise RuntimeError("deploy.localaws.ecs_patches.install() was not called")
+        raise RuntimeError("localaws.ecs_patches.install() was not called")
     return _simulator
 
 

@@ -18,8 +18,7 @@ from typing import Any
 import redis
 from redis.exceptions import WatchError
 
-from producers.records import DeploymentRecord
-from worker.constants import (
+from producers.contract.names import (
     DUE_KEY,
     INDEX_KEY,
     JOB_KEY,
@@ -27,6 +26,7 @@ from worker.constants import (
     RECORD_KEY,
     SERVICE_QUEUE_KEY,
 )
+from producers.contract.records import DeploymentRecord
 
 # One atomic step: the record (only if new), the index, the due time, the service queue with an
 # arrival number from a Redis counter, and the full job payload.

@@ -5,60 +5,47 @@ Workers keep it in Redis, under Conveyor's own keys, independent of Celery's res
 
 from __future__ import annotations
 
-from enum import StrEnum
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-
-class DeploymentState(StrEnum):
-    """Where a deployment is in its life."""
-
-    QUEUED = "queued"  # accepted; no worker has started it yet
-    RUNNING = "running"  # a worker is resolving, registering, updating or watching
-    SUCCEEDED = "succeeded"  # our deployment is PRIMARY, on our revision, COMPLETED
-    FAILED = "failed"  # failed, and not rolled back (rollback off, or rollback failed)
-    ROLLED_BACK = "rolled_back"  # failed, and the service is back on the previous revision
-    SUPERSEDED = "superseded"  # never started: a newer job for the same service replaced it
-    CANCELLED = "cancelled"  # stopped on request; the reason says what happened to the service
-
-
-TERMINAL_STATES = frozenset(
-    {
-        DeploymentState.SUCCEEDED,
-        DeploymentState.FAILED,
-        DeploymentState.ROLLED_BACK,
-        DeploymentState.SUPERSEDED,
-        DeploymentState.CANCELLED,
-    }
+from producers.contract.enums import (
+    FIRST_STEP,
+    TERMINAL_STATES,
+    DeploymentState,
+    JobKind,
+    Step,
+    StepStatus,
 )
 
+__all__ = [
+    "FIRST_STEP",
+    "MAX_EVENTS",
+    "MAX_STOPPED_TASKS",
+    "TERMINAL_STATES",
+    "DeploymentRecord",
+    "DeploymentState",
+    "ErrorInfo",
+    "JobKind",
+    "ProgressInfo",
+    "ServiceEvent",
+    "StackEvent",
+    "StackInfo",
+    "Step",
+    "StepEntry",
+    "StepStatus",
+    "StoppedTask",
+]
 
-class Step(StrEnum):
-    """The steps of an update-existing deployment, in order."""
-
-    RESOLVE = "resolve"
-    REGISTER = "register"
-    UPDATE = "update"
-    WATCH = "watch"
-    ROLLBACK = "rollback"
-    WATCH_ROLLBACK = "watch_rollback"
-    # create-Fargate
-    VALIDATE = "validate"
-    APPLY = "apply"
-    DELETE_STALE = "delete_stale"
-    WATCH_STACK = "watch_stack"
-    WATCH_SERVICE = "watch_service"
-
-
-FIRST_STEP = {"update-existing": Step.RESOLVE, "create-fargate": Step.VALIDATE}
+MAX_EVENTS = 100  # as many as ECS keeps per service
+MAX_STOPPED_TASKS = 20
 
 
 class StepEntry(BaseModel):
     """One thing a step did, with when."""
 
     step: str
-    status: str  # started | completed | retrying | failed
+    status: str  # a StepStatus, or the final state's value on the entry that ended it
     at: float
     detail: str = ""
 
@@ -131,7 +118,7 @@ class DeploymentRecord(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     id: str
-    kind: str = "update-existing"
+    kind: JobKind = JobKind.UPDATE_EXISTING
     job: dict[str, Any]
     state: DeploymentState = DeploymentState.QUEUED
     step: Step = Step.RESOLVE  # see FIRST_STEP for other kinds

@@ -7,7 +7,7 @@ a count to reach, a task to replace) is reconciled every tick, like ECS's servic
 * the PRIMARY deployment launches tasks until it has ``desiredCount`` of them, never exceeding
   ``maximumPercent`` of the desired count across all deployments;
 * a launched task is PENDING, then RUNNING, or STOPPED with "Essential container in task exited"
-  when one of its images is broken (tag ``fail-…``, see :mod:`deploy.localaws.images`);
+  when one of its images is broken (tag ``fail-…``, see :mod:`localaws.images`);
 * tasks of older deployments are drained as long as ``minimumHealthyPercent`` stays satisfied;
 * the deployment circuit breaker fails the PRIMARY after ``min(200, max(3, ceil(desired / 2)))``
   failed tasks and, with rollback, starts a new PRIMARY on the last COMPLETED task definition;
@@ -38,7 +38,7 @@ from moto.core.utils import utcnow
 from moto.ec2.models import ec2_backends
 from moto.utilities.utils import get_partition
 
-from deploy.localaws.images import broken_containers
+from localaws.images import broken_containers
 
 logger = logging.getLogger(__name__)
 

@@ -1,6 +1,12 @@
-"""Every queue name, task name and Redis key Conveyor uses, in one place."""
+"""Every queue name, task name and Redis key Conveyor uses, in one place.
+
+Both sides of the queue import these: producers to enqueue and read records, workers to run
+steps. Task names and keys are stable across versions, since messages and records carry them.
+"""
 
 from __future__ import annotations
+
+from producers.contract.enums import Step
 
 QUEUE = "conveyor"
 
@@ -28,19 +34,16 @@ SWEEP_LOCK_KEY = KEY_PREFIX + "lock:sweeper"  # one recovery sweep at a time, fl
 SERVICE_QUEUE_KEY = KEY_PREFIX + "service:{service}:queue"
 QUEUE_COUNTER_KEY = KEY_PREFIX + "queue-arrivals"  # arrival numbers for the service queues
 
-MAX_EVENTS = 100  # as many as ECS keeps per service
-MAX_STOPPED_TASKS = 20
-
-STEP_TASKS = {
-    "resolve": TASK_RESOLVE,
-    "register": TASK_REGISTER,
-    "update": TASK_UPDATE,
-    "watch": TASK_WATCH,
-    "rollback": TASK_ROLLBACK,
-    "watch_rollback": TASK_WATCH_ROLLBACK,
-    "validate": TASK_VALIDATE,
-    "apply": TASK_APPLY,
-    "delete_stale": TASK_DELETE_STALE,
-    "watch_stack": TASK_WATCH_STACK,
-    "watch_service": TASK_WATCH_SERVICE,
+STEP_TASKS: dict[Step, str] = {
+    Step.RESOLVE: TASK_RESOLVE,
+    Step.REGISTER: TASK_REGISTER,
+    Step.UPDATE: TASK_UPDATE,
+    Step.WATCH: TASK_WATCH,
+    Step.ROLLBACK: TASK_ROLLBACK,
+    Step.WATCH_ROLLBACK: TASK_WATCH_ROLLBACK,
+    Step.VALIDATE: TASK_VALIDATE,
+    Step.APPLY: TASK_APPLY,
+    Step.DELETE_STALE: TASK_DELETE_STALE,
+    Step.WATCH_STACK: TASK_WATCH_STACK,
+    Step.WATCH_SERVICE: TASK_WATCH_SERVICE,
 }

@@ -11,7 +11,7 @@ import hashlib
 import re
 from typing import Any
 
-from producers.fargate import Container, FargateServiceJob
+from producers.contract.fargate_spec import Container, FargateServiceJob
 
 MANAGED_BY_TAG = "conveyor:managed-by"
 STACK_TAG = "conveyor:stack"
