@@ -14,10 +14,11 @@ export ECS_DEPLOY_BIN := $(CURDIR)/$(TOOLS)/bin/ecs
 help: ## Show the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
 
-$(BIN)/.installed: pyproject.toml
+$(BIN)/.installed: pyproject.toml localaws/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev]'
+	# The local AWS is a distribution of its own (the dev extra asks for it): from this tree.
+	$(BIN)/pip install -q -e ./localaws -e '.[dev]'
 	touch $@
 
 install: $(BIN)/.installed ## Create the virtualenv and install Conveyor with its dev tools
@@ -44,6 +45,7 @@ lint: install ## ruff
 
 typecheck: install ## mypy --strict
 	$(BIN)/mypy
+	$(BIN)/mypy deploy/flowerconfig.py
 
 format: install ## Apply ruff's formatting and safe fixes
 	$(BIN)/ruff format .

@@ -378,6 +378,7 @@ def local_aws(host: str, port: int, rollout_seconds: float, seed: str | None) ->
         from localaws.server import serve
     except ImportError as exc:
         _usage_error(
-            f"the local AWS needs the localaws extra: pip install 'conveyor[localaws]' ({exc})"
+            "the local AWS is not installed; it is a distribution of its own in Conveyor's "
+            f"source tree: pip install -e ./localaws (make install does this) ({exc})"
         )
     serve(host=host, port=port, rollout_seconds=rollout_seconds, seed=seed)

@@ -21,6 +21,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 from redis.exceptions import LockError
 
 from producers.contract.dispatch import TaskSender, dispatch
+from producers.contract.enums import ErrorCode
 from producers.contract.names import STEP_LOCK_KEY, SWEEP_LOCK_KEY
 from producers.contract.records import (
     DeploymentRecord,
@@ -130,7 +131,7 @@ async def execute(
         exc = (
             raw
             if isinstance(raw, TransientError)
-            else TransientError(f"step {record.step} took too long", "StepTimeout")
+            else TransientError(f"step {record.step} took too long", ErrorCode.STEP_TIMEOUT)
         )
         now = ctx.clock()
         if record.deadline is not None and now >= record.deadline:
@@ -157,7 +158,7 @@ async def execute(
         # hanging in the queue; the traceback goes to the log.
         log.exception("step crashed")
         error = ConveyorError(
-            f"internal error in step {record.step}: {type(exc).__name__}: {exc}", "InternalError"
+            f"internal error in step {record.step}: {type(exc).__name__}: {exc}", ErrorCode.INTERNAL
         )
         return _give_up(ctx, record, error)
     # A step that ran is no longer failing: transient failures are counted per bad stretch.

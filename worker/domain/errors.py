@@ -20,11 +20,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from producers.contract.enums import ErrorCode
+
 
 class ConveyorError(Exception):
     """Raised for every failure Conveyor reports on purpose."""
 
-    default_code = "ConveyorError"
+    default_code: str = ErrorCode.CONVEYOR
 
     def __init__(self, message: str, code: str | None = None) -> None:
         super().__init__(message, code or self.default_code)
@@ -47,43 +49,43 @@ class ConveyorError(Exception):
 class PermanentError(ConveyorError):
     """Raised when retrying cannot help; the deployment fails at once."""
 
-    default_code = "PermanentError"
+    default_code: str = ErrorCode.PERMANENT
 
 
 class TransientError(ConveyorError):
     """Raised when the same step may succeed later (throttling, outages, timeouts)."""
 
-    default_code = "TransientError"
+    default_code: str = ErrorCode.TRANSIENT
 
 
 class InvalidJobError(PermanentError):
     """Raised when a job payload fails validation (at the producer or in the worker)."""
 
-    default_code = "InvalidJob"
+    default_code: str = ErrorCode.INVALID_JOB
 
 
 class NotFoundError(PermanentError):
     """Raised when a cluster, service, task definition family or revision does not exist."""
 
-    default_code = "NotFound"
+    default_code: str = ErrorCode.NOT_FOUND
 
 
 class UnknownContainerError(PermanentError):
     """Raised when a job names a container that the task definition does not have."""
 
-    default_code = "UnknownContainer"
+    default_code: str = ErrorCode.UNKNOWN_CONTAINER
 
 
 class AwsRequestError(PermanentError):
     """Raised when AWS rejects a request for a reason retrying will not change."""
 
-    default_code = "AwsRequestError"
+    default_code: str = ErrorCode.AWS_REQUEST
 
 
 class AwsUnavailableError(TransientError):
     """Raised when AWS throttles, fails with 5xx, times out or cannot be reached."""
 
-    default_code = "AwsUnavailable"
+    default_code: str = ErrorCode.AWS_UNAVAILABLE
 
 
 # AWS error codes that mean "try again later". Everything else from AWS is permanent.

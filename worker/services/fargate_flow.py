@@ -17,6 +17,7 @@ from typing import Any
 import structlog
 from pydantic import ValidationError
 
+from producers.contract.enums import ErrorCode
 from producers.contract.fargate_spec import FargateServiceJob
 from producers.contract.jobs import describe_validation_error
 from producers.contract.records import (
@@ -37,23 +38,13 @@ from producers.contract.stack_template import (
 )
 from worker.aws.gateway import AwsGateway
 from worker.domain.errors import InvalidJobError, NotFoundError, TransientError
+from worker.domain.stack_verdict import StackOutcome, judge_stack
 from worker.domain.verdict import Outcome, judge
 from worker.services.transitions import Transition, finish
 
 log = structlog.get_logger("conveyor.fargate")
 
 MAX_STACK_EVENTS = 100
-_ROLLED_BACK = {"UPDATE_ROLLBACK_COMPLETE"}
-_FAILED = {
-    "CREATE_FAILED",
-    "ROLLBACK_COMPLETE",
-    "ROLLBACK_FAILED",
-    "UPDATE_ROLLBACK_FAILED",
-    "DELETE_FAILED",
-    "DELETE_COMPLETE",
-    "UPDATE_FAILED",
-}
-_DONE = {"CREATE_COMPLETE", "UPDATE_COMPLETE"}
 
 
 def validate_fargate_job(
@@ -110,7 +101,7 @@ class FargateFlow:
             raise NotFoundError(
                 f"cluster: {job.cluster!r} does not exist or is not ACTIVE; create it first or "
                 "fix `cluster` in the spec",
-                "ClusterNotFoundException",
+                ErrorCode.CLUSTER_NOT_FOUND,
             )
         subnets = await self._aws.resolve_subnets(list(job.network.subnets))
         groups = await self._aws.resolve_security_groups(list(job.network.security_groups))
@@ -119,7 +110,9 @@ class FargateFlow:
             group = await self._aws.describe_target_group(link.target_group)
             where = f"load_balancers[{i}].target_group {link.target_group!r}"
             if group is None:
-                raise NotFoundError(f"{where} does not exist; check the name or ARN", "NotFound")
+                raise NotFoundError(
+                    f"{where} does not exist; check the name or ARN", ErrorCode.NOT_FOUND
+                )
             if not group.get("LoadBalancerArns"):
                 raise InvalidJobError(
                     f"{where} has no load balancer attached; add it to a listener rule of a load "
@@ -178,7 +171,7 @@ class FargateFlow:
                 return self._watching(record, info, current, "adopted the operation in progress")
             raise TransientError(
                 f"stack {info.name} is {status} by another operation; waiting for it to end",
-                "StackBusy",
+                ErrorCode.STACK_BUSY,
             )
         if current is None or status == "DELETE_COMPLETE":
             stack_id = await self._aws.create_stack(info.name, template, parameters, tags, token)
@@ -235,10 +228,10 @@ class FargateFlow:
             raise NotFoundError(
                 f"stack {info.name} could not be deleted ({current.get('StackStatusReason')}); "
                 "delete it by hand, then apply again",
-                "DeleteFailed",
+                ErrorCode.DELETE_FAILED,
             )
         if record.deadline is not None and self._clock() >= record.deadline:
-            raise TransientError(f"stack {info.name} is still being deleted", "StackBusy")
+            raise TransientError(f"stack {info.name} is still being deleted", ErrorCode.STACK_BUSY)
         return Transition(record, Step.DELETE_STALE, countdown=self._poll)
 
     async def _events(self, record: DeploymentRecord, info: StackInfo) -> list[StackEvent]:
@@ -277,32 +270,23 @@ class FargateFlow:
         progress = record.progress.model_copy(update={"latest_event": text})
         record = record.model_copy(update={"stack": info, "progress": progress})
         now = self._clock()
-        if status in _DONE:
+        verdict = judge_stack(info.name, status, events, now=now, deadline=record.deadline)
+        if verdict.outcome is StackOutcome.COMPLETE:
             outputs = {o["OutputKey"]: o["OutputValue"] for o in (current or {}).get("Outputs", [])}
             target = outputs.get("TaskDefinitionArn")
             record = record.model_copy(
                 update={
                     "task_definition_arn": target,
-                    "steps": self._log(record, f"stack {status}"),
+                    "steps": self._log(record, verdict.reason),
                 }
             )
             return Transition(record, Step.WATCH_SERVICE)
-        failure = next(
-            (e for e in reversed(events) if e.status.endswith("_FAILED") and e.reason), None
-        )
-        cause = f"{failure.logical_id}: {failure.reason}" if failure else status
-        if status in _ROLLED_BACK:
-            reason = f"stack update failed and was rolled back ({cause})"
-            return Transition(finish(record, DeploymentState.ROLLED_BACK, reason, now), None)
-        if status in _FAILED:
-            reason = f"stack {info.name} ended {status} ({cause})"
-            return Transition(finish(record, DeploymentState.FAILED, reason, now), None)
-        if record.deadline is not None and now >= record.deadline:
-            reason = (
-                f"timed out with stack {info.name} still {status}; CloudFormation goes on with it "
-                "(a broken image without the circuit breaker holds a stack for hours)"
+        if verdict.outcome is StackOutcome.ROLLED_BACK:
+            return Transition(
+                finish(record, DeploymentState.ROLLED_BACK, verdict.reason, now), None
             )
-            return Transition(finish(record, DeploymentState.FAILED, reason, now), None)
+        if verdict.outcome in (StackOutcome.FAILED, StackOutcome.TIMED_OUT):
+            return Transition(finish(record, DeploymentState.FAILED, verdict.reason, now), None)
         return Transition(record, Step.WATCH_STACK, countdown=self._poll)
 
     async def watch_service(self, record: DeploymentRecord, job: FargateServiceJob) -> Transition:

@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 import structlog
 from pydantic import ValidationError
 
+from producers.contract.enums import ErrorCode
 from producers.contract.jobs import UpdateServiceJob, describe_validation_error, load_update_job
 from producers.contract.records import (
     MAX_EVENTS,
@@ -110,7 +111,7 @@ class UpdateFlow:
             raise NotFoundError(
                 f"service {job.service!r} was not found (or is not ACTIVE) in cluster "
                 f"{job.cluster!r}; check --cluster and --service",
-                "ServiceNotFoundException",
+                ErrorCode.SERVICE_NOT_FOUND,
             )
         owner = {t.get("key"): t.get("value") for t in service.get("tags", [])}.get(STACK_TAG)
         if owner:
@@ -210,7 +211,7 @@ class UpdateFlow:
                 f"UpdateService returned no deployment on {target}; the service may be managed "
                 "by another deployment controller (CODE_DEPLOY/EXTERNAL), which Conveyor does not "
                 "drive",
-                "NoDeployment",
+                ErrorCode.NO_DEPLOYMENT,
             )
         log.info("service updated", ecs_deployment=adopted, reused=how.startswith("found"))
         updated = record.model_copy(

@@ -1,0 +1,180 @@
+"""Dependencies point one way: worker -> contract <- producers; config imports neither side.
+
+The graph is read from the source (every import, including those inside functions), so a lazy
+import cannot hide a dependency. docs/architecture.md explains the rules.
+"""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+PACKAGES = ("producers", "worker", "config", "localaws")
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def _imports(path: Path) -> set[str]:
+    """Every absolute module name that ``path`` imports, resolved for relative imports."""
+    module = _module_name(path)
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")[: len(package.split(".")) - (node.level - 1)]
+                name = ".".join([*base, *([node.module] if node.module else [])])
+            else:
+                name = node.module or ""
+            found.add(name)
+            found.update(f"{name}.{alias.name}" for alias in node.names)
+    return {name for name in found if name.split(".")[0] in PACKAGES}
+
+
+def _graph() -> dict[str, set[str]]:
+    graph: dict[str, set[str]] = {}
+    for top in PACKAGES:
+        for path in sorted((ROOT / top).rglob("*.py")):
+            graph[_module_name(path)] = _imports(path)
+    return graph
+
+
+def _within(name: str, prefix: str) -> bool:
+    return name == prefix or name.startswith(prefix + ".")
+
+
+def _violations(graph: dict[str, set[str]], source: str, forbidden: tuple[str, ...]) -> list[str]:
+    return sorted(
+        f"{module} imports {target}"
+        for module, targets in graph.items()
+        if _within(module, source)
+        for target in targets
+        if any(_within(target, f) for f in forbidden)
+    )
+
+
+def test_producers_never_import_the_worker() -> None:
+    """The CLI and the client reach Redis and the queue through the contract alone."""
+    assert _violations(_graph(), "producers", ("worker", "localaws.devstack")) == []
+
+
+def test_the_contract_imports_neither_side() -> None:
+    """The contract is what both sides share: it imports only itself and libraries."""
+    graph = _graph()
+    forbidden = ("worker", "config", "localaws", "producers.client", "producers.cli")
+    assert _violations(graph, "producers.contract", forbidden) == []
+
+
+def test_config_imports_no_side() -> None:
+    """Settings and Celery configuration are read by both sides, so they import neither."""
+    assert _violations(_graph(), "config", ("worker", "producers", "localaws")) == []
+
+
+def test_the_worker_imports_no_producer_front_end_and_no_local_aws() -> None:
+    """Workers depend on the contract and config, never on the CLI, client or local AWS."""
+    forbidden = ("producers.cli", "producers.client", "localaws")
+    assert _violations(_graph(), "worker", forbidden) == []
+
+
+def _package_of(module: str, graph: dict[str, set[str]]) -> str:
+    """The package a module belongs to (a package's ``__init__`` belongs to itself).
+
+    The local AWS is one development tool, not a layer of Conveyor: all of it is one node.
+    """
+    if _within(module, "localaws"):
+        return "localaws"
+    is_package = any(other.startswith(module + ".") for other in graph)
+    return module if is_package else module.rpartition(".")[0] or module
+
+
+def _resolve(name: str, graph: dict[str, set[str]]) -> str | None:
+    """The module an imported name refers to (``pkg.mod.Class`` -> ``pkg.mod``)."""
+    while name and name not in graph:
+        name = name.rpartition(".")[0]
+    return name or None
+
+
+def _package_edges(graph: dict[str, set[str]]) -> dict[str, set[str]]:
+    edges: dict[str, set[str]] = defaultdict(set)
+    for module, targets in graph.items():
+        source = _package_of(module, graph)
+        for name in targets:
+            target_module = _resolve(name, graph)
+            if target_module is None:
+                continue
+            target = _package_of(target_module, graph)
+            if target != source:
+                edges[source].add(target)
+    return edges
+
+
+def _cycles(edges: dict[str, set[str]]) -> list[str]:
+    cycles = []
+    for start in sorted(edges):
+        stack = [(start, [start])]
+        seen: set[str] = set()
+        while stack:
+            node, path = stack.pop()
+            for nxt in sorted(edges.get(node, ())):
+                if nxt == start:
+                    cycles.append(" -> ".join([*path, start]))
+                elif nxt not in seen:
+                    seen.add(nxt)
+                    stack.append((nxt, [*path, nxt]))
+    return cycles
+
+
+def test_no_import_cycle_between_packages() -> None:
+    """No package depends, directly or indirectly, on a package that depends on it."""
+    assert _cycles(_package_edges(_graph())) == []
+
+
+def test_the_cycle_finder_finds_an_indirect_cycle() -> None:
+    """A -> B -> C -> A is reported (the test above can fail)."""
+    graph = {"a.m": {"b.m"}, "b.m": {"c.m"}, "c.m": {"a.m.X"}}
+    assert "a -> b -> c -> a" in _cycles(_package_edges(graph))
+
+
+@pytest.mark.parametrize("module", ["producers.client", "producers.cli"])
+def test_loading_a_producer_loads_no_worker_module(module: str) -> None:
+    """At run time too: importing the client (and its Celery config) loads nothing of worker/.
+
+    Celery resolves the broker transport from a string, which an import graph cannot see.
+    """
+    code = (
+        f"import sys, {module}\n"
+        "from config.celery import celery_config\n"
+        "from config.settings import Settings\n"
+        "from celery import Celery\n"
+        "app = Celery('p'); app.config_from_object(celery_config(Settings()))\n"
+        "app.connection_for_write().transport\n"
+        "print(sorted(m for m in sys.modules if m == 'worker' or m.startswith('worker.')))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    assert result.stdout.strip() == "[]"
+
+
+def test_the_checker_sees_a_violation(tmp_path: Path) -> None:
+    """The walk finds a lazy import inside a function (the test can fail)."""
+    graph = {"producers.x": {"worker.steps"}, "worker.steps": set()}
+    assert _violations(graph, "producers", ("worker",)) == ["producers.x imports worker.steps"]
