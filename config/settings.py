@@ -42,7 +42,12 @@ class Settings(BaseSettings):
         description="CA bundle that signs the Redis server's certificate, for rediss:// URLs "
         "(default: the system's trust store).",
     )
-    queue: str = "conveyor"
+    queue: str = Field(
+        default="conveyor",
+        pattern=r"^[A-Za-z0-9_.:-]{1,200}$",
+        description="The Celery queue that producers send to and workers consume; every "
+        "producer and worker of one fleet must use the same one.",
+    )
     poll_interval: float = Field(default=10.0, gt=0, description="Seconds between rollout polls.")
     recovery_interval: float = Field(
         default=10.0, gt=0, description="Seconds between recovery sweeps in each worker."

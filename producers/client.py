@@ -104,7 +104,7 @@ class ConveyorClient:
         )
         try:
             self._store.create(record, due=now + self.settings.recovery_grace, job=payload)
-            dispatch(self.app, record.id, record.step, record.seq)
+            dispatch(self.app, record.id, record.step, record.seq, queue=self.settings.queue)
         except (redis.RedisError, KombuOperationalError) as exc:
             raise ConveyorUnavailableError(
                 f"cannot enqueue on {self.settings.redis_display}: {type(exc).__name__}"
@@ -130,7 +130,7 @@ class ConveyorClient:
             changed = self._store.modify(deployment_id, request)
             if changed is not None:
                 self._store.set_due(deployment_id, now + self.settings.recovery_grace)
-                dispatch(self.app, deployment_id, changed.step, changed.seq)
+                dispatch(self.app, deployment_id, changed.step, changed.seq, queue=self.settings.queue)
         except (redis.RedisError, KombuOperationalError) as exc:
             raise ConveyorUnavailableError(
                 f"cannot reach Redis at {self.settings.redis_display}: {type(exc).__name__}"

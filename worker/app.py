@@ -59,6 +59,7 @@ def step_context() -> Any:
         known_fields=get_runtime(settings).known_fields,
         supersede=settings.supersede,
         queue_wait=min(settings.poll_interval, 5.0),
+        queue=settings.queue,
     )
 
 

@@ -22,7 +22,7 @@ from redis.exceptions import LockError
 
 from producers.contract.dispatch import TaskSender, dispatch
 from producers.contract.enums import ErrorCode
-from producers.contract.names import STEP_LOCK_KEY, SWEEP_LOCK_KEY
+from producers.contract.names import QUEUE, STEP_LOCK_KEY, SWEEP_LOCK_KEY
 from producers.contract.records import (
     DeploymentRecord,
     DeploymentState,
@@ -67,6 +67,7 @@ class StepContext:
     known_fields: frozenset[str] | None = None
     supersede: bool = True
     queue_wait: float = 2.0
+    queue: str = QUEUE
 
 
 def _next_due(ctx: StepContext, now: float, countdown: float) -> float:
@@ -202,7 +203,7 @@ def run_step(
         # Another copy runs this deployment's step. If it is an older copy the sweeper or a
         # cancel has fenced off, its commit will fail: come back shortly rather than drop the
         # current message and wait a whole recovery grace.
-        dispatch(ctx.sender, deployment_id, record.step, seq, countdown=2.0)
+        dispatch(ctx.sender, deployment_id, record.step, seq, countdown=2.0, queue=ctx.queue)
         return {"deployment_id": deployment_id, "status": "busy"}
     try:
         fresh = ctx.store.get(deployment_id)
@@ -230,7 +231,14 @@ def run_step(
             log.warning("record moved on during the step; result discarded")
             return {"deployment_id": deployment_id, "status": "superseded"}
         if transition.next_step is not None:
-            dispatch(ctx.sender, deployment_id, transition.next_step, seq + 1, transition.countdown)
+            dispatch(
+                ctx.sender,
+                deployment_id,
+                transition.next_step,
+                seq + 1,
+                transition.countdown,
+                queue=ctx.queue,
+            )
         else:
             # Every way a deployment ends passes here: release the service for the next one,
             # and drop the full job payload (it may hold environment values and secret refs).
@@ -335,7 +343,7 @@ def sweep(ctx: StepContext, limit: int = 100) -> int:
                 step=record.step.value,
                 seq=record.seq,
             )
-            dispatch(ctx.sender, deployment_id, record.step, record.seq)
+            dispatch(ctx.sender, deployment_id, record.step, record.seq, queue=ctx.queue)
             count += 1
     finally:
         try:

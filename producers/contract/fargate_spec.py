@@ -7,25 +7,25 @@ job: unknown keys are refused, each bad field is reported under its own name wit
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from producers.contract import patterns
 from producers.contract.enums import JobKind
 from producers.contract.images import ImageReferenceError, parse_image
 
-_NAME = re.compile(r"^[A-Za-z0-9_-]{1,255}$")
-_ARN = re.compile(r"^arn:aws[a-zA-Z-]*:[a-z0-9-]+:[a-z0-9-]*:[0-9]{12}:.+$")
-_ROLE_ARN = re.compile(r"^arn:aws[a-zA-Z-]*:iam::[0-9]{12}:role/[\w+=,.@/-]{1,512}$")
-_SECRET_REF = re.compile(r"^arn:aws[a-zA-Z-]*:(ssm|secretsmanager):[a-z0-9-]+:[0-9]{12}:.+$")
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,254}$")
-SUBNET_ID = re.compile(r"^subnet-[0-9a-f]{8,17}$")
-SECURITY_GROUP_ID = re.compile(r"^sg-[0-9a-f]{8,17}$")
-_RESOURCE_NAME = re.compile(r"^[A-Za-z0-9][\w .:/=+@-]{0,254}$")
-_TARGET_GROUP_NAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,30}[A-Za-z0-9])?$")
+_NAME = patterns.ECS_NAME
+_ARN = patterns.ARN
+_ROLE_ARN = patterns.ROLE_ARN
+_SECRET_REF = patterns.SECRET_REF
+_ENV_NAME = patterns.ENV_NAME
+SUBNET_ID = patterns.SUBNET_ID
+SECURITY_GROUP_ID = patterns.SECURITY_GROUP_ID
+_RESOURCE_NAME = patterns.RESOURCE_NAME
+_TARGET_GROUP_NAME = patterns.TARGET_GROUP_NAME
 
 # Fargate's allowed task sizes: cpu units -> allowed memory (MiB).
 FARGATE_SIZES: dict[int, tuple[int, ...]] = {
@@ -40,6 +40,16 @@ FARGATE_SIZES: dict[int, tuple[int, ...]] = {
 MAX_LOAD_BALANCERS = 5
 
 _STRICT = ConfigDict(extra="forbid", frozen=True)
+
+
+def logical_id(name: str) -> str:
+    """The CloudFormation logical id part for a container name (letters and digits only).
+
+    ``web-app`` and ``web_app`` both give ``WebApp``: specs whose container names collide this
+    way are refused (see :class:`FargateServiceJob`), so no image parameter is shared.
+    """
+    parts = "".join(c if c.isascii() and c.isalnum() else " " for c in name).split()
+    return "".join(part.capitalize() for part in parts) or "Container"
 
 
 class PortMapping(BaseModel):
@@ -101,7 +111,7 @@ class Container(BaseModel):
     @field_validator("name")
     @classmethod
     def _name(cls, value: str) -> str:
-        if not _NAME.match(value):
+        if not _NAME.fullmatch(value):
             raise ValueError(f"{value!r} is not a valid container name: letters, digits, '-', '_'")
         return value
 
@@ -118,7 +128,7 @@ class Container(BaseModel):
     @classmethod
     def _variable_names(cls, value: dict[str, str]) -> dict[str, str]:
         for name in value:
-            if not _ENV_NAME.match(name):
+            if not _ENV_NAME.fullmatch(name):
                 raise ValueError(f"{name!r} is not a valid environment variable name")
         return value
 
@@ -126,7 +136,7 @@ class Container(BaseModel):
     @classmethod
     def _secret_refs(cls, value: dict[str, str]) -> dict[str, str]:
         for name, ref in value.items():
-            if not _SECRET_REF.match(ref):
+            if not _SECRET_REF.fullmatch(ref):
                 # Do not echo the value: it may be a secret pasted where a reference belongs.
                 raise ValueError(
                     f"secret {name!r} must be an SSM parameter or Secrets Manager ARN "
@@ -151,7 +161,7 @@ class Network(BaseModel):
     @classmethod
     def _subnets(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         for subnet in value:
-            if not (SUBNET_ID.match(subnet) or _RESOURCE_NAME.match(subnet)):
+            if not (SUBNET_ID.fullmatch(subnet) or _RESOURCE_NAME.fullmatch(subnet)):
                 raise ValueError(
                     f"{subnet!r} is neither a subnet id (subnet-0123abcd...) nor a name"
                 )
@@ -161,7 +171,7 @@ class Network(BaseModel):
     @classmethod
     def _groups(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         for group in value:
-            if not (SECURITY_GROUP_ID.match(group) or _RESOURCE_NAME.match(group)):
+            if not (SECURITY_GROUP_ID.fullmatch(group) or _RESOURCE_NAME.fullmatch(group)):
                 raise ValueError(f"{group!r} is neither a security group id (sg-...) nor a name")
         return value
 
@@ -177,9 +187,9 @@ class LoadBalancerLink(BaseModel):
     @field_validator("target_group")
     @classmethod
     def _target_group(cls, value: str) -> str:
-        if _ARN.match(value) and ":targetgroup/" in value:
+        if _ARN.fullmatch(value) and ":targetgroup/" in value:
             return value
-        if _TARGET_GROUP_NAME.match(value):
+        if _TARGET_GROUP_NAME.fullmatch(value):
             return value
         raise ValueError(f"{value!r} is neither a target group ARN nor a target group name")
 
@@ -238,14 +248,14 @@ class FargateServiceJob(BaseModel):
     @field_validator("cluster", "service")
     @classmethod
     def _names(cls, value: str) -> str:
-        if not _NAME.match(value):
+        if not _NAME.fullmatch(value):
             raise ValueError(f"{value!r} is not a valid name: letters, digits, '-', '_'")
         return value
 
     @field_validator("execution_role_arn", "task_role_arn")
     @classmethod
     def _roles(cls, value: str | None) -> str | None:
-        if value is not None and not _ROLE_ARN.match(value):
+        if value is not None and not _ROLE_ARN.fullmatch(value):
             raise ValueError(f"{value!r} is not an IAM role ARN (arn:aws:iam::ACCOUNT:role/NAME)")
         return value
 
@@ -275,6 +285,14 @@ class FargateServiceJob(BaseModel):
         names = [c.name for c in self.containers]
         if len(set(names)) != len(names):
             raise ValueError("containers: names must be unique")
+        by_logical: dict[str, str] = {}
+        for name in names:
+            other = by_logical.setdefault(logical_id(name), name)
+            if other != name:
+                raise ValueError(
+                    f"containers: {other!r} and {name!r} map to the same template parameter "
+                    f"Image{logical_id(name)} (only letters and digits count); rename one"
+                )
         if not any(c.essential for c in self.containers):
             raise ValueError("containers: at least one container must be essential")
         if sum(c.cpu for c in self.containers) > self.cpu:

@@ -12,13 +12,16 @@ from dataclasses import dataclass, replace
 
 # The component grammar of the distribution spec (docker/distribution reference.go).
 _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
-_REPOSITORY_RE = re.compile(rf"^{_COMPONENT}(?:/{_COMPONENT})*$")
-_TAG_RE = re.compile(r"^[\w][\w.-]{0,127}$")
-_DIGEST_RE = re.compile(r"^[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[0-9a-fA-F]{32,}$")
+_REPOSITORY_RE = re.compile(rf"{_COMPONENT}(?:/{_COMPONENT})*", re.ASCII)
+_TAG_RE = re.compile(r"[\w][\w.-]{0,127}", re.ASCII)
+_DIGEST_RE = re.compile(r"[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[0-9a-fA-F]{32,}", re.ASCII)
 _HOST_RE = re.compile(
-    r"^(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*"
-    r"(?::[0-9]+)?$"
+    r"(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*"
+    r"(?::[0-9]+)?",
+    re.ASCII,
 )
+# Used with fullmatch and ASCII classes: "$" would accept a trailing newline, and "\w" any
+# Unicode letter.
 MAX_REFERENCE_LENGTH = 255 * 2  # ECS allows 255 for the repository part; be generous overall.
 
 
@@ -71,7 +74,7 @@ def parse_image(text: str) -> ImageRef:
     rest, digest = text, None
     if "@" in rest:
         rest, digest = rest.split("@", 1)
-        if not _DIGEST_RE.match(digest):
+        if not _DIGEST_RE.fullmatch(digest):
             raise ImageReferenceError(
                 f"digest {digest!r} in {text!r} is not of the form sha256:<64 hex digits>"
             )
@@ -80,19 +83,19 @@ def parse_image(text: str) -> ImageRef:
     # Docker's rule: the first component is a registry host when it has a dot or a port,
     # or is "localhost"; otherwise it is part of the repository (e.g. "library/nginx").
     if sep and ("." in first or ":" in first or first == "localhost"):
-        if not _HOST_RE.match(first):
+        if not _HOST_RE.fullmatch(first):
             raise ImageReferenceError(f"registry {first!r} in {text!r} is not a valid host[:port]")
         registry, rest = first, remainder
     tag = None
     # After the registry is removed, a ':' can only introduce the tag.
     if ":" in rest:
         rest, tag = rest.rsplit(":", 1)
-        if not _TAG_RE.match(tag):
+        if not _TAG_RE.fullmatch(tag):
             raise ImageReferenceError(
                 f"tag {tag!r} in {text!r} is not valid: use letters, digits, '_', '.', '-' "
                 "(at most 128, not starting with '.' or '-')"
             )
-    if not _REPOSITORY_RE.match(rest):
+    if not _REPOSITORY_RE.fullmatch(rest):
         raise ImageReferenceError(
             f"repository {rest!r} in {text!r} is not valid: use lowercase letters, digits and "
             "separators ('.', '_', '-', '/')"
@@ -135,14 +138,14 @@ def parse_image_spec(text: str) -> ImageSpec:
     """Parse the image half of ``container=image``: a reference, ``:tag`` or ``@digest``."""
     if text.startswith(":"):
         tag = text[1:]
-        if not _TAG_RE.match(tag):
+        if not _TAG_RE.fullmatch(tag):
             raise ImageReferenceError(
                 f"tag {tag!r} is not valid: use letters, digits, '_', '.', '-' (at most 128)"
             )
         return ImageSpec(tag=tag)
     if text.startswith("@"):
         digest = text[1:]
-        if not _DIGEST_RE.match(digest):
+        if not _DIGEST_RE.fullmatch(digest):
             raise ImageReferenceError(
                 f"digest {digest!r} is not of the form sha256:<64 hex digits>"
             )

@@ -6,7 +6,6 @@ immutable and JSON-only; the worker validates every payload again before it acts
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -18,20 +17,21 @@ from pydantic import (
     model_validator,
 )
 
+from producers.contract import patterns
 from producers.contract.enums import JobKind
 from producers.contract.images import ImageReferenceError, ImageSpec, parse_image_spec
 
 SCHEMA_VERSION = 1
 # ECS names: up to 255 letters, digits, hyphens and underscores.
-_ECS_NAME = re.compile(r"^[A-Za-z0-9_-]{1,255}$")
-_ARN = re.compile(r"^arn:aws[a-zA-Z-]*:[a-z0-9-]+:[a-z0-9-]*:[0-9]{12}:.+$")
-_ROLE_ARN = re.compile(r"^arn:aws[a-zA-Z-]*:iam::[0-9]{12}:role/[\w+=,.@/-]{1,512}$")
+_ECS_NAME = patterns.ECS_NAME
+_ARN = patterns.ARN
+_ROLE_ARN = patterns.ROLE_ARN
 MIN_TIMEOUT_SECONDS = 30
 MAX_TIMEOUT_SECONDS = 24 * 3600
 
 
 def _check_ecs_name(value: str, what: str) -> str:
-    if _ECS_NAME.match(value) or _ARN.match(value):
+    if _ECS_NAME.fullmatch(value) or _ARN.fullmatch(value):
         return value
     raise ValueError(
         f"{what} {value!r} is not a valid name: use 1-255 letters, digits, '-' or '_', or an ARN"
@@ -49,7 +49,7 @@ class ImageUpdate(BaseModel):
     @field_validator("container")
     @classmethod
     def _container_name(cls, value: str) -> str:
-        if not _ECS_NAME.match(value):
+        if not _ECS_NAME.fullmatch(value):
             raise ValueError(
                 f"container name {value!r} is not valid: use letters, digits, '-' or '_'"
             )
@@ -115,7 +115,7 @@ class UpdateServiceJob(BaseModel):
     @field_validator("family")
     @classmethod
     def _family(cls, value: str | None) -> str | None:
-        if value is not None and not _ECS_NAME.match(value):
+        if value is not None and not _ECS_NAME.fullmatch(value):
             raise ValueError(
                 f"family {value!r} is not valid: use 1-255 letters, digits, '-' or '_'"
             )
@@ -124,7 +124,7 @@ class UpdateServiceJob(BaseModel):
     @field_validator("role_arn")
     @classmethod
     def _role(cls, value: str | None) -> str | None:
-        if value is not None and not _ROLE_ARN.match(value):
+        if value is not None and not _ROLE_ARN.fullmatch(value):
             raise ValueError(
                 f"role_arn {value!r} is not an IAM role ARN (arn:aws:iam::ACCOUNT:role/NAME)"
             )

@@ -11,7 +11,7 @@ import hashlib
 import re
 from typing import Any
 
-from producers.contract.fargate_spec import Container, FargateServiceJob
+from producers.contract.fargate_spec import Container, FargateServiceJob, logical_id
 
 MANAGED_BY_TAG = "conveyor:managed-by"
 STACK_TAG = "conveyor:stack"
@@ -33,15 +33,9 @@ def stack_name(cluster: str, service: str) -> str:
     return f"{name[: MAX_STACK_NAME - 11].rstrip('-')}-{digest}"
 
 
-def _logical(name: str) -> str:
-    """A CloudFormation logical id from a container name (alphanumeric only)."""
-    cleaned = "".join(part.capitalize() for part in re.split(r"[^A-Za-z0-9]+", name) if part)
-    return cleaned or "Container"
-
-
 def image_parameter(container: str) -> str:
     """The template parameter that holds a container's image."""
-    return f"Image{_logical(container)}"
+    return f"Image{logical_id(container)}"
 
 
 def target_group_parameter(index: int) -> str:
