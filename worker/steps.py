@@ -41,7 +41,7 @@ from worker.domain.errors import (
     TransientError,
 )
 from worker.services.fargate_flow import FargateFlow
-from worker.services.transitions import Transition, fail, finish
+from worker.services.transitions import Transition, fail, finish, to_rollback
 from worker.services.update_flow import UpdateFlow
 
 log = structlog.get_logger("conveyor.steps")
@@ -85,18 +85,22 @@ def _stored_payload(payload: dict[str, Any] | None) -> dict[str, Any]:
 
 
 def _give_up(ctx: StepContext, record: DeploymentRecord, error: ConveyorError) -> Transition:
-    """End a step that cannot succeed: roll back if the service was already changed.
+    """End a step that cannot succeed, unless the service may already have changed.
 
-    After UpdateService (the watch step) a failure must not leave the service on a revision
-    nobody is following: with rollback on, the deployment goes on to the rollback step.
+    A step that may have changed the service hands over instead of failing, so the service is
+    never left on a revision nobody follows: ``update`` (its UpdateService may have reached
+    ECS) goes on to ``watch``, which adopts the deployment if there is one; ``watch`` goes on
+    to the rollback when the job allows it, with a budget of its own.
     """
     now = ctx.clock()
+    info = ErrorInfo(**error.to_dict())
+    if record.kind is JobKind.UPDATE_EXISTING and record.step is Step.UPDATE:
+        log.error("update gave up; looking for the deployment it may have started", code=error.code)
+        handed = record.model_copy(update={"error": info, "attempt": 0})
+        return Transition(handed, Step.WATCH)
     if record.step is Step.WATCH and record.job.get("rollback", True):
         log.error("watching failed; rolling back", code=error.code, error=error.message)
-        failed = record.model_copy(
-            update={"reason": error.message, "error": ErrorInfo(**error.to_dict()), "attempt": 0}
-        )
-        return Transition(failed, Step.ROLLBACK)
+        return to_rollback(record, now, reason=error.message, error=info)
     return Transition(fail(record, error, now), None)
 
 
@@ -278,8 +282,7 @@ def _on_cancel(ctx: StepContext, record: DeploymentRecord) -> Transition | None:
     if record.step in (Step.ROLLBACK, Step.WATCH_ROLLBACK):
         return None
     if record.kind is JobKind.UPDATE_EXISTING and record.job.get("rollback", True):
-        note = record.model_copy(update={"reason": "cancelled while the rollout was under way"})
-        return Transition(note, Step.ROLLBACK)
+        return to_rollback(record, now, reason="cancelled while the rollout was under way")
     what = (
         "any stack operation already started goes on in CloudFormation"
         if record.kind is JobKind.CREATE_FARGATE

@@ -281,3 +281,142 @@ def test_a_step_that_hangs_is_retried_not_abandoned(ecs: FakeEcs) -> None:
     assert t.next_step is Step.RESOLVE
     assert t.record.attempt == 1
     assert "took too long" in t.record.steps[-1].detail
+
+
+# -- hardening: rollbacks that finish, and never undo someone else's deployment ---------------
+
+
+def _ctx_at(clock: Clock, attempts: int = 3) -> StepContext:
+    import dataclasses
+
+    return dataclasses.replace(_ctx(), clock=clock, max_step_attempts=attempts)
+
+
+def _advance(t: Transition) -> DeploymentRecord:
+    assert t.next_step is not None, t.record.reason
+    return t.record.model_copy(update={"step": t.next_step})
+
+
+def test_rollback_after_a_timeout_survives_throttling(ecs: FakeEcs) -> None:
+    """The rollback gets a deadline of its own: a throttled call after the watch timed out is
+    retried, and the service ends back on its old revision (it used to end failed at once)."""
+    clock = Clock()
+    flow = UpdateFlow(ecs, poll_interval=5, clock=clock)
+    watching = run_until(flow, record_for(timeout_seconds=60), Step.WATCH)
+    clock.now += 61
+    t = asyncio.run(execute(_ctx_at(clock), _gw(ecs), watching))
+    assert t.next_step is Step.ROLLBACK
+    assert t.record.deadline is not None
+    assert t.record.deadline > clock.now
+    ecs.inject("DescribeServices", AwsUnavailableError("throttled", "ThrottlingException"))
+    t = asyncio.run(execute(_ctx_at(clock), _gw(ecs), _advance(t)))
+    assert t.next_step is Step.ROLLBACK  # retried, not failed
+    t = asyncio.run(execute(_ctx_at(clock), _gw(ecs), t.record))
+    assert t.next_step is Step.WATCH_ROLLBACK
+    ecs.complete("demo", "web")
+    t = asyncio.run(execute(_ctx_at(clock), _gw(ecs), _advance(t)))
+    assert t.record.state is DeploymentState.ROLLED_BACK
+    assert ecs.services[("demo", "web")]["taskDefinition"].endswith("web:1")
+
+
+class LostResponse:
+    """A gateway whose UpdateService reaches ECS but whose answer is lost on the way back."""
+
+    def __init__(self, ecs: FakeEcs) -> None:
+        self._ecs = ecs
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._ecs, name)
+
+    async def update_service(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        await self._ecs.update_service(*args, **kwargs)
+        raise AwsUnavailableError("connection reset", "ConnectionError")
+
+
+def test_update_that_gives_up_after_reaching_ecs_is_followed(ecs: FakeEcs) -> None:
+    """An update step that gives up after its UpdateService may have reached ECS hands over to
+    watch, which adopts the deployment: never failed with a rollout nobody follows."""
+    clock = Clock()
+    flow = UpdateFlow(ecs, poll_interval=5, clock=clock)
+    updating = run_until(flow, record_for(), Step.UPDATE)
+    lossy = LostResponse(ecs)
+    t = asyncio.run(execute(_ctx_at(clock, attempts=1), _gw(lossy), updating))  # type: ignore[arg-type]
+    assert t.next_step is Step.WATCH
+    t = asyncio.run(execute(_ctx_at(clock), _gw(ecs), _advance(t)))
+    assert t.next_step is Step.WATCH
+    assert t.record.ecs_deployment_id is not None
+    ecs.complete("demo", "web")
+    t = asyncio.run(execute(_ctx_at(clock), _gw(ecs), t.record))
+    assert t.record.state is DeploymentState.SUCCEEDED
+    assert ecs.calls.count("UpdateService") == 1
+
+
+def test_update_that_never_reached_ecs_fails_without_changes(ecs: FakeEcs) -> None:
+    """When the handed-over watch finds no deployment on our revision, the service was not
+    changed: the deployment fails with the update's error and nothing is rolled back."""
+    clock = Clock()
+    flow = UpdateFlow(ecs, poll_interval=5, clock=clock)
+    updating = run_until(flow, record_for(), Step.UPDATE)
+    ecs.inject("UpdateService", AwsUnavailableError("throttled", "ThrottlingException"))
+    t = asyncio.run(execute(_ctx_at(clock, attempts=1), _gw(ecs), updating))
+    assert t.next_step is Step.WATCH
+    t = asyncio.run(execute(_ctx_at(clock), _gw(ecs), _advance(t)))
+    assert t.record.state is DeploymentState.FAILED
+    assert "the service was not changed" in (t.record.reason or "")
+    assert ecs.services[("demo", "web")]["taskDefinition"].endswith("web:1")
+
+
+def test_no_update_service_after_the_deadline(ecs: FakeEcs) -> None:
+    """An update step that runs after the deadline does not start a rollout."""
+    clock = Clock()
+    flow = UpdateFlow(ecs, poll_interval=5, clock=clock)
+    updating = run_until(flow, record_for(timeout_seconds=60), Step.UPDATE)
+    clock.now += 61
+    t = asyncio.run(execute(_ctx_at(clock), _gw(ecs), updating))
+    assert t.record.state is DeploymentState.FAILED
+    assert "no UpdateService was sent" in (t.record.reason or "")
+    assert "UpdateService" not in ecs.calls
+
+
+def _someone_else_deploys(ecs: FakeEcs) -> str:
+    from worker.domain.planning import READ_ONLY_KEYS
+
+    base, _ = asyncio.run(ecs.describe_task_definition("web:1"))
+    payload = {k: v for k, v in base.items() if k not in READ_ONLY_KEYS}
+    theirs = asyncio.run(ecs.register_task_definition({**payload, "cpu": "512"}))
+    arn = str(theirs["taskDefinitionArn"])
+    asyncio.run(ecs.update_service("demo", "web", arn, force_new_deployment=False))
+    return arn
+
+
+def test_rollback_after_a_timeout_leaves_someone_elses_deployment_alone(ecs: FakeEcs) -> None:
+    """Our rollout timed out, then someone else deployed: the rollback step sees their PRIMARY,
+    ends with "superseded by", and does not call UpdateService (it used to undo their change)."""
+    clock = Clock()
+    flow = UpdateFlow(ecs, poll_interval=5, clock=clock)
+    watching = run_until(flow, record_for(timeout_seconds=60), Step.WATCH)
+    clock.now += 61
+    t = asyncio.run(execute(_ctx_at(clock), _gw(ecs), watching))
+    assert t.next_step is Step.ROLLBACK
+    theirs = _someone_else_deploys(ecs)
+    updates = ecs.calls.count("UpdateService")
+    t = asyncio.run(execute(_ctx_at(clock), _gw(ecs), _advance(t)))
+    assert t.record.state is DeploymentState.FAILED
+    assert "superseded by deployment" in (t.record.reason or "")
+    assert ecs.calls.count("UpdateService") == updates
+    assert ecs.services[("demo", "web")]["taskDefinition"] == theirs
+
+
+def test_cancel_never_rolls_back_someone_elses_deployment(ecs: FakeEcs) -> None:
+    """Cancelled while watching, after someone else deployed: cancelled, their change kept."""
+    clock = Clock()
+    flow = UpdateFlow(ecs, poll_interval=5, clock=clock)
+    watching = run_until(flow, record_for(), Step.WATCH)
+    theirs = _someone_else_deploys(ecs)
+    cancelled = watching.model_copy(
+        update={"step": Step.ROLLBACK, "cancel_requested_at": clock.now}
+    )
+    t = asyncio.run(execute(_ctx_at(clock), _gw(ecs), cancelled))
+    assert t.record.state is DeploymentState.CANCELLED
+    assert "superseded by deployment" in (t.record.reason or "")
+    assert ecs.services[("demo", "web")]["taskDefinition"] == theirs

@@ -44,3 +44,20 @@ def fail(record: DeploymentRecord, error: ConveyorError, now: float) -> Deployme
     """Return the record failed with ``error``."""
     failed = finish(record, DeploymentState.FAILED, error.message, now)
     return failed.model_copy(update={"error": ErrorInfo(**error.to_dict())})
+
+
+def rollback_budget(record: DeploymentRecord) -> float:
+    """Seconds a rollback and its watch may take: the job's own timeout, counted afresh."""
+    timeout = record.job.get("timeout_seconds")
+    return float(timeout) if isinstance(timeout, int | float) and timeout > 0 else 1800.0
+
+
+def to_rollback(record: DeploymentRecord, now: float, **changes: object) -> Transition:
+    """Hand a deployment over to the rollback step with a retry budget and deadline of its own.
+
+    Rolling back is how a failed deployment stops hurting: it must not inherit the deadline
+    that just passed, or its first throttled call would end it with the service left on the
+    broken revision.
+    """
+    update = {"attempt": 0, "deadline": now + rollback_budget(record), **changes}
+    return Transition(record.model_copy(update=update), Step.ROLLBACK)

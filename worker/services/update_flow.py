@@ -34,7 +34,7 @@ from worker.aws.gateway import EcsGateway, family_of, revision_of
 from worker.domain.errors import ConveyorError, InvalidJobError, NotFoundError
 from worker.domain.planning import DEPLOYMENT_TAG, check_containers, plan_revision
 from worker.domain.verdict import Outcome, Verdict, judge
-from worker.services.transitions import Transition, finish
+from worker.services.transitions import Transition, finish, to_rollback
 
 log = structlog.get_logger("conveyor.update")
 
@@ -198,6 +198,14 @@ class UpdateFlow:
         target = _required(record.task_definition_arn, "task definition", "update")
         service = await self._ecs.describe_service(job.cluster, job.service)
         adopted = _deployment_on(service, target)
+        now = self._clock()
+        if adopted is None and record.deadline is not None and now >= record.deadline:
+            # Changing the service now would start a rollout nobody has time to follow.
+            reason = (
+                "timed out before the service was changed: no UpdateService was sent "
+                f"(the service still runs {_short(_primary_definition(service))})"
+            )
+            return Transition(finish(record, DeploymentState.FAILED, reason, now), None)
         if adopted is None:
             service = await self._ecs.update_service(
                 job.cluster, job.service, target, force_new_deployment=job.force_new_deployment
@@ -246,6 +254,21 @@ class UpdateFlow:
 
     async def watch(self, record: DeploymentRecord, job: UpdateServiceJob) -> Transition:
         """Poll once; decide succeeded, failed (then roll back) or poll again later."""
+        if record.ecs_deployment_id is None:
+            target = _required(record.task_definition_arn, "task definition", "watch")
+            service = await self._ecs.describe_service(job.cluster, job.service)
+            found = _any_deployment_on(service, target)
+            if found is None:
+                cause = record.error.message if record.error else "UpdateService failed"
+                reason = f"the service was not changed: {cause}"
+                return Transition(
+                    finish(record, DeploymentState.FAILED, reason, self._clock()), None
+                )
+            log.info("adopted the deployment of an update step that gave up", ecs_deployment=found)
+            entry = f"found deployment {found} started by an update step that gave up"
+            record = record.model_copy(
+                update={"ecs_deployment_id": found, "steps": self._log_step(record, entry)}
+            )
         deployment = _required(record.ecs_deployment_id, "ECS deployment id", "watch")
         target = _required(record.task_definition_arn, "task definition", "watch")
         deadline = _required(record.deadline, "deadline", "watch")
@@ -279,34 +302,53 @@ class UpdateFlow:
             # Someone else deployed after us: rolling back would undo their newer deployment.
             reason += "; not rolled back, since a newer deployment owns the service now"
             return Transition(finish(record, DeploymentState.FAILED, reason, now), None)
-        return Transition(record, Step.ROLLBACK)
+        return to_rollback(record, now)
 
     async def rollback(self, record: DeploymentRecord, job: UpdateServiceJob) -> Transition:
-        """Point the service back at the revision it ran before, unless already done."""
+        """Point the service back at the revision it ran before, unless that is not ours to do.
+
+        The service is changed only while its PRIMARY deployment is still ours (our deployment
+        id, or our revision). A PRIMARY already on the previous revision is adopted (ECS or an
+        earlier attempt rolled back). Anything else is someone else's newer deployment: rolling
+        back would undo it, so the deployment ends and the service is left alone.
+        """
         previous = _required(record.previous_task_definition_arn, "previous revision", "rollback")
+        ours = record.task_definition_arn
         service = await self._ecs.describe_service(job.cluster, job.service)
         primary = _primary(service)
-        adopted = None
-        if (
-            primary
-            and primary.get("taskDefinition") == previous
-            and (primary.get("id") != record.ecs_deployment_id)
-        ):
-            adopted = str(primary["id"])
-        if adopted is None:
+        now = self._clock()
+        failure = record.reason or "the deployment failed"
+        if primary is None:
+            raise NotFoundError(
+                f"service {job.service!r} has no PRIMARY deployment to roll back "
+                "(deleted, or not on the ECS deployment controller)",
+                ErrorCode.NO_DEPLOYMENT,
+            )
+        primary_id, primary_td = str(primary.get("id")), primary.get("taskDefinition")
+        if primary_td == previous and primary_id != record.ecs_deployment_id:
+            adopted: str | None = primary_id
+        elif primary_id == record.ecs_deployment_id or (ours is not None and primary_td == ours):
             service = await self._ecs.update_service(
                 job.cluster, job.service, previous, force_new_deployment=False
             )
             adopted = _deployment_on(service, previous)
+        else:
+            reason = (
+                f"{failure}; superseded by deployment {primary_id} on {_short(primary_td)}, made "
+                "outside this job: not rolled back, the service was left alone"
+            )
+            state = (
+                DeploymentState.CANCELLED if record.cancel_requested_at else DeploymentState.FAILED
+            )
+            log.warning("not rolling back someone else's deployment", primary=primary_id)
+            return Transition(finish(record, state, reason, now), None)
         if adopted is None:
             raise NotFoundError(f"UpdateService back to {previous} started no deployment")
-        now = self._clock()
         record = record.model_copy(
             update={
                 "rollback_deployment_id": adopted,
                 "rollback_task_definition_arn": previous,
-                "deadline": now + job.timeout_seconds,
-                "steps": self._log_step(record, f"rolling back to {previous.rsplit('/', 1)[-1]}"),
+                "steps": self._log_step(record, f"rolling back to {_short(previous)}"),
             }
         )
         return Transition(record, Step.WATCH_ROLLBACK, countdown=min(self._poll, 2.0))
@@ -385,3 +427,21 @@ def _merge_events(known: list[ServiceEvent], fresh: list[dict[str, Any]]) -> lis
         if str(e.get("id")) not in seen and "message" in e
     ]
     return (added + known)[:MAX_EVENTS]
+
+
+def _any_deployment_on(service: dict[str, Any] | None, task_definition: str) -> str | None:
+    """The id of any deployment of the service (PRIMARY or ACTIVE) on ``task_definition``."""
+    for deployment in (service or {}).get("deployments", []):
+        if deployment.get("taskDefinition") == task_definition:
+            return str(deployment["id"])
+    return None
+
+
+def _primary_definition(service: dict[str, Any] | None) -> str | None:
+    primary = _primary(service)
+    return None if primary is None else primary.get("taskDefinition")
+
+
+def _short(task_definition: str | None) -> str:
+    """``family:revision`` of a task definition ARN, for messages."""
+    return (task_definition or "an unknown revision").rsplit("/", 1)[-1]
