@@ -40,6 +40,7 @@ from worker.domain.errors import (
     PermanentError,
     TransientError,
 )
+from worker.domain.supersede import covers
 from worker.services.fargate_flow import FargateFlow
 from worker.services.transitions import Transition, fail, finish, to_rollback
 from worker.services.update_flow import UpdateFlow
@@ -310,14 +311,29 @@ def _wait_for_service(ctx: StepContext, record: DeploymentRecord) -> Transition 
     """Serialize deployments per service: None when this one may start now.
 
     A queued deployment starts only at the head of its service's queue. With ``supersede``, a
-    queued deployment that has a newer one behind it ends ``superseded`` instead, so a burst of
-    jobs for one service deploys only the newest image after the running one.
+    queued deployment ends ``superseded`` when a newer one queued behind it carries every
+    change it asked for (:func:`worker.domain.supersede.covers`); a newer job that does not
+    cover it waits its turn instead, so no requested change is ever dropped.
     """
-    ahead, head, newest = ctx.store.queue_position(record)
-    if ctx.supersede and newest is not None:
-        reason = f"superseded by the newer deployment {newest} of {record.service_key}"
-        log.info("superseded", by=newest)
-        return Transition(finish(record, DeploymentState.SUPERSEDED, reason, ctx.clock()), None)
+    ahead, head, behind = ctx.store.queue_position(record)
+    carrier = None
+    if ctx.supersede:
+        carrier = next(
+            (
+                newer
+                for newer in reversed(behind)
+                if covers(newer.kind, newer.job, record.kind, record.job)
+            ),
+            None,
+        )
+    if carrier is not None:
+        reason = (
+            f"superseded by the newer deployment {carrier.id} of {record.service_key}, "
+            "which carries every change this one asked for"
+        )
+        log.info("superseded", by=carrier.id)
+        done = finish(record, DeploymentState.SUPERSEDED, reason, ctx.clock())
+        return Transition(done.model_copy(update={"superseded_by": carrier.id}), None)
     if ahead == 0:
         return None
     progress = record.progress.model_copy(

@@ -143,6 +143,7 @@ class DeploymentRecord(BaseModel):
     progress: ProgressInfo = Field(default_factory=ProgressInfo)
     warnings: list[str] = Field(default_factory=list)
     reason: str | None = None
+    superseded_by: str | None = None  # the deployment that carries this one's change
     error: ErrorInfo | None = None
     cancel_requested_at: float | None = None
     created_at: float

@@ -88,29 +88,31 @@ class RecordStore:
         """The Redis key of a service's queue of unfinished deployments."""
         return SERVICE_QUEUE_KEY.format(service=service_key)
 
-    def queue_position(self, record: DeploymentRecord) -> tuple[int, str | None, str | None]:
+    def queue_position(
+        self, record: DeploymentRecord
+    ) -> tuple[int, str | None, list[DeploymentRecord]]:
         """Where a deployment stands in its service's queue.
 
-        Returns (number of unfinished deployments ahead of it, the head's id, the id of the
-        newest deployment queued behind it or None). Finished or vanished members found on the
+        Returns (number of unfinished deployments ahead of it, the head's id, the unfinished
+        deployments queued behind it, oldest first). Finished or vanished members found on the
         way are removed: the queue heals itself after crashes.
         """
         key = self.queue_key(record.service_key)
         members = [
             m.decode() if isinstance(m, bytes) else str(m) for m in self._r.zrange(key, 0, -1)
         ]
-        live: list[str] = []
+        live: list[DeploymentRecord] = []
         for member in members:
             other = record if member == record.id else self.get(member)
             if other is None or other.terminal:
                 self._r.zrem(key, member)
             else:
-                live.append(member)
-        if record.id not in live:
-            return 0, record.id, None
-        index = live.index(record.id)
-        newest = live[-1] if index < len(live) - 1 else None
-        return index, live[0], newest
+                live.append(other)
+        ids = [r.id for r in live]
+        if record.id not in ids:
+            return 0, record.id, []
+        index = ids.index(record.id)
+        return index, ids[0], live[index + 1 :]
 
     def leave_queue(self, record: DeploymentRecord) -> None:
         """Release the service: remove a finished deployment from its queue."""

@@ -276,3 +276,44 @@ def test_one_queue_per_account(client: redis.Redis) -> None:
     )
     assert a.service_key != b.service_key
     assert _queued("c", 1.0).service_key == "self/c/s"
+
+
+def _queued_images(id_: str, created: float, *containers: str) -> DeploymentRecord:
+    images = [{"container": c, "image": f":{id_}"} for c in containers]
+    return _queued(id_, created).model_copy(update={"job": {"images": images}})
+
+
+def test_supersede_never_drops_another_containers_change(client: redis.Redis) -> None:
+    """Pipeline A queues app=:2.0, pipeline B sidecar=:1.5: A is not superseded (it used to
+    be, and app:2.0 was never deployed); both run, in arrival order."""
+    sender = Sender()
+    context = ctx(client, sender)
+    context.store.create(_queued_images("a", 1.0, "app"), due=500)
+    context.store.create(_queued_images("b", 2.0, "sidecar"), due=500)
+    started: list[str] = []
+
+    def run(record: DeploymentRecord) -> Transition:
+        started.append(record.id)
+        return Transition(record.model_copy(update={"state": DeploymentState.RUNNING}), None)
+
+    run_step(context, "a", 0, run)
+    assert started == ["a"]
+    a = context.store.get("a")
+    assert a is not None
+    assert a.state is not DeploymentState.SUPERSEDED
+
+
+def test_a_covering_newer_job_supersedes_and_is_named(client: redis.Redis) -> None:
+    """A newer job that changes app and sidecar carries A's app change: A ends superseded and
+    its record names the deployment that carries its change."""
+    sender = Sender()
+    context = ctx(client, sender)
+    context.store.create(_queued_images("a", 1.0, "app"), due=500)
+    context.store.create(_queued_images("b", 2.0, "app", "sidecar"), due=500)
+    context.store.create(_queued_images("c", 3.0, "sidecar"), due=500)
+    result = run_step(context, "a", 0, lambda r: Transition(r, Step.REGISTER))
+    assert result["state"] == "superseded"
+    a = context.store.get("a")
+    assert a is not None
+    assert a.superseded_by == "b"
+    assert "b" in (a.reason or "")

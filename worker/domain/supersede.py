@@ -1,0 +1,42 @@
+"""When may a newer job for a service replace an older one that has not started? Pure.
+
+Only when nothing the older one asked for is lost: the newer job changes every container the
+older one changes (with its own, newer, image), through the same family and role, with options
+at least as strong. A create-Fargate spec is the whole desired state of its stack, so a newer
+spec for the same service always covers an older one.
+
+Merging two jobs' changes into one was the alternative. It would make one deployment's worker
+write another deployment's record (a second writer to a fenced record), while coverage only
+reads: two jobs that do not cover each other simply both run, in arrival order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from producers.contract.enums import JobKind
+
+
+def _containers(job: Mapping[str, Any]) -> set[str]:
+    images = job.get("images") or []
+    return {str(i.get("container")) for i in images if isinstance(i, Mapping)}
+
+
+def covers(
+    newer_kind: str, newer: Mapping[str, Any], older_kind: str, older: Mapping[str, Any]
+) -> bool:
+    """True when the ``newer`` job carries every change the ``older`` job asked for."""
+    if newer_kind != older_kind:
+        return False
+    if newer_kind == JobKind.CREATE_FARGATE:
+        return True
+    if not _containers(older) <= _containers(newer):
+        return False
+    if newer.get("family") != older.get("family") or newer.get("role_arn") != older.get("role_arn"):
+        return False
+    # A restart asked for by the older job is carried only by a newer job that restarts too.
+    if older.get("force_new_deployment") and not newer.get("force_new_deployment"):
+        return False
+    # Rollback on is the stronger promise; a newer job without it would drop the older's.
+    return not (older.get("rollback", True) and not newer.get("rollback", True))
