@@ -72,6 +72,18 @@ class Settings(BaseSettings):
         description="A queued deployment with a newer one queued behind it for the same service "
         "ends 'superseded' instead of running: the newest image wins. Off: strict FIFO.",
     )
+    allow_evicting_redis: bool = Field(
+        default=False,
+        description="Workers refuse to start on a Redis whose maxmemory-policy may evict keys "
+        "(anything but noeviction): an evicted record lets the next job start on top of a "
+        "running rollout. Set true only for a Redis that never reaches maxmemory.",
+    )
+    redis_socket_timeout: float = Field(
+        default=10.0,
+        gt=0,
+        description="Seconds a Redis command may take before the client gives up; a Redis "
+        "that hangs then fails a step (retried) instead of hanging a worker.",
+    )
     aws_region: str | None = Field(
         default=None,
         validation_alias=AliasChoices("AWS_REGION", "AWS_DEFAULT_REGION"),

@@ -61,10 +61,12 @@ def run_redis(
     workdir: Path | None = None,
     password: str | None = None,
     tls: RedisTls | None = None,
+    extra_args: tuple[str, ...] = (),
 ) -> Iterator[str]:
     """Start a redis-server on a free port; yield its URL; stop it afterwards.
 
     With ``tls`` the server speaks only TLS (``rediss://``); with ``password`` it requires AUTH.
+    ``extra_args`` are further ``--option value`` pairs for the server.
     """
     port = port or free_port()
     with tempfile.TemporaryDirectory(prefix="conveyor-redis-") as tmp:
@@ -103,6 +105,7 @@ def run_redis(
             ]
         if password is not None:
             args += ["--requirepass", password]
+        args += list(extra_args)
         proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
         auth = f":{password}@" if password is not None else ""
         url = f"{'rediss' if tls else 'redis'}://{auth}127.0.0.1:{port}/0"

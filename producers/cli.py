@@ -2,10 +2,10 @@
 
 Exit codes: 0 succeeded; 1 failed or rolled back; 2 invalid input: refused before anything was
 enqueued, or found invalid by the worker before anything changed (an unknown container or
-service);
-3 Redis or the workers cannot be reached; 4 superseded by a newer deployment of the same service
-before it started; 5 cancelled; 6 not finished yet (``status`` of a queued or running
-deployment); 130 interrupted while waiting (the deployment goes on).
+service); 3 Redis or the workers cannot be reached, or the deployment's record is gone or
+unreadable; 4 superseded by a newer deployment of the same service before it started;
+5 cancelled; 6 not finished yet (``status`` of a queued or running deployment);
+130 interrupted while waiting (the deployment goes on).
 """
 
 from __future__ import annotations
@@ -135,7 +135,11 @@ class _Progress:
 
 
 def _follow(client: Any, deployment_id: str, as_json: bool) -> NoReturn:
-    from producers.client import ConveyorUnavailableError
+    from producers.client import (
+        ConveyorUnavailableError,
+        DeploymentLostError,
+        DeploymentNotFoundError,
+    )
 
     progress = _Progress(enabled=True)
     try:
@@ -148,7 +152,7 @@ def _follow(client: Any, deployment_id: str, as_json: bool) -> NoReturn:
             err=True,
         )
         sys.exit(EXIT_INTERRUPTED)
-    except ConveyorUnavailableError as exc:
+    except (ConveyorUnavailableError, DeploymentLostError, DeploymentNotFoundError) as exc:
         progress.stop()
         _unavailable(str(exc))
     progress.stop()
@@ -256,13 +260,17 @@ def _submit(job: Any, *, no_wait: bool, as_json: bool) -> NoReturn:
 
 
 def _load(client: Any, deployment_id: str) -> DeploymentRecord:
-    from producers.client import ConveyorUnavailableError, DeploymentNotFoundError
+    from producers.client import (
+        ConveyorUnavailableError,
+        DeploymentLostError,
+        DeploymentNotFoundError,
+    )
 
     try:
         record: DeploymentRecord = client.status(deployment_id)
     except DeploymentNotFoundError as exc:
         _usage_error(str(exc))
-    except ConveyorUnavailableError as exc:
+    except (ConveyorUnavailableError, DeploymentLostError) as exc:
         _unavailable(str(exc))
     return record
 

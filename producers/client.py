@@ -30,8 +30,9 @@ from config.settings import Settings
 from producers.contract.dispatch import dispatch
 from producers.contract.fargate_spec import FargateServiceJob, redacted
 from producers.contract.jobs import UpdateServiceJob
+from producers.contract.names import QUARANTINE_KEY
 from producers.contract.records import FIRST_STEP, DeploymentRecord
-from producers.contract.store import RecordStore, wall_clock
+from producers.contract.store import NewerRecordError, RecordStore, wall_clock
 
 
 class ConveyorUnavailableError(Exception):
@@ -39,7 +40,15 @@ class ConveyorUnavailableError(Exception):
 
 
 class DeploymentNotFoundError(Exception):
-    """Raised when no record exists for a deployment id."""
+    """Raised when no record exists for a deployment id, and none ever did recently."""
+
+
+class DeploymentLostError(Exception):
+    """Raised when a deployment's record exists no more, or cannot be read.
+
+    It vanished (expired, evicted by a Redis that evicts, deleted), was quarantined as
+    unreadable, or was written by a newer Conveyor than this one.
+    """
 
 
 class ConveyorClient:
@@ -130,7 +139,9 @@ class ConveyorClient:
             changed = self._store.modify(deployment_id, request)
             if changed is not None:
                 self._store.set_due(deployment_id, now + self.settings.recovery_grace)
-                dispatch(self.app, deployment_id, changed.step, changed.seq, queue=self.settings.queue)
+                dispatch(
+                    self.app, deployment_id, changed.step, changed.seq, queue=self.settings.queue
+                )
         except (redis.RedisError, KombuOperationalError) as exc:
             raise ConveyorUnavailableError(
                 f"cannot reach Redis at {self.settings.redis_display}: {type(exc).__name__}"
@@ -138,19 +149,34 @@ class ConveyorClient:
         return changed or self.status(deployment_id)
 
     def status(self, deployment_id: str) -> DeploymentRecord:
-        """Return the deployment's record; DeploymentNotFoundError when there is none."""
+        """Return the deployment's record.
+
+        DeploymentNotFoundError when no such deployment was made; DeploymentLostError when it
+        was, but its record is gone or unreadable.
+        """
         try:
-            record = self._store.get(deployment_id)
+            try:
+                record = self._store.get(deployment_id)
+            except NewerRecordError as exc:
+                raise DeploymentLostError(str(exc)) from exc
+            if record is not None:
+                return record
+            if self._store.is_quarantined(deployment_id):
+                raise DeploymentLostError(
+                    f"the record of deployment {deployment_id} is unreadable (edited by hand or "
+                    f"damaged) and was moved aside to {QUARANTINE_KEY.format(id=deployment_id)}; "
+                    "Conveyor no longer follows it: check the service in ECS"
+                )
+            if self._store.exists_in_index(deployment_id):
+                raise DeploymentLostError(_vanished(deployment_id))
         except redis.RedisError as exc:
             raise ConveyorUnavailableError(
                 f"cannot reach Redis at {self.settings.redis_display}: {type(exc).__name__}"
             ) from exc
-        if record is None:
-            raise DeploymentNotFoundError(
-                f"no deployment {deployment_id!r}; ids are printed by `conveyor update` "
-                f"(records are kept {self.settings.record_ttl_days} days)"
-            )
-        return record
+        raise DeploymentNotFoundError(
+            f"no deployment {deployment_id!r}; ids are printed by `conveyor update` "
+            f"(records are kept {self.settings.record_ttl_days} days)"
+        )
 
     def wait(
         self,
@@ -166,8 +192,15 @@ class ConveyorClient:
         """
         end = None if timeout is None else time.monotonic() + timeout
         last: str | None = None
+        seen = False
         while True:
-            record = self.status(deployment_id)
+            try:
+                record = self.status(deployment_id)
+            except DeploymentNotFoundError as exc:
+                if seen:
+                    raise DeploymentLostError(_vanished(deployment_id)) from exc
+                raise
+            seen = True
             fingerprint = record.model_dump_json(include={"state", "step", "progress", "events"})
             if on_progress is not None and fingerprint != last:
                 on_progress(record)
@@ -175,3 +208,10 @@ class ConveyorClient:
             if record.terminal or (end is not None and time.monotonic() >= end):
                 return record
             time.sleep(interval)
+
+
+def _vanished(deployment_id: str) -> str:
+    return (
+        f"the record of deployment {deployment_id} vanished from Redis (expired, evicted by a "
+        "maxmemory policy, or deleted); Conveyor no longer follows it: check the service in ECS"
+    )

@@ -37,7 +37,11 @@ def redis_client() -> redis.Redis:
     global _redis
     if _redis is None:
         _redis = redis.Redis.from_url(
-            settings.redis_dsn, health_check_interval=30, **settings.redis_options()
+            settings.redis_dsn,
+            health_check_interval=30,
+            socket_connect_timeout=5,
+            socket_timeout=settings.redis_socket_timeout,
+            **settings.redis_options(),
         )
     return _redis
 
@@ -105,6 +109,34 @@ class RecoverySweeper(bootsteps.StartStopStep):
                 )
 
 
+class RedisPolicyCheck(bootsteps.StartStopStep):
+    """Refuses to start the worker on a Redis that may evict Conveyor's keys."""
+
+    def start(self, parent: Any) -> None:
+        """Read maxmemory-policy and stop the worker with the fix when it evicts."""
+        problem = eviction_problem(redis_client(), allow=settings.allow_evicting_redis)
+        if problem is not None:
+            log.error("refusing to start", reason=problem)
+            raise RuntimeError(problem)
+
+
+def eviction_problem(client: redis.Redis, *, allow: bool) -> str | None:
+    """Why this Redis is unsafe for Conveyor (None when it is safe, or allowed anyway)."""
+    policy = str(client.info("memory").get("maxmemory_policy", "noeviction"))
+    if policy == "noeviction":
+        return None
+    if allow:
+        log.warning("Redis may evict keys; allowed by CONVEYOR_ALLOW_EVICTING_REDIS", policy=policy)
+        return None
+    return (
+        f"Redis maxmemory-policy is {policy!r}: under memory pressure Redis would evict live "
+        "deployment records and queue entries, and the next job would start on top of a "
+        "running rollout. Set `maxmemory-policy noeviction` on the server (CONFIG SET or "
+        "redis.conf), or CONVEYOR_ALLOW_EVICTING_REDIS=true if it never reaches maxmemory"
+    )
+
+
+app.steps["worker"].add(RedisPolicyCheck)
 app.steps["worker"].add(RecoverySweeper)
 
 # Import the tasks so that `celery -A worker.app` registers them.

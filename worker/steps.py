@@ -32,7 +32,7 @@ from producers.contract.records import (
     StepEntry,
     StepStatus,
 )
-from producers.contract.store import RecordStore
+from producers.contract.store import NewerRecordError, RecordStore
 from worker.aws.gateway import AwsGateway
 from worker.domain.errors import (
     ConveyorError,
@@ -185,7 +185,15 @@ def run_step(
 
     Returns a small JSON-safe summary for Celery's result backend.
     """
-    record = ctx.store.get(deployment_id)
+    try:
+        record = ctx.store.get(deployment_id)
+    except NewerRecordError:
+        # Recorded by a newer Conveyor during a rolling upgrade: its workers will run it (the
+        # sweeper re-dispatches it if this message was the only one).
+        log.warning(
+            "record from a newer version; step left to newer workers", deployment_id=deployment_id
+        )
+        return {"deployment_id": deployment_id, "status": "newer"}
     if record is None:
         log.warning("no record for step", deployment_id=deployment_id)
         return {"deployment_id": deployment_id, "status": "missing"}
@@ -211,7 +219,10 @@ def run_step(
         dispatch(ctx.sender, deployment_id, record.step, seq, countdown=2.0, queue=ctx.queue)
         return {"deployment_id": deployment_id, "status": "busy"}
     try:
-        fresh = ctx.store.get(deployment_id)
+        try:
+            fresh = ctx.store.get(deployment_id)
+        except NewerRecordError:
+            return {"deployment_id": deployment_id, "status": "newer"}
         if fresh is None or fresh.terminal or fresh.seq != seq:
             return {"deployment_id": deployment_id, "status": "stale"}
         record = fresh
@@ -245,10 +256,7 @@ def run_step(
                 queue=ctx.queue,
             )
         else:
-            # Every way a deployment ends passes here: release the service for the next one,
-            # and drop the full job payload (it may hold environment values and secret refs).
-            ctx.store.leave_queue(new)
-            ctx.store.forget_job(new.id)
+            # The terminal commit itself released the service and dropped the full payload.
             log.info("deployment finished", state=new.state.value, reason=new.reason)
         return {
             "deployment_id": deployment_id,
@@ -353,7 +361,16 @@ def sweep(ctx: StepContext, limit: int = 100) -> int:
     try:
         now = ctx.clock()
         for deployment_id in ctx.store.overdue(now, limit):
-            record = ctx.store.reclaim(deployment_id, now=now, due=_next_due(ctx, now, 0.0))
+            try:
+                record = ctx.store.reclaim(deployment_id, now=now, due=_next_due(ctx, now, 0.0))
+            except redis.RedisError:
+                raise
+            except Exception:
+                # One deployment that cannot be reclaimed must not stop the sweep at its id.
+                log.exception(
+                    "could not reclaim an overdue deployment", deployment_id=deployment_id
+                )
+                continue
             if record is None:
                 continue
             log.warning(

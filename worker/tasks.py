@@ -45,7 +45,9 @@ def _run_step_message(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) 
 
 
 def _register(name: str) -> None:
-    @app.task(name=name, bind=True, ignore_result=False)
+    # Nothing reads a step's Celery result (the record is the outcome): storing one per
+    # message would keep a key per step for a day.
+    @app.task(name=name, bind=True, ignore_result=True)
     def step(self: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
         return _run_step_message(name, args, kwargs)
 

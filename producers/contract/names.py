@@ -27,7 +27,8 @@ KEY_PREFIX = "conveyor:"
 RECORD_KEY = KEY_PREFIX + "deployment:{id}"  # JSON DeploymentRecord (job redacted)
 JOB_KEY = KEY_PREFIX + "job:{id}"  # the full job payload, only while the deployment runs
 DUE_KEY = KEY_PREFIX + "due"  # zset: deployment id -> time by which its next step must run
-INDEX_KEY = KEY_PREFIX + "deployments"  # zset: deployment id -> created time
+INDEX_KEY = KEY_PREFIX + "deployments"  # zset: deployment id -> created time (trimmed to TTL)
+QUARANTINE_KEY = KEY_PREFIX + "quarantine:{id}"  # an unreadable record, moved aside
 STEP_LOCK_KEY = KEY_PREFIX + "lock:deployment:{id}"  # one copy of a step at a time
 SWEEP_LOCK_KEY = KEY_PREFIX + "lock:sweeper"  # one recovery sweep at a time, fleet-wide
 # zset per service: unfinished deployment ids by enqueue time. The head holds the service.

@@ -22,6 +22,7 @@ __all__ = [
     "FIRST_STEP",
     "MAX_EVENTS",
     "MAX_STOPPED_TASKS",
+    "RECORD_SCHEMA",
     "TERMINAL_STATES",
     "DeploymentRecord",
     "DeploymentState",
@@ -37,6 +38,9 @@ __all__ = [
     "StoppedTask",
 ]
 
+# Raised whenever a record gains a state, a step or a field an older reader cannot parse, so
+# that older readers leave such records to newer workers instead of quarantining them.
+RECORD_SCHEMA = 1
 MAX_EVENTS = 100  # as many as ECS keeps per service
 MAX_STOPPED_TASKS = 20
 
@@ -118,6 +122,7 @@ class DeploymentRecord(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     id: str
+    schema_version: int = RECORD_SCHEMA
     kind: JobKind = JobKind.UPDATE_EXISTING
     job: dict[str, Any]
     state: DeploymentState = DeploymentState.QUEUED

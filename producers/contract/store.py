@@ -1,43 +1,73 @@
 """Deployment records in Redis: the authoritative state of every deployment.
 
-Records live under Conveyor's own keys (not Celery's results, which expire after a day). Every
-write that moves a deployment forward is a compare-and-set on the record's ``seq``: a step
-message carries the seq it was sent with, and only the message with the current seq may act.
-A copy redelivered after a crash, or superseded by the recovery sweeper, finds a newer seq and
-does nothing. The ``due`` sorted set holds, per unfinished deployment, the time by which its next
-step must have run; the sweeper re-dispatches whatever is overdue.
+Records live under Conveyor's own keys (not Celery's results). Every write that moves a
+deployment forward is a compare-and-set on the record's ``seq``: a step message carries the seq
+it was sent with, and only the message with the current seq may act. A copy redelivered after a
+crash, or superseded by the recovery sweeper, finds a newer seq and does nothing. The ``due``
+sorted set holds, per unfinished deployment, the time by which its next step must have run; the
+sweeper re-dispatches whatever is overdue.
+
+Every key is bounded: records, payloads and quarantined records expire after the record TTL;
+the index is trimmed to that TTL on every create; a deployment leaves the due set, its
+service's queue and its payload in the same transaction that makes it terminal.
+
+A record that no longer validates (edited by hand, or damaged) is *quarantined*: moved to a key
+of its own, out of the due set, and logged, so that no sweep and no service queue stops at it.
+A record written by a newer Conveyor (a higher ``schema_version``, during a rolling upgrade) is
+not damaged: readers that do not know its schema leave it alone for the workers that do.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Callable
 from typing import Any
 
 import redis
+from pydantic import ValidationError
 from redis.exceptions import WatchError
 
 from producers.contract.names import (
     DUE_KEY,
     INDEX_KEY,
     JOB_KEY,
+    QUARANTINE_KEY,
     QUEUE_COUNTER_KEY,
     RECORD_KEY,
     SERVICE_QUEUE_KEY,
 )
-from producers.contract.records import DeploymentRecord
+from producers.contract.records import RECORD_SCHEMA, DeploymentRecord
 
-# One atomic step: the record (only if new), the index, the due time, the service queue with an
-# arrival number from a Redis counter, and the full job payload.
+log = logging.getLogger("conveyor.store")
+
+# One atomic step: the record (only if new), the index (trimmed to the TTL), the due time, the
+# service queue with an arrival number from a Redis counter, and the full job payload.
 _CREATE = """
 if not redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2], 'NX') then return 0 end
 redis.call('ZADD', KEYS[2], ARGV[3], ARGV[4])
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', '(' .. (tonumber(ARGV[3]) - tonumber(ARGV[2])))
 redis.call('ZADD', KEYS[3], ARGV[5], ARGV[4])
 redis.call('ZADD', KEYS[4], redis.call('INCR', KEYS[5]), ARGV[4])
 if ARGV[6] ~= '' then redis.call('SET', KEYS[6], ARGV[6], 'EX', ARGV[2]) end
 return 1
 """
+
+# How often a transaction that lost a race (WATCH) is tried again before giving up for now.
+_RETRIES = 5
+
+
+class UnreadableRecordError(Exception):
+    """Raised when a stored record does not validate and was quarantined."""
+
+
+class NewerRecordError(Exception):
+    """Raised when a record was written by a newer Conveyor whose schema this one lacks."""
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 class RecordStore:
@@ -52,6 +82,104 @@ class RecordStore:
     def key(deployment_id: str) -> str:
         """The Redis key of a record."""
         return RECORD_KEY.format(id=deployment_id)
+
+    @staticmethod
+    def queue_key(service_key: str) -> str:
+        """The Redis key of a service's queue of unfinished deployments."""
+        return SERVICE_QUEUE_KEY.format(service=service_key)
+
+    # -- parsing and quarantine ---------------------------------------------------------
+
+    def _parse(self, deployment_id: str, raw: bytes | str) -> DeploymentRecord:
+        """Validate a stored record; NewerRecordError or UnreadableRecordError when it fails."""
+        try:
+            return DeploymentRecord.model_validate_json(raw)
+        except (ValidationError, ValueError) as exc:
+            try:
+                data = json.loads(raw)
+            except ValueError:
+                data = None
+            schema = data.get("schema_version") if isinstance(data, dict) else None
+            if isinstance(schema, int) and schema > RECORD_SCHEMA:
+                raise NewerRecordError(
+                    f"deployment {deployment_id} was recorded by a newer Conveyor (record "
+                    f"schema {schema}, this one knows {RECORD_SCHEMA}); upgrade to read it"
+                ) from exc
+            raise UnreadableRecordError(
+                f"the record of deployment {deployment_id} is unreadable: "
+                f"{type(exc).__name__}; it was moved to {QUARANTINE_KEY.format(id=deployment_id)}"
+            ) from exc
+
+    def quarantine(self, deployment_id: str, raw: bytes | str, why: str) -> bool:
+        """Move an unreadable record aside (unless it changed meanwhile); True when moved."""
+        key = self.key(deployment_id)
+        with self._r.pipeline(transaction=True) as pipe:
+            try:
+                pipe.watch(key)  # type: ignore[no-untyped-call]
+                current = pipe.get(key)
+                if current is None or _text(current) != _text(raw):
+                    return False
+                pipe.multi()
+                pipe.set(QUARANTINE_KEY.format(id=deployment_id), raw, ex=self._ttl)
+                pipe.delete(key)
+                pipe.zrem(DUE_KEY, deployment_id)
+                pipe.execute()
+            except WatchError:
+                return False
+        log.error("quarantined an unreadable deployment record %s: %s", deployment_id, why)
+        return True
+
+    def is_quarantined(self, deployment_id: str) -> bool:
+        """True when the deployment's record was moved aside as unreadable."""
+        return bool(self._r.exists(QUARANTINE_KEY.format(id=deployment_id)))
+
+    def _read(self, deployment_id: str, raw: bytes | str) -> DeploymentRecord | None:
+        """Parse ``raw``; an unreadable record is quarantined and reads as None."""
+        try:
+            return self._parse(deployment_id, raw)
+        except UnreadableRecordError as exc:
+            self.quarantine(deployment_id, raw, str(exc))
+            return None
+
+    # -- reads --------------------------------------------------------------------------
+
+    def get(self, deployment_id: str) -> DeploymentRecord | None:
+        """The record, or None when there is none (never created, expired, or quarantined).
+
+        Raises NewerRecordError for a record this version cannot read but a newer one can.
+        """
+        raw = self._r.get(self.key(deployment_id))
+        return None if raw is None else self._read(deployment_id, raw)
+
+    def exists_in_index(self, deployment_id: str) -> bool:
+        """True when the deployment was created within the record TTL (its record may be gone)."""
+        return self._r.zscore(INDEX_KEY, deployment_id) is not None
+
+    def get_job(self, deployment_id: str) -> dict[str, Any] | None:
+        """The full job payload stored apart from the record, if any."""
+        raw = self._r.get(JOB_KEY.format(id=deployment_id))
+        if raw is None:
+            return None
+        payload = json.loads(raw)
+        return payload if isinstance(payload, dict) else None
+
+    def recent(self, limit: int = 20) -> list[DeploymentRecord]:
+        """The newest readable records, newest first."""
+        records = []
+        for raw_id in self._r.zrevrange(INDEX_KEY, 0, max(0, limit - 1)):
+            try:
+                record = self.get(_text(raw_id))
+            except NewerRecordError:
+                continue
+            if record is not None:
+                records.append(record)
+        return records
+
+    def overdue(self, now: float, limit: int = 100) -> list[str]:
+        """Ids of unfinished deployments whose next step should have run by ``now``."""
+        return [_text(i) for i in self._r.zrangebyscore(DUE_KEY, "-inf", now, start=0, num=limit)]
+
+    # -- writes -------------------------------------------------------------------------
 
     def create(
         self, record: DeploymentRecord, due: float, job: dict[str, Any] | None = None
@@ -83,62 +211,13 @@ class RecordStore:
         if not created:
             raise ValueError(f"deployment {record.id} already exists")
 
-    @staticmethod
-    def queue_key(service_key: str) -> str:
-        """The Redis key of a service's queue of unfinished deployments."""
-        return SERVICE_QUEUE_KEY.format(service=service_key)
-
-    def queue_position(
-        self, record: DeploymentRecord
-    ) -> tuple[int, str | None, list[DeploymentRecord]]:
-        """Where a deployment stands in its service's queue.
-
-        Returns (number of unfinished deployments ahead of it, the head's id, the unfinished
-        deployments queued behind it, oldest first). Finished or vanished members found on the
-        way are removed: the queue heals itself after crashes.
-        """
-        key = self.queue_key(record.service_key)
-        members = [
-            m.decode() if isinstance(m, bytes) else str(m) for m in self._r.zrange(key, 0, -1)
-        ]
-        live: list[DeploymentRecord] = []
-        for member in members:
-            other = record if member == record.id else self.get(member)
-            if other is None or other.terminal:
-                self._r.zrem(key, member)
-            else:
-                live.append(other)
-        ids = [r.id for r in live]
-        if record.id not in ids:
-            return 0, record.id, []
-        index = ids.index(record.id)
-        return index, ids[0], live[index + 1 :]
-
-    def leave_queue(self, record: DeploymentRecord) -> None:
-        """Release the service: remove a finished deployment from its queue."""
-        self._r.zrem(self.queue_key(record.service_key), record.id)
-
-    def get_job(self, deployment_id: str) -> dict[str, Any] | None:
-        """The full job payload stored apart from the record, if any."""
-        raw = self._r.get(JOB_KEY.format(id=deployment_id))
-        if raw is None:
-            return None
-        payload = json.loads(raw)
-        return payload if isinstance(payload, dict) else None
-
-    def forget_job(self, deployment_id: str) -> None:
-        """Delete the full job payload of a finished deployment."""
-        self._r.delete(JOB_KEY.format(id=deployment_id))
-
-    def get(self, deployment_id: str) -> DeploymentRecord | None:
-        """Return the record, or None when there is none (never created, or expired)."""
-        raw = self._r.get(self.key(deployment_id))
-        return None if raw is None else DeploymentRecord.model_validate_json(raw)
-
     def commit(self, record: DeploymentRecord, *, expected_seq: int, due: float | None) -> bool:
         """Write ``record`` if the stored one still has ``expected_seq``; False otherwise.
 
-        ``due`` is when the next step must have run (None once the deployment is finished).
+        ``due`` is when the next step must have run. None means the deployment is finished: in
+        the same transaction it leaves the due set and its service's queue, and its full job
+        payload (which may hold environment values) is deleted, so a crash right after the
+        commit cannot leave any of them behind.
         """
         key = self.key(record.id)
         with self._r.pipeline(transaction=True) as pipe:
@@ -147,12 +226,18 @@ class RecordStore:
                 raw = pipe.get(key)
                 if raw is None:
                     return False
-                if DeploymentRecord.model_validate_json(raw).seq != expected_seq:
+                try:
+                    stored = self._parse(record.id, raw)
+                except (UnreadableRecordError, NewerRecordError):
+                    return False
+                if stored.seq != expected_seq:
                     return False
                 pipe.multi()
                 pipe.set(key, record.model_dump_json(), ex=self._ttl)
                 if due is None:
                     pipe.zrem(DUE_KEY, record.id)
+                    pipe.zrem(self.queue_key(record.service_key), record.id)
+                    pipe.delete(JOB_KEY.format(id=record.id))
                 else:
                     pipe.zadd(DUE_KEY, {record.id: due})
                 pipe.execute()
@@ -172,7 +257,8 @@ class RecordStore:
                     raw = pipe.get(key)
                     if raw is None:
                         return None
-                    changed = change(DeploymentRecord.model_validate_json(raw))
+                    current = self._read(deployment_id, raw)
+                    changed = None if current is None else change(current)
                     if changed is None:
                         return None
                     pipe.multi()
@@ -186,56 +272,98 @@ class RecordStore:
         """Set when the deployment's next step must have run."""
         self._r.zadd(DUE_KEY, {deployment_id: due})
 
-    def overdue(self, now: float, limit: int = 100) -> list[str]:
-        """Ids of unfinished deployments whose next step should have run by ``now``."""
-        ids = self._r.zrangebyscore(DUE_KEY, "-inf", now, start=0, num=limit)
-        return [i.decode() if isinstance(i, bytes) else str(i) for i in ids]
+    def leave_queue(self, record: DeploymentRecord) -> None:
+        """Release the service: remove a finished deployment from its queue."""
+        self._r.zrem(self.queue_key(record.service_key), record.id)
+
+    def forget_job(self, deployment_id: str) -> None:
+        """Delete the full job payload of a finished deployment."""
+        self._r.delete(JOB_KEY.format(id=deployment_id))
+
+    # -- the service queue --------------------------------------------------------------
+
+    def queue_position(
+        self, record: DeploymentRecord
+    ) -> tuple[int, str | None, list[DeploymentRecord]]:
+        """Where a deployment stands in its service's queue.
+
+        Returns (number of unfinished deployments ahead of it, the head's id, the readable
+        unfinished deployments queued behind it, oldest first). Finished, vanished and
+        quarantined members found on the way are removed: the queue heals itself after crashes
+        and never stops at a damaged record. A member written by a newer Conveyor still counts.
+        """
+        key = self.queue_key(record.service_key)
+        live: list[tuple[str, DeploymentRecord | None]] = []
+        for member in (_text(m) for m in self._r.zrange(key, 0, -1)):
+            try:
+                other = record if member == record.id else self.get(member)
+            except NewerRecordError:
+                live.append((member, None))
+                continue
+            if other is None or other.terminal:
+                self._r.zrem(key, member)
+            else:
+                live.append((member, other))
+        ids = [member for member, _ in live]
+        if record.id not in ids:
+            return 0, record.id, []
+        index = ids.index(record.id)
+        behind = [other for _, other in live[index + 1 :] if other is not None]
+        return index, ids[0], behind
+
+    # -- recovery -----------------------------------------------------------------------
 
     def reclaim(self, deployment_id: str, *, now: float, due: float) -> DeploymentRecord | None:
         """Take over an overdue deployment: bump its seq so older step messages go stale.
 
-        Returns the record to re-dispatch, or None when it is finished, gone, or no longer due.
+        Returns the record to re-dispatch, or None when it is finished, gone, quarantined, no
+        longer due, or written by a newer Conveyor. A transaction that loses a race with a
+        step's commit is tried again: a busy deployment must not stay unreclaimed by chance.
         """
+        for _ in range(_RETRIES):
+            try:
+                return self._reclaim_once(deployment_id, now=now, due=due)
+            except WatchError:
+                continue
+        return None
+
+    def _reclaim_once(
+        self, deployment_id: str, *, now: float, due: float
+    ) -> DeploymentRecord | None:
         key = self.key(deployment_id)
         with self._r.pipeline(transaction=True) as pipe:
-            try:
-                pipe.watch(key, DUE_KEY)  # type: ignore[no-untyped-call]
-                raw = pipe.get(key)
-                score = pipe.zscore(DUE_KEY, deployment_id)
-                if raw is None or score is None:
-                    pipe.multi()
-                    pipe.zrem(DUE_KEY, deployment_id)
-                    pipe.execute()
-                    return None
-                record = DeploymentRecord.model_validate_json(raw)
-                if record.terminal:
-                    # Finished, but its worker died before tidying up: finish the tidying.
-                    pipe.multi()
-                    pipe.zrem(DUE_KEY, deployment_id)
-                    pipe.zrem(self.queue_key(record.service_key), deployment_id)
-                    pipe.delete(JOB_KEY.format(id=deployment_id))
-                    pipe.execute()
-                    return None
-                if float(score) > now:
-                    return None
-                bumped = record.model_copy(update={"seq": record.seq + 1, "updated_at": now})
+            pipe.watch(key, DUE_KEY)  # type: ignore[no-untyped-call]
+            raw = pipe.get(key)
+            score = pipe.zscore(DUE_KEY, deployment_id)
+            if raw is None or score is None:
                 pipe.multi()
-                pipe.set(key, bumped.model_dump_json(), ex=self._ttl)
-                pipe.zadd(DUE_KEY, {deployment_id: due})
+                pipe.zrem(DUE_KEY, deployment_id)
                 pipe.execute()
-            except WatchError:
                 return None
+            try:
+                record = self._parse(deployment_id, raw)
+            except NewerRecordError:
+                return None
+            except UnreadableRecordError as exc:
+                pipe.unwatch()
+                self.quarantine(deployment_id, raw, str(exc))
+                return None
+            if record.terminal:
+                # Finished, but its worker died before tidying up: finish the tidying.
+                pipe.multi()
+                pipe.zrem(DUE_KEY, deployment_id)
+                pipe.zrem(self.queue_key(record.service_key), deployment_id)
+                pipe.delete(JOB_KEY.format(id=deployment_id))
+                pipe.execute()
+                return None
+            if float(score) > now:
+                return None
+            bumped = record.model_copy(update={"seq": record.seq + 1, "updated_at": now})
+            pipe.multi()
+            pipe.set(key, bumped.model_dump_json(), ex=self._ttl)
+            pipe.zadd(DUE_KEY, {deployment_id: due})
+            pipe.execute()
             return bumped
-
-    def recent(self, limit: int = 20) -> list[DeploymentRecord]:
-        """The newest records, newest first."""
-        ids = self._r.zrevrange(INDEX_KEY, 0, max(0, limit - 1))
-        records = []
-        for raw_id in ids:
-            record = self.get(raw_id.decode() if isinstance(raw_id, bytes) else str(raw_id))
-            if record is not None:
-                records.append(record)
-        return records
 
 
 def wall_clock() -> float:

@@ -6,13 +6,17 @@ Each test here failed on the code before the fix it pins; docs/reliability.md li
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
+import redis
 
-from localaws.devstack import Worker
+from localaws.devstack import ROOT, Worker, run_redis
 from tests.integration.conftest import Stack
 from tests.integration.test_update_e2e import make_service
 
@@ -83,3 +87,79 @@ def test_cancel_after_an_outside_deployment_leaves_it_alone(
     assert "superseded" in record["reason"] or "newer deployment" in record["reason"]
     service = ecs.describe_services(cluster="demo", services=[name])["services"][0]
     assert service["taskDefinition"] == theirs
+
+
+def test_step_results_are_not_stored(stack: Stack, start_worker: Callable[[str], Worker]) -> None:
+    """A deployment leaves no Celery result keys behind: nothing reads them, and each used to
+    be kept for a day, one per step message."""
+    start_worker("w1")
+    result = stack.cli(
+        "update",
+        "--cluster",
+        "demo",
+        "--service",
+        "web",
+        "--image",
+        f"web=:r-{uuid.uuid4().hex[:6]}",
+    )
+    assert result.returncode == 0, result.stderr + result.stdout
+    client = redis.Redis.from_url(stack.redis_url)
+    assert list(client.scan_iter("celery-task-meta-*")) == []
+    # Every key Conveyor itself leaves has a bound: a TTL, or membership removed at the end.
+    for key in client.scan_iter("conveyor:*"):
+        name = key.decode()
+        if name.startswith(("conveyor:deployment:", "conveyor:quarantine:")):
+            assert client.ttl(key) > 0, name
+        else:
+            assert name in ("conveyor:deployments", "conveyor:queue-arrivals"), name
+
+
+def test_wait_on_a_vanished_record_exits_3(
+    stack: Stack, start_worker: Callable[[str], Worker]
+) -> None:
+    """A record that disappears (evicted, deleted) is a clear message and exit 3, not a crash."""
+    start_worker("w1")
+    started = stack.cli(
+        "update", "--cluster", "demo", "--service", "web", "--image", "web=:v-1", "--no-wait"
+    )
+    deployment_id = started.stdout.strip()
+    redis.Redis.from_url(stack.redis_url).delete(f"conveyor:deployment:{deployment_id}")
+    result = stack.cli("wait", deployment_id)
+    assert result.returncode == 3, result.stderr + result.stdout
+    assert "vanished" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_workers_refuse_a_redis_that_evicts(stack: Stack, tmp_path: Path) -> None:
+    """Under allkeys-lru Redis would evict live records and the next job would start on top of
+    a running rollout: the worker refuses to start and names the fix; the override works."""
+    with run_redis(extra_args=("--maxmemory-policy", "allkeys-lru")) as url:
+        env = {**stack.env, "CONVEYOR_REDIS_URL": url}
+        refused = Worker("evicting", env, tmp_path / "evicting.log")
+        try:
+            code = refused.proc.wait(60)
+        finally:
+            refused.stop()
+        assert code != 0
+        assert "maxmemory-policy noeviction" in refused.log()
+        allowed = Worker(
+            "allowed", {**env, "CONVEYOR_ALLOW_EVICTING_REDIS": "true"}, tmp_path / "a.log"
+        )
+        try:
+            allowed.wait_ready(url)
+        finally:
+            allowed.stop()
+
+
+def test_worker_redis_client_has_socket_timeouts(stack: Stack) -> None:
+    """A Redis that hangs fails a command after the timeout instead of hanging the worker."""
+    code = (
+        "from worker.app import redis_client\n"
+        "kw = redis_client().connection_pool.connection_kwargs\n"
+        "print(kw.get('socket_timeout'), kw.get('socket_connect_timeout'))\n"
+    )
+    env = {**stack.env, "CONVEYOR_REDIS_SOCKET_TIMEOUT": "7"}
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.split() == ["7.0", "5"]

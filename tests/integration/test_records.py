@@ -317,3 +317,102 @@ def test_a_covering_newer_job_supersedes_and_is_named(client: redis.Redis) -> No
     assert a is not None
     assert a.superseded_by == "b"
     assert "b" in (a.reason or "")
+
+
+# -- hardening: one bad record stops nothing; every key bounded ------------------------------
+
+
+def _hand_edit(client: redis.Redis, id_: str, **fields: Any) -> None:
+    import json
+
+    key = RecordStore.key(id_)
+    data = json.loads(client.get(key) or b"{}")
+    data.update(fields)
+    client.set(key, json.dumps(data))
+
+
+def test_an_unreadable_record_is_quarantined_and_the_sweep_goes_on(client: redis.Redis) -> None:
+    """A hand-edited record used to abort every sweep at its id. Now it is moved aside (out
+    of the due set) and the other overdue deployments are re-dispatched in the same sweep."""
+    sender = Sender()
+    context = ctx(client, sender, now=1000.0)
+    context.store.create(new_record("bad"), due=10)
+    context.store.create(new_record("good"), due=20)
+    _hand_edit(client, "bad", state="exploded")
+    assert sweep(context) == 1
+    assert [args[0] for _, args, _ in sender.sent] == ["good"]
+    assert client.get(RecordStore.key("bad")) is None
+    assert client.exists("conveyor:quarantine:bad")
+    assert client.zscore(DUE_KEY, "bad") is None
+    assert context.store.is_quarantined("bad")
+
+
+def test_the_queue_moves_past_an_unreadable_head(client: redis.Redis) -> None:
+    """A damaged record at the head of a service's queue no longer freezes the service."""
+    sender = Sender()
+    context = dataclasses.replace(ctx(client, sender), supersede=False)
+    context.store.create(_queued("bad", 1.0), due=500)
+    context.store.create(_queued("next", 2.0), due=500)
+    _hand_edit(client, "bad", step="a-step-from-nowhere")
+    ran: list[str] = []
+    run_step(context, "next", 0, lambda r: (ran.append(r.id), Transition(r, None))[1])
+    assert ran == ["next"]
+
+
+def test_a_record_of_a_newer_version_is_left_alone(client: redis.Redis) -> None:
+    """During a rolling upgrade a newer worker may record a state this one does not know: it is
+    not quarantined, its steps are left to newer workers, and it still holds its service."""
+    from producers.contract.store import NewerRecordError
+
+    sender = Sender()
+    context = dataclasses.replace(ctx(client, sender), supersede=False)
+    context.store.create(_queued("newer", 1.0), due=500)
+    context.store.create(_queued("mine", 2.0), due=500)
+    _hand_edit(client, "newer", state="paused", schema_version=99)
+    with pytest.raises(NewerRecordError):
+        context.store.get("newer")
+    assert run_step(context, "newer", 0, lambda r: Transition(r, None))["status"] == "newer"
+    ran: list[str] = []
+    run_step(context, "mine", 0, lambda r: (ran.append(r.id), Transition(r, None))[1])
+    assert ran == []  # waits behind the newer one
+    assert client.get(RecordStore.key("newer")) is not None
+
+
+def test_the_terminal_commit_drops_payload_queue_and_due_at_once(client: redis.Redis) -> None:
+    """Finishing is one transaction: a crash right after it cannot leave the full payload
+    (environment values) for the record TTL, nor the service held."""
+    store = RecordStore(client)
+    record = _queued("d", 1.0)
+    store.create(record, due=500, job={"environment": {"TOKEN": "value"}})
+    done = record.model_copy(update={"state": DeploymentState.SUCCEEDED, "seq": 1})
+    assert store.commit(done, expected_seq=0, due=None)
+    assert client.get("conveyor:job:d") is None
+    assert client.zscore(store.queue_key(record.service_key), "d") is None
+    assert client.zscore(DUE_KEY, "d") is None
+
+
+def test_the_index_is_trimmed_to_the_record_ttl(client: redis.Redis) -> None:
+    """The index of deployments used to grow for ever; it keeps what the TTL keeps."""
+    store = RecordStore(client, ttl_seconds=100)
+    store.create(_queued("old", 1.0), due=500)
+    store.create(_queued("recent", 500.0), due=500)
+    assert client.zrange("conveyor:deployments", 0, -1) == [b"recent"]
+
+
+def test_status_names_lost_and_unreadable_records(client: redis.Redis, redis_url: str) -> None:
+    """The client tells a vanished or quarantined record from an unknown id."""
+    from config.settings import Settings
+    from producers.client import ConveyorClient, DeploymentLostError, DeploymentNotFoundError
+
+    conveyor = ConveyorClient(Settings(redis_url=redis_url))
+    store = RecordStore(client)
+    store.create(new_record("gone"), due=500)
+    client.delete(RecordStore.key("gone"))
+    with pytest.raises(DeploymentLostError, match="vanished"):
+        conveyor.status("gone")
+    store.create(new_record("bad"), due=500)
+    _hand_edit(client, "bad", state="exploded")
+    with pytest.raises(DeploymentLostError, match="unreadable"):
+        conveyor.status("bad")
+    with pytest.raises(DeploymentNotFoundError):
+        conveyor.status("never")
