@@ -46,8 +46,13 @@ def redis_client() -> redis.Redis:
     return _redis
 
 
-def step_context() -> Any:
-    """The StepContext of this process."""
+def step_context(*, runtime: bool = True) -> Any:
+    """The StepContext of this process.
+
+    ``runtime=False`` is for the sweeper in the main process: it only reads and writes Redis
+    and sends messages, so it must not build an event loop and AWS clients there (they would
+    also be inherited by every child forked later).
+    """
     from worker.runtime import get_runtime
     from worker.steps import StepContext
 
@@ -60,7 +65,7 @@ def step_context() -> Any:
         recovery_grace=settings.recovery_grace,
         step_time_limit=settings.step_time_limit,
         max_step_attempts=settings.max_step_attempts,
-        known_fields=get_runtime(settings).known_fields,
+        known_fields=get_runtime(settings).known_fields if runtime else None,
         supersede=settings.supersede,
         queue_wait=min(settings.poll_interval, 5.0),
         queue=settings.queue,
@@ -97,16 +102,21 @@ class RecoverySweeper(bootsteps.StartStopStep):
         self._stop.set()
 
     def _loop(self) -> None:
-        from worker.steps import sweep
-
         while not self._stop.wait(settings.recovery_interval):
             try:
-                sweep(step_context())
+                sweep_once()
             except Exception as exc:  # noqa: BLE001 - the sweeper must outlive any one failure
                 # Redis or the broker may be down for a while; the next sweep tries again.
                 log.warning(
                     "recovery sweep failed; will retry", error=f"{type(exc).__name__}: {exc}"
                 )
+
+
+def sweep_once() -> int:
+    """One recovery sweep from this process; returns how many steps were re-dispatched."""
+    from worker.steps import sweep
+
+    return sweep(step_context(runtime=False))
 
 
 class RedisPolicyCheck(bootsteps.StartStopStep):

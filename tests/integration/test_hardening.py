@@ -163,3 +163,22 @@ def test_worker_redis_client_has_socket_timeouts(stack: Stack) -> None:
         [sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True, text=True, check=True
     )
     assert out.stdout.split() == ["7.0", "5"]
+
+
+def test_the_sweeper_builds_no_runtime_in_the_main_process(stack: Stack) -> None:
+    """The recovery sweep needs Redis and the broker only: it must not create an event loop
+    and AWS clients in the worker's main process (children forked later would inherit them)."""
+    code = (
+        "import worker.app, worker.runtime\n"
+        "worker.app.sweep_once()\n"
+        "print(worker.runtime._runtime is None)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        env=stack.env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert out.stdout.strip().splitlines()[-1] == "True"

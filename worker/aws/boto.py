@@ -12,6 +12,7 @@ import asyncio
 import functools
 from collections.abc import Callable, Coroutine
 from contextlib import AsyncExitStack
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 import aioboto3
@@ -178,48 +179,73 @@ class BotoEcsGateway:
         return [dict(t) for t in answer.get("tasks", [])]
 
 
+@dataclass
+class _Clients:
+    """The gateway of one identity, the stack that closes its clients, and when to refresh."""
+
+    gateway: BotoAwsGateway
+    stack: AsyncExitStack
+    expires: float
+
+
 class ClientPool:
-    """One aioboto3 session and long-lived ECS clients per worker process, per role.
+    """One aioboto3 session and long-lived clients per worker process, per role.
 
     Bound to the event loop that created it; create it after the fork, in the worker process.
+    A role's clients are replaced shortly before its credentials expire, and the old ones are
+    closed then: a worker up for months holds one set of clients per role, not one per hour.
     """
 
     def __init__(
         self, *, region: str | None = None, max_attempts: int = 8, call_timeout: float = 20.0
     ) -> None:
         self._session = aioboto3.Session(region_name=region)
-        self._stack = AsyncExitStack()
-        self._clients: dict[str | None, tuple[BotoAwsGateway, float]] = {}
+        self._clients: dict[str | None, _Clients] = {}
         self._config = Config(
             retries={"mode": "standard", "max_attempts": max_attempts},
             connect_timeout=5,
             read_timeout=call_timeout,
         )
         self._call_timeout = call_timeout
+        self._accounts: dict[str | None, str] = {}
 
     async def gateway(self, role_arn: str | None = None, *, now: float) -> BotoAwsGateway:
         """Return the gateway for the worker's own credentials, or for an assumed role."""
         cached = self._clients.get(role_arn)
-        if cached is not None and cached[1] > now:
-            return cached[0]
+        if cached is not None and cached.expires > now:
+            return cached.gateway
         try:
-            return await self._make(role_arn)
+            fresh = await self._make(role_arn)
         except (botocore.exceptions.BotoCoreError, OSError) as exc:
             raise translate_error(exc, "CreateClient") from exc
+        self._clients[role_arn] = fresh
+        if cached is not None:
+            # No step holds the old clients past this point: steps of one process run one at a
+            # time on its loop, and each asks for its gateway when it starts.
+            await cached.stack.aclose()
+        return fresh.gateway
 
-    async def _make(self, role_arn: str | None) -> BotoAwsGateway:
+    def open_clients(self) -> int:
+        """How many clients are open (four per identity in use)."""
+        return 4 * len(self._clients)
+
+    async def _make(self, role_arn: str | None) -> _Clients:
         if role_arn is None:
             session, expires = self._session, float("inf")
         else:
             session, expires = await self._assume(role_arn)
-        clients = [
-            await self._stack.enter_async_context(session.client(name, config=self._config))
-            for name in ("ecs", "cloudformation", "elbv2", "ec2")
-        ]
+        stack = AsyncExitStack()
+        try:
+            clients = [
+                await stack.enter_async_context(session.client(name, config=self._config))
+                for name in ("ecs", "cloudformation", "elbv2", "ec2")
+            ]
+        except BaseException:
+            await stack.aclose()
+            raise
         ecs, cfn, elbv2, ec2 = clients
         gateway = BotoAwsGateway(ecs, cfn, elbv2, ec2, call_timeout=self._call_timeout)
-        self._clients[role_arn] = (gateway, expires)
-        return gateway
+        return _Clients(gateway, stack, expires)
 
     async def _assume(self, role_arn: str) -> tuple[Any, float]:
         """A session with the role's temporary credentials, and when to refresh it."""
@@ -238,10 +264,37 @@ class ClientPool:
         # Refresh five minutes before the credentials expire.
         return session, creds["Expiration"].timestamp() - 300
 
+    async def account_id(self, role_arn: str | None = None) -> str:
+        """The AWS account the worker acts in, for its own credentials or a role (cached).
+
+        A role's ARN names its account; the worker's own identity is asked of STS once per
+        process.
+        """
+        if role_arn is not None:
+            return role_arn.split(":")[4]
+        cached = self._accounts.get(None)
+        if cached is not None:
+            return cached
+        try:
+            async with asyncio.timeout(self._call_timeout):
+                async with self._session.client("sts", config=self._config) as sts:
+                    answer = await sts.get_caller_identity()
+        except (
+            botocore.exceptions.BotoCoreError,
+            botocore.exceptions.ClientError,
+            TimeoutError,
+            OSError,
+        ) as exc:
+            raise translate_error(exc, "GetCallerIdentity") from exc
+        account = str(answer["Account"])
+        self._accounts[None] = account
+        return account
+
     async def close(self) -> None:
         """Close every client."""
-        self._clients.clear()
-        await self._stack.aclose()
+        clients, self._clients = list(self._clients.values()), {}
+        for entry in clients:
+            await entry.stack.aclose()
 
 
 class BotoAwsGateway(BotoEcsGateway):
