@@ -31,6 +31,7 @@ from producers.contract.dispatch import dispatch
 from producers.contract.fargate_spec import FargateServiceJob, redacted
 from producers.contract.jobs import UpdateServiceJob
 from producers.contract.names import QUARANTINE_KEY
+from producers.contract.patterns import account_of_arn
 from producers.contract.records import FIRST_STEP, DeploymentRecord
 from producers.contract.store import NewerRecordError, RecordStore, wall_clock
 
@@ -99,8 +100,18 @@ class ConveyorClient:
         self.check_redis()
         now = wall_clock()
         payload = job.model_dump(mode="json")
+        role = getattr(job, "role_arn", None)
+        try:
+            # The queue key needs the real account: a role's is in its ARN; the workers' own
+            # is published by the workers. A worker corrects a guess before the job starts.
+            account = account_of_arn(role) if role else self._store.self_account()
+        except redis.RedisError as exc:
+            raise ConveyorUnavailableError(
+                f"cannot enqueue on {self.settings.redis_display}: {type(exc).__name__}"
+            ) from exc
         record = DeploymentRecord(
             id=uuid.uuid4().hex,
+            account=account,
             kind=job.kind,
             step=FIRST_STEP[job.kind],
             # Records are read by anyone with `conveyor status`: no environment values or secret

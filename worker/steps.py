@@ -69,6 +69,9 @@ class StepContext:
     supersede: bool = True
     queue_wait: float = 2.0
     queue: str = QUEUE
+    # The real account of a record's credentials (STS, cached per process and role); None
+    # when this process cannot tell, and the producer's key stands.
+    account_of: Callable[[DeploymentRecord], str | None] | None = None
 
 
 def _next_due(ctx: StepContext, now: float, countdown: float) -> float:
@@ -228,6 +231,7 @@ def run_step(
         record = fresh
         transition = _on_cancel(ctx, record) if record.cancel_requested_at else None
         if transition is None and record.state is DeploymentState.QUEUED:
+            record = _with_real_account(ctx, record)
             transition = _wait_for_service(ctx, record)
         if transition is None:
             transition = run(record)
@@ -313,6 +317,26 @@ def _as_cancelled(transition: Transition) -> Transition:
     return Transition(
         record.model_copy(update={"state": DeploymentState.CANCELLED, "reason": reason}), None
     )
+
+
+def _with_real_account(ctx: StepContext, record: DeploymentRecord) -> DeploymentRecord:
+    """Key a queued deployment under the account it really acts in, before it may start.
+
+    A job without a role was keyed under the account the workers published, or ``self`` if
+    none had yet; a job with a role under the role's. Both name the same service when the
+    accounts agree, so they must share one queue.
+    """
+    if ctx.account_of is None:
+        return record
+    try:
+        account = ctx.account_of(record)
+    except ConveyorError as exc:
+        log.warning("could not tell the account; keeping the producer's key", error=exc.message)
+        return record
+    if account is None or account == record.account:
+        return record
+    log.info("keyed under the real account", account=account, was=record.service_key)
+    return ctx.store.move_to_account(record, account)
 
 
 def _wait_for_service(ctx: StepContext, record: DeploymentRecord) -> Transition | None:

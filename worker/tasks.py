@@ -7,6 +7,7 @@ queue by hand) is logged and dropped: it never crashes the worker and never reac
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import structlog
@@ -41,7 +42,15 @@ def _run_step_message(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) 
     def run(record: DeploymentRecord) -> Transition:
         return runtime.run(execute(ctx, gateway, record, ctx.store.get_job(record.id)))
 
-    return run_step(ctx, deployment_id, seq, run)
+    def account_of(record: DeploymentRecord) -> str | None:
+        role = record.job.get("role_arn")
+        role = role if isinstance(role, str) else None
+        account = runtime.run(runtime.pool.account_id(role))
+        if role is None:
+            ctx.store.publish_self_account(account)
+        return account
+
+    return run_step(dataclasses.replace(ctx, account_of=account_of), deployment_id, seq, run)
 
 
 def _register(name: str) -> None:

@@ -34,6 +34,10 @@ SWEEP_LOCK_KEY = KEY_PREFIX + "lock:sweeper"  # one recovery sweep at a time, fl
 # zset per service: unfinished deployment ids by enqueue time. The head holds the service.
 SERVICE_QUEUE_KEY = KEY_PREFIX + "service:{service}:queue"
 QUEUE_COUNTER_KEY = KEY_PREFIX + "queue-arrivals"  # arrival numbers for the service queues
+# The account of the workers' own credentials, published by workers (with a TTL) so that
+# producers key jobs without a role under the real account from the start.
+SELF_ACCOUNT_KEY = KEY_PREFIX + "account:self"
+SELF_ACCOUNT_TTL = 86400
 
 STEP_TASKS: dict[Step, str] = {
     Step.RESOLVE: TASK_RESOLVE,

@@ -17,6 +17,7 @@ from producers.contract.enums import (
     Step,
     StepStatus,
 )
+from producers.contract.patterns import account_of_arn
 
 __all__ = [
     "FIRST_STEP",
@@ -131,6 +132,7 @@ class DeploymentRecord(BaseModel):
     attempt: int = 0  # transient retries of the current step
     cluster: str
     service: str
+    account: str | None = None  # the AWS account the deployment acts in, once known
     family: str | None = None
     base_task_definition_arn: str | None = None
     base_revision: int | None = None
@@ -159,14 +161,15 @@ class DeploymentRecord(BaseModel):
 
     @property
     def service_key(self) -> str:
-        """``account/cluster/service`` by name: what one lease covers.
+        """``account/cluster/service`` by name: what one service queue covers.
 
-        The account is the assumed role's (``role_arn``), or ``self`` for the workers' own
-        credentials; ARNs are reduced to names, so both spellings share one queue.
+        The account is the real one the deployment acts in: ``account`` once known (a worker
+        asked STS, or published its own), else the assumed role's, else ``self``. ARNs are
+        reduced to names, so both spellings share one queue.
         """
         role = self.job.get("role_arn")
-        parts = role.split(":") if isinstance(role, str) else []
-        account = parts[4] if len(parts) > 4 and parts[4] else "self"
+        role_account = account_of_arn(role) if isinstance(role, str) else None
+        account = self.account or role_account or "self"
         cluster = self.cluster.rsplit("/", 1)[-1]
         return f"{account}/{cluster}/{self.service.rsplit('/', 1)[-1]}"
 

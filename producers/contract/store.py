@@ -36,6 +36,8 @@ from producers.contract.names import (
     QUARANTINE_KEY,
     QUEUE_COUNTER_KEY,
     RECORD_KEY,
+    SELF_ACCOUNT_KEY,
+    SELF_ACCOUNT_TTL,
     SERVICE_QUEUE_KEY,
 )
 from producers.contract.records import RECORD_SCHEMA, DeploymentRecord
@@ -51,6 +53,16 @@ redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', '(' .. (tonumber(ARGV[3]) - tonu
 redis.call('ZADD', KEYS[3], ARGV[5], ARGV[4])
 redis.call('ZADD', KEYS[4], redis.call('INCR', KEYS[5]), ARGV[4])
 if ARGV[6] ~= '' then redis.call('SET', KEYS[6], ARGV[6], 'EX', ARGV[2]) end
+return 1
+"""
+
+# Move a queued deployment to another service queue with its arrival number.
+_REKEY = """
+local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if not score then score = redis.call('ZSCORE', KEYS[2], ARGV[1]) end
+if not score then return 0 end
+redis.call('ZREM', KEYS[1], ARGV[1])
+redis.call('ZADD', KEYS[2], score, ARGV[1])
 return 1
 """
 
@@ -77,6 +89,7 @@ class RecordStore:
         self._r = client
         self._ttl = ttl_seconds
         self._create = client.register_script(_CREATE)
+        self._rekey = client.register_script(_REKEY)
 
     @staticmethod
     def key(deployment_id: str) -> str:
@@ -271,6 +284,27 @@ class RecordStore:
     def set_due(self, deployment_id: str, due: float) -> None:
         """Set when the deployment's next step must have run."""
         self._r.zadd(DUE_KEY, {deployment_id: due})
+
+    def self_account(self) -> str | None:
+        """The account of the workers' own credentials, as a worker published it."""
+        raw = self._r.get(SELF_ACCOUNT_KEY)
+        return None if raw is None else _text(raw)
+
+    def publish_self_account(self, account: str) -> None:
+        """Publish the account of this worker's own credentials for producers."""
+        self._r.set(SELF_ACCOUNT_KEY, account, ex=SELF_ACCOUNT_TTL)
+
+    def move_to_account(self, record: DeploymentRecord, account: str) -> DeploymentRecord:
+        """Key a queued deployment under its real account, keeping its arrival order.
+
+        Returns the record with ``account`` set; the caller commits it with its transition.
+        """
+        moved = record.model_copy(update={"account": account})
+        self._rekey(
+            keys=[self.queue_key(record.service_key), self.queue_key(moved.service_key)],
+            args=[record.id],
+        )
+        return moved
 
     def leave_queue(self, record: DeploymentRecord) -> None:
         """Release the service: remove a finished deployment from its queue."""

@@ -49,7 +49,13 @@ def test_workers_and_producers_on_a_custom_queue(
         timeout=120,
     )
     assert result.returncode == 0, result.stderr + result.stdout
-    assert json.loads(result.stdout)["state"] == "succeeded"
+    record = json.loads(result.stdout)
+    assert record["state"] == "succeeded"
+    # The worker asked STS who it is: the job is keyed under the real account, and the
+    # account is published for producers.
+    assert record["account"] == "123456789012"
+    client = redis.Redis.from_url(stack.redis_url)
+    assert client.get("conveyor:account:self") == b"123456789012"
 
 
 def _wait_step(stack: Stack, deployment_id: str, step: str, timeout: float = 60) -> None:

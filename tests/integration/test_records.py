@@ -416,3 +416,60 @@ def test_status_names_lost_and_unreadable_records(client: redis.Redis, redis_url
         conveyor.status("bad")
     with pytest.raises(DeploymentNotFoundError):
         conveyor.status("never")
+
+
+# -- hardening: one queue per service, however the credentials were obtained ------------------
+
+ACCOUNT = "123456789012"
+
+
+def test_a_job_without_role_and_one_with_a_role_share_the_queue(client: redis.Redis) -> None:
+    """A job with a role in account A and one on the workers' own credentials (also A) used to
+    be keyed under A and ``self``, and ran at once on one service. Re-keyed under the real
+    account at the gate, the second waits for the first."""
+    sender = Sender()
+    context = dataclasses.replace(
+        ctx(client, sender), supersede=False, account_of=lambda r: ACCOUNT
+    )
+    with_role = _queued("role", 1.0).model_copy(
+        update={"job": {"role_arn": f"arn:aws:iam::{ACCOUNT}:role/deployer"}}
+    )
+    own = _queued("own", 2.0)
+    assert own.service_key.startswith("self/")  # no worker had published its account yet
+    context.store.create(with_role, due=500)
+    context.store.create(own, due=500)
+    started: list[str] = []
+
+    def run(record: DeploymentRecord) -> Transition:
+        started.append(record.id)
+        return Transition(
+            record.model_copy(update={"state": DeploymentState.RUNNING}), Step.REGISTER
+        )
+
+    run_step(context, "own", 0, run)
+    assert started == []  # behind the job with the role, in arrival order
+    moved = context.store.get("own")
+    assert moved is not None
+    assert moved.account == ACCOUNT
+    assert moved.service_key == with_role.service_key
+    run_step(context, "role", 0, run)
+    assert started == ["role"]
+
+
+def test_producers_key_jobs_under_the_published_account(
+    client: redis.Redis, redis_url: str
+) -> None:
+    """Once a worker has published its account, jobs without a role are keyed under it."""
+    from config.settings import Settings
+    from producers.client import ConveyorClient
+    from producers.contract.jobs import ImageUpdate, UpdateServiceJob
+
+    RecordStore(client).publish_self_account(ACCOUNT)
+    conveyor = ConveyorClient(Settings(redis_url=redis_url))
+    job = UpdateServiceJob(
+        cluster="c", service="s", images=(ImageUpdate(container="web", image=":1"),)
+    )
+    record = conveyor.enqueue(job)
+    assert record.service_key == f"{ACCOUNT}/c/s"
+    with_role = job.model_copy(update={"role_arn": f"arn:aws:iam::{ACCOUNT}:role/x"})
+    assert conveyor.enqueue(with_role).service_key == record.service_key
