@@ -15,15 +15,36 @@ from producers.contract.fargate_spec import Container, FargateServiceJob, logica
 
 MANAGED_BY_TAG = "conveyor:managed-by"
 STACK_TAG = "conveyor:stack"
+CLUSTER_TAG = "conveyor:cluster"
+SERVICE_TAG = "conveyor:service"
 MAX_STACK_NAME = 128
 _NOT_ALLOWED = re.compile(r"[^A-Za-z0-9-]+")
 
 
-def stack_name(cluster: str, service: str) -> str:
-    """The stack name for a service: ``conveyor-CLUSTER-SERVICE``, at most 128 characters.
+def _identity_hash(cluster: str, service: str) -> str:
+    # '/' is in neither name, so the pair maps to this text one to one.
+    return hashlib.sha256(f"{cluster}/{service}".encode()).hexdigest()[:12]
 
-    Characters CloudFormation refuses become '-'; a name that would be too long is cut and
-    given a hash of the full name, so two long names never collide.
+
+def _readable(prefix: str, cluster: str, service: str, suffix: str, limit: int) -> str:
+    body = _NOT_ALLOWED.sub("-", f"{prefix}-{cluster}-{service}").strip("-")
+    return f"{body[: limit - len(suffix) - 1].rstrip('-')}-{suffix}"
+
+
+def stack_name(cluster: str, service: str) -> str:
+    """The stack of a (cluster, service): ``conveyor-CLUSTER-SERVICE-HASH``, at most 128.
+
+    Unique per pair by construction: the readable part alone is not (``prod-eu`` + ``api``
+    and ``prod`` + ``eu-api`` read the same), so a hash of the pair ends every name.
+    """
+    return _readable("conveyor", cluster, service, _identity_hash(cluster, service), 128)
+
+
+def legacy_stack_name(cluster: str, service: str) -> str:
+    """The name stacks were given before names carried a hash; used only to adopt them.
+
+    Such a stack is adopted only when it names this cluster and service itself
+    (:func:`stack_names_service`), since two pairs can share this name.
     """
     raw = f"conveyor-{cluster}-{service}"
     name = _NOT_ALLOWED.sub("-", raw).strip("-")
@@ -31,6 +52,38 @@ def stack_name(cluster: str, service: str) -> str:
         return name
     digest = hashlib.sha256(raw.encode()).hexdigest()[:10]
     return f"{name[: MAX_STACK_NAME - 11].rstrip('-')}-{digest}"
+
+
+def task_family(cluster: str, service: str) -> str:
+    """The task definition family of a stack's service: unique per (cluster, service).
+
+    A family of the service name alone would be shared by same-named services of two
+    clusters, and each would take the other's revisions as its base.
+    """
+    return _readable("conveyor", cluster, service, _identity_hash(cluster, service), 255)
+
+
+def stack_names_service(stack: dict[str, Any], cluster: str, service: str) -> bool:
+    """Whether a described stack is the one of this cluster and service, by its own word.
+
+    Its ``conveyor:cluster``/``conveyor:service`` tags decide; a stack from before those tags
+    existed is recognised by its ServiceArn output (``...:service/CLUSTER/SERVICE``).
+    """
+    tags = {t.get("Key"): t.get("Value") for t in stack.get("Tags", [])}
+    if CLUSTER_TAG in tags or SERVICE_TAG in tags:
+        return tags.get(CLUSTER_TAG) == cluster and tags.get(SERVICE_TAG) == service
+    outputs = {o.get("OutputKey"): o.get("OutputValue") for o in stack.get("Outputs", [])}
+    arn = str(outputs.get("ServiceArn") or "")
+    return arn.endswith(f":service/{cluster}/{service}")
+
+
+def stack_owner(stack: dict[str, Any]) -> str:
+    """Whom a stack says it belongs to, for messages."""
+    tags = {t.get("Key"): t.get("Value") for t in stack.get("Tags", [])}
+    if CLUSTER_TAG in tags:
+        return f"cluster {tags.get(CLUSTER_TAG)!r}, service {tags.get(SERVICE_TAG)!r}"
+    outputs = {o.get("OutputKey"): o.get("OutputValue") for o in stack.get("Outputs", [])}
+    return f"service {outputs.get('ServiceArn') or 'unknown (no identity tags or outputs)'}"
 
 
 def image_parameter(container: str) -> str:
@@ -101,6 +154,8 @@ def render_template(job: FargateServiceJob) -> dict[str, Any]:
         *({"Key": k, "Value": v} for k, v in sorted(job.tags.items())),
         {"Key": MANAGED_BY_TAG, "Value": "conveyor"},
         {"Key": STACK_TAG, "Value": name},
+        {"Key": CLUSTER_TAG, "Value": job.cluster},
+        {"Key": SERVICE_TAG, "Value": job.service},
     ]
     parameters: dict[str, Any] = {
         image_parameter(c.name): {
@@ -126,7 +181,7 @@ def render_template(job: FargateServiceJob) -> dict[str, Any]:
         }
 
     task: dict[str, Any] = {
-        "Family": job.service,
+        "Family": task_family(job.cluster, job.service),
         "Cpu": str(job.cpu),
         "Memory": str(job.memory),
         "NetworkMode": "awsvpc",
@@ -222,4 +277,10 @@ def template_parameters(
 
 def stack_tags(job: FargateServiceJob) -> dict[str, str]:
     """Tags of the stack itself (CloudFormation propagates them to taggable resources)."""
-    return {**job.tags, MANAGED_BY_TAG: "conveyor", STACK_TAG: stack_name(job.cluster, job.service)}
+    return {
+        **job.tags,
+        MANAGED_BY_TAG: "conveyor",
+        STACK_TAG: stack_name(job.cluster, job.service),
+        CLUSTER_TAG: job.cluster,
+        SERVICE_TAG: job.service,
+    }

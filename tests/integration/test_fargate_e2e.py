@@ -226,3 +226,63 @@ def test_spec_secrets_never_reach_logs_records_or_results(
         for secret in (env_value, secret_ref):
             assert secret.encode() not in text, f"{secret[:14]}... leaked into the {where}"
     assert record["job"]["containers"][0]["secrets"] == {"DB_PASSWORD": "***"}
+
+
+def test_look_alike_clusters_and_services_get_their_own_stacks(
+    stack: Stack, start_worker: Callable[[str], Worker], tmp_path: Path
+) -> None:
+    """Cluster ``X-eu`` + service ``api`` and cluster ``X`` + service ``eu-api`` used to share
+    one stack: the second apply updated the first team's stack, CloudFormation replaced its
+    service (deleting it), and the job reported success. Each pair now has its own stack and
+    its own task definition family, and both services stay."""
+    start_worker("w1")
+    prefix = f"p{uuid.uuid4().hex[:6]}"
+    pairs = [(f"{prefix}-eu", "api"), (prefix, "eu-api")]
+    for cluster, _ in pairs:
+        stack.ecs().create_cluster(clusterName=cluster)
+    records = []
+    for cluster, service in pairs:
+        path, _ = write_spec(tmp_path, cluster=cluster, service=service, load_balancers=[])
+        code, record, output = apply(stack, path)
+        assert code == 0, output
+        assert record["stack"]["operation"] == "create"
+        records.append(record)
+    assert records[0]["stack"]["name"] != records[1]["stack"]["name"]
+    families = set()
+    for cluster, service in pairs:
+        found = stack.ecs().describe_services(cluster=cluster, services=[service])["services"]
+        assert found, (cluster, service)
+        assert found[0]["status"] == "ACTIVE"
+        families.add(found[0]["taskDefinition"].rsplit("/", 1)[-1].rsplit(":", 1)[0])
+    assert len(families) == 2
+
+
+def test_a_stack_that_names_another_service_is_refused(
+    stack: Stack, start_worker: Callable[[str], Worker], tmp_path: Path
+) -> None:
+    """A stack under this service's name whose own tags name another service is never updated
+    or deleted: exit 2, and the stack is as it was."""
+    from producers.contract.stack_template import stack_name
+
+    start_worker("w1")
+    path, spec = write_spec(tmp_path)
+    name = stack_name(spec["cluster"], spec["service"])
+    template = {"Resources": {"Nothing": {"Type": "AWS::Logs::LogGroup"}}}
+    cfn(stack).create_stack(
+        StackName=name,
+        TemplateBody=json.dumps(template),
+        Tags=[
+            {"Key": "conveyor:cluster", "Value": "elsewhere"},
+            {"Key": "conveyor:service", "Value": "someone-else"},
+        ],
+    )
+    cfn(stack).get_waiter("stack_create_complete").wait(
+        StackName=name, WaiterConfig={"Delay": 1, "MaxAttempts": 60}
+    )
+    before = cfn(stack).describe_stacks(StackName=name)["Stacks"][0]
+    code, _, output = apply(stack, path)
+    assert code == 2, output
+    assert "belongs to cluster 'elsewhere', service 'someone-else'" in output
+    after = cfn(stack).describe_stacks(StackName=name)["Stacks"][0]
+    assert after["StackStatus"] == before["StackStatus"]
+    assert after.get("LastUpdatedTime") == before.get("LastUpdatedTime")

@@ -11,12 +11,15 @@ import yaml
 
 from producers.contract.fargate_spec import FargateServiceJob
 from producers.contract.records import DeploymentRecord, DeploymentState, Step
+from producers.contract.stack_template import stack_name
 from worker.aws.fake import FakeAws
 from worker.services.fargate_flow import FargateFlow
 from worker.services.update_flow import Transition
 
 EXAMPLE = Path(__file__).parents[2] / "deploy" / "examples" / "fargate-demo.yaml"
-STACK = "conveyor-demo-shop"
+STACK = stack_name("demo", "shop")
+# What a stack made by Conveyor for demo/shop says about itself.
+OURS = [{"Key": "conveyor:cluster", "Value": "demo"}, {"Key": "conveyor:service", "Value": "shop"}]
 
 
 @pytest.fixture
@@ -56,7 +59,7 @@ def test_validation_resolves_names_before_any_stack_call(aws: FakeAws) -> None:
     assert t.record.stack is not None
     assert t.record.stack.subnets == ["subnet-0aaa1111", "subnet-0bbb2222"]
     assert t.record.stack.target_group_arns[0].endswith("targetgroup/demo-web/1")
-    assert not [c for c in aws.calls if "Stack" in c]
+    assert not [c for c in aws.calls if "Stack" in c and not c.startswith("Describe")]
 
 
 @pytest.mark.parametrize(
@@ -129,7 +132,7 @@ def test_same_spec_again_is_a_success_that_changes_nothing(aws: FakeAws) -> None
 
 def test_failed_create_is_deleted_and_created_again(aws: FakeAws) -> None:
     """A stack in ROLLBACK_COMPLETE is deleted, waited for, and created anew."""
-    aws.set_stack(STACK, "ROLLBACK_COMPLETE")
+    aws.set_stack(STACK, "ROLLBACK_COMPLETE", Tags=OURS)
     t = step(aws, step(aws, record_for()).record)
     assert t.next_step is Step.DELETE_STALE
     assert "DeleteStack" in aws.calls
@@ -142,7 +145,7 @@ def test_failed_create_is_deleted_and_created_again(aws: FakeAws) -> None:
 
 def test_rolled_back_update_reports_the_failed_resource(aws: FakeAws) -> None:
     """UPDATE_ROLLBACK_COMPLETE ends rolled_back, with the failing resource's reason."""
-    aws.set_stack(STACK, "CREATE_COMPLETE")
+    aws.set_stack(STACK, "CREATE_COMPLETE", Tags=OURS)
     t = step(aws, step(aws, record_for()).record)
     assert aws.stack_requests[-1][0] == "update"
     aws.add_stack_event(
@@ -153,7 +156,7 @@ def test_rolled_back_update_reports_the_failed_resource(aws: FakeAws) -> None:
         "conveyor-apply-f1",
     )
     aws.add_stack_event(STACK, "Other", "UPDATE_FAILED", "someone else's", "other-token")
-    aws.set_stack(STACK, "UPDATE_ROLLBACK_COMPLETE")
+    aws.set_stack(STACK, "UPDATE_ROLLBACK_COMPLETE", Tags=OURS)
     t = step(aws, t.record)
     assert t.record.state is DeploymentState.ROLLED_BACK
     assert "Circuit Breaker" in (t.record.reason or "")
@@ -166,10 +169,47 @@ def test_other_operation_in_progress_is_waited_for(aws: FakeAws) -> None:
     one carrying this deployment's request token is adopted and watched."""
     from worker.domain.errors import TransientError
 
-    aws.set_stack(STACK, "UPDATE_IN_PROGRESS")
+    aws.set_stack(STACK, "UPDATE_IN_PROGRESS", Tags=OURS)
     aws.add_stack_event(STACK, "Service", "UPDATE_IN_PROGRESS", None, "someone-else")
     validated = step(aws, record_for()).record
     with pytest.raises(TransientError):
         step(aws, validated)
     aws.add_stack_event(STACK, "Service", "UPDATE_IN_PROGRESS", None, "conveyor-apply-f1")
     assert step(aws, validated).next_step is Step.WATCH_STACK
+
+
+def test_a_stack_of_another_service_under_our_name_is_never_touched(aws: FakeAws) -> None:
+    """Before any UpdateStack or DeleteStack the stack's own tags must name this cluster and
+    service: otherwise the job is refused as invalid input and the stack is left alone."""
+    from worker.domain.errors import InvalidJobError
+
+    theirs = [
+        {"Key": "conveyor:cluster", "Value": "prod"},
+        {"Key": "conveyor:service", "Value": "eu-api"},
+    ]
+    aws.set_stack(STACK, "ROLLBACK_COMPLETE", Tags=theirs)
+    applying = step(aws, record_for()).record
+    with pytest.raises(InvalidJobError, match="belongs to cluster 'prod', service 'eu-api'"):
+        step(aws, applying)
+    assert not [c for c in aws.calls if c in ("UpdateStack", "DeleteStack", "CreateStack")]
+
+
+def test_a_stack_from_before_identity_tags_is_adopted_by_its_outputs(aws: FakeAws) -> None:
+    """A stack named the old way is this service's only if its ServiceArn output says so."""
+    from producers.contract.stack_template import legacy_stack_name
+
+    legacy = legacy_stack_name("demo", "shop")
+    arn = "arn:aws:ecs:us-east-1:123456789012:service/demo/shop"
+    aws.set_stack(
+        legacy, "CREATE_COMPLETE", Outputs=[{"OutputKey": "ServiceArn", "OutputValue": arn}]
+    )
+    t = step(aws, record_for())
+    assert t.record.stack is not None
+    assert t.record.stack.name == legacy
+    other = "arn:aws:ecs:us-east-1:123456789012:service/demo-shop/x"
+    aws.set_stack(
+        legacy, "CREATE_COMPLETE", Outputs=[{"OutputKey": "ServiceArn", "OutputValue": other}]
+    )
+    t = step(aws, record_for())
+    assert t.record.stack is not None
+    assert t.record.stack.name == STACK

@@ -95,7 +95,7 @@ def test_secret_values_are_not_echoed() -> None:
 
 def test_stack_names_are_valid_and_bounded() -> None:
     """Names derive from cluster and service, stay within 128 characters and do not collide."""
-    assert stack_name("demo", "shop") == "conveyor-demo-shop"
+    assert stack_name("demo", "shop").startswith("conveyor-demo-shop-")
     long_a = stack_name("c" * 200, "a_b")
     long_b = stack_name("c" * 200, "a-b")
     assert len(long_a) <= 128
@@ -144,3 +144,14 @@ def test_unreadable_and_malformed_spec_files(tmp_path: Path) -> None:
     listy.write_text("[1, 2]")
     with pytest.raises(SpecError, match="must be a mapping"):
         load_spec(listy)
+
+
+def test_stack_names_and_families_are_unique_per_cluster_and_service() -> None:
+    """``prod-eu`` + ``api`` and ``prod`` + ``eu-api`` used to share one stack (and the second
+    apply replaced the first team's service) and one family: no longer."""
+    from producers.contract.stack_template import task_family
+
+    assert stack_name("prod-eu", "api") != stack_name("prod", "eu-api")
+    assert task_family("prod-eu", "api") != task_family("prod", "eu-api")
+    assert task_family("a", "web") != task_family("b", "web")
+    assert len(task_family("c" * 255, "s" * 255)) <= 255

@@ -1,21 +1,64 @@
-"""An in-memory ECS behind the :class:`EcsGateway` interface, for tests and dry runs.
+"""An in-memory AWS behind the :class:`AwsGateway` interface, for tests and dry runs.
 
-It keeps task definitions, tags and services with their deployments, and lets a test move a
-rollout along (:meth:`FakeEcs.complete`, :meth:`FakeEcs.fail_rollout`) or inject errors
-(:meth:`FakeEcs.inject`). Every call is recorded in :attr:`FakeEcs.calls`.
+It keeps clusters, task definitions, tags and services with their deployments and stopped
+tasks, and lets a test move a rollout along (:meth:`FakeEcs.complete`,
+:meth:`FakeEcs.fail_rollout`) or inject errors (:meth:`FakeEcs.inject`). Every call is recorded
+in :attr:`FakeEcs.calls`.
+
+It answers as :class:`worker.aws.boto.BotoAwsGateway` does on the local AWS, error types and
+codes included; ``tests/gateway/test_gateway_behaviour.py`` runs one suite against both, so a
+difference is a failing test. Where the local AWS is known to differ from AWS (a family
+described without a revision), the fake follows AWS and that suite says so.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import datetime
 import itertools
 from collections import defaultdict
 from typing import Any
 
 from worker.aws.gateway import family_of
-from worker.domain.errors import ConveyorError, NotFoundError
+from worker.domain.errors import AwsRequestError, ConveyorError, NotFoundError
+from worker.domain.planning import READ_ONLY_KEYS
 
-_READ_ONLY = ("taskDefinitionArn", "revision", "status", "registeredAt")
+# A fixed clock: nothing in the fake depends on time, but AWS timestamps are datetimes.
+_EPOCH = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
+# RegisterTaskDefinition's required members; botocore refuses a request without them.
+_REQUIRED_REGISTER_KEYS = ("family", "containerDefinitions")
+_STOP_CODE = "EssentialContainerExited"
+_STOP_REASON = "Essential container in task exited"
+_BROKEN_TAG_PREFIX = "fail-"
+
+
+def _is_broken(image: str) -> bool:
+    """Whether the local AWS fails tasks of this image: its tag starts with ``fail-``."""
+    name = image.split("@", 1)[0]
+    colon = name.rfind(":")
+    return colon > name.rfind("/") and name[colon + 1 :].startswith(_BROKEN_TAG_PREFIX)
+
+
+def _cluster_not_found(operation: str) -> NotFoundError:
+    return NotFoundError(
+        f"{operation} failed with ClusterNotFoundException: Cluster not found.",
+        "ClusterNotFoundException",
+    )
+
+
+def _service_not_found(operation: str) -> NotFoundError:
+    return NotFoundError(
+        f"{operation} failed with ServiceNotFoundException: Service not found.",
+        "ServiceNotFoundException",
+    )
+
+
+def _stack_missing(operation: str, name: str) -> AwsRequestError:
+    return AwsRequestError(
+        f"{operation} failed with ValidationError: Stack with id {name} does not exist",
+        "ValidationError",
+    )
 
 
 class FakeEcs:
@@ -24,9 +67,12 @@ class FakeEcs:
     def __init__(self, account: str = "123456789012", region: str = "us-east-1") -> None:
         self.account = account
         self.region = region
+        self.clusters: set[str] = set()
         self.revisions: dict[str, list[dict[str, Any]]] = defaultdict(list)
         self.tags: dict[str, list[dict[str, str]]] = {}
         self.services: dict[tuple[str, str], dict[str, Any]] = {}
+        # Stopped tasks by (cluster, service), oldest first.
+        self.stopped_tasks: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
         self.calls: list[str] = []
         self._errors: dict[str, list[ConveyorError]] = defaultdict(list)
         self._ids = itertools.count(1)
@@ -37,10 +83,19 @@ class FakeEcs:
         """Make the next calls of ``operation`` raise these errors, in order."""
         self._errors[operation].extend(errors)
 
+    def add_cluster(self, name: str) -> str:
+        """Create an ACTIVE cluster; returns its name."""
+        self.clusters.add(name)
+        return name
+
     def add_task_definition(
         self, definition: dict[str, Any], tags: list[dict[str, str]] | None = None
     ) -> str:
-        """Register a revision directly; returns its ARN."""
+        """Register a revision directly; returns its ARN.
+
+        The stored revision gets the read-only keys DescribeTaskDefinition returns (those the
+        definition does not already carry), so a copy sent back unstripped is refused as on AWS.
+        """
         family = definition["family"]
         revision = len(self.revisions[family]) + 1
         arn = f"arn:aws:ecs:{self.region}:{self.account}:task-definition/{family}:{revision}"
@@ -51,12 +106,23 @@ class FakeEcs:
                 "taskDefinitionArn": arn,
                 "revision": revision,
                 "status": "ACTIVE",
-                "registeredAt": "2026-01-01T00:00:00Z",
+                "registeredAt": _EPOCH,
             }
         )
+        stored.pop("deregisteredAt", None)
+        stored.setdefault(
+            "compatibilities", sorted({"EC2", *stored.get("requiresCompatibilities", [])})
+        )
+        stored.setdefault("requiresAttributes", [])
+        stored.setdefault("registeredBy", f"arn:aws:iam::{self.account}:root")
         self.revisions[family].append(stored)
         self.tags[arn] = list(tags or [])
         return arn
+
+    def deregister_task_definition(self, task_definition: str) -> None:
+        """Deregister a revision: INACTIVE, still described by revision or ARN."""
+        found = self._find_revision(task_definition, "DeregisterTaskDefinition")
+        found.update(status="INACTIVE", deregisteredAt=_EPOCH)
 
     def add_service(
         self,
@@ -68,9 +134,16 @@ class FakeEcs:
         breaker: bool = True,
         rollback: bool = True,
     ) -> dict[str, Any]:
-        """Create a steady service on ``task_definition``."""
+        """Create a steady service on ``task_definition`` (creating the cluster if need be)."""
+        self.add_cluster(cluster)
+        # A test may run a service on a revision the fake does not hold: kept as given.
+        with contextlib.suppress(NotFoundError):
+            task_definition = self._find_revision(task_definition, "CreateService")[
+                "taskDefinitionArn"
+            ]
         service = {
             "serviceName": name,
+            "serviceArn": f"arn:aws:ecs:{self.region}:{self.account}:service/{cluster}/{name}",
             "clusterArn": f"arn:aws:ecs:{self.region}:{self.account}:cluster/{cluster}",
             "status": "ACTIVE",
             "desiredCount": desired,
@@ -114,7 +187,10 @@ class FakeEcs:
         self._event(service, f"(service {name}) has reached a steady state.")
 
     def fail_rollout(self, cluster: str, name: str) -> None:
-        """Fail the PRIMARY as the circuit breaker does; roll back when the service says so."""
+        """Fail the PRIMARY as the circuit breaker does; roll back when the service says so.
+
+        Leaves three STOPPED tasks of the failed revision, as the breaker's threshold needs.
+        """
         service = self.services[(cluster, name)]
         failed = service["deployments"][0]
         failed.update(
@@ -122,6 +198,8 @@ class FakeEcs:
             failedTasks=3,
             rolloutStateReason="ECS deployment circuit breaker: tasks failed to start.",
         )
+        for _ in range(failed["failedTasks"]):
+            self._stop_failed_task(cluster, name, failed["taskDefinition"])
         self._event(service, f"(service {name}) deployment {failed['id']} failed")
         breaker = service["deploymentConfiguration"]["deploymentCircuitBreaker"]
         if breaker["rollback"] and len(service["deployments"]) > 1:
@@ -135,6 +213,47 @@ class FakeEcs:
             service["deployments"] = [back, failed]
             service["taskDefinition"] = previous
 
+    def _stop_failed_task(self, cluster: str, service: str, task_definition: str) -> None:
+        """Record a task of ``task_definition`` that stopped because a container exited."""
+        task_id = f"{next(self._ids):032x}"
+        task_arn = f"arn:aws:ecs:{self.region}:{self.account}:task/{cluster}/{task_id}"
+        try:
+            definitions = self._find_revision(task_definition, "DescribeTasks")[
+                "containerDefinitions"
+            ]
+        except NotFoundError:
+            definitions = [{"name": "web", "image": ""}]
+        any_broken = any(_is_broken(str(c.get("image", ""))) for c in definitions)
+        containers = []
+        for index, definition in enumerate(definitions):
+            image = str(definition.get("image", ""))
+            # The broken container exits 1 and ECS stops the others (143); with no image marked
+            # broken, the first container is the one that exited.
+            exited = _is_broken(image) if any_broken else index == 0
+            containers.append(
+                {
+                    "name": definition.get("name"),
+                    "image": image,
+                    "taskArn": task_arn,
+                    "lastStatus": "STOPPED",
+                    "exitCode": 1 if exited else 143,
+                }
+            )
+        self.stopped_tasks[(cluster, service)].append(
+            {
+                "taskArn": task_arn,
+                "clusterArn": f"arn:aws:ecs:{self.region}:{self.account}:cluster/{cluster}",
+                "taskDefinitionArn": task_definition,
+                "group": f"service:{service}",
+                "lastStatus": "STOPPED",
+                "desiredStatus": "STOPPED",
+                "stopCode": _STOP_CODE,
+                "stoppedReason": _STOP_REASON,
+                "stoppedAt": _EPOCH,
+                "containers": containers,
+            }
+        )
+
     # -- EcsGateway ----------------------------------------------------------------------
 
     def _call(self, operation: str) -> None:
@@ -142,9 +261,38 @@ class FakeEcs:
         if self._errors[operation]:
             raise self._errors[operation].pop(0)
 
+    def _find_revision(self, task_definition: str, operation: str) -> dict[str, Any]:
+        """A revision by family (the latest ACTIVE one), ``family:revision`` or ARN.
+
+        An INACTIVE revision is found by revision or ARN, as on AWS; ClientException otherwise.
+        """
+        name = task_definition.rsplit("/", 1)[-1]
+        family, _, revision = name.partition(":")
+        revisions = self.revisions.get(family, [])
+        if revision:
+            found = [r for r in revisions if str(r["revision"]) == revision]
+        else:
+            found = [r for r in revisions if r["status"] == "ACTIVE"]
+        if not found:
+            raise NotFoundError(
+                f"{operation} failed with ClientException: Unable to describe task definition.",
+                "ClientException",
+            )
+        return found[-1]
+
+    def _service(self, cluster: str, service: str, operation: str) -> dict[str, Any]:
+        if cluster not in self.clusters:
+            raise _cluster_not_found(operation)
+        found = self.services.get((cluster, service))
+        if found is None:
+            raise _service_not_found(operation)
+        return found
+
     async def describe_service(self, cluster: str, service: str) -> dict[str, Any] | None:
-        """See EcsGateway."""
+        """See EcsGateway. A missing cluster is a NotFoundError, a missing service None."""
         self._call("DescribeServices")
+        if cluster not in self.clusters:
+            raise _cluster_not_found("DescribeServices")
         found = self.services.get((cluster, service))
         return copy.deepcopy(found) if found else None
 
@@ -153,94 +301,115 @@ class FakeEcs:
     ) -> tuple[dict[str, Any], list[dict[str, str]]]:
         """See EcsGateway."""
         self._call("DescribeTaskDefinition")
-        name = task_definition.rsplit("/", 1)[-1]
-        family, _, revision = name.partition(":")
-        revisions = [r for r in self.revisions.get(family, []) if r["status"] == "ACTIVE"]
-        if revision:
-            revisions = [r for r in revisions if str(r["revision"]) == revision]
-        if not revisions:
-            raise NotFoundError(
-                f"DescribeTaskDefinition failed with ClientException: Unable to describe task "
-                f"definition {task_definition}",
-                "ClientException",
-            )
-        found = revisions[-1]
+        found = self._find_revision(task_definition, "DescribeTaskDefinition")
         return copy.deepcopy(found), copy.deepcopy(self.tags[found["taskDefinitionArn"]])
 
     async def list_task_definition_arns(self, family: str) -> list[str]:
-        """See EcsGateway."""
+        """See EcsGateway. Only the family's ACTIVE revisions, newest first."""
         self._call("ListTaskDefinitions")
-        return [r["taskDefinitionArn"] for r in self.revisions.get(family, [])]
+        return [
+            r["taskDefinitionArn"]
+            for r in reversed(self.revisions.get(family, []))
+            if r["status"] == "ACTIVE"
+        ]
 
     async def register_task_definition(self, payload: dict[str, Any]) -> dict[str, Any]:
-        """See EcsGateway."""
+        """See EcsGateway. Refuses what botocore and ECS refuse, with their codes."""
         self._call("RegisterTaskDefinition")
-        for key in _READ_ONLY:
-            if key in payload:
-                raise ConveyorError(f"read-only key {key} sent", "ClientException")
+        # botocore validates the request before sending it: ParamValidationError, no AWS call.
+        problems = [f'Unknown parameter in input: "{k}"' for k in READ_ONLY_KEYS if k in payload]
+        problems += [
+            f'Missing required parameter in input: "{k}"'
+            for k in _REQUIRED_REGISTER_KEYS
+            if k not in payload
+        ]
+        if problems:
+            raise AwsRequestError(
+                "RegisterTaskDefinition: Parameter validation failed:\n" + "\n".join(problems),
+                "ParamValidationError",
+            )
         if "tags" in payload and not payload["tags"]:
-            raise ConveyorError("Tags can not be empty.", "InvalidParameterException")
+            raise AwsRequestError(
+                "RegisterTaskDefinition failed with ClientException: Tags can not be empty.",
+                "ClientException",
+            )
         arn = self.add_task_definition(payload, payload.get("tags"))
         return copy.deepcopy(self.revisions[family_of(arn)][-1])
 
     async def update_service(
         self, cluster: str, service: str, task_definition: str, *, force_new_deployment: bool
     ) -> dict[str, Any]:
-        """See EcsGateway."""
+        """See EcsGateway. The service comes back on the revision's full ARN."""
         self._call("UpdateService")
-        found = self.services.get((cluster, service))
-        if found is None:
-            raise NotFoundError("Service not found.", "ServiceNotFoundException")
+        found = self._service(cluster, service, "UpdateService")
+        if found["status"] != "ACTIVE":
+            raise NotFoundError(
+                "UpdateService failed with ServiceNotActiveException: Service was not ACTIVE.",
+                "ServiceNotActiveException",
+            )
+        target = self._find_revision(task_definition, "UpdateService")["taskDefinitionArn"]
         old = found["deployments"][0]
-        if old["taskDefinition"] != task_definition or force_new_deployment:
+        if old["taskDefinition"] != target or force_new_deployment:
             for deployment in found["deployments"]:
                 deployment["status"] = "ACTIVE"
-            new = self._deployment(task_definition, found["desiredCount"], "IN_PROGRESS")
+            new = self._deployment(target, found["desiredCount"], "IN_PROGRESS")
             found["deployments"].insert(0, new)
-            found["taskDefinition"] = task_definition
+            found["taskDefinition"] = target
         return copy.deepcopy(found)
 
     async def list_stopped_task_arns(self, cluster: str, service: str) -> list[str]:
         """See EcsGateway."""
         self._call("ListTasks")
-        return [f"arn:aws:ecs:{self.region}:{self.account}:task/{cluster}/stopped1"]
+        self._service(cluster, service, "ListTasks")
+        return [t["taskArn"] for t in reversed(self.stopped_tasks[(cluster, service)])]
 
     async def describe_tasks(self, cluster: str, task_arns: list[str]) -> list[dict[str, Any]]:
-        """See EcsGateway."""
+        """See EcsGateway. Tasks of other clusters and unknown ARNs are left out."""
         self._call("DescribeTasks")
-        service = next(iter(self.services.values()))
-        failed = next(
-            (d for d in service["deployments"] if d.get("rolloutState") == "FAILED"), None
-        )
-        if not failed:
+        if not task_arns:
             return []
+        if cluster not in self.clusters:
+            raise _cluster_not_found("DescribeTasks")
+        wanted = {ref.rsplit("/", 1)[-1] for ref in task_arns[:100]}
         return [
-            {
-                "taskArn": task_arns[0],
-                "taskDefinitionArn": failed["taskDefinition"],
-                "stopCode": "EssentialContainerExited",
-                "stoppedReason": "Essential container in task exited",
-                "containers": [{"name": "web", "exitCode": 1}],
-            }
+            copy.deepcopy(task)
+            for (task_cluster, _), tasks in self.stopped_tasks.items()
+            if task_cluster == cluster
+            for task in tasks
+            if task["taskArn"].rsplit("/", 1)[-1] in wanted
         ]
 
 
 class FakeAws(FakeEcs):
     """FakeEcs plus the stack-side calls: clusters, network, target groups and stacks.
 
-    Stacks do not run templates: a test sets a stack's status (:meth:`set_stack`) to play
-    CloudFormation's part, and reads what was sent from :attr:`stack_requests`.
+    Stacks do not run templates: a test plays CloudFormation's part by setting a stack's status
+    (:meth:`set_stack`, :meth:`finish_stack`), and reads what was sent from
+    :attr:`stack_requests`.
     """
 
     def __init__(self) -> None:
         super().__init__()
-        self.clusters: set[str] = {"demo"}
+        self.clusters.add("demo")
         self.subnets: dict[str, str] = {"demo-a": "subnet-0aaa1111", "demo-b": "subnet-0bbb2222"}
         self.security_groups: dict[str, str] = {"demo": "sg-0ccc3333"}
         self.target_groups: dict[str, dict[str, Any]] = {}
         self.stacks: dict[str, dict[str, Any]] = {}
         self.events: dict[str, list[dict[str, Any]]] = defaultdict(list)
         self.stack_requests: list[tuple[str, str, dict[str, str]]] = []
+        # What each stack was last created or updated from, and the last operation's token.
+        self._stack_sources: dict[str, tuple[str, dict[str, str]]] = {}
+        self._stack_tokens: dict[str, str] = {}
+
+    def add_subnet(self, name: str) -> str:
+        """Add a subnet with this Name tag; returns its id."""
+        self.subnets[name] = f"subnet-{next(self._ids):017x}"
+        return self.subnets[name]
+
+    def add_security_group(self, name: str) -> str:
+        """Add a security group with this group name; returns its id."""
+        self.security_groups[name] = f"sg-{next(self._ids):017x}"
+        return self.security_groups[name]
 
     def add_target_group(self, name: str, *, attached: bool = True, kind: str = "ip") -> str:
         """Add a target group; returns its ARN."""
@@ -255,11 +424,45 @@ class FakeAws(FakeEcs):
 
     def set_stack(self, name: str, status: str, **fields: Any) -> None:
         """Play CloudFormation: give the stack a status (and outputs, reasons...)."""
-        self.stacks.setdefault(name, {"StackName": name, "StackId": f"stack/{name}"})
+        if name not in self.stacks:
+            n = next(self._ids)
+            self.stacks[name] = {
+                "StackName": name,
+                "StackId": f"arn:aws:cloudformation:{self.region}:{self.account}:stack/{name}/{n}",
+                "CreationTime": _EPOCH,
+                "Parameters": [],
+                "Tags": [],
+            }
         self.stacks[name].update(StackStatus=status, **fields)
 
+    def finish_stack(self, name: str) -> None:
+        """Play CloudFormation: end the operation in progress with success (``*_COMPLETE``).
+
+        Adds the stack's own ``*_COMPLETE`` event, newest first, with the operation's token.
+        """
+        status = str(self.stacks[name]["StackStatus"])
+        if not status.endswith("_IN_PROGRESS"):
+            return
+        done = status.removesuffix("_IN_PROGRESS") + "_COMPLETE"
+        self.set_stack(name, done)
+        self.add_stack_event(
+            name,
+            name,
+            done,
+            None,
+            self._stack_tokens.get(name, ""),
+            resource_type="AWS::CloudFormation::Stack",
+        )
+
     def add_stack_event(
-        self, name: str, logical: str, status: str, reason: str | None, token: str
+        self,
+        name: str,
+        logical: str,
+        status: str,
+        reason: str | None,
+        token: str,
+        *,
+        resource_type: str = "AWS::ECS::Service",
     ) -> None:
         """Append a stack event, newest first as CloudFormation lists them."""
         n = next(self._ids)
@@ -269,81 +472,131 @@ class FakeAws(FakeEcs):
                 "EventId": f"e{n}",
                 "Timestamp": f"t{n}",
                 "LogicalResourceId": logical,
-                "ResourceType": "AWS::ECS::Service",
+                "ResourceType": resource_type,
                 "ResourceStatus": status,
                 "ResourceStatusReason": reason,
                 "ClientRequestToken": token,
             },
         )
 
+    def _live_stack(self, name: str) -> dict[str, Any] | None:
+        """The stack by name; a deleted one (DELETE_COMPLETE) is no longer found by name."""
+        found = self.stacks.get(name)
+        if found is None or found.get("StackStatus") == "DELETE_COMPLETE":
+            return None
+        return found
+
     async def cluster_is_active(self, cluster: str) -> bool:
         """See StackGateway."""
         self._call("DescribeClusters")
         return cluster in self.clusters
 
+    @staticmethod
+    def _resolve(
+        refs: list[str], id_prefix: str, by_name: dict[str, str], what: str, code: str
+    ) -> list[str]:
+        """Ids for ids (``id_prefix``...) or names, in the order given, as boto.py resolves.
+
+        ``what`` is ``"<spec field>: no <noun>"``; the missing references follow it.
+        """
+        ids = set(by_name.values())
+        found = {r: r for r in refs if r.startswith(id_prefix) and r in ids}
+        found.update({r: by_name[r] for r in refs if not r.startswith(id_prefix) and r in by_name})
+        missing = [r for r in refs if r not in found]
+        if missing:
+            raise NotFoundError(f"{what} {', '.join(missing)}; check the spec", code)
+        return [found[r] for r in refs]
+
     async def resolve_subnets(self, refs: list[str]) -> list[str]:
         """See StackGateway."""
         self._call("DescribeSubnets")
-        known = {**self.subnets, **{v: v for v in self.subnets.values()}}
-        missing = [r for r in refs if r not in known]
-        if missing:
-            raise NotFoundError(
-                f"network.subnets: no subnet {', '.join(missing)}", "InvalidSubnetID.NotFound"
-            )
-        return [known[r] for r in refs]
+        return self._resolve(
+            refs, "subnet-", self.subnets, "network.subnets: no subnet", "InvalidSubnetID.NotFound"
+        )
 
     async def resolve_security_groups(self, refs: list[str]) -> list[str]:
         """See StackGateway."""
         self._call("DescribeSecurityGroups")
-        known = {**self.security_groups, **{v: v for v in self.security_groups.values()}}
-        missing = [r for r in refs if r not in known]
-        if missing:
-            raise NotFoundError(
-                f"network.security_groups: no group {', '.join(missing)}", "InvalidGroup.NotFound"
-            )
-        return [known[r] for r in refs]
+        return self._resolve(
+            refs,
+            "sg-",
+            self.security_groups,
+            "network.security_groups: no group",
+            "InvalidGroup.NotFound",
+        )
 
     async def describe_target_group(self, ref: str) -> dict[str, Any] | None:
         """See StackGateway."""
         self._call("DescribeTargetGroups")
+        key = "TargetGroupArn" if ref.startswith("arn:") else "TargetGroupName"
         for group in self.target_groups.values():
-            if ref in (group["TargetGroupArn"], group["TargetGroupName"]):
-                return dict(group)
+            if group[key] == ref:
+                return copy.deepcopy(group)
         return None
 
     async def describe_stack(self, name: str) -> dict[str, Any] | None:
         """See StackGateway."""
         self._call("DescribeStacks")
-        found = self.stacks.get(name)
+        found = self._live_stack(name)
         return copy.deepcopy(found) if found else None
 
     async def create_stack(
         self, name: str, template: str, parameters: dict[str, str], tags: dict[str, str], token: str
     ) -> str:
-        """See StackGateway."""
+        """See StackGateway. A stack of that name that is not deleted: AlreadyExistsException."""
         self._call("CreateStack")
+        if self._live_stack(name) is not None:
+            raise AwsRequestError(
+                f"CreateStack failed with AlreadyExistsException: Stack [{name}] already exists",
+                "AlreadyExistsException",
+            )
+        self.stacks.pop(name, None)
+        self.events.pop(name, None)
         self.stack_requests.append(("create", template, parameters))
-        self.set_stack(name, "CREATE_IN_PROGRESS")
+        self._stack_sources[name] = (template, dict(parameters))
+        self._stack_tokens[name] = token
+        self.set_stack(
+            name,
+            "CREATE_IN_PROGRESS",
+            Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in parameters.items()],
+            Tags=[{"Key": k, "Value": v} for k, v in tags.items()],
+        )
         return str(self.stacks[name]["StackId"])
 
     async def update_stack(
         self, name: str, template: str, parameters: dict[str, str], tags: dict[str, str], token: str
     ) -> str | None:
-        """See StackGateway."""
+        """See StackGateway. Refused (ValidationError) for a missing or busy stack."""
         self._call("UpdateStack")
-        previous = next((r for r in reversed(self.stack_requests)), None)
-        if previous is not None and previous[1:] == (template, parameters):
+        found = self._live_stack(name)
+        if found is None:
+            raise _stack_missing("UpdateStack", name)
+        status = str(found.get("StackStatus"))
+        if status.endswith("_IN_PROGRESS"):
+            raise AwsRequestError(
+                f"UpdateStack failed with ValidationError: Stack:{found['StackId']} is in "
+                f"{status} state and can not be updated.",
+                "ValidationError",
+            )
+        if self._stack_sources.get(name) == (template, parameters):
             return None
         self.stack_requests.append(("update", template, parameters))
-        self.set_stack(name, "UPDATE_IN_PROGRESS")
+        self._stack_sources[name] = (template, dict(parameters))
+        self._stack_tokens[name] = token
+        self.set_stack(name, "UPDATE_IN_PROGRESS", LastUpdatedTime=_EPOCH)
         return str(self.stacks[name]["StackId"])
 
     async def delete_stack(self, name: str, token: str) -> None:
-        """See StackGateway."""
+        """See StackGateway. Deleting a stack that does not exist does nothing, as on AWS."""
         self._call("DeleteStack")
+        if self._live_stack(name) is None:
+            return
+        self._stack_tokens[name] = token
         self.set_stack(name, "DELETE_IN_PROGRESS")
 
     async def stack_events(self, name: str) -> list[dict[str, Any]]:
         """See StackGateway."""
         self._call("DescribeStackEvents")
+        if self._live_stack(name) is None:
+            raise _stack_missing("DescribeStackEvents", name)
         return copy.deepcopy(self.events[name])

@@ -31,8 +31,11 @@ from producers.contract.records import (
     StepStatus,
 )
 from producers.contract.stack_template import (
+    legacy_stack_name,
     render_template,
     stack_name,
+    stack_names_service,
+    stack_owner,
     stack_tags,
     template_parameters,
 )
@@ -125,7 +128,7 @@ class FargateFlow:
                 )
             arns.append(str(group["TargetGroupArn"]))
         stack = StackInfo(
-            name=stack_name(job.cluster, job.service),
+            name=await self._stack_name(job),
             subnets=subnets,
             security_groups=groups,
             target_group_arns=arns,
@@ -140,6 +143,31 @@ class FargateFlow:
             }
         )
         return Transition(updated, Step.APPLY)
+
+    async def _stack_name(self, job: FargateServiceJob) -> str:
+        """This service's stack: the hashed name, or a legacy-named stack that is provably its.
+
+        Stacks made before names carried a hash are adopted only when their own tags or
+        outputs name this cluster and service; another pair may share the legacy name.
+        """
+        name = stack_name(job.cluster, job.service)
+        if await self._aws.describe_stack(name) is not None:
+            return name
+        legacy = legacy_stack_name(job.cluster, job.service)
+        old = await self._aws.describe_stack(legacy)
+        if old is not None and stack_names_service(old, job.cluster, job.service):
+            log.info("adopting a stack named before names carried a hash", stack=legacy)
+            return legacy
+        return name
+
+    def _check_owner(self, name: str, stack: dict[str, Any], job: FargateServiceJob) -> None:
+        """Refuse to update or delete a stack that is not this cluster's and service's."""
+        if not stack_names_service(stack, job.cluster, job.service):
+            raise InvalidJobError(
+                f"stack {name} belongs to {stack_owner(stack)}, not to cluster {job.cluster!r}, "
+                f"service {job.service!r}; Conveyor will not update or delete it. Remove or "
+                "rename that stack, or check cluster and service in the spec"
+            )
 
     def _stack(self, record: DeploymentRecord) -> StackInfo:
         if record.stack is None:
@@ -160,6 +188,9 @@ class FargateFlow:
         token = _token(record, "apply")
         current = await self._aws.describe_stack(info.name)
         status = str(current.get("StackStatus")) if current else None
+        if current is not None and status != "DELETE_COMPLETE":
+            # Before any UpdateStack or DeleteStack: the stack must say it is ours.
+            self._check_owner(info.name, current, job)
         if status == "ROLLBACK_COMPLETE":
             # A failed create leaves a stack that can only be deleted.
             await self._aws.delete_stack(info.name, _token(record, "delete"))
