@@ -68,6 +68,10 @@ def translate_error(exc: BaseException, operation: str) -> ConveyorError:
         if code == "ClientException" and "Unable to describe task definition" in message:
             return NotFoundError(text, code)
         return AwsRequestError(text, code)
+    if isinstance(exc, botocore.exceptions.ParamValidationError):
+        return AwsRequestError(
+            f"{operation} was refused before sending: {exc}", "ParamValidationError"
+        )
     if isinstance(exc, _CONFIG_ERRORS):
         return AwsRequestError(
             f"{operation}: {exc}. Set AWS_REGION and credentials the way the AWS SDK reads them",
@@ -328,12 +332,9 @@ class BotoAwsGateway(BotoEcsGateway):
         names = [r for r in refs if not r.startswith(id_prefix)]
         found: dict[str, str] = {}
         if ids:
-            try:
-                found.update(await by_ids(ids))
-            except botocore.exceptions.ClientError as exc:
-                raise NotFoundError(
-                    f"{what}: {exc.response['Error'].get('Message', exc)}; check the spec", code
-                ) from exc
+            # Looked up with a filter, which never fails on a missing id: the message below then
+            # names exactly the missing ones (EC2's own error names them as a set, or wrongly).
+            found.update(await by_ids(ids))
         if names:
             found.update(await by_names(names))
         missing = [r for r in refs if r not in found]
@@ -348,7 +349,9 @@ class BotoAwsGateway(BotoEcsGateway):
         """Subnet ids for ids or Name tags, in the order given."""
 
         async def by_ids(ids: list[str]) -> dict[str, str]:
-            answer = await self._ec2.describe_subnets(SubnetIds=ids)
+            answer = await self._ec2.describe_subnets(
+                Filters=[{"Name": "subnet-id", "Values": ids}]
+            )
             return {s["SubnetId"]: s["SubnetId"] for s in answer["Subnets"]}
 
         async def by_names(names: list[str]) -> dict[str, str]:
@@ -376,7 +379,9 @@ class BotoAwsGateway(BotoEcsGateway):
         """Security group ids for ids or group names, in the order given."""
 
         async def by_ids(ids: list[str]) -> dict[str, str]:
-            answer = await self._ec2.describe_security_groups(GroupIds=ids)
+            answer = await self._ec2.describe_security_groups(
+                Filters=[{"Name": "group-id", "Values": ids}]
+            )
             return {g["GroupId"]: g["GroupId"] for g in answer["SecurityGroups"]}
 
         async def by_names(names: list[str]) -> dict[str, str]:
