@@ -15,6 +15,9 @@ Control API (JSON, same port as the AWS endpoint)::
     GET    /_localaws/stats    {"calls": {...}, "throttled": {...}, "server_errors": {...}, ...}
     DELETE /_localaws/stats    zero the counters
     POST   /_localaws/reset    moto's world, the simulator, stacks, faults, limits and stats
+    POST   /_localaws/task-definitions   {"family": "app", "count": 5000, "image": "repo/app:1"}
+                               registers that many revisions at once (optional: "container",
+                               "account", "region"); answers the first and last revision
 
 ECS requests are recognised by their ``X-Amz-Target: AmazonEC2ContainerServiceV20141113.<Op>``
 header; faults, limits and stats apply to them only.
@@ -32,7 +35,7 @@ from typing import Any
 from moto.core.models import DEFAULT_ACCOUNT_ID
 
 from localaws.limits import ECS_RATE_LIMITS
-from localaws.world import ControlError, Faults, Limits, World
+from localaws.world import ControlError, Faults, Limits, RevisionSeed, World
 
 ECS_TARGET_PREFIX = "AmazonEC2ContainerServiceV20141113."
 CONTROL_PREFIX = "/_localaws/"
@@ -118,6 +121,7 @@ class LocalAwsApp:
             ("GET", "stats"): lambda _: (200, self.world.stats()),
             ("DELETE", "stats"): self._clear_stats,
             ("POST", "reset"): self._reset,
+            ("POST", "task-definitions"): self._seed_revisions,
         }
         handler = routes.get((method, resource))
         if handler is None:
@@ -170,6 +174,9 @@ class LocalAwsApp:
     def _reset(self, _: Any) -> tuple[int, Any]:
         self.world.reset()
         return 200, {"status": "ok"}
+
+    def _seed_revisions(self, payload: Any) -> tuple[int, Any]:
+        return 200, self.world.seed_revisions(RevisionSeed.from_json(payload))
 
 
 def _read_json(environ: dict[str, Any]) -> Any:

@@ -9,8 +9,11 @@ below take its place for the operations whose behaviour matters to deployments:
 * ListTasks honours ``serviceName``, ``desiredStatus`` (RUNNING when absent, as on AWS) and pages;
   DescribeTasks finds tasks by ARN or id without scanning every task of every cluster;
 * RegisterTaskDefinition keeps every top-level field of the request and adds ``registeredAt``;
+  ListTaskDefinitions honours ``sort``, ``maxResults`` and ``nextToken``;
 * DescribeServices refuses more than 10 services, and ListServices pages by 10 and leaves out
-  deleted services, as AWS does.
+  deleted services, as AWS does;
+* ListServiceDeployments, DescribeServiceDeployments, DescribeServiceRevisions and
+  StopServiceDeployment (which moto lacks) answer from the simulator's deployment history.
 
 The handlers run under the world lock, which the WSGI layer takes for every moto request.
 """
@@ -19,6 +22,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import datetime
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -36,8 +41,12 @@ from moto.utilities.utils import get_partition
 
 from localaws.rollout import (
     DEFAULT_DEPLOYMENT_CONFIGURATION,
+    SERVICE_DEPLOYMENT_STATUSES,
+    DeploymentConflict,
+    DeploymentHistory,
     ServiceTask,
     Simulator,
+    service_key,
 )
 from localaws.validation import (
     MAX_DESCRIBE_SERVICES,
@@ -98,9 +107,30 @@ _TASK_DEFINITION_SKIPPED = frozenset({"family", "containerDefinitions", "tags"})
 _LIST_TASKS_PAGE = 100
 _LIST_SERVICES_PAGE = 10  # AWS's default for ListServices without maxResults
 _LIST_PAGE_MAX = 100
+_LIST_SERVICE_DEPLOYMENTS_PAGE = 20  # AWS's default for ListServiceDeployments
+_LIST_TASK_DEFINITIONS_PAGE = 100
+MAX_DESCRIBE_SERVICE_DEPLOYMENTS = 20  # also the limit of DescribeServiceRevisions
+TASK_DEFINITION_STATUSES = ("ACTIVE", "INACTIVE", "DELETE_IN_PROGRESS")
 
 _originals: dict[str, Handler] = {}
 _simulator: Simulator | None = None
+
+
+class ConflictException(ECSException):
+    """ECS's ConflictException: the resource's current state does not allow the request."""
+
+    def __init__(self, message: str, resource_ids: list[str]) -> None:
+        super().__init__("ConflictException", message)
+        self.resource_ids = resource_ids
+
+
+class ServiceDeploymentNotFoundException(ECSException):
+    """StopServiceDeployment of an ARN that names no service deployment."""
+
+    def __init__(self, arn: str) -> None:
+        super().__init__(
+            "ServiceDeploymentNotFoundException", f"The service deployment {arn} does not exist."
+        )
 
 
 def install(simulator: Simulator) -> None:
@@ -123,9 +153,17 @@ def install(simulator: Simulator) -> None:
         "stop_task": _stop_task,
         "register_task_definition": _register_task_definition,
         "deregister_task_definition": _deregister_task_definition,
+        "list_task_definitions": _list_task_definitions,
+        # Operations moto does not have at all.
+        "list_service_deployments": _list_service_deployments,
+        "describe_service_deployments": _describe_service_deployments,
+        "describe_service_revisions": _describe_service_revisions,
+        "stop_service_deployment": _stop_service_deployment,
     }
     for name, handler in replacements.items():
-        _originals[name] = getattr(EC2ContainerServiceResponse, name)
+        original = getattr(EC2ContainerServiceResponse, name, None)
+        if original is not None:
+            _originals[name] = original
         setattr(EC2ContainerServiceResponse, name, handler)
 
 
@@ -293,6 +331,140 @@ def _keep_extra_parameters(service: Any, params: dict[str, Any], handled: frozen
             setattr(service, xform_name(key), value)
 
 
+# -- service deployments and service revisions ---------------------------------------------------
+
+
+def _history() -> DeploymentHistory:
+    return _sim().history
+
+
+def _list_service_deployments(self: Any) -> Any:
+    """The service's deployments, newest first, filtered by status and creation time, paged."""
+    params: dict[str, Any] = self.params
+    backend = self.ecs_backend
+    service_ref: str = params.get("service") or ""
+    cluster_ref = params.get("cluster") or _cluster_in_arn(service_ref) or "default"
+    service = backend._get_service(cluster_ref, service_ref)
+    statuses: list[str] = params.get("status") or []
+    unknown = sorted(set(statuses) - SERVICE_DEPLOYMENT_STATUSES)
+    if unknown:
+        raise InvalidParameterException(f"Invalid service deployment status: {', '.join(unknown)}.")
+    created = params.get("createdAt") or {}
+    after = _timestamp(created.get("after"))
+    before = _timestamp(created.get("before"))
+    size = _page_size(params.get("maxResults"), _LIST_SERVICE_DEPLOYMENTS_PAGE)
+    records = [
+        record
+        for record in _history().for_service(service_key(backend, service))
+        if (not statuses or record.status in statuses)
+        and (after is None or _aware(record.created_at) >= after)
+        and (before is None or _aware(record.created_at) <= before)
+    ]
+    if params.get("nextToken"):
+        # The token is the sequence number of the last deployment returned: newer deployments
+        # created between pages do not shift the next page.
+        last = _decode_token(params["nextToken"])
+        records = [record for record in records if record.sequence < last]
+    page = records[:size]
+    result: dict[str, Any] = {"serviceDeployments": [record.brief() for record in page]}
+    if len(records) > size:
+        result["nextToken"] = _encode_token(page[-1].sequence)
+    return ActionResult(result)
+
+
+def _describe_service_deployments(self: Any) -> Any:
+    backend = self.ecs_backend
+    arns = _arns(self.params, "serviceDeploymentArns")
+    history = _history()
+    found: list[dict[str, Any]] = []
+    failures: list[dict[str, str]] = []
+    for arn in arns:
+        record = history.deployment(backend.account_id, backend.region_name, arn)
+        if record is None:
+            failures.append({"arn": arn, "reason": "MISSING"})
+        else:
+            found.append(record.describe())
+    return ActionResult({"serviceDeployments": found, "failures": failures})
+
+
+def _describe_service_revisions(self: Any) -> Any:
+    backend = self.ecs_backend
+    arns = _arns(self.params, "serviceRevisionArns")
+    history = _history()
+    found: list[dict[str, Any]] = []
+    failures: list[dict[str, str]] = []
+    for arn in arns:
+        revision = history.revision(backend.account_id, backend.region_name, arn)
+        if revision is None:
+            failures.append({"arn": arn, "reason": "MISSING"})
+        else:
+            found.append(revision.describe())
+    return ActionResult({"serviceRevisions": found, "failures": failures})
+
+
+def _stop_service_deployment(self: Any) -> Any:
+    """StopServiceDeployment: ROLLBACK only (ABORT is not offered for rolling deployments)."""
+    params: dict[str, Any] = self.params
+    backend = self.ecs_backend
+    arn: str = params.get("serviceDeploymentArn") or ""
+    stop_type = params.get("stopType") or "ROLLBACK"
+    if stop_type != "ROLLBACK":
+        raise InvalidParameterException(
+            f"stopType {stop_type} is not supported for this service deployment; use ROLLBACK."
+        )
+    record = _history().deployment(backend.account_id, backend.region_name, arn)
+    if record is None:
+        raise ServiceDeploymentNotFoundException(arn)
+    try:
+        _sim().request_rollback(record)
+    except DeploymentConflict as exc:
+        raise ConflictException(str(exc), [arn]) from exc
+    return ActionResult({"serviceDeploymentArn": arn})
+
+
+def _arns(params: dict[str, Any], name: str) -> list[str]:
+    arns: list[str] = params.get(name) or []
+    if not arns:
+        raise InvalidParameterException(f"{name} cannot be empty.")
+    if len(arns) > MAX_DESCRIBE_SERVICE_DEPLOYMENTS:
+        raise InvalidParameterException(
+            f"{name} can have at most {MAX_DESCRIBE_SERVICE_DEPLOYMENTS} items."
+        )
+    return arns
+
+
+def _cluster_in_arn(service_ref: str) -> str | None:
+    """The cluster named in a long service ARN (``...:service/CLUSTER/NAME``)."""
+    if service_ref.startswith("arn:"):
+        parts = service_ref.split(":", 5)[-1].split("/")
+        if len(parts) == 3:
+            return parts[1]
+    return None
+
+
+def _timestamp(value: Any) -> datetime.datetime | None:
+    """A request timestamp (parsed or epoch seconds) as an aware UTC datetime."""
+    if value is None:
+        return None
+    if isinstance(value, datetime.datetime):
+        return _aware(value)
+    if isinstance(value, int | float):
+        return datetime.datetime.fromtimestamp(value, datetime.UTC)
+    try:
+        return datetime.datetime.fromtimestamp(float(value), datetime.UTC)
+    except (TypeError, ValueError):
+        pass
+    try:
+        return _aware(datetime.datetime.fromisoformat(str(value)))
+    except ValueError as exc:
+        raise InvalidParameterException(f"Invalid timestamp: {value}") from exc
+
+
+def _aware(moment: datetime.datetime) -> datetime.datetime:
+    """moto's times are naive UTC; compare them as aware ones."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=datetime.UTC)
+
+
 # -- tasks ---------------------------------------------------------------------------------------
 
 
@@ -434,7 +606,12 @@ def _register_task_definition(self: Any) -> Any:
             and getattr(task_definition, attribute, None) is None
         ):
             setattr(task_definition, attribute, value)
-    backend = self.ecs_backend
+    _complete_registration(self.ecs_backend, task_definition)
+    return result
+
+
+def _complete_registration(backend: Any, task_definition: Any) -> None:
+    """Add what ECS returns for every registered revision and moto leaves out."""
     region = backend.region_name
     task_definition.registered_at = utcnow()
     task_definition.registered_by = f"arn:{get_partition(region)}:iam::{backend.account_id}:root"
@@ -444,7 +621,93 @@ def _register_task_definition(self: Any) -> Any:
     if task_definition.network_mode == "awsvpc":
         requires.append({"name": "ecs.capability.task-eni"})
     task_definition.requires_attributes = requires
-    return result
+
+
+def register_revisions(
+    account: str, region: str, family: str, count: int, container: dict[str, Any]
+) -> list[int]:
+    """Register ``count`` revisions of ``family`` straight into moto (the control API's bulk
+    seeding); each is what RegisterTaskDefinition with this one container would make.
+
+    The caller holds the world lock. Returns the first and the last revision numbers.
+    """
+    from moto.ecs.models import ecs_backends
+
+    backend = ecs_backends[account][region]
+    revisions: list[int] = []
+    for _ in range(count):
+        task_definition = backend.register_task_definition(family, [dict(container)])
+        _complete_registration(backend, task_definition)
+        revisions.append(int(task_definition.revision))
+    return [revisions[0], revisions[-1]] if revisions else []
+
+
+def _list_task_definitions(self: Any) -> Any:
+    """ListTaskDefinitions as AWS orders and pages it.
+
+    ASC (the default) lists families lexicographically and revisions in ascending numerical
+    order; DESC reverses both, so the newest revision of a family comes first. Pages of
+    ``maxResults`` (1-100, default 100); the token remembers the last revision returned, so
+    registering more revisions between pages neither repeats nor skips one.
+    ``familyPrefix`` matches the whole family name, as in moto (and as AWS documents it).
+    """
+    params: dict[str, Any] = self.params
+    backend = self.ecs_backend
+    family = params.get("familyPrefix")
+    status = params.get("status") or "ACTIVE"
+    if status not in TASK_DEFINITION_STATUSES:
+        raise InvalidParameterException(
+            f"status must be one of {', '.join(TASK_DEFINITION_STATUSES)}."
+        )
+    order = params.get("sort") or "ASC"
+    if order not in ("ASC", "DESC"):
+        raise InvalidParameterException("sort must be one of ASC, DESC.")
+    size = _page_size(params.get("maxResults"), _LIST_TASK_DEFINITIONS_PAGE)
+    descending = order == "DESC"
+    keys = sorted(
+        (
+            (name, revision)
+            for name, revisions in backend.task_definitions.items()
+            if family is None or name == family
+            for revision, definition in revisions.items()
+            if definition.status == status
+        ),
+        reverse=descending,
+    )
+    if params.get("nextToken"):
+        last = _decode_key_token(params["nextToken"])
+        keys = [key for key in keys if (key < last if descending else key > last)]
+    page = keys[:size]
+    result: dict[str, Any] = {
+        "taskDefinitionArns": [backend.task_definitions[name][rev].arn for name, rev in page]
+    }
+    if len(keys) > size:
+        result["nextToken"] = _encode_key_token(page[-1])
+    return ActionResult(result)
+
+
+def _encode_key_token(key: tuple[str, int]) -> str:
+    raw = json.dumps(["localaws-td", key[0], key[1]]).encode()
+    return base64.urlsafe_b64encode(raw).decode()
+
+
+def _decode_key_token(token: str) -> tuple[str, int]:
+    try:
+        prefix, family, revision = json.loads(base64.urlsafe_b64decode(token.encode()))
+    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError) as exc:
+        raise InvalidParameterException("Invalid token") from exc
+    if prefix != "localaws-td" or not isinstance(family, str) or not isinstance(revision, int):
+        raise InvalidParameterException("Invalid token")
+    return family, revision
+
+
+def _page_size(value: Any, default: int) -> int:
+    if value is None:
+        return default
+    size = int(value)
+    if not 1 <= size <= _LIST_PAGE_MAX:
+        raise InvalidParameterException("maxResults must be between 1 and 100.")
+    return size
 
 
 def _deregister_task_definition(self: Any) -> Any:

@@ -20,6 +20,7 @@ from localaws.limits import TokenBuckets
 from localaws.rollout import Simulator, Timings
 
 RESET_ALL = ("moto", "simulator", "stacks", "faults", "limits", "stats")
+MAX_SEEDED_REVISIONS = 10_000
 
 
 class ControlError(ValueError):
@@ -103,6 +104,55 @@ class Limits:
         if isinstance(scale, bool) or not isinstance(scale, int | float) or scale <= 0:
             raise ControlError("scale must be a number > 0")
         return cls(enabled=enabled, scale=float(scale))
+
+
+@dataclass(frozen=True)
+class RevisionSeed:
+    """Task definition revisions to register at once, as ``POST /_localaws/task-definitions`` asks.
+
+    Each revision has one container (``image``, 128 MiB reserved), as a minimal
+    RegisterTaskDefinition makes it; seeding thousands takes well under a second, where the API
+    would need one request each.
+    """
+
+    family: str
+    count: int
+    image: str = "public.ecr.aws/docker/library/busybox:latest"
+    container: str = "app"
+    account: str | None = None  # the default account when absent
+    region: str = "us-east-1"
+
+    @classmethod
+    def from_json(cls, payload: Any) -> RevisionSeed:
+        """Validate a control API payload; unknown or ill-typed fields raise ControlError."""
+        if not isinstance(payload, dict):
+            raise ControlError("task-definitions must be a JSON object")
+        fields = {"family", "count", "image", "container", "account", "region"}
+        unknown = sorted(set(payload) - fields)
+        if unknown:
+            raise ControlError(f"unknown field(s): {', '.join(unknown)}")
+        family = payload.get("family")
+        if not isinstance(family, str) or not family:
+            raise ControlError("family must be a non-empty string")
+        count = payload.get("count")
+        if (
+            isinstance(count, bool)
+            or not isinstance(count, int)
+            or not 1 <= count <= MAX_SEEDED_REVISIONS
+        ):
+            raise ControlError(f"count must be an integer between 1 and {MAX_SEEDED_REVISIONS}")
+        for name in ("image", "container", "account", "region"):
+            value = payload.get(name)
+            if value is not None and (not isinstance(value, str) or not value):
+                raise ControlError(f"{name} must be a non-empty string")
+        return cls(
+            family=family,
+            count=count,
+            image=payload.get("image") or cls.image,
+            container=payload.get("container") or cls.container,
+            account=payload.get("account"),
+            region=payload.get("region") or cls.region,
+        )
 
 
 @dataclass
@@ -190,6 +240,26 @@ class World:
         """Zero every counter."""
         with self._control_lock:
             self._stats = Stats()
+
+    # seeding -------------------------------------------------------------------------------------
+
+    def seed_revisions(self, seed: RevisionSeed) -> dict[str, Any]:
+        """Register ``seed.count`` revisions of a family directly in moto, under the lock."""
+        from moto.core.models import DEFAULT_ACCOUNT_ID
+
+        from localaws.ecs_patches import register_revisions
+
+        account = seed.account or DEFAULT_ACCOUNT_ID
+        container = {"name": seed.container, "image": seed.image, "memoryReservation": 128}
+        with self.lock:
+            revisions = register_revisions(account, seed.region, seed.family, seed.count, container)
+        return {
+            "family": seed.family,
+            "account": account,
+            "region": seed.region,
+            "first_revision": revisions[0],
+            "last_revision": revisions[-1],
+        }
 
     # reset ---------------------------------------------------------------------------------------
 
