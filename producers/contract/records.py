@@ -139,9 +139,12 @@ class DeploymentRecord(BaseModel):
     task_definition_arn: str | None = None
     previous_task_definition_arn: str | None = None
     ecs_deployment_id: str | None = None
+    service_deployment_arn: str | None = None  # ECS's history entry of our deployment
+    previous_deployment_id: str | None = None  # the PRIMARY deployment when the job resolved
     rollback_deployment_id: str | None = None
     rollback_task_definition_arn: str | None = None
     rolled_back_by_ecs: bool = False
+    ecs_stop_requested: bool = False  # the rollback is ECS's, after StopServiceDeployment
     images: dict[str, dict[str, str]] = Field(default_factory=dict)  # container -> before/after
     steps: list[StepEntry] = Field(default_factory=list)
     events: list[ServiceEvent] = Field(default_factory=list)

@@ -78,8 +78,10 @@ class World(abc.ABC):
         """Deregister a revision (it becomes INACTIVE)."""
 
     @abc.abstractmethod
-    def service(self, cluster: str, name: str, task_definition: str) -> None:
-        """Create a one-task service with breaker and rollback; returns once it is steady."""
+    def service(
+        self, cluster: str, name: str, task_definition: str, *, breaker: bool = True
+    ) -> None:
+        """Create a one-task service (breaker and rollback on unless told); returns once steady."""
 
     @abc.abstractmethod
     def wait_breaker(self, cluster: str, name: str) -> None:
@@ -100,6 +102,10 @@ class World(abc.ABC):
     @abc.abstractmethod
     def settle_stack(self, name: str) -> None:
         """Let the stack's operation in progress finish (successfully)."""
+
+    @abc.abstractmethod
+    def settle_service(self, cluster: str, name: str) -> None:
+        """Let the service's rollout (or ECS's rollback) finish: one COMPLETED deployment."""
 
 
 class FakeWorld(World):
@@ -145,9 +151,11 @@ class FakeWorld(World):
         """See World."""
         self.fake.deregister_task_definition(task_definition)
 
-    def service(self, cluster: str, name: str, task_definition: str) -> None:
+    def service(
+        self, cluster: str, name: str, task_definition: str, *, breaker: bool = True
+    ) -> None:
         """See World."""
-        self.fake.add_service(cluster, name, task_definition, desired=1)
+        self.fake.add_service(cluster, name, task_definition, desired=1, breaker=breaker)
 
     def wait_breaker(self, cluster: str, name: str) -> None:
         """See World."""
@@ -168,6 +176,10 @@ class FakeWorld(World):
     def settle_stack(self, name: str) -> None:
         """See World."""
         self.fake.finish_stack(name)
+
+    def settle_service(self, cluster: str, name: str) -> None:
+        """See World."""
+        self.fake.complete(cluster, name)
 
 
 def _client(url: str, service: str) -> Any:
@@ -245,7 +257,9 @@ class BotoWorld(World):
         answer = self.ecs.describe_services(cluster=cluster, services=[name])
         return list(answer["services"][0]["deployments"])
 
-    def service(self, cluster: str, name: str, task_definition: str) -> None:
+    def service(
+        self, cluster: str, name: str, task_definition: str, *, breaker: bool = True
+    ) -> None:
         """See World."""
         self.ecs.create_service(
             cluster=cluster,
@@ -254,7 +268,7 @@ class BotoWorld(World):
             desiredCount=1,
             launchType="EC2",
             deploymentConfiguration={
-                "deploymentCircuitBreaker": {"enable": True, "rollback": True},
+                "deploymentCircuitBreaker": {"enable": breaker, "rollback": breaker},
                 "maximumPercent": 200,
                 "minimumHealthyPercent": 100,
             },
@@ -266,6 +280,16 @@ class BotoWorld(World):
             return True if done else None
 
         wait_for(f"service {cluster}/{name} steady", steady)
+
+    def settle_service(self, cluster: str, name: str) -> None:
+        """See World."""
+
+        def steady() -> bool | None:
+            deployments = self._deployments(cluster, name)
+            done = len(deployments) == 1 and deployments[0]["rolloutState"] == "COMPLETED"
+            return True if done else None
+
+        wait_for(f"service {cluster}/{name} settled", steady)
 
     def wait_breaker(self, cluster: str, name: str) -> None:
         """See World."""

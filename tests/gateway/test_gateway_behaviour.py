@@ -179,11 +179,11 @@ def test_describe_task_definition_missing_is_not_found(world: World) -> None:
 # -- ListTaskDefinitions -------------------------------------------------------------------------
 
 
-def test_list_task_definition_arns_gives_only_active_revisions_of_that_family(
+def test_newer_task_definition_arns_gives_only_active_newer_revisions_of_that_family(
     world: World,
 ) -> None:
-    """Only the family's ACTIVE revisions: no deregistered ones, and none of a family whose name
-    merely starts with the same letters. An unknown family lists nothing."""
+    """Only the family's ACTIVE revisions newer than the one given, newest first: no
+    deregistered ones, and none of a family whose name merely starts with the same letters."""
     first = world.task_definition("app")
     withdrawn = world.task_definition("app")
     third = world.task_definition("app")
@@ -191,10 +191,18 @@ def test_list_task_definition_arns_gives_only_active_revisions_of_that_family(
     world.task_definition("app-extra")
     world.task_definition("ap")
 
-    arns = world.run(world.gateway.list_task_definition_arns("app"))
+    assert world.run(world.gateway.newer_task_definition_arns("app", 0)) == [third, first]
+    assert world.run(world.gateway.newer_task_definition_arns("app", 1)) == [third]
+    assert world.run(world.gateway.newer_task_definition_arns("app", 3)) == []
+    assert world.run(world.gateway.newer_task_definition_arns("nope", 0)) == []
 
-    assert sorted(arns) == sorted([first, third])
-    assert world.run(world.gateway.list_task_definition_arns("nope")) == []
+
+def test_newer_task_definition_arns_reads_past_one_page(world: World) -> None:
+    """Twelve revisions newer than the base are all found, across pages, newest first."""
+    base = world.task_definition("app")
+    newer = [world.task_definition("app") for _ in range(12)]
+    found = world.run(world.gateway.newer_task_definition_arns("app", int(base.rsplit(":", 1)[1])))
+    assert found == list(reversed(newer))
 
 
 # -- RegisterTaskDefinition ----------------------------------------------------------------------
@@ -256,7 +264,7 @@ def test_register_task_definition_without_containers_is_refused(world: World) ->
 def test_register_task_definition_with_empty_tags_is_refused(world: World) -> None:
     """``tags: []`` is refused by ECS with ClientException ("Tags can not be empty"), and
     nothing is registered."""
-    world.task_definition("app")
+    first = world.task_definition("app")
     payload = {"family": "app", "containerDefinitions": [{"name": "app", "image": IMAGE}]}
 
     error = refused(
@@ -267,7 +275,7 @@ def test_register_task_definition_with_empty_tags_is_refused(world: World) -> No
     )
 
     assert "Tags can not be empty" in str(error)
-    assert len(world.run(world.gateway.list_task_definition_arns("app"))) == 1
+    assert world.run(world.gateway.newer_task_definition_arns("app", 0)) == [first]
 
 
 # -- UpdateService -------------------------------------------------------------------------------
@@ -605,3 +613,83 @@ def test_stack_calls_on_a_missing_stack(world: World) -> None:
     )
     refused(world, gateway.stack_events("nope"), AwsRequestError, "ValidationError")
     assert world.run(gateway.delete_stack("nope", "t2")) is None
+
+
+# -- ECS's deployment history ---------------------------------------------------------------
+
+
+def _history(world: World, cluster: str, name: str, task_definition: str) -> dict[str, Any]:
+    found = world.run(
+        world.gateway.find_service_deployment(cluster, name, task_definition, created_after=0.0)
+    )
+    assert found is not None
+    return found
+
+
+def test_the_history_finds_a_deployment_by_its_revision(world: World) -> None:
+    """An UpdateService becomes a service deployment whose target revision runs the task
+    definition; it ends SUCCESSFUL, and describing it by ARN gives the same entry."""
+    world.cluster("c1")
+    good = world.task_definition("app")
+    world.service("c1", "web", good)
+    newer = world.task_definition("app", {"app": "repo/app:2"})
+    world.run(world.gateway.update_service("c1", "web", newer, force_new_deployment=False))
+    world.settle_service("c1", "web")
+
+    entry = _history(world, "c1", "web", newer)
+    assert entry["status"] == "SUCCESSFUL"
+    again = world.run(world.gateway.describe_service_deployment(entry["serviceDeploymentArn"]))
+    assert again is not None
+    assert again["serviceDeploymentArn"] == entry["serviceDeploymentArn"]
+    missing = world.run(
+        world.gateway.find_service_deployment("c1", "web", "app:99", created_after=0.0)
+    )
+    assert missing is None
+
+
+def test_the_history_keeps_a_breaker_rollback_after_describe_services_forgot_it(
+    world: World,
+) -> None:
+    """Once ECS's rollback completed the failed deployment is gone from DescribeServices; the
+    history still says ROLLBACK_SUCCESSFUL, with the breaker TRIGGERED."""
+    world.cluster("c1")
+    good = world.task_definition("app")
+    world.service("c1", "web", good)
+    bad = world.task_definition("app", {"app": "repo/app:fail-2"})
+    world.run(world.gateway.update_service("c1", "web", bad, force_new_deployment=False))
+    world.wait_breaker("c1", "web")
+    world.settle_service("c1", "web")
+    service = world.run(world.gateway.describe_service("c1", "web"))
+    assert service is not None
+    assert [d["taskDefinition"] for d in service["deployments"]] == [good]
+
+    entry = _history(world, "c1", "web", bad)
+    assert entry["status"] == "ROLLBACK_SUCCESSFUL"
+    assert entry["deploymentCircuitBreaker"]["status"] == "TRIGGERED"
+    assert entry.get("rollback")
+
+
+def test_stopping_a_deployment_makes_ecs_roll_back(world: World) -> None:
+    """StopServiceDeployment of an ongoing deployment: ECS rolls back to the revision before;
+    stopping it again, once finished, is a ConflictException."""
+    world.cluster("c1")
+    good = world.task_definition("app")
+    world.service("c1", "web", good, breaker=False)
+    stuck = world.task_definition("app", {"app": "repo/app:fail-3"})
+    world.run(world.gateway.update_service("c1", "web", stuck, force_new_deployment=False))
+    entry = _history(world, "c1", "web", stuck)
+    assert entry["status"] in ("PENDING", "IN_PROGRESS")
+
+    world.run(world.gateway.stop_service_deployment(entry["serviceDeploymentArn"]))
+    world.settle_service("c1", "web")
+
+    service = world.run(world.gateway.describe_service("c1", "web"))
+    assert service is not None
+    assert service["taskDefinition"] == good
+    assert _history(world, "c1", "web", stuck)["status"] == "ROLLBACK_SUCCESSFUL"
+    refused(
+        world,
+        world.gateway.stop_service_deployment(entry["serviceDeploymentArn"]),
+        AwsRequestError,
+        "ConflictException",
+    )

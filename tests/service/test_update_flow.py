@@ -420,3 +420,183 @@ def test_cancel_never_rolls_back_someone_elses_deployment(ecs: FakeEcs) -> None:
     assert t.record.state is DeploymentState.CANCELLED
     assert "superseded by deployment" in (t.record.reason or "")
     assert ecs.services[("demo", "web")]["taskDefinition"] == theirs
+
+
+# -- hardening: verdicts from ECS's deployment history; idempotent re-runs -------------------
+
+
+def test_a_late_watch_after_a_breaker_rollback_reports_rolled_back(ecs: FakeEcs) -> None:
+    """ECS's breaker rolled back and finished before the next poll (a worker died, a countdown
+    was lost): the failed deployment is gone from DescribeServices, and the PRIMARY reads
+    "completed". The history says ROLLBACK_SUCCESSFUL: rolled_back, not "superseded"."""
+    clock = Clock()
+    flow = UpdateFlow(ecs, poll_interval=5, clock=clock)
+    watching = run_until(flow, record_for(), Step.WATCH)
+    ecs.fail_rollout("demo", "web")
+    ecs.complete("demo", "web")  # the rollback finished before anyone looked
+    t = asyncio.run(execute(_ctx_at(clock), _gw(ecs), watching))
+    assert t.record.state is DeploymentState.ROLLED_BACK, t.record.reason
+    assert t.record.rolled_back_by_ecs
+    assert "circuit breaker" in (t.record.reason or "")
+    assert ecs.calls.count("UpdateService") == 1
+
+
+def test_a_breaker_rollback_with_rollback_off_is_still_rolled_back(ecs: FakeEcs) -> None:
+    """--no-rollback means Conveyor does not roll back; when ECS's breaker did, the truth is
+    rolled_back (it used to be reported failed)."""
+    clock = Clock()
+    flow = UpdateFlow(ecs, poll_interval=5, clock=clock)
+    watching = run_until(flow, record_for(rollback=False), Step.WATCH)
+    ecs.fail_rollout("demo", "web")
+    t = asyncio.run(execute(_ctx_at(clock), _gw(ecs), watching))
+    assert t.next_step is Step.WATCH_ROLLBACK
+    ecs.complete("demo", "web")
+    t = asyncio.run(execute(_ctx_at(clock), _gw(ecs), _advance(t)))
+    assert t.record.state is DeploymentState.ROLLED_BACK
+    ecs.calls.clear()
+    late = run_until(
+        UpdateFlow(ecs, poll_interval=5, clock=clock), record_for(rollback=False), Step.WATCH
+    )
+    ecs.fail_rollout("demo", "web")
+    ecs.complete("demo", "web")
+    t = asyncio.run(execute(_ctx_at(clock), _gw(ecs), late))
+    assert t.record.state is DeploymentState.ROLLED_BACK, t.record.reason
+
+
+def test_an_update_rerun_after_a_breaker_rollback_does_not_restart_the_image(
+    ecs: FakeEcs,
+) -> None:
+    """The update step ran, its commit was lost, and ECS rolled the broken image back before the
+    re-run. Sending UpdateService again would restart it: the re-run adopts the deployment
+    from the history instead, and the job ends rolled_back."""
+    clock = Clock()
+    flow = UpdateFlow(ecs, poll_interval=5, clock=clock)
+    updating = run_until(flow, record_for(), Step.UPDATE)
+    step(flow, updating)  # UpdateService reached ECS; imagine the record was never committed
+    ecs.fail_rollout("demo", "web")
+    ecs.complete("demo", "web")
+    t = asyncio.run(execute(_ctx_at(clock), _gw(ecs), updating))
+    assert t.next_step is Step.WATCH
+    assert ecs.calls.count("UpdateService") == 1
+    t = asyncio.run(execute(_ctx_at(clock), _gw(ecs), _advance(t)))
+    assert t.record.state is DeploymentState.ROLLED_BACK, t.record.reason
+    assert ecs.calls.count("UpdateService") == 1
+
+
+def test_an_update_rerun_never_overwrites_a_later_outside_deployment(ecs: FakeEcs) -> None:
+    """Our update ran, then someone deployed by hand, then our update step re-ran: it finds its
+    own deployment STOPPED in the history and ends failed, leaving their deployment alone."""
+    clock = Clock()
+    flow = UpdateFlow(ecs, poll_interval=5, clock=clock)
+    updating = run_until(flow, record_for(), Step.UPDATE)
+    step(flow, updating)
+    theirs = _someone_else_deploys(ecs)
+    t = asyncio.run(execute(_ctx_at(clock), _gw(ecs), updating))
+    assert t.next_step is Step.WATCH
+    t = asyncio.run(execute(_ctx_at(clock), _gw(ecs), _advance(t)))
+    assert t.record.state is DeploymentState.FAILED
+    assert "newer deployment" in (t.record.reason or "")
+    assert ecs.services[("demo", "web")]["taskDefinition"] == theirs
+    assert ecs.calls.count("UpdateService") == 2  # ours once, theirs once
+
+
+def _other_registrations(ecs: FakeEcs, count: int) -> None:
+    from worker.domain.planning import READ_ONLY_KEYS
+
+    base, _ = asyncio.run(ecs.describe_task_definition("web"))
+    payload = {k: v for k, v in base.items() if k not in READ_ONLY_KEYS}
+    for _ in range(count):
+        asyncio.run(ecs.register_task_definition(payload))
+
+
+def test_register_rerun_finds_its_revision_past_ten_others(ecs: FakeEcs) -> None:
+    """Twelve revisions registered by other deployments of the family since ours: a re-run
+    still finds ours by its tag (it used to look at the newest ten and register again)."""
+    flow = UpdateFlow(ecs, poll_interval=5, clock=Clock())
+    registering = run_until(flow, record_for(), Step.REGISTER)
+    first = step(flow, registering)
+    _other_registrations(ecs, 12)
+    again = step(flow, registering)
+    assert again.record.task_definition_arn == first.record.task_definition_arn
+    # Ours once and the twelve others: the re-run registered nothing.
+    assert ecs.calls.count("RegisterTaskDefinition") == 1 + 12
+
+
+class LostRegister:
+    """A gateway whose RegisterTaskDefinition reaches ECS but whose answer is lost."""
+
+    def __init__(self, ecs: FakeEcs, others: int) -> None:
+        self._ecs = ecs
+        self._others = others
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._ecs, name)
+
+    async def register_task_definition(self, payload: dict[str, Any]) -> dict[str, Any]:
+        from worker.domain.planning import DEPLOYMENT_TAG
+
+        await self._ecs.register_task_definition(payload)
+        others = {
+            **payload,
+            "tags": [t for t in payload.get("tags", []) if t["key"] != DEPLOYMENT_TAG],
+        }
+        if not others["tags"]:
+            del others["tags"]
+        for _ in range(self._others):
+            await self._ecs.register_task_definition(others)
+        raise AwsUnavailableError("connection reset", "ConnectionError")
+
+
+def test_a_register_whose_answer_was_lost_leaves_one_revision(ecs: FakeEcs) -> None:
+    """The register reached ECS, its answer was lost, and other deployments registered more
+    revisions before the retry: the retry finds ours, and exactly one revision carries our
+    deployment id."""
+    from worker.domain.planning import DEPLOYMENT_TAG
+
+    clock = Clock()
+    flow = UpdateFlow(ecs, poll_interval=5, clock=clock)
+    registering = run_until(flow, record_for(), Step.REGISTER)
+    t = asyncio.run(execute(_ctx_at(clock), _gw(LostRegister(ecs, 11)), registering))  # type: ignore[arg-type]
+    assert t.next_step is Step.REGISTER  # retried
+    t = asyncio.run(execute(_ctx_at(clock), _gw(ecs), t.record))
+    assert t.next_step is Step.UPDATE
+    tagged = [
+        arn
+        for arn, tags in ecs.tags.items()
+        if {"key": DEPLOYMENT_TAG, "value": registering.id} in tags
+    ]
+    assert tagged == [t.record.task_definition_arn]
+
+
+def test_cancel_of_a_rollout_under_way_asks_ecs_to_roll_back(ecs: FakeEcs) -> None:
+    """A cancel while our rollout is in progress uses StopServiceDeployment: ECS itself rolls
+    back, and Conveyor follows that rollback to rolled back (then cancelled by run_step)."""
+    clock = Clock()
+    flow = UpdateFlow(ecs, poll_interval=5, clock=clock)
+    watching = run_until(flow, record_for(), Step.WATCH)
+    cancelled = watching.model_copy(update={"step": Step.ROLLBACK, "cancel_requested_at": 1.0})
+    t = asyncio.run(execute(_ctx_at(clock), _gw(ecs), cancelled))
+    assert t.next_step is Step.WATCH_ROLLBACK
+    assert "StopServiceDeployment" in ecs.calls
+    assert ecs.calls.count("UpdateService") == 1  # no UpdateService back: ECS rolls back
+    t = asyncio.run(execute(_ctx_at(clock), _gw(ecs), _advance(t)))
+    assert t.next_step is Step.WATCH_ROLLBACK
+    ecs.complete("demo", "web")
+    t = asyncio.run(execute(_ctx_at(clock), _gw(ecs), t.record))
+    assert t.record.state is DeploymentState.ROLLED_BACK, t.record.reason
+    assert "at Conveyor's request" in (t.record.reason or "")
+    assert ecs.services[("demo", "web")]["taskDefinition"].endswith("web:1")
+
+
+def test_without_the_history_api_the_old_verdict_stands(ecs: FakeEcs) -> None:
+    """An account whose role may not read the deployment history: the verdict falls back to
+    DescribeServices alone (logged), rather than failing the step."""
+    clock = Clock()
+    flow = UpdateFlow(ecs, poll_interval=5, clock=clock)
+    watching = run_until(flow, record_for(), Step.WATCH)
+    ecs.history_supported = False
+    ecs.fail_rollout("demo", "web")
+    ecs.complete("demo", "web")
+    t = asyncio.run(execute(_ctx_at(clock), _gw(ecs), watching))
+    assert t.record.state is DeploymentState.FAILED
+    assert t.record.error is None

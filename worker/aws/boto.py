@@ -13,6 +13,7 @@ import functools
 from collections.abc import Callable, Coroutine
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 import aioboto3
@@ -20,6 +21,7 @@ import botocore.exceptions
 import botocore.session
 from botocore.config import Config
 
+from worker.aws.gateway import family_of, revision_of
 from worker.domain.errors import (
     TRANSIENT_AWS_CODES,
     AwsRequestError,
@@ -139,13 +141,33 @@ class BotoEcsGateway:
         return dict(answer["taskDefinition"]), tags
 
     @_aws_call("ListTaskDefinitions")
-    async def list_task_definition_arns(self, family: str) -> list[str]:
-        """Return the family's ACTIVE revision ARNs, newest first where AWS sorts."""
+    async def newer_task_definition_arns(self, family: str, after_revision: int) -> list[str]:
+        """The family's ACTIVE revisions newer than ``after_revision``, newest first.
+
+        Reads pages of ten, newest first, and stops at the first page that reaches
+        ``after_revision``: one call when nothing is newer, however large the family.
+        """
         arns: list[str] = []
-        paginator = self._ecs.get_paginator("list_task_definitions")
-        async for page in paginator.paginate(familyPrefix=family, status="ACTIVE", sort="DESC"):
-            arns.extend(page.get("taskDefinitionArns", []))
-        return arns
+        token: str | None = None
+        while True:
+            kwargs: dict[str, Any] = {
+                "familyPrefix": family,
+                "status": "ACTIVE",
+                "sort": "DESC",
+                "maxResults": 10,
+            }
+            if token:
+                kwargs["nextToken"] = token
+            answer = await self._ecs.list_task_definitions(**kwargs)
+            for arn in answer.get("taskDefinitionArns", []):
+                if family_of(arn) != family:
+                    continue
+                if revision_of(arn) <= after_revision:
+                    return arns
+                arns.append(arn)
+            token = answer.get("nextToken")
+            if not token:
+                return arns
 
     @_aws_call("RegisterTaskDefinition")
     async def register_task_definition(self, payload: dict[str, Any]) -> dict[str, Any]:
@@ -165,6 +187,67 @@ class BotoEcsGateway:
             forceNewDeployment=force_new_deployment,
         )
         return dict(answer["service"])
+
+    @_aws_call("ListServiceDeployments")
+    async def find_service_deployment(
+        self, cluster: str, service: str, task_definition: str, *, created_after: float
+    ) -> dict[str, Any] | None:
+        """The newest service deployment created after ``created_after`` (epoch seconds) whose
+        target revision runs ``task_definition``, as DescribeServiceDeployments gives it."""
+        briefs: list[dict[str, Any]] = []
+        token: str | None = None
+        after = datetime.fromtimestamp(created_after, UTC)
+        for _ in range(5):  # 100 deployments of one service since the job started is plenty
+            kwargs: dict[str, Any] = {
+                "cluster": cluster,
+                "service": service,
+                "createdAt": {"after": after},
+                "maxResults": 20,
+            }
+            if token:
+                kwargs["nextToken"] = token
+            answer = await self._ecs.list_service_deployments(**kwargs)
+            briefs.extend(dict(b) for b in answer.get("serviceDeployments", []))
+            token = answer.get("nextToken")
+            if not token:
+                break
+        revisions = sorted(
+            {
+                str(b["targetServiceRevisionArn"])
+                for b in briefs
+                if b.get("targetServiceRevisionArn")
+            }
+        )
+        definitions: dict[str, str] = {}
+        for start in range(0, len(revisions), 20):
+            described = await self._ecs.describe_service_revisions(
+                serviceRevisionArns=revisions[start : start + 20]
+            )
+            for revision in described.get("serviceRevisions", []):
+                definitions[str(revision["serviceRevisionArn"])] = str(
+                    revision.get("taskDefinition")
+                )
+        ours = [
+            b
+            for b in briefs
+            if definitions.get(str(b.get("targetServiceRevisionArn"))) == task_definition
+        ]
+        if not ours:
+            return None
+        newest = max(ours, key=lambda b: b.get("createdAt") or after)
+        return await self.describe_service_deployment(str(newest["serviceDeploymentArn"]))
+
+    @_aws_call("DescribeServiceDeployments")
+    async def describe_service_deployment(self, arn: str) -> dict[str, Any] | None:
+        """One service deployment by ARN, or None when ECS does not know it."""
+        answer = await self._ecs.describe_service_deployments(serviceDeploymentArns=[arn])
+        found = answer.get("serviceDeployments", [])
+        return dict(found[0]) if found else None
+
+    @_aws_call("StopServiceDeployment")
+    async def stop_service_deployment(self, arn: str) -> None:
+        """Ask ECS to stop an ongoing deployment and roll it back itself."""
+        await self._ecs.stop_service_deployment(serviceDeploymentArn=arn, stopType="ROLLBACK")
 
     @_aws_call("ListTasks")
     async def list_stopped_task_arns(self, cluster: str, service: str) -> list[str]:

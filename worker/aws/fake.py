@@ -76,6 +76,12 @@ class FakeEcs:
         self.calls: list[str] = []
         self._errors: dict[str, list[ConveyorError]] = defaultdict(list)
         self._ids = itertools.count(1)
+        # ECS's deployment history: entries by (cluster, service), oldest first, and the
+        # service revisions they target; an entry per deployment id in DescribeServices.
+        self.history: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+        self.service_revisions: dict[str, dict[str, Any]] = {}
+        self._entry_of: dict[str, dict[str, Any]] = {}
+        self.history_supported = True
 
     # -- test controls -------------------------------------------------------------------
 
@@ -153,11 +159,40 @@ class FakeEcs:
             "deploymentConfiguration": {
                 "deploymentCircuitBreaker": {"enable": breaker, "rollback": rollback}
             },
-            "deployments": [self._deployment(task_definition, desired, "COMPLETED", desired)],
             "events": [],
         }
+        initial = self._deployment(task_definition, desired, "COMPLETED", desired)
+        service["deployments"] = [initial]
         self.services[(cluster, name)] = service
+        first = self._record_history(cluster, name, initial)
+        first["status"] = "SUCCESSFUL"
         return service
+
+    def _record_history(
+        self, cluster: str, service: str, deployment: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Add ECS's history entry (and service revision) for a new deployment."""
+        n = next(self._ids)
+        base = f"arn:aws:ecs:{self.region}:{self.account}"
+        revision = f"{base}:service-revision/{cluster}/{service}/{n}"
+        self.service_revisions[revision] = {
+            "serviceRevisionArn": revision,
+            "serviceArn": f"{base}:service/{cluster}/{service}",
+            "clusterArn": f"{base}:cluster/{cluster}",
+            "taskDefinition": deployment["taskDefinition"],
+        }
+        entry: dict[str, Any] = {
+            "serviceDeploymentArn": f"{base}:service-deployment/{cluster}/{service}/{n}",
+            "serviceArn": f"{base}:service/{cluster}/{service}",
+            "clusterArn": f"{base}:cluster/{cluster}",
+            "targetServiceRevision": {"arn": revision},
+            "status": "IN_PROGRESS",
+            "createdAt": datetime.datetime.now(datetime.UTC),
+            "deploymentCircuitBreaker": {"status": "MONITORING", "failureCount": 0, "threshold": 3},
+        }
+        self.history[(cluster, service)].append(entry)
+        self._entry_of[deployment["id"]] = entry
+        return entry
 
     def _deployment(self, td: str, desired: int, state: str, running: int = 0) -> dict[str, Any]:
         return {
@@ -183,6 +218,18 @@ class FakeEcs:
         primary.update(
             rolloutState="COMPLETED", runningCount=primary["desiredCount"], pendingCount=0
         )
+        for gone in service["deployments"][1:]:
+            entry = self._entry_of.get(gone["id"])
+            if entry is not None and entry["status"] == "ROLLBACK_IN_PROGRESS":
+                entry["status"] = "ROLLBACK_SUCCESSFUL"
+            elif entry is not None and entry["status"] == "IN_PROGRESS":
+                entry["status"] = "STOPPED"
+        entry = self._entry_of.get(primary["id"])
+        if entry is not None and entry["status"] == "IN_PROGRESS":
+            entry["status"] = "SUCCESSFUL"
+        if "rolling back" in primary["rolloutStateReason"]:
+            # As on ECS: once the rollback is over, the reason no longer says "rolling back".
+            primary["rolloutStateReason"] = "ECS deployment circuit breaker: rollback completed."
         service["deployments"] = [primary]
         self._event(service, f"(service {name}) has reached a steady state.")
 
@@ -202,6 +249,21 @@ class FakeEcs:
             self._stop_failed_task(cluster, name, failed["taskDefinition"])
         self._event(service, f"(service {name}) deployment {failed['id']} failed")
         breaker = service["deploymentConfiguration"]["deploymentCircuitBreaker"]
+        entry = self._entry_of.get(failed["id"])
+        if entry is not None:
+            entry["deploymentCircuitBreaker"] = {
+                "status": "TRIGGERED",
+                "failureCount": failed["failedTasks"],
+                "threshold": 3,
+            }
+            rolls_back = breaker["rollback"] and len(service["deployments"]) > 1
+            entry["status"] = "ROLLBACK_IN_PROGRESS" if rolls_back else "STOPPED"
+            entry["statusReason"] = "ECS deployment circuit breaker: tasks failed to start."
+            if rolls_back:
+                entry["rollback"] = {
+                    "reason": "ECS deployment circuit breaker: tasks failed to start.",
+                    "startedAt": datetime.datetime.now(datetime.UTC),
+                }
         if breaker["rollback"] and len(service["deployments"]) > 1:
             previous = service["deployments"][1]["taskDefinition"]
             back = self._deployment(previous, service["desiredCount"], "IN_PROGRESS")
@@ -304,14 +366,16 @@ class FakeEcs:
         found = self._find_revision(task_definition, "DescribeTaskDefinition")
         return copy.deepcopy(found), copy.deepcopy(self.tags[found["taskDefinitionArn"]])
 
-    async def list_task_definition_arns(self, family: str) -> list[str]:
-        """See EcsGateway. Only the family's ACTIVE revisions, newest first."""
-        self._call("ListTaskDefinitions")
-        return [
+    async def newer_task_definition_arns(self, family: str, after_revision: int) -> list[str]:
+        """See EcsGateway. One ListTaskDefinitions call per page of ten, newest first."""
+        newer = [
             r["taskDefinitionArn"]
             for r in reversed(self.revisions.get(family, []))
-            if r["status"] == "ACTIVE"
+            if r["status"] == "ACTIVE" and r["revision"] > after_revision
         ]
+        for _ in range(len(newer) // 10 + 1):
+            self._call("ListTaskDefinitions")
+        return newer
 
     async def register_task_definition(self, payload: dict[str, Any]) -> dict[str, Any]:
         """See EcsGateway. Refuses what botocore and ECS refuse, with their codes."""
@@ -352,10 +416,81 @@ class FakeEcs:
         if old["taskDefinition"] != target or force_new_deployment:
             for deployment in found["deployments"]:
                 deployment["status"] = "ACTIVE"
+                entry = self._entry_of.get(deployment["id"])
+                if entry is not None and entry["status"] == "IN_PROGRESS":
+                    entry["status"] = "STOPPED"
+                    entry["statusReason"] = "replaced by a newer deployment"
             new = self._deployment(target, found["desiredCount"], "IN_PROGRESS")
             found["deployments"].insert(0, new)
             found["taskDefinition"] = target
+            self._record_history(cluster, service, new)
         return copy.deepcopy(found)
+
+    def _history_call(self, operation: str) -> None:
+        self._call(operation)
+        if not self.history_supported:
+            raise AwsRequestError(
+                f"{operation} failed with AccessDeniedException: not authorized",
+                "AccessDeniedException",
+            )
+
+    async def find_service_deployment(
+        self, cluster: str, service: str, task_definition: str, *, created_after: float
+    ) -> dict[str, Any] | None:
+        """See EcsGateway."""
+        self._history_call("ListServiceDeployments")
+        self._service(cluster, service, "ListServiceDeployments")
+        after = datetime.datetime.fromtimestamp(created_after, datetime.UTC)
+        entries = [e for e in self.history[(cluster, service)] if e["createdAt"] >= after]
+        if entries:
+            self._history_call("DescribeServiceRevisions")
+        ours = [
+            e
+            for e in entries
+            if self.service_revisions[e["targetServiceRevision"]["arn"]]["taskDefinition"]
+            == task_definition
+        ]
+        if not ours:
+            return None
+        return await self.describe_service_deployment(ours[-1]["serviceDeploymentArn"])
+
+    async def describe_service_deployment(self, arn: str) -> dict[str, Any] | None:
+        """See EcsGateway."""
+        self._history_call("DescribeServiceDeployments")
+        for entries in self.history.values():
+            for entry in entries:
+                if entry["serviceDeploymentArn"] == arn:
+                    return copy.deepcopy(entry)
+        return None
+
+    async def stop_service_deployment(self, arn: str) -> None:
+        """See EcsGateway. ECS rolls back to the deployment before; a finished one: Conflict."""
+        self._history_call("StopServiceDeployment")
+        for (cluster, name), entries in self.history.items():
+            for entry in entries:
+                if entry["serviceDeploymentArn"] != arn:
+                    continue
+                if entry["status"] not in ("PENDING", "IN_PROGRESS"):
+                    raise AwsRequestError(
+                        "StopServiceDeployment failed with ConflictException: the service "
+                        "deployment is not in progress",
+                        "ConflictException",
+                    )
+                entry["status"] = "ROLLBACK_IN_PROGRESS"
+                entry["rollback"] = {"reason": "stopped on request"}
+                service = self.services[(cluster, name)]
+                failed = service["deployments"][0]
+                if len(service["deployments"]) > 1:
+                    previous = service["deployments"][1]["taskDefinition"]
+                    back = self._deployment(previous, service["desiredCount"], "IN_PROGRESS")
+                    failed.update(status="ACTIVE", rolloutState="FAILED")
+                    service["deployments"] = [back, failed]
+                    service["taskDefinition"] = previous
+                return
+        raise NotFoundError(
+            "StopServiceDeployment failed with ServiceDeploymentNotFoundException",
+            "ServiceDeploymentNotFoundException",
+        )
 
     async def list_stopped_task_arns(self, cluster: str, service: str) -> list[str]:
         """See EcsGateway."""

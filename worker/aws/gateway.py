@@ -22,8 +22,11 @@ class EcsGateway(Protocol):
         """Return a task definition (family = latest ACTIVE revision) and its tags."""
         ...
 
-    async def list_task_definition_arns(self, family: str) -> list[str]:
-        """Return the ACTIVE revision ARNs of a family, in any order."""
+    async def newer_task_definition_arns(self, family: str, after_revision: int) -> list[str]:
+        """Return the family's ACTIVE revisions newer than ``after_revision``, newest first.
+
+        Reads only the newest pages: its cost does not grow with the family's age.
+        """
         ...
 
     async def register_task_definition(self, payload: dict[str, Any]) -> dict[str, Any]:
@@ -34,6 +37,25 @@ class EcsGateway(Protocol):
         self, cluster: str, service: str, task_definition: str, *, force_new_deployment: bool
     ) -> dict[str, Any]:
         """Point the service at a revision; return the updated service."""
+        ...
+
+    async def find_service_deployment(
+        self, cluster: str, service: str, task_definition: str, *, created_after: float
+    ) -> dict[str, Any] | None:
+        """ECS's record of the deployment to ``task_definition`` made after ``created_after``.
+
+        From the service deployments history (ListServiceDeployments, DescribeServiceRevisions,
+        DescribeServiceDeployments), which keeps a deployment after DescribeServices has
+        dropped it. None when there is none.
+        """
+        ...
+
+    async def describe_service_deployment(self, arn: str) -> dict[str, Any] | None:
+        """One service deployment (status, statusReason, rollback, breaker...), or None."""
+        ...
+
+    async def stop_service_deployment(self, arn: str) -> None:
+        """Ask ECS to stop an ongoing deployment and roll back (StopServiceDeployment)."""
         ...
 
     async def list_stopped_task_arns(self, cluster: str, service: str) -> list[str]:

@@ -35,7 +35,12 @@ class Progress:
 
 @dataclass(frozen=True, slots=True)
 class Verdict:
-    """The outcome, why, and whether ECS itself already rolled the service back."""
+    """The outcome, why, and whether ECS itself already rolled the service back.
+
+    ``ours_visible`` is False when the deployment is no longer in DescribeServices: the answer
+    then cannot tell what happened to it, and ECS's deployment history must
+    (:func:`judge_history`).
+    """
 
     outcome: Outcome
     reason: str
@@ -43,6 +48,70 @@ class Verdict:
     rolled_back_by_ecs: bool = False
     primary_deployment_id: str | None = None
     primary_task_definition: str | None = None
+    ours_visible: bool = True
+
+
+class History(StrEnum):
+    """What ECS's deployment history says of one service deployment."""
+
+    IN_PROGRESS = "in_progress"  # pending or rolling out: look again later
+    SUCCEEDED = "succeeded"  # SUCCESSFUL
+    ROLLING_BACK = "rolling_back"  # ECS is rolling it back (breaker, or a stop request)
+    ROLLED_BACK = "rolled_back"  # ECS rolled it back, and that rollback completed
+    STOPPED = "stopped"  # replaced by a newer deployment before it completed
+    FAILED = "failed"  # ECS's rollback failed too
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryVerdict:
+    """How ECS's history says a deployment ended, and why."""
+
+    outcome: History
+    reason: str
+    breaker_triggered: bool = False
+
+
+_HISTORY = {
+    "PENDING": History.IN_PROGRESS,
+    "IN_PROGRESS": History.IN_PROGRESS,
+    "STOP_REQUESTED": History.IN_PROGRESS,
+    "SUCCESSFUL": History.SUCCEEDED,
+    "ROLLBACK_REQUESTED": History.ROLLING_BACK,
+    "ROLLBACK_IN_PROGRESS": History.ROLLING_BACK,
+    "ROLLBACK_SUCCESSFUL": History.ROLLED_BACK,
+    "ROLLBACK_FAILED": History.FAILED,
+    "STOPPED": History.STOPPED,
+}
+
+
+def judge_history(deployment: Mapping[str, Any]) -> HistoryVerdict:
+    """Read one DescribeServiceDeployments entry.
+
+    This is the source of truth once a deployment has left DescribeServices (a breaker
+    rollback completed, or someone deployed after it): only here does ECS still say whether it
+    succeeded, was rolled back, or was replaced.
+    """
+    status = str(deployment.get("status", ""))
+    outcome = _HISTORY.get(status, History.IN_PROGRESS)
+    breaker = deployment.get("deploymentCircuitBreaker") or {}
+    triggered = str(breaker.get("status", "")) == "TRIGGERED"
+    rollback = deployment.get("rollback") or {}
+    why = str(rollback.get("reason") or deployment.get("statusReason") or "").strip()
+    cause = "ECS's circuit breaker" if triggered else "ECS"
+    if breaker.get("failureCount") is not None and triggered:
+        cause += (
+            f" ({breaker.get('failureCount')} failed tasks, threshold {breaker.get('threshold')})"
+        )
+    reasons = {
+        History.IN_PROGRESS: f"ECS reports the deployment {status or 'in progress'}",
+        History.SUCCEEDED: "ECS reports the deployment SUCCESSFUL",
+        History.ROLLING_BACK: f"{cause} is rolling the deployment back",
+        History.ROLLED_BACK: f"{cause} rolled the deployment back",
+        History.STOPPED: "ECS stopped the deployment: a newer deployment replaced it",
+        History.FAILED: f"{cause} could not roll the deployment back (ROLLBACK_FAILED)",
+    }
+    reason = reasons[outcome] + (f": {why}" if why else "")
+    return HistoryVerdict(outcome, reason, breaker_triggered=triggered)
 
 
 def _progress(deployment: Mapping[str, Any] | None) -> Progress:
@@ -96,6 +165,7 @@ def judge(
             rolled_back_by_ecs=rolled_back,
             primary_deployment_id=primary_id,
             primary_task_definition=primary_td,
+            ours_visible=ours is not None,
         )
 
     if ours is not None and ours.get("rolloutState") == "FAILED":

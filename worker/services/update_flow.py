@@ -31,15 +31,17 @@ from producers.contract.records import (
 )
 from producers.contract.stack_template import STACK_TAG
 from worker.aws.gateway import EcsGateway, family_of, revision_of
-from worker.domain.errors import ConveyorError, InvalidJobError, NotFoundError
+from worker.domain.errors import ConveyorError, InvalidJobError, NotFoundError, PermanentError
 from worker.domain.planning import DEPLOYMENT_TAG, check_containers, plan_revision
-from worker.domain.verdict import Outcome, Verdict, judge
-from worker.services.transitions import Transition, finish, to_rollback
+from worker.domain.verdict import History, Outcome, Verdict, judge, judge_history
+from worker.services.transitions import Transition, finish, rollback_budget, to_rollback
 
 log = structlog.get_logger("conveyor.update")
 
-# How many of the newest revisions a retried register step inspects for its own tag.
-_REGISTER_LOOKBACK = 10
+# How far before the job started the deployment history is searched: clocks of workers and
+# AWS may disagree by this much. The search matches on our own revision, so a wide window
+# cannot mistake another deployment for ours.
+_CLOCK_SKEW = 300.0
 
 
 T = TypeVar("T")
@@ -136,25 +138,22 @@ class UpdateFlow:
                 "base_task_definition_arn": base_arn,
                 "base_revision": revision_of(base_arn),
                 "previous_task_definition_arn": current,
+                "previous_deployment_id": _primary_id(service),
                 "steps": self._log_step(record, detail),
             }
         )
         return Transition(updated, Step.REGISTER)
 
     async def _find_registered(self, record: DeploymentRecord) -> dict[str, Any] | None:
-        """Find a revision this deployment registered on an earlier, interrupted attempt."""
+        """Find a revision this deployment registered on an earlier, interrupted attempt.
+
+        Every revision newer than the base is looked at, newest first, however many other
+        deployments of the family registered in between; a register whose answer was lost is
+        found here instead of registering a second revision.
+        """
         family = _required(record.family, "family", "register")
         base_revision = _required(record.base_revision, "base_revision", "register")
-        newer = sorted(
-            (
-                arn
-                for arn in await self._ecs.list_task_definition_arns(family)
-                if family_of(arn) == family and revision_of(arn) > base_revision
-            ),
-            key=revision_of,
-            reverse=True,
-        )
-        for arn in newer[:_REGISTER_LOOKBACK]:
+        for arn in await self._ecs.newer_task_definition_arns(family, base_revision):
             definition, tags = await self._ecs.describe_task_definition(arn)
             if any(t["key"] == DEPLOYMENT_TAG and t["value"] == record.id for t in tags):
                 return definition
@@ -194,10 +193,26 @@ class UpdateFlow:
         return Transition(updated, Step.UPDATE)
 
     async def update(self, record: DeploymentRecord, job: UpdateServiceJob) -> Transition:
-        """Point the service at the new revision, unless an earlier attempt already did."""
+        """Point the service at the new revision, unless an earlier attempt already did.
+
+        A re-run adopts the deployment it started: from DescribeServices while it is there,
+        else from ECS's deployment history (the breaker may have rolled it back already, or
+        someone may have deployed since). Sending UpdateService again would restart a broken
+        image ECS had rolled back, or overwrite the other deployment.
+        """
         target = _required(record.task_definition_arn, "task definition", "update")
         service = await self._ecs.describe_service(job.cluster, job.service)
-        adopted = _deployment_on(service, target)
+        adopted = _any_deployment_on(service, target)
+        if adopted is None and _moved_since_resolve(service, record):
+            history = await self._history(record, job)
+            if history is not None:
+                arn = str(history["serviceDeploymentArn"])
+                log.info("found our deployment in ECS's history", service_deployment=arn)
+                entry = f"found deployment {arn.rsplit('/', 1)[-1]} started by an earlier attempt"
+                found = record.model_copy(
+                    update={"service_deployment_arn": arn, "steps": self._log_step(record, entry)}
+                )
+                return Transition(found, Step.WATCH, countdown=min(self._poll, 2.0))
         now = self._clock()
         if adopted is None and record.deadline is not None and now >= record.deadline:
             # Changing the service now would start a rollout nobody has time to follow.
@@ -231,6 +246,26 @@ class UpdateFlow:
         # The first look comes soon: a broken image fails within seconds on the local AWS.
         return Transition(updated, Step.WATCH, countdown=min(self._poll, 2.0))
 
+    async def _history(
+        self, record: DeploymentRecord, job: UpdateServiceJob
+    ) -> dict[str, Any] | None:
+        """ECS's history entry of our deployment (None when ECS has none, or no history API).
+
+        A permission or support error leaves Conveyor with DescribeServices alone, as before
+        the history existed: it is logged, not fatal.
+        """
+        try:
+            if record.service_deployment_arn:
+                return await self._ecs.describe_service_deployment(record.service_deployment_arn)
+            target = _required(record.task_definition_arn, "task definition", "watch")
+            since = (record.started_at or record.created_at) - _CLOCK_SKEW
+            return await self._ecs.find_service_deployment(
+                job.cluster, job.service, target, created_after=since
+            )
+        except PermanentError as exc:
+            log.warning("ECS's deployment history is not available", code=exc.code)
+            return None
+
     async def _observe(
         self,
         record: DeploymentRecord,
@@ -253,52 +288,118 @@ class UpdateFlow:
         return record.model_copy(update={"events": events, "progress": progress}), verdict
 
     async def watch(self, record: DeploymentRecord, job: UpdateServiceJob) -> Transition:
-        """Poll once; decide succeeded, failed (then roll back) or poll again later."""
+        """Poll once; decide succeeded, failed (then roll back) or poll again later.
+
+        DescribeServices decides while our deployment is in it. Once it is not (ECS's rollback
+        completed, someone deployed after us, or this watch comes late), ECS's deployment
+        history does: a worker that looks late reports what really happened.
+        """
+        target = _required(record.task_definition_arn, "task definition", "watch")
+        deadline = _required(record.deadline, "deadline", "watch")
         if record.ecs_deployment_id is None:
-            target = _required(record.task_definition_arn, "task definition", "watch")
+            # Handed over by an update step that gave up, or adopted from the history.
             service = await self._ecs.describe_service(job.cluster, job.service)
             found = _any_deployment_on(service, target)
             if found is None:
-                cause = record.error.message if record.error else "UpdateService failed"
-                reason = f"the service was not changed: {cause}"
-                return Transition(
-                    finish(record, DeploymentState.FAILED, reason, self._clock()), None
-                )
-            log.info("adopted the deployment of an update step that gave up", ecs_deployment=found)
-            entry = f"found deployment {found} started by an update step that gave up"
+                return await self._from_history(record, job, None)
+            log.info("adopted the deployment of an earlier update attempt", ecs_deployment=found)
+            entry = f"found deployment {found} started by an earlier update attempt"
             record = record.model_copy(
                 update={"ecs_deployment_id": found, "steps": self._log_step(record, entry)}
             )
         deployment = _required(record.ecs_deployment_id, "ECS deployment id", "watch")
-        target = _required(record.task_definition_arn, "task definition", "watch")
-        deadline = _required(record.deadline, "deadline", "watch")
         record, verdict = await self._observe(record, job, deployment, target, deadline)
         now = self._clock()
         if verdict.outcome is Outcome.IN_PROGRESS:
             return Transition(record, Step.WATCH, countdown=self._poll)
         if verdict.outcome is Outcome.SUCCEEDED:
             return Transition(finish(record, DeploymentState.SUCCEEDED, verdict.reason, now), None)
+        if not verdict.ours_visible:
+            return await self._from_history(record, job, verdict)
+        return await self._failed(record, job, verdict.reason, verdict)
 
+    async def _from_history(
+        self, record: DeploymentRecord, job: UpdateServiceJob, verdict: Verdict | None
+    ) -> Transition:
+        """Decide from ECS's deployment history; ``verdict`` is what DescribeServices said."""
+        now = self._clock()
+        entry = await self._history(record, job)
+        if entry is None:
+            if verdict is None:
+                cause = record.error.message if record.error else "UpdateService failed"
+                reason = f"the service was not changed: {cause}"
+                return Transition(finish(record, DeploymentState.FAILED, reason, now), None)
+            return await self._failed(record, job, verdict.reason, verdict)
+        arn = str(entry.get("serviceDeploymentArn") or record.service_deployment_arn or "")
+        record = record.model_copy(update={"service_deployment_arn": arn or None})
+        history = judge_history(entry)
+        reason = f"{history.reason} (ECS's deployment history)"
+        if history.outcome is History.IN_PROGRESS:
+            if now >= _required(record.deadline, "deadline", "watch"):
+                return await self._failed(record, job, f"timed out: {reason}", verdict)
+            return Transition(record, Step.WATCH, countdown=self._poll)
+        if history.outcome is History.SUCCEEDED:
+            return Transition(finish(record, DeploymentState.SUCCEEDED, reason, now), None)
+        if history.outcome is History.ROLLED_BACK:
+            # ECS rolled back and finished doing so: nothing is left to follow or undo.
+            record = record.model_copy(
+                update={
+                    "rolled_back_by_ecs": True,
+                    "rollback_task_definition_arn": record.previous_task_definition_arn,
+                    "stopped_tasks": await self._stopped_tasks(job, record.task_definition_arn),
+                }
+            )
+            return Transition(finish(record, DeploymentState.ROLLED_BACK, reason, now), None)
+        if history.outcome is History.ROLLING_BACK:
+            record = record.model_copy(
+                update={
+                    "rolled_back_by_ecs": True,
+                    "reason": reason,
+                    "rollback_deployment_id": None,
+                    "rollback_task_definition_arn": record.previous_task_definition_arn,
+                    "deadline": now + rollback_budget(record),
+                    "attempt": 0,
+                }
+            )
+            return Transition(record, Step.WATCH_ROLLBACK, countdown=self._poll)
+        if history.outcome is History.STOPPED:
+            reason += "; not rolled back, since the newer deployment owns the service now"
+            return Transition(finish(record, DeploymentState.FAILED, reason, now), None)
+        return Transition(finish(record, DeploymentState.FAILED, reason, now), None)
+
+    async def _failed(
+        self,
+        record: DeploymentRecord,
+        job: UpdateServiceJob,
+        reason: str,
+        verdict: Verdict | None,
+    ) -> Transition:
+        """Our deployment failed while visible (or the history could not say): roll back."""
+        now = self._clock()
+        target = record.task_definition_arn
         record = record.model_copy(update={"stopped_tasks": await self._stopped_tasks(job, target)})
-        reason = verdict.reason
         if record.stopped_tasks and record.stopped_tasks[0].stopped_reason:
             reason += f" (task stopped: {record.stopped_tasks[0].stopped_reason})"
         record = record.model_copy(
             update={"reason": reason, "steps": self._log_step(record, reason, StepStatus.FAILED)}
         )
-        if not job.rollback:
-            return Transition(finish(record, DeploymentState.FAILED, reason, now), None)
-        if verdict.rolled_back_by_ecs:
+        if verdict is not None and verdict.rolled_back_by_ecs:
+            # ECS is rolling back on its own: follow it, whatever the job says of rollbacks.
             record = record.model_copy(
                 update={
                     "rolled_back_by_ecs": True,
                     "rollback_deployment_id": verdict.primary_deployment_id,
                     "rollback_task_definition_arn": verdict.primary_task_definition,
-                    "deadline": now + job.timeout_seconds,
+                    "deadline": now + rollback_budget(record),
                 }
             )
             return Transition(record, Step.WATCH_ROLLBACK, countdown=min(self._poll, 2.0))
-        if verdict.primary_deployment_id not in (None, record.ecs_deployment_id):
+        if not job.rollback:
+            return Transition(finish(record, DeploymentState.FAILED, reason, now), None)
+        if verdict is not None and verdict.primary_deployment_id not in (
+            None,
+            record.ecs_deployment_id,
+        ):
             # Someone else deployed after us: rolling back would undo their newer deployment.
             reason += "; not rolled back, since a newer deployment owns the service now"
             return Transition(finish(record, DeploymentState.FAILED, reason, now), None)
@@ -328,6 +429,17 @@ class UpdateFlow:
         if primary_td == previous and primary_id != record.ecs_deployment_id:
             adopted: str | None = primary_id
         elif primary_id == record.ecs_deployment_id or (ours is not None and primary_td == ours):
+            if await self._stop(record, job, primary):
+                stopped = record.model_copy(
+                    update={
+                        "rolled_back_by_ecs": True,
+                        "ecs_stop_requested": True,
+                        "rollback_deployment_id": None,
+                        "rollback_task_definition_arn": previous,
+                        "steps": self._log_step(record, "asked ECS to stop and roll back"),
+                    }
+                )
+                return Transition(stopped, Step.WATCH_ROLLBACK, countdown=min(self._poll, 2.0))
             service = await self._ecs.update_service(
                 job.cluster, job.service, previous, force_new_deployment=False
             )
@@ -353,26 +465,88 @@ class UpdateFlow:
         )
         return Transition(record, Step.WATCH_ROLLBACK, countdown=min(self._poll, 2.0))
 
+    async def _stop(
+        self, record: DeploymentRecord, job: UpdateServiceJob, primary: dict[str, Any]
+    ) -> bool:
+        """Ask ECS to stop our ongoing deployment and roll back itself; False when it cannot.
+
+        ECS then rolls back to the last revision that completed, as its circuit breaker does.
+        A deployment that already completed, or an account without the API, is rolled back by
+        UpdateService instead.
+        """
+        if primary.get("rolloutState") not in (None, "IN_PROGRESS"):
+            return False
+        entry = await self._history(record, job)
+        if entry is None or judge_history(entry).outcome is not History.IN_PROGRESS:
+            return False
+        arn = str(entry["serviceDeploymentArn"])
+        try:
+            await self._ecs.stop_service_deployment(arn)
+        except PermanentError as exc:
+            log.info(
+                "ECS would not stop the deployment; rolling back by UpdateService", code=exc.code
+            )
+            return False
+        log.info("asked ECS to stop the deployment and roll back", service_deployment=arn)
+        return True
+
     async def watch_rollback(self, record: DeploymentRecord, job: UpdateServiceJob) -> Transition:
-        """Follow the rollback deployment (ours, or the circuit breaker's) to its end."""
-        deployment = _required(record.rollback_deployment_id, "rollback deployment", "rollback")
+        """Follow the rollback deployment (ours, or ECS's) to its end."""
         target = _required(record.rollback_task_definition_arn, "rollback revision", "rollback")
         deadline = _required(record.deadline, "deadline", "rollback")
         failure = record.reason or "the deployment failed"
+        who = "Conveyor"
+        if record.rolled_back_by_ecs:
+            who = (
+                "ECS, at Conveyor's request,"
+                if record.ecs_stop_requested
+                else "ECS's circuit breaker"
+            )
+        now = self._clock()
+        if record.rollback_deployment_id is None:
+            # ECS rolls back on its own (a stop request, or a breaker seen in the history): its
+            # rollback deployment is the PRIMARY that is neither ours nor on our revision.
+            service = await self._ecs.describe_service(job.cluster, job.service)
+            primary = _primary(service)
+            ours = (record.ecs_deployment_id, record.task_definition_arn)
+            if (
+                primary is None
+                or primary.get("id") in ours
+                or primary.get("taskDefinition") in ours
+            ):
+                entry = await self._history(record, job)
+                history = None if entry is None else judge_history(entry)
+                if history is not None and history.outcome is History.ROLLED_BACK:
+                    reason = f"{failure}; {who} rolled the service back ({history.reason})"
+                    return Transition(
+                        finish(record, DeploymentState.ROLLED_BACK, reason, now), None
+                    )
+                if history is not None and history.outcome is History.FAILED:
+                    reason = f"{failure}; the rollback by {who} did not complete: {history.reason}"
+                    return Transition(finish(record, DeploymentState.FAILED, reason, now), None)
+                if now >= deadline:
+                    reason = f"{failure}; the rollback by {who} did not start in time"
+                    return Transition(finish(record, DeploymentState.FAILED, reason, now), None)
+                return Transition(record, Step.WATCH_ROLLBACK, countdown=self._poll)
+            target = str(primary.get("taskDefinition"))
+            record = record.model_copy(
+                update={
+                    "rollback_deployment_id": str(primary.get("id")),
+                    "rollback_task_definition_arn": target,
+                }
+            )
+        deployment = _required(record.rollback_deployment_id, "rollback deployment", "rollback")
         record, verdict = await self._observe(record, job, deployment, target, deadline)
         now = self._clock()
         if verdict.outcome is Outcome.IN_PROGRESS:
             return Transition(record, Step.WATCH_ROLLBACK, countdown=self._poll)
-        who = "ECS's circuit breaker" if record.rolled_back_by_ecs else "Conveyor"
         if verdict.outcome is Outcome.SUCCEEDED:
-            reason = (
-                f"{failure}; {who} rolled the service back to {record.rollback_task_definition_arn}"
-            )
+            reason = f"{failure}; {who} rolled the service back to {target}"
             return Transition(finish(record, DeploymentState.ROLLED_BACK, reason, now), None)
         reason = f"{failure}; the rollback by {who} did not complete either: {verdict.reason}"
         return Transition(finish(record, DeploymentState.FAILED, reason, now), None)
 
-    async def _stopped_tasks(self, job: UpdateServiceJob, target: str) -> list[StoppedTask]:
+    async def _stopped_tasks(self, job: UpdateServiceJob, target: str | None) -> list[StoppedTask]:
         """The stop reasons of our revision's failed tasks: the most useful text on failure."""
         try:
             arns = await self._ecs.list_stopped_task_arns(job.cluster, job.service)
@@ -445,3 +619,22 @@ def _primary_definition(service: dict[str, Any] | None) -> str | None:
 def _short(task_definition: str | None) -> str:
     """``family:revision`` of a task definition ARN, for messages."""
     return (task_definition or "an unknown revision").rsplit("/", 1)[-1]
+
+
+def _primary_id(service: dict[str, Any] | None) -> str | None:
+    primary = _primary(service)
+    return None if primary is None else str(primary.get("id"))
+
+
+def _moved_since_resolve(service: dict[str, Any] | None, record: DeploymentRecord) -> bool:
+    """Whether anything happened to the service's deployments since the job resolved it.
+
+    Only then can an earlier attempt's deployment be hiding in the history: a breaker
+    rollback or someone else's deployment gives the service a new PRIMARY.
+    """
+    deployments = (service or {}).get("deployments", [])
+    return (
+        record.previous_deployment_id is None
+        or len(deployments) != 1
+        or (_primary_id(service) != record.previous_deployment_id)
+    )
