@@ -1,9 +1,12 @@
-"""CloudFormation for the local AWS: stacks that create ECS resources the way AWS does.
+"""CloudFormation for the local AWS: the stacks Conveyor makes, created, updated and rolled back
+the way AWS does it, and nothing Conveyor does not use.
 
-* :mod:`.template` — templates, parameters, conditions and intrinsic functions (pure);
-* :mod:`.resources` — the resource types and the in-process calls that make them;
-* :mod:`.engine` — stacks, their events and states, moved by a background thread;
-* :mod:`.api` — the API actions, in place of moto's stack handlers.
+* :mod:`.template` — template checks, parameters, Ref and Fn::GetAtt (pure);
+* :mod:`.resources` — the three resource types and the in-process calls that make them;
+* :mod:`.model` — the data model: stacks, their resources and events, change sets;
+* :mod:`.api` — request handling: the API actions, in place of moto's stack handlers;
+* :mod:`.engine` — the operations (create, update, delete, rollbacks) and their thread;
+* :mod:`.changesets` — the diff a change set shows.
 
 Nothing is imported here, so that importing the package does not load moto.
 """

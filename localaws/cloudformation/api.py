@@ -1,21 +1,63 @@
-"""The CloudFormation API of the local AWS: moto's request parsing and XML, Conveyor's stacks.
+"""The CloudFormation API of the local AWS: request handling, in place of moto's stack handlers.
 
 moto's ``CloudFormationResponse`` already recognises CloudFormation requests (credential scope
 ``cloudformation``, form field ``Action``), parses the query protocol and serializes answers and
-errors through botocore's model of the API, which is exactly the XML AWS sends. Only the handlers
-of the stack actions are replaced, so that every stack lives in :mod:`engine` instead of moto's
-synchronous backend. Stack-set actions stay moto's.
+errors through botocore's model of the API, which is exactly the XML AWS sends. The handlers of
+the stack actions are replaced: each checks its request as CloudFormation does, updates the
+:mod:`.model` and starts an operation of the :mod:`.engine`, and answers at once.
+
+Served are the actions Conveyor uses: CreateStack, UpdateStack, DeleteStack, DescribeStacks,
+ListStacks, DescribeStackEvents, and the change sets (CreateChangeSet, DescribeChangeSet,
+DeleteChangeSet, ExecuteChangeSet). Every other stack action is refused with a ValidationError
+that says it is not supported (rather than answered from moto's own, empty, stack backend), and
+so is a request parameter an action does not simulate (``DisableRollback``, ``TemplateURL``,
+``UsePreviousTemplate``, …). Stack-set actions stay moto's.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
-from localaws.cloudformation.engine import StackEngine, StackError, StackRequest
-from localaws.cloudformation.template import TemplateError, parameter_specs
+from localaws.cloudformation.changesets import NO_CHANGES, diff
+from localaws.cloudformation.engine import StackEngine
+from localaws.cloudformation.model import ChangeSet, Snapshot, Stack, StackError, new_arn
+from localaws.cloudformation.resources import ATTRIBUTES
+from localaws.cloudformation.template import (
+    TemplateError,
+    check_template,
+    parameter_specs,
+    parameter_value,
+    parse_template,
+    resolve_parameters,
+)
 
 Handler = Callable[[Any], Any]
+
+MAX_STACK_NAME = 128
+MAX_TAGS = 50
+EVENTS_PAGE = 100
+_STACK_NAME = re.compile(r"^[a-zA-Z][-a-zA-Z0-9]*$")
+UPDATABLE_STATES = frozenset({"CREATE_COMPLETE", "UPDATE_COMPLETE", "UPDATE_ROLLBACK_COMPLETE"})
+# moto's stack actions, and those it lacks, that the local AWS does not serve.
+UNSUPPORTED = (
+    "cancel_update_stack",
+    "continue_update_rollback",
+    "describe_stack_resource",
+    "describe_stack_resources",
+    "list_stack_resources",
+    "get_template",
+    "get_template_summary",
+    "validate_template",
+    "list_exports",
+    "list_change_sets",
+    "update_termination_protection",
+    "get_stack_policy",
+    "set_stack_policy",
+)
+_STACK_PARAMETERS = ("StackName", "TemplateBody", "Parameters", "Tags", "ClientRequestToken")
 
 _engine: StackEngine | None = None
 _installed: list[str] = []
@@ -33,24 +75,14 @@ def install(engine: StackEngine) -> None:
         "create_stack": _create_stack,
         "update_stack": _update_stack,
         "delete_stack": _delete_stack,
-        "cancel_update_stack": _cancel_update_stack,
         "describe_stacks": _describe_stacks,
         "list_stacks": _list_stacks,
         "describe_stack_events": _describe_stack_events,
-        "describe_stack_resources": _describe_stack_resources,
-        "describe_stack_resource": _describe_stack_resource,
-        "list_stack_resources": _list_stack_resources,
-        "get_template": _get_template,
-        "get_template_summary": _get_template_summary,
-        "validate_template": _validate_template,
-        "update_termination_protection": _update_termination_protection,
-        "list_exports": _list_exports,
         "create_change_set": _create_change_set,
-        "execute_change_set": _execute_change_set,
         "describe_change_set": _describe_change_set,
         "delete_change_set": _delete_change_set,
-        "list_change_sets": _list_change_sets,
-        "continue_update_rollback": _unsupported("ContinueUpdateRollback"),
+        "execute_change_set": _execute_change_set,
+        **{name: _unsupported(name) for name in UNSUPPORTED},
     }
     for name, handler in replacements.items():
         setattr(CloudFormationResponse, name, handler)
@@ -63,16 +95,32 @@ def install(engine: StackEngine) -> None:
     }
 
 
-def _stacks() -> StackEngine:
-    if _engine is None:
-        raise RuntimeError("localaws.cloudformation.api.install() was not called")
-    return _engine
+@dataclass
+class _Call:
+    """One request: its parameters, and where it looks for stacks."""
 
+    params: dict[str, Any]
+    engine: StackEngine
+    account: str
+    region: str
 
-def _result(payload: Any) -> Any:
-    from moto.core.responses import ActionResult
+    def text(self, name: str) -> str:
+        """A string parameter, "" when absent."""
+        return str(self.params.get(name) or "")
 
-    return ActionResult(payload)
+    def find(self, name_or_id: str) -> Stack | None:
+        """A stack by name or id, or None."""
+        return self.engine.registry.find(self.account, self.region, name_or_id)
+
+    def get(self, name_or_id: str) -> Stack:
+        """A stack by name or id; an unknown one is AWS's ValidationError."""
+        return self.engine.registry.get(self.account, self.region, name_or_id)
+
+    def change_set(self) -> ChangeSet:
+        """The change set the request names (ARN, or name and StackName)."""
+        return self.engine.registry.change_set(
+            self.account, self.region, self.text("ChangeSetName"), self.text("StackName") or None
+        )
 
 
 def _refuse(error: StackError | TemplateError) -> Exception:
@@ -91,346 +139,316 @@ def _refuse(error: StackError | TemplateError) -> Exception:
     return CloudFormationError(code, str(error))
 
 
-def _call(self: Any, action: Callable[[StackEngine, str, str], Any]) -> Any:
-    try:
-        return action(_stacks(), self.current_account, self.region)
-    except (StackError, TemplateError) as error:
-        raise _refuse(error) from error
+def _action(*allowed: str) -> Callable[[Callable[[_Call], dict[str, Any]]], Handler]:
+    """Make ``function(call)`` a moto handler that accepts the ``allowed`` parameters only."""
+
+    def wrap(function: Callable[[_Call], dict[str, Any]]) -> Handler:
+        def handler(self: Any) -> Any:
+            from moto.core.responses import ActionResult
+
+            if _engine is None:
+                raise RuntimeError("localaws.cloudformation.api.install() was not called")
+            params: dict[str, Any] = dict(self.params)
+            extra = sorted(set(params) - set(allowed))
+            if extra:
+                message = f"{', '.join(extra)}: not supported by the local AWS's CloudFormation"
+                raise _refuse(StackError(message))
+            try:
+                answer = function(_Call(params, _engine, self.current_account, self.region))
+            except (StackError, TemplateError) as error:
+                raise _refuse(error) from error
+            return ActionResult(answer)
+
+        return handler
+
+    return wrap
 
 
-def _body(self: Any) -> str | None:
-    body = self._get_param("TemplateBody")
-    url = self._get_param("TemplateURL")
-    if body and url:
-        raise _refuse(StackError("Specify exactly one of TemplateBody or TemplateUrl."))
-    if url:
-        return str(self._get_stack_from_s3_url(url))
-    return str(body) if body is not None else None
+def _unsupported(name: str) -> Handler:
+    action = "".join(part.capitalize() for part in name.split("_"))
+
+    def refuse(self: Any) -> Any:
+        raise _refuse(StackError(f"{action} is not supported by the local AWS's CloudFormation"))
+
+    return refuse
 
 
-def _request(self: Any) -> StackRequest:
-    tags = self._get_param("Tags")
-    notification_arns = self._get_param("NotificationARNs")
-    timeout = self._get_param("TimeoutInMinutes")
-    return StackRequest(
-        name=str(self._get_param("StackName") or ""),
-        body=_body(self),
-        use_previous_template=bool(self._get_param("UsePreviousTemplate")),
-        parameters=list(self._get_param("Parameters") or []),
-        # Absent Tags keep the stack's tags on UpdateStack; an empty list removes them.
-        tags=None if tags is None else [(str(t["Key"]), str(t.get("Value", ""))) for t in tags],
-        disable_rollback=self._get_param("DisableRollback"),
-        on_failure=self._get_param("OnFailure"),
-        timeout=int(timeout) if timeout is not None else None,
-        capabilities=list(self._get_param("Capabilities") or []),
-        notification_arns=list(notification_arns) if notification_arns is not None else None,
-        role_arn=self._get_param("RoleARN"),
-        token=self._get_param("ClientRequestToken"),
-        termination_protection=bool(self._get_param("EnableTerminationProtection")),
+# -- checks --------------------------------------------------------------------------------------
+
+
+def _check_name(name: str, member: str = "stackName") -> None:
+    if len(name) > MAX_STACK_NAME:
+        raise StackError(
+            f"1 validation error detected: Value '{name}' at '{member}' failed to satisfy "
+            f"constraint: Member must have length less than or equal to {MAX_STACK_NAME}"
+        )
+    if not _STACK_NAME.match(name):
+        raise StackError(
+            f"1 validation error detected: Value '{name}' at '{member}' failed to satisfy "
+            "constraint: Member must satisfy regular expression pattern: [a-zA-Z][-a-zA-Z0-9]*"
+        )
+
+
+def _tags(call: _Call) -> list[tuple[str, str]] | None:
+    """The request's tags; None when absent (UpdateStack keeps the stack's; [] removes them)."""
+    if call.params.get("Tags") is None:
+        return None
+    tags = [(str(t["Key"]), str(t.get("Value", ""))) for t in call.params["Tags"]]
+    if len(tags) > MAX_TAGS:
+        raise StackError(
+            f"1 validation error detected: Value at 'tags' failed to satisfy constraint: Member "
+            f"must have length less than or equal to {MAX_TAGS}"
+        )
+    for key, _ in tags:
+        if key.lower().startswith("aws:"):
+            raise StackError("Tag keys can not start with 'aws:'")
+    return tags
+
+
+def _template(call: _Call) -> dict[str, Any]:
+    body = call.params.get("TemplateBody")
+    if body is None:
+        raise StackError("Either Template URL or Template Body must be specified.")
+    template = parse_template(str(body))
+    check_template(template, ATTRIBUTES)
+    return template
+
+
+def _parameters(call: _Call, template: dict[str, Any]) -> tuple[dict[str, str], dict[str, Any]]:
+    """The parameter values as given, and as Ref gives them."""
+    specs = parameter_specs(template)
+    raw = resolve_parameters(specs, call.params.get("Parameters") or [])
+    return raw, {name: parameter_value(spec, raw[name]) for name, spec in specs.items()}
+
+
+def _new_stack(call: _Call) -> Stack:
+    """A stack from CreateStack's parameters (or CreateChangeSet's), checked and registered."""
+    name = call.text("StackName")
+    _check_name(name)
+    if call.find(name) is not None:
+        raise StackError(f"Stack [{name}] already exists", "AlreadyExistsException")
+    template = _template(call)
+    tags = _tags(call) or []
+    parameters, resolved = _parameters(call, template)
+    stack = Stack(
+        stack_id=new_arn(call.account, call.region, "stack", name),
+        name=name,
+        account=call.account,
+        region=call.region,
+        body=str(call.params["TemplateBody"]),
+        template=template,
+        parameters=parameters,
+        resolved=resolved,
+        tags=tags,
+        token=call.params.get("ClientRequestToken"),
+    )
+    call.engine.registry.stacks.append(stack)
+    return stack
+
+
+def _update_inputs(stack: Stack, call: _Call) -> Snapshot:
+    """The template, parameters and tags that UpdateStack (or CreateChangeSet) asks for, checked."""
+    if stack.status not in UPDATABLE_STATES:
+        raise StackError(
+            f"Stack:{stack.stack_id} is in {stack.status} state and can not be updated."
+        )
+    template = _template(call)
+    old = {key: value["Type"] for key, value in stack.template["Resources"].items()}
+    new = {key: value["Type"] for key, value in template["Resources"].items()}
+    retyped = [key for key in new if key in old and new[key] != old[key]]
+    if retyped:
+        raise StackError(
+            "Update of resource type is not permitted. The new template modifies resource type "
+            f"of the following resources: [{', '.join(retyped)}]"
+        )
+    if set(new) != set(old):
+        raise StackError(
+            "The local AWS's CloudFormation does not add or remove resources in an update "
+            f"(added: [{', '.join(k for k in new if k not in old)}], removed: "
+            f"[{', '.join(k for k in old if k not in new)}]): delete the stack and create it again"
+        )
+    tags = _tags(call)
+    parameters, resolved = _parameters(call, template)
+    return Snapshot(
+        str(call.params["TemplateBody"]),
+        template,
+        parameters,
+        resolved,
+        list(stack.tags) if tags is None else tags,
     )
 
 
 # -- stacks --------------------------------------------------------------------------------------
 
 
-def _create_stack(self: Any) -> Any:
-    request = _request(self)
-    stack = _call(
-        self, lambda engine, account, region: engine.create_stack(account, region, request)
-    )
-    return _result({"StackId": stack.stack_id})
+@_action(*_STACK_PARAMETERS)
+def _create_stack(call: _Call) -> dict[str, Any]:
+    stack = _new_stack(call)
+    call.engine.begin_create(stack)
+    return {"StackId": stack.stack_id}
 
 
-def _update_stack(self: Any) -> Any:
-    request = _request(self)
-    stack = _call(
-        self, lambda engine, account, region: engine.update_stack(account, region, request)
-    )
-    return _result({"StackId": stack.stack_id})
+@_action(*_STACK_PARAMETERS)
+def _update_stack(call: _Call) -> dict[str, Any]:
+    stack = call.get(call.text("StackName"))
+    update = _update_inputs(stack, call)
+    if (update.template, update.parameters, update.tags) == (
+        stack.template,
+        stack.parameters,
+        stack.tags,
+    ):
+        raise StackError("No updates are to be performed.")
+    call.engine.begin_update(stack, update, call.params.get("ClientRequestToken"))
+    return {"StackId": stack.stack_id}
 
 
-def _delete_stack(self: Any) -> Any:
-    name = str(self._get_param("StackName") or "")
-    token = self._get_param("ClientRequestToken")
-    _call(self, lambda engine, account, region: engine.delete_stack(account, region, name, token))
-    return _result({})
+@_action("StackName", "ClientRequestToken")
+def _delete_stack(call: _Call) -> dict[str, Any]:
+    """An unknown or deleted stack is no error; a creation in progress is cancelled."""
+    stack = call.find(call.text("StackName"))
+    if stack is None or stack.status in ("DELETE_COMPLETE", "DELETE_IN_PROGRESS"):
+        return {}
+    if call.engine.busy(stack) and stack.status != "CREATE_IN_PROGRESS":
+        raise StackError(f"Stack [{stack.name}] cannot be deleted while in status {stack.status}")
+    call.engine.begin_delete(stack, call.params.get("ClientRequestToken"))
+    return {}
 
 
-def _cancel_update_stack(self: Any) -> Any:
-    name = str(self._get_param("StackName") or "")
-    _call(self, lambda engine, account, region: engine.cancel_update_stack(account, region, name))
-    return _result({})
+@_action("StackName")
+def _describe_stacks(call: _Call) -> dict[str, Any]:
+    name = call.text("StackName")
+    if name:
+        return {"Stacks": [call.get(name).describe()]}
+    stacks = reversed(call.engine.registry.of(call.account, call.region))
+    return {"Stacks": [s.describe() for s in stacks if s.status != "DELETE_COMPLETE"]}
 
 
-def _update_termination_protection(self: Any) -> Any:
-    name = str(self._get_param("StackName") or "")
-    enabled = bool(self._get_param("EnableTerminationProtection"))
-    stack = _call(
-        self,
-        lambda engine, account, region: engine.set_termination_protection(
-            account, region, name, enabled
-        ),
-    )
-    return _result({"StackId": stack.stack_id})
+@_action("StackStatusFilter")
+def _list_stacks(call: _Call) -> dict[str, Any]:
+    wanted = set(call.params.get("StackStatusFilter") or [])
+    stacks = reversed(call.engine.registry.of(call.account, call.region))
+    return {"StackSummaries": [s.summary() for s in stacks if not wanted or s.status in wanted]}
 
 
-def _describe_stacks(self: Any) -> Any:
-    name = self._get_param("StackName")
-
-    def describe(engine: StackEngine, account: str, region: str) -> list[dict[str, Any]]:
-        if name:
-            return [engine.get(account, region, str(name)).describe()]
-        return [
-            stack.describe()
-            for stack in reversed(engine.stacks(account, region))
-            if stack.status != "DELETE_COMPLETE"
-        ]
-
-    return _result({"Stacks": _call(self, describe)})
-
-
-def _list_stacks(self: Any) -> Any:
-    wanted = set(self._get_param("StackStatusFilter") or [])
-
-    def summaries(engine: StackEngine, account: str, region: str) -> list[dict[str, Any]]:
-        return [
-            stack.summary()
-            for stack in reversed(engine.stacks(account, region))
-            if not wanted or stack.status in wanted
-        ]
-
-    return _result({"StackSummaries": _call(self, summaries)})
-
-
-def _describe_stack_events(self: Any) -> Any:
-    name = str(self._get_param("StackName") or "")
-    token = self._get_param("NextToken")
+@_action("StackName", "NextToken")
+def _describe_stack_events(call: _Call) -> dict[str, Any]:
+    """Newest first, in pages of EVENTS_PAGE."""
+    token = call.text("NextToken")
     try:
         start = int(token) if token else 0
     except ValueError:
-        raise _refuse(StackError("Invalid NextToken")) from None
-
-    def page(engine: StackEngine, account: str, region: str) -> dict[str, Any]:
-        from localaws.cloudformation.engine import EVENTS_PAGE
-
-        events = list(reversed(engine.get(account, region, name).events))
-        result: dict[str, Any] = {
-            "StackEvents": [event.to_api() for event in events[start : start + EVENTS_PAGE]]
-        }
-        if start + EVENTS_PAGE < len(events):
-            result["NextToken"] = str(start + EVENTS_PAGE)
-        return result
-
-    return _result(_call(self, page))
-
-
-def _describe_stack_resources(self: Any) -> Any:
-    name = self._get_param("StackName")
-    physical_id = self._get_param("PhysicalResourceId")
-    logical_id = self._get_param("LogicalResourceId")
-
-    def describe(engine: StackEngine, account: str, region: str) -> list[dict[str, Any]]:
-        if name:
-            stack = engine.get(account, region, str(name))
-        elif physical_id:
-            found = [
-                s
-                for s in engine.stacks(account, region)
-                if any(r.physical_id == physical_id for r in s.resources.values())
-            ]
-            if not found:
-                raise StackError(f"Stack for {physical_id} does not exist")
-            stack = found[-1]
-        else:
-            raise StackError("Either StackName or PhysicalResourceId must be specified.")
-        return [
-            stack.resource_to_api(resource, "resource")
-            for resource in stack.resources.values()
-            if not logical_id or resource.logical_id == logical_id
-        ]
-
-    return _result({"StackResources": _call(self, describe)})
-
-
-def _describe_stack_resource(self: Any) -> Any:
-    name = str(self._get_param("StackName") or "")
-    logical_id = str(self._get_param("LogicalResourceId") or "")
-
-    def describe(engine: StackEngine, account: str, region: str) -> dict[str, Any]:
-        stack = engine.get(account, region, name)
-        resource = stack.resources.get(logical_id)
-        if resource is None:
-            raise StackError(f"Resource {logical_id} does not exist for stack {name}")
-        return stack.resource_to_api(resource, "detail")
-
-    return _result({"StackResourceDetail": _call(self, describe)})
-
-
-def _list_stack_resources(self: Any) -> Any:
-    name = str(self._get_param("StackName") or "")
-
-    def summaries(engine: StackEngine, account: str, region: str) -> list[dict[str, Any]]:
-        stack = engine.get(account, region, name)
-        return [stack.resource_to_api(r, "summary") for r in stack.resources.values()]
-
-    return _result({"StackResourceSummaries": _call(self, summaries)})
-
-
-def _get_template(self: Any) -> Any:
-    name = str(self._get_param("StackName") or "")
-    if self._get_param("ChangeSetName"):
-        raise _refuse(StackError("Change sets are not supported by the local AWS"))
-    stack = _call(self, lambda engine, account, region: engine.get(account, region, name))
-    return _result({"TemplateBody": stack.body, "StagesAvailable": ["Original", "Processed"]})
-
-
-def _template_for_summary(self: Any) -> str:
-    name = self._get_param("StackName")
-    if name:
-        stack = _call(self, lambda engine, account, region: engine.get(account, region, str(name)))
-        return str(stack.body)
-    body = _body(self)
-    if body is None:
-        raise _refuse(StackError("Either Template URL or Template Body must be specified."))
-    return body
-
-
-def _get_template_summary(self: Any) -> Any:
-    body = _template_for_summary(self)
-    template = _call(self, lambda engine, account, region: engine.validate(body))
-    parameters = [
-        {
-            "ParameterKey": spec.name,
-            "ParameterType": spec.type,
-            "NoEcho": spec.no_echo,
-            "Description": spec.description,
-            "ParameterConstraints": (
-                {"AllowedValues": list(spec.allowed_values)} if spec.allowed_values else {}
-            ),
-            **({"DefaultValue": spec.default} if spec.default is not None else {}),
-        }
-        for spec in parameter_specs(template).values()
-    ]
-    resources = template.get("Resources") or {}
+        raise StackError("Invalid NextToken") from None
+    events = list(reversed(call.get(call.text("StackName")).events))
     result: dict[str, Any] = {
-        "Parameters": parameters,
-        "ResourceTypes": sorted({str(r["Type"]) for r in resources.values()}),
-        "Capabilities": [],
-        "DeclaredTransforms": [],
-        "ResourceIdentifierSummaries": [],
+        "StackEvents": [event.to_api() for event in events[start : start + EVENTS_PAGE]]
     }
-    if "AWSTemplateFormatVersion" in template:
-        result["Version"] = str(template["AWSTemplateFormatVersion"])
-    if "Description" in template:
-        result["Description"] = str(template["Description"])
-    return _result(result)
-
-
-def _validate_template(self: Any) -> Any:
-    body = _body(self)
-    if body is None:
-        raise _refuse(StackError("Either Template URL or Template Body must be specified."))
-    template = _call(self, lambda engine, account, region: engine.validate(body))
-    result: dict[str, Any] = {
-        "Parameters": [
-            {
-                "ParameterKey": spec.name,
-                "NoEcho": spec.no_echo,
-                "Description": spec.description,
-                **({"DefaultValue": spec.default} if spec.default is not None else {}),
-            }
-            for spec in parameter_specs(template).values()
-        ],
-        "Capabilities": [],
-        "DeclaredTransforms": [],
-    }
-    if "Description" in template:
-        result["Description"] = str(template["Description"])
-    return _result(result)
-
-
-def _list_exports(self: Any) -> Any:
-    def exports(engine: StackEngine, account: str, region: str) -> list[dict[str, Any]]:
-        return [
-            {
-                "ExportingStackId": stack.stack_id,
-                "Name": output["ExportName"],
-                "Value": output["OutputValue"],
-            }
-            for stack in engine.stacks(account, region)
-            if stack.status != "DELETE_COMPLETE"
-            for output in stack.outputs
-            if "ExportName" in output
-        ]
-
-    return _result({"Exports": _call(self, exports)})
+    if start + EVENTS_PAGE < len(events):
+        result["NextToken"] = str(start + EVENTS_PAGE)
+    return result
 
 
 # -- change sets ---------------------------------------------------------------------------------
 
 
-def _create_change_set(self: Any) -> Any:
-    request = _request(self)
-    name = str(self._get_param("ChangeSetName") or "")
-    change_set_type = str(self._get_param("ChangeSetType") or "UPDATE")
-    description = self._get_param("Description")
-    change_set = _call(
-        self,
-        lambda engine, account, region: engine.create_change_set(
-            account, region, request, name, change_set_type, description
-        ),
-    )
-    return _result({"Id": change_set.change_set_id, "StackId": change_set.stack_id})
-
-
-def _change_set_reference(self: Any) -> tuple[str, str | None]:
-    stack_name = self._get_param("StackName")
-    return str(self._get_param("ChangeSetName") or ""), str(stack_name) if stack_name else None
-
-
-def _describe_change_set(self: Any) -> Any:
-    name, stack_name = _change_set_reference(self)
-    change_set = _call(
-        self, lambda engine, account, region: engine.change_set(account, region, name, stack_name)
-    )
-    return _result(change_set.describe())
-
-
-def _execute_change_set(self: Any) -> Any:
-    name, stack_name = _change_set_reference(self)
-    _call(
-        self,
-        lambda engine, account, region: engine.execute_change_set(
-            account, region, name, stack_name
-        ),
-    )
-    return _result({})
-
-
-def _delete_change_set(self: Any) -> Any:
-    name, stack_name = _change_set_reference(self)
-    _call(
-        self,
-        lambda engine, account, region: engine.delete_change_set(account, region, name, stack_name),
-    )
-    return _result({})
-
-
-def _list_change_sets(self: Any) -> Any:
-    stack_name = str(self._get_param("StackName") or "")
-    change_sets = _call(
-        self, lambda engine, account, region: engine.change_sets(account, region, stack_name)
-    )
-    return _result({"Summaries": [change_set.summary() for change_set in change_sets]})
-
-
-def _unsupported(action: str) -> Handler:
-    def refuse(self: Any) -> Any:
-        raise _refuse(
-            StackError(
-                f"{action} is not supported by the local AWS's CloudFormation: "
-                "use CreateStack/UpdateStack"
+@_action(
+    "StackName",
+    "TemplateBody",
+    "Parameters",
+    "Tags",
+    "ChangeSetName",
+    "ChangeSetType",
+    "Description",
+)
+def _create_change_set(call: _Call) -> dict[str, Any]:
+    """The diff is computed at once: the change set is CREATE_COMPLETE (or FAILED when nothing
+    would change) when the call returns. A CREATE change set makes a REVIEW_IN_PROGRESS stack."""
+    name = call.text("ChangeSetName")
+    _check_name(name, "changeSetName")
+    kind = call.text("ChangeSetType") or "UPDATE"
+    stack = call.find(call.text("StackName"))
+    if kind == "CREATE":
+        if stack is not None and stack.status != "REVIEW_IN_PROGRESS":
+            raise StackError(
+                f"Stack [{stack.name}] already exists and cannot be created again with the "
+                f"changeSet [{name}].",
+                "AlreadyExistsException",
             )
-        )
+        if stack is None:
+            stack = _new_stack(call)
+            stack.set_status("REVIEW_IN_PROGRESS", "User Initiated")
+        update, old, current = stack.snapshot(), Snapshot("", {}, {}, {}, []), {}
+    elif kind == "UPDATE":
+        if stack is None:
+            raise StackError(f"Stack [{call.text('StackName')}] does not exist")
+        update, old, current = _update_inputs(stack, call), stack.snapshot(), stack.resources
+    else:
+        raise StackError(f"ChangeSetType {kind} is not supported by the local AWS")
+    registry = call.engine.registry
+    if any(c.name == name for c in registry.change_sets if c.stack_id == stack.stack_id):
+        raise StackError(f"ChangeSet [{name}] already exists", "AlreadyExistsException")
+    change_set = ChangeSet(
+        change_set_id=new_arn(call.account, call.region, "changeSet", name),
+        name=name,
+        stack_id=stack.stack_id,
+        stack_name=stack.name,
+        change_set_type=kind,
+        update=update,
+        description=call.params.get("Description"),
+        changes=diff(update, old, current, stack.pseudo),
+    )
+    unchanged = (update.template, update.parameters, update.tags) == (
+        old.template,
+        old.parameters,
+        old.tags,
+    )
+    if kind == "UPDATE" and (unchanged or not change_set.changes):
+        change_set.status, change_set.status_reason = "FAILED", NO_CHANGES
+        change_set.execution_status = "UNAVAILABLE"
+    registry.change_sets.append(change_set)
+    return {"Id": change_set.change_set_id, "StackId": change_set.stack_id}
 
-    return refuse
+
+@_action("ChangeSetName", "StackName")
+def _describe_change_set(call: _Call) -> dict[str, Any]:
+    return call.change_set().describe()
+
+
+@_action("ChangeSetName", "StackName")
+def _delete_change_set(call: _Call) -> dict[str, Any]:
+    change_set = call.change_set()
+    if change_set.execution_status == "EXECUTE_IN_PROGRESS":
+        raise StackError(
+            f"ChangeSet [{change_set.change_set_id}] cannot be deleted in its current status "
+            "of [EXECUTE_IN_PROGRESS]",
+            "InvalidChangeSetStatus",
+        )
+    call.engine.registry.change_sets.remove(change_set)
+    return {}
+
+
+@_action("ChangeSetName", "StackName")
+def _execute_change_set(call: _Call) -> dict[str, Any]:
+    """Start the creation or update the change set describes; the stack's others are deleted."""
+    change_set = call.change_set()
+    if change_set.execution_status != "AVAILABLE":
+        raise StackError(
+            f"ChangeSet [{change_set.change_set_id}] cannot be executed in its current status "
+            f"of [{change_set.status}]",
+            "InvalidChangeSetStatus",
+        )
+    stack = call.get(change_set.stack_id)
+    wanted = {"REVIEW_IN_PROGRESS"} if change_set.change_set_type == "CREATE" else UPDATABLE_STATES
+    if stack.status not in wanted:
+        raise StackError(
+            f"Stack:{stack.stack_id} is in {stack.status} state and can not be updated."
+        )
+    if change_set.change_set_type == "CREATE":
+        call.engine.begin_create(stack)
+    else:
+        call.engine.begin_update(stack, change_set.update, None)
+    change_set.execution_status = "EXECUTE_IN_PROGRESS"
+    registry = call.engine.registry
+    registry.change_sets = [
+        c for c in registry.change_sets if c.stack_id != stack.stack_id or c is change_set
+    ]
+    return {}

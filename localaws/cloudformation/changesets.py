@@ -1,26 +1,22 @@
 """Change sets: what an update (or a creation) would do to each resource, computed before it runs.
 
 The diff evaluates the new template against the stack's current resources. A value that depends
-on a resource that the change set adds or replaces is not known until the update runs; it is
+on a resource that the change set adds or replaces is not known until the change runs; it is
 compared as CloudFormation's ``{{changeSet:KNOWN_AFTER_APPLY}}`` placeholder, which makes the
 change *Dynamic* and its source a *ResourceReference*, as CloudFormation reports it.
+
+An update never adds, removes or retypes resources (the API refuses such templates), so the
+Changes of an UPDATE change set are all *Modify*, and those of a CREATE change set all *Add*.
 """
 
 from __future__ import annotations
 
-import datetime
-import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
-from localaws.cloudformation.resources import Physical, resource_type
-from localaws.cloudformation.template import (
-    Evaluator,
-    TemplateError,
-    creation_order,
-    references,
-)
+from localaws.cloudformation.model import Snapshot, StackResource
+from localaws.cloudformation.resources import RESOURCE_TYPES, Physical
+from localaws.cloudformation.template import Evaluator, creation_order, references
 
 KNOWN_AFTER_APPLY = "{{changeSet:KNOWN_AFTER_APPLY}}"
 NO_CHANGES = (
@@ -29,143 +25,57 @@ NO_CHANGES = (
 )
 
 
-@dataclass
-class ChangeSet:
-    """One change set of a stack."""
-
-    change_set_id: str
-    name: str
-    stack_id: str
-    stack_name: str
-    change_set_type: str
-    body: str
-    template: dict[str, Any]
-    parameters: dict[str, str]
-    resolved: dict[str, Any]
-    tags: list[tuple[str, str]]
-    description: str | None
-    changes: list[dict[str, Any]]
-    status: str = "CREATE_COMPLETE"
-    status_reason: str | None = None
-    execution_status: str = "AVAILABLE"
-    created: datetime.datetime = field(default_factory=lambda: datetime.datetime.now(datetime.UTC))
-
-    @staticmethod
-    def new_id(region: str, account: str, name: str) -> str:
-        """A change set ARN."""
-        return f"arn:aws:cloudformation:{region}:{account}:changeSet/{name}/{uuid.uuid4()}"
-
-    def summary(self) -> dict[str, Any]:
-        """The ChangeSetSummary shape."""
-        result: dict[str, Any] = {
-            "StackId": self.stack_id,
-            "StackName": self.stack_name,
-            "ChangeSetId": self.change_set_id,
-            "ChangeSetName": self.name,
-            "ExecutionStatus": self.execution_status,
-            "Status": self.status,
-            "CreationTime": self.created,
-            "IncludeNestedStacks": False,
-        }
-        if self.status_reason:
-            result["StatusReason"] = self.status_reason
-        if self.description:
-            result["Description"] = self.description
-        return result
-
-    def describe(self) -> dict[str, Any]:
-        """The DescribeChangeSet answer."""
-        result = self.summary()
-        result.update(
-            Parameters=[
-                {"ParameterKey": key, "ParameterValue": value}
-                for key, value in self.parameters.items()
-            ],
-            Tags=[{"Key": key, "Value": value} for key, value in self.tags],
-            Changes=self.changes,
-            NotificationARNs=[],
-            Capabilities=[],
-            RollbackConfiguration={},
-        )
-        return result
-
-
 def diff(
-    template: Mapping[str, Any],
-    old_template: Mapping[str, Any],
-    resolved: Mapping[str, Any],
-    old_resolved: Mapping[str, Any],
-    tags: list[tuple[str, str]],
-    old_tags: list[tuple[str, str]],
-    current: Mapping[str, tuple[str, Physical | None, list[tuple[str, str]]]],
+    update: Snapshot,
+    old: Snapshot,
+    current: Mapping[str, StackResource],
     pseudo: Mapping[str, Any],
 ) -> list[dict[str, Any]]:
-    """The Changes of a change set.
+    """The Changes of a change set that moves ``current`` resources from ``old`` to ``update``.
 
-    ``current`` maps each live resource's logical id to (type, physical, stack tags it was made
-    with); ``resolved`` are the new parameter values (as Ref gives them).
+    ``current`` is empty for a CREATE change set.
     """
-    resources = template.get("Resources") or {}
-    unknown: set[str] = set()  # resources whose physical id the update will change
+    resources = update.template["Resources"]
+    unknown: set[str] = set()  # resources whose physical id the change will change
+
+    def made(name: str) -> Physical | None:
+        resource = current.get(name)
+        return None if name in unknown or resource is None else resource.physical
 
     def ref(name: str) -> Any:
-        entry = current.get(name)
-        if name in unknown or entry is None or entry[1] is None:
-            return KNOWN_AFTER_APPLY
-        return entry[1].ref
+        found = made(name)
+        return KNOWN_AFTER_APPLY if found is None else found.ref
 
     def get_att(name: str, attribute: str) -> Any:
-        entry = current.get(name)
-        if name in unknown or entry is None or entry[1] is None:
+        found = made(name)
+        if found is None:
             return KNOWN_AFTER_APPLY
-        handler = resource_type(entry[0])
-        if handler is None:
-            return KNOWN_AFTER_APPLY
-        try:
-            return handler.get_att(entry[1], attribute)
-        except Exception:  # noqa: BLE001 - an attribute moto cannot give is unknown until applied
-            return KNOWN_AFTER_APPLY
+        return RESOURCE_TYPES[current[name].resource_type].get_att(found, attribute)
 
-    evaluator = Evaluator(
-        parameters=resolved,
-        pseudo=pseudo,
-        mappings=template.get("Mappings") or {},
-        condition_bodies=template.get("Conditions") or {},
-        ref=ref,
-        get_att=get_att,
-    )
-    changed_parameters = {key for key in resolved if resolved.get(key) != old_resolved.get(key)}
+    evaluator = Evaluator({**pseudo, **update.resolved}, ref, get_att)
+    changed_parameters = {
+        key for key in update.resolved if update.resolved.get(key) != old.resolved.get(key)
+    }
     changes: list[dict[str, Any]] = []
-    wanted: list[str] = []
     for logical_id in creation_order(resources):
         definition = resources[logical_id]
-        condition = definition.get("Condition")
-        if condition is not None and not evaluator.condition(str(condition)):
-            continue
-        wanted.append(logical_id)
         kind = str(definition["Type"])
-        entry = current.get(logical_id)
-        if entry is None or entry[1] is None or entry[0] != kind:
+        resource = current.get(logical_id)
+        if resource is None or resource.physical is None:
             unknown.add(logical_id)
             changes.append(_change("Add", logical_id, "", kind))
             continue
-        _, physical, made_with_tags = entry
-        handler = resource_type(kind)
-        if handler is None or physical is None:
-            continue
-        try:
-            properties = evaluator.value(definition.get("Properties") or {})
-        except TemplateError:
-            properties = {"__unresolved__": KNOWN_AFTER_APPLY}
-        tags_changed = handler.supports_tags and made_with_tags != tags
+        physical = resource.physical
+        properties = evaluator.value(definition.get("Properties") or {})
+        tags_changed = resource.stack_tags != update.tags
         if properties == physical.properties and not tags_changed:
             continue
-        replaced = properties != physical.properties and handler.needs_replacement(
+        replaced = properties != physical.properties and RESOURCE_TYPES[kind].needs_replacement(
             physical, properties
         )
         if replaced:
             unknown.add(logical_id)
-        old_definition = (old_template.get("Resources") or {}).get(logical_id) or {}
+        old_definition = (old.template.get("Resources") or {}).get(logical_id) or {}
         details = _details(
             properties,
             physical.properties,
@@ -183,9 +93,6 @@ def diff(
             Replacement="True" if replaced else "False", Scope=scope, Details=details
         )
         changes.append(change)
-    for logical_id, (kind, physical, _) in current.items():
-        if logical_id not in wanted and physical is not None:
-            changes.append(_change("Remove", logical_id, physical.physical_id, kind))
     return changes
 
 
@@ -228,7 +135,7 @@ def _details(
         if new_raw.get(name) != old_raw.get(name):
             detail["ChangeSource"] = "DirectModification"
         else:
-            refs = references(new_raw.get(name), resource_ids)
+            refs = references(new_raw.get(name))
             causes = [t for _, t, _ in refs if t in resource_ids]
             parameters = [t for kind, t, _ in refs if kind == "Ref" and t in changed_parameters]
             if dynamic and causes:

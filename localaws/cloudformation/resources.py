@@ -1,15 +1,19 @@
-"""The resource types the local CloudFormation creates, and how it talks to the other services.
+"""The resource types of Conveyor's stacks, and how the local CloudFormation talks to ECS and Logs.
+
+Three types, those ``producers/contract/stack_template.py`` renders: ``AWS::ECS::TaskDefinition``,
+``AWS::ECS::Service`` and ``AWS::Logs::LogGroup``. Any other type is refused when the template is
+checked.
 
 Every ECS and CloudWatch Logs call goes through the same WSGI application as a client's request
 (:class:`AwsCaller`), so that the patched ECS handlers, their validations and the rollout
-simulator apply exactly as they do to direct API calls. Properties are converted from
+simulator apply exactly as they do to direct API calls. ECS properties are converted from
 CloudFormation's PascalCase to the API's members by walking botocore's model of the ECS API, which
-also gives each value its API type (a ``Ref`` to a Number parameter is a string; ``desiredCount``
-is an integer).
+also gives each value its API type (``desiredCount`` is an integer, ``cpu`` of a task a string).
 
 A handler's ``create``/``update``/``delete`` are generators: they yield while they wait (for an ECS
 service to become stable, for its tasks to stop) and the stack engine resumes them on its next
-tick, with the world lock held.
+tick, with the world lock held. ``create`` reports the physical resource through
+``ResourceContext.on_created`` before its first wait, so that a rollback finds it.
 """
 
 from __future__ import annotations
@@ -32,22 +36,12 @@ from localaws.rollout import DEFAULT_DEPLOYMENT_CONFIGURATION
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 Steps = Generator[None, None, Any]
 
-JSON_TARGETS = {
-    "ecs": "AmazonEC2ContainerServiceV20141113",
-    "logs": "Logs_20140328",
-    "ssm": "AmazonSSM",
-}
-SERVICE_LABELS = {"ecs": "Ecs", "logs": "CloudWatchLogs", "ssm": "Ssm"}
+JSON_TARGETS = {"ecs": "AmazonEC2ContainerServiceV20141113", "logs": "Logs_20140328"}
+SERVICE_LABELS = {"ecs": "Ecs", "logs": "CloudWatchLogs"}
 _NOT_FOUND_CODES = frozenset(
     {"ClusterNotFoundException", "ServiceNotFoundException", "ResourceNotFoundException"}
 )
 BREAKER_MESSAGE = "Error occurred during operation 'ECS Deployment Circuit Breaker was triggered'."
-# CloudFormation names a few properties differently from the API members they set.
-_RENAMED = {
-    ("ProxyConfiguration", "ProxyConfigurationProperties"): "properties",
-    ("CreateServiceRequest", "PlacementStrategies"): "placementStrategy",
-    ("CreateClusterRequest", "ClusterSettings"): "settings",
-}
 
 
 class AwsError(Exception):
@@ -84,8 +78,6 @@ def failure_from(error: AwsError) -> ResourceFailed:
     )
     if error.code in _NOT_FOUND_CODES:
         return ResourceFailed(handler_message(detail, "NotFound"))
-    if error.code == "ThrottlingException":
-        return ResourceFailed(handler_message(f"Rate exceeded {detail}", "Throttling"))
     if error.status >= 500:
         return ResourceFailed(handler_message(detail, "ServiceInternalError"))
     return ResourceFailed(handler_message(f"Invalid request provided: {detail}", "InvalidRequest"))
@@ -103,7 +95,7 @@ class AwsCaller:
         """Call ``service``'s ``operation``; return the decoded answer or raise AwsError."""
         from werkzeug.test import EnvironBuilder
 
-        body = json.dumps(params, default=_json_default).encode()
+        body = json.dumps(params).encode()
         date = datetime.datetime.now(datetime.UTC).strftime("%Y%m%d")
         builder = EnvironBuilder(
             path="/",
@@ -144,12 +136,6 @@ class AwsCaller:
         return result
 
 
-def _json_default(value: Any) -> Any:
-    if isinstance(value, datetime.datetime):
-        return value.timestamp()
-    raise TypeError(f"cannot encode {type(value).__name__}")
-
-
 # -- properties ----------------------------------------------------------------------------------
 
 
@@ -187,7 +173,7 @@ def _convert(logical_id: str, value: Any, shape: Any, path: str) -> Any:
         members = {name.lower(): name for name in shape.members}
         result = {}
         for key, item in value.items():
-            member = _RENAMED.get((shape.name, key)) or members.get(key.lower())
+            member = members.get(key.lower())
             if member is None:
                 raise ResourceFailed(
                     f"Properties validation failed for resource {logical_id} with message: "
@@ -240,9 +226,8 @@ def merged_tags(resource_tags: Any, stack_tags: Iterable[tuple[str, str]]) -> li
     return result
 
 
-def random_suffix(length: int = 12) -> str:
-    """The random part of a name CloudFormation generates."""
-    return "".join(random.choices(string.ascii_uppercase + string.digits, k=length))
+def _without(properties: Mapping[str, Any], *keys: str) -> dict[str, Any]:
+    return {key: value for key, value in properties.items() if key not in keys}
 
 
 # -- handlers ------------------------------------------------------------------------------------
@@ -268,7 +253,6 @@ class ResourceContext:
     account: str
     region: str
     stack_name: str
-    stack_id: str
     logical_id: str
     stack_tags: list[tuple[str, str]]
     rollout_seconds: float
@@ -282,9 +266,23 @@ class ResourceContext:
         except AwsError as error:
             raise failure_from(error) from error
 
+    def delete_call(
+        self,
+        service: str,
+        operation: str,
+        params: Mapping[str, Any],
+        gone: frozenset[str] = _NOT_FOUND_CODES,
+    ) -> None:
+        """Like :meth:`aws` for a deletion: an error code in ``gone`` (already deleted) is none."""
+        try:
+            self.caller.call(service, operation, params, self.account, self.region)
+        except AwsError as error:
+            if error.code not in gone:
+                raise failure_from(error) from error
+
     def generated_name(self, max_length: int = 255) -> str:
         """A name like CloudFormation's ``{stack}-{logical id}-{random}``."""
-        suffix = random_suffix()
+        suffix = "".join(random.choices(string.ascii_uppercase + string.digits, k=12))
         prefix = f"{self.stack_name}-{self.logical_id}"[: max_length - len(suffix) - 1]
         return f"{prefix}-{suffix}"
 
@@ -293,15 +291,7 @@ class ResourceType:
     """How one CloudFormation resource type is created, updated and deleted."""
 
     type_name: ClassVar[str]
-    attributes: ClassVar[frozenset[str]] = frozenset()
-    # A property that names the resource: replacing it under the same name is impossible.
-    name_property: ClassVar[str | None] = None
-    # Whether the stack's tags are applied to it (so that changing them updates it).
-    supports_tags: ClassVar[bool] = True
-
-    def has_attribute(self, name: str) -> bool:
-        """Whether Fn::GetAtt may ask for ``name``."""
-        return name in self.attributes
+    attributes: ClassVar[frozenset[str]]
 
     def get_att(self, physical: Physical, name: str) -> Any:
         """The value of Fn::GetAtt for ``name``."""
@@ -432,16 +422,10 @@ class ServiceType(ResourceType):
 
     type_name = "AWS::ECS::Service"
     attributes = frozenset({"Name", "ServiceArn"})
-    name_property = "ServiceName"
-
-    def _request(self, ctx: ResourceContext, properties: dict[str, Any]) -> dict[str, Any]:
-        return to_api(
-            ctx.logical_id, _without(properties, "Tags", "ForceNewDeployment"), "CreateService"
-        )
 
     def create(self, ctx: ResourceContext, properties: dict[str, Any]) -> Steps:
         """CreateService, then wait until its first deployment is COMPLETED."""
-        request = self._request(ctx, properties)
+        request = to_api(ctx.logical_id, _without(properties, "Tags"), "CreateService")
         request.setdefault("serviceName", ctx.generated_name())
         tags = merged_tags(properties.get("Tags"), ctx.stack_tags)
         if tags:
@@ -449,12 +433,7 @@ class ServiceType(ResourceType):
         service = ctx.aws("ecs", "CreateService", request)["service"]
         arn, name, cluster = service["serviceArn"], service["serviceName"], service["clusterArn"]
         physical = Physical(
-            arn,
-            arn,
-            {"Name": name, "ServiceArn": arn},
-            properties,
-            tags,
-            {"cluster": cluster},
+            arn, arn, {"Name": name, "ServiceArn": arn}, properties, tags, {"cluster": cluster}
         )
         ctx.on_created(physical)
         deployments = service.get("deployments") or [{}]
@@ -468,8 +447,8 @@ class ServiceType(ResourceType):
     def update(self, ctx: ResourceContext, old: Physical, properties: dict[str, Any]) -> Steps:
         """UpdateService with what changed, then wait until the service is stable again."""
         cluster, arn = old.state["cluster"], old.physical_id
-        before = self._request(ctx, old.properties)
-        after = self._request(ctx, properties)
+        before = to_api(ctx.logical_id, _without(old.properties, "Tags"), "CreateService")
+        after = to_api(ctx.logical_id, _without(properties, "Tags"), "CreateService")
         params: dict[str, Any] = {"cluster": cluster, "service": arn}
         for key in _SERVICE_UPDATABLE:
             if after.get(key) == before.get(key):
@@ -478,12 +457,6 @@ class ServiceType(ResourceType):
                 params[key] = after[key]
             elif key in _SERVICE_RESET:
                 params[key] = copy.deepcopy(_SERVICE_RESET[key])
-        force = properties.get("ForceNewDeployment") or {}
-        if (
-            force != (old.properties.get("ForceNewDeployment") or {})
-            and str(force.get("EnableForceNewDeployment", "false")).lower() == "true"
-        ):
-            params["forceNewDeployment"] = True
         tags = merged_tags(properties.get("Tags"), ctx.stack_tags)
         _retag_ecs(ctx, arn, old.tags, tags)
         if len(params) > 2:
@@ -509,17 +482,12 @@ class ServiceType(ResourceType):
             ):
                 break
             yield
-        try:
-            ctx.caller.call(
-                "ecs",
-                "DeleteService",
-                {"cluster": cluster, "service": arn, "force": True},
-                ctx.account,
-                ctx.region,
-            )
-        except AwsError as error:
-            if error.code not in _NOT_FOUND_CODES and error.code != "ServiceNotActiveException":
-                raise failure_from(error) from error
+        ctx.delete_call(
+            "ecs",
+            "DeleteService",
+            {"cluster": cluster, "service": arn, "force": True},
+            _NOT_FOUND_CODES | {"ServiceNotActiveException"},
+        )
 
     def _describe(self, ctx: ResourceContext, cluster: str, arn: str) -> dict[str, Any] | None:
         answer = ctx.aws("ecs", "DescribeServices", {"cluster": cluster, "services": [arn]})
@@ -565,87 +533,30 @@ class ServiceType(ResourceType):
                 return
 
 
-class ClusterType(ResourceType):
-    """AWS::ECS::Cluster."""
-
-    type_name = "AWS::ECS::Cluster"
-    attributes = frozenset({"Arn"})
-    name_property = "ClusterName"
-
-    def create(self, ctx: ResourceContext, properties: dict[str, Any]) -> Steps:
-        """CreateCluster."""
-        request = to_api(ctx.logical_id, _without(properties, "Tags"), "CreateCluster")
-        request.setdefault("clusterName", ctx.generated_name())
-        tags = merged_tags(properties.get("Tags"), ctx.stack_tags)
-        if tags:
-            request["tags"] = _ecs_tags(tags)
-        cluster = ctx.aws("ecs", "CreateCluster", request)["cluster"]
-        name, arn = cluster["clusterName"], cluster["clusterArn"]
-        physical = Physical(name, name, {"Arn": arn}, properties, tags)
-        ctx.on_created(physical)
-        yield from _done()
-        return physical
-
-    def needs_replacement(self, old: Physical, properties: dict[str, Any]) -> bool:
-        """Only a new name needs a new cluster."""
-        return old.properties.get("ClusterName") != properties.get("ClusterName")
-
-    def update(self, ctx: ResourceContext, old: Physical, properties: dict[str, Any]) -> Steps:
-        """UpdateCluster for settings and configuration; tags."""
-        before = to_api(ctx.logical_id, _without(old.properties, "Tags"), "CreateCluster")
-        after = to_api(ctx.logical_id, _without(properties, "Tags"), "CreateCluster")
-        params: dict[str, Any] = {"cluster": old.physical_id}
-        for key in ("settings", "configuration", "serviceConnectDefaults"):
-            if after.get(key) != before.get(key) and key in after:
-                params[key] = after[key]
-        if len(params) > 1:
-            ctx.aws("ecs", "UpdateCluster", params)
-        tags = merged_tags(properties.get("Tags"), ctx.stack_tags)
-        _retag_ecs(ctx, old.attributes["Arn"], old.tags, tags)
-        yield from _done()
-        return Physical(old.physical_id, old.ref, old.attributes, properties, tags, old.state)
-
-    def delete(self, ctx: ResourceContext, physical: Physical) -> Steps:
-        """DeleteCluster."""
-        try:
-            ctx.caller.call(
-                "ecs", "DeleteCluster", {"cluster": physical.physical_id}, ctx.account, ctx.region
-            )
-        except AwsError as error:
-            if error.code not in _NOT_FOUND_CODES:
-                raise failure_from(error) from error
-        yield from _done()
-
-
-_LOG_GROUP_PROPERTIES = frozenset(
-    {
-        "LogGroupName",
-        "RetentionInDays",
-        "KmsKeyId",
-        "Tags",
-        "LogGroupClass",
-        "DataProtectionPolicy",
-        "FieldIndexPolicies",
-        "ResourcePolicyDocument",
-        "DeletionProtectionEnabled",
-    }
-)
+_LOG_GROUP_PROPERTIES = ("LogGroupName", "RetentionInDays", "Tags")
 
 
 class LogGroupType(ResourceType):
-    """AWS::Logs::LogGroup, in moto's CloudWatch Logs."""
+    """AWS::Logs::LogGroup, in moto's CloudWatch Logs: a name, a retention, tags."""
 
     type_name = "AWS::Logs::LogGroup"
     attributes = frozenset({"Arn"})
-    name_property = "LogGroupName"
 
     def _check(self, ctx: ResourceContext, properties: dict[str, Any]) -> None:
         for key in properties:
             if key not in _LOG_GROUP_PROPERTIES:
                 raise ResourceFailed(
                     f"Properties validation failed for resource {ctx.logical_id} with message: "
-                    f"[#: extraneous key [{key}] is not permitted]"
+                    f"[#: extraneous key [{key}] is not permitted (the local AWS supports "
+                    f"{', '.join(_LOG_GROUP_PROPERTIES)})]"
                 )
+
+    def _retention(self, ctx: ResourceContext, name: str, properties: dict[str, Any]) -> None:
+        if "RetentionInDays" in properties:
+            days = int(properties["RetentionInDays"])
+            ctx.aws("logs", "PutRetentionPolicy", {"logGroupName": name, "retentionInDays": days})
+        else:
+            ctx.aws("logs", "DeleteRetentionPolicy", {"logGroupName": name})
 
     def create(self, ctx: ResourceContext, properties: dict[str, Any]) -> Steps:
         """CreateLogGroup, then PutRetentionPolicy when RetentionInDays is set."""
@@ -655,42 +566,25 @@ class LogGroupType(ResourceType):
         request: dict[str, Any] = {"logGroupName": name}
         if tags:
             request["tags"] = dict(tags)
-        for key, member in (("KmsKeyId", "kmsKeyId"), ("LogGroupClass", "logGroupClass")):
-            if key in properties:
-                request[member] = str(properties[key])
         ctx.aws("logs", "CreateLogGroup", request)
         arn = f"arn:aws:logs:{ctx.region}:{ctx.account}:log-group:{name}:*"
         physical = Physical(name, name, {"Arn": arn}, properties, tags)
         ctx.on_created(physical)
         if "RetentionInDays" in properties:
-            ctx.aws(
-                "logs",
-                "PutRetentionPolicy",
-                {"logGroupName": name, "retentionInDays": int(properties["RetentionInDays"])},
-            )
+            self._retention(ctx, name, properties)
         yield from _done()
         return physical
 
     def needs_replacement(self, old: Physical, properties: dict[str, Any]) -> bool:
-        """A new name or class needs a new log group."""
-        return any(
-            old.properties.get(key) != properties.get(key)
-            for key in ("LogGroupName", "LogGroupClass")
-        )
+        """A new name needs a new log group."""
+        return old.properties.get("LogGroupName") != properties.get("LogGroupName")
 
     def update(self, ctx: ResourceContext, old: Physical, properties: dict[str, Any]) -> Steps:
         """Retention and tags change in place."""
         self._check(ctx, properties)
         name = old.physical_id
         if old.properties.get("RetentionInDays") != properties.get("RetentionInDays"):
-            if "RetentionInDays" in properties:
-                ctx.aws(
-                    "logs",
-                    "PutRetentionPolicy",
-                    {"logGroupName": name, "retentionInDays": int(properties["RetentionInDays"])},
-                )
-            else:
-                ctx.aws("logs", "DeleteRetentionPolicy", {"logGroupName": name})
+            self._retention(ctx, name, properties)
         tags = merged_tags(properties.get("Tags"), ctx.stack_tags)
         removed = sorted({key for key, _ in old.tags} - {key for key, _ in tags})
         if removed:
@@ -702,143 +596,12 @@ class LogGroupType(ResourceType):
 
     def delete(self, ctx: ResourceContext, physical: Physical) -> Steps:
         """DeleteLogGroup."""
-        try:
-            ctx.caller.call(
-                "logs",
-                "DeleteLogGroup",
-                {"logGroupName": physical.physical_id},
-                ctx.account,
-                ctx.region,
-            )
-        except AwsError as error:
-            if error.code not in _NOT_FOUND_CODES:
-                raise failure_from(error) from error
+        ctx.delete_call("logs", "DeleteLogGroup", {"logGroupName": physical.physical_id})
         yield from _done()
 
 
-class MotoModelType(ResourceType):
-    """Any other type moto's own CloudFormation can make (IAM roles, security groups, …).
-
-    Created synchronously through moto's CloudFormation models, with moto's fidelity; there for
-    the odd supporting resource of an ECS stack, not for faithful behaviour.
-    """
-
-    supports_tags = False
-
-    def __init__(self, type_name: str, model: Any) -> None:
-        self.type_name = type_name  # type: ignore[misc]  # one instance per moto model
-        self.model = model
-
-    def has_attribute(self, name: str) -> bool:
-        """Whether moto's model knows the attribute."""
-        try:
-            return bool(self.model.has_cfn_attr(name))
-        except Exception:  # noqa: BLE001 - a model without the hook knows nothing
-            return False
-
-    def get_att(self, physical: Physical, name: str) -> Any:
-        """Ask moto's model."""
-        return physical.state["model"].get_cfn_attribute(name)
-
-    def _name(self, ctx: ResourceContext, properties: dict[str, Any]) -> str:
-        from moto.cloudformation.parsing import (
-            generate_resource_name,
-            resource_name_property_from_type,
-        )
-
-        name_property = resource_name_property_from_type(self.type_name)
-        if name_property and properties.get(name_property):
-            return str(properties[name_property])
-        return str(generate_resource_name(self.type_name, ctx.stack_name, ctx.logical_id))
-
-    def create(self, ctx: ResourceContext, properties: dict[str, Any]) -> Steps:
-        """moto's create_from_cloudformation_json."""
-        document = {"Type": self.type_name, "Properties": copy.deepcopy(properties)}
-        try:
-            model = self.model.create_from_cloudformation_json(
-                self._name(ctx, properties),
-                document,
-                ctx.account,
-                ctx.region,
-                LogicalId=ctx.logical_id,
-                StackId=ctx.stack_id,
-                ResourceType=self.type_name,
-            )
-        except Exception as exc:
-            raise ResourceFailed(
-                handler_message(_describe_exception(exc), "InvalidRequest")
-            ) from exc
-        physical_id = str(
-            getattr(model, "physical_resource_id", None) or self._name(ctx, properties)
-        )
-        physical = Physical(physical_id, physical_id, {}, properties, [], {"model": model})
-        ctx.on_created(physical)
-        yield from _done()
-        return physical
-
-    def needs_replacement(self, old: Physical, properties: dict[str, Any]) -> bool:
-        """Replace unless moto's model can update in place."""
-        update = getattr(self.model, "update_from_cloudformation_json", None)
-        return update is None or getattr(update, "__isabstractmethod__", False)
-
-    def update(self, ctx: ResourceContext, old: Physical, properties: dict[str, Any]) -> Steps:
-        """moto's update_from_cloudformation_json."""
-        document = {"Type": self.type_name, "Properties": copy.deepcopy(properties)}
-        try:
-            model = self.model.update_from_cloudformation_json(
-                original_resource=old.state["model"],
-                new_resource_name=self._name(ctx, properties),
-                cloudformation_json=document,
-                account_id=ctx.account,
-                region_name=ctx.region,
-            )
-        except Exception as exc:
-            raise ResourceFailed(
-                handler_message(_describe_exception(exc), "InvalidRequest")
-            ) from exc
-        physical_id = str(getattr(model, "physical_resource_id", None) or old.physical_id)
-        yield from _done()
-        return Physical(physical_id, physical_id, {}, properties, [], {"model": model})
-
-    def delete(self, ctx: ResourceContext, physical: Physical) -> Steps:
-        """moto's delete_from_cloudformation_json, where the model has one."""
-        delete = getattr(self.model, "delete_from_cloudformation_json", None)
-        if delete is not None and not getattr(delete, "__isabstractmethod__", False):
-            document = {"Type": self.type_name, "Properties": copy.deepcopy(physical.properties)}
-            try:
-                delete(physical.physical_id, document, ctx.account, ctx.region)
-            except Exception as exc:
-                raise ResourceFailed(
-                    handler_message(_describe_exception(exc), "InvalidRequest")
-                ) from exc
-        yield from _done()
-
-
-def _describe_exception(exc: Exception) -> str:
-    return str(getattr(exc, "message", None) or exc) or type(exc).__name__
-
-
-def _without(properties: Mapping[str, Any], *keys: str) -> dict[str, Any]:
-    return {key: value for key, value in properties.items() if key not in keys}
-
-
-NATIVE_TYPES: dict[str, ResourceType] = {
-    handler.type_name: handler
-    for handler in (TaskDefinitionType(), ServiceType(), ClusterType(), LogGroupType())
+RESOURCE_TYPES: dict[str, ResourceType] = {
+    handler.type_name: handler for handler in (TaskDefinitionType(), ServiceType(), LogGroupType())
 }
-
-
-@cache
-def _moto_models() -> dict[str, Any]:
-    from moto.cloudformation.parsing import get_model_map
-
-    return dict(get_model_map())
-
-
-def resource_type(type_name: str) -> ResourceType | None:
-    """The handler for a CloudFormation type: Conveyor's own, else moto's model, else None."""
-    handler = NATIVE_TYPES.get(type_name)
-    if handler is not None:
-        return handler
-    model = _moto_models().get(type_name)
-    return MotoModelType(type_name, model) if model is not None else None
+# What the template checks need to know: the types, and the Fn::GetAtt attributes of each.
+ATTRIBUTES = {name: handler.attributes for name, handler in RESOURCE_TYPES.items()}

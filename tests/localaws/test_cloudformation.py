@@ -1,7 +1,10 @@
 """CloudFormation stacks of Fargate services behave as on AWS, seen through boto3 only.
 
-One seeded local AWS for the module (cluster ``demo``, its VPC, the ``demo-web`` target group
-behind an ALB, ECR images); each test uses its own stack and service names.
+The templates are shaped as Conveyor renders them (``producers/contract/stack_template.py``):
+a log group kept on delete, a task definition and a service; images, subnets, security groups
+and the target group as parameters; ``Ref`` and ``Fn::GetAtt``; outputs. One seeded local AWS for
+the module (cluster ``demo``, its VPC, the ``demo-web`` target group behind an ALB, ECR images);
+each test uses its own stack and service names.
 """
 
 from __future__ import annotations
@@ -20,120 +23,120 @@ from tests.localaws.conftest import Aws, client, wait_for
 
 ROLLOUT_SECONDS = 1.5
 BREAKER_REASON = "Error occurred during operation 'ECS Deployment Circuit Breaker was triggered'."
-
-TEMPLATE: dict[str, Any] = {
-    "AWSTemplateFormatVersion": "2010-09-09",
-    "Description": "A Fargate service behind the demo ALB",
-    "Parameters": {
-        "Image": {"Type": "String"},
-        "Subnets": {"Type": "List<AWS::EC2::Subnet::Id>"},
-        "SecurityGroup": {"Type": "AWS::EC2::SecurityGroup::Id"},
-        "TargetGroup": {"Type": "String"},
-        "DesiredCount": {"Type": "Number", "Default": 2},
-        "Breaker": {"Type": "String", "Default": "true", "AllowedValues": ["true", "false"]},
-    },
-    "Resources": {
-        "LogGroup": {
-            "Type": "AWS::Logs::LogGroup",
-            "Properties": {
-                "LogGroupName": {"Fn::Sub": "/ecs/${AWS::StackName}"},
-                "RetentionInDays": 7,
-            },
-        },
-        "TaskDefinition": {
-            "Type": "AWS::ECS::TaskDefinition",
-            "Properties": {
-                "Family": {"Ref": "AWS::StackName"},
-                "Cpu": "512",
-                "Memory": "1024",
-                "NetworkMode": "awsvpc",
-                "RequiresCompatibilities": ["FARGATE"],
-                "ExecutionRoleArn": {
-                    "Fn::Sub": "arn:aws:iam::${AWS::AccountId}:role/demo-task-execution"
-                },
-                "RuntimePlatform": {"CpuArchitecture": "X86_64", "OperatingSystemFamily": "LINUX"},
-                "EphemeralStorage": {"SizeInGiB": 30},
-                "ContainerDefinitions": [
-                    {
-                        "Name": "web",
-                        "Image": {"Ref": "Image"},
-                        "Essential": True,
-                        "MemoryReservation": 512,
-                        "PortMappings": [{"ContainerPort": 8080, "Protocol": "tcp"}],
-                        "Environment": [{"Name": "APP_ENV", "Value": "demo"}],
-                        "Secrets": [
-                            {
-                                "Name": "DB_PASSWORD",
-                                "ValueFrom": {
-                                    "Fn::Sub": "arn:aws:ssm:${AWS::Region}:${AWS::AccountId}:"
-                                    "parameter/demo/db-password"
-                                },
-                            }
-                        ],
-                        "HealthCheck": {
-                            "Command": ["CMD-SHELL", "curl -fsS http://localhost:8080/health"],
-                            "Interval": 10,
-                            "Timeout": 5,
-                            "Retries": 3,
-                            "StartPeriod": "15",
-                        },
-                        "LogConfiguration": {
-                            "LogDriver": "awslogs",
-                            "Options": {
-                                "awslogs-group": {"Ref": "LogGroup"},
-                                "awslogs-region": {"Ref": "AWS::Region"},
-                                "awslogs-stream-prefix": "web",
-                            },
-                        },
-                    }
-                ],
-                "Tags": [{"Key": "component", "Value": "task"}],
-            },
-        },
-        "Service": {
-            "Type": "AWS::ECS::Service",
-            "Properties": {
-                "Cluster": "demo",
-                "ServiceName": {"Fn::Sub": "${AWS::StackName}-web"},
-                "LaunchType": "FARGATE",
-                "TaskDefinition": {"Ref": "TaskDefinition"},
-                "DesiredCount": {"Ref": "DesiredCount"},
-                "NetworkConfiguration": {
-                    "AwsvpcConfiguration": {
-                        "Subnets": {"Ref": "Subnets"},
-                        "SecurityGroups": [{"Ref": "SecurityGroup"}],
-                        "AssignPublicIp": "DISABLED",
-                    }
-                },
-                "LoadBalancers": [
-                    {
-                        "TargetGroupArn": {"Ref": "TargetGroup"},
-                        "ContainerName": "web",
-                        "ContainerPort": 8080,
-                    }
-                ],
-                "HealthCheckGracePeriodSeconds": 30,
-                "DeploymentConfiguration": {
-                    "DeploymentCircuitBreaker": {
-                        "Enable": {"Ref": "Breaker"},
-                        "Rollback": {"Ref": "Breaker"},
-                    },
-                    "MaximumPercent": 200,
-                    "MinimumHealthyPercent": 100,
-                },
-                "PropagateTags": "SERVICE",
-                "EnableECSManagedTags": True,
-                "Tags": [{"Key": "component", "Value": "service"}],
-            },
-        },
-    },
-    "Outputs": {
-        "ServiceName": {"Value": {"Fn::GetAtt": ["Service", "Name"]}},
-        "TaskDefinitionArn": {"Value": {"Ref": "TaskDefinition"}},
-        "LogGroupArn": {"Value": {"Fn::GetAtt": "LogGroup.Arn"}},
-    },
-}
+REGISTRY = "123456789012.dkr.ecr.us-east-1.amazonaws.com"
+TARGET_GROUP_PATTERN = "^arn:aws[a-zA-Z-]*:elasticloadbalancing:.+:targetgroup/.+$"
 STACK_TAGS = [{"Key": "team", "Value": "payments"}]
+
+
+def template(name: str, *, breaker: bool = True, memory: str = "1024") -> dict[str, Any]:
+    """The template of service ``{name}-web`` (family ``name``) on cluster demo, linked to the
+    target group given as a parameter."""
+    return {
+        "AWSTemplateFormatVersion": "2010-09-09",
+        "Description": "A Fargate service behind the demo ALB",
+        "Parameters": {
+            "ImageWeb": {"Type": "String", "Description": "Image of web", "MinLength": 1},
+            "Subnets": {"Type": "List<AWS::EC2::Subnet::Id>", "Description": "Task subnets"},
+            "SecurityGroups": {"Type": "List<AWS::EC2::SecurityGroup::Id>"},
+            "TargetGroup0Arn": {"Type": "String", "AllowedPattern": TARGET_GROUP_PATTERN},
+        },
+        "Resources": {
+            "LogGroup": {
+                "Type": "AWS::Logs::LogGroup",
+                "DeletionPolicy": "Retain",
+                "UpdateReplacePolicy": "Retain",
+                "Properties": {"LogGroupName": f"/conveyor/demo/{name}", "RetentionInDays": 30},
+            },
+            "TaskDefinition": {
+                "Type": "AWS::ECS::TaskDefinition",
+                "Properties": {
+                    "Family": name,
+                    "Cpu": "512",
+                    "Memory": memory,
+                    "NetworkMode": "awsvpc",
+                    "RequiresCompatibilities": ["FARGATE"],
+                    "ExecutionRoleArn": "arn:aws:iam::123456789012:role/demo-task-execution",
+                    "RuntimePlatform": {
+                        "CpuArchitecture": "X86_64",
+                        "OperatingSystemFamily": "LINUX",
+                    },
+                    "ContainerDefinitions": [
+                        {
+                            "Name": "web",
+                            "Image": {"Ref": "ImageWeb"},
+                            "Essential": True,
+                            "Cpu": 256,
+                            "MemoryReservation": 512,
+                            "PortMappings": [{"ContainerPort": 8080, "Protocol": "tcp"}],
+                            "Environment": [{"Name": "APP_ENV", "Value": "demo"}],
+                            "Secrets": [
+                                {
+                                    "Name": "DB_PASSWORD",
+                                    "ValueFrom": "arn:aws:ssm:us-east-1:123456789012:"
+                                    "parameter/demo/db-password",
+                                }
+                            ],
+                            "HealthCheck": {
+                                "Command": ["CMD-SHELL", "curl -fsS http://localhost:8080/health"],
+                                "Interval": 10,
+                                "Timeout": 5,
+                                "Retries": 3,
+                                "StartPeriod": "15",
+                            },
+                            "LogConfiguration": {
+                                "LogDriver": "awslogs",
+                                "Options": {
+                                    "awslogs-group": {"Ref": "LogGroup"},
+                                    "awslogs-region": {"Ref": "AWS::Region"},
+                                    "awslogs-stream-prefix": "web",
+                                },
+                            },
+                        }
+                    ],
+                    "Tags": [{"Key": "component", "Value": "task"}],
+                },
+            },
+            "Service": {
+                "Type": "AWS::ECS::Service",
+                "Properties": {
+                    "Cluster": "demo",
+                    "ServiceName": f"{name}-web",
+                    "LaunchType": "FARGATE",
+                    "TaskDefinition": {"Ref": "TaskDefinition"},
+                    "DesiredCount": 2,
+                    "NetworkConfiguration": {
+                        "AwsvpcConfiguration": {
+                            "Subnets": {"Ref": "Subnets"},
+                            "SecurityGroups": {"Ref": "SecurityGroups"},
+                            "AssignPublicIp": "DISABLED",
+                        }
+                    },
+                    "DeploymentConfiguration": {
+                        "MinimumHealthyPercent": 100,
+                        "MaximumPercent": 200,
+                        "DeploymentCircuitBreaker": {"Enable": breaker, "Rollback": breaker},
+                    },
+                    "PropagateTags": "SERVICE",
+                    "EnableECSManagedTags": True,
+                    "Tags": [{"Key": "component", "Value": "service"}],
+                    "LoadBalancers": [
+                        {
+                            "TargetGroupArn": {"Ref": "TargetGroup0Arn"},
+                            "ContainerName": "web",
+                            "ContainerPort": 8080,
+                        }
+                    ],
+                    "HealthCheckGracePeriodSeconds": 30,
+                },
+            },
+        },
+        "Outputs": {
+            "ServiceArn": {"Value": {"Ref": "Service"}},
+            "ServiceName": {"Value": {"Fn::GetAtt": ["Service", "Name"]}},
+            "TaskDefinitionArn": {"Value": {"Ref": "TaskDefinition"}},
+            "LogGroupArn": {"Value": {"Fn::GetAtt": ["LogGroup", "Arn"]}},
+        },
+    }
 
 
 @dataclass
@@ -150,28 +153,40 @@ class Demo:
     subnets: list[str]
     security_group: str
     target_group: str
-    registry: str
 
     def parameters(self, image: str, **overrides: str) -> list[dict[str, str]]:
         """Stack parameters for ``image`` (a tag of demo/web) in the demo network."""
         values = {
-            "Image": f"{self.registry}/demo/web:{image}",
+            "ImageWeb": f"{REGISTRY}/demo/web:{image}",
             "Subnets": ",".join(self.subnets),
-            "SecurityGroup": self.security_group,
-            "TargetGroup": self.target_group,
+            "SecurityGroups": self.security_group,
+            "TargetGroup0Arn": self.target_group,
             **overrides,
         }
         return [{"ParameterKey": key, "ParameterValue": value} for key, value in values.items()]
 
-    def create(self, name: str, image: str = "1.0.0", **overrides: str) -> str:
-        """CreateStack of TEMPLATE; returns the stack id (the stack is still in progress)."""
+    def create(
+        self, name: str, image: str = "1.0.0", *, breaker: bool = True, **overrides: str
+    ) -> str:
+        """CreateStack as Conveyor makes it; returns the stack id (the stack is in progress)."""
         stack_id: str = self.cf.create_stack(
             StackName=name,
-            TemplateBody=json.dumps(TEMPLATE),
+            TemplateBody=json.dumps(template(name, breaker=breaker), sort_keys=True),
             Parameters=self.parameters(image, **overrides),
             Tags=STACK_TAGS,
+            ClientRequestToken=f"create-{name}",
         )["StackId"]
         return stack_id
+
+    def update(self, name: str, image: str, *, breaker: bool = True, token: str = "") -> None:
+        """UpdateStack as Conveyor makes it: the whole template, every parameter, the tags."""
+        self.cf.update_stack(
+            StackName=name,
+            TemplateBody=json.dumps(template(name, breaker=breaker), sort_keys=True),
+            Parameters=self.parameters(image),
+            Tags=STACK_TAGS,
+            ClientRequestToken=token or f"update-{name}-{image}",
+        )
 
     def stack(self, name: str) -> dict[str, Any]:
         """DescribeStacks for one stack."""
@@ -230,7 +245,6 @@ def demo() -> Iterator[Demo]:
             subnets=sorted(s["SubnetId"] for s in subnets),
             security_group=group["GroupId"],
             target_group=target_group["TargetGroupArn"],
-            registry="123456789012.dkr.ecr.us-east-1.amazonaws.com",
         )
 
 
@@ -257,12 +271,11 @@ def test_fargate_stack_completes_only_once_its_service_is_steady(demo: Demo) -> 
     deadline = time.monotonic() + 30
     while (stack := demo.stack("orders"))["StackStatus"] == "CREATE_IN_PROGRESS":
         assert time.monotonic() < deadline, "stack still CREATE_IN_PROGRESS"
-        resources = demo.cf.describe_stack_resources(StackName="orders")["StackResources"]
-        service_resource = [r for r in resources if r["LogicalResourceId"] == "Service"]
-        if service_resource and service_resource[0]["PhysicalResourceId"]:
+        service_events = [e for e in demo.events("orders") if e["LogicalResourceId"] == "Service"]
+        if service_events and service_events[-1]["PhysicalResourceId"]:
             deployment = demo.service("orders-web")["deployments"][0]
             if deployment["rolloutState"] == "IN_PROGRESS":
-                assert service_resource[0]["ResourceStatus"] == "CREATE_IN_PROGRESS"
+                assert service_events[-1]["ResourceStatus"] == "CREATE_IN_PROGRESS"
                 seen_rolling = True
         time.sleep(0.1)
 
@@ -273,13 +286,16 @@ def test_fargate_stack_completes_only_once_its_service_is_steady(demo: Demo) -> 
     assert (deployment["status"], deployment["rolloutState"]) == ("PRIMARY", "COMPLETED")
     assert (service["runningCount"], service["desiredCount"]) == (2, 2)
     outputs = {o["OutputKey"]: o["OutputValue"] for o in stack["Outputs"]}
-    assert outputs["ServiceName"] == "orders-web"
-    assert outputs["TaskDefinitionArn"] == service["taskDefinition"]
-    assert outputs["LogGroupArn"] == ("arn:aws:logs:us-east-1:123456789012:log-group:/ecs/orders:*")
+    assert outputs == {
+        "ServiceArn": service["serviceArn"],
+        "ServiceName": "orders-web",
+        "TaskDefinitionArn": service["taskDefinition"],
+        "LogGroupArn": "arn:aws:logs:us-east-1:123456789012:log-group:/conveyor/demo/orders:*",
+    }
     assert stack["Tags"] == STACK_TAGS
     assert {p["ParameterKey"]: p["ParameterValue"] for p in stack["Parameters"]}[
-        "DesiredCount"
-    ] == "2"
+        "SecurityGroups"
+    ] == demo.security_group
 
 
 def test_stack_resources_have_every_property_the_template_gives(demo: Demo) -> None:
@@ -325,9 +341,9 @@ def test_stack_resources_have_every_property_the_template_gives(demo: Demo) -> N
         "cpuArchitecture": "X86_64",
         "operatingSystemFamily": "LINUX",
     }
-    assert definition["ephemeralStorage"] == {"sizeInGiB": 30}
     (container,) = definition["containerDefinitions"]
-    assert container["image"] == f"{demo.registry}/demo/web:1.0.0"
+    assert container["image"] == f"{REGISTRY}/demo/web:1.0.0"
+    assert container["cpu"] == 256
     assert container["portMappings"] == [{"containerPort": 8080, "protocol": "tcp"}]
     assert container["environment"] == [{"name": "APP_ENV", "value": "demo"}]
     assert container["secrets"] == [
@@ -346,7 +362,7 @@ def test_stack_resources_have_every_property_the_template_gives(demo: Demo) -> N
     assert container["logConfiguration"] == {
         "logDriver": "awslogs",
         "options": {
-            "awslogs-group": "/ecs/ledger",
+            "awslogs-group": "/conveyor/demo/ledger",
             "awslogs-region": "us-east-1",
             "awslogs-stream-prefix": "web",
         },
@@ -355,14 +371,16 @@ def test_stack_resources_have_every_property_the_template_gives(demo: Demo) -> N
         ("component", "task"),
         ("team", "payments"),
     }
-    (group,) = demo.logs.describe_log_groups(logGroupNamePrefix="/ecs/ledger")["logGroups"]
-    assert group["retentionInDays"] == 7
+    (group,) = demo.logs.describe_log_groups(logGroupNamePrefix="/conveyor/demo/ledger")[
+        "logGroups"
+    ]
+    assert group["retentionInDays"] == 30
 
 
-def test_stack_events_and_resources_are_resource_level(demo: Demo) -> None:
+def test_stack_events_are_resource_level_and_carry_the_request_token(demo: Demo) -> None:
     """Each resource has CREATE_IN_PROGRESS (without, then with its physical id) and
-    CREATE_COMPLETE events in dependency order, between the stack's own events; the resource
-    APIs and GetTemplate answer for the stack."""
+    CREATE_COMPLETE events in dependency order, between the stack's own events; every event of
+    the operation carries its ClientRequestToken; ListStacks filters by status."""
     stack_id = demo.create("billing")
     demo.settle("billing")
 
@@ -391,25 +409,10 @@ def test_stack_events_and_resources_are_resource_level(demo: Demo) -> None:
     for event in events:
         assert {"EventId", "StackId", "StackName", "Timestamp", "ResourceType"} <= set(event)
         assert event["StackName"] == "billing"
+        assert event["ClientRequestToken"] == "create-billing"
     service_event = initiated[-1]
     assert service_event["ResourceType"] == "AWS::ECS::Service"
     assert service_event["PhysicalResourceId"].endswith(":service/demo/billing-web")
-    assert json.loads(service_event["ResourceProperties"])["DesiredCount"] == "2"
-
-    resources = demo.cf.describe_stack_resources(StackName="billing")["StackResources"]
-    assert {r["LogicalResourceId"]: r["ResourceStatus"] for r in resources} == {
-        "LogGroup": "CREATE_COMPLETE",
-        "TaskDefinition": "CREATE_COMPLETE",
-        "Service": "CREATE_COMPLETE",
-    }
-    summaries = demo.cf.list_stack_resources(StackName="billing")["StackResourceSummaries"]
-    assert {s["LogicalResourceId"]: s["PhysicalResourceId"] for s in summaries}["LogGroup"] == (
-        "/ecs/billing"
-    )
-    detail = demo.cf.describe_stack_resource(StackName="billing", LogicalResourceId="Service")
-    assert detail["StackResourceDetail"]["ResourceType"] == "AWS::ECS::Service"
-    template = demo.cf.get_template(StackName="billing")["TemplateBody"]
-    assert template == TEMPLATE
     listed = demo.cf.list_stacks(StackStatusFilter=["CREATE_COMPLETE"])["StackSummaries"]
     assert stack_id in {s["StackId"] for s in listed}
 
@@ -417,23 +420,15 @@ def test_stack_events_and_resources_are_resource_level(demo: Demo) -> None:
 def test_update_with_new_image_rolls_out_a_complete_new_revision(demo: Demo) -> None:
     """UpdateStack with a new image registers a new revision with every other property unchanged;
     the service rolls out to it (old and new deployments side by side), the old revision is
-    deregistered in UPDATE_COMPLETE_CLEANUP_IN_PROGRESS, and the stack is UPDATE_COMPLETE. The
-    same update again is refused with "No updates are to be performed.", and so is any update
-    while one is in progress."""
+    deregistered in UPDATE_COMPLETE_CLEANUP_IN_PROGRESS, and the stack is UPDATE_COMPLETE with
+    the update's token on its events. The same update again is refused with "No updates are to
+    be performed.", and so is any update while one is in progress."""
     demo.create("catalog")
     demo.settle("catalog")
     first = demo.service("catalog-web")["taskDefinition"]
 
-    demo.cf.update_stack(
-        StackName="catalog",
-        TemplateBody=json.dumps(TEMPLATE),
-        Parameters=demo.parameters("1.1.0"),
-    )
-    code, message = _error(
-        lambda: demo.cf.update_stack(
-            StackName="catalog", UsePreviousTemplate=True, Parameters=demo.parameters("1.2.0")
-        )
-    )
+    demo.update("catalog", "1.1.0", token="update-catalog")
+    code, message = _error(lambda: demo.update("catalog", "1.2.0"))
     assert code == "ValidationError"
     assert message.endswith("is in UPDATE_IN_PROGRESS state and can not be updated.")
     most_deployments = 0
@@ -450,8 +445,11 @@ def test_update_with_new_image_rolls_out_a_complete_new_revision(demo: Demo) -> 
     assert second.endswith("task-definition/catalog:2")
     (deployment,) = service["deployments"]
     assert (deployment["taskDefinition"], deployment["rolloutState"]) == (second, "COMPLETED")
+    assert {o["OutputKey"]: o["OutputValue"] for o in stack["Outputs"]}[
+        "TaskDefinitionArn"
+    ] == second
     old, new = demo.task_definition(first), demo.task_definition(second)
-    assert new["containerDefinitions"][0]["image"] == f"{demo.registry}/demo/web:1.1.0"
+    assert new["containerDefinitions"][0]["image"] == f"{REGISTRY}/demo/web:1.1.0"
     unchanged = ("cpu", "memory", "networkMode", "requiresCompatibilities", "executionRoleArn")
     assert {k: new[k] for k in unchanged} == {k: old[k] for k in unchanged}
     strip = ("image",)
@@ -459,22 +457,16 @@ def test_update_with_new_image_rolls_out_a_complete_new_revision(demo: Demo) -> 
         {k: v for k, v in c.items() if k not in strip} for c in new["containerDefinitions"]
     ] == [{k: v for k, v in c.items() if k not in strip} for c in old["containerDefinitions"]]
     assert old["status"] == "INACTIVE"
-    statuses = [
-        e["ResourceStatus"] for e in demo.events("catalog") if e["LogicalResourceId"] == "catalog"
-    ]
-    assert statuses[-3:] == [
+    events = demo.events("catalog")
+    update = events[[e["ResourceStatus"] for e in events].index("UPDATE_IN_PROGRESS") :]
+    assert {e["ClientRequestToken"] for e in update} == {"update-catalog"}
+    assert _statuses(events, "catalog")[-3:] == [
         "UPDATE_IN_PROGRESS",
         "UPDATE_COMPLETE_CLEANUP_IN_PROGRESS",
         "UPDATE_COMPLETE",
     ]
 
-    code, message = _error(
-        lambda: demo.cf.update_stack(
-            StackName="catalog",
-            TemplateBody=json.dumps(TEMPLATE),
-            Parameters=demo.parameters("1.1.0"),
-        )
-    )
+    code, message = _error(lambda: demo.update("catalog", "1.1.0"))
     assert (code, message) == ("ValidationError", "No updates are to be performed.")
 
 
@@ -482,16 +474,12 @@ def test_broken_image_with_breaker_fails_the_service_and_rolls_the_stack_back(de
     """With the circuit breaker on, an update to a `fail-` image makes the Service resource
     UPDATE_FAILED with CloudFormation's breaker reason; the stack goes UPDATE_ROLLBACK_IN_PROGRESS,
     puts the service back on the previous revision, deletes the new one and ends
-    UPDATE_ROLLBACK_COMPLETE with the previous parameters."""
+    UPDATE_ROLLBACK_COMPLETE with the previous parameters and outputs."""
     demo.create("shipping")
     demo.settle("shipping")
     previous = demo.service("shipping-web")["taskDefinition"]
 
-    demo.cf.update_stack(
-        StackName="shipping",
-        UsePreviousTemplate=True,
-        Parameters=demo.parameters("fail-1.1.0"),
-    )
+    demo.update("shipping", "fail-1.1.0")
     stack = demo.settle("shipping")
 
     assert stack["StackStatus"] == "UPDATE_ROLLBACK_COMPLETE"
@@ -510,40 +498,27 @@ def test_broken_image_with_breaker_fails_the_service_and_rolls_the_stack_back(de
     assert demo.task_definition(previous)["status"] == "ACTIVE"
     assert demo.task_definition(previous.replace(":1", ":2"))["status"] == "INACTIVE"
     images = {p["ParameterKey"]: p["ParameterValue"] for p in stack["Parameters"]}
-    assert images["Image"].endswith("demo/web:1.0.0")
-    resources = demo.cf.describe_stack_resources(StackName="shipping")["StackResources"]
-    assert {r["LogicalResourceId"]: r["PhysicalResourceId"] for r in resources}[
-        "TaskDefinition"
-    ] == previous
+    assert images["ImageWeb"].endswith("demo/web:1.0.0")
+    outputs = {o["OutputKey"]: o["OutputValue"] for o in stack["Outputs"]}
+    assert outputs["TaskDefinitionArn"] == previous
 
 
-def test_broken_image_without_breaker_holds_the_update_until_cancelled(demo: Demo) -> None:
-    """Without the breaker, an update to a `fail-` image keeps the stack UPDATE_IN_PROGRESS while
-    tasks keep failing (as on AWS, for hours); CancelUpdateStack fails the Service with "Resource
-    update cancelled" and rolls back to the previous revision."""
-    demo.create("search", Breaker="false")
+def test_broken_image_without_breaker_holds_the_update(demo: Demo) -> None:
+    """Without the breaker, an update to a `fail-` image keeps the Service resource and the
+    stack UPDATE_IN_PROGRESS while tasks keep failing (as on AWS, for hours); the stack can
+    meanwhile be neither updated nor deleted."""
+    demo.create("search", breaker=False)
     demo.settle("search")
-    previous = demo.service("search-web")["taskDefinition"]
-    demo.cf.update_stack(
-        StackName="search",
-        UsePreviousTemplate=True,
-        Parameters=demo.parameters("fail-2", Breaker="false"),
-    )
+
+    demo.update("search", "fail-2", breaker=False)
 
     wait_for(lambda: demo.service("search-web")["deployments"][0].get("failedTasks", 0) >= 4)
     assert demo.stack("search")["StackStatus"] == "UPDATE_IN_PROGRESS"
-    demo.cf.cancel_update_stack(StackName="search")
-    stack = demo.settle("search")
-
-    assert stack["StackStatus"] == "UPDATE_ROLLBACK_COMPLETE"
-    events = demo.events("search")
-    failed = [e for e in events if e["ResourceStatus"] == "UPDATE_FAILED"]
-    assert [(e["LogicalResourceId"], e["ResourceStatusReason"]) for e in failed] == [
-        ("Service", "Resource update cancelled")
-    ]
-    service = demo.service("search-web")
-    (deployment,) = service["deployments"]
-    assert (deployment["taskDefinition"], deployment["rolloutState"]) == (previous, "COMPLETED")
+    assert _statuses(demo.events("search"), "Service")[-1] == "UPDATE_IN_PROGRESS"
+    assert _error(lambda: demo.cf.delete_stack(StackName="search")) == (
+        "ValidationError",
+        "Stack [search] cannot be deleted while in status UPDATE_IN_PROGRESS",
+    )
 
 
 def test_target_group_without_load_balancer_fails_the_create_and_rolls_back(demo: Demo) -> None:
@@ -554,7 +529,7 @@ def test_target_group_without_load_balancer_fails_the_create_and_rolls_back(demo
     orphan = demo.elbv2.create_target_group(
         Name="orphan", Protocol="HTTP", Port=8080, VpcId=demo.vpc, TargetType="ip"
     )["TargetGroups"][0]["TargetGroupArn"]
-    stack_id = demo.create("reports", TargetGroup=orphan)
+    stack_id = demo.create("reports", TargetGroup0Arn=orphan)
 
     stack = demo.settle("reports")
 
@@ -575,11 +550,7 @@ def test_target_group_without_load_balancer_fails_the_create_and_rolls_back(demo
     definition = demo.task_definition("reports:1")
     assert definition["status"] == "INACTIVE"
 
-    code, message = _error(
-        lambda: demo.cf.update_stack(
-            StackName="reports", UsePreviousTemplate=True, Parameters=demo.parameters("1.1.0")
-        )
-    )
+    code, message = _error(lambda: demo.update("reports", "1.1.0"))
     assert (code, message) == (
         "ValidationError",
         f"Stack:{stack_id} is in ROLLBACK_COMPLETE state and can not be updated.",
@@ -587,17 +558,18 @@ def test_target_group_without_load_balancer_fails_the_create_and_rolls_back(demo
     code, message = _error(lambda: demo.create("reports"))
     assert (code, message) == ("AlreadyExistsException", "Stack [reports] already exists")
 
-    demo.cf.delete_stack(StackName="reports")
+    demo.cf.delete_stack(StackName="reports", ClientRequestToken="delete-reports")
     assert demo.settle(stack_id)["StackStatus"] == "DELETE_COMPLETE"
+    assert demo.events(stack_id)[-1]["ClientRequestToken"] == "delete-reports"
 
 
 def test_invalid_fargate_size_fails_the_task_definition_resource(demo: Demo) -> None:
     """A Fargate cpu/memory pair Fargate does not offer makes the TaskDefinition resource
     CREATE_FAILED with ECS's ClientException message; the stack ends ROLLBACK_COMPLETE."""
-    template = json.loads(json.dumps(TEMPLATE))
-    template["Resources"]["TaskDefinition"]["Properties"]["Memory"] = "512"
     demo.cf.create_stack(
-        StackName="sizes", TemplateBody=json.dumps(template), Parameters=demo.parameters("1.0.0")
+        StackName="sizes",
+        TemplateBody=json.dumps(template("sizes", memory="512")),
+        Parameters=demo.parameters("1.0.0"),
     )
 
     assert demo.settle("sizes")["StackStatus"] == "ROLLBACK_COMPLETE"
@@ -609,10 +581,13 @@ def test_invalid_fargate_size_fails_the_task_definition_resource(demo: Demo) -> 
     )
 
 
-def test_delete_stack_removes_the_service_task_definition_and_log_group(demo: Demo) -> None:
+def test_delete_stack_removes_the_service_and_task_definition_and_keeps_the_log_group(
+    demo: Demo,
+) -> None:
     """DeleteStack goes DELETE_IN_PROGRESS → DELETE_COMPLETE: the service is scaled in and
-    deleted, the revision deregistered, the log group deleted; the stack is then found by id
-    only, and by name is "Stack with id NAME does not exist"."""
+    deleted, the revision deregistered, the log group (DeletionPolicy Retain) DELETE_SKIPPED and
+    kept; the stack is then found by id only, and by name is "Stack with id NAME does not
+    exist"."""
     stack_id = demo.create("audit")
     demo.settle("audit")
     definition = demo.service("audit-web")["taskDefinition"]
@@ -625,7 +600,9 @@ def test_delete_stack_removes_the_service_task_definition_and_log_group(demo: De
     assert service["status"] == "INACTIVE"
     assert service["runningCount"] == 0
     assert demo.task_definition(definition)["status"] == "INACTIVE"
-    assert demo.logs.describe_log_groups(logGroupNamePrefix="/ecs/audit")["logGroups"] == []
+    assert _statuses(demo.events(stack_id), "LogGroup")[-1] == "DELETE_SKIPPED"
+    groups = demo.logs.describe_log_groups(logGroupNamePrefix="/conveyor/demo/audit")
+    assert [g["logGroupName"] for g in groups["logGroups"]] == ["/conveyor/demo/audit"]
     assert _error(lambda: demo.stack("audit")) == (
         "ValidationError",
         "Stack with id audit does not exist",
@@ -636,35 +613,37 @@ def test_delete_stack_removes_the_service_task_definition_and_log_group(demo: De
 
 
 def test_stack_requests_are_checked_as_aws_checks_them(demo: Demo) -> None:
-    """Bad names, unknown stacks, missing or unknown parameters, unknown resource types and
-    unresolved references are refused by the API itself with AWS's ValidationError messages;
-    ValidateTemplate describes the parameters."""
-    body = json.dumps(TEMPLATE)
+    """Bad names, unknown stacks, missing or unknown parameters, values outside their
+    constraints, unknown resource types and unresolved references are refused by the API itself
+    with AWS's ValidationError messages; so is, saying so, whatever the local AWS does not
+    simulate (other intrinsic functions, parameter types, request parameters and actions)."""
+    body = json.dumps(template("checks"))
     parameters = demo.parameters("1.0.0")
 
-    def create(name: str, template: str = body, params: Any = parameters) -> tuple[str, str]:
+    def create(name: str, body: str = body, params: Any = parameters, **extra: Any) -> str:
         return _error(
-            lambda: demo.cf.create_stack(StackName=name, TemplateBody=template, Parameters=params)
-        )
+            lambda: demo.cf.create_stack(
+                StackName=name, TemplateBody=body, Parameters=params, **extra
+            )
+        )[1]
 
-    assert create("bad_name")[1].endswith(
+    assert create("bad_name").endswith(
         "Member must satisfy regular expression pattern: [a-zA-Z][-a-zA-Z0-9]*"
     )
-    assert create("a" * 129)[1].endswith("Member must have length less than or equal to 128")
-    assert create("missing", params=parameters[1:]) == (
-        "ValidationError",
-        "Parameters: [Image] must have values",
-    )
+    assert create("a" * 129).endswith("Member must have length less than or equal to 128")
+    assert create("missing", params=parameters[1:]) == "Parameters: [ImageWeb] must have values"
     assert (
-        create("unknown", params=[*parameters, {"ParameterKey": "X", "ParameterValue": "1"}])[1]
+        create("unknown", params=[*parameters, {"ParameterKey": "X", "ParameterValue": "1"}])
         == "Parameters: [X] do not exist in the template"
     )
-    assert create("breaker", params=demo.parameters("1.0.0", Breaker="maybe")) == (
-        "ValidationError",
-        "Parameter 'Breaker' must be one of AllowedValues",
+    assert create("pattern", params=demo.parameters("1.0.0", TargetGroup0Arn="demo-web")) == (
+        f"Parameter 'TargetGroup0Arn' must match pattern {TARGET_GROUP_PATTERN}"
+    )
+    assert create("short", params=demo.parameters("1.0.0", ImageWeb="")) == (
+        "Parameter 'ImageWeb' must contain at least 1 characters"
     )
     unknown_type = {"Resources": {"Queue": {"Type": "AWS::Nope::Queue"}}}
-    assert create("types", json.dumps(unknown_type))[1] == (
+    assert create("types", json.dumps(unknown_type), []) == (
         "Template format error: Unrecognized resource types: [AWS::Nope::Queue]"
     )
     dangling = {
@@ -675,7 +654,7 @@ def test_stack_requests_are_checked_as_aws_checks_them(demo: Demo) -> None:
             }
         }
     }
-    assert create("dangling", json.dumps(dangling))[1] == (
+    assert create("dangling", json.dumps(dangling), []) == (
         "Template format error: Unresolved resource dependencies [Nowhere] in the Resources "
         "block of the template"
     )
@@ -683,83 +662,28 @@ def test_stack_requests_are_checked_as_aws_checks_them(demo: Demo) -> None:
         "ValidationError",
         "Stack with id nope does not exist",
     )
-    validated = demo.cf.validate_template(TemplateBody=body)
-    assert validated["Description"] == TEMPLATE["Description"]
-    assert {p["ParameterKey"]: p.get("DefaultValue") for p in validated["Parameters"]} == {
-        "Image": None,
-        "Subnets": None,
-        "SecurityGroup": None,
-        "TargetGroup": None,
-        "DesiredCount": "2",
-        "Breaker": "true",
-    }
 
-
-YAML_TEMPLATE = """
-AWSTemplateFormatVersion: 2010-09-09
-Parameters:
-  Env:
-    Type: String
-    AllowedValues: [prod, dev]
-Conditions:
-  IsProd: !Equals [!Ref Env, prod]
-Resources:
-  Cluster:
-    Type: AWS::ECS::Cluster
-    Properties:
-      ClusterName: !Sub "${AWS::StackName}-${Env}"
-      ClusterSettings:
-        - Name: containerInsights
-          Value: !If [IsProd, enabled, disabled]
-  Logs:
-    Type: AWS::Logs::LogGroup
-    Condition: IsProd
-    Properties:
-      LogGroupName: !Join ["/", ["", ecs, !Ref "AWS::StackName"]]
-      RetentionInDays: !If [IsProd, 30, !Ref "AWS::NoValue"]
-Outputs:
-  ClusterArn:
-    Value: !GetAtt Cluster.Arn
-  Zone:
-    Value: !Select [1, !Split [",", "a,b,c"]]
-"""
-
-
-def test_yaml_template_with_short_forms_and_conditions(demo: Demo) -> None:
-    """YAML templates with short-form intrinsics (!Ref, !Sub, !Join, !If, !Equals, !GetAtt,
-    !Select, !Split), Conditions and AWS::NoValue work: a condition that is false leaves its
-    resource out, and UpdateStack that makes it true creates it."""
-    demo.cf.create_stack(
-        StackName="platform",
-        TemplateBody=YAML_TEMPLATE,
-        Parameters=[{"ParameterKey": "Env", "ParameterValue": "dev"}],
+    properties = {"LogGroupName": {"Fn::Sub": "/${AWS::StackName}"}}
+    sub = {"Resources": {"Logs": {"Type": "AWS::Logs::LogGroup", "Properties": properties}}}
+    assert create("sub", json.dumps(sub), []) == (
+        "Template format error: intrinsic functions [Fn::Sub] not supported by the local AWS "
+        "(supported: Ref, Fn::GetAtt)"
     )
-    stack = demo.settle("platform")
-
-    assert stack["StackStatus"] == "CREATE_COMPLETE"
-    outputs = {o["OutputKey"]: o["OutputValue"] for o in stack["Outputs"]}
-    assert outputs == {
-        "ClusterArn": "arn:aws:ecs:us-east-1:123456789012:cluster/platform-dev",
-        "Zone": "b",
+    number = {
+        "Parameters": {"Count": {"Type": "Number"}},
+        "Resources": {"Logs": {"Type": "AWS::Logs::LogGroup"}},
     }
-    resources = demo.cf.describe_stack_resources(StackName="platform")["StackResources"]
-    assert [r["LogicalResourceId"] for r in resources] == ["Cluster"]
-    (cluster,) = demo.ecs.describe_clusters(clusters=["platform-dev"])["clusters"]
-    assert cluster["status"] == "ACTIVE"
-
-    demo.cf.update_stack(
-        StackName="platform",
-        UsePreviousTemplate=True,
-        Parameters=[{"ParameterKey": "Env", "ParameterValue": "prod"}],
+    assert create("number", json.dumps(number), []).startswith(
+        "Template format error: type of parameter Count [Number] not supported by the local AWS"
     )
-    assert demo.settle("platform")["StackStatus"] == "UPDATE_COMPLETE"
-    (group,) = demo.logs.describe_log_groups(logGroupNamePrefix="/ecs/platform")["logGroups"]
-    assert group["retentionInDays"] == 30
-    # A new ClusterName replaces the cluster: the new one exists, the old one is deleted.
-    (cluster,) = demo.ecs.describe_clusters(clusters=["platform-prod"])["clusters"]
-    assert cluster["status"] == "ACTIVE"
-    old = demo.ecs.describe_clusters(clusters=["platform-dev"])
-    assert [c["status"] for c in old["clusters"]] in ([], ["INACTIVE"])
+    assert create("rollback", DisableRollback=True) == (
+        "DisableRollback: not supported by the local AWS's CloudFormation"
+    )
+    assert _error(lambda: demo.cf.validate_template(TemplateBody=body)) == (
+        "ValidationError",
+        "ValidateTemplate is not supported by the local AWS's CloudFormation",
+    )
+    assert not [s for s in demo.cf.list_stacks()["StackSummaries"] if s["StackName"] == "checks"]
 
 
 def test_reset_forgets_every_stack(aws: Aws) -> None:
@@ -779,19 +703,22 @@ def test_reset_forgets_every_stack(aws: Aws) -> None:
     assert cf.list_stacks()["StackSummaries"] == []
 
 
-def test_change_sets_show_the_diff_and_execute_it(demo: Demo) -> None:
-    """A change set for a new image lists the TaskDefinition as replaced (caused by the Image
+def test_change_sets_show_the_diff_and_can_be_executed_or_deleted(demo: Demo) -> None:
+    """A change set for a new image lists the TaskDefinition as replaced (caused by the image
     parameter) and the Service as modified in place through a reference known only after apply;
-    executing it updates the stack. A change set without changes FAILS with AWS's reason, and a
-    CREATE change set makes a REVIEW_IN_PROGRESS stack whose resources are all added."""
+    executing it updates the stack. A change set without changes FAILS with AWS's reason and can
+    be deleted; a CREATE change set makes a REVIEW_IN_PROGRESS stack whose resources are all
+    added, and executing it creates them."""
     demo.create("pricing")
     demo.settle("pricing")
+    body = json.dumps(template("pricing"), sort_keys=True)
 
     demo.cf.create_change_set(
         StackName="pricing",
         ChangeSetName="new-image",
-        UsePreviousTemplate=True,
+        TemplateBody=body,
         Parameters=demo.parameters("1.1.0"),
+        Tags=STACK_TAGS,
     )
     described = demo.cf.describe_change_set(StackName="pricing", ChangeSetName="new-image")
     assert (described["Status"], described["ExecutionStatus"]) == ("CREATE_COMPLETE", "AVAILABLE")
@@ -810,7 +737,7 @@ def test_change_sets_show_the_diff_and_execute_it(demo: Demo) -> None:
             },
             "Evaluation": "Static",
             "ChangeSource": "ParameterReference",
-            "CausingEntity": "Image",
+            "CausingEntity": "ImageWeb",
         }
     ]
     assert (service["Action"], service["Replacement"]) == ("Modify", "False")
@@ -837,8 +764,9 @@ def test_change_sets_show_the_diff_and_execute_it(demo: Demo) -> None:
     demo.cf.create_change_set(
         StackName="pricing",
         ChangeSetName="same",
-        UsePreviousTemplate=True,
+        TemplateBody=body,
         Parameters=demo.parameters("1.1.0"),
+        Tags=STACK_TAGS,
     )
     same = demo.cf.describe_change_set(StackName="pricing", ChangeSetName="same")
     assert (same["Status"], same["ExecutionStatus"]) == ("FAILED", "UNAVAILABLE")
@@ -846,19 +774,25 @@ def test_change_sets_show_the_diff_and_execute_it(demo: Demo) -> None:
         "The submitted information didn't contain changes. Submit different information to "
         "create a change set."
     )
+    demo.cf.delete_change_set(StackName="pricing", ChangeSetName="same")
+    assert _error(
+        lambda: demo.cf.describe_change_set(StackName="pricing", ChangeSetName="same")
+    ) == ("ChangeSetNotFound", "ChangeSet [same] does not exist")
 
     created = demo.cf.create_change_set(
         StackName="fresh",
         ChangeSetName="first",
         ChangeSetType="CREATE",
-        TemplateBody=YAML_TEMPLATE,
-        Parameters=[{"ParameterKey": "Env", "ParameterValue": "dev"}],
+        TemplateBody=json.dumps(template("fresh"), sort_keys=True),
+        Parameters=demo.parameters("1.0.0"),
+        Tags=STACK_TAGS,
     )
     assert demo.stack("fresh")["StackStatus"] == "REVIEW_IN_PROGRESS"
     first = demo.cf.describe_change_set(ChangeSetName=created["Id"])
     assert [
         (c["ResourceChange"]["Action"], c["ResourceChange"]["LogicalResourceId"])
         for c in first["Changes"]
-    ] == [("Add", "Cluster")]
+    ] == [("Add", "LogGroup"), ("Add", "TaskDefinition"), ("Add", "Service")]
     demo.cf.execute_change_set(ChangeSetName=created["Id"])
     assert demo.settle("fresh")["StackStatus"] == "CREATE_COMPLETE"
+    assert demo.service("fresh-web")["deployments"][0]["rolloutState"] == "COMPLETED"
