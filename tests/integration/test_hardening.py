@@ -12,13 +12,22 @@ import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
 
 from localaws.devstack import ROOT, Worker, run_redis
+from localaws.testing import create_services
 from tests.integration.conftest import Stack
 from tests.integration.test_update_e2e import make_service
+
+
+def make_named_service(stack: Stack, name: str) -> None:
+    """A steady one-container service called ``name`` on cluster demo, family ``name``."""
+    container = {"name": "app", "image": "registry.local:5000/team/app:1.0.0", "memory": 128}
+    create_services(stack.endpoint, [name], containers=[container])
+
 
 # What RegisterTaskDefinition accepts of a DescribeTaskDefinition answer, for outside actors.
 REGISTER_KEYS = ("family", "containerDefinitions", "networkMode", "requiresCompatibilities")
@@ -188,3 +197,90 @@ def test_the_sweeper_builds_no_runtime_in_the_main_process(stack: Stack) -> None
         check=True,
     )
     assert out.stdout.strip().splitlines()[-1] == "True"
+
+
+def _service(stack: Stack, name: str) -> dict[str, Any]:
+    found: dict[str, Any] = stack.ecs().describe_services(cluster="demo", services=[name])[
+        "services"
+    ][0]
+    return found
+
+
+def test_a_late_watcher_reports_a_breaker_rollback_as_rolled_back(
+    stack: Stack, start_worker: Callable[[str], Worker]
+) -> None:
+    """The worker is killed right after UpdateService of a broken image; its replacement polls
+    only after ECS's rollback has completed, when DescribeServices no longer shows the failed
+    deployment. ECS's deployment history still does: the verdict is rolled_back."""
+    doomed = start_worker("doomed")
+    name = make_service(stack, breaker=True)
+    before = _service(stack, name)
+    started = stack.cli(
+        "update", "--cluster", "demo", "--service", name, "--image", "app=:fail-5", "--no-wait"
+    )
+    assert started.returncode == 0, started.stderr
+    deployment_id = started.stdout.strip()
+    _wait_step(stack, deployment_id, "watch")
+    doomed.kill()
+    deadline = time.monotonic() + 90
+    while True:  # ECS's breaker fails the rollout and its rollback completes, unobserved
+        deployments = _service(stack, name)["deployments"]
+        if len(deployments) == 1 and deployments[0]["rolloutState"] == "COMPLETED":
+            break
+        assert time.monotonic() < deadline, deployments
+        time.sleep(0.5)
+    assert deployments[0]["taskDefinition"] == before["taskDefinition"]
+    start_worker("rescuer")
+    waited = stack.cli("wait", deployment_id, "--json", timeout=180)
+    record = json.loads(waited.stdout)
+    assert record["state"] == "rolled_back", record["reason"]
+    assert record["rolled_back_by_ecs"] is True
+    assert "history" in record["reason"]
+    assert waited.returncode == 1
+
+
+def test_a_breaker_rollback_with_no_rollback_is_reported_rolled_back(
+    stack: Stack, start_worker: Callable[[str], Worker]
+) -> None:
+    """--no-rollback: Conveyor does not roll back, but ECS's breaker did: rolled_back."""
+    start_worker("w1")
+    name = make_service(stack, breaker=True)
+    result = stack.cli(
+        "update",
+        "--cluster",
+        "demo",
+        "--service",
+        name,
+        "--image",
+        "app=:fail-6",
+        "--no-rollback",
+        "--json",
+    )
+    record = json.loads(result.stdout)
+    assert record["state"] == "rolled_back", record["reason"]
+    assert record["rolled_back_by_ecs"] is True
+
+
+def test_a_family_of_thousands_of_revisions_costs_one_or_two_listings(
+    stack: Stack, start_worker: Callable[[str], Worker]
+) -> None:
+    """Register used to page through every revision of the family; with 5,000 it timed out.
+    Reading only the newest page, a deployment makes at most two ListTaskDefinitions calls."""
+    from localaws.testing import control
+
+    start_worker("w1")
+    name = f"big-{uuid.uuid4().hex[:6]}"
+    status, answer = control(
+        stack.endpoint, "POST", "task-definitions", {"family": name, "count": 4999}
+    )
+    assert status == 200, answer
+    make_named_service(stack, name)
+    control(stack.endpoint, "DELETE", "stats")
+    result = stack.cli(
+        "update", "--cluster", "demo", "--service", name, "--image", "app=:2.0.0", "--json"
+    )
+    record = json.loads(result.stdout)
+    assert record["state"] == "succeeded", record
+    assert record["task_definition_arn"].endswith(f"{name}:5001")
+    _, stats = control(stack.endpoint, "GET", "stats")
+    assert 1 <= stats["calls"].get("ListTaskDefinitions", 0) <= 2
