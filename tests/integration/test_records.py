@@ -473,3 +473,24 @@ def test_producers_key_jobs_under_the_published_account(
     assert record.service_key == f"{ACCOUNT}/c/s"
     with_role = job.model_copy(update={"role_arn": f"arn:aws:iam::{ACCOUNT}:role/x"})
     assert conveyor.enqueue(with_role).service_key == record.service_key
+
+
+def test_reclaim_retries_when_it_loses_a_race(client: redis.Redis) -> None:
+    """A reclaim whose transaction loses a race with a step's write (WATCH) tries again, rather
+    than leaving an overdue deployment unreclaimed until the next sweep by chance."""
+    from redis.exceptions import WatchError
+
+    class Contended(RecordStore):
+        races = 2
+
+        def _reclaim_once(self, deployment_id: str, *, now: float, due: float) -> Any:
+            if self.races:
+                self.races -= 1
+                raise WatchError("a step committed meanwhile")
+            return super()._reclaim_once(deployment_id, now=now, due=due)
+
+    store = Contended(client)
+    store.create(new_record("d"), due=10)
+    reclaimed = store.reclaim("d", now=100.0, due=200.0)
+    assert reclaimed is not None
+    assert reclaimed.seq == 1
