@@ -34,8 +34,9 @@ class Settings(BaseSettings):
 
     redis_url: SecretStr = Field(
         default=SecretStr("redis://127.0.0.1:6379/0"),
-        description="Broker, result store and record store. redis:// or rediss:// (TLS); "
-        "may hold a password, so it is a secret and never logged.",
+        description="Broker and deployment records. `redis://:PASSWORD@host:port/db`, or "
+        "`rediss://` for TLS (certificates verified). A secret: printed only with the "
+        "password masked.",
     )
     redis_ca_file: str | None = Field(
         default=None,
@@ -48,9 +49,13 @@ class Settings(BaseSettings):
         description="The Celery queue that producers send to and workers consume; every "
         "producer and worker of one fleet must use the same one.",
     )
-    poll_interval: float = Field(default=10.0, gt=0, description="Seconds between rollout polls.")
+    poll_interval: float = Field(
+        default=10.0, gt=0, description="Seconds between rollout polls (one DescribeServices each)."
+    )
     recovery_interval: float = Field(
-        default=10.0, gt=0, description="Seconds between recovery sweeps in each worker."
+        default=10.0,
+        gt=0,
+        description="Seconds between recovery sweeps in each worker's main process.",
     )
     recovery_grace: float = Field(
         default=45.0,
@@ -59,18 +64,33 @@ class Settings(BaseSettings):
         "presumed lost with its worker and dispatched again. Must exceed step_time_limit.",
     )
     step_time_limit: float = Field(
-        default=30.0, gt=0, description="Soft time limit of one step (hard limit: +15 s)."
+        default=30.0,
+        gt=0,
+        description="Soft time limit of one step (hard limit 15 s later). Steps are short; "
+        "rollouts are waited for by rescheduling, not by sleeping.",
     )
-    aws_call_timeout: float = Field(default=20.0, gt=0, description="Bound on one AWS call.")
-    aws_max_attempts: int = Field(default=8, ge=1, description="botocore attempts per call.")
+    aws_call_timeout: float = Field(
+        default=20.0, gt=0, description="Bound on one AWS call, botocore retries included."
+    )
+    aws_max_attempts: int = Field(
+        default=8, ge=1, description="botocore attempts per call (standard mode, with jitter)."
+    )
     max_step_attempts: int = Field(
-        default=20, ge=1, description="Transient failures of one step before the job fails."
+        default=20,
+        ge=1,
+        description="Transient failures of one step in a row (after botocore's own retries) "
+        "before the step gives up; a rollback starts with a budget of its own.",
     )
-    record_ttl_days: int = Field(default=30, ge=1)
+    record_ttl_days: int = Field(
+        default=30,
+        ge=1,
+        description="Days deployment records (and the index of them) are kept in Redis.",
+    )
     supersede: bool = Field(
         default=True,
-        description="A queued deployment with a newer one queued behind it for the same service "
-        "ends 'superseded' instead of running: the newest image wins. Off: strict FIFO.",
+        description="A queued deployment ends `superseded` when a newer one queued behind it for "
+        "the same service carries every change it asked for (every container, the same family "
+        "and role, options at least as strong). Off: strict FIFO.",
     )
     allow_evicting_redis: bool = Field(
         default=False,
@@ -89,8 +109,10 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("AWS_REGION", "AWS_DEFAULT_REGION"),
         description="The SDK's own variables; botocore alone reads only AWS_DEFAULT_REGION.",
     )
-    log_format: Literal["auto", "json", "console"] = "auto"
-    log_level: str = "INFO"
+    log_format: Literal["auto", "json", "console"] = Field(
+        default="auto", description="`json`, `console`, or `auto` (JSON when not on a terminal)."
+    )
+    log_level: str = Field(default="INFO", description="The level of Conveyor's own logs.")
 
     @field_validator("redis_url")
     @classmethod
