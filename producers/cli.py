@@ -243,8 +243,8 @@ def _submit(job: Any, *, no_wait: bool, as_json: bool) -> NoReturn:
     try:
         if not client.workers():
             _unavailable(
-                f"no Conveyor worker answered on {client.settings.redis_display}; start one with "
-                "`celery -A worker.app worker` (nothing was enqueued)"
+                f"no Conveyor worker is alive on {client.settings.redis_display} (no heartbeat); "
+                "start one with `celery -A worker.app worker` (nothing was enqueued)"
             )
         record = client.enqueue(job)
     except ConveyorUnavailableError as exc:
@@ -273,6 +273,42 @@ def _load(client: Any, deployment_id: str) -> DeploymentRecord:
     except (ConveyorUnavailableError, DeploymentLostError) as exc:
         _unavailable(str(exc))
     return record
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the workers as JSON.")
+def workers(as_json: bool) -> None:
+    """List the live workers (by their heartbeats): name, queues, concurrency, last seen."""
+    import time
+
+    from producers.client import ConveyorUnavailableError
+
+    client = _client()
+    try:
+        found = client.workers()
+    except ConveyorUnavailableError as exc:
+        _unavailable(str(exc))
+    if as_json:
+        click.echo(json.dumps([w.model_dump(mode="json") for w in found], indent=2))
+    elif not found:
+        click.echo("no live workers", err=True)
+    else:
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table("worker", "queues", "concurrency", "pid", "up", "last seen")
+        now = time.time()
+        for w in found:
+            table.add_row(
+                w.name,
+                ", ".join(w.queues),
+                str(w.concurrency),
+                str(w.pid),
+                f"{now - w.started_at:.0f} s",
+                f"{now - w.seen_at:.0f} s ago",
+            )
+        Console().print(table)
+    sys.exit(EXIT_OK if found else EXIT_UNAVAILABLE)
 
 
 @main.command()

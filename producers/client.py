@@ -22,18 +22,17 @@ import uuid
 from collections.abc import Callable
 
 import redis
-from celery import Celery
-from kombu.exceptions import OperationalError as KombuOperationalError
 
-from config.celery import celery_config
 from config.settings import Settings
-from producers.contract.dispatch import dispatch
+from producers.contract.dispatch import RedisTaskSender, dispatch
 from producers.contract.fargate_spec import FargateServiceJob, redacted
 from producers.contract.jobs import UpdateServiceJob
 from producers.contract.names import QUARANTINE_KEY
 from producers.contract.patterns import account_of_arn
 from producers.contract.records import FIRST_STEP, DeploymentRecord
 from producers.contract.store import NewerRecordError, RecordStore, wall_clock
+from producers.contract.workers import WorkerInfo
+from producers.contract.workers import live as live_workers
 
 
 class ConveyorUnavailableError(Exception):
@@ -64,15 +63,7 @@ class ConveyorClient:
             **settings.redis_options(),
         )
         self._store = RecordStore(self._redis, ttl_seconds=settings.record_ttl_days * 86400)
-        self._app: Celery | None = None
-
-    @property
-    def app(self) -> Celery:
-        """A Celery app configured like the workers', used only to send and to ping."""
-        if self._app is None:
-            self._app = Celery("conveyor-producer")
-            self._app.config_from_object(celery_config(self.settings))
-        return self._app
+        self._sender = RedisTaskSender(self._redis)
 
     def check_redis(self) -> None:
         """Raise ConveyorUnavailableError when Redis does not answer."""
@@ -84,16 +75,15 @@ class ConveyorClient:
                 "check CONVEYOR_REDIS_URL and that the server runs"
             ) from exc
 
-    def workers(self, timeout: float = 1.5) -> list[str]:
-        """Names of the workers that answered a ping within ``timeout`` seconds."""
-        self.check_redis()
+    def workers(self) -> list[WorkerInfo]:
+        """The workers whose heartbeat is current (one Redis read; no broadcast ping)."""
         try:
-            replies = self.app.control.ping(timeout=timeout) or []
-        except KombuOperationalError as exc:
+            return live_workers(self._redis)
+        except redis.RedisError as exc:
             raise ConveyorUnavailableError(
-                f"cannot reach the workers through {self.settings.redis_display}: {exc}"
+                f"cannot reach Redis at {self.settings.redis_display}: {type(exc).__name__}; "
+                "check CONVEYOR_REDIS_URL and that the server runs"
             ) from exc
-        return sorted(name for reply in replies for name in reply)
 
     def enqueue(self, job: UpdateServiceJob | FargateServiceJob) -> DeploymentRecord:
         """Record the deployment as queued and send its first step. Returns the record."""
@@ -124,8 +114,8 @@ class ConveyorClient:
         )
         try:
             self._store.create(record, due=now + self.settings.recovery_grace, job=payload)
-            dispatch(self.app, record.id, record.step, record.seq, queue=self.settings.queue)
-        except (redis.RedisError, KombuOperationalError) as exc:
+            dispatch(self._sender, record.id, record.step, record.seq, queue=self.settings.queue)
+        except redis.RedisError as exc:
             raise ConveyorUnavailableError(
                 f"cannot enqueue on {self.settings.redis_display}: {type(exc).__name__}"
             ) from exc
@@ -151,9 +141,13 @@ class ConveyorClient:
             if changed is not None:
                 self._store.set_due(deployment_id, now + self.settings.recovery_grace)
                 dispatch(
-                    self.app, deployment_id, changed.step, changed.seq, queue=self.settings.queue
+                    self._sender,
+                    deployment_id,
+                    changed.step,
+                    changed.seq,
+                    queue=self.settings.queue,
                 )
-        except (redis.RedisError, KombuOperationalError) as exc:
+        except redis.RedisError as exc:
             raise ConveyorUnavailableError(
                 f"cannot reach Redis at {self.settings.redis_display}: {type(exc).__name__}"
             ) from exc

@@ -8,6 +8,7 @@ waiting for the broker's one-hour visibility timeout.
 
 from __future__ import annotations
 
+import os
 import threading
 from typing import Any
 
@@ -20,6 +21,9 @@ from config.celery import celery_config
 from config.logging import configure_logging
 from config.settings import Settings
 from producers.contract.store import RecordStore, wall_clock
+from producers.contract.workers import WorkerInfo
+from producers.contract.workers import publish as publish_heartbeat
+from producers.contract.workers import retire as retire_worker
 from worker.runtime import close_runtime
 
 settings = Settings()
@@ -93,16 +97,40 @@ class RecoverySweeper(bootsteps.StartStopStep):
         self._thread: threading.Thread | None = None
 
     def start(self, parent: Any) -> None:
-        """Start the sweeper thread."""
+        """Publish the first heartbeat and start the sweeper thread."""
+        queues = sorted(parent.app.amqp.queues.consume_from or parent.app.amqp.queues)
+        self._info = WorkerInfo(
+            name=str(parent.hostname),
+            pid=os.getpid(),
+            queues=queues,
+            concurrency=int(parent.concurrency or 0),
+            started_at=wall_clock(),
+            seen_at=wall_clock(),
+            version=_version(),
+        )
+        self._heartbeat()
         self._thread = threading.Thread(target=self._loop, name="conveyor-sweeper", daemon=True)
         self._thread.start()
 
     def stop(self, parent: Any) -> None:
-        """Stop the sweeper thread."""
+        """Stop the sweeper thread and withdraw the heartbeat."""
         self._stop.set()
+        try:
+            retire_worker(redis_client(), self._info.name)
+        except Exception as exc:  # noqa: BLE001 - shutting down; the heartbeat expires anyway
+            log.warning("could not withdraw the heartbeat", error=type(exc).__name__)
+
+    def _heartbeat(self) -> None:
+        """Say this worker is alive, for producers (`conveyor workers`, the no-worker check)."""
+        try:
+            self._info = self._info.model_copy(update={"seen_at": wall_clock()})
+            publish_heartbeat(redis_client(), self._info, ttl=heartbeat_ttl())
+        except Exception as exc:  # noqa: BLE001 - Redis may be away; the next beat tries again
+            log.warning("heartbeat failed; will retry", error=f"{type(exc).__name__}: {exc}")
 
     def _loop(self) -> None:
-        while not self._stop.wait(settings.recovery_interval):
+        while not self._stop.wait(min(settings.recovery_interval, heartbeat_ttl() / 3)):
+            self._heartbeat()
             try:
                 sweep_once()
             except Exception as exc:  # noqa: BLE001 - the sweeper must outlive any one failure
@@ -110,6 +138,20 @@ class RecoverySweeper(bootsteps.StartStopStep):
                 log.warning(
                     "recovery sweep failed; will retry", error=f"{type(exc).__name__}: {exc}"
                 )
+
+
+def heartbeat_ttl() -> float:
+    """How long a heartbeat lives: three beats, and never under 15 s."""
+    return max(15.0, 3 * min(settings.recovery_interval, 10.0))
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("conveyor")
+    except PackageNotFoundError:
+        return ""
 
 
 def sweep_once() -> int:

@@ -37,6 +37,8 @@ QUEUE_COUNTER_KEY = KEY_PREFIX + "queue-arrivals"  # arrival numbers for the ser
 # The account of the workers' own credentials, published by workers (with a TTL) so that
 # producers key jobs without a role under the real account from the start.
 SELF_ACCOUNT_KEY = KEY_PREFIX + "account:self"
+WORKERS_KEY = KEY_PREFIX + "workers"  # zset: worker name -> time of its last heartbeat
+WORKER_KEY = KEY_PREFIX + "worker:{name}"  # JSON WorkerInfo, expiring with the heartbeat
 SELF_ACCOUNT_TTL = 86400
 
 STEP_TASKS: dict[Step, str] = {

@@ -284,3 +284,43 @@ def test_a_family_of_thousands_of_revisions_costs_one_or_two_listings(
     assert record["task_definition_arn"].endswith(f"{name}:5001")
     _, stats = control(stack.endpoint, "GET", "stats")
     assert 1 <= stats["calls"].get("ListTaskDefinitions", 0) <= 2
+
+
+def test_workers_publish_heartbeats_that_producers_read(
+    stack: Stack, start_worker: Callable[[str], Worker]
+) -> None:
+    """`conveyor workers` lists live workers from their heartbeats, with both queues; a worker
+    that stops withdraws its heartbeat, and with none left the CLI says so (exit 3)."""
+    first = start_worker("w1")
+    result = stack.cli("workers", "--json")
+    assert result.returncode == 0, result.stderr
+    workers = json.loads(result.stdout)
+    assert [w["name"].split("@")[0] for w in workers] == ["w1"]
+    assert workers[0]["queues"] == ["conveyor", "conveyor.watch"]
+    first.stop()
+    result = stack.cli("workers")
+    assert result.returncode == 3
+    assert "no live workers" in result.stderr
+
+
+def test_a_message_sent_with_a_countdown_runs_later(
+    stack: Stack, start_worker: Callable[[str], Worker]
+) -> None:
+    """The producers' Celery-free sender also does countdowns (an ETA the worker holds)."""
+    from producers.contract.dispatch import RedisTaskSender, dispatch
+    from producers.contract.records import DeploymentRecord, Step
+    from producers.contract.store import RecordStore
+
+    start_worker("w1")
+    client = redis.Redis.from_url(stack.redis_url)
+    record = DeploymentRecord(
+        id="later", job={}, cluster="demo", service="web", created_at=1.0, updated_at=1.0
+    )
+    RecordStore(client).create(record, due=time.time() + 600)
+    sent = time.monotonic()
+    dispatch(RedisTaskSender(client), "later", Step.RESOLVE, 0, countdown=3.0)
+    deadline = time.monotonic() + 60
+    while stack.record("later")["seq"] == 0:
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    assert time.monotonic() - sent >= 2.5

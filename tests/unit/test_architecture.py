@@ -178,3 +178,22 @@ def test_the_checker_sees_a_violation(tmp_path: Path) -> None:
     """The walk finds a lazy import inside a function (the test can fail)."""
     graph = {"producers.x": {"worker.steps"}, "worker.steps": set()}
     assert _violations(graph, "producers", ("worker",)) == ["producers.x imports worker.steps"]
+
+
+def test_the_producer_path_loads_no_celery() -> None:
+    """`conveyor update --no-wait` from a shell loop pays for every import: the CLI and client
+    send their messages straight to Redis and never load Celery."""
+    code = (
+        "import sys, producers.client, producers.cli\n"
+        "tops = ('celery', 'kombu', 'worker')\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in tops))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    assert result.stdout.strip() == "[]"
