@@ -23,7 +23,7 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import redis
 from pydantic import ValidationError
@@ -325,10 +325,25 @@ class RecordStore:
         unfinished deployments queued behind it, oldest first). Finished, vanished and
         quarantined members found on the way are removed: the queue heals itself after crashes
         and never stops at a damaged record. A member written by a newer Conveyor still counts.
+
+        Members still queued under the guessed ``self`` account of the same cluster and service
+        count too, by arrival number: they have not been moved to their real account's queue
+        yet, and one that arrived earlier must not be overtaken while it is being moved. (One
+        that turns out to be of another account holds the service only until its first step.)
         """
-        key = self.queue_key(record.service_key)
+        keys = [self.queue_key(record.service_key)]
+        guess = self.queue_key(_guessed(record).service_key)
+        if guess not in keys:
+            keys.append(guess)
+        scored: dict[str, tuple[float, str]] = {}
+        for key in keys:
+            pairs = cast(list[tuple[Any, float]], self._r.zrange(key, 0, -1, withscores=True))
+            for member, score in pairs:
+                name = _text(member)
+                if name not in scored or score < scored[name][0]:
+                    scored[name] = (float(score), key)
         live: list[tuple[str, DeploymentRecord | None]] = []
-        for member in (_text(m) for m in self._r.zrange(key, 0, -1)):
+        for member, (_, key) in sorted(scored.items(), key=lambda item: item[1][0]):
             try:
                 other = record if member == record.id else self.get(member)
             except NewerRecordError:
@@ -403,3 +418,9 @@ class RecordStore:
 def wall_clock() -> float:
     """Seconds since the epoch; records use wall time so that producers can read them."""
     return time.time()
+
+
+def _guessed(record: DeploymentRecord) -> DeploymentRecord:
+    """The record as a producer keys it before any worker published its account."""
+    job = {k: v for k, v in record.job.items() if k != "role_arn"}
+    return record.model_copy(update={"account": None, "job": job})

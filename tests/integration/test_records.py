@@ -80,7 +80,8 @@ def test_step_runs_once_per_seq_and_dispatches_the_next(client: redis.Redis) -> 
     assert run_step(context, "d1", 0, run)["status"] == "ok"
     assert run_step(context, "d1", 0, run)["status"] == "stale"
     assert runs == [0]
-    assert sender.sent == [(TASK_WATCH, ["d1", 1], {"countdown": 5, "queue": "conveyor"})]
+    # Watching steps go to the watch queue.
+    assert sender.sent == [(TASK_WATCH, ["d1", 1], {"countdown": 5, "queue": "conveyor.watch"})]
     assert client.zscore(DUE_KEY, "d1") == 100 + 5 + 30
 
 
@@ -494,3 +495,53 @@ def test_reclaim_retries_when_it_loses_a_race(client: redis.Redis) -> None:
     reclaimed = store.reclaim("d", now=100.0, due=200.0)
     assert reclaimed is not None
     assert reclaimed.seq == 1
+
+
+def test_a_job_being_moved_to_its_account_is_not_overtaken(client: redis.Redis) -> None:
+    """Two jobs keyed under ``self`` (no worker had published its account): if the later one
+    reaches the real account's queue first, it still waits for the earlier one, which is only
+    being moved. Before, it started, and the earlier one then started on top of it."""
+    sender = Sender()
+    context = dataclasses.replace(
+        ctx(client, sender), supersede=False, account_of=lambda r: ACCOUNT
+    )
+    context.store.create(_queued("early", 1.0), due=500)
+    context.store.create(_queued("late", 2.0), due=500)
+    started: list[str] = []
+
+    def run(record: DeploymentRecord) -> Transition:
+        started.append(record.id)
+        return Transition(
+            record.model_copy(update={"state": DeploymentState.RUNNING}), Step.REGISTER
+        )
+
+    run_step(context, "late", 0, run)  # moved first; "early" is still under self
+    assert started == []
+    run_step(context, "early", 0, run)
+    assert started == ["early"]
+
+
+def test_a_job_with_a_role_waits_for_an_earlier_one_still_under_self(client: redis.Redis) -> None:
+    """A job without a role (still keyed under self) and a later one with a role in the same
+    account: the later one does not start first."""
+    sender = Sender()
+    context = dataclasses.replace(
+        ctx(client, sender), supersede=False, account_of=lambda r: ACCOUNT
+    )
+    context.store.create(_queued("own", 1.0), due=500)
+    with_role = _queued("role", 2.0).model_copy(
+        update={"job": {"role_arn": f"arn:aws:iam::{ACCOUNT}:role/deployer"}}
+    )
+    context.store.create(with_role, due=500)
+    started: list[str] = []
+
+    def run(record: DeploymentRecord) -> Transition:
+        started.append(record.id)
+        return Transition(
+            record.model_copy(update={"state": DeploymentState.RUNNING}), Step.REGISTER
+        )
+
+    run_step(context, "role", 0, run)
+    assert started == []
+    run_step(context, "own", 0, run)
+    assert started == ["own"]
