@@ -104,6 +104,24 @@ class Settings(BaseSettings):
         description="Seconds a Redis command may take before the client gives up; a Redis "
         "that hangs then fails a step (retried) instead of hanging a worker.",
     )
+    rate_limit: bool = Field(
+        default=True,
+        description="Every worker takes a token from a bucket in Redis (per account, region and "
+        "ECS API bucket, sized as AWS documents them) before each AWS call, so that all workers "
+        "together stay under AWS's limits.",
+    )
+    rate_limit_scale: float = Field(
+        default=1.0,
+        gt=0,
+        description="Multiplies every bucket's refill rate (for an account whose limits AWS "
+        "raised, or a local AWS that emulates them scaled).",
+    )
+    rate_limit_max_wait: float = Field(
+        default=10.0,
+        gt=0,
+        description="Longest a step waits for a token; past it the step is retried when the "
+        "token is due, freeing the worker meanwhile.",
+    )
     aws_region: str | None = Field(
         default=None,
         validation_alias=AliasChoices("AWS_REGION", "AWS_DEFAULT_REGION"),

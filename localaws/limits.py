@@ -10,52 +10,10 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
+from config.ecs_limits import BUCKET_FOR_OPERATION, ECS_RATE_LIMITS, BucketSpec
 
-@dataclass(frozen=True)
-class BucketSpec:
-    """One row of the ECS rate-limit table."""
-
-    name: str
-    burst: int
-    refill_per_second: float
-    operations: frozenset[str]
-
-
-ECS_RATE_LIMITS: tuple[BucketSpec, ...] = (
-    BucketSpec(
-        "task-definition-writes",
-        20,
-        1,
-        frozenset({"RegisterTaskDefinition", "DeregisterTaskDefinition"}),
-    ),
-    BucketSpec(
-        "task-definition-reads",
-        50,
-        20,
-        frozenset({"DescribeTaskDefinition", "ListTaskDefinitions", "ListTaskDefinitionFamilies"}),
-    ),
-    BucketSpec(
-        "service-writes", 50, 5, frozenset({"CreateService", "UpdateService", "DeleteService"})
-    ),
-    BucketSpec("service-reads", 100, 20, frozenset({"DescribeServices", "ListServices"})),
-    BucketSpec(
-        "service-deployments",
-        50,
-        20,
-        frozenset({"DescribeServiceDeployments", "ListServiceDeployments"}),
-    ),
-    BucketSpec("cluster-resource-reads", 100, 20, frozenset({"DescribeTasks", "ListTasks"})),
-    BucketSpec("cluster-resource-writes", 100, 40, frozenset({"RunTask", "StopTask"})),
-    BucketSpec("cluster-reads", 50, 20, frozenset({"DescribeClusters", "ListClusters"})),
-    BucketSpec("tagging", 20, 10, frozenset({"TagResource", "UntagResource"})),
-    BucketSpec("tag-reads", 50, 20, frozenset({"ListTagsForResource"})),
-)
-
-BUCKET_FOR_OPERATION: dict[str, BucketSpec] = {
-    operation: spec for spec in ECS_RATE_LIMITS for operation in spec.operations
-}
+__all__ = ["BUCKET_FOR_OPERATION", "ECS_RATE_LIMITS", "BucketSpec", "TokenBuckets"]
 
 
 class TokenBuckets:

@@ -14,8 +14,11 @@ import os
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
+import redis
+
 from config.settings import Settings
-from worker.aws.boto import ClientPool, known_register_fields
+from worker.aws.boto import ClientPool, Limits, known_register_fields
+from worker.ratelimit import default_buckets
 
 T = TypeVar("T")
 
@@ -34,10 +37,26 @@ class Runtime:
     def pool(self) -> ClientPool:
         """The client pool, created on first use inside the loop's process."""
         if self._pool is None:
+            limits = None
+            if self.settings.rate_limit:
+                limits = Limits(
+                    redis=redis.Redis.from_url(
+                        self.settings.redis_dsn,
+                        socket_connect_timeout=5,
+                        socket_timeout=self.settings.redis_socket_timeout,
+                        **self.settings.redis_options(),
+                    ),
+                    buckets=default_buckets(self.settings.rate_limit_scale),
+                    # A wait must leave the step time for its calls: at most a third of it.
+                    max_wait=min(
+                        self.settings.rate_limit_max_wait, self.settings.step_time_limit / 3
+                    ),
+                )
             self._pool = ClientPool(
                 region=self.settings.aws_region,
                 max_attempts=self.settings.aws_max_attempts,
                 call_timeout=self.settings.aws_call_timeout,
+                limits=limits,
             )
         return self._pool
 

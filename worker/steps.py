@@ -150,7 +150,8 @@ async def execute(
         if record.attempt + 1 >= ctx.max_step_attempts:
             log.error("step failed too often", code=exc.code, error=exc.message)
             return _give_up(ctx, record, exc)
-        delay = backoff(record.attempt)
+        # A rate-limit wait is known exactly: come back when the token is due, not sooner.
+        delay = max(backoff(record.attempt), exc.retry_after)
         log.warning("step will be retried", code=exc.code, error=exc.message, delay=delay)
         entry = StepEntry(step=record.step, status=StepStatus.RETRYING, at=now, detail=exc.message)
         retry = record.model_copy(

@@ -378,6 +378,8 @@ def worker_runtime(local_aws_url: str) -> Iterator[tuple[Runtime, AwsGateway]]:
         env.setenv("AWS_REGION", REGION)
         env.setenv("AWS_ACCESS_KEY_ID", "testing")
         env.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+        # The gateway alone: the shared rate limiter (which needs Redis) is tested apart.
+        env.setenv("CONVEYOR_RATE_LIMIT", "false")
         runtime = Runtime(Settings())
         gateway: AwsGateway = runtime.run(runtime.pool.gateway(None, now=time.time()))
     try:

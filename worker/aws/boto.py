@@ -23,12 +23,14 @@ from botocore.config import Config
 
 from worker.aws.gateway import family_of, revision_of
 from worker.domain.errors import (
+    THROTTLE_CODES,
     TRANSIENT_AWS_CODES,
     AwsRequestError,
     AwsUnavailableError,
     ConveyorError,
     NotFoundError,
 )
+from worker.ratelimit import Bucket, RateLimiter, count_throttle
 
 if TYPE_CHECKING:
     from types_aiobotocore_ecs import ECSClient
@@ -95,6 +97,10 @@ def _aws_call(
         @functools.wraps(fn)
         async def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
             self = args[0]
+            limiter: RateLimiter | None = getattr(self, "limiter", None)
+            if limiter is not None:
+                # Before the call's own timeout: waiting for a token is not the call hanging.
+                await limiter.acquire(operation)
             try:
                 async with asyncio.timeout(self.call_timeout):  # type: ignore[attr-defined]
                     return await fn(*args, **kwargs)
@@ -116,9 +122,12 @@ def _aws_call(
 class BotoEcsGateway:
     """EcsGateway over one long-lived aioboto3 ECS client."""
 
-    def __init__(self, client: ECSClient, call_timeout: float = 20.0) -> None:
+    def __init__(
+        self, client: ECSClient, call_timeout: float = 20.0, limiter: RateLimiter | None = None
+    ) -> None:
         self._ecs = client
         self.call_timeout = call_timeout
+        self.limiter = limiter
 
     @_aws_call("DescribeServices")
     async def describe_service(self, cluster: str, service: str) -> dict[str, Any] | None:
@@ -266,6 +275,15 @@ class BotoEcsGateway:
         return [dict(t) for t in answer.get("tasks", [])]
 
 
+@dataclass(frozen=True)
+class Limits:
+    """How the pool's gateways share AWS's rate limits: a Redis, the buckets, the longest wait."""
+
+    redis: Any
+    buckets: dict[str, Bucket]
+    max_wait: float
+
+
 @dataclass
 class _Clients:
     """The gateway of one identity, the stack that closes its clients, and when to refresh."""
@@ -284,8 +302,14 @@ class ClientPool:
     """
 
     def __init__(
-        self, *, region: str | None = None, max_attempts: int = 8, call_timeout: float = 20.0
+        self,
+        *,
+        region: str | None = None,
+        max_attempts: int = 8,
+        call_timeout: float = 20.0,
+        limits: Limits | None = None,
     ) -> None:
+        self._limits = limits
         self._session = aioboto3.Session(region_name=region)
         self._clients: dict[str | None, _Clients] = {}
         self._config = Config(
@@ -331,7 +355,30 @@ class ClientPool:
             await stack.aclose()
             raise
         ecs, cfn, elbv2, ec2 = clients
-        gateway = BotoAwsGateway(ecs, cfn, elbv2, ec2, call_timeout=self._call_timeout)
+        limiter = None
+        if self._limits is not None:
+            limits = self._limits
+            account = await self.account_id(role_arn)
+            region = str(self._session.region_name or "default")
+            limiter = RateLimiter(
+                limits.redis,
+                account=account,
+                region=region,
+                buckets=limits.buckets,
+                max_wait=limits.max_wait,
+            )
+
+            def throttled(
+                response: Any = None, operation: Any = None, **_: Any
+            ) -> None:  # botocore's needs-retry event: count throttles, decide nothing
+                error = response[1].get("Error", {}) if isinstance(response, tuple) else {}
+                if error.get("Code") in THROTTLE_CODES:
+                    count_throttle(limits.redis, str(getattr(operation, "name", "unknown")))
+
+            ecs.meta.events.register("needs-retry.ecs", throttled)
+        gateway = BotoAwsGateway(
+            ecs, cfn, elbv2, ec2, call_timeout=self._call_timeout, limiter=limiter
+        )
         return _Clients(gateway, stack, expires)
 
     async def _assume(self, role_arn: str) -> tuple[Any, float]:
@@ -388,9 +435,15 @@ class BotoAwsGateway(BotoEcsGateway):
     """The full gateway: ECS plus CloudFormation, ELBv2 and EC2 for create-Fargate jobs."""
 
     def __init__(
-        self, ecs: ECSClient, cfn: Any, elbv2: Any, ec2: Any, call_timeout: float = 20.0
+        self,
+        ecs: ECSClient,
+        cfn: Any,
+        elbv2: Any,
+        ec2: Any,
+        call_timeout: float = 20.0,
+        limiter: RateLimiter | None = None,
     ) -> None:
-        super().__init__(ecs, call_timeout)
+        super().__init__(ecs, call_timeout, limiter)
         self._cfn = cfn
         self._elbv2 = elbv2
         self._ec2 = ec2

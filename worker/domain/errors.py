@@ -53,9 +53,13 @@ class PermanentError(ConveyorError):
 
 
 class TransientError(ConveyorError):
-    """Raised when the same step may succeed later (throttling, outages, timeouts)."""
+    """Raised when the same step may succeed later (throttling, outages, timeouts).
+
+    ``retry_after`` (seconds), when set, is the earliest the step can succeed again.
+    """
 
     default_code: str = ErrorCode.TRANSIENT
+    retry_after: float = 0.0
 
 
 class InvalidJobError(PermanentError):
@@ -104,6 +108,19 @@ TRANSIENT_AWS_CODES = frozenset(
         "InternalError",
         "RequestTimeout",
         "RequestTimeoutException",
+        "SlowDown",
+    }
+)
+
+# The transient codes that mean "slow down" (counted as throttles).
+THROTTLE_CODES = frozenset(
+    {
+        "ThrottlingException",
+        "Throttling",
+        "ThrottledException",
+        "RequestLimitExceeded",
+        "TooManyRequestsException",
+        "RequestThrottled",
         "SlowDown",
     }
 )

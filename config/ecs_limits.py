@@ -1,0 +1,54 @@
+"""AWS's ECS API rate limits: one token bucket per row, per account and region.
+
+AWS's documented figures (shared/ECS_FACTS.md). Workers size their shared limiter from this
+table by default; the local AWS emulates the same buckets.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class BucketSpec:
+    """One row of the ECS rate-limit table."""
+
+    name: str
+    burst: int
+    refill_per_second: float
+    operations: frozenset[str]
+
+
+ECS_RATE_LIMITS: tuple[BucketSpec, ...] = (
+    BucketSpec(
+        "task-definition-writes",
+        20,
+        1,
+        frozenset({"RegisterTaskDefinition", "DeregisterTaskDefinition"}),
+    ),
+    BucketSpec(
+        "task-definition-reads",
+        50,
+        20,
+        frozenset({"DescribeTaskDefinition", "ListTaskDefinitions", "ListTaskDefinitionFamilies"}),
+    ),
+    BucketSpec(
+        "service-writes", 50, 5, frozenset({"CreateService", "UpdateService", "DeleteService"})
+    ),
+    BucketSpec("service-reads", 100, 20, frozenset({"DescribeServices", "ListServices"})),
+    BucketSpec(
+        "service-deployments",
+        50,
+        20,
+        frozenset({"DescribeServiceDeployments", "ListServiceDeployments"}),
+    ),
+    BucketSpec("cluster-resource-reads", 100, 20, frozenset({"DescribeTasks", "ListTasks"})),
+    BucketSpec("cluster-resource-writes", 100, 40, frozenset({"RunTask", "StopTask"})),
+    BucketSpec("cluster-reads", 50, 20, frozenset({"DescribeClusters", "ListClusters"})),
+    BucketSpec("tagging", 20, 10, frozenset({"TagResource", "UntagResource"})),
+    BucketSpec("tag-reads", 50, 20, frozenset({"ListTagsForResource"})),
+)
+
+BUCKET_FOR_OPERATION: dict[str, BucketSpec] = {
+    operation: spec for spec in ECS_RATE_LIMITS for operation in spec.operations
+}

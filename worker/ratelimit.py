@@ -1,0 +1,164 @@
+"""One token bucket per (account, region, ECS API bucket), shared by every worker via Redis.
+
+Celery's ``rate_limit`` is per worker process; AWS's limits are per account and region. So
+every AWS call of every worker first takes a token from a bucket kept in Redis, by one Lua
+script on Redis's own clock: a call that finds a token costs one round trip and no wait. A call
+that finds none reserves the next token and sleeps until it is due (so waiting callers are
+served in order, and N workers on M machines together never exceed the refill rate); when that
+would take longer than ``max_wait``, the step gives up its place and is retried after the wait,
+so that a worker never sits in a step for long. A small margin (``margin`` seconds of refill, at
+most one token) keeps this bucket a little behind AWS's own, which starts counting each call
+only when it arrives.
+
+Throttling that still happens (another tool in the same account, a mis-sized bucket) is retried
+by botocore with backoff and counted per operation (:func:`count_throttle`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import redis
+
+from config.ecs_limits import BUCKET_FOR_OPERATION, BucketSpec
+from producers.contract.names import KEY_PREFIX
+from worker.domain.errors import AwsUnavailableError, TransientError
+
+BUCKET_KEY = KEY_PREFIX + "ratelimit:{account}:{region}:{bucket}"
+THROTTLES_KEY = KEY_PREFIX + "aws:throttled"  # hash: operation -> throttles seen
+
+# Returns the milliseconds to wait for the token it reserved (0: one was there), or minus the
+# wait when that exceeds ARGV[3] (nothing is reserved then). A token counts as there only with
+# ARGV[4] tokens to spare (unless the bucket is full): AWS starts counting each call when it
+# arrives, a little after this grants it, so AWS's bucket runs that much behind this one.
+_ACQUIRE = """
+local burst = tonumber(ARGV[1])
+local rate = tonumber(ARGV[2])
+local max_wait = tonumber(ARGV[3])
+local need = 1 + tonumber(ARGV[4])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local state = redis.call('HMGET', KEYS[1], 'tokens', 'at')
+local tokens = tonumber(state[1])
+local at = tonumber(state[2])
+if tokens == nil or at == nil then
+  tokens = burst
+  at = now
+end
+tokens = math.min(burst, tokens + (now - at) * rate / 1000)
+local wait = 0
+if tokens < need and (tokens < burst or burst < need) then
+  wait = math.ceil((need - tokens) * 1000 / rate)
+  if wait > max_wait then
+    return -wait
+  end
+end
+redis.call('HSET', KEYS[1], 'tokens', tostring(tokens - 1), 'at', now)
+redis.call('PEXPIRE', KEYS[1], math.ceil(burst * 1000 / rate) + 60000)
+return wait
+"""
+
+
+@dataclass(frozen=True)
+class Bucket:
+    """A bucket's size and refill rate (tokens per second)."""
+
+    burst: int
+    refill_per_second: float
+
+
+def default_buckets(scale: float = 1.0) -> dict[str, Bucket]:
+    """AWS's documented buckets by operation, refill rates multiplied by ``scale``."""
+    return {
+        operation: Bucket(spec.burst, spec.refill_per_second * scale)
+        for operation, spec in BUCKET_FOR_OPERATION.items()
+    }
+
+
+class RateLimiter:
+    """Takes a token before each AWS call, from the bucket of the call's account and region."""
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        *,
+        account: str,
+        region: str,
+        buckets: Mapping[str, Bucket] | None = None,
+        max_wait: float = 10.0,
+        margin: float = 0.25,
+    ) -> None:
+        self._r = client
+        self._margin = margin
+        self._script = client.register_script(_ACQUIRE)
+        self._account = account
+        self._region = region
+        self._buckets = dict(default_buckets() if buckets is None else buckets)
+        self._names: dict[str, BucketSpec | None] = {
+            op: BUCKET_FOR_OPERATION.get(op) for op in self._buckets
+        }
+        self._max_wait_ms = int(max_wait * 1000)
+        self.waited = 0.0  # seconds this limiter made callers wait, for metrics
+
+    def key(self, operation: str) -> str | None:
+        """The Redis key of the bucket ``operation`` draws from (None: not limited)."""
+        spec = self._names.get(operation)
+        if spec is None:
+            return None
+        return BUCKET_KEY.format(account=self._account, region=self._region, bucket=spec.name)
+
+    async def acquire(self, operation: str) -> float:
+        """Take a token for ``operation``, waiting for it when due soon; returns the wait.
+
+        Raises AwsUnavailableError (retryable, with ``retry_after``) when the wait would exceed
+        ``max_wait``.
+        """
+        bucket = self._buckets.get(operation)
+        key = self.key(operation)
+        if bucket is None or key is None:
+            return 0.0
+        try:
+            # One round trip; the script takes the token or reserves the next one.
+            wait_ms = int(
+                self._script(
+                    keys=[key],
+                    args=[
+                        bucket.burst,
+                        bucket.refill_per_second,
+                        self._max_wait_ms,
+                        # The margin in tokens: ``margin`` seconds of refill, at most one token.
+                        min(1.0, self._margin * bucket.refill_per_second),
+                    ],
+                )
+            )
+        except redis.RedisError as exc:
+            raise TransientError(
+                f"{operation}: the shared rate limiter's Redis did not answer "
+                f"({type(exc).__name__}); the step is retried",
+                "RedisUnavailable",
+            ) from exc
+        if wait_ms < 0:
+            error = AwsUnavailableError(
+                f"{operation}: AWS's rate limit for this account and region is used up for "
+                f"{-wait_ms / 1000:.1f} s more; the step is retried then",
+                "RateLimited",
+            )
+            error.retry_after = -wait_ms / 1000
+            raise error
+        if wait_ms:
+            self.waited += wait_ms / 1000
+            await asyncio.sleep(wait_ms / 1000)
+        return wait_ms / 1000
+
+
+def count_throttle(client: redis.Redis, operation: str) -> None:
+    """Count a throttled AWS call (botocore retries it)."""
+    client.hincrby(THROTTLES_KEY, operation, 1)
+
+
+def throttles(client: redis.Redis) -> dict[str, int]:
+    """Throttled calls counted so far, by operation."""
+    raw = client.hgetall(THROTTLES_KEY)
+    return {(k.decode() if isinstance(k, bytes) else str(k)): int(v) for k, v in raw.items()}
