@@ -144,7 +144,8 @@ class DeploymentRecord(BaseModel):
     rollback_deployment_id: str | None = None
     rollback_task_definition_arn: str | None = None
     rolled_back_by_ecs: bool = False
-    ecs_stop_requested: bool = False  # the rollback is ECS's, after StopServiceDeployment
+    # Conveyor's rollback, carried out by ECS after StopServiceDeployment (not the breaker's).
+    ecs_stop_requested: bool = False
     images: dict[str, dict[str, str]] = Field(default_factory=dict)  # container -> before/after
     steps: list[StepEntry] = Field(default_factory=list)
     events: list[ServiceEvent] = Field(default_factory=list)

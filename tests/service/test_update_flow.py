@@ -584,7 +584,8 @@ def test_cancel_of_a_rollout_under_way_asks_ecs_to_roll_back(ecs: FakeEcs) -> No
     ecs.complete("demo", "web")
     t = asyncio.run(execute(_ctx_at(clock), _gw(ecs), t.record))
     assert t.record.state is DeploymentState.ROLLED_BACK, t.record.reason
-    assert "at Conveyor's request" in (t.record.reason or "")
+    assert "StopServiceDeployment" in (t.record.reason or "")
+    assert not t.record.rolled_back_by_ecs  # Conveyor's rollback, carried out by ECS
     assert ecs.services[("demo", "web")]["taskDefinition"].endswith("web:1")
 
 

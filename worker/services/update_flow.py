@@ -432,7 +432,7 @@ class UpdateFlow:
             if await self._stop(record, job, primary):
                 stopped = record.model_copy(
                     update={
-                        "rolled_back_by_ecs": True,
+                        # Conveyor's rollback, carried out by ECS: not the breaker's.
                         "ecs_stop_requested": True,
                         "rollback_deployment_id": None,
                         "rollback_task_definition_arn": previous,
@@ -497,11 +497,9 @@ class UpdateFlow:
         failure = record.reason or "the deployment failed"
         who = "Conveyor"
         if record.rolled_back_by_ecs:
-            who = (
-                "ECS, at Conveyor's request,"
-                if record.ecs_stop_requested
-                else "ECS's circuit breaker"
-            )
+            who = "ECS's circuit breaker"
+        elif record.ecs_stop_requested:
+            who = "Conveyor (through ECS's StopServiceDeployment)"
         now = self._clock()
         if record.rollback_deployment_id is None:
             # ECS rolls back on its own (a stop request, or a breaker seen in the history): its
