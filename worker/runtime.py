@@ -18,7 +18,7 @@ import redis
 
 from config.settings import Settings
 from worker.aws.boto import ClientPool, Limits, known_register_fields
-from worker.ratelimit import default_buckets
+from worker.aws.ratelimit import default_buckets
 
 T = TypeVar("T")
 

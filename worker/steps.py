@@ -44,6 +44,7 @@ from worker.domain.supersede import covers
 from worker.services.fargate_flow import FargateFlow
 from worker.services.transitions import Transition, fail, finish, to_rollback
 from worker.services.update_flow import UpdateFlow
+from worker.services.watching import BatchedDescriber
 
 log = structlog.get_logger("conveyor.steps")
 
@@ -72,6 +73,8 @@ class StepContext:
     # The real account of a record's credentials (STS, cached per process and role); None
     # when this process cannot tell, and the producer's key stands.
     account_of: Callable[[DeploymentRecord], str | None] | None = None
+    # Poll the watched rollouts of a cluster together (gateways that name their scope).
+    batch_watch: bool = True
 
 
 def _next_due(ctx: StepContext, now: float, countdown: float) -> float:
@@ -86,6 +89,13 @@ def _stored_payload(payload: dict[str, Any] | None) -> dict[str, Any]:
             "runs); apply the spec again"
         )
     return payload
+
+
+def _rerun(ctx: StepContext, record: DeploymentRecord) -> bool:
+    """Whether this step acted before (always True when no store can tell)."""
+    if ctx.store is None or record.step not in (Step.REGISTER, Step.UPDATE):
+        return True
+    return ctx.store.mark_attempt(record.id, record.step.value)
 
 
 def _give_up(ctx: StepContext, record: DeploymentRecord, error: ConveyorError) -> Transition:
@@ -129,13 +139,32 @@ async def execute(
                 payload = _stored_payload(payload)
                 flow = FargateFlow(aws, poll_interval=ctx.poll_interval, clock=ctx.clock)
             else:
+                scope = getattr(aws, "scope", None)
+                describer = None
+                if ctx.batch_watch and ctx.redis is not None and isinstance(scope, str):
+                    describer = BatchedDescriber(
+                        aws,
+                        ctx.redis,
+                        scope=scope,
+                        freshness=min(ctx.poll_interval / 2, 5.0),
+                        clock=ctx.clock,
+                    )
                 flow = UpdateFlow(
                     aws,
                     poll_interval=ctx.poll_interval,
                     known_fields=ctx.known_fields,
                     clock=ctx.clock,
+                    describer=describer,
                 )
-            transition = await flow.run(record, payload)
+            rerun = _rerun(ctx, record)
+            try:
+                transition = await flow.run(record, payload, rerun=rerun)
+            except TransientError as limited:
+                if limited.code == "RateLimited" and not rerun and ctx.store is not None:
+                    # Register and update act with their last call: a wait for a token means
+                    # it was never sent, so the retry is still a first attempt.
+                    ctx.store.unmark_attempt(record.id, record.step.value)
+                raise
     except (TransientError, TimeoutError, SoftTimeLimitExceeded) as raw:
         exc = (
             raw

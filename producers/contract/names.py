@@ -25,6 +25,7 @@ TASK_WATCH_SERVICE = "conveyor.fargate.watch_service"
 
 KEY_PREFIX = "conveyor:"
 RECORD_KEY = KEY_PREFIX + "deployment:{id}"  # JSON DeploymentRecord (job redacted)
+ATTEMPTS_KEY = KEY_PREFIX + "attempted:{id}"  # hash: steps that have acted at least once
 JOB_KEY = KEY_PREFIX + "job:{id}"  # the full job payload, only while the deployment runs
 DUE_KEY = KEY_PREFIX + "due"  # zset: deployment id -> time by which its next step must run
 INDEX_KEY = KEY_PREFIX + "deployments"  # zset: deployment id -> created time (trimmed to TTL)

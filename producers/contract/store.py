@@ -30,6 +30,7 @@ from pydantic import ValidationError
 from redis.exceptions import WatchError
 
 from producers.contract.names import (
+    ATTEMPTS_KEY,
     DUE_KEY,
     INDEX_KEY,
     JOB_KEY,
@@ -250,7 +251,7 @@ class RecordStore:
                 if due is None:
                     pipe.zrem(DUE_KEY, record.id)
                     pipe.zrem(self.queue_key(record.service_key), record.id)
-                    pipe.delete(JOB_KEY.format(id=record.id))
+                    pipe.delete(JOB_KEY.format(id=record.id), ATTEMPTS_KEY.format(id=record.id))
                 else:
                     pipe.zadd(DUE_KEY, {record.id: due})
                 pipe.execute()
@@ -280,6 +281,24 @@ class RecordStore:
                 except WatchError:
                     continue
                 return changed
+
+    def mark_attempt(self, deployment_id: str, step: str) -> bool:
+        """Note that ``step`` is about to act; True when an earlier attempt already did.
+
+        A first attempt cannot have left anything behind in AWS, so it may skip the look for
+        what an earlier attempt did (a revision, a deployment); any later attempt, whether a
+        retry, a redelivery or a re-dispatch, finds the mark and looks.
+        """
+        key = ATTEMPTS_KEY.format(id=deployment_id)
+        with self._r.pipeline(transaction=True) as pipe:
+            pipe.hsetnx(key, step, "1")
+            pipe.expire(key, self._ttl)
+            first, _ = pipe.execute()
+        return not first
+
+    def unmark_attempt(self, deployment_id: str, step: str) -> None:
+        """Take back :meth:`mark_attempt`: the attempt stopped before it could act."""
+        self._r.hdel(ATTEMPTS_KEY.format(id=deployment_id), step)
 
     def set_due(self, deployment_id: str, due: float) -> None:
         """Set when the deployment's next step must have run."""

@@ -693,3 +693,21 @@ def test_stopping_a_deployment_makes_ecs_roll_back(world: World) -> None:
         AwsRequestError,
         "ConflictException",
     )
+
+
+def test_describe_services_answers_for_up_to_ten_services_at_once(world: World) -> None:
+    """One call describes several services of a cluster, keyed by name; missing ones are
+    absent; a missing cluster is ClusterNotFoundException."""
+    world.cluster("c1")
+    td = world.task_definition("app")
+    world.service("c1", "a", td)
+    world.service("c1", "b", td)
+    found = world.run(world.gateway.describe_services("c1", ["a", "b", "nope"]))
+    assert sorted(found) == ["a", "b"]
+    assert found["a"]["taskDefinition"] == td
+    refused(
+        world,
+        world.gateway.describe_services("c9", ["a"]),
+        NotFoundError,
+        "ClusterNotFoundException",
+    )

@@ -22,6 +22,7 @@ import botocore.session
 from botocore.config import Config
 
 from worker.aws.gateway import family_of, revision_of
+from worker.aws.ratelimit import Bucket, RateLimiter, count_throttle
 from worker.domain.errors import (
     THROTTLE_CODES,
     TRANSIENT_AWS_CODES,
@@ -30,7 +31,6 @@ from worker.domain.errors import (
     ConveyorError,
     NotFoundError,
 )
-from worker.ratelimit import Bucket, RateLimiter, count_throttle
 
 if TYPE_CHECKING:
     from types_aiobotocore_ecs import ECSClient
@@ -137,6 +137,12 @@ class BotoEcsGateway:
         )
         services = answer.get("services", [])
         return dict(services[0]) if services else None
+
+    @_aws_call("DescribeServices")
+    async def describe_services(self, cluster: str, services: list[str]) -> dict[str, Any]:
+        """Up to 10 services of one cluster in one call, by service name."""
+        answer = await self._ecs.describe_services(cluster=cluster, services=services[:10])
+        return {str(s["serviceName"]): dict(s) for s in answer.get("services", [])}
 
     @_aws_call("DescribeTaskDefinition")
     async def describe_task_definition(
@@ -379,6 +385,8 @@ class ClientPool:
         gateway = BotoAwsGateway(
             ecs, cfn, elbv2, ec2, call_timeout=self._call_timeout, limiter=limiter
         )
+        # Watched rollouts are batched per account and region: say which this gateway is.
+        gateway.scope = f"{await self.account_id(role_arn)}:{self._session.region_name or ''}"
         return _Clients(gateway, stack, expires)
 
     async def _assume(self, role_arn: str) -> tuple[Any, float]:
@@ -444,6 +452,7 @@ class BotoAwsGateway(BotoEcsGateway):
         limiter: RateLimiter | None = None,
     ) -> None:
         super().__init__(ecs, call_timeout, limiter)
+        self.scope: str | None = None  # "account:region", set by the pool
         self._cfn = cfn
         self._elbv2 = elbv2
         self._ec2 = ec2

@@ -350,6 +350,18 @@ class FakeEcs:
             raise _service_not_found(operation)
         return found
 
+    async def describe_services(self, cluster: str, services: list[str]) -> dict[str, Any]:
+        """See EcsGateway. One DescribeServices call for up to 10 services."""
+        self._call("DescribeServices")
+        if cluster not in self.clusters:
+            raise _cluster_not_found("DescribeServices")
+        found = {}
+        for name in services[:10]:
+            service = self.services.get((cluster, name.rsplit("/", 1)[-1]))
+            if service is not None:
+                found[service["serviceName"]] = copy.deepcopy(service)
+        return found
+
     async def describe_service(self, cluster: str, service: str) -> dict[str, Any] | None:
         """See EcsGateway. A missing cluster is a NotFoundError, a missing service None."""
         self._call("DescribeServices")

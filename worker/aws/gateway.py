@@ -16,6 +16,13 @@ class EcsGateway(Protocol):
         """Return DescribeServices' entry for the service, or None when it does not exist."""
         ...
 
+    async def describe_services(self, cluster: str, services: list[str]) -> dict[str, Any]:
+        """DescribeServices for up to 10 services of one cluster in one call, by name.
+
+        Services that do not exist are absent from the answer.
+        """
+        ...
+
     async def describe_task_definition(
         self, task_definition: str
     ) -> tuple[dict[str, Any], list[dict[str, str]]]:

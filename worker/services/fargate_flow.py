@@ -76,9 +76,17 @@ class FargateFlow:
         self._clock = clock
 
     async def run(
-        self, record: DeploymentRecord, payload: dict[str, Any] | None = None
+        self,
+        record: DeploymentRecord,
+        payload: dict[str, Any] | None = None,
+        *,
+        rerun: bool = True,
     ) -> Transition:
-        """Run the record's current step; ``payload`` is the full job when stored apart."""
+        """Run the record's current step; ``payload`` is the full job when stored apart.
+
+        Every stack step looks before it acts (a request token makes a retried one a no-op),
+        so ``rerun`` changes nothing here.
+        """
         job = validate_fargate_job(record, payload)
         handler = {
             Step.VALIDATE: self.validate,

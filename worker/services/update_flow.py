@@ -35,6 +35,7 @@ from worker.domain.errors import ConveyorError, InvalidJobError, NotFoundError, 
 from worker.domain.planning import DEPLOYMENT_TAG, check_containers, plan_revision
 from worker.domain.verdict import History, Outcome, Verdict, judge, judge_history
 from worker.services.transitions import Transition, finish, rollback_budget, to_rollback
+from worker.services.watching import BatchedDescriber
 
 log = structlog.get_logger("conveyor.update")
 
@@ -77,16 +78,29 @@ class UpdateFlow:
         poll_interval: float,
         known_fields: frozenset[str] | None = None,
         clock: Callable[[], float],
+        describer: BatchedDescriber | None = None,
     ) -> None:
         self._ecs = gateway
         self._poll = poll_interval
         self._known = known_fields
         self._clock = clock
+        self._describer = describer
+        self._fetched_at: float | None = None
+        self._rerun = True
 
     async def run(
-        self, record: DeploymentRecord, payload: dict[str, Any] | None = None
+        self,
+        record: DeploymentRecord,
+        payload: dict[str, Any] | None = None,
+        *,
+        rerun: bool = True,
     ) -> Transition:
-        """Run the record's current step; ``payload`` is the full job when stored apart."""
+        """Run the record's current step; ``payload`` is the full job when stored apart.
+
+        ``rerun`` False says this step never acted before: register and update then skip the
+        look for what an earlier attempt did (it costs AWS calls, and there is nothing to find).
+        """
+        self._rerun = rerun
         handler = {
             Step.RESOLVE: self.resolve,
             Step.REGISTER: self.register,
@@ -95,7 +109,28 @@ class UpdateFlow:
             Step.ROLLBACK: self.rollback,
             Step.WATCH_ROLLBACK: self.watch_rollback,
         }[record.step]
-        return await handler(record, validate_job(record, payload))
+        job = validate_job(record, payload)
+        self._fetched_at = None
+        transition = await handler(record, job)
+        if self._describer is not None and record.step in (Step.WATCH, Step.WATCH_ROLLBACK):
+            return self._pace(transition, job)
+        return transition
+
+    def _pace(self, transition: Transition, job: UpdateServiceJob) -> Transition:
+        """Schedule the next poll from when the data was fetched, and say when it is due.
+
+        A poll served from another deployment's batch uses data up to a few seconds old; counting
+        the interval from the data keeps every service sampled once per interval.
+        """
+        assert self._describer is not None
+        if transition.next_step not in (Step.WATCH, Step.WATCH_ROLLBACK):
+            self._describer.done(job.cluster, job.service)
+            return transition
+        countdown = transition.countdown
+        if self._fetched_at is not None and transition.next_step is transition.record.step:
+            countdown = max(0.5, min(countdown, self._poll - (self._clock() - self._fetched_at)))
+        self._describer.next_poll(job.cluster, job.service, self._clock() + countdown)
+        return Transition(transition.record, transition.next_step, countdown)
 
     def _log_step(
         self, record: DeploymentRecord, detail: str, status: StepStatus = StepStatus.COMPLETED
@@ -173,7 +208,7 @@ class UpdateFlow:
             )
             log.warning("fields dropped", fields=list(plan.dropped_fields))
             warnings.append(message)
-        existing = await self._find_registered(record)
+        existing = await self._find_registered(record) if self._rerun else None
         if existing is not None:
             registered, how = existing, "found the revision registered by an earlier attempt"
         else:
@@ -201,9 +236,11 @@ class UpdateFlow:
         image ECS had rolled back, or overwrite the other deployment.
         """
         target = _required(record.task_definition_arn, "task definition", "update")
-        service = await self._ecs.describe_service(job.cluster, job.service)
+        service = None
+        if self._rerun:
+            service = await self._ecs.describe_service(job.cluster, job.service)
         adopted = _any_deployment_on(service, target)
-        if adopted is None and _moved_since_resolve(service, record):
+        if adopted is None and self._rerun and _moved_since_resolve(service, record):
             history = await self._history(record, job)
             if history is not None:
                 arn = str(history["serviceDeploymentArn"])
@@ -274,7 +311,10 @@ class UpdateFlow:
         target: str,
         deadline: float,
     ) -> tuple[DeploymentRecord, Verdict]:
-        service = await self._ecs.describe_service(job.cluster, job.service)
+        if self._describer is not None:
+            service, self._fetched_at = await self._describer.describe(job.cluster, job.service)
+        else:
+            service = await self._ecs.describe_service(job.cluster, job.service)
         verdict = judge(service, deployment, target, now=self._clock(), deadline=deadline)
         events = _merge_events(record.events, (service or {}).get("events", []))
         progress = ProgressInfo(
