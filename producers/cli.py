@@ -27,6 +27,7 @@ from producers.contract.jobs import (
     describe_validation_error,
 )
 from producers.contract.records import DeploymentRecord, DeploymentState
+from producers.contract.releases import is_release_id
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNAVAILABLE, EXIT_SUPERSEDED = 0, 1, 2, 3, 4
 EXIT_CANCELLED = 5
@@ -175,7 +176,14 @@ def main() -> None:
 
 @main.command()
 @click.option("--cluster", required=True, help="ECS cluster name or ARN.")
-@click.option("--service", required=True, help="ECS service name or ARN.")
+@click.option(
+    "--service",
+    "services",
+    required=True,
+    multiple=True,
+    help="ECS service name or ARN; repeat it to deploy the same images to several services "
+    "at once (one release).",
+)
 @click.option(
     "--image",
     "images",
@@ -200,7 +208,7 @@ def main() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the final record as JSON.")
 def update(
     cluster: str,
-    service: str,
+    services: tuple[str, ...],
     images: tuple[str, ...],
     family: str | None,
     timeout: int,
@@ -219,20 +227,31 @@ def update(
     except ValueError as exc:
         _usage_error(f"--image: {exc}")
     try:
-        job = UpdateServiceJob(
-            cluster=cluster,
-            service=service,
-            images=updates,
-            family=family,
-            wait=not no_wait,
-            timeout_seconds=timeout,
-            rollback=not no_rollback,
-            force_new_deployment=force_new_deployment,
-            role_arn=role_arn,
-        )
+        jobs = [
+            UpdateServiceJob(
+                cluster=cluster,
+                service=service,
+                images=updates,
+                family=family,
+                wait=not no_wait,
+                timeout_seconds=timeout,
+                rollback=not no_rollback,
+                force_new_deployment=force_new_deployment,
+                role_arn=role_arn,
+            )
+            for service in services
+        ]
     except ValidationError as exc:
         _usage_error("; ".join(describe_validation_error(exc)))
-    _submit(job, no_wait=no_wait, as_json=as_json)
+    if len(jobs) == 1:
+        _submit(jobs[0], no_wait=no_wait, as_json=as_json)
+    from producers.contract.releases import ReleaseJob
+
+    try:
+        release = ReleaseJob(waves=[jobs], fail_fast=False, timeout_seconds=timeout)
+    except ValidationError as exc:
+        _usage_error("; ".join(describe_validation_error(exc)))
+    _submit_release(release, no_wait=no_wait, as_json=as_json)
 
 
 def _submit(job: Any, *, no_wait: bool, as_json: bool) -> NoReturn:
@@ -257,6 +276,150 @@ def _submit(job: Any, *, no_wait: bool, as_json: bool) -> NoReturn:
         sys.exit(EXIT_OK)
     click.echo(f"deployment {record.id} queued", err=True)
     _follow(client, record.id, as_json)
+
+
+def _release_exit_code(release: Any) -> int:
+    return {
+        "succeeded": EXIT_OK,
+        "failed": EXIT_FAILED,
+        "cancelled": EXIT_CANCELLED,
+    }.get(release.state.value, EXIT_PENDING)
+
+
+def _print_release(client: Any, release: Any, as_json: bool) -> None:
+    records = client.release_deployments(release)
+    ids = [i for wave in release.waves for i in wave]
+    waves = {i: n for n, wave in enumerate(release.waves, start=1) for i in wave}
+    if as_json:
+        deployments = []
+        for deployment_id, record in zip(ids, records, strict=True):
+            job = release.jobs[deployment_id]
+            deployments.append(
+                {
+                    "id": deployment_id,
+                    "wave": waves[deployment_id],
+                    "cluster": job["cluster"],
+                    "service": job["service"],
+                    "state": record.state.value if record else "pending",
+                    "reason": record.reason if record else None,
+                }
+            )
+        data = {**release.model_dump(mode="json", exclude={"jobs"}), "deployments": deployments}
+        click.echo(json.dumps(data, indent=2, sort_keys=True))
+        return
+    title = f"release {release.id}" + (f" ({release.name})" if release.name else "")
+    click.echo(f"{title}: {release.state.value} · wave {release.wave + 1}/{len(release.waves)}")
+    counts = ", ".join(f"{n} {state}" for state, n in sorted(release.summary().items()))
+    click.echo(f"  summary   {counts}")
+    if release.reason:
+        click.echo(f"  reason    {release.reason}")
+    for deployment_id, record in zip(ids, records, strict=True):
+        job = release.jobs[deployment_id]
+        state = record.state.value if record else "pending"
+        line = f"  wave {waves[deployment_id]}  {job['cluster']}/{job['service']}  {state}"
+        line += f"  {deployment_id}"
+        if record is not None and record.reason and state not in ("succeeded", "running"):
+            line += f"  ({record.reason[:120]})"
+        click.echo(line)
+
+
+def _follow_release(client: Any, release_id: str, as_json: bool) -> NoReturn:
+    from producers.client import ConveyorUnavailableError, DeploymentNotFoundError
+
+    def progress(release: Any) -> None:
+        counts = ", ".join(f"{n} {state}" for state, n in sorted(release.summary().items()))
+        click.echo(
+            f"[{release.id[:12]}] {release.state.value} · wave {release.wave + 1}/"
+            f"{len(release.waves)} · {counts}",
+            err=True,
+        )
+
+    try:
+        release = client.wait_release(release_id, on_progress=progress)
+    except KeyboardInterrupt:
+        click.echo(
+            f"interrupted; release {release_id} goes on. Follow it with "
+            f"`conveyor wait {release_id}`.",
+            err=True,
+        )
+        sys.exit(EXIT_INTERRUPTED)
+    except (ConveyorUnavailableError, DeploymentNotFoundError) as exc:
+        _unavailable(str(exc))
+    _print_release(client, release, as_json)
+    sys.exit(_release_exit_code(release))
+
+
+def _submit_release(release: Any, *, no_wait: bool, as_json: bool) -> NoReturn:
+    """Enqueue a validated release (only when a worker is alive), then print or follow it."""
+    from producers.client import ConveyorUnavailableError
+
+    client = _client()
+    try:
+        if not client.workers():
+            _unavailable(
+                f"no Conveyor worker is alive on {client.settings.redis_display} (no heartbeat); "
+                "start one with `celery -A worker.app worker` (nothing was enqueued)"
+            )
+        record = client.release(release)
+    except ConveyorUnavailableError as exc:
+        _unavailable(str(exc))
+    if no_wait:
+        if as_json:
+            _print_release(client, record, True)
+        else:
+            click.echo(record.id)
+        sys.exit(EXIT_OK)
+    count = sum(len(w) for w in record.waves)
+    click.echo(
+        f"release {record.id} queued: {count} service(s) in {len(record.waves)} wave(s)", err=True
+    )
+    _follow_release(client, record.id, as_json)
+
+
+@main.command()
+@click.option(
+    "-f",
+    "--file",
+    "release_file",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="The release, YAML or JSON (see docs/releases.md).",
+)
+@click.option("--no-wait", is_flag=True, help="Print the release id and return at once.")
+@click.option(
+    "--fail-fast/--continue-on-failure",
+    default=None,
+    help="Stop at a failed wave (default), or go on with the next (overrides the file).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the final record as JSON.")
+def release(release_file: Path, no_wait: bool, fail_fast: bool | None, as_json: bool) -> None:
+    """Deploy a set of services, wave after wave, and follow the release to a verdict."""
+    from producers.contract.fargate_spec import SpecError, load_spec
+    from producers.contract.releases import ReleaseJob
+
+    try:
+        data = load_spec(release_file)
+        if fail_fast is not None:
+            data["fail_fast"] = fail_fast
+        job = ReleaseJob.model_validate(data)
+    except SpecError as exc:
+        _usage_error(str(exc))
+    except ValidationError as exc:
+        _usage_error(
+            f"{release_file}: invalid release:\n  " + "\n  ".join(describe_validation_error(exc))
+        )
+    _submit_release(job, no_wait=no_wait, as_json=as_json)
+
+
+def _load_release(client: Any, release_id: str) -> Any:
+    from producers.client import ConveyorUnavailableError, DeploymentNotFoundError
+
+    try:
+        return client.release_status(release_id)
+    except DeploymentNotFoundError as exc:
+        _usage_error(str(exc))
+    except ConveyorUnavailableError as exc:
+        _unavailable(str(exc))
 
 
 def _load(client: Any, deployment_id: str) -> DeploymentRecord:
@@ -315,7 +478,12 @@ def workers(as_json: bool) -> None:
 @click.argument("deployment_id")
 @click.option("--json", "as_json", is_flag=True, help="Print the record as JSON.")
 def status(deployment_id: str, as_json: bool) -> None:
-    """Show a deployment's record."""
+    """Show a deployment's or a release's record."""
+    if is_release_id(deployment_id):
+        client = _client()
+        found = _load_release(client, deployment_id)
+        _print_release(client, found, as_json)
+        sys.exit(_release_exit_code(found))
     record = _load(_client(), deployment_id)
     _print_record(record, as_json)
     sys.exit(_exit_code(record))
@@ -330,6 +498,17 @@ def cancel(deployment_id: str, no_wait: bool, as_json: bool) -> None:
     from producers.client import ConveyorUnavailableError, DeploymentNotFoundError
 
     client = _client()
+    if is_release_id(deployment_id):
+        found = _load_release(client, deployment_id)
+        if found.terminal:
+            click.echo(f"release {deployment_id} had already ended: {found.state.value}", err=True)
+            _print_release(client, found, as_json)
+            sys.exit(_release_exit_code(found))
+        client.cancel_release(deployment_id)
+        if no_wait:
+            click.echo(f"cancel requested for {deployment_id}", err=True)
+            sys.exit(EXIT_OK)
+        _follow_release(client, deployment_id, as_json)
     record = _load(client, deployment_id)
     if record.terminal:
         click.echo(f"deployment {deployment_id} had already ended: {record.state.value}", err=True)
@@ -351,8 +530,11 @@ def cancel(deployment_id: str, no_wait: bool, as_json: bool) -> None:
 @click.argument("deployment_id")
 @click.option("--json", "as_json", is_flag=True, help="Print the final record as JSON.")
 def wait(deployment_id: str, as_json: bool) -> None:
-    """Follow a deployment until it ends."""
+    """Follow a deployment, or a release, until it ends."""
     client = _client()
+    if is_release_id(deployment_id):
+        _load_release(client, deployment_id)
+        _follow_release(client, deployment_id, as_json)
     _load(client, deployment_id)
     _follow(client, deployment_id, as_json)
 

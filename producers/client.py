@@ -17,6 +17,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 import uuid
 from collections.abc import Callable
@@ -30,6 +31,8 @@ from producers.contract.jobs import UpdateServiceJob
 from producers.contract.names import QUARANTINE_KEY
 from producers.contract.patterns import account_of_arn
 from producers.contract.records import FIRST_STEP, DeploymentRecord
+from producers.contract.release_store import ReleaseStore
+from producers.contract.releases import ReleaseJob, ReleaseRecord, new_release_id
 from producers.contract.store import NewerRecordError, RecordStore, wall_clock
 from producers.contract.workers import WorkerInfo
 from producers.contract.workers import live as live_workers
@@ -64,6 +67,13 @@ class ConveyorClient:
         )
         self._store = RecordStore(self._redis, ttl_seconds=settings.record_ttl_days * 86400)
         self._sender = RedisTaskSender(self._redis)
+        self._releases = ReleaseStore(
+            self._redis,
+            self._store,
+            ttl_seconds=settings.record_ttl_days * 86400,
+            recovery_grace=settings.recovery_grace,
+            queue=settings.queue,
+        )
 
     def check_redis(self) -> None:
         """Raise ConveyorUnavailableError when Redis does not answer."""
@@ -120,6 +130,87 @@ class ConveyorClient:
                 f"cannot enqueue on {self.settings.redis_display}: {type(exc).__name__}"
             ) from exc
         return record
+
+    def release(self, job: ReleaseJob) -> ReleaseRecord:
+        """Record a release, enqueue its first wave, and return its record.
+
+        Later waves are enqueued by the workers as each wave ends (see ReleaseJob).
+        """
+        self.check_redis()
+        release_id = new_release_id()
+        try:
+            record = self._releases.create(job, release_id, wall_clock())
+            self._releases.dispatch_wave(record, self._sender)
+        except redis.RedisError as exc:
+            raise ConveyorUnavailableError(
+                f"cannot enqueue on {self.settings.redis_display}: {type(exc).__name__}"
+            ) from exc
+        return record
+
+    def release_status(self, release_id: str) -> ReleaseRecord:
+        """The release's record; DeploymentNotFoundError when there is none."""
+        try:
+            record = self._releases.get(release_id)
+        except redis.RedisError as exc:
+            raise ConveyorUnavailableError(
+                f"cannot reach Redis at {self.settings.redis_display}: {type(exc).__name__}"
+            ) from exc
+        if record is None:
+            raise DeploymentNotFoundError(
+                f"no release {release_id!r}; ids are printed by `conveyor release` "
+                f"(records are kept {self.settings.record_ttl_days} days)"
+            )
+        return record
+
+    def release_deployments(self, release: ReleaseRecord) -> list[DeploymentRecord | None]:
+        """The records of the release's deployments created so far (None: not started)."""
+        found: list[DeploymentRecord | None] = []
+        for ids in release.waves:
+            for deployment_id in ids:
+                try:
+                    found.append(self._store.get(deployment_id))
+                except NewerRecordError:
+                    found.append(None)
+        return found
+
+    def wait_release(
+        self,
+        release_id: str,
+        *,
+        on_progress: Callable[[ReleaseRecord], None] | None = None,
+        timeout: float | None = None,
+        interval: float = 1.0,
+    ) -> ReleaseRecord:
+        """Poll the release until it has a verdict (or ``timeout`` passes); return its record."""
+        end = None if timeout is None else time.monotonic() + timeout
+        last: str | None = None
+        while True:
+            record = self.release_status(release_id)
+            fingerprint = record.model_dump_json(include={"state", "wave", "outcomes"})
+            if on_progress is not None and fingerprint != last:
+                on_progress(record)
+                last = fingerprint
+            if record.terminal or (end is not None and time.monotonic() >= end):
+                return record
+            time.sleep(interval)
+
+    def cancel_release(self, release_id: str) -> ReleaseRecord:
+        """Stop a release: no further wave starts, and the current wave's deployments are
+        cancelled (a rollout under way is rolled back, as for `cancel`)."""
+        now = wall_clock()
+        try:
+            release = self._releases.request_cancel(release_id, now)
+            if release is None:
+                raise DeploymentNotFoundError(f"no release {release_id!r}")
+            for deployment_id in release.waves[release.wave]:
+                with contextlib.suppress(DeploymentNotFoundError, DeploymentLostError):
+                    self.cancel(deployment_id)
+            advanced = self._releases.advance(release_id, self._sender, now)
+        except redis.RedisError as exc:
+            raise ConveyorUnavailableError(
+                f"cannot reach Redis at {self.settings.redis_display}: {type(exc).__name__}"
+            ) from exc
+        return advanced or release
 
     def cancel(self, deployment_id: str) -> DeploymentRecord:
         """Ask for a deployment to stop; returns its record (terminal ones are left as they are).

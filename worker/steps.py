@@ -32,6 +32,7 @@ from producers.contract.records import (
     StepEntry,
     StepStatus,
 )
+from producers.contract.release_store import ReleaseStore
 from producers.contract.store import NewerRecordError, RecordStore
 from worker.aws.gateway import AwsGateway
 from worker.domain.errors import (
@@ -292,6 +293,8 @@ def run_step(
         else:
             # The terminal commit itself released the service and dropped the full payload.
             log.info("deployment finished", state=new.state.value, reason=new.reason)
+            if new.release_id:
+                _advance_release(ctx, new.release_id)
         return {
             "deployment_id": deployment_id,
             "status": "ok",
@@ -406,6 +409,27 @@ def _wait_for_service(ctx: StepContext, record: DeploymentRecord) -> Transition 
     )
 
 
+def _releases(ctx: StepContext) -> ReleaseStore:
+    return ReleaseStore(
+        ctx.redis,
+        ctx.store,
+        ttl_seconds=ctx.store.ttl,
+        recovery_grace=ctx.recovery_grace,
+        queue=ctx.queue,
+    )
+
+
+def _advance_release(ctx: StepContext, release_id: str) -> None:
+    """Move a release on after one of its deployments ended (the sweeper retries failures)."""
+    try:
+        release = _releases(ctx).advance(release_id, ctx.sender, ctx.clock())
+    except Exception:  # the sweeper advances active releases too; never fail the step here
+        log.exception("could not advance the release", release_id=release_id)
+        return
+    if release is not None and release.terminal:
+        log.info("release finished", release_id=release_id, state=release.state.value)
+
+
 def sweep(ctx: StepContext, limit: int = 100) -> int:
     """Re-dispatch deployments whose next step is overdue (a worker died). Returns how many."""
     lock = ctx.redis.lock(SWEEP_LOCK_KEY, timeout=30, blocking=False, thread_local=False)
@@ -435,6 +459,9 @@ def sweep(ctx: StepContext, limit: int = 100) -> int:
             )
             dispatch(ctx.sender, deployment_id, record.step, record.seq, queue=ctx.queue)
             count += 1
+        # A worker that died between a deployment's end and its release's advance: catch up.
+        for release_id in _releases(ctx).active(limit):
+            _advance_release(ctx, release_id)
     finally:
         try:
             lock.release()

@@ -133,6 +133,7 @@ class DeploymentRecord(BaseModel):
     cluster: str
     service: str
     account: str | None = None  # the AWS account the deployment acts in, once known
+    release_id: str | None = None  # the release this deployment belongs to, if any
     family: str | None = None
     base_task_definition_arn: str | None = None
     base_revision: int | None = None

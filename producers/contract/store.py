@@ -92,6 +92,11 @@ class RecordStore:
         self._create = client.register_script(_CREATE)
         self._rekey = client.register_script(_REKEY)
 
+    @property
+    def ttl(self) -> int:
+        """Seconds records are kept."""
+        return self._ttl
+
     @staticmethod
     def key(deployment_id: str) -> str:
         """The Redis key of a record."""

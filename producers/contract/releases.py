@@ -1,0 +1,207 @@
+"""Releases: one job that deploys a set of services, in waves, with a record of its own.
+
+A release file (YAML or JSON) names the services, each with its images, optionally in waves::
+
+    release: shop-2.4          # a name for people (optional)
+    cluster: prod              # the default cluster of every entry
+    fail_fast: true            # a failed wave stops the release (default); false: go on
+    timeout_seconds: 1800      # defaults for every entry, as for `conveyor update`
+    waves:
+      - - service: api
+          images: {api: ":2.4.0"}
+      - - service: web
+          images: {web: ":2.4.0", proxy: ":1.9.1"}
+        - service: worker
+          cluster: prod-batch
+          images: {worker: ":2.4.0"}
+
+``services:`` instead of ``waves:`` is one wave. Every entry becomes an ordinary update-existing
+deployment (with all its guarantees) whose id is the release id and its position, so creating
+one twice is a no-op. Waves run one after another; the deployments of a wave run at once.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from producers.contract.enums import DeploymentState
+from producers.contract.jobs import (
+    MAX_TIMEOUT_SECONDS,
+    MIN_TIMEOUT_SECONDS,
+    ImageUpdate,
+    UpdateServiceJob,
+)
+
+MAX_RELEASE_SERVICES = 1000
+_RELEASE_ID = re.compile(r"rel-[0-9a-f]{20}", re.ASCII)
+
+
+def new_release_id() -> str:
+    """A fresh release id: ``rel-`` and 20 hex digits (its deployments add ``-NNNN``)."""
+    return f"rel-{uuid.uuid4().hex[:20]}"
+
+
+def is_release_id(text: str) -> bool:
+    """True for a release's id (not one of its deployments')."""
+    return _RELEASE_ID.fullmatch(text) is not None
+
+
+class ReleaseEntry(BaseModel):
+    """One service of a release and the images it gets."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    service: str
+    cluster: str | None = None
+    images: Annotated[dict[str, str], Field(min_length=1, max_length=100)]
+    family: str | None = None
+    role_arn: str | None = None
+    timeout_seconds: int | None = None
+    rollback: bool | None = None
+    force_new_deployment: bool | None = None
+
+
+class ReleaseJob(BaseModel):
+    """Deploy a set of services, wave after wave."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: Literal["release"] = "release"
+    schema_version: Literal[1] = 1
+    release: Annotated[str, Field(max_length=200)] = ""
+    cluster: str | None = None
+    fail_fast: bool = True
+    timeout_seconds: Annotated[int, Field(ge=MIN_TIMEOUT_SECONDS, le=MAX_TIMEOUT_SECONDS)] = 1800
+    rollback: bool = True
+    role_arn: str | None = None
+    waves: Annotated[list[list[UpdateServiceJob]], Field(min_length=1)]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _expand(cls, data: Any) -> Any:
+        """Turn the file's entries (with defaults) into update jobs, one list per wave."""
+        if not isinstance(data, dict):
+            # pydantic reports a ValueError as a validation error of the field; not a TypeError.
+            raise ValueError(  # noqa: TRY004
+                "a release is a mapping of fields (release, cluster, waves, ...)"
+            )
+        data = dict(data)
+        if "services" in data:
+            if "waves" in data:
+                raise ValueError("give either services (one wave) or waves, not both")
+            data["waves"] = [data.pop("services")]
+        waves = data.get("waves")
+        if not isinstance(waves, list) or not waves:
+            raise ValueError("waves: give at least one wave of services (or services:)")
+        defaults = {
+            key: data[key]
+            for key in ("cluster", "timeout_seconds", "rollback", "role_arn")
+            if data.get(key) is not None
+        }
+        expanded = []
+        for w, wave in enumerate(waves):
+            if not isinstance(wave, list) or not wave:
+                raise ValueError(f"waves[{w}]: a wave is a non-empty list of services")
+            jobs = []
+            for i, raw in enumerate(wave):
+                if isinstance(raw, UpdateServiceJob):
+                    jobs.append(raw)
+                    continue
+                entry = ReleaseEntry.model_validate(raw)
+                fields = {**defaults, **entry.model_dump(exclude_none=True)}
+                if "cluster" not in fields:
+                    raise ValueError(f"waves[{w}][{i}]: no cluster, and the release has none")
+                images = tuple(
+                    ImageUpdate(container=c, image=img) for c, img in fields.pop("images").items()
+                )
+                fields["wait"] = False
+                jobs.append(UpdateServiceJob.model_validate({**fields, "images": images}))
+            expanded.append(jobs)
+        data["waves"] = expanded
+        return data
+
+    @field_validator("waves")
+    @classmethod
+    def _bounded_and_distinct(
+        cls, waves: list[list[UpdateServiceJob]]
+    ) -> list[list[UpdateServiceJob]]:
+        seen: set[tuple[str, str]] = set()
+        count = 0
+        for wave in waves:
+            for job in wave:
+                key = (job.cluster.rsplit("/", 1)[-1], job.service.rsplit("/", 1)[-1])
+                if key in seen:
+                    raise ValueError(
+                        f"service {key[1]!r} of cluster {key[0]!r} is in the release twice; "
+                        "give each service once, with all its images"
+                    )
+                seen.add(key)
+                count += 1
+        if count > MAX_RELEASE_SERVICES:
+            raise ValueError(f"at most {MAX_RELEASE_SERVICES} services in one release")
+        return waves
+
+    def deployment_ids(self, release_id: str) -> list[list[str]]:
+        """The ids the release's deployments get, wave by wave."""
+        ids: list[list[str]] = []
+        n = 0
+        for wave in self.waves:
+            ids.append([f"{release_id}-{n + i:04d}" for i in range(len(wave))])
+            n += len(wave)
+        return ids
+
+
+class ReleaseState(StrEnum):
+    """Where a release is in its life."""
+
+    RUNNING = "running"  # a wave is deploying
+    SUCCEEDED = "succeeded"  # every deployment succeeded (or was carried by a newer one)
+    FAILED = "failed"  # a deployment failed or was rolled back
+    CANCELLED = "cancelled"  # stopped on request
+
+
+RELEASE_TERMINAL = frozenset({ReleaseState.SUCCEEDED, ReleaseState.FAILED, ReleaseState.CANCELLED})
+
+# Deployment states that count as done well within a release: superseded means a newer
+# deployment of the same service carries this one's change.
+RELEASE_OK = frozenset({DeploymentState.SUCCEEDED, DeploymentState.SUPERSEDED})
+
+
+class ReleaseRecord(BaseModel):
+    """Everything Conveyor knows about one release."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    id: str
+    schema_version: int = 1
+    name: str = ""
+    state: ReleaseState = ReleaseState.RUNNING
+    fail_fast: bool = True
+    waves: list[list[str]]  # deployment ids, wave by wave
+    jobs: dict[str, dict[str, Any]]  # deployment id -> its update job (created wave by wave)
+    wave: int = 0  # the wave under way (index)
+    outcomes: dict[str, str] = Field(default_factory=dict)  # deployment id -> final state
+    reason: str | None = None
+    cancel_requested_at: float | None = None
+    created_at: float
+    updated_at: float
+    finished_at: float | None = None
+
+    @property
+    def terminal(self) -> bool:
+        """True once the release has a final state."""
+        return self.state in RELEASE_TERMINAL
+
+    def summary(self) -> dict[str, int]:
+        """How many deployments ended in each state, plus those not started."""
+        counts: dict[str, int] = {}
+        for ids in self.waves:
+            for i in ids:
+                state = self.outcomes.get(i, "pending")
+                counts[state] = counts.get(state, 0) + 1
+        return counts

@@ -1,0 +1,173 @@
+"""Releases end to end: the real CLI and workers, the local AWS."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from localaws.devstack import Worker
+from localaws.testing import create_services
+from tests.integration.conftest import Stack
+
+pytestmark = pytest.mark.integration
+CONTAINER = {"name": "app", "image": "registry.local:5000/team/app:1.0.0", "memory": 128}
+
+
+def services(stack: Stack, count: int, *, breaker: bool = True) -> list[str]:
+    names = [f"rel-{uuid.uuid4().hex[:6]}-{i}" for i in range(count)]
+    create_services(stack.endpoint, names, containers=[CONTAINER], breaker=breaker, desired=1)
+    return names
+
+
+def write(tmp_path: Path, release: dict[str, Any]) -> Path:
+    path = tmp_path / "release.yaml"
+    path.write_text(yaml.safe_dump(release))
+    return path
+
+
+def image_of(stack: Stack, name: str) -> str:
+    service = stack.ecs().describe_services(cluster="demo", services=[name])["services"][0]
+    definition = stack.ecs().describe_task_definition(taskDefinition=service["taskDefinition"])
+    image: str = definition["taskDefinition"]["containerDefinitions"][0]["image"]
+    return image
+
+
+def test_a_release_deploys_wave_after_wave(
+    stack: Stack, start_worker: Callable[[str], Worker], tmp_path: Path
+) -> None:
+    """Two waves from a release file: every service succeeds, exit 0, and no deployment of
+    wave 2 starts before every deployment of wave 1 has ended."""
+    start_worker("w1")
+    a, b, c = services(stack, 3)
+    path = write(
+        tmp_path,
+        {
+            "release": "shop-2.4",
+            "cluster": "demo",
+            "waves": [
+                [
+                    {"service": a, "images": {"app": ":2.4.0"}},
+                    {"service": b, "images": {"app": ":2.4.0"}},
+                ],
+                [{"service": c, "images": {"app": ":2.4.1"}}],
+            ],
+        },
+    )
+    result = stack.cli("release", "-f", str(path), "--json")
+    assert result.returncode == 0, result.stderr + result.stdout
+    release = json.loads(result.stdout)
+    assert release["state"] == "succeeded"
+    assert [d["state"] for d in release["deployments"]] == ["succeeded"] * 3
+    records = {d["id"]: stack.record(d["id"]) for d in release["deployments"]}
+    wave1 = [records[i] for i in release["waves"][0]]
+    (wave2,) = [records[i] for i in release["waves"][1]]
+    assert max(r["finished_at"] for r in wave1) <= wave2["created_at"]
+    assert image_of(stack, c).endswith(":2.4.1")
+    status = stack.cli("status", release["id"])
+    assert status.returncode == 0
+    assert "shop-2.4" in status.stdout
+    assert f"demo/{c}" in status.stdout
+
+
+def test_several_services_in_one_update(
+    stack: Stack, start_worker: Callable[[str], Worker]
+) -> None:
+    """`conveyor update --service a --service b` deploys the same images to both, as one
+    release, and exits 0 when both succeeded."""
+    start_worker("w1")
+    a, b = services(stack, 2)
+    result = stack.cli(
+        "update",
+        "--cluster",
+        "demo",
+        "--service",
+        a,
+        "--service",
+        b,
+        "--image",
+        "app=:3.0.0",
+        "--json",
+    )
+    assert result.returncode == 0, result.stderr + result.stdout
+    release = json.loads(result.stdout)
+    assert [d["service"] for d in release["deployments"]] == [a, b]
+    assert image_of(stack, a).endswith(":3.0.0")
+    assert image_of(stack, b).endswith(":3.0.0")
+
+
+def test_fail_fast_stops_the_release_at_a_failed_wave(
+    stack: Stack, start_worker: Callable[[str], Worker], tmp_path: Path
+) -> None:
+    """A broken image in wave 1 is rolled back by the breaker; the release fails (exit 1) and
+    wave 2's service is never touched."""
+    start_worker("w1")
+    a, b = services(stack, 2)
+    path = write(
+        tmp_path,
+        {
+            "cluster": "demo",
+            "waves": [
+                [{"service": a, "images": {"app": ":fail-4.0.0"}}],
+                [{"service": b, "images": {"app": ":4.0.0"}}],
+            ],
+        },
+    )
+    result = stack.cli("release", "-f", str(path), "--json")
+    assert result.returncode == 1, result.stderr + result.stdout
+    release = json.loads(result.stdout)
+    assert release["state"] == "failed"
+    assert [d["state"] for d in release["deployments"]] == ["rolled_back", "pending"]
+    assert image_of(stack, b).endswith(":1.0.0")
+
+
+def test_cancel_stops_the_whole_release(
+    stack: Stack, start_worker: Callable[[str], Worker], tmp_path: Path
+) -> None:
+    """Cancelling a release whose first wave will never finish (no breaker) rolls that wave
+    back and never starts the next: exit 5."""
+    start_worker("w1")
+    (stuck,) = services(stack, 1, breaker=False)
+    (later,) = services(stack, 1)
+    path = write(
+        tmp_path,
+        {
+            "cluster": "demo",
+            "waves": [
+                [{"service": stuck, "images": {"app": ":fail-5.0.0"}}],
+                [{"service": later, "images": {"app": ":5.0.0"}}],
+            ],
+        },
+    )
+    started = stack.cli("release", "-f", str(path), "--no-wait")
+    assert started.returncode == 0, started.stderr
+    release_id = started.stdout.strip()
+    import time
+
+    deadline = time.monotonic() + 60
+    while stack.record(f"{release_id}-0000")["step"] != "watch":
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    result = stack.cli("cancel", release_id, "--json")
+    assert result.returncode == 5, result.stderr + result.stdout
+    release = json.loads(result.stdout)
+    assert release["state"] == "cancelled"
+    assert release["deployments"][0]["state"] == "cancelled"
+    assert release["deployments"][1]["state"] == "pending"
+    assert image_of(stack, stuck).endswith(":1.0.0")
+    assert image_of(stack, later).endswith(":1.0.0")
+
+
+def test_a_bad_release_file_is_refused_before_anything_is_enqueued(
+    stack: Stack, tmp_path: Path
+) -> None:
+    """Exit 2 naming the wave, entry and field; no worker or Redis needed."""
+    path = write(tmp_path, {"waves": [[{"service": "a", "images": {"app": ":1"}}]]})
+    result = stack.cli("release", "-f", str(path))
+    assert result.returncode == 2
+    assert "waves[0][0]: no cluster" in result.stderr

@@ -1,0 +1,70 @@
+"""Release files: waves, defaults, and a clear error per bad field."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from producers.contract.releases import ReleaseJob, is_release_id, new_release_id
+
+
+def entry(service: str, **more: Any) -> dict[str, Any]:
+    return {"service": service, "images": {"app": ":2.0"}, **more}
+
+
+def test_services_is_one_wave_and_defaults_apply() -> None:
+    """``services:`` is one wave; the release's cluster, timeout and rollback are defaults."""
+    job = ReleaseJob.model_validate(
+        {"cluster": "prod", "timeout_seconds": 600, "services": [entry("a"), entry("b")]}
+    )
+    assert len(job.waves) == 1
+    assert [j.service for j in job.waves[0]] == ["a", "b"]
+    assert {j.cluster for j in job.waves[0]} == {"prod"}
+    assert {j.timeout_seconds for j in job.waves[0]} == {600}
+
+
+def test_waves_keep_their_order_and_entries_override_defaults() -> None:
+    """Waves run in the file's order; an entry's own cluster beats the default."""
+    job = ReleaseJob.model_validate(
+        {
+            "cluster": "prod",
+            "waves": [[entry("api")], [entry("web"), entry("batch", cluster="prod-batch")]],
+        }
+    )
+    assert [[j.service for j in w] for w in job.waves] == [["api"], ["web", "batch"]]
+    assert job.waves[1][1].cluster == "prod-batch"
+    ids = job.deployment_ids("rel-0123456789abcdef0123")
+    assert ids == [
+        ["rel-0123456789abcdef0123-0000"],
+        ["rel-0123456789abcdef0123-0001", "rel-0123456789abcdef0123-0002"],
+    ]
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"services": [entry("a")]}, "no cluster"),
+        ({"cluster": "c", "services": [entry("a"), entry("a")]}, "in the release twice"),
+        ({"cluster": "c", "services": [], "waves": []}, "either services"),
+        ({"cluster": "c", "waves": [[]]}, "non-empty list"),
+        ({"cluster": "c", "services": [{"service": "a", "images": {}}]}, "images"),
+        ({"cluster": "c", "services": [entry("a", colour="red")]}, "colour"),
+        ({"cluster": "c", "services": [entry("a\n")]}, "service"),
+        ({"cluster": "c", "services": [{"service": "a", "images": {"app": "bad image"}}]}, "image"),
+    ],
+)
+def test_bad_releases_name_the_problem(data: dict[str, Any], message: str) -> None:
+    """Every bad release file is refused with the field and the fix."""
+    with pytest.raises(ValidationError) as info:
+        ReleaseJob.model_validate(data)
+    assert message in str(info.value)
+
+
+def test_release_ids_are_told_from_their_deployments() -> None:
+    """A release id and the ids of its deployments are distinguishable."""
+    release_id = new_release_id()
+    assert is_release_id(release_id)
+    assert not is_release_id(f"{release_id}-0000")
+    assert not is_release_id("0123456789abcdef0123456789abcdef")
