@@ -54,8 +54,9 @@ format: install ## Apply ruff's formatting and safe fixes
 demo: install redis ## Local Redis + local AWS + a worker: one good deployment, one rolled back
 	$(BIN)/python -m scripts.demo
 
-bench: install redis ## Measure throughput and memory; figures go to docs/benchmarks.md
-	$(BIN)/python -m scripts.bench
+FLEET ?= 200
+bench: install redis tools ## Deploy FLEET services with Conveyor and its peers; docs/bench/latest.json
+	$(BIN)/python -m scripts.bench --fleet $(FLEET)
 
 clean: ## Remove the virtualenv and caches
 	rm -rf $(VENV) $(TOOLS) .mypy_cache .ruff_cache .pytest_cache .hypothesis *.egg-info

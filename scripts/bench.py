@@ -1,168 +1,435 @@
-"""`make bench`: deploy a fleet of services at once through real workers; measure it.
+"""`make bench [FLEET=N]`: deploy one fleet with Conveyor and with the tools people use today.
 
-Starts a local Redis, the local AWS (with AWS's ECS rate limits emulated, optionally scaled),
-and N worker processes; creates S services; enqueues one update per service at the same moment
-and waits for all. Prints, and writes to docs/benchmarks.md: wall time, deployments per minute,
-ECS calls per deployment by operation, throttled calls, and worker memory (RSS).
+Against the local AWS with AWS's ECS token buckets emulated at their real rates (per account
+and region; RegisterTaskDefinition 20 then 1/s, UpdateService 5/s, DescribeServices 20/s), the
+same fleet (FLEET services, 2 tasks each) is deployed, side by side, by:
 
-    python -m scripts.bench [--services 40] [--workers 2] [--limit-scale 1]
+* Conveyor with 1, 2 and 4 worker processes, enqueued with one `conveyor release -f`;
+* Conveyor from a shell loop of `conveyor update --no-wait`, then `conveyor wait` for each;
+* the PyPI tool ecs-deploy, one service at a time and 8 at once, with its default settings;
+* a plain boto3 script (register, update, the SDK's services_stable waiter), 8 at once.
+
+Before each system the local AWS and Redis are reset and the fleet is created afresh. Prints one
+table and writes docs/bench/latest.json and docs/bench/latest.png.
+
+    python -m scripts.bench [--fleet 200] [--systems conveyor-2,boto3-8,...]
 """
 
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
+import json
+import math
 import os
 import platform
+import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import boto3
+import redis
+import yaml
+from botocore.config import Config
 
 from config.settings import Settings
-from localaws.devstack import ROOT, Worker, aws_env, run_redis
+from localaws.devstack import ROOT, VENV_BIN, Worker, aws_env, run_redis
 from localaws.testing import control, create_services, run_local_aws
 from producers.client import ConveyorClient
 from producers.contract.jobs import ImageUpdate, UpdateServiceJob
 
+CLUSTER = "bench"
+REGISTER_BURST, REGISTER_RATE = 20, 1.0  # the bucket that bounds a fleet update
+ALL_SYSTEMS = (
+    "conveyor-1",
+    "conveyor-2",
+    "conveyor-4",
+    "conveyor-shell-loop",
+    "ecs-deploy-serial",
+    "ecs-deploy-8",
+    "boto3-8",
+)
 
-def rss_mb(pid: int) -> float:
-    """Resident memory of a process and its children, in MB (from /proc)."""
-    total = 0
+
+@dataclass
+class Result:
+    """One system's run over the fleet."""
+
+    system: str
+    workers: int | None
+    services: int
+    wall_s: float
+    succeeded: int
+    failed: int
+    throttled: int
+    calls_per_deployment: float
+    min_calls_per_deployment: float
+    bound_s: float
+    calls: dict[str, int] = field(default_factory=dict)
+
+
+def bound_seconds(fleet: int, rollout: float) -> float:
+    """The physical limit: the register bucket's burst, then its refill, then one rollout."""
+    return max(0, fleet - REGISTER_BURST) / REGISTER_RATE + rollout
+
+
+def min_calls(rollout: float, poll: float) -> float:
+    """Describe the service, describe the family, register, update, and a tenth of a describe
+    per poll (10 services per DescribeServices call)."""
+    return 4 + math.ceil(rollout / poll) / 10
+
+
+def rss_mb(pid: int) -> list[float]:
+    """Resident memory of a process and of each of its children, in MB (from /proc)."""
     pids = [pid]
     children = Path(f"/proc/{pid}/task/{pid}/children")
     if children.exists():
         pids += [int(p) for p in children.read_text().split()]
+    found = []
     for p in pids:
         try:
             for line in Path(f"/proc/{p}/status").read_text().splitlines():
                 if line.startswith("VmRSS:"):
-                    total += int(line.split()[1])
+                    found.append(int(line.split()[1]) / 1024)
         except FileNotFoundError:
             continue
-    return total / 1024
+    return found
 
 
-def make_services(endpoint: str, count: int) -> list[str]:
-    """Create ``count`` steady two-container services on cluster bench."""
-    boto3.client(
-        "ecs",
-        endpoint_url=endpoint,
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    ).create_cluster(clusterName="bench")
-    return create_services(
-        endpoint,
-        [f"svc-{i:04d}" for i in range(count)],
-        cluster="bench",
-        containers=[
-            {"name": "app", "image": "registry.local:5000/bench/app:1.0.0", "memory": 128},
-            {"name": "sidecar", "image": "registry.local:5000/bench/proxy:1", "memory": 64},
-        ],
-        tags=[{"key": "bench", "value": "yes"}],
-    )
+class Bench:
+    """The local AWS, a Redis, and the fleet; resets both between systems."""
 
-
-def main() -> int:
-    """Run the benchmark; return the exit status."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--services", type=int, default=40)
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--concurrency", type=int, default=4)
-    parser.add_argument("--rollout-seconds", type=float, default=5.0)
-    parser.add_argument(
-        "--limit-scale",
-        type=float,
-        default=1.0,
-        help="multiply AWS's ECS refill rates (1 = real limits)",
-    )
-    parser.add_argument("--output", type=Path, default=ROOT / "docs" / "benchmarks.md")
-    args = parser.parse_args()
-
-    with run_redis() as redis_url, run_local_aws(rollout_seconds=args.rollout_seconds) as endpoint:
-        env = {
+    def __init__(self, endpoint: str, redis_url: str, args: argparse.Namespace) -> None:
+        self.endpoint = endpoint
+        self.redis_url = redis_url
+        self.args = args
+        self.names = [f"svc-{i:04d}" for i in range(args.fleet)]
+        self.env = {
             **{k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "CONVEYOR_"))},
             **aws_env(endpoint),
             "CONVEYOR_REDIS_URL": redis_url,
-            "CONVEYOR_POLL_INTERVAL": "2",
+            "CONVEYOR_POLL_INTERVAL": str(args.poll),
             "CONVEYOR_LOG_FORMAT": "json",
+            "CONVEYOR_LOG_LEVEL": "WARNING",
         }
-        names = make_services(endpoint, args.services)
-        control(endpoint, "POST", "limits", {"enabled": True, "scale": args.limit_scale})
-        control(endpoint, "DELETE", "stats")
-        logs = Path(tempfile.mkdtemp(prefix="conveyor-bench-"))
-        workers = []
-        for i in range(args.workers):
-            worker = Worker(f"bench{i}", env, logs / f"bench{i}.log", concurrency=args.concurrency)
-            worker.wait_ready(redis_url)
-            workers.append(worker)
-        idle_rss = [rss_mb(w.proc.pid) for w in workers]
-        client = ConveyorClient(Settings(redis_url=redis_url))  # type: ignore[arg-type]
-        started = time.monotonic()
-        ids = [
-            client.enqueue(
-                UpdateServiceJob(
-                    cluster="bench",
-                    service=name,
-                    images=(ImageUpdate(container="app", image=":1.1.0"),),
-                )
-            ).id
-            for name in names
-        ]
-        enqueue_seconds = time.monotonic() - started
-        durations = []
-        states: dict[str, int] = {}
-        peak_rss = list(idle_rss)
-        for deployment_id in ids:
-            record = client.wait(deployment_id, timeout=1800, interval=0.5)
-            states[record.state.value] = states.get(record.state.value, 0) + 1
-            if record.finished_at and record.started_at:
-                durations.append(record.finished_at - record.created_at)
-            peak_rss = [max(p, rss_mb(w.proc.pid)) for p, w in zip(peak_rss, workers, strict=True)]
-        wall = time.monotonic() - started
-        stats = control(endpoint, "GET", "stats")[1]
-        for worker in workers:
-            worker.stop()
+        self.logs = Path(tempfile.mkdtemp(prefix="conveyor-bench-"))
+        self.rss: dict[str, list[float]] = {}
 
-    n = len(ids)
-    calls = stats.get("calls", {})
-    lines = [
-        "# Benchmarks",
-        "",
-        "Measured by `make bench` (`python -m scripts.bench "
-        f"--services {args.services} --workers {args.workers} --concurrency {args.concurrency} "
-        f"--rollout-seconds {args.rollout_seconds} --limit-scale {args.limit_scale}`) on "
-        f"{platform.machine()}, {os.cpu_count()} cores, {time.strftime('%Y-%m-%d')}. "
-        "Shared, noisy machines: read the figures as orders of magnitude.",
-        "",
-        f"- deployments: {n} services, one new revision each, enqueued at once; outcomes: {states}",
-        f"- enqueue: {n / enqueue_seconds:.0f} jobs/s from one producer process",
-        f"- wall time until all ended: {wall:.1f} s ({n / wall * 60:.0f} deployments/min); "
-        f"each simulated rollout takes {args.rollout_seconds} s",
-        f"- per deployment, enqueue to verdict: median {statistics.median(durations):.1f} s, "
-        f"max {max(durations):.1f} s"
-        if durations
-        else "- no durations recorded",
-        "- ECS calls per deployment (throttled attempts included): "
-        + ", ".join(f"{op} {count / n:.1f}" for op, count in sorted(calls.items())),
-        f"- throttled ECS calls (AWS limits emulated, refill x{args.limit_scale}): "
-        f"{sum(stats.get('throttled', {}).values())}",
-        f"- worker RSS (main + {args.concurrency} children): idle "
-        + ", ".join(f"{r:.0f} MB" for r in idle_rss)
-        + "; peak "
-        + ", ".join(f"{r:.0f} MB" for r in peak_rss),
-        "",
-        "RegisterTaskDefinition's bucket (20 burst, 1/s refill per account and region) bounds "
-        "any tool that registers a revision per service: about 20 + t services in t seconds.",
-    ]
-    text = "\n".join(lines) + "\n"
-    print(text)
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(text)
-    return 0 if states.get("succeeded", 0) == n else 1
+    def ecs(self) -> Any:
+        return boto3.client(
+            "ecs",
+            endpoint_url=self.endpoint,
+            region_name="us-east-1",
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+            config=Config(max_pool_connections=32),
+        )
+
+    def reset(self) -> None:
+        """A fresh account with a steady fleet, limits on, stats cleared, Redis empty."""
+        control(self.endpoint, "POST", "reset")
+        redis.Redis.from_url(self.redis_url).flushdb()
+        self.ecs().create_cluster(clusterName=CLUSTER)
+        create_services(
+            self.endpoint,
+            self.names,
+            cluster=CLUSTER,
+            containers=[
+                {"name": "app", "image": "registry.local:5000/bench/app:1.0.0", "memory": 128},
+                {"name": "sidecar", "image": "registry.local:5000/bench/proxy:1", "memory": 64},
+            ],
+            desired=self.args.tasks,
+        )
+        control(self.endpoint, "POST", "limits", {"enabled": True, "scale": 1})
+        control(self.endpoint, "DELETE", "stats")
+
+    def result(self, system: str, workers: int | None, wall: float, ok: int) -> Result:
+        stats = control(self.endpoint, "GET", "stats")[1]
+        calls = dict(stats.get("calls", {}))
+        n = len(self.names)
+        return Result(
+            system=system,
+            workers=workers,
+            services=n,
+            wall_s=round(wall, 1),
+            succeeded=ok,
+            failed=n - ok,
+            throttled=sum(stats.get("throttled", {}).values()),
+            calls_per_deployment=round(sum(calls.values()) / n, 2),
+            min_calls_per_deployment=min_calls(self.args.rollout_seconds, self.args.poll),
+            bound_s=bound_seconds(n, self.args.rollout_seconds),
+            calls=calls,
+        )
+
+    # -- Conveyor ---------------------------------------------------------------------------
+
+    def _workers(self, count: int) -> list[Worker]:
+        workers = []
+        for i in range(count):
+            worker = Worker(f"bench{i}", self.env, self.logs / f"bench{i}.log", concurrency=2)
+            worker.wait_ready(self.redis_url)
+            workers.append(worker)
+        return workers
+
+    def conveyor_release(self, workers: int) -> Result:
+        """Enqueue the fleet with one `conveyor release -f`; wait for the verdict."""
+        running = self._workers(workers)
+        release = {
+            "release": "bench",
+            "cluster": CLUSTER,
+            "services": [{"service": n, "images": {"app": ":1.1.0"}} for n in self.names],
+        }
+        path = self.logs / "release.yaml"
+        path.write_text(yaml.safe_dump(release))
+        client = ConveyorClient(Settings(redis_url=self.redis_url))  # type: ignore[arg-type]
+        started = time.monotonic()
+        out = subprocess.run(
+            [str(VENV_BIN / "conveyor"), "release", "-f", str(path), "--no-wait"],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        peak: list[float] = []
+        record = client.release_status(out.stdout.strip())
+        while not record.terminal:
+            time.sleep(0.5)
+            record = client.release_status(record.id)
+            sample = [r for w in running for r in rss_mb(w.proc.pid)]
+            peak = sample if sum(sample) > sum(peak) else peak
+        wall = time.monotonic() - started
+        if workers == 2:
+            self.rss = {
+                "idle_after": [round(r, 1) for w in running for r in rss_mb(w.proc.pid)],
+                "peak": [round(r, 1) for r in peak],
+            }
+        for worker in running:
+            worker.stop()
+        ok = record.summary().get("succeeded", 0)
+        return self.result(f"conveyor-{workers}", workers, wall, ok)
+
+    def conveyor_shell_loop(self) -> Result:
+        """One `conveyor update --no-wait` per service from a shell loop, then `conveyor wait`."""
+        running = self._workers(2)
+        script = (
+            f"for s in {' '.join(self.names)}; do "
+            f'"{VENV_BIN / "conveyor"}" update --cluster {CLUSTER} --service "$s" '
+            "--image app=:1.1.0 --no-wait; done"
+        )
+        started = time.monotonic()
+        out = subprocess.run(
+            ["bash", "-c", script], env=self.env, capture_output=True, text=True, check=True
+        )
+        ids = out.stdout.split()
+        ok = 0
+        for deployment_id in ids:
+            waited = subprocess.run(
+                [str(VENV_BIN / "conveyor"), "wait", deployment_id],
+                env=self.env,
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            ok += waited.returncode == 0
+        wall = time.monotonic() - started
+        for worker in running:
+            worker.stop()
+        return self.result("conveyor-shell-loop", 2, wall, ok)
+
+    # -- peers ---------------------------------------------------------------------------------
+
+    def ecs_deploy(self, parallel: int) -> Result:
+        """The PyPI ecs-deploy, default settings, `parallel` services at once."""
+        binary = os.environ.get("ECS_DEPLOY_BIN") or shutil.which("ecs") or ""
+        env = {**self.env, "AWS_DEFAULT_REGION": "us-east-1"}
+
+        def one(name: str) -> bool:
+            run = subprocess.run(
+                [
+                    binary,
+                    "deploy",
+                    CLUSTER,
+                    name,
+                    "-i",
+                    "app",
+                    "registry.local:5000/bench/app:1.1.0",
+                ],
+                env=env,
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            return run.returncode == 0 and "Deployment successful" in run.stdout
+
+        started = time.monotonic()
+        with concurrent.futures.ThreadPoolExecutor(parallel) as pool:
+            ok = sum(pool.map(one, self.names))
+        wall = time.monotonic() - started
+        name = "ecs-deploy-serial" if parallel == 1 else f"ecs-deploy-{parallel}"
+        return self.result(name, None, wall, ok)
+
+    def boto3_script(self, parallel: int) -> Result:
+        """Register, update and the SDK's services_stable waiter, `parallel` at once."""
+
+        def one(name: str) -> bool:
+            ecs = self.ecs()
+            try:
+                service = ecs.describe_services(cluster=CLUSTER, services=[name])["services"][0]
+                td = ecs.describe_task_definition(taskDefinition=service["taskDefinition"])
+                definition = td["taskDefinition"]
+                keep = ("family", "containerDefinitions", "networkMode", "volumes", "cpu", "memory")
+                payload = {k: definition[k] for k in keep if k in definition}
+                payload["containerDefinitions"][0]["image"] = "registry.local:5000/bench/app:1.1.0"
+                arn = ecs.register_task_definition(**payload)["taskDefinition"]["taskDefinitionArn"]
+                ecs.update_service(cluster=CLUSTER, service=name, taskDefinition=arn)
+                ecs.get_waiter("services_stable").wait(cluster=CLUSTER, services=[name])
+            except Exception:  # noqa: BLE001 - a failed deployment is a result, not a crash
+                return False
+            return True
+
+        started = time.monotonic()
+        with concurrent.futures.ThreadPoolExecutor(parallel) as pool:
+            ok = sum(pool.map(one, self.names))
+        wall = time.monotonic() - started
+        return self.result(f"boto3-{parallel}", None, wall, ok)
+
+    # -- latency and verdict lag at low load -----------------------------------------------------
+
+    def low_load(self, samples: int) -> tuple[dict[str, float], dict[str, float]]:
+        """Enqueue-to-UpdateService latency and verdict lag, one deployment at a time."""
+        running = self._workers(2)
+        client = ConveyorClient(Settings(redis_url=self.redis_url))  # type: ignore[arg-type]
+        latency, lag = [], []
+        for i, name in enumerate(self.names[:samples]):
+            record = client.enqueue(
+                UpdateServiceJob(
+                    cluster=CLUSTER,
+                    service=name,
+                    images=(ImageUpdate(container="app", image=f":2.0.{i}"),),
+                )
+            )
+            final = client.wait(record.id, timeout=300, interval=0.2)
+            updated = next(
+                (s.at for s in final.steps if s.step == "update" and s.status == "completed"), None
+            )
+            if updated is not None:
+                latency.append((updated - final.created_at) * 1000)
+            steady = [e for e in final.events if "steady state" in e.message]
+            if steady and final.finished_at:
+                # The event ECS writes when the rollout completed, against the verdict's time.
+                at = datetime.fromisoformat(steady[0].created_at).timestamp()
+                lag.append(max(0.0, (final.finished_at - at) * 1000))
+        for worker in running:
+            worker.stop()
+        return _percentiles(latency), _percentiles(lag)
+
+
+def _percentiles(values: list[float]) -> dict[str, float]:
+    if not values:
+        return {}
+    ordered = sorted(values)
+    p99 = ordered[min(len(ordered) - 1, math.ceil(0.99 * len(ordered)) - 1)]
+    return {"p50": round(statistics.median(ordered), 1), "p99": round(p99, 1), "n": len(ordered)}
+
+
+def chart(results: list[Result], path: Path) -> None:
+    """Wall time and calls per deployment, per system, against the bound and the minimum."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [r.system for r in results]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
+    left.barh(names, [r.wall_s for r in results], color="#4c72b0")
+    left.axvline(results[0].bound_s, color="#c44e52", linestyle="--", label="bound")
+    left.set_xlabel("wall time (s)")
+    left.legend()
+    right.barh(names, [r.calls_per_deployment for r in results], color="#55a868")
+    right.axvline(
+        results[0].min_calls_per_deployment, color="#c44e52", linestyle="--", label="minimum"
+    )
+    right.set_xlabel("ECS calls per deployment")
+    right.legend()
+    fig.suptitle(f"{results[0].services} services, AWS's ECS limits at real rates")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main() -> int:
+    """Run the benchmark; return 0 when every Conveyor deployment succeeded."""
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--fleet", type=int, default=int(os.environ.get("FLEET", "200")))
+    parser.add_argument("--tasks", type=int, default=2)
+    parser.add_argument("--rollout-seconds", type=float, default=5.0)
+    parser.add_argument("--poll", type=float, default=5.0)
+    parser.add_argument("--systems", default=",".join(ALL_SYSTEMS))
+    parser.add_argument("--latency-samples", type=int, default=10)
+    parser.add_argument("--output", type=Path, default=ROOT / "docs" / "bench")
+    args = parser.parse_args()
+    systems = [s for s in args.systems.split(",") if s]
+    runners: dict[str, Callable[[Bench], Result]] = {
+        "conveyor-1": lambda b: b.conveyor_release(1),
+        "conveyor-2": lambda b: b.conveyor_release(2),
+        "conveyor-4": lambda b: b.conveyor_release(4),
+        "conveyor-shell-loop": Bench.conveyor_shell_loop,
+        "ecs-deploy-serial": lambda b: b.ecs_deploy(1),
+        "ecs-deploy-8": lambda b: b.ecs_deploy(8),
+        "boto3-8": lambda b: b.boto3_script(8),
+    }
+    results: list[Result] = []
+    with run_redis() as redis_url, run_local_aws(rollout_seconds=args.rollout_seconds) as url:
+        bench = Bench(url, redis_url, args)
+        for system in systems:
+            bench.reset()
+            result = runners[system](bench)
+            results.append(result)
+            print(
+                f"{result.system:22} {result.wall_s:8.1f} s  {result.succeeded:4}/{result.services}"
+                f"  throttled {result.throttled:4}  calls/deployment {result.calls_per_deployment}",
+                flush=True,
+            )
+        bench.reset()
+        latency, lag = bench.low_load(args.latency_samples)
+    print()
+    header = ("system", "wall s", "bound s", "ok", "throttled", "calls/dep", "min")
+    print(f"{header[0]:22} " + " ".join(f"{h:>9}" for h in header[1:]))
+    for r in results:
+        print(
+            f"{r.system:22} {r.wall_s:9.1f} {r.bound_s:9.1f} {r.succeeded:9} {r.throttled:9} "
+            f"{r.calls_per_deployment:9.2f} {r.min_calls_per_deployment:9.2f}"
+        )
+    print(f"enqueue to UpdateService (low load), ms: {latency}")
+    print(f"verdict lag, ms: {lag}")
+    print(f"worker RSS (2 workers: main and children), MB: {bench.rss}")
+    report = {
+        "results": [asdict(r) for r in results],
+        "latency_ms": latency,
+        "verdict_lag_ms": lag,
+        "worker_rss_mb": bench.rss,
+        "settings": {
+            "fleet": args.fleet,
+            "tasks_per_service": args.tasks,
+            "rollout_seconds": args.rollout_seconds,
+            "poll_interval": args.poll,
+            "limits": "AWS's ECS buckets at real rates (scale 1)",
+            "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+            "date": time.strftime("%Y-%m-%d"),
+        },
+    }
+    args.output.mkdir(parents=True, exist_ok=True)
+    (args.output / "latest.json").write_text(json.dumps(report, indent=2) + "\n")
+    chart(results, args.output / "latest.png")
+    conveyor = [r for r in results if r.system.startswith("conveyor")]
+    return 0 if all(r.failed == 0 for r in conveyor) else 1
 
 
 if __name__ == "__main__":
