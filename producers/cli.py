@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -254,8 +255,11 @@ def update(
     _submit_release(release, no_wait=no_wait, as_json=as_json)
 
 
-def _submit(job: Any, *, no_wait: bool, as_json: bool) -> NoReturn:
-    """Enqueue a validated job (only when a worker answers), then print its id or follow it."""
+def _enqueue(enqueue: Callable[[Any], Any]) -> tuple[Any, Any]:
+    """Make a client and run ``enqueue`` with it, only when a worker is alive (exit 3 if not).
+
+    Returns the client and what ``enqueue`` returned.
+    """
     from producers.client import ConveyorUnavailableError
 
     client = _client()
@@ -265,9 +269,14 @@ def _submit(job: Any, *, no_wait: bool, as_json: bool) -> NoReturn:
                 f"no Conveyor worker is alive on {client.settings.redis_display} (no heartbeat); "
                 "start one with `celery -A worker.app worker` (nothing was enqueued)"
             )
-        record = client.enqueue(job)
+        return client, enqueue(client)
     except ConveyorUnavailableError as exc:
         _unavailable(str(exc))
+
+
+def _submit(job: Any, *, no_wait: bool, as_json: bool) -> NoReturn:
+    """Enqueue a validated job (only when a worker is alive), then print its id or follow it."""
+    client, record = _enqueue(lambda c: c.enqueue(job))
     if no_wait:
         if as_json:
             _print_record(record, True)
@@ -351,18 +360,7 @@ def _follow_release(client: Any, release_id: str, as_json: bool) -> NoReturn:
 
 def _submit_release(release: Any, *, no_wait: bool, as_json: bool) -> NoReturn:
     """Enqueue a validated release (only when a worker is alive), then print or follow it."""
-    from producers.client import ConveyorUnavailableError
-
-    client = _client()
-    try:
-        if not client.workers():
-            _unavailable(
-                f"no Conveyor worker is alive on {client.settings.redis_display} (no heartbeat); "
-                "start one with `celery -A worker.app worker` (nothing was enqueued)"
-            )
-        record = client.release(release)
-    except ConveyorUnavailableError as exc:
-        _unavailable(str(exc))
+    client, record = _enqueue(lambda c: c.release(release))
     if no_wait:
         if as_json:
             _print_release(client, record, True)

@@ -15,7 +15,6 @@ from collections.abc import Callable
 from typing import Any
 
 import redis
-from redis.exceptions import WatchError
 
 from producers.contract.dispatch import TaskSender, dispatch
 from producers.contract.enums import FIRST_STEP, DeploymentState, JobKind
@@ -31,7 +30,7 @@ from producers.contract.releases import (
     ReleaseRecord,
     ReleaseState,
 )
-from producers.contract.store import NewerRecordError, RecordStore
+from producers.contract.store import NewerRecordError, RecordStore, compare_and_set
 
 RELEASE_KEY = KEY_PREFIX + "release:{id}"  # JSON ReleaseRecord
 RELEASES_KEY = KEY_PREFIX + "releases"  # zset: release id -> created time (trimmed to TTL)
@@ -171,26 +170,18 @@ class ReleaseStore:
     def _modify(
         self, release_id: str, change: Callable[[ReleaseRecord], ReleaseRecord | None]
     ) -> ReleaseRecord | None:
-        key = self.key(release_id)
-        while True:
-            with self._r.pipeline(transaction=True) as pipe:
-                try:
-                    pipe.watch(key)  # type: ignore[no-untyped-call]
-                    raw = pipe.get(key)
-                    if raw is None:
-                        return None
-                    current = ReleaseRecord.model_validate_json(raw)
-                    changed = change(current)
-                    if changed is None:
-                        return current
-                    pipe.multi()
-                    pipe.set(key, changed.model_dump_json(), ex=self._ttl)
-                    if changed.terminal:
-                        pipe.zrem(ACTIVE_RELEASES_KEY, release_id)
-                    pipe.execute()
-                except WatchError:
-                    continue
-                return changed
+        """Apply ``change`` atomically; None from it leaves the record as it is."""
+
+        def step(raw: Any) -> tuple[ReleaseRecord | None, bool]:
+            current = ReleaseRecord.model_validate_json(raw)
+            changed = change(current)
+            return (current, False) if changed is None else (changed, True)
+
+        def finished(pipe: Any, release: ReleaseRecord) -> None:
+            if release.terminal:
+                pipe.zrem(ACTIVE_RELEASES_KEY, release_id)
+
+        return compare_and_set(self._r, self.key(release_id), step, self._ttl, finished)
 
     def advance(self, release_id: str, sender: TaskSender, now: float) -> ReleaseRecord | None:
         """Record the ends of the current wave's deployments; when all have ended, start the

@@ -23,10 +23,10 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import redis
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from redis.exceptions import WatchError
 
 from producers.contract.names import (
@@ -44,6 +44,7 @@ from producers.contract.names import (
 from producers.contract.records import RECORD_SCHEMA, DeploymentRecord
 
 log = logging.getLogger("conveyor.store")
+M = TypeVar("M", bound=BaseModel)
 
 # One atomic step: the record (only if new), the index (trimmed to the TTL), the due time, the
 # service queue with an arrival number from a Redis counter, and the full job payload.
@@ -268,24 +269,13 @@ class RecordStore:
         self, deployment_id: str, change: Callable[[DeploymentRecord], DeploymentRecord | None]
     ) -> DeploymentRecord | None:
         """Apply ``change`` atomically (retrying on contention); None from it means no write."""
-        key = self.key(deployment_id)
-        while True:
-            with self._r.pipeline(transaction=True) as pipe:
-                try:
-                    pipe.watch(key)  # type: ignore[no-untyped-call]
-                    raw = pipe.get(key)
-                    if raw is None:
-                        return None
-                    current = self._read(deployment_id, raw)
-                    changed = None if current is None else change(current)
-                    if changed is None:
-                        return None
-                    pipe.multi()
-                    pipe.set(key, changed.model_dump_json(), ex=self._ttl)
-                    pipe.execute()
-                except WatchError:
-                    continue
-                return changed
+
+        def step(raw: Any) -> tuple[DeploymentRecord | None, bool]:
+            current = self._read(deployment_id, raw)
+            changed = None if current is None else change(current)
+            return changed, changed is not None
+
+        return compare_and_set(self._r, self.key(deployment_id), step, self._ttl)
 
     def mark_attempt(self, deployment_id: str, step: str) -> bool:
         """Note that ``step`` is about to act; True when an earlier attempt already did.
@@ -448,3 +438,35 @@ def _guessed(record: DeploymentRecord) -> DeploymentRecord:
     """The record as a producer keys it before any worker published its account."""
     job = {k: v for k, v in record.job.items() if k != "role_arn"}
     return record.model_copy(update={"account": None, "job": job})
+
+
+def compare_and_set(
+    client: redis.Redis,
+    key: str,
+    change: Callable[[Any], tuple[M | None, bool]],
+    ttl: int,
+    then: Callable[[Any, M], None] | None = None,
+) -> M | None:
+    """Rewrite the JSON model at ``key`` atomically, retrying when another writer got there first.
+
+    ``change`` gets the stored bytes and returns (the model to return, whether to write it);
+    ``then`` adds commands to the same transaction. None when the key does not exist.
+    """
+    while True:
+        with client.pipeline(transaction=True) as pipe:
+            try:
+                pipe.watch(key)  # type: ignore[no-untyped-call]
+                raw = pipe.get(key)
+                if raw is None:
+                    return None
+                result, write = change(raw)
+                if result is None or not write:
+                    return result
+                pipe.multi()
+                pipe.set(key, result.model_dump_json(), ex=ttl)
+                if then is not None:
+                    then(pipe, result)
+                pipe.execute()
+            except WatchError:
+                continue
+            return result
