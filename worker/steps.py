@@ -173,6 +173,12 @@ async def execute(
             else TransientError(f"step {record.step} took too long", ErrorCode.STEP_TIMEOUT)
         )
         now = ctx.clock()
+        if exc.code == "RateLimited" and (record.deadline is None or now < record.deadline):
+            # Waiting for AWS's rate limit is a place in line, not a failure: it uses none of
+            # the step's attempts and leaves no entry in the step log, only the progress line.
+            progress = record.progress.model_copy(update={"latest_event": exc.message})
+            waiting = record.model_copy(update={"progress": progress})
+            return Transition(waiting, record.step, countdown=exc.retry_after + random.random())
         if record.deadline is not None and now >= record.deadline:
             log.error("deadline passed while retrying", code=exc.code, error=exc.message)
             timeout = TransientError(f"timed out while retrying: {exc.message}", exc.code)

@@ -601,3 +601,24 @@ def test_without_the_history_api_the_old_verdict_stands(ecs: FakeEcs) -> None:
     t = asyncio.run(execute(_ctx_at(clock), _gw(ecs), watching))
     assert t.record.state is DeploymentState.FAILED
     assert t.record.error is None
+
+
+def test_waiting_for_a_rate_limit_token_uses_no_attempts(ecs: FakeEcs) -> None:
+    """Deep in a large fleet a register waits minutes for AWS's 1/s bucket. Those waits are a
+    place in line, not failures: they use none of the step's attempts and add no step-log
+    entries; the step comes back when the token is due."""
+    clock = Clock()
+    flow = UpdateFlow(ecs, poll_interval=5, clock=clock)
+    registering = run_until(flow, record_for(), Step.REGISTER)
+    for _ in range(10):  # more than max_step_attempts (3)
+        limited = AwsUnavailableError("the bucket is empty for 7.0 s more", "RateLimited")
+        limited.retry_after = 7.0
+        ecs.inject("RegisterTaskDefinition", limited)
+        t = asyncio.run(execute(_ctx_at(clock), _gw(ecs), registering))
+        assert t.next_step is Step.REGISTER
+        assert 7.0 <= t.countdown <= 8.0
+        assert t.record.attempt == 0
+        assert t.record.steps == registering.steps
+        assert "7.0 s more" in (t.record.progress.latest_event or "")
+    t = asyncio.run(execute(_ctx_at(clock), _gw(ecs), registering))
+    assert t.next_step is Step.UPDATE

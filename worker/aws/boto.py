@@ -138,6 +138,11 @@ class BotoEcsGateway:
         services = answer.get("services", [])
         return dict(services[0]) if services else None
 
+    async def reserve(self, operation: str) -> None:
+        """Take the token of the next ``operation`` call now (nothing without a limiter)."""
+        if self.limiter is not None:
+            await self.limiter.reserve(operation)
+
     @_aws_call("DescribeServices")
     async def describe_services(self, cluster: str, services: list[str]) -> dict[str, Any]:
         """Up to 10 services of one cluster in one call, by service name."""

@@ -350,6 +350,9 @@ class FakeEcs:
             raise _service_not_found(operation)
         return found
 
+    async def reserve(self, operation: str) -> None:
+        """See EcsGateway. The fake has no rate limits."""
+
     async def describe_services(self, cluster: str, services: list[str]) -> dict[str, Any]:
         """See EcsGateway. One DescribeServices call for up to 10 services."""
         self._call("DescribeServices")

@@ -16,6 +16,10 @@ class EcsGateway(Protocol):
         """Return DescribeServices' entry for the service, or None when it does not exist."""
         ...
 
+    async def reserve(self, operation: str) -> None:
+        """Take the rate-limit token of the next call of ``operation`` now (see RateLimiter)."""
+        ...
+
     async def describe_services(self, cluster: str, services: list[str]) -> dict[str, Any]:
         """DescribeServices for up to 10 services of one cluster in one call, by name.
 

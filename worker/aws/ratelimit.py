@@ -101,6 +101,7 @@ class RateLimiter:
         }
         self._max_wait_ms = int(max_wait * 1000)
         self.waited = 0.0  # seconds this limiter made callers wait, for metrics
+        self._prepaid: dict[str, int] = {}
 
     def key(self, operation: str) -> str | None:
         """The Redis key of the bucket ``operation`` draws from (None: not limited)."""
@@ -109,12 +110,26 @@ class RateLimiter:
             return None
         return BUCKET_KEY.format(account=self._account, region=self._region, bucket=spec.name)
 
+    async def reserve(self, operation: str) -> float:
+        """Take the token of the next ``operation`` call now, before the calls that lead to it.
+
+        A step that can only act when a scarce token is there (RegisterTaskDefinition: one a
+        second) reserves it first, so that while it waits its turn it spends no calls on the
+        reads before the act. The next ``acquire`` of that operation uses the reserved token.
+        """
+        waited = await self.acquire(operation)
+        self._prepaid[operation] = self._prepaid.get(operation, 0) + 1
+        return waited
+
     async def acquire(self, operation: str) -> float:
         """Take a token for ``operation``, waiting for it when due soon; returns the wait.
 
         Raises AwsUnavailableError (retryable, with ``retry_after``) when the wait would exceed
         ``max_wait``.
         """
+        if self._prepaid.get(operation):
+            self._prepaid[operation] -= 1
+            return 0.0
         bucket = self._buckets.get(operation)
         key = self.key(operation)
         if bucket is None or key is None:

@@ -197,6 +197,9 @@ class UpdateFlow:
     async def register(self, record: DeploymentRecord, job: UpdateServiceJob) -> Transition:
         """Register the new revision, or find the one an interrupted attempt registered."""
         base_arn = _required(record.base_task_definition_arn, "base task definition", "register")
+        # The register bucket (one a second) is the scarce one: wait for its token before
+        # reading anything, so a step waiting its turn spends no calls.
+        await self._ecs.reserve("RegisterTaskDefinition")
         base, tags = await self._ecs.describe_task_definition(base_arn)
         plan = plan_revision(base, tags, job.image_specs(), record.id, self._known)
         warnings = list(record.warnings)
