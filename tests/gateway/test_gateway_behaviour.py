@@ -711,3 +711,25 @@ def test_describe_services_answers_for_up_to_ten_services_at_once(world: World) 
         NotFoundError,
         "ClusterNotFoundException",
     )
+
+
+def test_a_rerun_reads_only_the_newest_pages_of_a_huge_family(
+    local_aws_url: str, worker_runtime: Any
+) -> None:
+    """A family of 5,000 revisions: finding the revisions newer than the base costs one
+    ListTaskDefinitions call, or two with a dozen newer ones (it used to page through all)."""
+    from localaws.testing import control
+
+    runtime, gateway = worker_runtime
+    control(local_aws_url, "POST", "reset")
+    status, answer = control(
+        local_aws_url, "POST", "task-definitions", {"family": "huge", "count": 5000}
+    )
+    assert status == 200, answer
+    control(local_aws_url, "DELETE", "stats")
+    assert runtime.run(gateway.newer_task_definition_arns("huge", 5000)) == []
+    assert control(local_aws_url, "GET", "stats")[1]["calls"]["ListTaskDefinitions"] == 1
+    control(local_aws_url, "DELETE", "stats")
+    newer = runtime.run(gateway.newer_task_definition_arns("huge", 4988))
+    assert [int(a.rsplit(":", 1)[1]) for a in newer] == list(range(5000, 4988, -1))
+    assert control(local_aws_url, "GET", "stats")[1]["calls"]["ListTaskDefinitions"] == 2
