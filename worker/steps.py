@@ -44,7 +44,7 @@ from worker.domain.errors import (
 from worker.domain.supersede import covers
 from worker.services.fargate_flow import FargateFlow
 from worker.services.transitions import Transition, fail, finish, to_rollback
-from worker.services.update_flow import UpdateFlow
+from worker.services.update_flow import AttemptNotes, UpdateFlow
 from worker.services.watching import BatchedDescriber
 
 log = structlog.get_logger("conveyor.steps")
@@ -76,6 +76,8 @@ class StepContext:
     account_of: Callable[[DeploymentRecord], str | None] | None = None
     # Poll the watched rollouts of a cluster together (gateways that name their scope).
     batch_watch: bool = True
+    # Where attempts keep their notes; default: beside the attempt marks in the store.
+    notes: AttemptNotes | None = None
 
 
 def _next_due(ctx: StepContext, now: float, countdown: float) -> float:
@@ -90,6 +92,21 @@ def _stored_payload(payload: dict[str, Any] | None) -> dict[str, Any]:
             "runs); apply the spec again"
         )
     return payload
+
+
+@dataclass(frozen=True, slots=True)
+class StoreNotes:
+    """Attempt notes kept in Redis beside the attempt marks (gone when the deployment ends)."""
+
+    store: RecordStore
+
+    def get(self, deployment_id: str, name: str) -> str | None:
+        """See AttemptNotes."""
+        return self.store.read_note(deployment_id, name)
+
+    def put(self, deployment_id: str, name: str, value: str) -> None:
+        """See AttemptNotes."""
+        self.store.note(deployment_id, name, value)
 
 
 def _rerun(ctx: StepContext, record: DeploymentRecord) -> bool:
@@ -156,6 +173,7 @@ async def execute(
                     known_fields=ctx.known_fields,
                     clock=ctx.clock,
                     describer=describer,
+                    notes=ctx.notes or (None if ctx.store is None else StoreNotes(ctx.store)),
                 )
             rerun = _rerun(ctx, record)
             try:

@@ -291,6 +291,19 @@ class RecordStore:
             first, _ = pipe.execute()
         return not first
 
+    def note(self, deployment_id: str, name: str, value: str) -> None:
+        """Keep a note of an attempt (read by re-runs; gone when the deployment ends)."""
+        key = ATTEMPTS_KEY.format(id=deployment_id)
+        with self._r.pipeline(transaction=True) as pipe:
+            pipe.hset(key, f"note:{name}", value)
+            pipe.expire(key, self._ttl)
+            pipe.execute()
+
+    def read_note(self, deployment_id: str, name: str) -> str | None:
+        """A note kept by :meth:`note`, or None."""
+        raw = self._r.hget(ATTEMPTS_KEY.format(id=deployment_id), f"note:{name}")
+        return None if raw is None else _text(raw)
+
     def unmark_attempt(self, deployment_id: str, step: str) -> None:
         """Take back :meth:`mark_attempt`: the attempt stopped before it could act."""
         self._r.hdel(ATTEMPTS_KEY.format(id=deployment_id), step)

@@ -97,9 +97,12 @@ def test_happy_path_registers_once_and_succeeds(ecs: FakeEcs) -> None:
 
 
 def test_unknown_container_fails_before_anything_changes(ecs: FakeEcs) -> None:
-    """The resolve step refuses an unknown container; nothing is registered or updated."""
+    """The register step refuses an unknown container before registering anything; nothing is
+    registered or updated."""
     bad = record_for(images=[{"container": "wbe", "image": ":2"}])
     t = asyncio.run(execute(_ctx(), _gw(ecs), bad))
+    assert t.next_step is Step.REGISTER
+    t = asyncio.run(execute(_ctx(), _gw(ecs), t.record.model_copy(update={"step": Step.REGISTER})))
     assert t.record.state is DeploymentState.FAILED
     assert t.record.error is not None
     assert t.record.error.code == "UnknownContainer"
@@ -551,14 +554,19 @@ def test_a_register_whose_answer_was_lost_leaves_one_revision(ecs: FakeEcs) -> N
     """The register reached ECS, its answer was lost, and other deployments registered more
     revisions before the retry: the retry finds ours, and exactly one revision carries our
     deployment id."""
+    import dataclasses
+
     from worker.domain.planning import DEPLOYMENT_TAG
+    from worker.services.update_flow import MemoryNotes
 
     clock = Clock()
     flow = UpdateFlow(ecs, poll_interval=5, clock=clock)
     registering = run_until(flow, record_for(), Step.REGISTER)
-    t = asyncio.run(execute(_ctx_at(clock), _gw(LostRegister(ecs, 11)), registering))  # type: ignore[arg-type]
+    # The attempt's notes outlive it (in Redis, in production): the retry plans from the base.
+    ctx = dataclasses.replace(_ctx_at(clock), notes=MemoryNotes())
+    t = asyncio.run(execute(ctx, _gw(LostRegister(ecs, 11)), registering))  # type: ignore[arg-type]
     assert t.next_step is Step.REGISTER  # retried
-    t = asyncio.run(execute(_ctx_at(clock), _gw(ecs), t.record))
+    t = asyncio.run(execute(ctx, _gw(ecs), t.record))
     assert t.next_step is Step.UPDATE
     tagged = [
         arn

@@ -10,7 +10,7 @@ record and dispatching the next step is the caller's job (:mod:`worker.steps`).
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import structlog
 from pydantic import ValidationError
@@ -68,6 +68,33 @@ def validate_job(
         raise InvalidJobError("invalid job: " + "; ".join(describe_validation_error(exc))) from exc
 
 
+class AttemptNotes(Protocol):
+    """What a step notes about its attempt before it acts, for a re-run to find."""
+
+    def get(self, deployment_id: str, name: str) -> str | None:
+        """The note, or None."""
+        ...
+
+    def put(self, deployment_id: str, name: str, value: str) -> None:
+        """Note ``value`` under ``name``."""
+        ...
+
+
+class MemoryNotes:
+    """Notes kept by the flow object itself (tests, and flows run without a store)."""
+
+    def __init__(self) -> None:
+        self._notes: dict[tuple[str, str], str] = {}
+
+    def get(self, deployment_id: str, name: str) -> str | None:
+        """See AttemptNotes."""
+        return self._notes.get((deployment_id, name))
+
+    def put(self, deployment_id: str, name: str, value: str) -> None:
+        """See AttemptNotes."""
+        self._notes[(deployment_id, name)] = value
+
+
 class UpdateFlow:
     """Runs one step of an update-existing deployment against a gateway."""
 
@@ -79,7 +106,9 @@ class UpdateFlow:
         known_fields: frozenset[str] | None = None,
         clock: Callable[[], float],
         describer: BatchedDescriber | None = None,
+        notes: AttemptNotes | None = None,
     ) -> None:
+        self._notes: AttemptNotes = notes if notes is not None else MemoryNotes()
         self._ecs = gateway
         self._poll = poll_interval
         self._known = known_fields
@@ -141,7 +170,7 @@ class UpdateFlow:
         ]
 
     async def resolve(self, record: DeploymentRecord, job: UpdateServiceJob) -> Transition:
-        """Read the service and the family's latest ACTIVE revision; check every container."""
+        """Read the service: it must exist, be ACTIVE and not be owned by a Conveyor stack."""
         now = self._clock()
         service = await self._ecs.describe_service(job.cluster, job.service)
         if service is None or service.get("status") != "ACTIVE":
@@ -159,19 +188,14 @@ class UpdateFlow:
             )
         current = str(service["taskDefinition"])
         family = job.family or family_of(current)
-        base, _ = await self._ecs.describe_task_definition(family)
-        check_containers(base, job.image_specs())
-        base_arn = str(base["taskDefinitionArn"])
-        detail = f"base {base_arn.rsplit('/', 1)[-1]}; service runs {current.rsplit('/', 1)[-1]}"
-        log.info("resolved", base=base_arn, current=current)
+        detail = f"family {family}; service runs {current.rsplit('/', 1)[-1]}"
+        log.info("resolved", family=family, current=current)
         updated = record.model_copy(
             update={
                 "state": DeploymentState.RUNNING,
                 "started_at": record.started_at or now,
                 "deadline": record.deadline or now + job.timeout_seconds,
                 "family": family,
-                "base_task_definition_arn": base_arn,
-                "base_revision": revision_of(base_arn),
                 "previous_task_definition_arn": current,
                 "previous_deployment_id": _primary_id(service),
                 "steps": self._log_step(record, detail),
@@ -179,7 +203,9 @@ class UpdateFlow:
         )
         return Transition(updated, Step.REGISTER)
 
-    async def _find_registered(self, record: DeploymentRecord) -> dict[str, Any] | None:
+    async def _find_registered(
+        self, record: DeploymentRecord, base_arn: str
+    ) -> dict[str, Any] | None:
         """Find a revision this deployment registered on an earlier, interrupted attempt.
 
         Every revision newer than the base is looked at, newest first, however many other
@@ -187,7 +213,7 @@ class UpdateFlow:
         found here instead of registering a second revision.
         """
         family = _required(record.family, "family", "register")
-        base_revision = _required(record.base_revision, "base_revision", "register")
+        base_revision = revision_of(base_arn)
         for arn in await self._ecs.newer_task_definition_arns(family, base_revision):
             definition, tags = await self._ecs.describe_task_definition(arn)
             if any(t["key"] == DEPLOYMENT_TAG and t["value"] == record.id for t in tags):
@@ -195,12 +221,25 @@ class UpdateFlow:
         return None
 
     async def register(self, record: DeploymentRecord, job: UpdateServiceJob) -> Transition:
-        """Register the new revision, or find the one an interrupted attempt registered."""
-        base_arn = _required(record.base_task_definition_arn, "base task definition", "register")
+        """Register the new revision, or find the one an interrupted attempt registered.
+
+        The base is the family's latest ACTIVE revision, read here (once per deployment) and
+        noted in the attempt mark before anything is registered: a re-run plans from that same
+        base, even when our own revision has since become the family's latest. Every requested
+        container must be in it, or the job fails before anything changes.
+        """
         # The register bucket (one a second) is the scarce one: wait for its token before
         # reading anything, so a step waiting its turn spends no calls.
         await self._ecs.reserve("RegisterTaskDefinition")
-        base, tags = await self._ecs.describe_task_definition(base_arn)
+        noted = self._notes.get(record.id, "base") if self._rerun else None
+        if noted is None:
+            family = _required(record.family, "family", "register")
+            base, tags = await self._ecs.describe_task_definition(family)
+            check_containers(base, job.image_specs())
+            self._notes.put(record.id, "base", str(base["taskDefinitionArn"]))
+        else:
+            base, tags = await self._ecs.describe_task_definition(noted)
+        base_arn = str(base["taskDefinitionArn"])
         plan = plan_revision(base, tags, job.image_specs(), record.id, self._known)
         warnings = list(record.warnings)
         if plan.dropped_fields:
@@ -211,7 +250,7 @@ class UpdateFlow:
             )
             log.warning("fields dropped", fields=list(plan.dropped_fields))
             warnings.append(message)
-        existing = await self._find_registered(record) if self._rerun else None
+        existing = await self._find_registered(record, base_arn) if self._rerun else None
         if existing is not None:
             registered, how = existing, "found the revision registered by an earlier attempt"
         else:
@@ -222,10 +261,14 @@ class UpdateFlow:
         images = {c.container: {"before": c.before, "after": c.after} for c in plan.changes}
         updated = record.model_copy(
             update={
+                "base_task_definition_arn": base_arn,
+                "base_revision": revision_of(base_arn),
                 "task_definition_arn": arn,
                 "images": images,
                 "warnings": warnings,
-                "steps": self._log_step(record, f"{how} {arn.rsplit('/', 1)[-1]}"),
+                "steps": self._log_step(
+                    record, f"{how} {arn.rsplit('/', 1)[-1]} from {base_arn.rsplit('/', 1)[-1]}"
+                ),
             }
         )
         return Transition(updated, Step.UPDATE)
