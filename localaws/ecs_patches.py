@@ -372,34 +372,28 @@ def _list_service_deployments(self: Any) -> Any:
     return ActionResult(result)
 
 
-def _describe_service_deployments(self: Any) -> Any:
+def _describe_by_arn(self: Any, parameter: str, kind: str, answer_key: str) -> Any:
+    """Describe history entries by ARN; unknown ones (or another account's) are failures."""
     backend = self.ecs_backend
-    arns = _arns(self.params, "serviceDeploymentArns")
     history = _history()
+    lookup = history.deployment if kind == "deployment" else history.revision
     found: list[dict[str, Any]] = []
     failures: list[dict[str, str]] = []
-    for arn in arns:
-        record = history.deployment(backend.account_id, backend.region_name, arn)
-        if record is None:
+    for arn in _arns(self.params, parameter):
+        entry = lookup(backend.account_id, backend.region_name, arn)
+        if entry is None:
             failures.append({"arn": arn, "reason": "MISSING"})
         else:
-            found.append(record.describe())
-    return ActionResult({"serviceDeployments": found, "failures": failures})
+            found.append(entry.describe())
+    return ActionResult({answer_key: found, "failures": failures})
+
+
+def _describe_service_deployments(self: Any) -> Any:
+    return _describe_by_arn(self, "serviceDeploymentArns", "deployment", "serviceDeployments")
 
 
 def _describe_service_revisions(self: Any) -> Any:
-    backend = self.ecs_backend
-    arns = _arns(self.params, "serviceRevisionArns")
-    history = _history()
-    found: list[dict[str, Any]] = []
-    failures: list[dict[str, str]] = []
-    for arn in arns:
-        revision = history.revision(backend.account_id, backend.region_name, arn)
-        if revision is None:
-            failures.append({"arn": arn, "reason": "MISSING"})
-        else:
-            found.append(revision.describe())
-    return ActionResult({"serviceRevisions": found, "failures": failures})
+    return _describe_by_arn(self, "serviceRevisionArns", "revision", "serviceRevisions")
 
 
 def _stop_service_deployment(self: Any) -> Any:
