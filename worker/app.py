@@ -166,7 +166,13 @@ class RedisPolicyCheck(bootsteps.StartStopStep):
 
     def start(self, parent: Any) -> None:
         """Read maxmemory-policy and stop the worker with the fix when it evicts."""
-        problem = eviction_problem(redis_client(), allow=settings.allow_evicting_redis)
+        try:
+            problem = eviction_problem(redis_client(), allow=settings.allow_evicting_redis)
+        except redis.RedisError as exc:
+            # Redis is not up yet: the worker waits for its broker as Celery does; the policy
+            # cannot be read now, so say so rather than refuse to start.
+            log.warning("could not read Redis's maxmemory-policy", error=type(exc).__name__)
+            return
         if problem is not None:
             log.error("refusing to start", reason=problem)
             raise RuntimeError(problem)
