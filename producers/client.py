@@ -205,7 +205,7 @@ class ConveyorClient:
             for deployment_id in release.waves[release.wave]:
                 with contextlib.suppress(DeploymentNotFoundError, DeploymentLostError):
                     self.cancel(deployment_id)
-            advanced = self._releases.advance(release_id, self._sender, now)
+            advanced = self._releases.advance(release_id, self._sender, wall_clock)
         except redis.RedisError as exc:
             raise ConveyorUnavailableError(
                 f"cannot reach Redis at {self.settings.redis_display}: {type(exc).__name__}"

@@ -446,7 +446,7 @@ def _releases(ctx: StepContext) -> ReleaseStore:
 def _advance_release(ctx: StepContext, release_id: str) -> None:
     """Move a release on after one of its deployments ended (the sweeper retries failures)."""
     try:
-        release = _releases(ctx).advance(release_id, ctx.sender, ctx.clock())
+        release = _releases(ctx).advance(release_id, ctx.sender, ctx.clock)
     except Exception:  # the sweeper advances active releases too; never fail the step here
         log.exception("could not advance the release", release_id=release_id)
         return

@@ -1,8 +1,15 @@
 """The contract between producers and workers: what crosses Redis, and nothing else.
 
 Both sides import this package; it imports neither of them (only pydantic, PyYAML and
-redis-py). It holds the job models (:mod:`.jobs`, :mod:`.fargate_spec`), image references
-(:mod:`.images`), the deployment record (:mod:`.records`) and its Redis store (:mod:`.store`),
-the enumerations (:mod:`.enums`), task names and Redis keys (:mod:`.names`), and the sending of
-a step message (:mod:`.dispatch`). See docs/architecture.md.
+redis-py). It holds:
+
+* the jobs: :mod:`.jobs` (update-existing), :mod:`.fargate_spec` (create-Fargate),
+  :mod:`.releases` (many services in waves), with :mod:`.images` and :mod:`.patterns`;
+* the deployment record (:mod:`.records`) and its Redis store (:mod:`.store`), the release
+  record's store (:mod:`.release_store`), and worker heartbeats (:mod:`.workers`);
+* the enumerations (:mod:`.enums`), task names and Redis keys (:mod:`.names`);
+* sending a step message (:mod:`.dispatch`, with the Celery-free ``RedisTaskSender``);
+* the pure template renderer of Fargate specs (:mod:`.stack_template`).
+
+See docs/architecture.md.
 """

@@ -183,13 +183,20 @@ class ReleaseStore:
 
         return compare_and_set(self._r, self.key(release_id), step, self._ttl, finished)
 
-    def advance(self, release_id: str, sender: TaskSender, now: float) -> ReleaseRecord | None:
+    def advance(
+        self, release_id: str, sender: TaskSender, clock: Callable[[], float]
+    ) -> ReleaseRecord | None:
         """Record the ends of the current wave's deployments; when all have ended, start the
-        next wave (or give the release its verdict). Safe to call any number of times."""
+        next wave (or give the release its verdict). Safe to call any number of times.
+
+        ``clock`` is read on every attempt: an attempt retried after losing a race must not
+        stamp the next wave with a time from before the ends it saw.
+        """
         started: list[ReleaseRecord] = []
 
         def step(release: ReleaseRecord) -> ReleaseRecord | None:
             started.clear()
+            now = clock()
             current = release.waves[release.wave]
             outcomes = dict(release.outcomes)
             for deployment_id in current:

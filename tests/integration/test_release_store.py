@@ -63,20 +63,20 @@ def test_the_next_wave_starts_only_when_this_one_ended(client: redis.Redis) -> N
     (third,) = release.waves[1]
     assert records.get(third) is None  # later waves are not created yet
     _end(records, first, DeploymentState.SUCCEEDED)
-    assert releases.advance(RELEASE, sender, now=2.0).wave == 0  # type: ignore[union-attr]
+    assert releases.advance(RELEASE, sender, clock=lambda: 2.0).wave == 0  # type: ignore[union-attr]
     assert sender.sent == []
     _end(records, second, DeploymentState.SUPERSEDED)  # carried by a newer one: fine
-    moved = releases.advance(RELEASE, sender, now=3.0)
+    moved = releases.advance(RELEASE, sender, clock=lambda: 3.0)
     assert moved is not None
     assert moved.wave == 1
     assert [args for _, args in sender.sent] == [[third, 0]]
     created = records.get(third)
     assert created is not None
     assert created.release_id == RELEASE
-    releases.advance(RELEASE, sender, now=4.0)
+    releases.advance(RELEASE, sender, clock=lambda: 4.0)
     assert len(sender.sent) == 1
     _end(records, third, DeploymentState.SUCCEEDED)
-    done = releases.advance(RELEASE, sender, now=5.0)
+    done = releases.advance(RELEASE, sender, clock=lambda: 5.0)
     assert done is not None
     assert done.state is ReleaseState.SUCCEEDED
     assert releases.active() == []
@@ -89,7 +89,7 @@ def test_fail_fast_stops_at_a_failed_wave(client: redis.Redis) -> None:
     first, second = release.waves[0]
     _end(records, first, DeploymentState.ROLLED_BACK)
     _end(records, second, DeploymentState.SUCCEEDED)
-    done = releases.advance(RELEASE, Sender(), now=2.0)
+    done = releases.advance(RELEASE, Sender(), clock=lambda: 2.0)
     assert done is not None
     assert done.state is ReleaseState.FAILED
     assert "1 not started" in (done.reason or "")
@@ -103,11 +103,11 @@ def test_continue_on_failure_runs_every_wave_then_fails(client: redis.Redis) -> 
     first, second = release.waves[0]
     _end(records, first, DeploymentState.FAILED)
     _end(records, second, DeploymentState.SUCCEEDED)
-    moved = releases.advance(RELEASE, Sender(), now=2.0)
+    moved = releases.advance(RELEASE, Sender(), clock=lambda: 2.0)
     assert moved is not None
     assert moved.wave == 1
     _end(records, release.waves[1][0], DeploymentState.SUCCEEDED)
-    done = releases.advance(RELEASE, Sender(), now=3.0)
+    done = releases.advance(RELEASE, Sender(), clock=lambda: 3.0)
     assert done is not None
     assert done.state is ReleaseState.FAILED
     assert done.summary() == {"failed": 1, "succeeded": 2}
@@ -120,7 +120,7 @@ def test_a_cancelled_release_starts_no_further_wave(client: redis.Redis) -> None
     releases.request_cancel(RELEASE, now=1.5)
     for deployment_id in release.waves[0]:
         _end(records, deployment_id, DeploymentState.CANCELLED)
-    done = releases.advance(RELEASE, Sender(), now=2.0)
+    done = releases.advance(RELEASE, Sender(), clock=lambda: 2.0)
     assert done is not None
     assert done.state is ReleaseState.CANCELLED
     assert records.get(release.waves[1][0]) is None
