@@ -7,7 +7,8 @@ Control API (JSON, same port as the AWS endpoint)::
                                 "active_stack_operations": M}
     GET    /_localaws/faults   the faults in force
     POST   /_localaws/faults   {"throttle": 0.3, "server_error": 0.05, "latency_ms": 20,
-                                "operations": ["DescribeServices"]}   (every field optional)
+                                "operations": ["DescribeServices"], "seed": 7}
+                               (every field optional; a seed makes the faults reproducible)
     DELETE /_localaws/faults   no faults
     GET    /_localaws/limits   {"enabled": false, "scale": 1.0, "buckets": [...]}
     POST   /_localaws/limits   {"enabled": true, "scale": 10}
@@ -84,10 +85,11 @@ class LocalAwsApp:
         applies = faults.applies_to(operation)
         if applies and faults.latency_ms > 0:
             time.sleep(faults.latency_ms / 1000)
-        if applies and world.chance(faults.throttle):
+        fault = world.draw_fault(faults) if applies else None
+        if fault == "throttle":
             world.count("throttled", operation)
             return _aws_error(start_response, 400, "ThrottlingException", "Rate exceeded")
-        if applies and world.chance(faults.server_error):
+        if fault == "server_error":
             world.count("server_errors", operation)
             return _aws_error(start_response, 500, "ServerException", "Service unavailable")
         if not world.within_limits(_account(environ), _region(environ), operation):

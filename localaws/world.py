@@ -32,20 +32,26 @@ class Faults:
     """Faults injected into ECS requests, as set through ``POST /_localaws/faults``."""
 
     throttle: float = 0.0  # fraction of requests answered with ThrottlingException
-    server_error: float = 0.0  # fraction answered with HTTP 500 ServerException
+    server_error: float = 0.0  # fraction answered with HTTP 500 ServerException (of all requests)
     latency_ms: float = 0.0  # added before each request is handled
     operations: frozenset[str] | None = None  # None: every ECS operation
+    # Reseeds the fault dice when set, so a test's sequence of injected faults is reproducible:
+    # requests are handled one at a time, so the n-th ECS request meets the same fate every run.
+    seed: int | None = None
 
     @classmethod
     def from_json(cls, payload: Any) -> Faults:
         """Validate a control API payload; unknown or ill-typed fields raise ControlError."""
         if not isinstance(payload, dict):
             raise ControlError("faults must be a JSON object")
-        unknown = sorted(set(payload) - {"throttle", "server_error", "latency_ms", "operations"})
+        known = {"throttle", "server_error", "latency_ms", "operations", "seed"}
+        unknown = sorted(set(payload) - known)
         if unknown:
             raise ControlError(f"unknown field(s): {', '.join(unknown)}")
         throttle = _fraction(payload, "throttle")
         server_error = _fraction(payload, "server_error")
+        if throttle + server_error > 1:
+            raise ControlError("throttle + server_error must not exceed 1")
         latency = payload.get("latency_ms", 0)
         if isinstance(latency, bool) or not isinstance(latency, int | float) or latency < 0:
             raise ControlError("latency_ms must be a number >= 0")
@@ -54,11 +60,15 @@ class Faults:
             not isinstance(operations, list) or not all(isinstance(o, str) for o in operations)
         ):
             raise ControlError("operations must be a list of ECS operation names, or null")
+        seed = payload.get("seed")
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+            raise ControlError("seed must be an integer, or null")
         return cls(
             throttle=throttle,
             server_error=server_error,
             latency_ms=float(latency),
             operations=frozenset(operations) if operations is not None else None,
+            seed=seed,
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -68,6 +78,7 @@ class Faults:
             "server_error": self.server_error,
             "latency_ms": self.latency_ms,
             "operations": sorted(self.operations) if self.operations is not None else None,
+            "seed": self.seed,
         }
 
     def applies_to(self, operation: str) -> bool:
@@ -198,8 +209,11 @@ class World:
         return self._faults
 
     def set_faults(self, faults: Faults) -> None:
-        """Replace the faults in force."""
-        self._faults = faults
+        """Replace the faults in force; a seed restarts the fault dice from it."""
+        with self._control_lock:
+            self._faults = faults
+            if faults.seed is not None:
+                self._random.seed(faults.seed)
 
     @property
     def limits(self) -> Limits:
@@ -212,12 +226,21 @@ class World:
             self._limits = limits
             self._buckets = TokenBuckets(limits.scale) if limits.enabled else None
 
-    def chance(self, probability: float) -> bool:
-        """True with the given probability (thread-safe)."""
-        if probability <= 0:
-            return False
+    def draw_fault(self, faults: Faults) -> str | None:
+        """Roll once for one request: "throttle", "server_error" or None (thread-safe).
+
+        One draw per request, so with a seed the n-th request meets the same fate in every run,
+        however concurrent requests interleave.
+        """
+        if faults.throttle <= 0 and faults.server_error <= 0:
+            return None
         with self._control_lock:
-            return self._random.random() < probability
+            roll = self._random.random()
+        if roll < faults.throttle:
+            return "throttle"
+        if roll < faults.throttle + faults.server_error:
+            return "server_error"
+        return None
 
     def within_limits(self, account: str, region: str, operation: str) -> bool:
         """Spend a token for this call; False means AWS would throttle it."""

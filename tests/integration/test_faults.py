@@ -43,7 +43,9 @@ def test_throttling_and_server_errors_do_not_fail_or_double_deployments(
     start_worker("w1")
     start_worker("w2")
     control(stack, "DELETE", "stats")
-    control(stack, "POST", "faults", {"throttle": 0.3, "server_error": 0.05})
+    # Seed 7 answers the first ECS request with a 5xx and throttles the second, so every run
+    # injects both faults; the rest of the sequence is random at the stated rates.
+    control(stack, "POST", "faults", {"throttle": 0.3, "server_error": 0.05, "seed": 7})
     try:
         client = ConveyorClient(Settings(redis_url=stack.redis_url))  # type: ignore[arg-type]
         ids = [

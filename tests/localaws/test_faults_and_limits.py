@@ -84,7 +84,36 @@ def test_server_errors_are_injected_and_counted(aws: Aws) -> None:
         "server_error": 0.0,
         "latency_ms": 0.0,
         "operations": None,
+        "seed": None,
     }
+
+
+def test_a_seed_makes_the_sequence_of_faults_reproducible(aws: Aws) -> None:
+    """The same seed gives the n-th ECS request the same fate in every run, also when the
+    requests come from several threads at once; a different seed gives another sequence."""
+    ecs = client(aws.url, "ecs", NO_RETRIES)
+
+    def fates(seed: int, threads: int) -> list[str]:
+        aws.control("DELETE", "stats")
+        aws.control("POST", "faults", {"throttle": 0.3, "server_error": 0.2, "seed": seed})
+
+        def call(_: int) -> str:
+            try:
+                ecs.list_clusters()
+            except ClientError as error:
+                return str(error.response["Error"]["Code"])
+            return "ok"
+
+        with ThreadPoolExecutor(max_workers=threads) as pool:
+            outcomes = list(pool.map(call, range(60)))
+        stats = aws.control("GET", "stats")[1]
+        assert stats["throttled"].get("ListClusters", 0) == outcomes.count("ThrottlingException")
+        return sorted(outcomes)
+
+    first = fates(seed=11, threads=1)
+    assert fates(seed=11, threads=6) == first
+    assert {"ok", "ThrottlingException", "ServerException"} <= set(first)
+    assert fates(seed=12, threads=1) != first
 
 
 def test_token_buckets_throttle_a_burst_of_registrations(aws: Aws) -> None:
@@ -125,6 +154,12 @@ def test_control_api_rejects_bad_input_naming_the_field(aws: Aws) -> None:
     status, body = aws.control("POST", "faults", {"throttle": 2})
     assert status == 400
     assert "throttle" in body["message"]
+    status, body = aws.control("POST", "faults", {"throttle": 0.6, "server_error": 0.5})
+    assert status == 400
+    assert "throttle + server_error" in body["message"]
+    status, body = aws.control("POST", "faults", {"seed": "7"})
+    assert status == 400
+    assert "seed" in body["message"]
     status, body = aws.control("POST", "limits", {"enabled": "yes"})
     assert status == 400
     assert "enabled" in body["message"]
