@@ -117,10 +117,11 @@ class Settings(BaseSettings):
         "raised, or a local AWS that emulates them scaled).",
     )
     rate_limit_max_wait: float = Field(
-        default=10.0,
+        default=2.0,
         gt=0,
-        description="Longest a step waits for a token; past it the step is retried when the "
-        "token is due, freeing the worker meanwhile.",
+        description="Longest a step waits for a token inside its worker slot; past it the step "
+        "is retried when the token is due, freeing the slot meanwhile (a register step keeps "
+        "its place in line: its token is booked up to 10 minutes ahead).",
     )
     aws_region: str | None = Field(
         default=None,

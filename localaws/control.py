@@ -34,6 +34,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from moto.core.models import DEFAULT_ACCOUNT_ID
+from moto.iam.models import get_account_id_from
 
 from localaws.limits import ECS_RATE_LIMITS
 from localaws.world import ControlError, Faults, Limits, RevisionSeed, World
@@ -46,6 +47,7 @@ StartResponse = Callable[..., Any]
 WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 
 _REGION_IN_CREDENTIAL = re.compile(r"Credential=[^/,\s]+/\d{8}/([a-z0-9-]+)/")
+_ACCESS_KEY_IN_CREDENTIAL = re.compile(r"Credential=([^/,\s]+)/")
 
 
 class LocalAwsApp:
@@ -218,7 +220,15 @@ def _aws_error(start_response: StartResponse, status: int, code: str, message: s
 
 
 def _account(environ: dict[str, Any]) -> str:
-    return str(environ.get("HTTP_X_MOTO_ACCOUNT_ID") or DEFAULT_ACCOUNT_ID)
+    """The account a request acts in, as moto decides it: its header, else its access key
+    (credentials from STS AssumeRole belong to the role's account), else the default one."""
+    header = environ.get("HTTP_X_MOTO_ACCOUNT_ID")
+    if header:
+        return str(header)
+    match = _ACCESS_KEY_IN_CREDENTIAL.search(environ.get("HTTP_AUTHORIZATION", ""))
+    if match is None:
+        return DEFAULT_ACCOUNT_ID
+    return str(get_account_id_from(match.group(1)))
 
 
 def _region(environ: dict[str, Any]) -> str:

@@ -148,11 +148,12 @@ def create_services(
     breaker: bool = True,
     tags: list[dict[str, str]] | None = None,
     desired: int = 2,
+    account: str | None = None,
 ) -> list[str]:
     """Create steady EC2 services (a task definition family each) on a running local AWS.
 
     Waits, through the ``services_stable`` waiter, until every service has COMPLETED its first
-    rollout; returns ``names``.
+    rollout; returns ``names``. ``account`` creates them (and the cluster) in another account.
     """
     import boto3
 
@@ -164,6 +165,13 @@ def create_services(
         aws_access_key_id="testing",
         aws_secret_access_key="testing",  # noqa: S106 - moto accepts any credentials
     )
+    if account is not None:
+
+        def in_account(request: Any, **_: Any) -> None:
+            request.headers["x-moto-account-id"] = account
+
+        ecs.meta.events.register("before-sign.ecs.*", in_account)
+        ecs.create_cluster(clusterName=cluster)
     for name in names:
         ecs.register_task_definition(
             family=name,

@@ -196,7 +196,10 @@ async def execute(
             # the step's attempts and leaves no entry in the step log, only the progress line.
             progress = record.progress.model_copy(update={"latest_event": exc.message})
             waiting = record.model_copy(update={"progress": progress})
-            return Transition(waiting, record.step, countdown=exc.retry_after + random.random())
+            # A step holding a ticket comes back when its token is due, not a moment later (the
+            # token is spent on time or not at all); one in line again is spread out a little.
+            countdown = exc.retry_after + (0.0 if exc.ticket is not None else random.random())
+            return Transition(waiting, record.step, countdown=countdown)
         if record.deadline is not None and now >= record.deadline:
             log.error("deadline passed while retrying", code=exc.code, error=exc.message)
             timeout = TransientError(f"timed out while retrying: {exc.message}", exc.code)

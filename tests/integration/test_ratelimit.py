@@ -121,6 +121,61 @@ def test_a_short_wait_is_waited_for_in_order(client: redis.Redis) -> None:
     assert 0.1 <= waits[2] <= 0.25
 
 
+def test_a_token_due_later_is_booked_as_a_ticket(client: redis.Redis) -> None:
+    """reserve() books a token due past max_wait and hands back its due time as a ticket; the
+    next caller books the token after it. Coming back with the ticket takes nothing more from
+    the bucket, and the call it was booked for uses it."""
+    buckets = {OPERATION: Bucket(burst=1, refill_per_second=2.0)}
+    limiter = RateLimiter(
+        client, account="1", region="r", buckets=buckets, max_wait=0.2, margin=0.0
+    )
+    first_wait = asyncio.run(limiter.reserve(OPERATION))  # the burst's token
+    assert first_wait == 0.0
+    asyncio.run(limiter.acquire(OPERATION))  # spends it
+    tickets = []
+    for _ in range(2):
+        with pytest.raises(AwsUnavailableError) as info:
+            asyncio.run(limiter.reserve(OPERATION))
+        assert info.value.code == "RateLimited"
+        assert info.value.ticket is not None
+        tickets.append(info.value.ticket)
+        assert abs(info.value.retry_after - (info.value.ticket - time.time())) < 0.1
+    assert 0.4 <= tickets[1] - tickets[0] <= 0.6  # booked in order, one refill apart
+
+    # Too early: the same ticket comes back, and nothing else is booked.
+    with pytest.raises(AwsUnavailableError) as early:
+        asyncio.run(limiter.reserve(OPERATION, tickets[1]))
+    assert early.value.ticket == tickets[1]
+    before = client.hgetall(limiter.key(OPERATION) or "")
+
+    async def honour() -> float:
+        await asyncio.sleep(max(0.0, tickets[0] - time.time() - 0.1))
+        waited = await limiter.reserve(OPERATION, tickets[0])
+        await limiter.acquire(OPERATION)  # the booked call: no token taken, no wait
+        return waited
+
+    assert asyncio.run(honour()) <= 0.2
+    assert time.time() >= tickets[0]
+    assert client.hgetall(limiter.key(OPERATION) or "") == before
+
+
+def test_a_ticket_is_booked_no_further_ahead_than_the_horizon(client: redis.Redis) -> None:
+    """Past TICKET_HORIZON nothing is booked: the step is simply retried later."""
+    from worker.aws.ratelimit import TICKET_HORIZON
+
+    buckets = {OPERATION: Bucket(burst=1, refill_per_second=1 / (TICKET_HORIZON + 60))}
+    limiter = RateLimiter(
+        client, account="1", region="r", buckets=buckets, max_wait=0.2, margin=0.0
+    )
+    asyncio.run(limiter.acquire(OPERATION))
+    before = client.hgetall(limiter.key(OPERATION) or "")
+    with pytest.raises(AwsUnavailableError) as info:
+        asyncio.run(limiter.reserve(OPERATION))
+    assert info.value.ticket is None
+    assert info.value.retry_after > TICKET_HORIZON
+    assert client.hgetall(limiter.key(OPERATION) or "") == before
+
+
 def test_a_margin_keeps_the_bucket_behind_aws_own(client: redis.Redis) -> None:
     """AWS counts a call when it arrives, a little after the grant: after the burst, the next
     token is due the margin later than the arithmetic says (a full bucket still grants at
@@ -214,3 +269,67 @@ def test_a_fleet_under_aws_real_limits_is_not_throttled(
     }
     assert throttled <= 2, stats["throttled"]
     assert stats["calls"].get("RegisterTaskDefinition", 0) <= len(names) + 2
+
+
+def test_a_busy_account_does_not_delay_another(
+    stack: Stack, start_worker: Callable[[str], Worker], figures: dict[str, object]
+) -> None:
+    """36 services of one account, then 3 of another (through an assumed role), under AWS's
+    real buckets. The first account's registers past its burst of 20 are booked as tickets,
+    a second apart, without holding worker slots; so the second account's deployments run at
+    once instead of queueing behind them, and neither account is throttled."""
+    from localaws.testing import control
+
+    other = "222222222222"
+    busy = [f"busy-{uuid.uuid4().hex[:6]}-{i}" for i in range(36)]
+    quiet = [f"quiet-{uuid.uuid4().hex[:6]}-{i}" for i in range(3)]
+    container = {"name": "app", "image": "registry.local:5000/team/app:1.0.0", "memory": 128}
+    create_services(stack.endpoint, busy, containers=[container], desired=1)
+    create_services(stack.endpoint, quiet, containers=[container], desired=1, account=other)
+    # A step time limit long enough for the limiter's in-slot wait to be its default.
+    stack.env.update({"CONVEYOR_STEP_TIME_LIMIT": "30", "CONVEYOR_RECOVERY_GRACE": "45"})
+    start_worker("w1")
+    start_worker("w2")
+    assert control(stack.endpoint, "POST", "limits", {"enabled": True, "scale": 1})[0] == 200
+    control(stack.endpoint, "DELETE", "stats")
+    try:
+        client = ConveyorClient(Settings(redis_url=stack.redis_url))  # type: ignore[arg-type]
+
+        def job(name: str, role: str | None) -> UpdateServiceJob:
+            return UpdateServiceJob(
+                cluster="demo",
+                service=name,
+                images=(ImageUpdate(container="app", image=":2.0.0"),),
+                role_arn=role,
+            )
+
+        started = time.time()
+        busy_ids = [client.enqueue(job(n, None)).id for n in busy]
+        role = f"arn:aws:iam::{other}:role/deployer"
+        quiet_ids = [client.enqueue(job(n, role)).id for n in quiet]
+        busy_records = [client.wait(i, timeout=300, interval=0.5) for i in busy_ids]
+        quiet_records = [client.wait(i, timeout=300, interval=0.5) for i in quiet_ids]
+        _, stats = control(stack.endpoint, "GET", "stats")
+    finally:
+        control(stack.endpoint, "DELETE", "limits")
+
+    def updated(record: Any) -> float:
+        return next(s.at for s in record.steps if s.step == "update" and s.status == "completed")
+
+    assert [r.state.value for r in busy_records + quiet_records] == ["succeeded"] * 39, [
+        (r.service, r.state, r.reason) for r in busy_records + quiet_records
+    ]
+    last_quiet = max(updated(r) for r in quiet_records)
+    busy_after = sorted(updated(r) for r in busy_records if updated(r) > last_quiet)
+    figures["busy_and_quiet_accounts"] = {
+        "busy_services": len(busy),
+        "quiet_services": len(quiet),
+        "quiet_updated_by_s": round(last_quiet - started, 1),
+        "busy_updated_by_s": round(max(updated(r) for r in busy_records) - started, 1),
+        "busy_updates_after_the_quiet_ones": len(busy_after),
+        "throttled": sum(stats["throttled"].values()),
+    }
+    # The busy account's registers past its burst come a second apart, for about 16 s: the
+    # quiet account's deployments are all updated before most of them, not after the queue.
+    assert len(busy_after) >= 8, figures["busy_and_quiet_accounts"]
+    assert sum(stats["throttled"].values()) <= 2, stats["throttled"]

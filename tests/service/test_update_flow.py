@@ -630,3 +630,54 @@ def test_waiting_for_a_rate_limit_token_uses_no_attempts(ecs: FakeEcs) -> None:
         assert "7.0 s more" in (t.record.progress.latest_event or "")
     t = asyncio.run(execute(_ctx_at(clock), _gw(ecs), registering))
     assert t.next_step is Step.UPDATE
+
+
+class BookingEcs(FakeEcs):
+    """A fake whose register bucket is booked up: the first reserve books a ticket."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tickets: list[float | None] = []
+
+    async def reserve(self, operation: str, ticket: float | None = None) -> None:
+        self.tickets.append(ticket)
+        if ticket is None:
+            error = AwsUnavailableError("register bucket used up", "RateLimited")
+            error.retry_after, error.ticket = 7.5, 2007.5
+            raise error
+
+
+def test_a_register_step_keeps_its_booked_token_while_away() -> None:
+    """A register step whose token is due later gives up its slot with no attempt used, comes
+    back exactly when the token is due, and shows the ticket instead of queueing again; once
+    spent, the ticket is cleared so a later retry queues normally."""
+    from worker.services.update_flow import REGISTER_TICKET, MemoryNotes
+
+    ecs = BookingEcs()
+    described = json.loads(FIXTURE.read_text())
+    ecs.add_service("demo", "web", ecs.add_task_definition(described["taskDefinition"], []))
+    notes = MemoryNotes()
+    ctx = StepContext(
+        store=None,
+        redis=None,
+        sender=None,
+        clock=Clock(),  # type: ignore[arg-type]
+        poll_interval=5,
+        recovery_grace=60,
+        step_time_limit=60,
+        max_step_attempts=3,
+        notes=notes,
+    )
+    record = record_for().model_copy(update={"step": Step.REGISTER, "family": "web"})
+    away = asyncio.run(execute(ctx, _gw(ecs), record))
+    assert away.next_step is Step.REGISTER
+    assert away.countdown == 7.5  # no jitter: the token is booked for then
+    assert away.record.attempt == 0
+    assert notes.get("dep-1", REGISTER_TICKET) == "2007.5"
+    assert ecs.calls == []  # not even the reads before the register
+
+    back = asyncio.run(execute(ctx, _gw(ecs), away.record))
+    assert back.next_step is Step.UPDATE
+    assert ecs.tickets == [None, 2007.5]
+    assert notes.get("dep-1", REGISTER_TICKET) == ""
+    assert ecs.calls.count("RegisterTaskDefinition") == 1

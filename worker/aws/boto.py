@@ -138,10 +138,10 @@ class BotoEcsGateway:
         services = answer.get("services", [])
         return dict(services[0]) if services else None
 
-    async def reserve(self, operation: str) -> None:
+    async def reserve(self, operation: str, ticket: float | None = None) -> None:
         """Take the token of the next ``operation`` call now (nothing without a limiter)."""
         if self.limiter is not None:
-            await self.limiter.reserve(operation)
+            await self.limiter.reserve(operation, ticket)
 
     @_aws_call("DescribeServices")
     async def describe_services(self, cluster: str, services: list[str]) -> dict[str, Any]:

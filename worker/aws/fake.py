@@ -350,7 +350,7 @@ class FakeEcs:
             raise _service_not_found(operation)
         return found
 
-    async def reserve(self, operation: str) -> None:
+    async def reserve(self, operation: str, ticket: float | None = None) -> None:
         """See EcsGateway. The fake has no rate limits."""
 
     async def describe_services(self, cluster: str, services: list[str]) -> dict[str, Any]:

@@ -16,8 +16,11 @@ class EcsGateway(Protocol):
         """Return DescribeServices' entry for the service, or None when it does not exist."""
         ...
 
-    async def reserve(self, operation: str) -> None:
-        """Take the rate-limit token of the next call of ``operation`` now (see RateLimiter)."""
+    async def reserve(self, operation: str, ticket: float | None = None) -> None:
+        """Take the rate-limit token of the next call of ``operation`` now (see RateLimiter).
+
+        ``ticket`` is the due time of a token an earlier run of the step reserved.
+        """
         ...
 
     async def describe_services(self, cluster: str, services: list[str]) -> dict[str, Any]:

@@ -5,10 +5,11 @@ every AWS call of every worker first takes a token from a bucket kept in Redis, 
 script on Redis's own clock: a call that finds a token costs one round trip and no wait. A call
 that finds none reserves the next token and sleeps until it is due (so waiting callers are
 served in order, and N workers on M machines together never exceed the refill rate); when that
-would take longer than ``max_wait``, the step gives up its place and is retried after the wait,
-so that a worker never sits in a step for long. A small margin (``margin`` seconds of refill, at
-most one token) keeps this bucket a little behind AWS's own, which starts counting each call
-only when it arrives.
+would take longer than ``max_wait``, the step gives up its slot and is retried after the wait,
+so that a worker never sits in a step for long; a step that reserves its scarce token ahead
+(``reserve``) keeps its place in line as a ticket while it is away. A small margin (``margin``
+seconds of refill, at most one token) keeps this bucket a little behind AWS's own, which starts
+counting each call only when it arrives.
 
 Throttling that still happens (another tool in the same account, a mis-sized bucket) is retried
 by botocore with backoff and counted per operation (:func:`count_throttle`).
@@ -17,6 +18,7 @@ by botocore with backoff and counted per operation (:func:`count_throttle`).
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -28,6 +30,9 @@ from worker.domain.errors import AwsUnavailableError, TransientError
 
 BUCKET_KEY = KEY_PREFIX + "ratelimit:{account}:{region}:{bucket}"
 THROTTLES_KEY = KEY_PREFIX + "aws:throttled"  # hash: operation -> throttles seen
+# How far ahead ``reserve`` books a token for a step that then waits outside its worker slot:
+# well inside the broker's visibility timeout (an hour), so the delayed step is not redelivered.
+TICKET_HORIZON = 600.0
 
 # Returns the milliseconds to wait for the token it reserved (0: one was there), or minus the
 # wait when that exceeds ARGV[3] (nothing is reserved then). A token counts as there only with
@@ -110,16 +115,36 @@ class RateLimiter:
             return None
         return BUCKET_KEY.format(account=self._account, region=self._region, bucket=spec.name)
 
-    async def reserve(self, operation: str) -> float:
+    async def reserve(self, operation: str, ticket: float | None = None) -> float:
         """Take the token of the next ``operation`` call now, before the calls that lead to it.
 
         A step that can only act when a scarce token is there (RegisterTaskDefinition: one a
         second) reserves it first, so that while it waits its turn it spends no calls on the
         reads before the act. The next ``acquire`` of that operation uses the reserved token.
+
+        When the token is due later than ``max_wait``, it is still reserved, up to
+        ``TICKET_HORIZON`` ahead: the step then raises a RateLimited error carrying the due time
+        as its ``ticket``, gives up its worker slot, and comes back at that time with the ticket,
+        which this method honours without queueing again. So a backlog of hundreds of
+        deployments in one account costs each of them one early run, holds no worker slot while
+        it waits, and is served in order, and deployments to other accounts pass it by.
         """
-        waited = await self.acquire(operation)
+        if ticket is not None:
+            wait = ticket - time.time()
+            if wait > self._max_wait_ms / 1000:
+                raise _limited(operation, wait, ticket)
+        else:
+            wait_ms = await self._take(operation, int(TICKET_HORIZON * 1000))
+            wait = wait_ms / 1000
+            if wait_ms < 0:
+                raise _limited(operation, -wait, None)
+            if wait_ms > self._max_wait_ms:
+                raise _limited(operation, wait, time.time() + wait)
+        if wait > 0:
+            self.waited += wait
+            await asyncio.sleep(wait)
         self._prepaid[operation] = self._prepaid.get(operation, 0) + 1
-        return waited
+        return max(0.0, wait)
 
     async def acquire(self, operation: str) -> float:
         """Take a token for ``operation``, waiting for it when due soon; returns the wait.
@@ -130,19 +155,29 @@ class RateLimiter:
         if self._prepaid.get(operation):
             self._prepaid[operation] -= 1
             return 0.0
+        wait_ms = await self._take(operation, self._max_wait_ms)
+        if wait_ms < 0:
+            raise _limited(operation, -wait_ms / 1000, None)
+        if wait_ms:
+            self.waited += wait_ms / 1000
+            await asyncio.sleep(wait_ms / 1000)
+        return wait_ms / 1000
+
+    async def _take(self, operation: str, max_wait_ms: int) -> int:
+        """Run the bucket script: the wait in ms for the token it took (negative: none taken)."""
         bucket = self._buckets.get(operation)
         key = self.key(operation)
         if bucket is None or key is None:
-            return 0.0
+            return 0
         try:
             # One round trip; the script takes the token or reserves the next one.
-            wait_ms = int(
+            return int(
                 self._script(
                     keys=[key],
                     args=[
                         bucket.burst,
                         bucket.refill_per_second,
-                        self._max_wait_ms,
+                        max_wait_ms,
                         # The margin in tokens: ``margin`` seconds of refill, at most one token.
                         min(1.0, self._margin * bucket.refill_per_second),
                     ],
@@ -154,18 +189,19 @@ class RateLimiter:
                 f"({type(exc).__name__}); the step is retried",
                 "RedisUnavailable",
             ) from exc
-        if wait_ms < 0:
-            error = AwsUnavailableError(
-                f"{operation}: AWS's rate limit for this account and region is used up for "
-                f"{-wait_ms / 1000:.1f} s more; the step is retried then",
-                "RateLimited",
-            )
-            error.retry_after = -wait_ms / 1000
-            raise error
-        if wait_ms:
-            self.waited += wait_ms / 1000
-            await asyncio.sleep(wait_ms / 1000)
-        return wait_ms / 1000
+
+
+def _limited(operation: str, wait: float, ticket: float | None) -> AwsUnavailableError:
+    """The RateLimited error: retry after ``wait`` seconds, holding ``ticket`` when reserved."""
+    held = "; its token is reserved" if ticket is not None else ""
+    error = AwsUnavailableError(
+        f"{operation}: AWS's rate limit for this account and region is used up for "
+        f"{wait:.1f} s more{held}; the step is retried then",
+        "RateLimited",
+    )
+    error.retry_after = wait
+    error.ticket = ticket
+    return error
 
 
 def count_throttle(client: redis.Redis, operation: str) -> None:

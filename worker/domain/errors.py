@@ -60,6 +60,9 @@ class TransientError(ConveyorError):
 
     default_code: str = ErrorCode.TRANSIENT
     retry_after: float = 0.0
+    # When set, a rate-limit token is already reserved for the step, due at this wall time
+    # (time.time()); the step comes back then and passes it to ``reserve`` instead of queueing.
+    ticket: float | None = None
 
 
 class InvalidJobError(PermanentError):

@@ -31,7 +31,13 @@ from producers.contract.records import (
 )
 from producers.contract.stack_template import STACK_TAG
 from worker.aws.gateway import EcsGateway, family_of, revision_of
-from worker.domain.errors import ConveyorError, InvalidJobError, NotFoundError, PermanentError
+from worker.domain.errors import (
+    ConveyorError,
+    InvalidJobError,
+    NotFoundError,
+    PermanentError,
+    TransientError,
+)
 from worker.domain.planning import DEPLOYMENT_TAG, check_containers, plan_revision
 from worker.domain.verdict import History, Outcome, Verdict, judge, judge_history
 from worker.services.transitions import Transition, finish, rollback_budget, to_rollback
@@ -66,6 +72,10 @@ def validate_job(
         return load_update_job(record.job if payload is None else payload)
     except ValidationError as exc:
         raise InvalidJobError("invalid job: " + "; ".join(describe_validation_error(exc))) from exc
+
+
+# The attempt note holding the due time of the register token a step booked ahead.
+REGISTER_TICKET = "register-ticket"
 
 
 class AttemptNotes(Protocol):
@@ -229,8 +239,18 @@ class UpdateFlow:
         container must be in it, or the job fails before anything changes.
         """
         # The register bucket (one a second) is the scarce one: wait for its token before
-        # reading anything, so a step waiting its turn spends no calls.
-        await self._ecs.reserve("RegisterTaskDefinition")
+        # reading anything, so a step waiting its turn spends no calls. A token due later is
+        # booked as a ticket, noted for the step's next run, which honours it.
+        ticket = self._notes.get(record.id, REGISTER_TICKET) or None
+        try:
+            await self._ecs.reserve("RegisterTaskDefinition", float(ticket) if ticket else None)
+        except TransientError as limited:
+            if limited.ticket is not None and str(limited.ticket) != ticket:
+                self._notes.put(record.id, REGISTER_TICKET, str(limited.ticket))
+            raise
+        if ticket:
+            # Spent: a later re-run of this step (a 5xx, a crash) queues for a token again.
+            self._notes.put(record.id, REGISTER_TICKET, "")
         noted = self._notes.get(record.id, "base") if self._rerun else None
         if noted is None:
             family = _required(record.family, "family", "register")
