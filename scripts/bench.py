@@ -9,6 +9,11 @@ same fleet (FLEET services, 2 tasks each) is deployed, side by side, by:
 * the PyPI tool ecs-deploy, one service at a time and 8 at once, with its default settings;
 * a plain boto3 script (register, update, the SDK's services_stable waiter), 8 at once.
 
+``--systems conveyor-accounts --accounts 3`` instead spreads the fleet over that many accounts
+(shares 3:2:1 for three; the local AWS keeps accounts and their buckets apart; Conveyor reaches
+the others through assumed roles) and reports, per account, when its last service finished
+against that account's own bound.
+
 Before each system the local AWS and Redis are reset and the fleet is created afresh. Prints one
 table and writes docs/bench/latest.json and docs/bench/latest.png.
 
@@ -47,6 +52,7 @@ from producers.client import ConveyorClient
 from producers.contract.jobs import ImageUpdate, UpdateServiceJob
 
 CLUSTER = "bench"
+DEFAULT_ACCOUNT = "123456789012"  # the local AWS's own account (moto's default)
 REGISTER_BURST, REGISTER_RATE = 20, 1.0  # the bucket that bounds a fleet update
 ALL_SYSTEMS = (
     "conveyor-1",
@@ -74,11 +80,26 @@ class Result:
     min_calls_per_deployment: float
     bound_s: float
     calls: dict[str, int] = field(default_factory=dict)
+    # conveyor-accounts only: per account, its services, last verdict (s) and bound (s)
+    accounts: list[dict[str, Any]] = field(default_factory=list)
 
 
 def bound_seconds(fleet: int, rollout: float) -> float:
     """The physical limit: the register bucket's burst, then its refill, then one rollout."""
     return max(0, fleet - REGISTER_BURST) / REGISTER_RATE + rollout
+
+
+def split_fleet(names: list[str], accounts: int) -> dict[str, list[str]]:
+    """Spread the fleet over ``accounts`` accounts, shares k:k-1:…:1 (the first the busiest)."""
+    ids = [DEFAULT_ACCOUNT] + [str(i) * 12 for i in range(2, accounts + 1)]
+    weights = list(range(accounts, 0, -1))
+    out: dict[str, list[str]] = {}
+    start = 0
+    for i, account in enumerate(ids):
+        size = round(len(names) * weights[i] / sum(weights)) if i < accounts - 1 else None
+        out[account] = names[start : None if size is None else start + size]
+        start += size or 0
+    return out
 
 
 def min_calls(rollout: float, poll: float) -> float:
@@ -112,6 +133,7 @@ class Bench:
         self.redis_url = redis_url
         self.args = args
         self.names = [f"svc-{i:04d}" for i in range(args.fleet)]
+        self.accounts: dict[str, list[str]] = {}  # account -> its services (multi-account runs)
         self.env = {
             **{k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "CONVEYOR_"))},
             **aws_env(endpoint),
@@ -133,21 +155,24 @@ class Bench:
             config=Config(max_pool_connections=32),
         )
 
-    def reset(self) -> None:
-        """A fresh account with a steady fleet, limits on, stats cleared, Redis empty."""
+    def reset(self, accounts: int = 1) -> None:
+        """Fresh accounts with a steady fleet, limits on, stats cleared, Redis empty."""
         control(self.endpoint, "POST", "reset")
         redis.Redis.from_url(self.redis_url).flushdb()
         self.ecs().create_cluster(clusterName=CLUSTER)
-        create_services(
-            self.endpoint,
-            self.names,
-            cluster=CLUSTER,
-            containers=[
-                {"name": "app", "image": "registry.local:5000/bench/app:1.0.0", "memory": 128},
-                {"name": "sidecar", "image": "registry.local:5000/bench/proxy:1", "memory": 64},
-            ],
-            desired=self.args.tasks,
-        )
+        self.accounts = split_fleet(self.names, accounts)
+        for account, names in self.accounts.items():
+            create_services(
+                self.endpoint,
+                names,
+                cluster=CLUSTER,
+                containers=[
+                    {"name": "app", "image": "registry.local:5000/bench/app:1.0.0", "memory": 128},
+                    {"name": "sidecar", "image": "registry.local:5000/bench/proxy:1", "memory": 64},
+                ],
+                desired=self.args.tasks,
+                account=None if account == DEFAULT_ACCOUNT else account,
+            )
         control(self.endpoint, "POST", "limits", {"enabled": True, "scale": 1})
         control(self.endpoint, "DELETE", "stats")
 
@@ -215,6 +240,53 @@ class Bench:
             worker.stop()
         ok = record.summary().get("succeeded", 0)
         return self.result(f"conveyor-{workers}", workers, wall, ok)
+
+    def conveyor_accounts(self) -> Result:
+        """The fleet over several accounts in one release (2 workers); per-account finish."""
+        running = self._workers(2)
+        services = []
+        for account, names in self.accounts.items():
+            role = None if account == DEFAULT_ACCOUNT else f"arn:aws:iam::{account}:role/deployer"
+            services += [
+                {"service": n, "images": {"app": ":1.1.0"}, **({"role_arn": role} if role else {})}
+                for n in names
+            ]
+        path = self.logs / "release-accounts.yaml"
+        path.write_text(
+            yaml.safe_dump({"release": "bench-accounts", "cluster": CLUSTER, "services": services})
+        )
+        client = ConveyorClient(Settings(redis_url=self.redis_url))  # type: ignore[arg-type]
+        started = time.time()
+        out = subprocess.run(
+            [str(VENV_BIN / "conveyor"), "release", "-f", str(path), "--no-wait"],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        record = client.wait_release(out.stdout.strip(), timeout=7200)
+        wall = time.time() - started
+        for worker in running:
+            worker.stop()
+        finished: dict[str, float] = {}
+        for deployment in client.release_deployments(record):
+            if deployment is not None and deployment.finished_at is not None:
+                finished[deployment.service] = deployment.finished_at - started
+        per_account: list[dict[str, Any]] = [
+            {
+                "account": account,
+                "services": len(names),
+                "last_verdict_s": round(max(finished.get(n, wall) for n in names), 1),
+                "bound_s": bound_seconds(len(names), self.args.rollout_seconds),
+            }
+            for account, names in self.accounts.items()
+        ]
+        result = self.result("conveyor-accounts", 2, wall, record.summary().get("succeeded", 0))
+        result.accounts = per_account
+        result.bound_s = max(
+            bound_seconds(len(n), self.args.rollout_seconds) for n in self.accounts.values()
+        )
+        return result
 
     def conveyor_shell_loop(self) -> Result:
         """One `conveyor update --no-wait` per service from a shell loop, then `conveyor wait`."""
@@ -373,6 +445,7 @@ def main() -> int:
     parser.add_argument("--poll", type=float, default=5.0)
     parser.add_argument("--systems", default=",".join(ALL_SYSTEMS))
     parser.add_argument("--latency-samples", type=int, default=10)
+    parser.add_argument("--accounts", type=int, default=3, help="for conveyor-accounts")
     parser.add_argument("--output", type=Path, default=ROOT / "docs" / "bench")
     args = parser.parse_args()
     systems = [s for s in args.systems.split(",") if s]
@@ -384,12 +457,13 @@ def main() -> int:
         "ecs-deploy-serial": lambda b: b.ecs_deploy(1),
         "ecs-deploy-8": lambda b: b.ecs_deploy(8),
         "boto3-8": lambda b: b.boto3_script(8),
+        "conveyor-accounts": Bench.conveyor_accounts,
     }
     results: list[Result] = []
     with run_redis() as redis_url, run_local_aws(rollout_seconds=args.rollout_seconds) as url:
         bench = Bench(url, redis_url, args)
         for system in systems:
-            bench.reset()
+            bench.reset(args.accounts if system == "conveyor-accounts" else 1)
             result = runners[system](bench)
             results.append(result)
             print(
@@ -397,8 +471,11 @@ def main() -> int:
                 f"  throttled {result.throttled:4}  calls/deployment {result.calls_per_deployment}",
                 flush=True,
             )
-        bench.reset()
-        latency, lag = bench.low_load(args.latency_samples)
+        latency: dict[str, float] = {}
+        lag: dict[str, float] = {}
+        if args.latency_samples > 0:
+            bench.reset()
+            latency, lag = bench.low_load(args.latency_samples)
     print()
     header = ("system", "wall s", "bound s", "ok", "throttled", "calls/dep", "min")
     print(f"{header[0]:22} " + " ".join(f"{h:>9}" for h in header[1:]))
@@ -407,6 +484,12 @@ def main() -> int:
             f"{r.system:22} {r.wall_s:9.1f} {r.bound_s:9.1f} {r.succeeded:9} {r.throttled:9} "
             f"{r.calls_per_deployment:9.2f} {r.min_calls_per_deployment:9.2f}"
         )
+    for r in results:
+        for a in r.accounts:
+            print(
+                f"  account {a['account']}: {a['services']} services, last verdict "
+                f"{a['last_verdict_s']} s, bound {a['bound_s']} s"
+            )
     print(f"enqueue to UpdateService (low load), ms: {latency}")
     print(f"verdict lag, ms: {lag}")
     print(f"worker RSS (2 workers: main and children), MB: {bench.rss}")
