@@ -1,24 +1,23 @@
-"""Flower configuration for Conveyor: authentication is not optional.
+"""Flower configuration for Conveyor (kept for ``--conf=deploy/flowerconfig.py``).
 
-Run: ``celery -A worker.app flower --conf=deploy/flowerconfig.py``, with
-``CONVEYOR_FLOWER_BASIC_AUTH=user:password`` (several pairs separated by commas). Flower refuses
-to start without it, rather than serve the task API (which shows job payloads) to anyone.
+Since ``celery -A worker.app flower`` already uses Conveyor's configuration and refuses to run
+without authentication (see ``config/flower.py``), passing this file is optional. It sets the
+same options: ``CONVEYOR_FLOWER_BASIC_AUTH=user:password[,…]`` (required),
+``CONVEYOR_FLOWER_ADDRESS`` and ``CONVEYOR_FLOWER_PORT``.
 """
 
 from __future__ import annotations
 
 import os
 
-_auth = os.environ.get("CONVEYOR_FLOWER_BASIC_AUTH", "")
-if not _auth or any(":" not in pair for pair in _auth.split(",")):
-    raise SystemExit(
-        "CONVEYOR_FLOWER_BASIC_AUTH must be set to user:password[,user2:password2]; "
-        "Conveyor's Flower does not run without authentication"
-    )
+from config.flower import REFUSAL, config_values
 
-basic_auth = _auth.split(",")
-address = os.environ.get("CONVEYOR_FLOWER_ADDRESS", "127.0.0.1")
-port = int(os.environ.get("CONVEYOR_FLOWER_PORT", "5555"))
-# Task arguments and results are deployment ids; still, keep them out of the UI by default.
-natural_time = True
-purge_offline_workers = 300
+_values = config_values(dict(os.environ))
+if "basic_auth" not in _values:
+    raise SystemExit(REFUSAL)
+
+basic_auth = _values["basic_auth"]
+address = _values["address"]
+port = _values["port"]
+natural_time = _values["natural_time"]
+purge_offline_workers = _values["purge_offline_workers"]

@@ -18,6 +18,7 @@ from celery import Celery, bootsteps
 from celery.signals import worker_process_init, worker_process_shutdown
 
 from config.celery import celery_config
+from config.flower import require_auth_for_flower
 from config.logging import configure_logging
 from config.settings import Settings
 from producers.contract.store import RecordStore, wall_clock
@@ -32,6 +33,8 @@ log = structlog.get_logger("conveyor.worker")
 
 app = Celery("conveyor")
 app.config_from_object(celery_config(settings))
+# `celery -A worker.app flower` imports this module first: Flower then runs only with auth.
+require_auth_for_flower()
 
 _redis: redis.Redis | None = None
 
