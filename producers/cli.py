@@ -472,6 +472,129 @@ def workers(as_json: bool) -> None:
     sys.exit(EXIT_OK if found else EXIT_UNAVAILABLE)
 
 
+_STATE_STYLE = {
+    "succeeded": "green",
+    "running": "cyan",
+    "queued": "blue",
+    "failed": "bold red",
+    "rolled_back": "red",
+    "cancelled": "yellow",
+    "superseded": "dim",
+}
+_LIST_STATES = sorted({*(s.value for s in DeploymentState), "running"})
+
+
+def _age(seconds: float) -> str:
+    """A short human duration: 42 s, 7 min, 3 h, 2 d."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 36 * 3600:
+        return f"{seconds / 3600:.0f} h"
+    return f"{seconds / 86400:.0f} d"
+
+
+@main.command(name="list")
+@click.option(
+    "--service", "services", multiple=True, help="Only these services (repeatable; 'api-*' works)."
+)
+@click.option(
+    "--state",
+    "states",
+    multiple=True,
+    type=click.Choice(_LIST_STATES),
+    help="Only deployments and releases in this state (repeatable).",
+)
+@click.option("--cluster", "clusters", multiple=True, help="Only this cluster (repeatable).")
+@click.option(
+    "--only",
+    type=click.Choice(["deployments", "releases"]),
+    default=None,
+    help="Show only deployments or only releases.",
+)
+@click.option(
+    "--limit", type=click.IntRange(1, 1000), default=20, show_default=True, help="Rows of each."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the records as JSON.")
+def list_(
+    services: tuple[str, ...],
+    states: tuple[str, ...],
+    clusters: tuple[str, ...],
+    only: str | None,
+    limit: int,
+    as_json: bool,
+) -> None:
+    """List recent deployments and releases, newest first."""
+    import time
+
+    from producers.client import ConveyorUnavailableError
+
+    client = _client()
+    try:
+        deployments = (
+            []
+            if only == "releases"
+            else client.list_deployments(
+                services=services, states=states, clusters=clusters, limit=limit
+            )
+        )
+        # Releases have no single service or cluster: filtering by those lists deployments.
+        releases = (
+            []
+            if only == "deployments" or services or clusters
+            else client.list_releases(states=states, limit=limit)
+        )
+    except ConveyorUnavailableError as exc:
+        _unavailable(str(exc))
+    if as_json:
+        data = {
+            "deployments": [r.model_dump(mode="json") for r in deployments],
+            "releases": [r.model_dump(mode="json", exclude={"jobs"}) for r in releases],
+        }
+        click.echo(json.dumps(data, indent=2, sort_keys=True))
+        return
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    # Piped output is read by people with grep: wide rows rather than wrapped cells.
+    console = Console(width=None if sys.stdout.isatty() else 240)
+    now = time.time()
+    if only != "releases":
+        table = Table("deployment", "service", "state", "step", "age", "took", "latest", title=None)
+        for r in deployments:
+            took = (r.finished_at or now) - r.created_at
+            latest = r.reason if r.terminal and r.reason else r.progress.latest_event or ""
+            # Names and ECS events are untrusted text: Text() keeps rich from reading markup.
+            table.add_row(
+                Text(r.id),
+                Text(f"{r.cluster}/{r.service}"),
+                Text(r.state.value, style=_STATE_STYLE.get(r.state.value, "")),
+                Text("" if r.terminal else r.step.value),
+                _age(now - r.created_at),
+                _age(took),
+                Text(latest[:80]),
+            )
+        if deployments:
+            console.print(table)
+        else:
+            click.echo("no deployments match", err=True)
+    if releases:
+        table = Table("release", "name", "state", "wave", "deployments", "age")
+        for rel in releases:
+            counts = ", ".join(f"{n} {state}" for state, n in sorted(rel.summary().items()))
+            table.add_row(
+                Text(rel.id),
+                Text(rel.name),
+                Text(rel.state.value, style=_STATE_STYLE.get(rel.state.value, "")),
+                f"{rel.wave + 1}/{len(rel.waves)}",
+                Text(counts),
+                _age(now - rel.created_at),
+            )
+        console.print(table)
+
+
 @main.command()
 @click.argument("deployment_id")
 @click.option("--json", "as_json", is_flag=True, help="Print the record as JSON.")

@@ -18,6 +18,7 @@
 from __future__ import annotations
 
 import contextlib
+import fnmatch
 import time
 import uuid
 from collections.abc import Callable
@@ -243,6 +244,43 @@ class ConveyorClient:
                 f"cannot reach Redis at {self.settings.redis_display}: {type(exc).__name__}"
             ) from exc
         return changed or self.status(deployment_id)
+
+    def list_deployments(
+        self,
+        *,
+        services: tuple[str, ...] = (),
+        states: tuple[str, ...] = (),
+        clusters: tuple[str, ...] = (),
+        limit: int = 20,
+    ) -> list[DeploymentRecord]:
+        """The newest deployments, newest first, filtered by service (shell-style patterns such
+        as ``api-*``), state and cluster; each filter matches any of its values."""
+
+        def keep(record: DeploymentRecord) -> bool:
+            return (
+                (not services or any(fnmatch.fnmatchcase(record.service, p) for p in services))
+                and (not states or record.state.value in states)
+                and (not clusters or record.cluster in clusters)
+            )
+
+        try:
+            return self._store.recent_matching(keep, limit=limit)
+        except redis.RedisError as exc:
+            raise ConveyorUnavailableError(
+                f"cannot reach Redis at {self.settings.redis_display}: {type(exc).__name__}"
+            ) from exc
+
+    def list_releases(
+        self, *, states: tuple[str, ...] = (), limit: int = 20
+    ) -> list[ReleaseRecord]:
+        """The newest releases, newest first, optionally only those in ``states``."""
+        try:
+            found = self._releases.recent(limit=limit if not states else max(limit, 500))
+        except redis.RedisError as exc:
+            raise ConveyorUnavailableError(
+                f"cannot reach Redis at {self.settings.redis_display}: {type(exc).__name__}"
+            ) from exc
+        return [r for r in found if not states or r.state.value in states][:limit]
 
     def status(self, deployment_id: str) -> DeploymentRecord:
         """Return the deployment's record.

@@ -88,6 +88,14 @@ class ReleaseStore:
         raw = self._r.get(self.key(release_id))
         return None if raw is None else ReleaseRecord.model_validate_json(raw)
 
+    def recent(self, limit: int = 20) -> list[ReleaseRecord]:
+        """The newest release records, newest first (one round trip for the records)."""
+        ids = self._r.zrevrange(RELEASES_KEY, 0, max(0, limit - 1))
+        if not ids:
+            return []
+        raws = self._r.mget([self.key(i.decode() if isinstance(i, bytes) else str(i)) for i in ids])
+        return [ReleaseRecord.model_validate_json(raw) for raw in raws if raw is not None]
+
     def active(self, limit: int = 100) -> list[str]:
         """Ids of releases not finished yet, oldest first."""
         ids = self._r.zrange(ACTIVE_RELEASES_KEY, 0, limit - 1)

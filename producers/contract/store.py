@@ -183,6 +183,35 @@ class RecordStore:
         payload = json.loads(raw)
         return payload if isinstance(payload, dict) else None
 
+    def recent_matching(
+        self, keep: Callable[[DeploymentRecord], bool], *, limit: int = 20, scan: int = 2000
+    ) -> list[DeploymentRecord]:
+        """Up to ``limit`` of the newest records that ``keep`` accepts, newest first.
+
+        Looks at the newest ``scan`` deployments at most, a page of records per round trip;
+        unreadable or newer-schema records are skipped.
+        """
+        found: list[DeploymentRecord] = []
+        page = 200
+        for start in range(0, scan, page):
+            ids = [_text(i) for i in self._r.zrevrange(INDEX_KEY, start, start + page - 1)]
+            if not ids:
+                break
+            for raw in self._r.mget([self.key(i) for i in ids]):
+                if raw is None:
+                    continue
+                try:
+                    record = DeploymentRecord.model_validate_json(raw)
+                except ValueError:
+                    continue
+                if record.schema_version > RECORD_SCHEMA:
+                    continue
+                if keep(record):
+                    found.append(record)
+                    if len(found) >= limit:
+                        return found
+        return found
+
     def recent(self, limit: int = 20) -> list[DeploymentRecord]:
         """The newest readable records, newest first."""
         records = []
