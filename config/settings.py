@@ -49,6 +49,22 @@ class Settings(BaseSettings):
         description="The Celery queue that producers send to and workers consume; every "
         "producer and worker of one fleet must use the same one.",
     )
+    metrics_port: int | None = Field(
+        default=None,
+        ge=1,
+        le=65535,
+        description="Serve Prometheus metrics on this port from each worker's main process "
+        "(off when unset).",
+    )
+    metrics_address: str = Field(
+        default="127.0.0.1",
+        description="Address the metrics endpoint listens on (0.0.0.0 in a container).",
+    )
+    metrics_dir: str | None = Field(
+        default=None,
+        description="Directory for the pool's metric samples; emptied when the worker starts "
+        "(default: a new temporary directory).",
+    )
     poll_interval: float = Field(
         default=10.0, gt=0, description="Seconds between rollout polls (one DescribeServices each)."
     )

@@ -9,7 +9,11 @@ waiting for the broker's one-hour visibility timeout.
 from __future__ import annotations
 
 import os
+import shutil
+import sys
+import tempfile
 import threading
+from pathlib import Path
 from typing import Any
 
 import redis
@@ -25,10 +29,40 @@ from producers.contract.store import RecordStore, wall_clock
 from producers.contract.workers import WorkerInfo
 from producers.contract.workers import publish as publish_heartbeat
 from producers.contract.workers import retire as retire_worker
-from worker.runtime import close_runtime
 
 settings = Settings()
 configure_logging(settings)
+
+
+def _prepare_metrics_dir(configured: str | None) -> None:
+    """Give the pool's children one empty directory for their metric samples.
+
+    prometheus-client chooses where samples live when it is first imported (and again here),
+    and metrics keep the choice made when they were defined: so this runs before the worker
+    modules that define them are loaded, and the children inherit it.
+    Only in `celery … worker`: Flower and the CLI load this module too, and must not empty a
+    worker's directory.
+    """
+    if configured:
+        path = Path(configured)
+        if path.exists():
+            shutil.rmtree(path)  # an earlier run's samples would be summed into this one's
+        path.mkdir(parents=True)
+    else:
+        path = Path(tempfile.mkdtemp(prefix="conveyor-metrics-"))
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(path)
+    from prometheus_client import values
+
+    # The celery command loads its plugins first, and Flower's imports prometheus-client:
+    # choose the value store again, now that the directory is known.
+    values.ValueClass = values.get_value_class()  # type: ignore[no-untyped-call]
+
+
+if settings.metrics_port is not None and "worker" in sys.argv[1:]:
+    _prepare_metrics_dir(settings.metrics_dir)
+
+from worker.runtime import close_runtime  # noqa: E402 - after the metrics directory is set
+
 log = structlog.get_logger("conveyor.worker")
 
 app = Celery("conveyor")
@@ -197,7 +231,26 @@ def eviction_problem(client: redis.Redis, *, allow: bool) -> str | None:
     )
 
 
+class MetricsServer(bootsteps.StartStopStep):
+    """Serves the Prometheus endpoint from the main process (CONVEYOR_METRICS_PORT)."""
+
+    def start(self, parent: Any) -> None:
+        """Start the HTTP server thread, when metrics are on."""
+        if settings.metrics_port is None or not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            return
+        from worker.observe.metrics import serve
+
+        queues = sorted(parent.app.amqp.queues.consume_from or parent.app.amqp.queues)
+        serve(settings.metrics_address, settings.metrics_port, redis_client(), queues)
+        log.info(
+            "metrics endpoint up",
+            address=settings.metrics_address,
+            port=settings.metrics_port,
+        )
+
+
 app.steps["worker"].add(RedisPolicyCheck)
+app.steps["worker"].add(MetricsServer)
 app.steps["worker"].add(RecoverySweeper)
 
 # Import the tasks so that `celery -A worker.app` registers them.

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -42,6 +43,7 @@ from worker.domain.errors import (
     TransientError,
 )
 from worker.domain.supersede import covers
+from worker.observe import metrics
 from worker.services.fargate_flow import FargateFlow
 from worker.services.transitions import Transition, fail, finish, to_rollback
 from worker.services.update_flow import AttemptNotes, UpdateFlow
@@ -292,7 +294,11 @@ def run_step(
             record = _with_real_account(ctx, record)
             transition = _wait_for_service(ctx, record)
         if transition is None:
+            started = time.monotonic()
             transition = run(record)
+            metrics.STEP_DURATION.labels(record.kind.value, record.step.value).observe(
+                time.monotonic() - started
+            )
         if record.cancel_requested_at and transition.next_step is None:
             transition = _as_cancelled(transition)
         now = ctx.clock()
@@ -320,6 +326,10 @@ def run_step(
         else:
             # The terminal commit itself released the service and dropped the full payload.
             log.info("deployment finished", state=new.state.value, reason=new.reason)
+            metrics.DEPLOYMENTS.labels(new.kind.value, new.state.value).inc()
+            metrics.TIME_TO_VERDICT.labels(new.kind.value, new.state.value).observe(
+                max(0.0, (new.finished_at or now) - new.created_at)
+            )
             if new.release_id:
                 _advance_release(ctx, new.release_id)
         return {
@@ -485,6 +495,7 @@ def sweep(ctx: StepContext, limit: int = 100) -> int:
                 seq=record.seq,
             )
             dispatch(ctx.sender, deployment_id, record.step, record.seq, queue=ctx.queue)
+            metrics.REDISPATCHED.inc()
             count += 1
         # A worker that died between a deployment's end and its release's advance: catch up.
         for release_id in _releases(ctx).active(limit):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -12,6 +13,13 @@ import pytest
 from worker.aws.boto import ClientPool
 
 ROLE = "arn:aws:iam::210987654321:role/deployer"
+
+
+class _Client:
+    """A client with an event system that takes handlers and never fires them."""
+
+    def __init__(self) -> None:
+        self.meta = SimpleNamespace(events=SimpleNamespace(register=lambda *_, **__: None))
 
 
 class CountingSession:
@@ -25,7 +33,7 @@ class CountingSession:
     async def client(self, name: str, **_: Any) -> AsyncIterator[object]:
         self.counts["opened"] += 1
         try:
-            yield object()
+            yield _Client()
         finally:
             self.counts["closed"] += 1
 

@@ -31,6 +31,7 @@ from worker.domain.errors import (
     ConveyorError,
     NotFoundError,
 )
+from worker.observe import metrics
 
 if TYPE_CHECKING:
     from types_aiobotocore_ecs import ECSClient
@@ -88,6 +89,22 @@ def translate_error(exc: BaseException, operation: str) -> ConveyorError:
             f"{operation} could not reach AWS: {type(exc).__name__}", "ConnectionError"
         )
     return AwsRequestError(f"{operation} failed: {type(exc).__name__}: {exc}", "Unexpected")
+
+
+def _count_attempt(
+    response: Any = None, operation: Any = None, event_name: str = "", **_: Any
+) -> None:
+    """botocore's needs-retry event, after every request attempt: count it for the metrics."""
+    service = event_name.split(".")[1] if event_name.count(".") >= 1 else "unknown"
+    if isinstance(response, tuple):
+        code = response[1].get("Error", {}).get("Code") if isinstance(response[1], dict) else None
+    else:
+        code = "ConnectionError"  # no answer at all
+    metrics.AWS_CALLS.labels(
+        service,
+        str(getattr(operation, "name", "unknown")),
+        metrics.aws_outcome(code, THROTTLE_CODES),
+    ).inc()
 
 
 def _aws_call(
@@ -366,6 +383,8 @@ class ClientPool:
             await stack.aclose()
             raise
         ecs, cfn, elbv2, ec2 = clients
+        for client in clients:
+            client.meta.events.register("needs-retry", _count_attempt)
         limiter = None
         if self._limits is not None:
             limits = self._limits

@@ -27,6 +27,7 @@ import redis
 from config.ecs_limits import BUCKET_FOR_OPERATION, BucketSpec
 from producers.contract.names import KEY_PREFIX
 from worker.domain.errors import AwsUnavailableError, TransientError
+from worker.observe import metrics
 
 BUCKET_KEY = KEY_PREFIX + "ratelimit:{account}:{region}:{bucket}"
 THROTTLES_KEY = KEY_PREFIX + "aws:throttled"  # hash: operation -> throttles seen
@@ -142,6 +143,7 @@ class RateLimiter:
                 raise _limited(operation, wait, time.time() + wait)
         if wait > 0:
             self.waited += wait
+            metrics.RATELIMIT_WAIT.labels(operation).inc(wait)
             await asyncio.sleep(wait)
         self._prepaid[operation] = self._prepaid.get(operation, 0) + 1
         return max(0.0, wait)
@@ -160,6 +162,7 @@ class RateLimiter:
             raise _limited(operation, -wait_ms / 1000, None)
         if wait_ms:
             self.waited += wait_ms / 1000
+            metrics.RATELIMIT_WAIT.labels(operation).inc(wait_ms / 1000)
             await asyncio.sleep(wait_ms / 1000)
         return wait_ms / 1000
 
@@ -201,6 +204,7 @@ def _limited(operation: str, wait: float, ticket: float | None) -> AwsUnavailabl
     )
     error.retry_after = wait
     error.ticket = ticket
+    metrics.RATELIMIT_DEFERRED.labels(operation).inc()
     return error
 
 

@@ -1,0 +1,1 @@
+"""What the workers tell operators about themselves: Prometheus metrics."""

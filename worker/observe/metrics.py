@@ -1,0 +1,109 @@
+"""Prometheus metrics of the workers, in prometheus-client's multiprocess mode.
+
+Celery's prefork pool runs steps in child processes, each with its own counters. With
+``CONVEYOR_METRICS_PORT`` set, the worker's main process gives every child one directory for
+its samples (``PROMETHEUS_MULTIPROC_DIR``, set before any child starts) and serves their sum at
+``http://ADDRESS:PORT/metrics``, together with what it reads from Redis at scrape time: the
+depth of each queue.
+
+The metrics (all prefixed ``conveyor_``):
+
+* ``deployments_total{kind,state}``: deployments that ended, by final state;
+* ``step_duration_seconds{kind,step}``: how long each step run took;
+* ``time_to_verdict_seconds{kind,state}``: from enqueue to the final state;
+* ``aws_calls_total{service,operation,outcome}``: every AWS request attempt, with outcome ``ok``,
+  ``throttled`` or ``error``;
+* ``ratelimit_wait_seconds_total{operation}``: time steps spent waiting for the shared limiter;
+* ``ratelimit_deferred_total{operation}``: steps that gave up their slot until a token is due;
+* ``sweeper_redispatched_total``: overdue steps the recovery sweeper sent again;
+* ``queue_depth{queue}``: messages waiting in each Celery queue (read from Redis).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+# worker/app.py sets the directory up before anything imports this module: prometheus-client
+# picks its value store, in memory or in the directory's files, when it is first imported.
+from prometheus_client import Counter, Histogram
+
+STEP_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
+VERDICT_BUCKETS = (5, 10, 30, 60, 120, 300, 600, 1200, 1800, 3600)
+
+DEPLOYMENTS = Counter(
+    "conveyor_deployments", "Deployments that ended, by final state.", ["kind", "state"]
+)
+STEP_DURATION = Histogram(
+    "conveyor_step_duration_seconds",
+    "How long one run of a step took.",
+    ["kind", "step"],
+    buckets=STEP_BUCKETS,
+)
+TIME_TO_VERDICT = Histogram(
+    "conveyor_time_to_verdict_seconds",
+    "From enqueue to the final state.",
+    ["kind", "state"],
+    buckets=VERDICT_BUCKETS,
+)
+AWS_CALLS = Counter(
+    "conveyor_aws_calls",
+    "AWS request attempts (botocore retries included), by outcome.",
+    ["service", "operation", "outcome"],
+)
+RATELIMIT_WAIT = Counter(
+    "conveyor_ratelimit_wait_seconds",
+    "Seconds steps waited for a token of the shared rate limiter.",
+    ["operation"],
+)
+RATELIMIT_DEFERRED = Counter(
+    "conveyor_ratelimit_deferred",
+    "Steps that gave up their worker slot until their rate-limit token is due.",
+    ["operation"],
+)
+REDISPATCHED = Counter(
+    "conveyor_sweeper_redispatched", "Overdue steps the recovery sweeper dispatched again."
+)
+
+
+def aws_outcome(code: str | None, throttle_codes: frozenset[str]) -> str:
+    """``ok``, ``throttled`` or ``error`` for an AWS answer's error code (None: no error)."""
+    if code is None:
+        return "ok"
+    return "throttled" if code in throttle_codes else "error"
+
+
+class QueueDepthCollector:
+    """Reads each queue's length from Redis at scrape time."""
+
+    def __init__(self, client: Any, queues: list[str]) -> None:
+        self._client = client
+        self._queues = queues
+
+    def collect(self) -> Iterator[Any]:
+        """One gauge sample per queue; none when Redis does not answer (the scrape still works)."""
+        from prometheus_client.core import GaugeMetricFamily
+
+        family = GaugeMetricFamily(
+            "conveyor_queue_depth", "Messages waiting in each Celery queue.", labels=["queue"]
+        )
+        for queue in self._queues:
+            try:
+                depth = int(self._client.llen(queue))
+            except Exception:  # noqa: BLE001, S112 - a scrape must not fail on Redis being away
+                continue
+            family.add_metric([queue], depth)
+        yield family
+
+
+def serve(address: str, port: int, redis_client: Any, queues: list[str]) -> threading.Thread:
+    """Serve the children's samples and the queue depths on ``address:port`` in a thread."""
+    from prometheus_client import CollectorRegistry, start_http_server
+    from prometheus_client.multiprocess import MultiProcessCollector
+
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    registry.register(QueueDepthCollector(redis_client, queues))
+    _server, thread = start_http_server(port, addr=address, registry=registry)
+    return thread
