@@ -29,7 +29,7 @@ from config.settings import Settings
 from producers.contract.dispatch import RedisTaskSender, dispatch
 from producers.contract.fargate_spec import FargateServiceJob, redacted
 from producers.contract.jobs import UpdateServiceJob
-from producers.contract.names import QUARANTINE_KEY
+from producers.contract.names import PRIORITY_NEW, QUARANTINE_KEY
 from producers.contract.patterns import account_of_arn
 from producers.contract.records import FIRST_STEP, DeploymentRecord
 from producers.contract.release_store import ReleaseStore
@@ -125,7 +125,14 @@ class ConveyorClient:
         )
         try:
             self._store.create(record, due=now + self.settings.recovery_grace, job=payload)
-            dispatch(self._sender, record.id, record.step, record.seq, queue=self.settings.queue)
+            dispatch(
+                self._sender,
+                record.id,
+                record.step,
+                record.seq,
+                queue=self.settings.queue,
+                priority=PRIORITY_NEW,
+            )
         except redis.RedisError as exc:
             raise ConveyorUnavailableError(
                 f"cannot enqueue on {self.settings.redis_display}: {type(exc).__name__}"

@@ -22,7 +22,12 @@ from typing import Any, Protocol
 import redis
 
 from producers.contract.enums import Step
-from producers.contract.names import QUEUE, STEP_TASKS
+from producers.contract.names import (
+    PRIORITY_UNDER_WAY,
+    QUEUE,
+    STEP_TASKS,
+    priority_list,
+)
 
 # Steps that only look at a rollout or a stack: they go to the watch queue.
 WATCH_STEPS = frozenset(
@@ -56,16 +61,19 @@ def dispatch(
     countdown: float = 0.0,
     *,
     queue: str = QUEUE,
+    priority: int = PRIORITY_UNDER_WAY,
 ) -> None:
     """Send the message that runs ``step`` of a deployment, fenced by ``seq``.
 
-    ``queue`` is the base queue; watching steps go to its watch queue.
+    ``queue`` is the base queue; watching steps go to its watch queue. A deployment's first
+    step goes with ``PRIORITY_NEW``, behind the steps of deployments under way.
     """
     sender.send_task(
         STEP_TASKS[step],
         args=[deployment_id, seq],
         countdown=countdown or None,
         queue=queue_for(step, queue),
+        priority=priority,
     )
 
 
@@ -73,7 +81,7 @@ class RedisTaskSender:
     """Puts Celery task messages on Redis directly, as Celery's Redis transport would.
 
     Only what Conveyor's steps need: positional JSON arguments, a countdown (an ETA, which the
-    worker holds until due, as Celery does), priority 0, no result expected.
+    worker holds until due, as Celery does), a priority, no result expected.
     """
 
     def __init__(self, client: redis.Redis) -> None:
@@ -87,6 +95,7 @@ class RedisTaskSender:
         *,
         countdown: float | None = None,
         queue: str = QUEUE,
+        priority: int = PRIORITY_UNDER_WAY,
         **_: Any,
     ) -> str:
         """Send task ``name`` with ``args`` to ``queue``; returns the task id."""
@@ -126,12 +135,12 @@ class RedisTaskSender:
                 "correlation_id": task_id,
                 "delivery_mode": 2,
                 "delivery_info": {"exchange": "", "routing_key": queue},
-                "priority": 0,
+                "priority": priority,
                 "body_encoding": "base64",
                 "delivery_tag": str(uuid.uuid4()),
             },
         }
-        # Celery's Redis transport keeps a queue's messages (priority 0) in a list named after
-        # the queue, pushed on the left and popped on the right.
-        self._r.lpush(queue, json.dumps(message))
+        # Celery's Redis transport keeps a queue's messages in one list per priority, named
+        # after the queue, pushed on the left and popped on the right.
+        self._r.lpush(priority_list(queue, priority), json.dumps(message))
         return task_id

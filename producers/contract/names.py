@@ -9,6 +9,22 @@ from __future__ import annotations
 from producers.contract.enums import Step
 
 QUEUE = "conveyor"
+# Message priorities (Celery's Redis transport: 0 is served first). A deployment's first step
+# waits behind the later steps of deployments already under way, so that a fleet enqueued at
+# once keeps the register bucket busy from the first second instead of resolving every service
+# before registering any.
+PRIORITY_UNDER_WAY = 0
+PRIORITY_NEW = 3
+# kombu's Redis transport: the list of priority p > 0 of queue q is named q + SEP + p.
+PRIORITY_STEPS = (0, 3, 6, 9)
+PRIORITY_SEP = "\x06\x16"
+
+
+def priority_list(queue: str, priority: int) -> str:
+    """The Redis list that holds ``queue``'s messages of ``priority`` (as kombu names it)."""
+    step = max(p for p in PRIORITY_STEPS if p <= max(0, priority))
+    return queue if step == 0 else f"{queue}{PRIORITY_SEP}{step}"
+
 
 # Celery task names: stable across refactors, since messages on the queue carry them.
 TASK_RESOLVE = "conveyor.update.resolve"

@@ -21,6 +21,7 @@ from producers.contract.enums import FIRST_STEP, DeploymentState, JobKind
 from producers.contract.jobs import UpdateServiceJob
 from producers.contract.names import (
     KEY_PREFIX,
+    PRIORITY_NEW,
     QUEUE,
 )
 from producers.contract.records import DeploymentRecord
@@ -162,7 +163,14 @@ class ReleaseStore:
             except NewerRecordError:
                 continue
             if record is not None and record.state is DeploymentState.QUEUED:
-                dispatch(sender, record.id, record.step, record.seq, queue=self._queue)
+                dispatch(
+                    sender,
+                    record.id,
+                    record.step,
+                    record.seq,
+                    queue=self._queue,
+                    priority=PRIORITY_NEW,
+                )
 
     def request_cancel(self, release_id: str, now: float) -> ReleaseRecord | None:
         """Mark the release as to be cancelled; returns it (None when there is none)."""

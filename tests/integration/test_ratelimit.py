@@ -333,3 +333,39 @@ def test_a_busy_account_does_not_delay_another(
     # quiet account's deployments are all updated before most of them, not after the queue.
     assert len(busy_after) >= 8, figures["busy_and_quiet_accounts"]
     assert sum(stats["throttled"].values()) <= 2, stats["throttled"]
+
+
+def test_deployments_under_way_go_before_new_ones(stack: Stack) -> None:
+    """20 deployments enqueued at once on one worker slot: each one's later steps are served
+    before the next new deployment starts, so the first registers while the last is still
+    queued (in one FIFO queue every service would be resolved before any registered)."""
+    names = [f"pri-{uuid.uuid4().hex[:6]}-{i}" for i in range(20)]
+    container = {"name": "app", "image": "registry.local:5000/team/app:1.0.0", "memory": 128}
+    create_services(stack.endpoint, names, containers=[container], desired=1)
+    worker = Worker("solo", stack.env, stack.logs / "solo.log", concurrency=1)
+    try:
+        worker.wait_ready(stack.redis_url)
+        client = ConveyorClient(Settings(redis_url=stack.redis_url))  # type: ignore[arg-type]
+        ids = [
+            client.enqueue(
+                UpdateServiceJob(
+                    cluster="demo",
+                    service=name,
+                    images=(ImageUpdate(container="app", image=":2.0.0"),),
+                )
+            ).id
+            for name in names
+        ]
+        records = [client.wait(i, timeout=300, interval=0.5) for i in ids]
+    finally:
+        worker.stop()
+    assert [r.state.value for r in records] == ["succeeded"] * len(names)
+
+    def done(record: Any, step: str) -> float:
+        return next(s.at for s in record.steps if s.step == step and s.status == "completed")
+
+    first_registered = done(records[0], "register")
+    resolved_later = [r for r in records if done(r, "resolve") > first_registered]
+    assert len(resolved_later) >= 10, [
+        round(done(r, "resolve") - first_registered, 2) for r in records
+    ]

@@ -197,3 +197,18 @@ def test_the_producer_path_loads_no_celery() -> None:
         timeout=60,
     )
     assert result.stdout.strip() == "[]"
+
+
+def test_the_producers_name_priority_lists_as_kombu_does() -> None:
+    """Producers put first steps on kombu's priority lists without Celery: the names must be
+    the ones the workers' Redis transport reads (its defaults, which config does not change)."""
+    from kombu.transport.redis import PRIORITY_STEPS as KOMBU_STEPS
+    from kombu.transport.redis import Channel
+
+    from producers.contract.names import PRIORITY_SEP, PRIORITY_STEPS, priority_list
+
+    assert list(PRIORITY_STEPS) == list(KOMBU_STEPS)
+    assert Channel.sep == PRIORITY_SEP
+    channel = Channel.__new__(Channel)  # only the naming methods, no connection
+    for priority in range(10):
+        assert priority_list("conveyor", priority) == channel._q_for_pri("conveyor", priority)

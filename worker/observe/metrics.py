@@ -29,6 +29,8 @@ from typing import Any
 # picks its value store, in memory or in the directory's files, when it is first imported.
 from prometheus_client import Counter, Histogram
 
+from producers.contract.names import PRIORITY_STEPS, priority_list
+
 STEP_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 VERDICT_BUCKETS = (5, 10, 30, 60, 120, 300, 600, 1200, 1800, 3600)
 
@@ -90,7 +92,7 @@ class QueueDepthCollector:
         )
         for queue in self._queues:
             try:
-                depth = int(self._client.llen(queue))
+                depth = sum(int(self._client.llen(priority_list(queue, p))) for p in PRIORITY_STEPS)
             except Exception:  # noqa: BLE001, S112 - a scrape must not fail on Redis being away
                 continue
             family.add_metric([queue], depth)
