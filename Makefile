@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 TOOLS := .venv-tools
 export ECS_DEPLOY_BIN := $(CURDIR)/$(TOOLS)/bin/ecs
 
-.PHONY: help install redis tools test test-fast lint typecheck format demo bench clean
+.PHONY: help install redis browser tools test test-fast lint typecheck format demo bench clean
 
 help: ## Show the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -26,13 +26,16 @@ install: $(BIN)/.installed ## Create the virtualenv and install Conveyor with it
 redis: ## Install redis-server when missing (tests start their own on free ports)
 	@scripts/ensure-redis
 
+browser: ## Install headless Chromium when missing (the dashboard's browser test drives it)
+	@scripts/ensure-chromium
+
 $(TOOLS)/bin/ecs:
 	$(PYTHON) -m venv $(TOOLS)
 	$(TOOLS)/bin/pip install -q ecs-deploy
 
 tools: $(TOOLS)/bin/ecs ## Install third-party tools the compatibility tests drive (ecs-deploy)
 
-test: install redis tools ## Run every test: the fast suites, then the slow ones
+test: install redis browser tools ## Run every test: the fast suites, then the slow ones
 	$(BIN)/pytest -m "not slow" $(PYTEST_ARGS)
 	$(BIN)/pytest -m slow $(PYTEST_ARGS) || [ $$? -eq 5 ]
 

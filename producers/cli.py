@@ -28,7 +28,7 @@ from producers.contract.jobs import (
     describe_validation_error,
 )
 from producers.contract.records import DeploymentRecord, DeploymentState
-from producers.contract.releases import is_release_id
+from producers.contract.releases import ReleaseRecord, is_release_id
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNAVAILABLE, EXIT_SUPERSEDED = 0, 1, 2, 3, 4
 EXIT_CANCELLED = 5
@@ -296,26 +296,14 @@ def _release_exit_code(release: Any) -> int:
 
 
 def _print_release(client: Any, release: Any, as_json: bool) -> None:
+    from producers.views import release_view
+
+    if as_json:
+        click.echo(json.dumps(release_view(client, release), indent=2, sort_keys=True))
+        return
     records = client.release_deployments(release)
     ids = [i for wave in release.waves for i in wave]
     waves = {i: n for n, wave in enumerate(release.waves, start=1) for i in wave}
-    if as_json:
-        deployments = []
-        for deployment_id, record in zip(ids, records, strict=True):
-            job = release.jobs[deployment_id]
-            deployments.append(
-                {
-                    "id": deployment_id,
-                    "wave": waves[deployment_id],
-                    "cluster": job["cluster"],
-                    "service": job["service"],
-                    "state": record.state.value if record else "pending",
-                    "reason": record.reason if record else None,
-                }
-            )
-        data = {**release.model_dump(mode="json", exclude={"jobs"}), "deployments": deployments}
-        click.echo(json.dumps(data, indent=2, sort_keys=True))
-        return
     title = f"release {release.id}" + (f" ({release.name})" if release.name else "")
     click.echo(f"{title}: {release.state.value} · wave {release.wave + 1}/{len(release.waves)}")
     counts = ", ".join(f"{n} {state}" for state, n in sorted(release.summary().items()))
@@ -438,8 +426,15 @@ def _load(client: Any, deployment_id: str) -> DeploymentRecord:
 
 @main.command()
 @click.option("--json", "as_json", is_flag=True, help="Print the workers as JSON.")
-def workers(as_json: bool) -> None:
+@click.option(
+    "--here",
+    is_flag=True,
+    help="Only workers on this host (names ending in @HOSTNAME); exit 3 when there is none. "
+    "A container's health check.",
+)
+def workers(as_json: bool, here: bool) -> None:
     """List the live workers (by their heartbeats): name, queues, concurrency, last seen."""
+    import socket
     import time
 
     from producers.client import ConveyorUnavailableError
@@ -449,10 +444,13 @@ def workers(as_json: bool) -> None:
         found = client.workers()
     except ConveyorUnavailableError as exc:
         _unavailable(str(exc))
+    if here:
+        suffix = "@" + socket.gethostname()
+        found = [w for w in found if w.name.endswith(suffix)]
     if as_json:
         click.echo(json.dumps([w.model_dump(mode="json") for w in found], indent=2))
     elif not found:
-        click.echo("no live workers", err=True)
+        click.echo("no live workers" + (" on this host" if here else ""), err=True)
     else:
         from rich.console import Console
         from rich.table import Table
@@ -529,31 +527,20 @@ def list_(
     import time
 
     from producers.client import ConveyorUnavailableError
+    from producers.views import list_view
 
     client = _client()
     try:
-        deployments = (
-            []
-            if only == "releases"
-            else client.list_deployments(
-                services=services, states=states, clusters=clusters, limit=limit
-            )
-        )
-        # Releases have no single service or cluster: filtering by those lists deployments.
-        releases = (
-            []
-            if only == "deployments" or services or clusters
-            else client.list_releases(states=states, limit=limit)
+        data = list_view(
+            client, services=services, states=states, clusters=clusters, only=only, limit=limit
         )
     except ConveyorUnavailableError as exc:
         _unavailable(str(exc))
     if as_json:
-        data = {
-            "deployments": [r.model_dump(mode="json") for r in deployments],
-            "releases": [r.model_dump(mode="json", exclude={"jobs"}) for r in releases],
-        }
         click.echo(json.dumps(data, indent=2, sort_keys=True))
         return
+    deployments = [DeploymentRecord.model_validate(d) for d in data["deployments"]]
+    releases = [ReleaseRecord.model_validate({**r, "jobs": {}}) for r in data["releases"]]
     from rich.console import Console
     from rich.table import Table
     from rich.text import Text
@@ -593,6 +580,33 @@ def list_(
                 _age(now - rel.created_at),
             )
         console.print(table)
+
+
+@main.command()
+@click.option("--address", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", type=click.IntRange(0, 65535), default=8080, show_default=True)
+def dashboard(address: str, port: int) -> None:
+    """Serve the read-only deployments page (needs CONVEYOR_DASHBOARD_BASIC_AUTH)."""
+    import os
+
+    from producers.dashboard import DashboardConfigError, make_server, parse_credentials
+
+    try:
+        credentials = parse_credentials(os.environ.get("CONVEYOR_DASHBOARD_BASIC_AUTH"))
+    except DashboardConfigError as exc:
+        _usage_error(str(exc))
+    try:
+        server = make_server(_client(), address, port, credentials)
+    except OSError as exc:
+        _usage_error(f"cannot listen on {address}:{port}: {exc.strerror or exc}")
+    bound = server.server_address[1]
+    click.echo(f"dashboard on http://{address}:{bound}/ (Ctrl-C stops it)", err=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        sys.exit(EXIT_INTERRUPTED)
+    finally:
+        server.server_close()
 
 
 @main.command()

@@ -1,0 +1,183 @@
+"""`conveyor dashboard`: a read-only web page of releases and deployments, updated live.
+
+Served by the standard library's threaded HTTP server: a static page (HTML, one script, one
+style sheet; no build step) and a JSON API that answers the same documents as ``--json``:
+
+* ``GET /api/list?service=api-*&state=failed&cluster=prod&only=releases&limit=50``;
+* ``GET /api/deployments/ID`` and ``GET /api/releases/ID``.
+
+Every request needs HTTP basic authentication (``CONVEYOR_DASHBOARD_BASIC_AUTH``, as for Flower);
+the server does not start without it. Service names, reasons and ECS events are untrusted: the
+page inserts them as text only, and a Content-Security-Policy forbids inline and foreign scripts.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+import json
+import re
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from importlib.resources import files
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from producers.client import (
+    ConveyorClient,
+    ConveyorUnavailableError,
+    DeploymentLostError,
+    DeploymentNotFoundError,
+)
+from producers.views import deployment_view, list_view, release_view
+
+AUTH_VARIABLE = "CONVEYOR_DASHBOARD_BASIC_AUTH"
+STATIC = {
+    "/": ("index.html", "text/html; charset=utf-8"),
+    "/app.js": ("app.js", "text/javascript; charset=utf-8"),
+    "/app.css": ("app.css", "text/css; charset=utf-8"),
+}
+SECURITY_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
+        "img-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+}
+_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,200}$")
+_LIST_PARAMS = {"service", "state", "cluster", "only", "limit"}
+
+
+class DashboardConfigError(ValueError):
+    """Raised when the dashboard cannot start as configured; the message says what to set."""
+
+
+def parse_credentials(raw: str | None) -> list[tuple[str, str]]:
+    """The user:password pairs of ``raw``; DashboardConfigError when missing or malformed."""
+    pairs = [p for p in (raw or "").split(",") if p]
+    if not pairs or any(":" not in p or p.startswith(":") for p in pairs):
+        raise DashboardConfigError(
+            f"{AUTH_VARIABLE} must be set to user:password[,user2:password2]; the dashboard "
+            "shows every deployment and does not run without authentication"
+        )
+    return [(user, password) for user, _, password in (p.partition(":") for p in pairs)]
+
+
+def _authorized(header: str | None, credentials: list[tuple[str, str]]) -> bool:
+    if not header or not header.startswith("Basic "):
+        return False
+    try:
+        user, _, password = base64.b64decode(header[6:], validate=True).decode().partition(":")
+    except (binascii.Error, UnicodeDecodeError):
+        return False
+    # Compare every pair in constant time: no early exit that times which user exists.
+    found = False
+    for known_user, known_password in credentials:
+        same_user = hmac.compare_digest(user.encode(), known_user.encode())
+        same_password = hmac.compare_digest(password.encode(), known_password.encode())
+        found |= same_user and same_password
+    return found
+
+
+def make_handler(
+    client: ConveyorClient, credentials: list[tuple[str, str]]
+) -> type[BaseHTTPRequestHandler]:
+    """The request handler class, bound to a client and the accepted credentials."""
+
+    class Handler(BaseHTTPRequestHandler):
+        server_version = "conveyor-dashboard"
+        sys_version = ""
+
+        def log_message(self, format: str, *args: Any) -> None:
+            """Quiet: access logs would repeat every poll of every open page."""
+
+        def _send(self, status: int, body: bytes, content_type: str) -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            for name, value in SECURITY_HEADERS.items():
+                self.send_header(name, value)
+            if status == HTTPStatus.UNAUTHORIZED:
+                self.send_header("WWW-Authenticate", 'Basic realm="conveyor", charset="UTF-8"')
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(body)
+
+        def _json(self, status: int, data: Any) -> None:
+            self._send(status, json.dumps(data, sort_keys=True).encode(), "application/json")
+
+        def do_HEAD(self) -> None:
+            """As GET, without the body."""
+            self.do_GET()
+
+        def do_GET(self) -> None:
+            """Serve the page, its assets, and the JSON API; everything behind basic auth."""
+            if not _authorized(self.headers.get("Authorization"), credentials):
+                self._json(HTTPStatus.UNAUTHORIZED, {"error": "authentication required"})
+                return
+            url = urlsplit(self.path)
+            try:
+                if url.path in STATIC:
+                    name, content_type = STATIC[url.path]
+                    body = files(__package__).joinpath("static", name).read_bytes()
+                    self._send(HTTPStatus.OK, body, content_type)
+                elif url.path == "/api/list":
+                    self._json(HTTPStatus.OK, self._list(parse_qs(url.query)))
+                elif url.path.startswith("/api/deployments/"):
+                    deployment_id = self._id(url.path.removeprefix("/api/deployments/"))
+                    self._json(HTTPStatus.OK, deployment_view(client.status(deployment_id)))
+                elif url.path.startswith("/api/releases/"):
+                    release_id = self._id(url.path.removeprefix("/api/releases/"))
+                    release = client.release_status(release_id)
+                    self._json(HTTPStatus.OK, release_view(client, release))
+                else:
+                    self._json(HTTPStatus.NOT_FOUND, {"error": "no such page"})
+            except ValueError as exc:
+                self._json(HTTPStatus.BAD_REQUEST, {"error": str(exc)})
+            except DeploymentNotFoundError as exc:
+                self._json(HTTPStatus.NOT_FOUND, {"error": str(exc)})
+            except DeploymentLostError as exc:
+                self._json(HTTPStatus.GONE, {"error": str(exc)})
+            except ConveyorUnavailableError as exc:
+                self._json(HTTPStatus.SERVICE_UNAVAILABLE, {"error": str(exc)})
+
+        @staticmethod
+        def _id(raw: str) -> str:
+            if not _ID.match(raw):
+                raise ValueError("ids are letters, digits and - _ . : only")
+            return raw
+
+        @staticmethod
+        def _list(query: dict[str, list[str]]) -> dict[str, Any]:
+            unknown = sorted(set(query) - _LIST_PARAMS)
+            if unknown:
+                raise ValueError(f"unknown parameter(s): {', '.join(unknown)}")
+            only = query["only"][-1] if query.get("only") else None
+            if only not in (None, "deployments", "releases"):
+                raise ValueError("only must be deployments or releases")
+            raw_limit = (query.get("limit") or ["20"])[-1]
+            if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= 1000:
+                raise ValueError("limit must be a whole number from 1 to 1000")
+            return list_view(
+                client,
+                services=tuple(query.get("service", [])),
+                states=tuple(query.get("state", [])),
+                clusters=tuple(query.get("cluster", [])),
+                only=only,
+                limit=int(raw_limit),
+            )
+
+    return Handler
+
+
+def make_server(
+    client: ConveyorClient, address: str, port: int, credentials: list[tuple[str, str]]
+) -> ThreadingHTTPServer:
+    """A dashboard server bound to ``address:port`` (port 0: a free one); not yet serving."""
+    server = ThreadingHTTPServer((address, port), make_handler(client, credentials))
+    server.daemon_threads = True
+    return server

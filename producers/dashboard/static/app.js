@@ -1,0 +1,125 @@
+// Conveyor's deployments page. Every value from the API is untrusted (service names, reasons,
+// ECS events): it is only ever set as textContent, never parsed as HTML.
+"use strict";
+
+const REFRESH_MS = 2000;
+let selected = null; // {kind: "deployments" | "releases", id}
+
+function cell(row, text, className) {
+  const td = document.createElement("td");
+  td.textContent = text == null ? "" : String(text);
+  if (className) td.className = className;
+  row.appendChild(td);
+  return td;
+}
+
+function age(seconds) {
+  if (seconds < 90) return Math.round(seconds) + " s";
+  if (seconds < 5400) return Math.round(seconds / 60) + " min";
+  if (seconds < 129600) return Math.round(seconds / 3600) + " h";
+  return Math.round(seconds / 86400) + " d";
+}
+
+function stateCell(row, state) {
+  cell(row, state, "state " + String(state).replace(/[^a-z_]/g, ""));
+}
+
+function select(kind, id) {
+  selected = { kind, id };
+  showDetail();
+}
+
+async function getJSON(path) {
+  const answer = await fetch(path, { credentials: "same-origin", cache: "no-store" });
+  const data = await answer.json();
+  if (!answer.ok) throw new Error(data.error || answer.statusText);
+  return data;
+}
+
+function renderReleases(releases, now) {
+  const body = document.querySelector("#releases tbody");
+  body.replaceChildren();
+  for (const r of releases) {
+    const row = document.createElement("tr");
+    row.dataset.id = r.id;
+    cell(row, r.id, "id");
+    cell(row, r.name);
+    stateCell(row, r.state);
+    cell(row, (r.wave + 1) + "/" + r.waves.length);
+    const total = r.waves.reduce((n, w) => n + w.length, 0);
+    const done = Object.keys(r.outcomes).length;
+    const bar = document.createElement("progress");
+    bar.max = total;
+    bar.value = done;
+    const td = cell(row, "");
+    td.appendChild(bar);
+    td.appendChild(document.createTextNode(" " + done + "/" + total));
+    const counts = {};
+    for (const state of Object.values(r.outcomes)) counts[state] = (counts[state] || 0) + 1;
+    cell(row, Object.entries(counts).map(([s, n]) => n + " " + s).join(", "));
+    cell(row, age(now - r.created_at));
+    row.addEventListener("click", () => select("releases", r.id));
+    body.appendChild(row);
+  }
+}
+
+function renderDeployments(deployments, now) {
+  const body = document.querySelector("#deployments tbody");
+  body.replaceChildren();
+  for (const d of deployments) {
+    const row = document.createElement("tr");
+    row.dataset.id = d.id;
+    const terminal = !["queued", "running"].includes(d.state);
+    cell(row, d.id, "id");
+    cell(row, d.cluster + "/" + d.service);
+    stateCell(row, d.state);
+    cell(row, terminal ? "" : d.step);
+    const p = d.progress || {};
+    cell(row, p.desired ? p.running + "/" + p.desired : "");
+    const events = d.events || [];
+    const latest = p.latest_event || (events.length ? events[events.length - 1].message : "");
+    cell(row, terminal && d.reason ? d.reason : latest);
+    cell(row, age((d.finished_at || now) - d.created_at));
+    row.addEventListener("click", () => select("deployments", d.id));
+    body.appendChild(row);
+  }
+}
+
+async function showDetail() {
+  if (!selected) return;
+  const section = document.getElementById("detail");
+  try {
+    const data = await getJSON("/api/" + selected.kind + "/" + encodeURIComponent(selected.id));
+    document.getElementById("detail-title").textContent =
+      (selected.kind === "releases" ? "release " : "deployment ") + selected.id;
+    document.getElementById("detail-body").textContent = JSON.stringify(data, null, 2);
+    section.hidden = false;
+  } catch (error) {
+    document.getElementById("detail-body").textContent = String(error.message || error);
+  }
+}
+
+async function refresh() {
+  const params = new URLSearchParams({ limit: "100" });
+  const service = document.getElementById("service").value.trim();
+  const state = document.getElementById("state").value;
+  if (service) params.append("service", service);
+  if (state) params.append("state", state);
+  const status = document.getElementById("status");
+  try {
+    const data = await getJSON("/api/list?" + params);
+    const now = Date.now() / 1000;
+    renderReleases(data.releases, now);
+    renderDeployments(data.deployments, now);
+    await showDetail();
+    status.textContent = "updated " + new Date().toLocaleTimeString();
+  } catch (error) {
+    status.textContent = "cannot refresh: " + String(error.message || error);
+  }
+}
+
+document.getElementById("filters").addEventListener("submit", (event) => event.preventDefault());
+document.getElementById("service").addEventListener("input", refresh);
+document.getElementById("state").addEventListener("change", refresh);
+refresh();
+setInterval(refresh, REFRESH_MS);
