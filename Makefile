@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 TOOLS := .venv-tools
 export ECS_DEPLOY_BIN := $(CURDIR)/$(TOOLS)/bin/ecs
 
-.PHONY: help install redis browser tools test test-fast lint typecheck format demo bench clean
+.PHONY: help install redis packages tools test test-fast lint typecheck format demo bench clean
 
 help: ## Show the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -26,8 +26,8 @@ install: $(BIN)/.installed ## Create the virtualenv and install Conveyor with it
 redis: ## Install redis-server when missing (tests start their own on free ports)
 	@scripts/ensure-redis
 
-browser: ## Install headless Chromium when missing (the dashboard's browser test drives it)
-	@scripts/ensure-chromium
+packages: ## Install Chromium and systemd-analyze when missing (tests drive them)
+	@scripts/ensure-test-packages
 
 $(TOOLS)/bin/ecs:
 	$(PYTHON) -m venv $(TOOLS)
@@ -35,7 +35,7 @@ $(TOOLS)/bin/ecs:
 
 tools: $(TOOLS)/bin/ecs ## Install third-party tools the compatibility tests drive (ecs-deploy)
 
-test: install redis browser tools ## Run every test: the fast suites, then the slow ones
+test: install redis packages tools ## Run every test: the fast suites, then the slow ones
 	$(BIN)/pytest -m "not slow" $(PYTEST_ARGS)
 	$(BIN)/pytest -m slow $(PYTEST_ARGS) || [ $$? -eq 5 ]
 
@@ -48,7 +48,7 @@ lint: install ## ruff
 
 typecheck: install ## mypy --strict
 	$(BIN)/mypy
-	$(BIN)/mypy deploy/flowerconfig.py
+	$(BIN)/mypy deploy/flowerconfig.py docs/examples
 
 format: install ## Apply ruff's formatting and safe fixes
 	$(BIN)/ruff format .
