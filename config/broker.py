@@ -19,13 +19,13 @@ from kombu.transport import redis as kombu_redis
 log = logging.getLogger("conveyor.broker")
 
 
-class Channel(kombu_redis.Channel):
-    """kombu's Redis channel whose close never takes the worker down."""
+class _SafeClose:
+    """Closing a broken connection never takes the worker down."""
 
     def close(self) -> None:
         """Close; an unrecoverable give-back of unacked messages is logged, not raised."""
         try:
-            super().close()
+            super().close()  # type: ignore[misc]
         except AttributeError as exc:
             log.warning(
                 "unacknowledged messages were not given back while closing a broken broker "
@@ -34,7 +34,21 @@ class Channel(kombu_redis.Channel):
             )
 
 
+class Channel(_SafeClose, kombu_redis.Channel):
+    """kombu's Redis channel whose close never takes the worker down."""
+
+
+class SentinelChannel(_SafeClose, kombu_redis.SentinelChannel):
+    """kombu's Sentinel channel, with the same close."""
+
+
 class Transport(kombu_redis.Transport):
     """kombu's Redis transport with :class:`Channel`."""
 
     Channel = Channel
+
+
+class SentinelTransport(kombu_redis.SentinelTransport):
+    """kombu's Sentinel transport with :class:`SentinelChannel`."""
+
+    Channel = SentinelChannel

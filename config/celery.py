@@ -56,6 +56,13 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "worker_redirect_stdouts": False,
         "enable_utc": True,
     }
+    if settings.uses_sentinel:
+        # kombu's Sentinel transport (with the same close fix) and Celery's Sentinel backend
+        # ask the sentinels for the primary, again after every failover.
+        sentinel = {**transport, "master_name": settings.redis_sentinel_master}
+        config["broker_transport"] = "config.broker:SentinelTransport"
+        config["broker_transport_options"] = sentinel
+        config["result_backend_transport_options"] = sentinel
     if url.startswith("rediss://"):
         import ssl
 

@@ -34,9 +34,15 @@ class Settings(BaseSettings):
 
     redis_url: SecretStr = Field(
         default=SecretStr("redis://127.0.0.1:6379/0"),
-        description="Broker and deployment records. `redis://:PASSWORD@host:port/db`, or "
-        "`rediss://` for TLS (certificates verified). A secret: printed only with the "
+        description="Broker and deployment records. `redis://:PASSWORD@host:port/db`, "
+        "`rediss://` for TLS (certificates verified), or Redis Sentinel: "
+        "`sentinel://:PASSWORD@host1:26379/db;sentinel://host2:26379` (the password is the "
+        "primary's; see CONVEYOR_REDIS_SENTINEL_MASTER). A secret: printed only with the "
         "password masked.",
+    )
+    redis_sentinel_master: str = Field(
+        default="mymaster",
+        description="With sentinel:// URLs: the name the sentinels monitor the primary under.",
     )
     redis_ca_file: str | None = Field(
         default=None,
@@ -152,10 +158,17 @@ class Settings(BaseSettings):
     @field_validator("redis_url")
     @classmethod
     def _redis_scheme(cls, value: SecretStr) -> SecretStr:
-        scheme = urlsplit(value.get_secret_value()).scheme
-        if scheme not in ("redis", "rediss", "unix"):
+        raw = value.get_secret_value()
+        schemes = {urlsplit(part).scheme for part in raw.split(";")}
+        if schemes == {"sentinel"}:
+            for part in raw.split(";"):
+                if not urlsplit(part).hostname:
+                    raise ValueError("CONVEYOR_REDIS_URL: each sentinel:// part needs a host")
+            return value
+        if ";" in raw or not schemes <= {"redis", "rediss", "unix"}:
             raise ValueError(
-                f"CONVEYOR_REDIS_URL must start with redis://, rediss:// or unix://, not {scheme!r}"
+                "CONVEYOR_REDIS_URL must start with redis://, rediss://, unix:// or sentinel:// "
+                f"(several sentinels separated by ';'), not {sorted(schemes)!r}"
             )
         return value
 
@@ -185,4 +198,37 @@ class Settings(BaseSettings):
     @property
     def redis_display(self) -> str:
         """The Redis URL safe to print."""
-        return redact_url(self.redis_dsn)
+        return ";".join(redact_url(part) for part in self.redis_dsn.split(";"))
+
+    @property
+    def uses_sentinel(self) -> bool:
+        """Whether Redis is reached through Sentinel."""
+        return self.redis_dsn.startswith("sentinel://")
+
+    def redis_client(self, **options: Any) -> Any:
+        """A redis-py client for this Redis: the current primary when behind Sentinel.
+
+        ``options`` go to the connections (timeouts, health checks). A Sentinel-managed client
+        asks the sentinels for the primary on every new connection, so after a failover the
+        next command reaches the promoted replica.
+        """
+        import redis
+        from redis.sentinel import Sentinel
+
+        if not self.uses_sentinel:
+            return redis.Redis.from_url(self.redis_dsn, **options, **self.redis_options())
+        parts = [urlsplit(p) for p in self.redis_dsn.split(";")]
+        first = parts[0]
+        db = int(first.path.strip("/") or 0)
+        sentinel = Sentinel(  # type: ignore[no-untyped-call]
+            [(p.hostname or "", p.port or 26379) for p in parts],
+            socket_timeout=options.get("socket_timeout"),
+            socket_connect_timeout=options.get("socket_connect_timeout"),
+        )
+        return sentinel.master_for(  # type: ignore[no-untyped-call]
+            self.redis_sentinel_master,
+            db=db,
+            password=first.password,
+            username=first.username or None,
+            **options,
+        )

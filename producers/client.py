@@ -60,11 +60,9 @@ class ConveyorClient:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self._redis = redis.Redis.from_url(
-            settings.redis_dsn,
+        self._redis = settings.redis_client(
             socket_connect_timeout=3,
             socket_timeout=10,
-            **settings.redis_options(),
         )
         self._store = RecordStore(self._redis, ttl_seconds=settings.record_ttl_days * 86400)
         self._sender = RedisTaskSender(self._redis)

@@ -77,12 +77,10 @@ def redis_client() -> redis.Redis:
     """This process's Redis client (made lazily, so never shared across a fork)."""
     global _redis
     if _redis is None:
-        _redis = redis.Redis.from_url(
-            settings.redis_dsn,
+        _redis = settings.redis_client(
             health_check_interval=30,
             socket_connect_timeout=5,
             socket_timeout=settings.redis_socket_timeout,
-            **settings.redis_options(),
         )
     return _redis
 

@@ -14,8 +14,6 @@ import os
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
-import redis
-
 from config.settings import Settings
 from worker.aws.boto import ClientPool, Limits, known_register_fields
 from worker.aws.ratelimit import default_buckets
@@ -40,11 +38,9 @@ class Runtime:
             limits = None
             if self.settings.rate_limit:
                 limits = Limits(
-                    redis=redis.Redis.from_url(
-                        self.settings.redis_dsn,
+                    redis=self.settings.redis_client(
                         socket_connect_timeout=5,
                         socket_timeout=self.settings.redis_socket_timeout,
-                        **self.settings.redis_options(),
                     ),
                     buckets=default_buckets(self.settings.rate_limit_scale),
                     # A wait must leave the step time for its calls: at most a third of it.

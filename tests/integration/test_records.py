@@ -81,7 +81,9 @@ def test_step_runs_once_per_seq_and_dispatches_the_next(client: redis.Redis) -> 
     assert run_step(context, "d1", 0, run)["status"] == "stale"
     assert runs == [0]
     # Watching steps go to the watch queue.
-    assert sender.sent == [(TASK_WATCH, ["d1", 1], {"countdown": 5, "queue": "conveyor.watch"})]
+    assert sender.sent == [
+        (TASK_WATCH, ["d1", 1], {"countdown": 5, "queue": "conveyor.watch", "priority": 0})
+    ]
     assert client.zscore(DUE_KEY, "d1") == 100 + 5 + 30
 
 
@@ -108,7 +110,9 @@ def test_sweeper_redispatches_overdue_steps_and_fences_the_old_message(
     context.store.create(new_record(), due=50)
     context.store.create(new_record("d2"), due=5000)
     assert sweep(context) == 1
-    assert sender.sent == [(TASK_RESOLVE, ["d1", 1], {"countdown": None, "queue": "conveyor"})]
+    assert sender.sent == [
+        (TASK_RESOLVE, ["d1", 1], {"countdown": None, "queue": "conveyor", "priority": 0})
+    ]
     assert run_step(context, "d1", 0, lambda r: Transition(r, None))["status"] == "stale"
     assert sweep(context) == 0  # not due again until the grace has passed
 
