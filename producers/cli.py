@@ -206,6 +206,21 @@ def main() -> None:
 @click.option("--no-rollback", is_flag=True, help="On failure, leave the service as it is.")
 @click.option("--force-new-deployment", is_flag=True, help="Restart tasks even if unchanged.")
 @click.option("--role-arn", default=None, help="IAM role to assume (cross-account).")
+@click.option("--desired-count", type=int, default=None, help="Also set the number of tasks.")
+@click.option(
+    "--min-healthy-percent",
+    type=int,
+    default=None,
+    help="Also set the deployment's minimum healthy percent (0-100).",
+)
+@click.option(
+    "--max-percent", type=int, default=None, help="Also set the deployment's maximum percent."
+)
+@click.option(
+    "--circuit-breaker",
+    is_flag=True,
+    help="Turn ECS's circuit breaker (with rollback) on when the service has it off.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the final record as JSON.")
 def update(
     cluster: str,
@@ -217,6 +232,10 @@ def update(
     no_rollback: bool,
     force_new_deployment: bool,
     role_arn: str | None,
+    desired_count: int | None,
+    min_healthy_percent: int | None,
+    max_percent: int | None,
+    circuit_breaker: bool,
     as_json: bool,
 ) -> None:
     """Put new images into containers of an existing service and follow the rollout."""
@@ -239,6 +258,10 @@ def update(
                 rollback=not no_rollback,
                 force_new_deployment=force_new_deployment,
                 role_arn=role_arn,
+                desired_count=desired_count,
+                minimum_healthy_percent=min_healthy_percent,
+                maximum_percent=max_percent,
+                circuit_breaker=circuit_breaker,
             )
             for service in services
         ]

@@ -101,6 +101,33 @@ class UpdateServiceJob(BaseModel):
     rollback: bool = True
     force_new_deployment: bool = False
     role_arn: str | None = None
+    # Service options, sent with the same UpdateService (None: leave the service's own).
+    desired_count: Annotated[int | None, Field(ge=0, le=10_000)] = None
+    minimum_healthy_percent: Annotated[int | None, Field(ge=0, le=100)] = None
+    maximum_percent: Annotated[int | None, Field(ge=100, le=200)] = None
+    # Turn ECS's deployment circuit breaker (with rollback) on for this and later rollouts,
+    # when the service has it off; Conveyor's own timeout and rollback stay the fallback.
+    circuit_breaker: bool = False
+
+    def service_options(self) -> dict[str, Any]:
+        """The options this job sets on the service, by their job field name (empty: none)."""
+        names = ("desired_count", "minimum_healthy_percent", "maximum_percent")
+        options: dict[str, Any] = {
+            n: getattr(self, n) for n in names if getattr(self, n) is not None
+        }
+        if self.circuit_breaker:
+            options["circuit_breaker"] = True
+        return options
+
+    @model_validator(mode="after")
+    def _percents(self) -> UpdateServiceJob:
+        low, high = self.minimum_healthy_percent, self.maximum_percent
+        if low is not None and high is not None and high <= low:
+            raise ValueError(
+                f"maximum_percent ({high}) must be above minimum_healthy_percent ({low}), or "
+                "ECS can start no new task during the rollout"
+            )
+        return self
 
     @field_validator("cluster")
     @classmethod

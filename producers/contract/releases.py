@@ -64,6 +64,10 @@ class ReleaseEntry(BaseModel):
     timeout_seconds: int | None = None
     rollback: bool | None = None
     force_new_deployment: bool | None = None
+    desired_count: int | None = None
+    minimum_healthy_percent: int | None = None
+    maximum_percent: int | None = None
+    circuit_breaker: bool | None = None
 
 
 class ReleaseJob(BaseModel):

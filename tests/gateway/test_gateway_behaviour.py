@@ -321,6 +321,38 @@ def test_update_service_to_its_own_revision_starts_nothing_unless_forced(world: 
     assert forced["deployments"][0]["taskDefinition"] == td
 
 
+def test_update_service_sets_the_desired_count_and_deployment_configuration(world: World) -> None:
+    """With a desired count and a deployment configuration, both are on the updated service
+    (and on a describe after it)."""
+    world.cluster("c1")
+    old = world.task_definition("app")
+    new = world.task_definition("app", {"app": "repo/app:2"})
+    world.service("c1", "web", old)
+    configuration = {
+        "minimumHealthyPercent": 50,
+        "maximumPercent": 150,
+        "deploymentCircuitBreaker": {"enable": True, "rollback": True},
+    }
+
+    service = world.run(
+        world.gateway.update_service(
+            "c1",
+            "web",
+            new,
+            force_new_deployment=False,
+            desired_count=3,
+            deployment_configuration=configuration,
+        )
+    )
+
+    described = world.run(world.gateway.describe_service("c1", "web"))
+    assert described is not None
+    for found in (service, described):
+        assert found["desiredCount"] == 3
+        for key, value in configuration.items():
+            assert found["deploymentConfiguration"][key] == value
+
+
 def test_update_service_refusals_are_not_found_with_the_aws_code(world: World) -> None:
     """A missing service, a missing cluster or a missing revision: NotFoundError, with
     ServiceNotFoundException, ClusterNotFoundException or ClientException."""

@@ -250,3 +250,36 @@ def test_role_arn_is_assumed_for_the_deployment(
     )
     assert result.returncode == 0, result.stderr + result.stdout
     assert json.loads(result.stdout)["state"] == "succeeded"
+
+
+def test_service_options_go_with_the_new_images(
+    stack: Stack, start_worker: Callable[[str], Worker]
+) -> None:
+    """`conveyor update --desired-count --min-healthy-percent --max-percent --circuit-breaker`
+    on a service with the breaker off: one UpdateService sets them with the new revision, the
+    rollout runs to the new count, and the rest of the configuration is as it was."""
+    (name,) = create_services(stack.endpoint, [f"opt-{uuid.uuid4().hex[:6]}"], breaker=False)
+    start_worker("w1")
+    result = stack.cli(
+        "update", "--cluster", "demo", "--service", name, "--image", "app=:2.0.0",
+        "--desired-count", "3", "--min-healthy-percent", "50", "--max-percent", "150",
+        "--circuit-breaker", "--json",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    record = json.loads(result.stdout)
+    assert record["state"] == "succeeded"
+    assert any("desired count 3" in (s.get("detail") or "") for s in record["steps"])
+    service = stack.ecs().describe_services(cluster="demo", services=[name])["services"][0]
+    assert service["desiredCount"] == 3
+    assert service["runningCount"] == 3
+    configuration = service["deploymentConfiguration"]
+    assert configuration["minimumHealthyPercent"] == 50
+    assert configuration["maximumPercent"] == 150
+    assert configuration["deploymentCircuitBreaker"] == {"enable": True, "rollback": True}
+    assert service["taskDefinition"].endswith(f"{name}:2")
+    refused = stack.cli(
+        "update", "--cluster", "demo", "--service", name, "--image", "app=:2.0.1",
+        "--min-healthy-percent", "100", "--max-percent", "100",
+    )  # fmt: skip
+    assert refused.returncode == 2
+    assert "maximum_percent (100) must be above minimum_healthy_percent (100)" in refused.stderr

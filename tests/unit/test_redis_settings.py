@@ -60,6 +60,8 @@ def test_the_client_of_a_sentinel_url_asks_for_the_named_primary() -> None:
     assert pool.service_name == "prod"
     assert pool.connection_kwargs["db"] == 3
     assert pool.connection_kwargs["password"] == "pw"
-    hosts = [(c.connection_pool.connection_kwargs["host"], c.connection_pool.connection_kwargs["port"])
-             for c in pool.sentinel_manager.sentinels]  # fmt: skip
+    hosts = [
+        (c.connection_pool.connection_kwargs["host"], c.connection_pool.connection_kwargs["port"])
+        for c in pool.sentinel_manager.sentinels
+    ]
     assert hosts == [("10.0.0.1", 26379), ("10.0.0.2", 26380)]

@@ -214,14 +214,28 @@ class BotoEcsGateway:
 
     @_aws_call("UpdateService")
     async def update_service(
-        self, cluster: str, service: str, task_definition: str, *, force_new_deployment: bool
+        self,
+        cluster: str,
+        service: str,
+        task_definition: str,
+        *,
+        force_new_deployment: bool,
+        desired_count: int | None = None,
+        deployment_configuration: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
-        """Point the service at ``task_definition``; nothing else about it changes."""
+        """Point the service at ``task_definition``; nothing else about it changes, but the
+        desired count and deployment configuration when given."""
+        options: dict[str, Any] = {}
+        if desired_count is not None:
+            options["desiredCount"] = desired_count
+        if deployment_configuration is not None:
+            options["deploymentConfiguration"] = deployment_configuration
         answer = await self._ecs.update_service(
             cluster=cluster,
             service=service,
             taskDefinition=task_definition,
             forceNewDeployment=force_new_deployment,
+            **options,
         )
         return dict(answer["service"])
 

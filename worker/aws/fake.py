@@ -416,7 +416,14 @@ class FakeEcs:
         return copy.deepcopy(self.revisions[family_of(arn)][-1])
 
     async def update_service(
-        self, cluster: str, service: str, task_definition: str, *, force_new_deployment: bool
+        self,
+        cluster: str,
+        service: str,
+        task_definition: str,
+        *,
+        force_new_deployment: bool,
+        desired_count: int | None = None,
+        deployment_configuration: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         """See EcsGateway. The service comes back on the revision's full ARN."""
         self._call("UpdateService")
@@ -426,6 +433,10 @@ class FakeEcs:
                 "UpdateService failed with ServiceNotActiveException: Service was not ACTIVE.",
                 "ServiceNotActiveException",
             )
+        if desired_count is not None:
+            found["desiredCount"] = desired_count
+        if deployment_configuration is not None:
+            found["deploymentConfiguration"] = copy.deepcopy(deployment_configuration)
         target = self._find_revision(task_definition, "UpdateService")["taskDefinitionArn"]
         old = found["deployments"][0]
         if old["taskDefinition"] != target or force_new_deployment:

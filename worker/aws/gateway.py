@@ -48,9 +48,17 @@ class EcsGateway(Protocol):
         ...
 
     async def update_service(
-        self, cluster: str, service: str, task_definition: str, *, force_new_deployment: bool
+        self,
+        cluster: str,
+        service: str,
+        task_definition: str,
+        *,
+        force_new_deployment: bool,
+        desired_count: int | None = None,
+        deployment_configuration: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
-        """Point the service at a revision; return the updated service."""
+        """Point the service at a revision (with a new desired count and deployment
+        configuration when given); return the updated service."""
         ...
 
     async def find_service_deployment(

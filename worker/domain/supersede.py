@@ -38,5 +38,12 @@ def covers(
     # A restart asked for by the older job is carried only by a newer job that restarts too.
     if older.get("force_new_deployment") and not newer.get("force_new_deployment"):
         return False
+    # Service options (desired count, percents, breaker) the older job sets must be set the
+    # same way by the newer one, or the older's would be lost.
+    for option in ("desired_count", "minimum_healthy_percent", "maximum_percent"):
+        if older.get(option) is not None and newer.get(option) != older.get(option):
+            return False
+    if older.get("circuit_breaker") and not newer.get("circuit_breaker"):
+        return False
     # Rollback on is the stronger promise; a newer job without it would drop the older's.
     return not (older.get("rollback", True) and not newer.get("rollback", True))

@@ -325,11 +325,23 @@ class UpdateFlow:
             )
             return Transition(finish(record, DeploymentState.FAILED, reason, now), None)
         if adopted is None:
+            configuration = None
+            if _DEPLOYMENT_OPTIONS & set(job.service_options()):
+                # UpdateService replaces the whole deployment configuration: start from the
+                # service's own, so that only what the job names changes.
+                if service is None:
+                    service = await self._ecs.describe_service(job.cluster, job.service)
+                configuration = deployment_configuration(service, job)
             service = await self._ecs.update_service(
-                job.cluster, job.service, target, force_new_deployment=job.force_new_deployment
+                job.cluster,
+                job.service,
+                target,
+                force_new_deployment=job.force_new_deployment,
+                desired_count=job.desired_count,
+                deployment_configuration=configuration,
             )
             adopted = _deployment_on(service, target)
-            how = "updated the service"
+            how = "updated the service" + _describe_options(job)
         else:
             how = "found the deployment started by an earlier attempt"
         if adopted is None:
@@ -684,6 +696,40 @@ def _primary(service: dict[str, Any] | None) -> dict[str, Any] | None:
         if deployment.get("status") == "PRIMARY":
             return dict(deployment)
     return None
+
+
+_DEPLOYMENT_OPTIONS = frozenset({"minimum_healthy_percent", "maximum_percent", "circuit_breaker"})
+
+
+def deployment_configuration(
+    service: dict[str, Any] | None, job: UpdateServiceJob
+) -> dict[str, Any]:
+    """The service's deployment configuration with the job's options applied. Pure.
+
+    The circuit breaker is turned on (with rollback) only when the service has it off: a
+    breaker that is on keeps its own rollback setting.
+    """
+    configuration = dict((service or {}).get("deploymentConfiguration") or {})
+    if job.minimum_healthy_percent is not None:
+        configuration["minimumHealthyPercent"] = job.minimum_healthy_percent
+    if job.maximum_percent is not None:
+        configuration["maximumPercent"] = job.maximum_percent
+    breaker = dict(configuration.get("deploymentCircuitBreaker") or {})
+    if job.circuit_breaker and not breaker.get("enable"):
+        configuration["deploymentCircuitBreaker"] = {"enable": True, "rollback": True}
+    return configuration
+
+
+def _describe_options(job: UpdateServiceJob) -> str:
+    """`` (desired count 4, minimum healthy 50 %, …)`` for the step log; empty without options."""
+    labels = {
+        "desired_count": "desired count {}",
+        "minimum_healthy_percent": "minimum healthy {} %",
+        "maximum_percent": "maximum {} %",
+        "circuit_breaker": "circuit breaker on",
+    }
+    parts = [labels[k].format(v) for k, v in job.service_options().items()]
+    return f" ({', '.join(parts)})" if parts else ""
 
 
 def _deployment_on(service: dict[str, Any] | None, task_definition: str) -> str | None:
