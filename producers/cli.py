@@ -278,6 +278,64 @@ def update(
     _submit_release(release, no_wait=no_wait, as_json=as_json)
 
 
+@main.command()
+@click.option("--cluster", required=True, help="ECS cluster name or ARN.")
+@click.option(
+    "--service",
+    "services",
+    multiple=True,
+    required=True,
+    help="ECS service name or ARN; repeat it to restart several services at once (one release).",
+)
+@click.option(
+    "--timeout",
+    type=int,
+    default=1800,
+    show_default=True,
+    help=f"Seconds the rollout may take ({MIN_TIMEOUT_SECONDS}-{MAX_TIMEOUT_SECONDS}).",
+)
+@click.option("--no-wait", is_flag=True, help="Print the deployment id and return at once.")
+@click.option("--role-arn", default=None, help="IAM role to assume (cross-account).")
+@click.option("--json", "as_json", is_flag=True, help="Print the final record as JSON.")
+def restart(
+    cluster: str,
+    services: tuple[str, ...],
+    timeout: int,
+    no_wait: bool,
+    role_arn: str | None,
+    as_json: bool,
+) -> None:
+    """Replace a service's tasks with new ones on the revision it runs, and follow the rollout.
+
+    No new revision is registered. There is nothing to roll back to: a restart whose new tasks
+    fail ends failed, with ECS's circuit breaker (if on) keeping the old tasks.
+    """
+    try:
+        jobs = [
+            UpdateServiceJob(
+                cluster=cluster,
+                service=service,
+                images=(),
+                force_new_deployment=True,
+                wait=not no_wait,
+                timeout_seconds=timeout,
+                role_arn=role_arn,
+            )
+            for service in services
+        ]
+    except ValidationError as exc:
+        _usage_error("; ".join(describe_validation_error(exc)))
+    if len(jobs) == 1:
+        _submit(jobs[0], no_wait=no_wait, as_json=as_json)
+    from producers.contract.releases import ReleaseJob
+
+    try:
+        release = ReleaseJob(waves=[jobs], fail_fast=False, timeout_seconds=timeout)
+    except ValidationError as exc:
+        _usage_error("; ".join(describe_validation_error(exc)))
+    _submit_release(release, no_wait=no_wait, as_json=as_json)
+
+
 def _enqueue(enqueue: Callable[[Any], Any]) -> tuple[Any, Any]:
     """Make a client and run ``enqueue`` with it, only when a worker is alive (exit 3 if not).
 

@@ -6,6 +6,7 @@ immutable and JSON-only; the worker validates every payload again before it acts
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -94,7 +95,9 @@ class UpdateServiceJob(BaseModel):
     schema_version: Literal[1] = 1
     cluster: Annotated[str, Field(min_length=1, max_length=2048)]
     service: Annotated[str, Field(min_length=1, max_length=2048)]
-    images: Annotated[tuple[ImageUpdate, ...], Field(min_length=1, max_length=100)]
+    # No images with force_new_deployment: a restart (new tasks on the revision the service
+    # runs, no new revision).
+    images: Annotated[tuple[ImageUpdate, ...], Field(max_length=100)]
     family: Annotated[str | None, Field(max_length=255)] = None
     wait: bool = True
     timeout_seconds: Annotated[int, Field(ge=MIN_TIMEOUT_SECONDS, le=MAX_TIMEOUT_SECONDS)] = 1800
@@ -118,6 +121,30 @@ class UpdateServiceJob(BaseModel):
         if self.circuit_breaker:
             options["circuit_breaker"] = True
         return options
+
+    @property
+    def restart(self) -> bool:
+        """A restart: new tasks on the revision the service runs, no new revision."""
+        return not self.images
+
+    @model_validator(mode="before")
+    @classmethod
+    def _restart_has_nothing_to_roll_back_to(cls, data: Any) -> Any:
+        if isinstance(data, dict) and not data.get("images") and data.get("force_new_deployment"):
+            # The previous revision is the one restarted: rolling back would restart it again.
+            return {**data, "rollback": False}
+        return data
+
+    @model_validator(mode="after")
+    def _something_to_do(self) -> UpdateServiceJob:
+        if not self.images and not self.force_new_deployment:
+            raise ValueError(
+                "images: give at least one container image, or force_new_deployment for a "
+                "restart (`conveyor restart`)"
+            )
+        if not self.images and self.family is not None:
+            raise ValueError("family: a restart keeps the revision the service runs; drop family")
+        return self
 
     @model_validator(mode="after")
     def _percents(self) -> UpdateServiceJob:
@@ -179,8 +206,16 @@ def describe_validation_error(error: ValidationError) -> list[str]:
     for item in error.errors(include_url=False, include_input=False):
         where = ".".join(str(part) for part in item["loc"]) or "job"
         message = str(item["msg"]).removeprefix("Value error, ")
+        # A check across fields names the field it is about first ("images: ..."): report it
+        # under that field rather than under the whole job.
+        named = _NAMED_FIELD.match(message) if where == "job" else None
+        if named:
+            where, message = named.group(1), named.group(2)
         lines.append(f"{where}: {message}")
     return lines
+
+
+_NAMED_FIELD = re.compile(r"^([a-z_]+): (.+)$", re.DOTALL)
 
 
 def load_update_job(payload: Any) -> UpdateServiceJob:

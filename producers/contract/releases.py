@@ -58,7 +58,8 @@ class ReleaseEntry(BaseModel):
 
     service: str
     cluster: str | None = None
-    images: Annotated[dict[str, str], Field(min_length=1, max_length=100)]
+    # Empty with force_new_deployment: a restart.
+    images: Annotated[dict[str, str], Field(max_length=100)] = Field(default_factory=dict)
     family: str | None = None
     role_arn: str | None = None
     timeout_seconds: int | None = None

@@ -283,3 +283,26 @@ def test_service_options_go_with_the_new_images(
     )  # fmt: skip
     assert refused.returncode == 2
     assert "maximum_percent (100) must be above minimum_healthy_percent (100)" in refused.stderr
+
+
+def test_restart_starts_new_tasks_on_the_same_revision(
+    stack: Stack, start_worker: Callable[[str], Worker]
+) -> None:
+    """`conveyor restart`: no revision is registered, ECS gets one new deployment on the revision
+    the service runs, and the verdict is that deployment's."""
+    (name,) = create_services(stack.endpoint, [f"rs-{uuid.uuid4().hex[:6]}"])
+    start_worker("w1")
+    ecs = stack.ecs()
+    before = ecs.describe_services(cluster="demo", services=[name])["services"][0]
+    result = stack.cli("restart", "--cluster", "demo", "--service", name, "--json")
+    assert result.returncode == 0, result.stdout + result.stderr
+    record = json.loads(result.stdout)
+    assert record["state"] == "succeeded"
+    assert record["task_definition_arn"] == before["taskDefinition"]
+    after = ecs.describe_services(cluster="demo", services=[name])["services"][0]
+    assert after["taskDefinition"] == before["taskDefinition"]
+    assert after["deployments"][0]["id"] != before["deployments"][0]["id"]
+    assert after["deployments"][0]["id"] == record["ecs_deployment_id"]
+    assert len(ecs.list_task_definitions(familyPrefix=name)["taskDefinitionArns"]) == 1
+    history = ecs.list_service_deployments(cluster="demo", service=name)["serviceDeployments"]
+    assert len(history) == 2

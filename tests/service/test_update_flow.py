@@ -681,3 +681,38 @@ def test_a_register_step_keeps_its_booked_token_while_away() -> None:
     assert ecs.tickets == [None, 2007.5]
     assert notes.get("dep-1", REGISTER_TICKET) == ""
     assert ecs.calls.count("RegisterTaskDefinition") == 1
+
+
+def test_a_restart_registers_nothing_and_follows_its_own_deployment(ecs: FakeEcs) -> None:
+    """A job with no images and force_new_deployment: resolve goes straight to update, one
+    forced UpdateService on the revision the service runs, a verdict on that new deployment;
+    a re-run of update adopts it, never the deployment that ran before."""
+    flow = UpdateFlow(ecs, poll_interval=5, clock=Clock())
+    record = record_for(images=[], force_new_deployment=True)
+    assert record.job["rollback"] is False  # nothing to roll back to
+    resolved = step(flow, record)
+    assert resolved.next_step is Step.UPDATE
+    assert resolved.record.task_definition_arn == resolved.record.previous_task_definition_arn
+    before = resolved.record.previous_deployment_id
+    first = step(flow, resolved.record)
+    again = step(flow, resolved.record)  # as after a crash between UpdateService and commit
+    assert ecs.calls.count("UpdateService") == 1
+    assert "RegisterTaskDefinition" not in ecs.calls
+    assert first.record.ecs_deployment_id not in (None, before)
+    assert again.record.ecs_deployment_id == first.record.ecs_deployment_id
+    ecs.complete("demo", "web")
+    done = step(flow, first.record)
+    done = step(flow, done.record) if done.next_step is not None else done
+    assert done.record.state is DeploymentState.SUCCEEDED
+
+
+def test_a_job_with_nothing_to_do_is_refused() -> None:
+    """No images and no force_new_deployment: the error names images and says what to give."""
+    from pydantic import ValidationError
+
+    from producers.contract.jobs import describe_validation_error
+
+    with pytest.raises(ValidationError) as info:
+        UpdateServiceJob(cluster="demo", service="web", images=())
+    (line,) = describe_validation_error(info.value)
+    assert line.startswith("images: give at least one container image, or force_new_deployment")

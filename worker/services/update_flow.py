@@ -199,7 +199,9 @@ class UpdateFlow:
         current = str(service["taskDefinition"])
         family = job.family or family_of(current)
         detail = f"family {family}; service runs {current.rsplit('/', 1)[-1]}"
-        log.info("resolved", family=family, current=current)
+        if job.restart:
+            detail += "; a restart: no new revision"
+        log.info("resolved", family=family, current=current, restart=job.restart)
         updated = record.model_copy(
             update={
                 "state": DeploymentState.RUNNING,
@@ -209,9 +211,11 @@ class UpdateFlow:
                 "previous_task_definition_arn": current,
                 "previous_deployment_id": _primary_id(service),
                 "steps": self._log_step(record, detail),
+                # A restart runs the revision the service runs: nothing to register.
+                **({"task_definition_arn": current} if job.restart else {}),
             }
         )
-        return Transition(updated, Step.REGISTER)
+        return Transition(updated, Step.UPDATE if job.restart else Step.REGISTER)
 
     async def _find_registered(
         self, record: DeploymentRecord, base_arn: str
@@ -305,7 +309,11 @@ class UpdateFlow:
         service = None
         if self._rerun:
             service = await self._ecs.describe_service(job.cluster, job.service)
-        adopted = _any_deployment_on(service, target)
+        # A restart's target is also what the service ran before: only a deployment other than
+        # the one running at resolve can be ours.
+        adopted = _any_deployment_on(
+            service, target, besides=record.previous_deployment_id if job.restart else None
+        )
         if adopted is None and self._rerun and _moved_since_resolve(service, record):
             history = await self._history(record, job)
             if history is not None:
@@ -753,10 +761,13 @@ def _merge_events(known: list[ServiceEvent], fresh: list[dict[str, Any]]) -> lis
     return (added + known)[:MAX_EVENTS]
 
 
-def _any_deployment_on(service: dict[str, Any] | None, task_definition: str) -> str | None:
-    """The id of any deployment of the service (PRIMARY or ACTIVE) on ``task_definition``."""
+def _any_deployment_on(
+    service: dict[str, Any] | None, task_definition: str, *, besides: str | None = None
+) -> str | None:
+    """The id of any deployment of the service (PRIMARY or ACTIVE) on ``task_definition``,
+    other than ``besides``."""
     for deployment in (service or {}).get("deployments", []):
-        if deployment.get("taskDefinition") == task_definition:
+        if deployment.get("taskDefinition") == task_definition and deployment["id"] != besides:
             return str(deployment["id"])
     return None
 
