@@ -221,6 +221,12 @@ def main() -> None:
     is_flag=True,
     help="Turn ECS's circuit breaker (with rollback) on when the service has it off.",
 )
+@click.option(
+    "--keep-revisions",
+    type=int,
+    default=None,
+    help="Afterwards, deregister the family's revisions past the newest N that no service uses.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the final record as JSON.")
 def update(
     cluster: str,
@@ -236,6 +242,7 @@ def update(
     min_healthy_percent: int | None,
     max_percent: int | None,
     circuit_breaker: bool,
+    keep_revisions: int | None,
     as_json: bool,
 ) -> None:
     """Put new images into containers of an existing service and follow the rollout."""
@@ -262,6 +269,7 @@ def update(
                 minimum_healthy_percent=min_healthy_percent,
                 maximum_percent=max_percent,
                 circuit_breaker=circuit_breaker,
+                keep_revisions=keep_revisions,
             )
             for service in services
         ]

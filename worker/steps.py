@@ -21,9 +21,15 @@ import structlog
 from celery.exceptions import SoftTimeLimitExceeded
 from redis.exceptions import LockError
 
-from producers.contract.dispatch import TaskSender, dispatch
+from producers.contract.dispatch import TaskSender, dispatch, queue_for
 from producers.contract.enums import ErrorCode
-from producers.contract.names import QUEUE, STEP_LOCK_KEY, SWEEP_LOCK_KEY
+from producers.contract.names import (
+    PRIORITY_BACKGROUND,
+    QUEUE,
+    STEP_LOCK_KEY,
+    SWEEP_LOCK_KEY,
+    TASK_CLEANUP,
+)
 from producers.contract.records import (
     DeploymentRecord,
     DeploymentState,
@@ -326,6 +332,7 @@ def run_step(
         else:
             # The terminal commit itself released the service and dropped the full payload.
             log.info("deployment finished", state=new.state.value, reason=new.reason)
+            _clean_up_after(ctx, new)
             metrics.DEPLOYMENTS.labels(new.kind.value, new.state.value).inc()
             metrics.TIME_TO_VERDICT.labels(new.kind.value, new.state.value).observe(
                 max(0.0, (new.finished_at or now) - new.created_at)
@@ -465,6 +472,26 @@ def _advance_release(ctx: StepContext, release_id: str) -> None:
         return
     if release is not None and release.terminal:
         log.info("release finished", release_id=release_id, state=release.state.value)
+
+
+def _clean_up_after(ctx: StepContext, record: DeploymentRecord) -> None:
+    """Send the low-priority cleanup of the family's old revisions, when the job asks for it.
+
+    Best effort: a cleanup lost with a worker happens after the family's next deployment.
+    """
+    keep = record.job.get("keep_revisions")
+    if record.kind is not JobKind.UPDATE_EXISTING or not isinstance(keep, int) or not record.family:
+        return
+    role = record.job.get("role_arn")
+    try:
+        ctx.sender.send_task(
+            TASK_CLEANUP,
+            args=[record.family, keep, role if isinstance(role, str) else None, 0],
+            queue=queue_for(Step.WATCH, ctx.queue),
+            priority=PRIORITY_BACKGROUND,
+        )
+    except Exception:  # the verdict is committed; a cleanup that cannot be sent waits
+        log.exception("could not send the cleanup of old revisions", family=record.family)
 
 
 def sweep(ctx: StepContext, limit: int = 100) -> int:

@@ -12,12 +12,14 @@ from typing import Any
 
 import structlog
 
-from producers.contract.names import STEP_TASKS
+from producers.contract.names import PRIORITY_BACKGROUND, STEP_TASKS, TASK_CLEANUP
 from producers.contract.records import DeploymentRecord
 from producers.contract.store import wall_clock
 from worker.app import app, settings, step_context
 from worker.aws.gateway import AwsGateway
+from worker.domain.errors import ConveyorError, TransientError
 from worker.runtime import get_runtime
+from worker.services.cleanup import clean_up_revisions
 from worker.services.transitions import Transition
 from worker.steps import execute, run_step
 
@@ -63,3 +65,52 @@ def _register(name: str) -> None:
 
 for _task_name in STEP_TASKS.values():
     _register(_task_name)
+
+# A cleanup that keeps finding the bucket without tokens to spare gives up after this many
+# tries, 30 s apart (an hour); the family's next deployment with keep_revisions tries again.
+CLEANUP_TRIES = 120
+
+
+@app.task(name=TASK_CLEANUP, ignore_result=True)
+def clean_up(*args: Any, **kwargs: Any) -> dict[str, Any]:
+    """Deregister a family's old revisions (see worker.services.cleanup)."""
+    if (
+        kwargs
+        or len(args) != 4
+        or not isinstance(args[0], str)
+        or not 0 < len(args[0]) <= 255
+        or type(args[1]) is not int
+        or args[1] < 1
+        or not (args[2] is None or isinstance(args[2], str))
+        or type(args[3]) is not int
+    ):
+        log.error("malformed cleanup message dropped", nargs=len(args), kwargs=list(kwargs))
+        return {"status": "rejected"}
+    family, keep, role, tries = args
+    runtime = get_runtime(settings)
+
+    async def run() -> tuple[list[str], bool]:
+        aws = await runtime.pool.gateway(role, now=wall_clock())
+        return await clean_up_revisions(aws, family, keep)
+
+    try:
+        done, more = runtime.run(run())
+    except TransientError as exc:
+        log.info("cleanup of old revisions will be tried again", family=family, code=exc.code)
+        done, more = [], True
+    except ConveyorError as exc:
+        # Cleanup is best effort: a permission missing or AWS away is logged, never retried
+        # in a loop; the next deployment of the family tries again.
+        log.warning(
+            "cleanup of old revisions failed", family=family, code=exc.code, error=exc.message
+        )
+        return {"status": "failed", "code": exc.code}
+    if more and tries + 1 < CLEANUP_TRIES:
+        app.send_task(
+            TASK_CLEANUP,
+            args=[family, keep, role, tries + 1],
+            countdown=30,
+            queue=f"{settings.queue}.watch",
+            priority=PRIORITY_BACKGROUND,
+        )
+    return {"status": "ok", "deregistered": len(done), "more": more}

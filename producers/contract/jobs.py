@@ -111,6 +111,9 @@ class UpdateServiceJob(BaseModel):
     # Turn ECS's deployment circuit breaker (with rollback) on for this and later rollouts,
     # when the service has it off; Conveyor's own timeout and rollback stay the fallback.
     circuit_breaker: bool = False
+    # After the deployment, deregister the family's ACTIVE revisions past the newest N that no
+    # service uses (off when None).
+    keep_revisions: Annotated[int | None, Field(ge=1, le=1000)] = None
 
     def service_options(self) -> dict[str, Any]:
         """The options this job sets on the service, by their job field name (empty: none)."""

@@ -15,6 +15,7 @@ QUEUE = "conveyor"
 # before registering any.
 PRIORITY_UNDER_WAY = 0
 PRIORITY_NEW = 3
+PRIORITY_BACKGROUND = 9  # cleanup: after everything else
 # kombu's Redis transport: the list of priority p > 0 of queue q is named q + SEP + p.
 PRIORITY_STEPS = (0, 3, 6, 9)
 PRIORITY_SEP = "\x06\x16"
@@ -33,6 +34,8 @@ TASK_UPDATE = "conveyor.update.update"
 TASK_WATCH = "conveyor.update.watch"
 TASK_ROLLBACK = "conveyor.update.rollback"
 TASK_WATCH_ROLLBACK = "conveyor.update.watch_rollback"
+# Not a step: deregisters a family's old revisions after a deployment (low priority).
+TASK_CLEANUP = "conveyor.cleanup.revisions"
 TASK_VALIDATE = "conveyor.fargate.validate"
 TASK_APPLY = "conveyor.fargate.apply"
 TASK_DELETE_STALE = "conveyor.fargate.delete_stale"

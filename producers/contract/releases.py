@@ -69,6 +69,7 @@ class ReleaseEntry(BaseModel):
     minimum_healthy_percent: int | None = None
     maximum_percent: int | None = None
     circuit_breaker: bool | None = None
+    keep_revisions: int | None = None
 
 
 class ReleaseJob(BaseModel):
@@ -84,6 +85,7 @@ class ReleaseJob(BaseModel):
     timeout_seconds: Annotated[int, Field(ge=MIN_TIMEOUT_SECONDS, le=MAX_TIMEOUT_SECONDS)] = 1800
     rollback: bool = True
     role_arn: str | None = None
+    keep_revisions: Annotated[int | None, Field(ge=1, le=1000)] = None
     waves: Annotated[list[list[UpdateServiceJob]], Field(min_length=1)]
 
     @model_validator(mode="before")
@@ -105,7 +107,7 @@ class ReleaseJob(BaseModel):
             raise ValueError("waves: give at least one wave of services (or services:)")
         defaults = {
             key: data[key]
-            for key in ("cluster", "timeout_seconds", "rollback", "role_arn")
+            for key in ("cluster", "timeout_seconds", "rollback", "role_arn", "keep_revisions")
             if data.get(key) is not None
         }
         expanded = []

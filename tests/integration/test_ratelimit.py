@@ -176,6 +176,33 @@ def test_a_ticket_is_booked_no_further_ahead_than_the_horizon(client: redis.Redi
     assert client.hgetall(limiter.key(OPERATION) or "") == before
 
 
+def test_low_priority_calls_leave_tokens_to_spare(client: redis.Redis) -> None:
+    """acquire_spare takes a token only while ``spare`` more stay in the bucket; below that it
+    raises RateLimited at once, without a ticket and without taking anything."""
+    buckets = {OPERATION: Bucket(burst=5, refill_per_second=0.01)}
+    limiter = RateLimiter(client, account="1", region="r", buckets=buckets, margin=0.0)
+
+    async def drain() -> int:
+        taken = 0
+        while True:
+            try:
+                await limiter.acquire_spare(OPERATION, 3)
+            except AwsUnavailableError as exc:
+                assert exc.code == "RateLimited"
+                assert exc.ticket is None
+                return taken
+            taken += 1
+
+    assert asyncio.run(drain()) == 2  # 5 tokens, 3 kept back
+    before = client.hgetall(limiter.key(OPERATION) or "")
+    assert asyncio.run(drain()) == 0
+    assert float(client.hget(limiter.key(OPERATION) or "", "tokens") or 0) == pytest.approx(
+        float(before[b"tokens"]), abs=0.01
+    )
+    # A deployment's own call still finds the tokens the cleanup left.
+    assert asyncio.run(limiter.acquire(OPERATION)) == 0.0
+
+
 def test_a_margin_keeps_the_bucket_behind_aws_own(client: redis.Redis) -> None:
     """AWS counts a call when it arrives, a little after the grant: after the burst, the next
     token is due the margin later than the arithmetic says (a full bucket still grants at

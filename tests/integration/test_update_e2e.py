@@ -306,3 +306,41 @@ def test_restart_starts_new_tasks_on_the_same_revision(
     assert len(ecs.list_task_definitions(familyPrefix=name)["taskDefinitionArns"]) == 1
     history = ecs.list_service_deployments(cluster="demo", service=name)["serviceDeployments"]
     assert len(history) == 2
+
+
+def test_keep_revisions_cleans_up_old_revisions_but_never_used_ones(
+    stack: Stack, start_worker: Callable[[str], Worker]
+) -> None:
+    """`conveyor update --keep-revisions 2` on a family with 6 revisions, where another service
+    still runs revision 1: after the deployment (revision 7), revisions 7 and 6 stay, 1 stays
+    for the other service, and 2-5 are deregistered, in the background."""
+    (name,) = create_services(stack.endpoint, [f"kr-{uuid.uuid4().hex[:6]}"], desired=1)
+    ecs = stack.ecs()
+    first = ecs.describe_services(cluster="demo", services=[name])["services"][0]["taskDefinition"]
+    ecs.create_service(
+        cluster="demo", serviceName=f"{name}-old", taskDefinition=first, desiredCount=1
+    )
+    definition = ecs.describe_task_definition(taskDefinition=first)["taskDefinition"]
+    for n in range(2, 7):
+        ecs.register_task_definition(
+            family=name,
+            containerDefinitions=[{**definition["containerDefinitions"][0], "image": f"r/app:{n}"}],
+        )
+    ecs.update_service(cluster="demo", service=name, taskDefinition=f"{name}:6")
+    start_worker("w1")
+    result = stack.cli(
+        "update", "--cluster", "demo", "--service", name, "--image", "app=:7.0.0",
+        "--keep-revisions", "2",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+
+    def active() -> list[int]:
+        arns = ecs.list_task_definitions(familyPrefix=name, status="ACTIVE")["taskDefinitionArns"]
+        return sorted(
+            int(a.rsplit(":", 1)[1]) for a in arns if a.rsplit("/", 1)[1].startswith(f"{name}:")
+        )
+
+    deadline = time.monotonic() + 60
+    while active() != [1, 6, 7]:
+        assert time.monotonic() < deadline, active()
+        time.sleep(0.5)

@@ -107,15 +107,36 @@ def _count_attempt(
     ).inc()
 
 
+# Low-priority calls (cleanup) take a token only while this many more stay in the bucket, so
+# that deployments sharing the bucket always find theirs.
+LOW_PRIORITY_SPARE = 10
+
+
+async def _every_page(
+    page: Callable[[str | None], Coroutine[Any, Any, dict[str, Any]]], key: str
+) -> list[str]:
+    """Every item of a paginated List call, page after page."""
+    items: list[str] = []
+    token: str | None = None
+    while True:
+        answer = await page(token)
+        items += [str(i) for i in answer.get(key, [])]
+        token = answer.get("nextToken")
+        if not token:
+            return items
+
+
 def _aws_call(
-    operation: str,
+    operation: str, *, spare: int | None = None
 ) -> Callable[[Callable[P, Coroutine[Any, Any, T]]], Callable[P, Coroutine[Any, Any, T]]]:
     def decorate(fn: Callable[P, Coroutine[Any, Any, T]]) -> Callable[P, Coroutine[Any, Any, T]]:
         @functools.wraps(fn)
         async def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
             self = args[0]
             limiter: RateLimiter | None = getattr(self, "limiter", None)
-            if limiter is not None:
+            if limiter is not None and spare is not None:
+                await limiter.acquire_spare(operation, spare)
+            elif limiter is not None:
                 # Before the call's own timeout: waiting for a token is not the call hanging.
                 await limiter.acquire(operation)
             try:
@@ -176,6 +197,51 @@ class BotoEcsGateway:
         )
         tags = [{"key": t["key"], "value": t.get("value", "")} for t in answer.get("tags", [])]
         return dict(answer["taskDefinition"]), tags
+
+    @_aws_call("ListTaskDefinitions")
+    async def active_task_definition_arns(self, family: str) -> list[str]:
+        """See EcsGateway. Pages of 100, newest first."""
+        arns: list[str] = []
+        token: str | None = None
+        while True:
+            kwargs: dict[str, Any] = {"familyPrefix": family, "status": "ACTIVE", "sort": "DESC"}
+            if token:
+                kwargs["nextToken"] = token
+            answer = await self._ecs.list_task_definitions(**kwargs)
+            arns += [a for a in answer.get("taskDefinitionArns", []) if family_of(a) == family]
+            token = answer.get("nextToken")
+            if not token:
+                return arns
+
+    async def task_definitions_in_use(self, family: str) -> set[str]:
+        """See EcsGateway. ListClusters, ListServices and DescribeServices, ten at a time."""
+        used: set[str] = set()
+        for cluster in await _every_page(self._list_clusters_page, "clusterArns"):
+            services = await _every_page(
+                functools.partial(self._list_services_page, cluster), "serviceArns"
+            )
+            for start in range(0, len(services), 10):
+                described = await self.describe_services(cluster, services[start : start + 10])
+                for service in described.values():
+                    arns = [service.get("taskDefinition")]
+                    arns += [d.get("taskDefinition") for d in service.get("deployments", [])]
+                    used |= {str(a) for a in arns if a and family_of(str(a)) == family}
+        return used
+
+    @_aws_call("ListClusters")
+    async def _list_clusters_page(self, token: str | None) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {"nextToken": token} if token else {}
+        return dict(await self._ecs.list_clusters(**kwargs))
+
+    @_aws_call("ListServices")
+    async def _list_services_page(self, cluster: str, token: str | None) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {"cluster": cluster, **({"nextToken": token} if token else {})}
+        return dict(await self._ecs.list_services(**kwargs))
+
+    @_aws_call("DeregisterTaskDefinition", spare=LOW_PRIORITY_SPARE)
+    async def deregister_revision(self, arn: str) -> None:
+        """See EcsGateway."""
+        await self._ecs.deregister_task_definition(taskDefinition=arn)
 
     @_aws_call("ListTaskDefinitions")
     async def newer_task_definition_arns(self, family: str, after_revision: int) -> list[str]:

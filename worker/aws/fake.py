@@ -381,6 +381,37 @@ class FakeEcs:
         found = self._find_revision(task_definition, "DescribeTaskDefinition")
         return copy.deepcopy(found), copy.deepcopy(self.tags[found["taskDefinitionArn"]])
 
+    async def active_task_definition_arns(self, family: str) -> list[str]:
+        """See EcsGateway. One ListTaskDefinitions call per page of 100."""
+        active = [
+            str(r["taskDefinitionArn"])
+            for r in reversed(self.revisions.get(family, []))
+            if r["status"] == "ACTIVE"
+        ]
+        for _ in range(len(active) // 100 + 1):
+            self._call("ListTaskDefinitions")
+        return active
+
+    async def task_definitions_in_use(self, family: str) -> set[str]:
+        """See EcsGateway. Every cluster's services, ten per DescribeServices."""
+        self._call("ListClusters")
+        used: set[str] = set()
+        for cluster in sorted(self.clusters):
+            self._call("ListServices")
+            services = [s for (c, _), s in self.services.items() if c == cluster]
+            for _ in range(0, len(services), 10):
+                self._call("DescribeServices")
+            for service in services:
+                arns = [service["taskDefinition"]]
+                arns += [d["taskDefinition"] for d in service["deployments"]]
+                used |= {a for a in arns if family_of(a) == family}
+        return used
+
+    async def deregister_revision(self, arn: str) -> None:
+        """See EcsGateway. The fake has no rate limits."""
+        self._call("DeregisterTaskDefinition")
+        self.deregister_task_definition(arn)
+
     async def newer_task_definition_arns(self, family: str, after_revision: int) -> list[str]:
         """See EcsGateway. One ListTaskDefinitions call per page of ten, newest first."""
         newer = [

@@ -36,6 +36,19 @@ class EcsGateway(Protocol):
         """Return a task definition (family = latest ACTIVE revision) and its tags."""
         ...
 
+    async def active_task_definition_arns(self, family: str) -> list[str]:
+        """Every ACTIVE revision of the family, newest first."""
+        ...
+
+    async def task_definitions_in_use(self, family: str) -> set[str]:
+        """The revisions of ``family`` that services run or deploy, in every cluster: each
+        service's task definition and those of its deployments under way."""
+        ...
+
+    async def deregister_revision(self, arn: str) -> None:
+        """Deregister a revision, at low priority: only with tokens to spare in its bucket."""
+        ...
+
     async def newer_task_definition_arns(self, family: str, after_revision: int) -> list[str]:
         """Return the family's ACTIVE revisions newer than ``after_revision``, newest first.
 

@@ -166,8 +166,25 @@ class RateLimiter:
             await asyncio.sleep(wait_ms / 1000)
         return wait_ms / 1000
 
-    async def _take(self, operation: str, max_wait_ms: int) -> int:
-        """Run the bucket script: the wait in ms for the token it took (negative: none taken)."""
+    async def acquire_spare(self, operation: str, spare: int) -> None:
+        """Take a token for a low-priority call only if ``spare`` more stay in the bucket.
+
+        Never waits and never reserves: when the bucket is lower, raises RateLimited (without a
+        ticket) so that the low-priority work comes back later, and the calls of deployments
+        sharing the bucket still find their tokens.
+        """
+        if self._prepaid.get(operation):
+            self._prepaid[operation] -= 1
+            return
+        wait_ms = await self._take(operation, 0, spare=spare)
+        if wait_ms != 0:
+            raise _limited(operation, abs(wait_ms) / 1000, None)
+
+    async def _take(self, operation: str, max_wait_ms: int, *, spare: float | None = None) -> int:
+        """Run the bucket script: the wait in ms for the token it took (negative: none taken).
+
+        ``spare``: tokens that must stay after this one (default: the margin).
+        """
         bucket = self._buckets.get(operation)
         key = self.key(operation)
         if bucket is None or key is None:
@@ -182,7 +199,9 @@ class RateLimiter:
                         bucket.refill_per_second,
                         max_wait_ms,
                         # The margin in tokens: ``margin`` seconds of refill, at most one token.
-                        min(1.0, self._margin * bucket.refill_per_second),
+                        min(1.0, self._margin * bucket.refill_per_second)
+                        if spare is None
+                        else spare,
                     ],
                 )
             )
