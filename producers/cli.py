@@ -189,7 +189,6 @@ def main() -> None:
     "--image",
     "images",
     multiple=True,
-    required=True,
     metavar="CONTAINER=IMAGE",
     help="New image for a container; repeatable. IMAGE may be ':TAG' or '@sha256:...' to keep "
     "the repository.",
@@ -222,6 +221,34 @@ def main() -> None:
     help="Turn ECS's circuit breaker (with rollback) on when the service has it off.",
 )
 @click.option(
+    "--env",
+    "env",
+    multiple=True,
+    metavar="CONTAINER:NAME=VALUE",
+    help="Set an environment variable of a container; repeatable. Values on a command line are "
+    "visible to other local users: prefer --env-file for secrets.",
+)
+@click.option(
+    "--env-file",
+    "env_files",
+    multiple=True,
+    metavar="CONTAINER=PATH",
+    help="Set a container's environment variables from a NAME=VALUE file; repeatable.",
+)
+@click.option(
+    "--secret",
+    "secrets",
+    multiple=True,
+    metavar="CONTAINER:NAME=REFERENCE",
+    help="Set a container's secret (a Secrets Manager or SSM reference); repeatable.",
+)
+@click.option(
+    "--replace-env",
+    is_flag=True,
+    help="The containers given --env/--env-file/--secret get exactly those (default: merged "
+    "by name into what they have).",
+)
+@click.option(
     "--keep-revisions",
     type=int,
     default=None,
@@ -243,9 +270,15 @@ def update(
     max_percent: int | None,
     circuit_breaker: bool,
     keep_revisions: int | None,
+    env: tuple[str, ...],
+    env_files: tuple[str, ...],
+    secrets: tuple[str, ...],
+    replace_env: bool,
     as_json: bool,
 ) -> None:
-    """Put new images into containers of an existing service and follow the rollout."""
+    """Put new images (and environment variables or secrets) into containers of an existing
+    service and follow the rollout."""
+    settings = _container_settings(env, env_files, secrets, replace=replace_env)
 
     try:
         updates = tuple(ImageUpdate.parse(text) for text in images)
@@ -270,6 +303,7 @@ def update(
                 maximum_percent=max_percent,
                 circuit_breaker=circuit_breaker,
                 keep_revisions=keep_revisions,
+                settings=settings,
             )
             for service in services
         ]
@@ -342,6 +376,49 @@ def restart(
     except ValidationError as exc:
         _usage_error("; ".join(describe_validation_error(exc)))
     _submit_release(release, no_wait=no_wait, as_json=as_json)
+
+
+def _container_settings(
+    env: tuple[str, ...], env_files: tuple[str, ...], secrets: tuple[str, ...], *, replace: bool
+) -> tuple[Any, ...]:
+    """--env, --env-file and --secret as one ContainerSettings per container (exit 2 on a bad
+    one, naming the flag and the name, never the value)."""
+    from producers.contract.jobs import ContainerSettings
+    from producers.envfiles import EnvFileError, read_env_file
+
+    wanted: dict[str, dict[str, dict[str, str]]] = {}
+
+    def entry(container: str) -> dict[str, dict[str, str]]:
+        return wanted.setdefault(container, {"environment": {}, "secrets": {}})
+
+    for flag, items, kind in (("--env", env, "environment"), ("--secret", secrets, "secrets")):
+        for text in items:
+            target, sep, value = text.partition("=")
+            container, colon, name = target.partition(":")
+            if not sep or not colon or not container or not name:
+                shown = target if colon else "…"
+                _usage_error(f"{flag} {shown}=…: give CONTAINER:NAME=VALUE")
+            entry(container.strip())[kind][name.strip()] = value
+    for text in env_files:
+        container, sep, path = text.partition("=")
+        if not sep or not container or not path:
+            _usage_error(f"--env-file {text!r}: give CONTAINER=PATH")
+        try:
+            entry(container.strip())["environment"].update(read_env_file(Path(path)))
+        except EnvFileError as exc:
+            _usage_error(f"--env-file: {exc}")
+    try:
+        return tuple(
+            ContainerSettings(
+                container=container,
+                mode="replace" if replace else "append",
+                environment=values["environment"],
+                secrets=values["secrets"],
+            )
+            for container, values in wanted.items()
+        )
+    except ValidationError as exc:
+        _usage_error("; ".join(describe_validation_error(exc)))
 
 
 def _enqueue(enqueue: Callable[[Any], Any]) -> tuple[Any, Any]:
@@ -471,13 +548,14 @@ def release(release_file: Path, no_wait: bool, fail_fast: bool | None, as_json: 
     """Deploy a set of services, wave after wave, and follow the release to a verdict."""
     from producers.contract.fargate_spec import SpecError, load_spec
     from producers.contract.releases import ReleaseJob
+    from producers.envfiles import EnvFileError, expand_env_files
 
     try:
-        data = load_spec(release_file)
+        data = expand_env_files(load_spec(release_file), release_file.parent)
         if fail_fast is not None:
             data["fail_fast"] = fail_fast
         job = ReleaseJob.model_validate(data)
-    except SpecError as exc:
+    except (SpecError, EnvFileError) as exc:
         _usage_error(str(exc))
     except ValidationError as exc:
         _usage_error(
@@ -765,10 +843,13 @@ def wait(deployment_id: str, as_json: bool) -> None:
 
 def _load_fargate_job(spec_file: Path) -> Any:
     from producers.contract.fargate_spec import FargateServiceJob, SpecError, load_spec
+    from producers.envfiles import EnvFileError, expand_env_files
 
     try:
-        return FargateServiceJob.model_validate(load_spec(spec_file))
-    except SpecError as exc:
+        return FargateServiceJob.model_validate(
+            expand_env_files(load_spec(spec_file), spec_file.parent)
+        )
+    except (SpecError, EnvFileError) as exc:
         _usage_error(str(exc))
     except ValidationError as exc:
         _usage_error(

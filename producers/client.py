@@ -115,7 +115,7 @@ class ConveyorClient:
             step=FIRST_STEP[job.kind],
             # Records are read by anyone with `conveyor status`: no environment values or secret
             # references in them. The full payload is kept apart while the deployment runs.
-            job=redacted(job) if isinstance(job, FargateServiceJob) else payload,
+            job=redacted(job) if isinstance(job, FargateServiceJob) else job.redacted(),
             cluster=job.cluster,
             service=job.service,
             created_at=now,

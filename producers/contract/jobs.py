@@ -81,6 +81,59 @@ class ImageUpdate(BaseModel):
         return cls(container=container.strip(), image=image.strip())
 
 
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,254}$")
+MASK = "***"
+
+
+class ContainerSettings(BaseModel):
+    """Environment variables and secrets of one container, set with a new revision.
+
+    ``append`` (the default) merges by name into what the container has; ``replace`` makes
+    these the container's whole environment and secret list. Values are secrets as far as
+    Conveyor is concerned: records, logs, plans and errors show names only.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    container: Annotated[str, Field(min_length=1, max_length=255)]
+    mode: Literal["append", "replace"] = "append"
+    environment: Annotated[dict[str, str], Field(max_length=1000)] = Field(default_factory=dict)
+    # Secret name -> valueFrom (a Secrets Manager ARN or an SSM parameter name or ARN).
+    secrets: Annotated[dict[str, str], Field(max_length=1000)] = Field(default_factory=dict)
+
+    @field_validator("container")
+    @classmethod
+    def _container_name(cls, value: str) -> str:
+        if not _ECS_NAME.fullmatch(value):
+            raise ValueError(
+                f"container name {value!r} is not valid: use letters, digits, '-' or '_'"
+            )
+        return value
+
+    @field_validator("environment", "secrets")
+    @classmethod
+    def _names(cls, value: dict[str, str]) -> dict[str, str]:
+        bad = sorted(name for name in value if not _ENV_NAME.fullmatch(name))
+        if bad:
+            # Names only: a value could be a secret.
+            raise ValueError(
+                f"{', '.join(repr(b) for b in bad[:5])}: a name is letters, digits and '_', "
+                "not starting with a digit"
+            )
+        if any(len(v) > 32_768 for v in value.values()):
+            raise ValueError("a value is longer than 32768 characters")
+        return value
+
+    @model_validator(mode="after")
+    def _secret_references(self) -> ContainerSettings:
+        empty = sorted(name for name, ref in self.secrets.items() if not ref.strip())
+        if empty:
+            raise ValueError(
+                f"secrets: {', '.join(empty)}: give a Secrets Manager or SSM reference"
+            )
+        return self
+
+
 class UpdateServiceJob(BaseModel):
     """Put new images into named containers of an existing ECS service.
 
@@ -114,6 +167,8 @@ class UpdateServiceJob(BaseModel):
     # After the deployment, deregister the family's ACTIVE revisions past the newest N that no
     # service uses (off when None).
     keep_revisions: Annotated[int | None, Field(ge=1, le=1000)] = None
+    # Environment variables and secrets of named containers, set in the new revision.
+    settings: Annotated[tuple[ContainerSettings, ...], Field(max_length=100)] = ()
 
     def service_options(self) -> dict[str, Any]:
         """The options this job sets on the service, by their job field name (empty: none)."""
@@ -128,25 +183,50 @@ class UpdateServiceJob(BaseModel):
     @property
     def restart(self) -> bool:
         """A restart: new tasks on the revision the service runs, no new revision."""
-        return not self.images
+        return not self.images and not self.settings
+
+    def containers(self) -> list[str]:
+        """Every container the job changes (images or settings), in order, once."""
+        names = [i.container for i in self.images] + [s.container for s in self.settings]
+        return list(dict.fromkeys(names))
+
+    def redacted(self) -> dict[str, Any]:
+        """The job as JSON with environment values and secret references masked, for records."""
+        data = self.model_dump(mode="json")
+        for entry in data.get("settings", []):
+            entry["environment"] = dict.fromkeys(entry.get("environment", {}), MASK)
+            entry["secrets"] = dict.fromkeys(entry.get("secrets", {}), MASK)
+        return data
 
     @model_validator(mode="before")
     @classmethod
     def _restart_has_nothing_to_roll_back_to(cls, data: Any) -> Any:
-        if isinstance(data, dict) and not data.get("images") and data.get("force_new_deployment"):
+        if (
+            isinstance(data, dict)
+            and not data.get("images")
+            and not data.get("settings")
+            and data.get("force_new_deployment")
+        ):
             # The previous revision is the one restarted: rolling back would restart it again.
             return {**data, "rollback": False}
         return data
 
     @model_validator(mode="after")
     def _something_to_do(self) -> UpdateServiceJob:
-        if not self.images and not self.force_new_deployment:
+        if not self.images and not self.settings and not self.force_new_deployment:
             raise ValueError(
-                "images: give at least one container image, or force_new_deployment for a "
-                "restart (`conveyor restart`)"
+                "images: give at least one container image (or environment/secrets to set), or "
+                "force_new_deployment for a restart (`conveyor restart`)"
             )
-        if not self.images and self.family is not None:
+        if self.restart and self.family is not None:
             raise ValueError("family: a restart keeps the revision the service runs; drop family")
+        seen = [s.container for s in self.settings]
+        twice = sorted({c for c in seen if seen.count(c) > 1})
+        if twice:
+            raise ValueError(
+                f"settings: container {twice[0]!r} is given twice; merge its environment and "
+                "secrets into one entry"
+            )
         return self
 
     @model_validator(mode="after")

@@ -11,6 +11,7 @@ between a deployment's end and the advance delays a release by one sweep, never 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -20,6 +21,7 @@ from producers.contract.dispatch import TaskSender, dispatch
 from producers.contract.enums import FIRST_STEP, DeploymentState, JobKind
 from producers.contract.jobs import UpdateServiceJob
 from producers.contract.names import (
+    JOB_KEY,
     KEY_PREFIX,
     PRIORITY_NEW,
     QUEUE,
@@ -51,7 +53,9 @@ def new_deployment(
         id=deployment_id,
         kind=JobKind.UPDATE_EXISTING,
         step=FIRST_STEP[JobKind.UPDATE_EXISTING],
-        job=job.model_dump(mode="json"),
+        # Records are read by anyone with `conveyor status`: environment values and secret
+        # references are masked; the full job is kept apart (JOB_KEY) while it is needed.
+        job=job.redacted(),
         cluster=job.cluster,
         service=job.service,
         account=account,
@@ -127,11 +131,14 @@ class ReleaseStore:
     def create(self, job: ReleaseJob, release_id: str, now: float) -> ReleaseRecord:
         """Record a new release and create its first wave (not yet dispatched)."""
         ids = job.deployment_ids(release_id)
-        jobs = {
-            deployment_id: wave_job.model_dump(mode="json")
+        by_id = {
+            deployment_id: wave_job
             for wave_ids, wave_jobs in zip(ids, job.waves, strict=True)
             for deployment_id, wave_job in zip(wave_ids, wave_jobs, strict=True)
         }
+        # The release record keeps masked jobs; each full job waits under its deployment's job
+        # key, where the worker reads it once the deployment's wave starts.
+        jobs = {deployment_id: wave_job.redacted() for deployment_id, wave_job in by_id.items()}
         release = ReleaseRecord(
             id=release_id,
             name=job.release,
@@ -143,6 +150,13 @@ class ReleaseStore:
         )
         with self._r.pipeline(transaction=True) as pipe:
             pipe.set(self.key(release_id), release.model_dump_json(), ex=self._ttl, nx=True)
+            for deployment_id, wave_job in by_id.items():
+                pipe.set(
+                    JOB_KEY.format(id=deployment_id),
+                    json.dumps(wave_job.model_dump(mode="json")),
+                    ex=self._ttl,
+                    nx=True,
+                )
             pipe.zadd(RELEASES_KEY, {release_id: now})
             pipe.zremrangebyscore(RELEASES_KEY, "-inf", f"({now - self._ttl}")
             pipe.zadd(ACTIVE_RELEASES_KEY, {release_id: now})
@@ -196,6 +210,10 @@ class ReleaseStore:
         def finished(pipe: Any, release: ReleaseRecord) -> None:
             if release.terminal:
                 pipe.zrem(ACTIVE_RELEASES_KEY, release_id)
+                # Waves that never started: their full jobs (values included) go now.
+                for wave in release.waves[release.wave + 1 :]:
+                    for deployment_id in wave:
+                        pipe.delete(JOB_KEY.format(id=deployment_id))
 
         return compare_and_set(self._r, self.key(release_id), step, self._ttl, finished)
 

@@ -27,14 +27,16 @@ import uuid
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from producers.contract.enums import DeploymentState
 from producers.contract.jobs import (
     MAX_TIMEOUT_SECONDS,
     MIN_TIMEOUT_SECONDS,
+    ContainerSettings,
     ImageUpdate,
     UpdateServiceJob,
+    describe_validation_error,
 )
 
 MAX_RELEASE_SERVICES = 1000
@@ -70,6 +72,8 @@ class ReleaseEntry(BaseModel):
     maximum_percent: int | None = None
     circuit_breaker: bool | None = None
     keep_revisions: int | None = None
+    # Environment variables and secrets of named containers (see ContainerSettings).
+    settings: list[dict[str, Any]] | None = None
 
 
 class ReleaseJob(BaseModel):
@@ -124,8 +128,18 @@ class ReleaseJob(BaseModel):
                 if "cluster" not in fields:
                     raise ValueError(f"waves[{w}][{i}]: no cluster, and the release has none")
                 images = tuple(
-                    ImageUpdate(container=c, image=img) for c, img in fields.pop("images").items()
+                    ImageUpdate(container=c, image=img)
+                    for c, img in fields.pop("images", {}).items()
                 )
+                if "settings" in fields:
+                    try:
+                        fields["settings"] = tuple(
+                            ContainerSettings.model_validate(s) for s in fields["settings"]
+                        )
+                    except ValidationError as exc:
+                        # Re-raised without the input: it holds environment values.
+                        problems = "; ".join(describe_validation_error(exc))
+                        raise ValueError(f"waves[{w}][{i}].settings: {problems}") from None
                 fields["wait"] = False
                 jobs.append(UpdateServiceJob.model_validate({**fields, "images": images}))
             expanded.append(jobs)

@@ -6,9 +6,11 @@ import json
 import time
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 
 from localaws.devstack import Worker
 from localaws.testing import create_services
@@ -344,3 +346,79 @@ def test_keep_revisions_cleans_up_old_revisions_but_never_used_ones(
     while active() != [1, 6, 7]:
         assert time.monotonic() < deadline, active()
         time.sleep(0.5)
+
+
+def test_environment_and_secrets_reach_the_revision_and_nothing_else(
+    stack: Stack, start_worker: Callable[[str], Worker], tmp_path: Path
+) -> None:
+    """--env, --env-file and --secret on `conveyor update`, then a release file with settings and
+    an environment_file: the new revisions carry the values; the records, the CLI's output,
+    the worker's log and Redis (once the deployments ended) carry names only."""
+    from tests.integration.conftest import redis_contents
+
+    names = create_services(stack.endpoint, [f"env-{uuid.uuid4().hex[:6]}" for _ in range(2)])
+    worker = start_worker("w1")
+    values = [
+        "v4lue-from-flag",
+        "v4lue-from-file",
+        "arn:aws:secretsmanager:us-east-1:1:secret:db-Xy",
+    ]
+    env_file = tmp_path / "app.env"
+    env_file.write_text(f"# shared\nFROM_FILE={values[1]}\n")
+    result = stack.cli(
+        "update", "--cluster", "demo", "--service", names[0], "--image", "app=:2.0.0",
+        "--env", f"app:FROM_FLAG={values[0]}", "--env-file", f"app={env_file}",
+        "--secret", f"app:DB_PASSWORD={values[2]}", "--json",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    record = json.loads(result.stdout)
+    assert record["state"] == "succeeded"
+    release_file = tmp_path / "release.yaml"
+    release_file.write_text(
+        f"cluster: demo\nservices:\n  - service: {names[1]}\n    images: {{app: ':2.0.0'}}\n"
+        "    settings:\n      - container: app\n        mode: replace\n"
+        "        environment_file: app.env\n"
+        f"        environment: {{FROM_FLAG: {values[0]}}}\n"
+    )
+    released = stack.cli("release", "-f", str(release_file), "--json")
+    assert released.returncode == 0, released.stdout + released.stderr
+
+    ecs = stack.ecs()
+    first = ecs.describe_task_definition(taskDefinition=record["task_definition_arn"])
+    (container,) = first["taskDefinition"]["containerDefinitions"]
+    assert {e["name"]: e["value"] for e in container["environment"]} == {
+        "FROM_FLAG": values[0],
+        "FROM_FILE": values[1],
+    }
+    assert container["secrets"] == [{"name": "DB_PASSWORD", "valueFrom": values[2]}]
+    second = ecs.describe_services(cluster="demo", services=[names[1]])["services"][0]
+    (container,) = ecs.describe_task_definition(taskDefinition=second["taskDefinition"])[
+        "taskDefinition"
+    ]["containerDefinitions"]
+    assert {e["name"]: e["value"] for e in container["environment"]} == {
+        "FROM_FILE": values[1],
+        "FROM_FLAG": values[0],
+    }
+    assert any(
+        "app environment FROM_FLAG added" in (s.get("detail") or "") for s in record["steps"]
+    )
+
+    status = stack.cli("status", record["id"], "--json").stdout
+    release_status = stack.cli("status", json.loads(released.stdout)["id"], "--json").stdout
+    contents = redis_contents(redis.Redis.from_url(stack.redis_url))
+    seen = {
+        "update output": result.stdout + result.stderr,
+        "release output": released.stdout + released.stderr,
+        "status": status,
+        "release status": release_status,
+        "worker log": worker.log(),
+        "redis": contents.decode(errors="replace"),
+    }
+    for value in values:
+        for where, text in seen.items():
+            assert value not in text, f"{value!r} leaked into the {where}"
+    bad = stack.cli(
+        "update", "--cluster", "demo", "--service", names[0], "--env", f"app:BAD NAME={values[0]}"
+    )
+    assert bad.returncode == 2
+    assert values[0] not in bad.stderr

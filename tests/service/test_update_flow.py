@@ -715,4 +715,5 @@ def test_a_job_with_nothing_to_do_is_refused() -> None:
     with pytest.raises(ValidationError) as info:
         UpdateServiceJob(cluster="demo", service="web", images=())
     (line,) = describe_validation_error(info.value)
-    assert line.startswith("images: give at least one container image, or force_new_deployment")
+    assert line.startswith("images: give at least one container image")
+    assert "force_new_deployment for a restart" in line

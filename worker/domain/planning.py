@@ -8,11 +8,12 @@ after this code was written. Pure: no I/O, no clock.
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from producers.contract.images import ImageReferenceError, ImageSpec
+from producers.contract.jobs import ContainerSettings
 from worker.domain.errors import InvalidJobError, UnknownContainerError
 
 # Keys DescribeTaskDefinition returns that RegisterTaskDefinition rejects.
@@ -41,12 +42,26 @@ class ImageChange:
 
 
 @dataclass(frozen=True, slots=True)
+class SettingChange:
+    """One environment variable or secret of a container that differs, by name only."""
+
+    container: str
+    kind: str  # "environment" or "secrets"
+    name: str
+    action: str  # "added", "changed" or "removed"
+
+    def __str__(self) -> str:
+        return f"{self.container} {self.kind} {self.name} {self.action}"
+
+
+@dataclass(frozen=True)
 class RevisionPlan:
     """The RegisterTaskDefinition payload plus what differs from the base revision."""
 
     payload: dict[str, Any]
     changes: tuple[ImageChange, ...]
     dropped_fields: tuple[str, ...] = field(default=())
+    setting_changes: tuple[SettingChange, ...] = field(default=())
 
     @property
     def family(self) -> str:
@@ -79,6 +94,7 @@ def plan_revision(
     images: Mapping[str, ImageSpec],
     deployment_id: str,
     known_fields: frozenset[str] | None = None,
+    settings: Sequence[ContainerSettings] = (),
 ) -> RevisionPlan:
     """Build the RegisterTaskDefinition payload for a new revision of ``base``.
 
@@ -89,7 +105,7 @@ def plan_revision(
     does not know are left out, since the SDK would refuse them, and reported in
     ``dropped_fields`` so that the caller can log them: nothing is dropped silently.
     """
-    check_containers(base, images)
+    check_containers(base, [*images, *(s.container for s in settings)])
     payload: dict[str, Any] = copy.deepcopy(dict(base))
     for key in READ_ONLY_KEYS:
         payload.pop(key, None)
@@ -116,6 +132,21 @@ def plan_revision(
         container["image"] = after
         changes.append(ImageChange(container=str(container["name"]), before=before, after=after))
 
+    setting_changes: list[SettingChange] = []
+    by_name = {str(c.get("name")): c for c in payload.get("containerDefinitions", [])}
+    for wanted in settings:
+        container = by_name[wanted.container]
+        for kind, key, values in (
+            ("environment", "value", wanted.environment),
+            ("secrets", "valueFrom", wanted.secrets),
+        ):
+            merged, diff = apply_settings(
+                container.get(kind) or [], values, key, replace=wanted.mode == "replace"
+            )
+            if merged or kind in container:
+                container[kind] = merged
+            setting_changes += [SettingChange(wanted.container, kind, n, a) for n, a in diff]
+
     kept = [
         {"key": str(t["key"]), "value": str(t.get("value", ""))}
         for t in tags
@@ -130,7 +161,43 @@ def plan_revision(
         )
     # Never empty: AWS rejects an empty tag list ("Tags can not be empty").
     payload["tags"] = [*kept, {"key": DEPLOYMENT_TAG, "value": deployment_id}]
-    return RevisionPlan(payload=payload, changes=tuple(changes), dropped_fields=tuple(dropped))
+    return RevisionPlan(
+        payload=payload,
+        changes=tuple(changes),
+        dropped_fields=tuple(dropped),
+        setting_changes=tuple(setting_changes),
+    )
+
+
+def apply_settings(
+    current: Sequence[Mapping[str, Any]], wanted: Mapping[str, str], key: str, *, replace: bool
+) -> tuple[list[dict[str, Any]], list[tuple[str, str]]]:
+    """A container's environment (``key`` "value") or secrets (``key`` "valueFrom") with
+    ``wanted`` applied, and what changed as (name, "added" | "changed" | "removed"), by name.
+
+    Append keeps every other entry where it is and replaces same-named ones in place; replace
+    keeps only ``wanted``. New names come last, in the order given.
+    """
+    merged: list[dict[str, Any]] = []
+    diff: list[tuple[str, str]] = []
+    seen: set[str] = set()
+    for entry in current:
+        name = str(entry.get("name"))
+        if name in wanted:
+            if name not in seen:
+                merged.append({**entry, key: wanted[name]})
+                if entry.get(key) != wanted[name]:
+                    diff.append((name, "changed"))
+            seen.add(name)
+        elif replace:
+            diff.append((name, "removed"))
+        else:
+            merged.append(dict(entry))
+    for name, value in wanted.items():
+        if name not in seen:
+            merged.append({"name": name, key: value})
+            diff.append((name, "added"))
+    return merged, diff
 
 
 def revision_diff(before: Mapping[str, Any], after: Mapping[str, Any]) -> list[str]:

@@ -23,6 +23,24 @@ def _containers(job: Mapping[str, Any]) -> set[str]:
     return {str(i.get("container")) for i in images if isinstance(i, Mapping)}
 
 
+def _settings_covered(newer: Any, older: Any) -> bool:
+    """Every variable and secret the older job sets, the newer sets too (with its own value);
+    an older replace is carried only by a newer replace. Names only: records mask values."""
+    by_container = {s.get("container"): s for s in newer if isinstance(s, Mapping)}
+    for entry in older:
+        if not isinstance(entry, Mapping):
+            return False
+        other = by_container.get(entry.get("container"))
+        if other is None:
+            return False
+        if entry.get("mode") == "replace" and other.get("mode") != "replace":
+            return False
+        for kind in ("environment", "secrets"):
+            if not set(entry.get(kind) or {}) <= set(other.get(kind) or {}):
+                return False
+    return True
+
+
 def covers(
     newer_kind: str, newer: Mapping[str, Any], older_kind: str, older: Mapping[str, Any]
 ) -> bool:
@@ -44,6 +62,8 @@ def covers(
         if older.get(option) is not None and newer.get(option) != older.get(option):
             return False
     if older.get("circuit_breaker") and not newer.get("circuit_breaker"):
+        return False
+    if not _settings_covered(newer.get("settings") or [], older.get("settings") or []):
         return False
     # Rollback on is the stronger promise; a newer job without it would drop the older's.
     return not (older.get("rollback", True) and not newer.get("rollback", True))

@@ -259,12 +259,14 @@ class UpdateFlow:
         if noted is None:
             family = _required(record.family, "family", "register")
             base, tags = await self._ecs.describe_task_definition(family)
-            check_containers(base, job.image_specs())
+            check_containers(base, job.containers())
             self._notes.put(record.id, "base", str(base["taskDefinitionArn"]))
         else:
             base, tags = await self._ecs.describe_task_definition(noted)
         base_arn = str(base["taskDefinitionArn"])
-        plan = plan_revision(base, tags, job.image_specs(), record.id, self._known)
+        plan = plan_revision(
+            base, tags, job.image_specs(), record.id, self._known, settings=job.settings
+        )
         warnings = list(record.warnings)
         if plan.dropped_fields:
             message = (
@@ -283,6 +285,10 @@ class UpdateFlow:
         arn = str(registered["taskDefinitionArn"])
         log.info("registered", task_definition=arn, reused=existing is not None)
         images = {c.container: {"before": c.before, "after": c.after} for c in plan.changes}
+        detail = f"{how} {arn.rsplit('/', 1)[-1]} from {base_arn.rsplit('/', 1)[-1]}"
+        if plan.setting_changes:
+            # Names and what happened to them; never a value.
+            detail += "; " + ", ".join(str(c) for c in plan.setting_changes)
         updated = record.model_copy(
             update={
                 "base_task_definition_arn": base_arn,
@@ -290,9 +296,7 @@ class UpdateFlow:
                 "task_definition_arn": arn,
                 "images": images,
                 "warnings": warnings,
-                "steps": self._log_step(
-                    record, f"{how} {arn.rsplit('/', 1)[-1]} from {base_arn.rsplit('/', 1)[-1]}"
-                ),
+                "steps": self._log_step(record, detail),
             }
         )
         return Transition(updated, Step.UPDATE)

@@ -1,0 +1,160 @@
+"""Environment variables and secrets on update jobs: merging, masking, files, supersede."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from producers.contract.jobs import ContainerSettings, ImageUpdate, UpdateServiceJob
+from producers.envfiles import EnvFileError, expand_env_files, read_env_file
+from worker.domain.planning import apply_settings, plan_revision
+from worker.domain.supersede import covers
+
+CURRENT = [{"name": "A", "value": "1"}, {"name": "B", "value": "2"}, {"name": "C", "value": "3"}]
+
+
+@pytest.mark.parametrize(
+    ("wanted", "replace", "merged", "diff"),
+    [
+        ({"B": "20", "D": "4"}, False, [("A", "1"), ("B", "20"), ("C", "3"), ("D", "4")],
+         [("B", "changed"), ("D", "added")]),
+        ({"B": "2"}, False, [("A", "1"), ("B", "2"), ("C", "3")], []),
+        ({"B": "20", "D": "4"}, True, [("B", "20"), ("D", "4")],
+         [("A", "removed"), ("B", "changed"), ("C", "removed"), ("D", "added")]),
+        ({}, True, [], [("A", "removed"), ("B", "removed"), ("C", "removed")]),
+    ],
+)  # fmt: skip
+def test_append_merges_by_name_and_replace_keeps_only_what_is_given(
+    wanted: dict[str, str], replace: bool, merged: list[tuple[str, str]], diff: list[Any]
+) -> None:
+    """Same-named entries change in place; new ones come last; replace drops the rest."""
+    out, changes = apply_settings(CURRENT, wanted, "value", replace=replace)
+    assert [(e["name"], e["value"]) for e in out] == merged
+    assert sorted(changes) == sorted(diff)
+
+
+def test_a_new_revision_gets_the_settings_and_reports_names_only() -> None:
+    """plan_revision sets environment and secrets of the named container, nothing else, and
+    its change list carries no value."""
+    base = {
+        "family": "web",
+        "taskDefinitionArn": "arn:aws:ecs:us-east-1:1:task-definition/web:1",
+        "containerDefinitions": [
+            {"name": "web", "image": "r/web:1", "environment": [{"name": "A", "value": "1"}]},
+            {"name": "proxy", "image": "r/proxy:1"},
+        ],
+    }
+    settings = (
+        ContainerSettings(
+            container="web",
+            environment={"A": "s3cret-a", "B": "s3cret-b"},
+            secrets={"DB": "arn:aws:secretsmanager:us-east-1:1:secret:db"},
+        ),
+    )
+    plan = plan_revision(base, [], {}, "dep", settings=settings)
+    web, proxy = plan.payload["containerDefinitions"]
+    assert web["environment"] == [
+        {"name": "A", "value": "s3cret-a"},
+        {"name": "B", "value": "s3cret-b"},
+    ]
+    assert web["secrets"] == [
+        {"name": "DB", "valueFrom": "arn:aws:secretsmanager:us-east-1:1:secret:db"}
+    ]
+    assert proxy == {"name": "proxy", "image": "r/proxy:1"}
+    described = [str(c) for c in plan.setting_changes]
+    assert described == [
+        "web environment A changed",
+        "web environment B added",
+        "web secrets DB added",
+    ]
+    assert "s3cret" not in " ".join(described)
+
+
+def test_records_get_masked_values() -> None:
+    """redacted() keeps names and masks every value and reference."""
+    job = UpdateServiceJob(
+        cluster="c",
+        service="s",
+        images=(),
+        settings=(
+            ContainerSettings(container="web", environment={"A": "x"}, secrets={"B": "arn:y"}),
+        ),
+    )
+    masked = job.redacted()["settings"][0]
+    assert masked["environment"] == {"A": "***"}
+    assert masked["secrets"] == {"B": "***"}
+    assert job.restart is False  # settings alone make a new revision
+
+
+def test_env_files_are_read_and_errors_name_the_line_not_the_value(tmp_path: Path) -> None:
+    """Comments, blank lines, export, quotes; a bad line is named by number."""
+    good = tmp_path / "app.env"
+    good.write_text("# comment\n\nexport A=1\nB='two words'\nC=\"x=y\"\n")
+    assert read_env_file(good) == {"A": "1", "B": "two words", "C": "x=y"}
+    bad = tmp_path / "bad.env"
+    bad.write_text("A=1\nnot a line with s3cret\n")
+    with pytest.raises(EnvFileError) as info:
+        read_env_file(bad)
+    assert f"{bad}:2" in str(info.value)
+    assert "s3cret" not in str(info.value)
+    data = {
+        "settings": [{"container": "web", "environment_file": "app.env", "environment": {"A": "9"}}]
+    }
+    expanded = expand_env_files(data, tmp_path)
+    assert expanded["settings"][0]["environment"] == {"A": "9", "B": "two words", "C": "x=y"}
+
+
+def test_a_newer_job_must_set_every_name_the_older_sets() -> None:
+    """Supersede by names: a newer job carrying fewer variables, or appending where the older
+    replaced, does not carry the older's change."""
+    kind = "update-existing"
+
+    def job(mode: str = "append", **env: str) -> dict[str, Any]:
+        settings = (ContainerSettings(container="web", mode=mode, environment=env),)  # type: ignore[arg-type]
+        return UpdateServiceJob(
+            cluster="c",
+            service="s",
+            images=(ImageUpdate(container="web", image=":2"),),
+            settings=settings,
+        ).redacted()
+
+    assert covers(kind, job(A="2", B="2"), kind, job(A="1"))
+    assert not covers(kind, job(B="2"), kind, job(A="1"))
+    assert not covers(kind, job(A="2"), kind, job("replace", A="1"))
+    assert covers(kind, job("replace", A="2"), kind, job("replace", A="1"))
+
+
+def test_a_fargate_spec_takes_an_environment_file(tmp_path: Path) -> None:
+    """`conveyor fargate render` reads a container's environment_file beside the spec, and the
+    variables written inline win over the file's."""
+    import subprocess
+
+    import yaml
+
+    from localaws.devstack import ROOT, VENV_BIN
+
+    spec = yaml.safe_load((ROOT / "deploy" / "examples" / "fargate-demo.yaml").read_text())
+    spec["containers"][0]["environment_file"] = "web.env"
+    (tmp_path / "web.env").write_text("FEATURE_X=on\nLOG_LEVEL=debug\n")
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    rendered = subprocess.run(
+        [str(VENV_BIN / "conveyor"), "fargate", "render", "-f", str(path)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert rendered.returncode == 0, rendered.stderr
+    assert "FEATURE_X" in rendered.stdout
+    assert "debug" not in rendered.stdout  # LOG_LEVEL: info, inline, wins
+    (tmp_path / "web.env").write_text("broken line\n")
+    refused = subprocess.run(
+        [str(VENV_BIN / "conveyor"), "fargate", "render", "-f", str(path)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert refused.returncode == 2
+    assert "web.env:1" in refused.stderr
