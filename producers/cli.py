@@ -243,6 +243,11 @@ def main() -> None:
     help="Set a container's secret (a Secrets Manager or SSM reference); repeatable.",
 )
 @click.option(
+    "--pin-digest",
+    is_flag=True,
+    help="Write the image's digest (repo@sha256:...) into the new revision, not its tag.",
+)
+@click.option(
     "--replace-env",
     is_flag=True,
     help="The containers given --env/--env-file/--secret get exactly those (default: merged "
@@ -274,10 +279,14 @@ def update(
     env_files: tuple[str, ...],
     secrets: tuple[str, ...],
     replace_env: bool,
+    pin_digest: bool,
     as_json: bool,
 ) -> None:
     """Put new images (and environment variables or secrets) into containers of an existing
-    service and follow the rollout."""
+    service and follow the rollout.
+
+    An image may be a repository plus a version rule, REPOSITORY:{RULE}: a range such as
+    '>=1.4 <2', 'channel:beta', 're:^1\\.4\\.' or 'latest', resolved against ECR now."""
     settings = _container_settings(env, env_files, secrets, replace=replace_env)
 
     try:
@@ -309,6 +318,7 @@ def update(
         ]
     except ValidationError as exc:
         _usage_error("; ".join(describe_validation_error(exc)))
+    jobs = [_resolved(job, pin_digest) for job in jobs]
     if len(jobs) == 1:
         _submit(jobs[0], no_wait=no_wait, as_json=as_json)
     from producers.contract.releases import ReleaseJob
@@ -318,6 +328,16 @@ def update(
     except ValidationError as exc:
         _usage_error("; ".join(describe_validation_error(exc)))
     _submit_release(release, no_wait=no_wait, as_json=as_json)
+
+
+def _resolved(job: Any, pin_digest: bool) -> Any:
+    """The job or release with its version rules resolved (exit 2 when one matches nothing)."""
+    from producers.contract.versions import VersionRuleError
+
+    try:
+        return _client().resolve_versions(job, pin_digest=pin_digest)
+    except VersionRuleError as exc:
+        _usage_error(f"{exc} (nothing was enqueued)")
 
 
 @main.command()
@@ -543,8 +563,13 @@ def _submit_release(release: Any, *, no_wait: bool, as_json: bool) -> NoReturn:
     default=None,
     help="Stop at a failed wave (default), or go on with the next (overrides the file).",
 )
+@click.option(
+    "--pin-digest", is_flag=True, help="Resolve version rules to digests (repo@sha256:...)."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the final record as JSON.")
-def release(release_file: Path, no_wait: bool, fail_fast: bool | None, as_json: bool) -> None:
+def release(
+    release_file: Path, no_wait: bool, fail_fast: bool | None, pin_digest: bool, as_json: bool
+) -> None:
     """Deploy a set of services, wave after wave, and follow the release to a verdict."""
     from producers.contract.fargate_spec import SpecError, load_spec
     from producers.contract.releases import ReleaseJob
@@ -561,7 +586,7 @@ def release(release_file: Path, no_wait: bool, fail_fast: bool | None, as_json: 
         _usage_error(
             f"{release_file}: invalid release:\n  " + "\n  ".join(describe_validation_error(exc))
         )
-    _submit_release(job, no_wait=no_wait, as_json=as_json)
+    _submit_release(_resolved(job, pin_digest), no_wait=no_wait, as_json=as_json)
 
 
 def _load_release(client: Any, release_id: str) -> Any:

@@ -22,6 +22,7 @@ import fnmatch
 import time
 import uuid
 from collections.abc import Callable
+from typing import Any
 
 import redis
 
@@ -94,8 +95,34 @@ class ConveyorClient:
                 "check CONVEYOR_REDIS_URL and that the server runs"
             ) from exc
 
+    def resolve_versions(
+        self, job: UpdateServiceJob | ReleaseJob, *, pin_digest: bool = False
+    ) -> Any:
+        """The job (or release) with every ``REPOSITORY:{RULE}`` image resolved against ECR,
+        one choice per repository and rule; VersionRuleError (naming the container and the
+        nearest tags) when a rule matches nothing. Jobs without rules come back as they are."""
+        from producers.resolve import Resolver
+
+        resolver = Resolver(self._ecr_tags, pin_digest=pin_digest)
+        if isinstance(job, ReleaseJob):
+            waves = [[resolver.job(j) for j in wave] for wave in job.waves]
+            return job.model_copy(update={"waves": waves})
+        return resolver.job(job)
+
+    def _ecr_tags(self, repository: str) -> list[Any]:
+        import boto3
+
+        from producers.resolve import ecr_tags
+
+        return ecr_tags(lambda region: boto3.client("ecr", region_name=region))(repository)
+
     def enqueue(self, job: UpdateServiceJob | FargateServiceJob) -> DeploymentRecord:
-        """Record the deployment as queued and send its first step. Returns the record."""
+        """Record the deployment as queued and send its first step. Returns the record.
+
+        An update job's version rules must be resolved first (:meth:`resolve_versions`).
+        """
+        if isinstance(job, UpdateServiceJob) and any(i.unresolved_rule for i in job.images):
+            job = self.resolve_versions(job)
         self.check_redis()
         now = wall_clock()
         payload = job.model_dump(mode="json")
@@ -142,6 +169,8 @@ class ConveyorClient:
 
         Later waves are enqueued by the workers as each wave ends (see ReleaseJob).
         """
+        if any(i.unresolved_rule for wave in job.waves for j in wave for i in j.images):
+            job = self.resolve_versions(job)
         self.check_redis()
         release_id = new_release_id()
         try:

@@ -21,6 +21,7 @@ from pydantic import (
 from producers.contract import patterns
 from producers.contract.enums import JobKind
 from producers.contract.images import ImageReferenceError, ImageSpec, parse_image_spec
+from producers.contract.versions import VersionRuleError, split_rule_image
 
 SCHEMA_VERSION = 1
 # ECS names: up to 255 letters, digits, hyphens and underscores.
@@ -45,7 +46,16 @@ class ImageUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
     container: Annotated[str, Field(min_length=1, max_length=255)]
+    # A reference, ':TAG', '@DIGEST', or 'REPOSITORY:{RULE}' until the rule is resolved.
     image: Annotated[str, Field(min_length=1, max_length=1024)]
+    # Kept once a version rule was resolved: the rule, and the digest the tag had then.
+    rule: Annotated[str | None, Field(max_length=512)] = None
+    digest: Annotated[str | None, Field(max_length=200)] = None
+
+    @property
+    def unresolved_rule(self) -> bool:
+        """Whether the image is still a repository plus a version rule."""
+        return split_rule_image(self.image) is not None
 
     @field_validator("container")
     @classmethod
@@ -60,8 +70,10 @@ class ImageUpdate(BaseModel):
     @classmethod
     def _image(cls, value: str) -> str:
         try:
+            if split_rule_image(value) is not None:
+                return value
             parse_image_spec(value)
-        except ImageReferenceError as exc:
+        except (ImageReferenceError, VersionRuleError) as exc:
             raise ValueError(str(exc)) from exc
         return value
 

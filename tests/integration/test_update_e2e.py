@@ -422,3 +422,45 @@ def test_environment_and_secrets_reach_the_revision_and_nothing_else(
     )
     assert bad.returncode == 2
     assert values[0] not in bad.stderr
+
+
+def test_version_rules_resolve_against_ecr_at_enqueue(
+    stack: Stack, start_worker: Callable[[str], Worker]
+) -> None:
+    """The seeded demo/web repository has 1.0.0, 1.1.0 and 1.2.0: '{>=1.1 <1.2}' deploys 1.1.0,
+    and the record keeps the rule and the digest; --pin-digest deploys the digest; a rule no tag
+    matches exits 2 listing the tags, and enqueues nothing."""
+    repo = "123456789012.dkr.ecr.us-east-1.amazonaws.com/demo/web"
+    start_worker("w1")
+    result = stack.cli(
+        "update", "--cluster", "demo", "--service", "web",
+        "--image", f"web={repo}:{{>=1.1 <1.2}}", "--json",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    record = json.loads(result.stdout)
+    (image,) = record["job"]["images"]
+    assert image["image"] == f"{repo}:1.1.0"
+    assert image["rule"] == ">=1.1 <1.2"
+    assert image["digest"].startswith("sha256:")
+    assert record["images"]["web"]["after"] == f"{repo}:1.1.0"
+
+    pinned = stack.cli(
+        "update", "--cluster", "demo", "--service", "web",
+        "--image", f"web={repo}:{{latest}}", "--pin-digest", "--json",
+    )  # fmt: skip
+    assert pinned.returncode == 0, pinned.stdout + pinned.stderr
+    after = json.loads(pinned.stdout)["images"]["web"]["after"]
+    assert after.startswith(f"{repo}@sha256:")
+    definition = stack.ecs().describe_task_definition(
+        taskDefinition=json.loads(pinned.stdout)["task_definition_arn"]
+    )["taskDefinition"]
+    assert {c["name"]: c["image"] for c in definition["containerDefinitions"]}["web"] == after
+
+    before = json.loads(stack.cli("list", "--json").stdout)["deployments"]
+    refused = stack.cli(
+        "update", "--cluster", "demo", "--service", "web", "--image", f"web={repo}:{{>=5}}"
+    )
+    assert refused.returncode == 2
+    assert "no tag matches '>=5'" in refused.stderr
+    assert "1.2.0, 1.1.0, 1.0.0" in refused.stderr
+    assert json.loads(stack.cli("list", "--json").stdout)["deployments"] == before

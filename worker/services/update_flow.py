@@ -69,9 +69,18 @@ def validate_job(
 ) -> UpdateServiceJob:
     """Validate the job payload (default: the record's copy) again; workers trust nothing."""
     try:
-        return load_update_job(record.job if payload is None else payload)
+        job = load_update_job(record.job if payload is None else payload)
     except ValidationError as exc:
         raise InvalidJobError("invalid job: " + "; ".join(describe_validation_error(exc))) from exc
+    unresolved = [i.container for i in job.images if i.unresolved_rule]
+    if unresolved:
+        # Rules are resolved once, at enqueue, so that every service of a release gets the
+        # same version: a worker never picks one.
+        raise InvalidJobError(
+            f"container {unresolved[0]!r}: its version rule was not resolved; enqueue with "
+            "`conveyor` or ConveyorClient, which resolve rules against ECR"
+        )
+    return job
 
 
 # The attempt note holding the due time of the register token a step booked ahead.
