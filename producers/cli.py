@@ -248,6 +248,11 @@ def main() -> None:
     help="Write the image's digest (repo@sha256:...) into the new revision, not its tag.",
 )
 @click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Show what would change (revision diff, service changes, versions); change nothing.",
+)
+@click.option(
     "--replace-env",
     is_flag=True,
     help="The containers given --env/--env-file/--secret get exactly those (default: merged "
@@ -280,6 +285,7 @@ def update(
     secrets: tuple[str, ...],
     replace_env: bool,
     pin_digest: bool,
+    dry_run: bool,
     as_json: bool,
 ) -> None:
     """Put new images (and environment variables or secrets) into containers of an existing
@@ -318,6 +324,10 @@ def update(
         ]
     except ValidationError as exc:
         _usage_error("; ".join(describe_validation_error(exc)))
+    if dry_run:
+        from producers.contract.releases import ReleaseJob
+
+        _show_plan(ReleaseJob(waves=[jobs], fail_fast=False), pin_digest, as_json)
     jobs = [_resolved(job, pin_digest) for job in jobs]
     if len(jobs) == 1:
         _submit(jobs[0], no_wait=no_wait, as_json=as_json)
@@ -328,6 +338,60 @@ def update(
     except ValidationError as exc:
         _usage_error("; ".join(describe_validation_error(exc)))
     _submit_release(release, no_wait=no_wait, as_json=as_json)
+
+
+def _show_plan(job: Any, pin_digest: bool, as_json: bool) -> NoReturn:
+    """Print what the job or release would change and exit: 0, or 1 when a plan has an error."""
+    from producers.client import ConveyorUnavailableError
+    from producers.contract.versions import VersionRuleError
+
+    client = _client()
+    try:
+        if not client.workers():
+            _unavailable("no Conveyor worker is alive to compute the plan (no heartbeat)")
+        plans = client.plan(job, pin_digest=pin_digest)
+    except VersionRuleError as exc:
+        _usage_error(str(exc))
+    except ConveyorUnavailableError as exc:
+        _unavailable(str(exc))
+    if as_json:
+        click.echo(json.dumps(plans, indent=2, sort_keys=True))
+    else:
+        for plan in plans:
+            click.echo(_plan_text(plan))
+    sys.exit(EXIT_FAILED if any("error" in p for p in plans) else EXIT_OK)
+
+
+def _plan_text(plan: dict[str, Any]) -> str:
+    """A plan for people: one block per service."""
+    head = f"{plan['cluster']}/{plan['service']}"
+    if "error" in plan:
+        return f"{head}: cannot plan: {plan['error']}"
+    lines = [f"{head} (runs {plan.get('current_task_definition')})"]
+    revision = plan.get("task_definition")
+    if revision is None:
+        lines.append("  task definition: unchanged (a restart)")
+    else:
+        lines.append(
+            f"  task definition: new revision of {revision['family']} from {revision['base']}"
+        )
+        for field in revision["fields"]:
+            if "before" in field:
+                lines.append(f"    {field['field']}: {field['before']} -> {field['after']}")
+            else:
+                lines.append(f"    {field['field']}: changed (value not shown)")
+        for change in revision["settings"]:
+            lines.append(f"    {change}")
+        for dropped in revision["dropped_fields"]:
+            lines.append(f"    {dropped}: not copied (unknown to this SDK)")
+    for change in plan.get("service_changes", []):
+        lines.append(f"  service {change['field']}: {change['before']} -> {change['after']}")
+    for version in plan.get("versions", []):
+        lines.append(
+            f"  version {version['container']}: {{{version['rule']}}} -> {version['image']} "
+            f"({version['digest']})"
+        )
+    return "\n".join(lines)
 
 
 def _resolved(job: Any, pin_digest: bool) -> Any:
@@ -566,9 +630,15 @@ def _submit_release(release: Any, *, no_wait: bool, as_json: bool) -> NoReturn:
 @click.option(
     "--pin-digest", is_flag=True, help="Resolve version rules to digests (repo@sha256:...)."
 )
+@click.option("--dry-run", is_flag=True, help="Show what each service would get; change nothing.")
 @click.option("--json", "as_json", is_flag=True, help="Print the final record as JSON.")
 def release(
-    release_file: Path, no_wait: bool, fail_fast: bool | None, pin_digest: bool, as_json: bool
+    release_file: Path,
+    no_wait: bool,
+    fail_fast: bool | None,
+    pin_digest: bool,
+    dry_run: bool,
+    as_json: bool,
 ) -> None:
     """Deploy a set of services, wave after wave, and follow the release to a verdict."""
     from producers.contract.fargate_spec import SpecError, load_spec
@@ -586,7 +656,42 @@ def release(
         _usage_error(
             f"{release_file}: invalid release:\n  " + "\n  ".join(describe_validation_error(exc))
         )
+    if dry_run:
+        _show_plan(job, pin_digest, as_json)
     _submit_release(_resolved(job, pin_digest), no_wait=no_wait, as_json=as_json)
+
+
+@main.command()
+@click.option(
+    "-f",
+    "--file",
+    "release_file",
+    required=True,
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Release file (YAML or JSON).",
+)
+@click.option(
+    "--pin-digest", is_flag=True, help="Resolve version rules to digests (repo@sha256:...)."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the plans as JSON.")
+def plan(release_file: Path, pin_digest: bool, as_json: bool) -> None:
+    """Show what a release would change, service by service, without changing anything
+    (the same as `conveyor release -f FILE --dry-run`)."""
+    from producers.contract.fargate_spec import SpecError, load_spec
+    from producers.contract.releases import ReleaseJob
+    from producers.envfiles import EnvFileError, expand_env_files
+
+    try:
+        job = ReleaseJob.model_validate(
+            expand_env_files(load_spec(release_file), release_file.parent)
+        )
+    except (SpecError, EnvFileError) as exc:
+        _usage_error(str(exc))
+    except ValidationError as exc:
+        _usage_error(
+            f"{release_file}: invalid release:\n  " + "\n  ".join(describe_validation_error(exc))
+        )
+    _show_plan(job, pin_digest, as_json)
 
 
 def _load_release(client: Any, release_id: str) -> Any:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import fnmatch
+import json
 import time
 import uuid
 from collections.abc import Callable
@@ -30,7 +31,13 @@ from config.settings import Settings
 from producers.contract.dispatch import RedisTaskSender, dispatch
 from producers.contract.fargate_spec import FargateServiceJob, redacted
 from producers.contract.jobs import UpdateServiceJob
-from producers.contract.names import PRIORITY_NEW, QUARANTINE_KEY
+from producers.contract.names import (
+    PLAN_KEY,
+    PLAN_RESULT_KEY,
+    PRIORITY_NEW,
+    QUARANTINE_KEY,
+    TASK_PLAN,
+)
 from producers.contract.patterns import account_of_arn
 from producers.contract.records import FIRST_STEP, DeploymentRecord
 from producers.contract.release_store import ReleaseStore
@@ -115,6 +122,53 @@ class ConveyorClient:
         from producers.resolve import ecr_tags
 
         return ecr_tags(lambda region: boto3.client("ecr", region_name=region))(repository)
+
+    def plan(
+        self,
+        job: UpdateServiceJob | ReleaseJob,
+        *,
+        pin_digest: bool = False,
+        timeout: float = 60.0,
+    ) -> list[dict[str, Any]]:
+        """What the job (or each job of the release) would change, computed by a worker with
+        read calls only; nothing is enqueued and nothing changes. Version rules are resolved
+        first, as an enqueue would."""
+        resolved = self.resolve_versions(job, pin_digest=pin_digest)
+        jobs = (
+            [j for wave in resolved.waves for j in wave]
+            if isinstance(resolved, ReleaseJob)
+            else [resolved]
+        )
+        ids = [uuid.uuid4().hex for _ in jobs]
+        try:
+            for plan_id, one in zip(ids, jobs, strict=True):
+                # The full job: a plan needs the settings' names only, but the worker validates
+                # the job as sent. Gone when the worker takes it, or after a minute.
+                self._redis.set(
+                    PLAN_KEY.format(id=plan_id), json.dumps(one.model_dump(mode="json")), ex=120
+                )
+                self._sender.send_task(
+                    TASK_PLAN, args=[plan_id], queue=self.settings.queue, priority=0
+                )
+            end = time.monotonic() + timeout
+            plans: dict[str, dict[str, Any]] = {}
+            while len(plans) < len(ids):
+                for plan_id in ids:
+                    if plan_id not in plans:
+                        raw = self._redis.get(PLAN_RESULT_KEY.format(id=plan_id))
+                        if raw is not None:
+                            plans[plan_id] = json.loads(raw)
+                if len(plans) < len(ids):
+                    if time.monotonic() >= end:
+                        raise ConveyorUnavailableError(
+                            f"no worker answered the plan within {timeout:.0f} s"
+                        )
+                    time.sleep(0.2)
+        except redis.RedisError as exc:
+            raise ConveyorUnavailableError(
+                f"cannot reach Redis at {self.settings.redis_display}: {type(exc).__name__}"
+            ) from exc
+        return [plans[i] for i in ids]
 
     def enqueue(self, job: UpdateServiceJob | FargateServiceJob) -> DeploymentRecord:
         """Record the deployment as queued and send its first step. Returns the record.

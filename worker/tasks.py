@@ -8,11 +8,21 @@ queue by hand) is logged and dropped: it never crashes the worker and never reac
 from __future__ import annotations
 
 import dataclasses
+import json
 from typing import Any
 
 import structlog
+from pydantic import ValidationError
 
-from producers.contract.names import PRIORITY_BACKGROUND, STEP_TASKS, TASK_CLEANUP
+from producers.contract.jobs import describe_validation_error, load_update_job
+from producers.contract.names import (
+    PLAN_KEY,
+    PLAN_RESULT_KEY,
+    PRIORITY_BACKGROUND,
+    STEP_TASKS,
+    TASK_CLEANUP,
+    TASK_PLAN,
+)
 from producers.contract.records import DeploymentRecord
 from producers.contract.store import wall_clock
 from worker.app import app, settings, step_context
@@ -20,6 +30,7 @@ from worker.aws.gateway import AwsGateway
 from worker.domain.errors import ConveyorError, TransientError
 from worker.runtime import get_runtime
 from worker.services.cleanup import clean_up_revisions
+from worker.services.plan import plan_update
 from worker.services.transitions import Transition
 from worker.steps import execute, run_step
 
@@ -69,6 +80,42 @@ for _task_name in STEP_TASKS.values():
 # A cleanup that keeps finding the bucket without tokens to spare gives up after this many
 # tries, 30 s apart (an hour); the family's next deployment with keep_revisions tries again.
 CLEANUP_TRIES = 120
+
+
+PLAN_TTL = 600
+
+
+@app.task(name=TASK_PLAN, ignore_result=True)
+def plan(*args: Any, **kwargs: Any) -> dict[str, Any]:
+    """Compute the plan of a job a producer left under PLAN_KEY; write it under PLAN_RESULT_KEY."""
+    if kwargs or len(args) != 1 or not isinstance(args[0], str) or not 0 < len(args[0]) <= 64:
+        log.error("malformed plan message dropped", nargs=len(args), kwargs=list(kwargs))
+        return {"status": "rejected"}
+    (plan_id,) = args
+    ctx = step_context()
+    raw = ctx.redis.getdel(PLAN_KEY.format(id=plan_id))
+    if raw is None:
+        return {"status": "missing"}
+    try:
+        job = load_update_job(json.loads(raw))
+    except (ValueError, ValidationError) as exc:
+        problems = (
+            describe_validation_error(exc) if isinstance(exc, ValidationError) else ["not JSON"]
+        )
+        result: dict[str, Any] = {"error": "invalid job: " + "; ".join(problems)}
+    else:
+        runtime = get_runtime(settings)
+
+        async def run() -> dict[str, Any]:
+            aws = await runtime.pool.gateway(job.role_arn, now=wall_clock())
+            return await plan_update(aws, job, runtime.known_fields)
+
+        try:
+            result = runtime.run(run())
+        except ConveyorError as exc:
+            result = {"error": exc.message, "code": exc.code}
+    ctx.redis.set(PLAN_RESULT_KEY.format(id=plan_id), json.dumps(result), ex=PLAN_TTL)
+    return {"status": "ok"}
 
 
 @app.task(name=TASK_CLEANUP, ignore_result=True)

@@ -36,6 +36,8 @@ TASK_ROLLBACK = "conveyor.update.rollback"
 TASK_WATCH_ROLLBACK = "conveyor.update.watch_rollback"
 # Not a step: deregisters a family's old revisions after a deployment (low priority).
 TASK_CLEANUP = "conveyor.cleanup.revisions"
+# Not a step: computes what an update job would change (`conveyor plan`, --dry-run).
+TASK_PLAN = "conveyor.update.plan"
 TASK_VALIDATE = "conveyor.fargate.validate"
 TASK_APPLY = "conveyor.fargate.apply"
 TASK_DELETE_STALE = "conveyor.fargate.delete_stale"
@@ -48,6 +50,8 @@ ATTEMPTS_KEY = KEY_PREFIX + "attempted:{id}"  # hash: steps that have acted at l
 JOB_KEY = KEY_PREFIX + "job:{id}"  # the full job payload, only while the deployment runs
 DUE_KEY = KEY_PREFIX + "due"  # zset: deployment id -> time by which its next step must run
 INDEX_KEY = KEY_PREFIX + "deployments"  # zset: deployment id -> created time (trimmed to TTL)
+PLAN_KEY = KEY_PREFIX + "plan:{id}"  # the full job of a plan request (short TTL)
+PLAN_RESULT_KEY = KEY_PREFIX + "plan:{id}:result"  # the plan, JSON (short TTL)
 QUARANTINE_KEY = KEY_PREFIX + "quarantine:{id}"  # an unreadable record, moved aside
 STEP_LOCK_KEY = KEY_PREFIX + "lock:deployment:{id}"  # one copy of a step at a time
 SWEEP_LOCK_KEY = KEY_PREFIX + "lock:sweeper"  # one recovery sweep at a time, fleet-wide

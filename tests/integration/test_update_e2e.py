@@ -464,3 +464,45 @@ def test_version_rules_resolve_against_ecr_at_enqueue(
     assert "no tag matches '>=5'" in refused.stderr
     assert "1.2.0, 1.1.0, 1.0.0" in refused.stderr
     assert json.loads(stack.cli("list", "--json").stdout)["deployments"] == before
+
+
+def test_dry_run_shows_the_change_and_changes_nothing(
+    stack: Stack, start_worker: Callable[[str], Worker], tmp_path: Path
+) -> None:
+    """`conveyor update --dry-run`: the revision diff field by field, settings by name, the
+    service changes and the resolved version, with nothing registered or updated and no value
+    shown; `conveyor plan -f` on a release with an unknown container exits 1 naming it."""
+    (name,) = create_services(stack.endpoint, [f"dry-{uuid.uuid4().hex[:6]}"])
+    start_worker("w1")
+    ecs = stack.ecs()
+    before = ecs.describe_services(cluster="demo", services=[name])["services"][0]
+    result = stack.cli(
+        "update", "--cluster", "demo", "--service", name, "--image", "app=:9.9.9",
+        "--env", "app:API_KEY=s3cr3t-value", "--desired-count", "3", "--dry-run", "--json",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    (plan,) = json.loads(result.stdout)
+    fields = {f["field"]: f for f in plan["task_definition"]["fields"]}
+    assert fields["containerDefinitions[0].image"]["after"].endswith(":9.9.9")
+    assert plan["task_definition"]["settings"] == ["app environment API_KEY added"]
+    assert {"field": "desiredCount", "before": 2, "after": 3} in plan["service_changes"]
+    assert "s3cr3t-value" not in result.stdout + result.stderr
+    text = stack.cli(
+        "update", "--cluster", "demo", "--service", name, "--image", "app=:9.9.9", "--dry-run"
+    )
+    assert text.returncode == 0, text.stderr
+    assert "containerDefinitions[0].image:" in text.stdout
+    assert "-> registry.local:5000/t/app:9.9.9" in text.stdout or ":9.9.9" in text.stdout
+    after = ecs.describe_services(cluster="demo", services=[name])["services"][0]
+    assert after["taskDefinition"] == before["taskDefinition"]
+    assert after["deployments"] == before["deployments"]
+    assert len(ecs.list_task_definitions(familyPrefix=name)["taskDefinitionArns"]) == 1
+    assert json.loads(stack.cli("list", "--json").stdout)["deployments"] == []
+
+    release_file = tmp_path / "release.yaml"
+    release_file.write_text(
+        f"cluster: demo\nservices:\n  - service: {name}\n    images: {{nope: ':2'}}\n"
+    )
+    planned = stack.cli("plan", "-f", str(release_file))
+    assert planned.returncode == 1
+    assert "'nope' is not in" in planned.stdout
