@@ -40,6 +40,12 @@ def _check_ecs_name(value: str, what: str) -> str:
     )
 
 
+def _check_container_name(value: str) -> str:
+    if not _ECS_NAME.fullmatch(value):
+        raise ValueError(f"container name {value!r} is not valid: use letters, digits, '-' or '_'")
+    return value
+
+
 class ImageUpdate(BaseModel):
     """One container and the image it should run."""
 
@@ -60,11 +66,7 @@ class ImageUpdate(BaseModel):
     @field_validator("container")
     @classmethod
     def _container_name(cls, value: str) -> str:
-        if not _ECS_NAME.fullmatch(value):
-            raise ValueError(
-                f"container name {value!r} is not valid: use letters, digits, '-' or '_'"
-            )
-        return value
+        return _check_container_name(value)
 
     @field_validator("image")
     @classmethod
@@ -116,11 +118,7 @@ class ContainerSettings(BaseModel):
     @field_validator("container")
     @classmethod
     def _container_name(cls, value: str) -> str:
-        if not _ECS_NAME.fullmatch(value):
-            raise ValueError(
-                f"container name {value!r} is not valid: use letters, digits, '-' or '_'"
-            )
-        return value
+        return _check_container_name(value)
 
     @field_validator("environment", "secrets")
     @classmethod
