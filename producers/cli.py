@@ -376,6 +376,14 @@ def _plan_text(plan: dict[str, Any]) -> str:
     head = f"{plan['cluster']}/{plan['service']}"
     if "error" in plan:
         return f"{head}: cannot plan: {plan['error']}"
+    if "stack" in plan:
+        lines = [f"{head}: {plan['operation']} stack {plan['stack']}"]
+        for change in plan.get("changes", []):
+            replace = " (replacement)" if change.get("replacement") == "True" else ""
+            lines.append(f"  {change['action']} {change['logical_id']} {change['type']}{replace}")
+        if not plan.get("changes"):
+            lines.append(f"  no change ({plan.get('reason') or 'nothing to do'})")
+        return "\n".join(lines)
     lines = [f"{head} (runs {plan.get('current_task_definition')})"]
     revision = plan.get("task_definition")
     if revision is None:
@@ -1016,11 +1024,18 @@ def render(spec_file: Path) -> None:
 @fargate.command()
 @_SPEC
 @click.option("--no-wait", is_flag=True, help="Print the deployment id and return at once.")
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Show the stack's change set (created, read and deleted); change nothing.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the final record as JSON.")
-def apply(spec_file: Path, no_wait: bool, as_json: bool) -> None:
+def apply(spec_file: Path, no_wait: bool, dry_run: bool, as_json: bool) -> None:
     """Create or update the service's stack and follow it to a verdict."""
-
-    _submit(_load_fargate_job(spec_file), no_wait=no_wait, as_json=as_json)
+    job = _load_fargate_job(spec_file)
+    if dry_run:
+        _show_plan(job, False, as_json)
+    _submit(job, no_wait=no_wait, as_json=as_json)
 
 
 @main.command("local-aws")

@@ -125,15 +125,19 @@ class ConveyorClient:
 
     def plan(
         self,
-        job: UpdateServiceJob | ReleaseJob,
+        job: UpdateServiceJob | ReleaseJob | FargateServiceJob,
         *,
         pin_digest: bool = False,
-        timeout: float = 60.0,
+        timeout: float = 90.0,
     ) -> list[dict[str, Any]]:
         """What the job (or each job of the release) would change, computed by a worker with
-        read calls only; nothing is enqueued and nothing changes. Version rules are resolved
-        first, as an enqueue would."""
-        resolved = self.resolve_versions(job, pin_digest=pin_digest)
+        read calls only (for a Fargate spec, a change set deleted afterwards); nothing is
+        enqueued and nothing changes. Version rules are resolved first, as an enqueue would."""
+        resolved = (
+            job
+            if isinstance(job, FargateServiceJob)
+            else self.resolve_versions(job, pin_digest=pin_digest)
+        )
         jobs = (
             [j for wave in resolved.waves for j in wave]
             if isinstance(resolved, ReleaseJob)

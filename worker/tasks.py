@@ -14,7 +14,9 @@ from typing import Any
 import structlog
 from pydantic import ValidationError
 
-from producers.contract.jobs import describe_validation_error, load_update_job
+from producers.contract.enums import JobKind
+from producers.contract.fargate_spec import FargateServiceJob
+from producers.contract.jobs import UpdateServiceJob, describe_validation_error, load_update_job
 from producers.contract.names import (
     PLAN_KEY,
     PLAN_RESULT_KEY,
@@ -30,6 +32,7 @@ from worker.aws.gateway import AwsGateway
 from worker.domain.errors import ConveyorError, TransientError
 from worker.runtime import get_runtime
 from worker.services.cleanup import clean_up_revisions
+from worker.services.fargate_flow import FargateFlow
 from worker.services.plan import plan_update
 from worker.services.transitions import Transition
 from worker.steps import execute, run_step
@@ -97,7 +100,12 @@ def plan(*args: Any, **kwargs: Any) -> dict[str, Any]:
     if raw is None:
         return {"status": "missing"}
     try:
-        job = load_update_job(json.loads(raw))
+        payload = json.loads(raw)
+        job: UpdateServiceJob | FargateServiceJob = (
+            FargateServiceJob.model_validate(payload)
+            if isinstance(payload, dict) and payload.get("kind") == JobKind.CREATE_FARGATE
+            else load_update_job(payload)
+        )
     except (ValueError, ValidationError) as exc:
         problems = (
             describe_validation_error(exc) if isinstance(exc, ValidationError) else ["not JSON"]
@@ -107,7 +115,10 @@ def plan(*args: Any, **kwargs: Any) -> dict[str, Any]:
         runtime = get_runtime(settings)
 
         async def run() -> dict[str, Any]:
-            aws = await runtime.pool.gateway(job.role_arn, now=wall_clock())
+            aws = await runtime.pool.gateway(getattr(job, "role_arn", None), now=wall_clock())
+            if isinstance(job, FargateServiceJob):
+                flow = FargateFlow(aws, poll_interval=settings.poll_interval, clock=wall_clock)
+                return {"cluster": job.cluster, "service": job.service, **await flow.preview(job)}
             return await plan_update(aws, job, runtime.known_fields)
 
         try:

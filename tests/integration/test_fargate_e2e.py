@@ -286,3 +286,42 @@ def test_a_stack_that_names_another_service_is_refused(
     after = cfn(stack).describe_stacks(StackName=name)["Stacks"][0]
     assert after["StackStatus"] == before["StackStatus"]
     assert after.get("LastUpdatedTime") == before.get("LastUpdatedTime")
+
+
+def test_dry_run_shows_the_change_set_and_leaves_nothing_behind(
+    stack: Stack, start_worker: Callable[[str], Worker], tmp_path: Path
+) -> None:
+    """`conveyor fargate apply --dry-run`: before the stack exists, a CREATE change set lists
+    the resources to add, and afterwards neither the change set nor the stack it needed exists;
+    after a real apply, a new image shows as a change to the task definition and the service;
+    no environment value or secret reference appears."""
+    start_worker("w1")
+    path, spec = write_spec(tmp_path)
+    planned = stack.cli("fargate", "apply", "-f", str(path), "--dry-run", "--json")
+    assert planned.returncode == 0, planned.stdout + planned.stderr
+    (plan,) = json.loads(planned.stdout)
+    assert plan["operation"] == "create"
+    added = {c["type"] for c in plan["changes"] if c["action"] == "Add"}
+    assert {"AWS::ECS::TaskDefinition", "AWS::ECS::Service"} <= added
+    stacks = cfn(stack).list_stacks()["StackSummaries"]
+    live = [
+        s
+        for s in stacks
+        if s["StackName"] == plan["stack"] and s["StackStatus"] != "DELETE_COMPLETE"
+    ]
+    assert live == []
+    assert json.loads(stack.cli("list", "--json").stdout)["deployments"] == []
+
+    code, _, output = apply(stack, path)
+    assert code == 0, output
+    spec["containers"][0]["image"] = spec["containers"][0]["image"].replace(":1.0.0", ":1.1.0")
+    path.write_text(yaml.safe_dump(spec))
+    text = stack.cli("fargate", "apply", "-f", str(path), "--dry-run")
+    assert text.returncode == 0, text.stdout + text.stderr
+    assert f"update stack {plan['stack']}" in text.stdout
+    assert "Modify" in text.stdout
+    assert "AWS::ECS::TaskDefinition" in text.stdout
+    for secret in ("info", "arn:aws:ssm:us-east-1:123456789012:parameter/demo/db-password"):
+        assert secret not in planned.stdout + text.stdout
+    (summary,) = [s for s in cfn(stack).describe_stacks(StackName=plan["stack"])["Stacks"]]
+    assert summary["StackStatus"] in ("CREATE_COMPLETE", "UPDATE_COMPLETE")

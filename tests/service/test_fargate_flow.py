@@ -213,3 +213,24 @@ def test_a_stack_from_before_identity_tags_is_adopted_by_its_outputs(aws: FakeAw
     t = step(aws, record_for())
     assert t.record.stack is not None
     assert t.record.stack.name == STACK
+
+
+def test_a_preview_writes_nothing_and_refuses_what_apply_would_refuse(aws: FakeAws) -> None:
+    """preview: a create lists every resource to add, with change-set calls only; a stack busy
+    with an operation is reported; another service's stack under our name is refused."""
+    from worker.domain.errors import InvalidJobError
+
+    job = FargateServiceJob.model_validate(record_for().job)
+    flow = FargateFlow(aws, poll_interval=5, clock=lambda: 100.0)
+    preview = asyncio.run(flow.preview(job))
+    assert preview["operation"] == "create"
+    assert {c["type"] for c in preview["changes"]} >= {
+        "AWS::ECS::Service",
+        "AWS::ECS::TaskDefinition",
+    }
+    assert not {"CreateStack", "UpdateStack", "DeleteStack"} & set(aws.calls)
+    aws.set_stack(STACK, "UPDATE_IN_PROGRESS", Tags=OURS)
+    assert "UPDATE_IN_PROGRESS" in asyncio.run(flow.preview(job))["error"]
+    aws.set_stack(STACK, "UPDATE_COMPLETE", Tags=[{"Key": "conveyor:cluster", "Value": "prod"}])
+    with pytest.raises(InvalidJobError):
+        asyncio.run(flow.preview(job))

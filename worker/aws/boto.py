@@ -727,6 +727,63 @@ class BotoAwsGateway(BotoEcsGateway):
         """Delete the stack."""
         await self._cfn.delete_stack(StackName=name, ClientRequestToken=token)
 
+    async def preview_stack(
+        self,
+        name: str,
+        template: str,
+        parameters: dict[str, str],
+        tags: dict[str, str],
+        *,
+        create: bool,
+    ) -> dict[str, Any]:
+        """See StackGateway. CreateChangeSet, DescribeChangeSet until it settles (a minute at
+        most), DeleteChangeSet; on a create, the REVIEW_IN_PROGRESS stack is deleted too."""
+        change_set = f"conveyor-plan-{int(datetime.now(UTC).timestamp())}"
+        args = self._stack_args(name, template, parameters, tags, "unused")
+        args.pop("ClientRequestToken")
+        await self._create_change_set(
+            ChangeSetName=change_set, ChangeSetType="CREATE" if create else "UPDATE", **args
+        )
+        try:
+            described: dict[str, Any] = {}
+            for _ in range(60):
+                described = await self._describe_change_set(change_set, name)
+                if described.get("Status") in ("CREATE_COMPLETE", "FAILED", "DELETE_COMPLETE"):
+                    break
+                await asyncio.sleep(1)
+        finally:
+            await self._delete_change_set(change_set, name)
+            if create:
+                await self.delete_stack(name, f"conveyor-plan-{change_set}")
+        changes = []
+        for change in described.get("Changes", []):
+            resource = change.get("ResourceChange", {})
+            changes.append(
+                {
+                    "action": resource.get("Action"),
+                    "logical_id": resource.get("LogicalResourceId"),
+                    "type": resource.get("ResourceType"),
+                    "replacement": resource.get("Replacement"),
+                }
+            )
+        return {
+            "status": described.get("Status"),
+            "reason": described.get("StatusReason"),
+            "changes": changes,
+        }
+
+    @_aws_call("CreateChangeSet")
+    async def _create_change_set(self, **kwargs: Any) -> dict[str, Any]:
+        return dict(await self._cfn.create_change_set(**kwargs))
+
+    @_aws_call("DescribeChangeSet")
+    async def _describe_change_set(self, name: str, stack: str) -> dict[str, Any]:
+        return dict(await self._cfn.describe_change_set(ChangeSetName=name, StackName=stack))
+
+    @_aws_call("DeleteChangeSet")
+    async def _delete_change_set(self, name: str, stack: str) -> None:
+        await self._cfn.delete_change_set(ChangeSetName=name, StackName=stack)
+
     @_aws_call("DescribeStackEvents")
     async def stack_events(self, name: str) -> list[dict[str, Any]]:
         """The newest page of the stack's events."""

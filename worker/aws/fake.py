@@ -17,6 +17,7 @@ import contextlib
 import copy
 import datetime
 import itertools
+import json
 from collections import defaultdict
 from typing import Any
 
@@ -731,6 +732,40 @@ class FakeAws(FakeEcs):
         self._call("DescribeStacks")
         found = self._live_stack(name)
         return copy.deepcopy(found) if found else None
+
+    async def preview_stack(
+        self,
+        name: str,
+        template: str,
+        parameters: dict[str, str],
+        tags: dict[str, str],
+        *,
+        create: bool,
+    ) -> dict[str, Any]:
+        """See StackGateway. Resources are compared by their template JSON: Add on a create,
+        Modify where the resource differs from the stack's last template, nothing else."""
+        for operation in ("CreateChangeSet", "DescribeChangeSet", "DeleteChangeSet"):
+            self._call(operation)
+        wanted = json.loads(template).get("Resources", {})
+        before_template, before_parameters = self._stack_sources.get(name, ("{}", {}))
+        before = {} if create else json.loads(before_template).get("Resources", {})
+        changes = [
+            {
+                "action": "Add" if key not in before else "Modify",
+                "logical_id": key,
+                "type": resource.get("Type"),
+                "replacement": None if key not in before else "False",
+            }
+            for key, resource in sorted(wanted.items())
+            if key not in before
+            or before[key] != resource
+            or (parameters != before_parameters and not create)
+        ]
+        return {
+            "status": "CREATE_COMPLETE" if changes else "FAILED",
+            "reason": None if changes else "The submitted information didn't contain changes.",
+            "changes": changes,
+        }
 
     async def create_stack(
         self, name: str, template: str, parameters: dict[str, str], tags: dict[str, str], token: str

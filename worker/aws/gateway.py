@@ -155,6 +155,20 @@ class StackGateway(Protocol):
         """The stack's newest events (first page), newest first."""
         ...
 
+    async def preview_stack(
+        self,
+        name: str,
+        template: str,
+        parameters: dict[str, str],
+        tags: dict[str, str],
+        *,
+        create: bool,
+    ) -> dict[str, Any]:
+        """What creating (``create``) or updating the stack would do, through a change set that
+        is deleted afterwards (with the stack CloudFormation made for it, on a create):
+        ``{"status", "reason", "changes": [{"action", "logical_id", "type", "replacement"}]}``."""
+        ...
+
 
 class AwsGateway(EcsGateway, StackGateway, Protocol):
     """Everything a worker calls."""

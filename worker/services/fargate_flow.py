@@ -108,6 +108,24 @@ class FargateFlow:
     async def validate(self, record: DeploymentRecord, job: FargateServiceJob) -> Transition:
         """Check everything the stack depends on, before any stack call."""
         now = self._clock()
+        stack = await self.check_dependencies(job)
+        updated = record.model_copy(
+            update={
+                "state": DeploymentState.RUNNING,
+                "started_at": record.started_at or now,
+                "deadline": record.deadline or now + job.timeout_seconds,
+                "stack": stack,
+                "steps": self._log(
+                    record,
+                    f"cluster, network and {len(stack.target_group_arns)} target group(s) ok",
+                ),
+            }
+        )
+        return Transition(updated, Step.APPLY)
+
+    async def check_dependencies(self, job: FargateServiceJob) -> StackInfo:
+        """The cluster, the network and the target groups the stack needs, resolved to ids:
+        the stack's name and inputs. Read calls only."""
         if not await self._aws.cluster_is_active(job.cluster):
             raise NotFoundError(
                 f"cluster: {job.cluster!r} does not exist or is not ACTIVE; create it first or "
@@ -135,22 +153,52 @@ class FargateFlow:
                     "awsvpc networking and need a target group of target type 'ip'"
                 )
             arns.append(str(group["TargetGroupArn"]))
-        stack = StackInfo(
+        return StackInfo(
             name=await self._stack_name(job),
             subnets=subnets,
             security_groups=groups,
             target_group_arns=arns,
         )
-        updated = record.model_copy(
-            update={
-                "state": DeploymentState.RUNNING,
-                "started_at": record.started_at or now,
-                "deadline": record.deadline or now + job.timeout_seconds,
-                "stack": stack,
-                "steps": self._log(record, f"cluster, network and {len(arns)} target group(s) ok"),
-            }
+
+    async def preview(self, job: FargateServiceJob) -> dict[str, Any]:
+        """What applying the spec would do: the stack operation and its change set, as JSON.
+
+        The same checks and inputs as validate and apply, then a change set that is deleted
+        afterwards; a stack another service owns, or one busy with an operation, is reported,
+        not touched.
+        """
+        info = await self.check_dependencies(job)
+        current = await self._aws.describe_stack(info.name)
+        status = str(current.get("StackStatus")) if current else None
+        create = current is None or status == "DELETE_COMPLETE"
+        if current is not None and not create:
+            self._check_owner(info.name, current, job)
+            if status is not None and status.endswith("_IN_PROGRESS"):
+                return {"stack": info.name, "error": f"stack is {status}; plan again after it"}
+            if status == "ROLLBACK_COMPLETE":
+                return {
+                    "stack": info.name,
+                    "operation": "delete the failed stack, then create",
+                    "changes": [],
+                }
+        template = json.dumps(render_template(job), sort_keys=True)
+        parameters = template_parameters(
+            job,
+            subnets=info.subnets,
+            security_groups=info.security_groups,
+            target_group_arns=info.target_group_arns,
         )
-        return Transition(updated, Step.APPLY)
+        preview = await self._aws.preview_stack(
+            info.name, template, parameters, stack_tags(job), create=create
+        )
+        return {
+            "stack": info.name,
+            "operation": "create" if create else "update",
+            "subnets": info.subnets,
+            "security_groups": info.security_groups,
+            "target_groups": info.target_group_arns,
+            **preview,
+        }
 
     async def _stack_name(self, job: FargateServiceJob) -> str:
         """This service's stack: the hashed name, or a legacy-named stack that is provably its.
