@@ -323,5 +323,5 @@ def test_dry_run_shows_the_change_set_and_leaves_nothing_behind(
     assert "AWS::ECS::TaskDefinition" in text.stdout
     for secret in ("info", "arn:aws:ssm:us-east-1:123456789012:parameter/demo/db-password"):
         assert secret not in planned.stdout + text.stdout
-    (summary,) = [s for s in cfn(stack).describe_stacks(StackName=plan["stack"])["Stacks"]]
+    (summary,) = cfn(stack).describe_stacks(StackName=plan["stack"])["Stacks"]
     assert summary["StackStatus"] in ("CREATE_COMPLETE", "UPDATE_COMPLETE")
