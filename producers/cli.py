@@ -383,6 +383,7 @@ def _plan_text(plan: dict[str, Any]) -> str:
             lines.append(f"  {change['action']} {change['logical_id']} {change['type']}{replace}")
         if not plan.get("changes"):
             lines.append(f"  no change ({plan.get('reason') or 'nothing to do'})")
+        lines += _version_lines(plan)
         return "\n".join(lines)
     lines = [f"{head} (runs {plan.get('current_task_definition')})"]
     revision = plan.get("task_definition")
@@ -403,12 +404,15 @@ def _plan_text(plan: dict[str, Any]) -> str:
             lines.append(f"    {dropped}: not copied (unknown to this SDK)")
     for change in plan.get("service_changes", []):
         lines.append(f"  service {change['field']}: {change['before']} -> {change['after']}")
-    for version in plan.get("versions", []):
-        lines.append(
-            f"  version {version['container']}: {{{version['rule']}}} -> {version['image']} "
-            f"({version['digest']})"
-        )
+    lines += _version_lines(plan)
     return "\n".join(lines)
+
+
+def _version_lines(plan: dict[str, Any]) -> list[str]:
+    return [
+        f"  version {v['container']}: {{{v['rule']}}} -> {v['image']} ({v['digest']})"
+        for v in plan.get("versions", [])
+    ]
 
 
 def _resolved(job: Any, pin_digest: bool) -> Any:
@@ -1029,13 +1033,18 @@ def render(spec_file: Path) -> None:
     is_flag=True,
     help="Show the stack's change set (created, read and deleted); change nothing.",
 )
+@click.option(
+    "--pin-digest", is_flag=True, help="Resolve version rules to digests (repo@sha256:...)."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the final record as JSON.")
-def apply(spec_file: Path, no_wait: bool, dry_run: bool, as_json: bool) -> None:
-    """Create or update the service's stack and follow it to a verdict."""
+def apply(spec_file: Path, no_wait: bool, dry_run: bool, pin_digest: bool, as_json: bool) -> None:
+    """Create or update the service's stack and follow it to a verdict.
+
+    A container's image may be REPOSITORY:{RULE} (see `conveyor update --help`)."""
     job = _load_fargate_job(spec_file)
     if dry_run:
-        _show_plan(job, False, as_json)
-    _submit(job, no_wait=no_wait, as_json=as_json)
+        _show_plan(job, pin_digest, as_json)
+    _submit(_resolved(job, pin_digest), no_wait=no_wait, as_json=as_json)
 
 
 @main.command("local-aws")

@@ -103,7 +103,7 @@ class ConveyorClient:
             ) from exc
 
     def resolve_versions(
-        self, job: UpdateServiceJob | ReleaseJob, *, pin_digest: bool = False
+        self, job: UpdateServiceJob | ReleaseJob | FargateServiceJob, *, pin_digest: bool = False
     ) -> Any:
         """The job (or release) with every ``REPOSITORY:{RULE}`` image resolved against ECR,
         one choice per repository and rule; VersionRuleError (naming the container and the
@@ -111,6 +111,8 @@ class ConveyorClient:
         from producers.resolve import Resolver
 
         resolver = Resolver(self._ecr_tags, pin_digest=pin_digest)
+        if isinstance(job, FargateServiceJob):
+            return resolver.fargate(job)
         if isinstance(job, ReleaseJob):
             waves = [[resolver.job(j) for j in wave] for wave in job.waves]
             return job.model_copy(update={"waves": waves})
@@ -133,11 +135,7 @@ class ConveyorClient:
         """What the job (or each job of the release) would change, computed by a worker with
         read calls only (for a Fargate spec, a change set deleted afterwards); nothing is
         enqueued and nothing changes. Version rules are resolved first, as an enqueue would."""
-        resolved = (
-            job
-            if isinstance(job, FargateServiceJob)
-            else self.resolve_versions(job, pin_digest=pin_digest)
-        )
+        resolved = self.resolve_versions(job, pin_digest=pin_digest)
         jobs = (
             [j for wave in resolved.waves for j in wave]
             if isinstance(resolved, ReleaseJob)
@@ -180,6 +178,8 @@ class ConveyorClient:
         An update job's version rules must be resolved first (:meth:`resolve_versions`).
         """
         if isinstance(job, UpdateServiceJob) and any(i.unresolved_rule for i in job.images):
+            job = self.resolve_versions(job)
+        if isinstance(job, FargateServiceJob) and any(c.unresolved_rule for c in job.containers):
             job = self.resolve_versions(job)
         self.check_redis()
         now = wall_clock()

@@ -12,6 +12,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+from producers.contract.fargate_spec import FargateServiceJob
 from producers.contract.jobs import ImageUpdate, UpdateServiceJob
 from producers.contract.versions import ImageTag, VersionRuleError, split_rule_image
 
@@ -89,3 +90,17 @@ class Resolver:
         if not any(i.unresolved_rule for i in job.images):
             return job
         return job.model_copy(update={"images": tuple(self.image(i) for i in job.images)})
+
+    def fargate(self, job: FargateServiceJob) -> FargateServiceJob:
+        """The spec with every container's image rule resolved."""
+        if not any(c.unresolved_rule for c in job.containers):
+            return job
+        containers = []
+        for container in job.containers:
+            update = self.image(ImageUpdate(container=container.name, image=container.image))
+            containers.append(
+                container.model_copy(
+                    update={"image": update.image, "rule": update.rule, "digest": update.digest}
+                )
+            )
+        return job.model_copy(update={"containers": tuple(containers)})

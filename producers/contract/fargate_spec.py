@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from producers.contract import patterns
 from producers.contract.enums import JobKind
 from producers.contract.images import ImageReferenceError, parse_image
+from producers.contract.versions import VersionRuleError, split_rule_image
 
 _NAME = patterns.ECS_NAME
 _ARN = patterns.ARN
@@ -94,7 +95,11 @@ class Container(BaseModel):
 
     model_config = _STRICT
     name: Annotated[str, Field(min_length=1, max_length=255)]
+    # A reference, or 'REPOSITORY:{RULE}' until the version rule is resolved at enqueue.
     image: Annotated[str, Field(min_length=1, max_length=1024)]
+    # Kept once a version rule was resolved: the rule, and the digest the tag had then.
+    rule: Annotated[str | None, Field(max_length=512)] = None
+    digest: Annotated[str | None, Field(max_length=200)] = None
     cpu: Annotated[int, Field(ge=0, le=16384)] = 0
     memory: Annotated[int | None, Field(ge=6)] = None
     memory_reservation: Annotated[int | None, Field(ge=6)] = None
@@ -119,10 +124,17 @@ class Container(BaseModel):
     @classmethod
     def _image(cls, value: str) -> str:
         try:
+            if split_rule_image(value) is not None:
+                return value
             parse_image(value)
-        except ImageReferenceError as exc:
+        except (ImageReferenceError, VersionRuleError) as exc:
             raise ValueError(str(exc)) from exc
         return value
+
+    @property
+    def unresolved_rule(self) -> bool:
+        """Whether the image is still a repository plus a version rule."""
+        return split_rule_image(self.image) is not None
 
     @field_validator("environment", "secrets")
     @classmethod

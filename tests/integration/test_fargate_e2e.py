@@ -325,3 +325,29 @@ def test_dry_run_shows_the_change_set_and_leaves_nothing_behind(
         assert secret not in planned.stdout + text.stdout
     (summary,) = cfn(stack).describe_stacks(StackName=plan["stack"])["Stacks"]
     assert summary["StackStatus"] in ("CREATE_COMPLETE", "UPDATE_COMPLETE")
+
+
+def test_a_spec_image_can_be_a_version_rule(
+    stack: Stack, start_worker: Callable[[str], Worker], tmp_path: Path
+) -> None:
+    """A container image REPOSITORY:{RULE} in a spec is resolved when the job is enqueued: the
+    dry run shows the version, the stack runs it, the record keeps the rule and the digest."""
+    start_worker("w1")
+    repo = "123456789012.dkr.ecr.us-east-1.amazonaws.com/demo/web"
+    spec: dict[str, Any] = yaml.safe_load(EXAMPLE.read_text())
+    spec["containers"][0]["image"] = f"{repo}:{{>=1.1 <1.2}}"
+    path, spec = write_spec(tmp_path, containers=spec["containers"])
+    planned = stack.cli("fargate", "apply", "-f", str(path), "--dry-run", "--json")
+    assert planned.returncode == 0, planned.stdout + planned.stderr
+    (plan,) = json.loads(planned.stdout)
+    assert [v["image"] for v in plan["versions"]] == [f"{repo}:1.1.0"]
+    code, record, output = apply(stack, path)
+    assert code == 0, output
+    container = record["job"]["containers"][0]
+    assert (container["image"], container["rule"]) == (f"{repo}:1.1.0", ">=1.1 <1.2")
+    assert container["digest"].startswith("sha256:")
+    service = stack.ecs().describe_services(cluster="demo", services=[spec["service"]])["services"][
+        0
+    ]
+    definition = stack.ecs().describe_task_definition(taskDefinition=service["taskDefinition"])
+    assert definition["taskDefinition"]["containerDefinitions"][0]["image"] == f"{repo}:1.1.0"

@@ -55,9 +55,16 @@ def validate_fargate_job(
 ) -> FargateServiceJob:
     """Validate the job payload (default: the record's copy) again; workers trust nothing."""
     try:
-        return FargateServiceJob.model_validate(record.job if payload is None else payload)
+        job = FargateServiceJob.model_validate(record.job if payload is None else payload)
     except ValidationError as exc:
         raise InvalidJobError("invalid spec: " + "; ".join(describe_validation_error(exc))) from exc
+    unresolved = [c.name for c in job.containers if c.unresolved_rule]
+    if unresolved:
+        raise InvalidJobError(
+            f"container {unresolved[0]!r}: its version rule was not resolved; apply with "
+            "`conveyor` or ConveyorClient, which resolve rules against ECR"
+        )
+    return job
 
 
 def _token(record: DeploymentRecord, what: str) -> str:
@@ -192,6 +199,11 @@ class FargateFlow:
             info.name, template, parameters, stack_tags(job), create=create
         )
         return {
+            "versions": [
+                {"container": c.name, "rule": c.rule, "image": c.image, "digest": c.digest}
+                for c in job.containers
+                if c.rule
+            ],
             "stack": info.name,
             "operation": "create" if create else "update",
             "subnets": info.subnets,
