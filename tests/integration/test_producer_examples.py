@@ -48,6 +48,28 @@ def test_the_python_examples_run_and_tell_the_truth(
     assert failures.stdout.strip().endswith("1 failed")
 
 
+def test_the_plan_then_release_example_shows_the_plan_and_deploys_it(
+    stack: Stack, start_worker: Callable[[str], Worker]
+) -> None:
+    """plan_then_release: the plan names the resolved version and the variable by name; the
+    release then deploys exactly that version with the variable."""
+    start_worker("w1")
+    repo = "123456789012.dkr.ecr.us-east-1.amazonaws.com/demo/web"
+    python = str(VENV_BIN / "python")
+    out = run(stack, python, str(EXAMPLES / "plan_then_release.py"), "demo", "web", repo)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert f"version web: {repo}:1.2.0" in out.stdout
+    assert "web environment FEATURE_X added" in out.stdout
+    assert out.stdout.strip().endswith("succeeded")
+    service = stack.ecs().describe_services(cluster="demo", services=["web"])["services"][0]
+    definition = stack.ecs().describe_task_definition(taskDefinition=service["taskDefinition"])
+    web = next(
+        c for c in definition["taskDefinition"]["containerDefinitions"] if c["name"] == "web"
+    )
+    assert web["image"] == f"{repo}:1.2.0"
+    assert {"name": "FEATURE_X", "value": "on"} in web["environment"]
+
+
 def test_the_ci_shell_example_exits_with_the_verdict(
     stack: Stack, start_worker: Callable[[str], Worker], tmp_path: Path
 ) -> None:
