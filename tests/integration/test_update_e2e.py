@@ -506,3 +506,41 @@ def test_dry_run_shows_the_change_and_changes_nothing(
     planned = stack.cli("plan", "-f", str(release_file))
     assert planned.returncode == 1
     assert "'nope' is not in" in planned.stdout
+
+
+def test_a_release_file_carries_rules_options_and_cleanup(
+    stack: Stack, start_worker: Callable[[str], Worker], tmp_path: Path
+) -> None:
+    """One release file: demo's api service gets a version rule, a desired count and
+    keep_revisions; a second service is restarted. Each lands as it would from the CLI."""
+    (restarted,) = create_services(stack.endpoint, [f"rr-{uuid.uuid4().hex[:6]}"], desired=1)
+    start_worker("w1")
+    ecs = stack.ecs()
+    before = ecs.describe_services(cluster="demo", services=[restarted])["services"][0]
+    repo = "123456789012.dkr.ecr.us-east-1.amazonaws.com/demo/api"
+    release_file = tmp_path / "release.yaml"
+    release_file.write_text(
+        "cluster: demo\nkeep_revisions: 1\nservices:\n"
+        f"  - service: api\n    images: {{api: '{repo}:{{==1.1.*}}'}}\n    desired_count: 3\n"
+        f"  - service: {restarted}\n    force_new_deployment: true\n"
+    )
+    result = stack.cli("release", "-f", str(release_file), "--json")
+    assert result.returncode == 0, result.stdout + result.stderr
+    api = ecs.describe_services(cluster="demo", services=["api"])["services"][0]
+    assert api["desiredCount"] == 3
+    (container,) = ecs.describe_task_definition(taskDefinition=api["taskDefinition"])[
+        "taskDefinition"
+    ]["containerDefinitions"]
+    assert container["image"] == f"{repo}:1.1.0"
+    after = ecs.describe_services(cluster="demo", services=[restarted])["services"][0]
+    assert after["taskDefinition"] == before["taskDefinition"]
+    assert after["deployments"][0]["id"] != before["deployments"][0]["id"]
+
+    def active_api() -> list[str]:
+        arns = ecs.list_task_definitions(familyPrefix="api", status="ACTIVE")["taskDefinitionArns"]
+        return [a for a in arns if a.rsplit("/", 1)[1].startswith("api:")]
+
+    deadline = time.monotonic() + 60
+    while active_api() != [api["taskDefinition"]]:
+        assert time.monotonic() < deadline, active_api()
+        time.sleep(0.5)
