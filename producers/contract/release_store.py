@@ -65,6 +65,16 @@ def new_deployment(
     )
 
 
+def interleave_by_account(records: list[DeploymentRecord]) -> list[DeploymentRecord]:
+    """The records one account after another in turn, each account's in their own order."""
+    by_account: dict[str | None, list[DeploymentRecord]] = {}
+    for record in records:
+        by_account.setdefault(record.account, []).append(record)
+    lanes = list(by_account.values())
+    longest = max((len(lane) for lane in lanes), default=0)
+    return [lane[i] for i in range(longest) for lane in lanes if i < len(lane)]
+
+
 class ReleaseStore:
     """Reads and fenced writes of release records; creates and dispatches their waves."""
 
@@ -169,22 +179,23 @@ class ReleaseStore:
     def dispatch_wave(self, release: ReleaseRecord, sender: TaskSender) -> None:
         """Send the first step of every queued deployment of the release's current wave.
 
-        Sending twice is harmless: a step message is fenced by the record's seq.
+        The messages go out one account after another in turn (round robin), not in file order:
+        each account's API buckets are its own, so every account starts deploying at once
+        instead of waiting for the first steps of the accounts listed before it. Sending twice
+        is harmless: a step message is fenced by the record's seq.
         """
+        queued: list[DeploymentRecord] = []
         for deployment_id in release.waves[release.wave]:
             try:
                 record = self._records.get(deployment_id)
             except NewerRecordError:
                 continue
             if record is not None and record.state is DeploymentState.QUEUED:
-                dispatch(
-                    sender,
-                    record.id,
-                    record.step,
-                    record.seq,
-                    queue=self._queue,
-                    priority=PRIORITY_NEW,
-                )
+                queued.append(record)
+        for record in interleave_by_account(queued):
+            dispatch(
+                sender, record.id, record.step, record.seq, queue=self._queue, priority=PRIORITY_NEW
+            )
 
     def request_cancel(self, release_id: str, now: float) -> ReleaseRecord | None:
         """Mark the release as to be cancelled; returns it (None when there is none)."""

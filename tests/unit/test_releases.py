@@ -68,3 +68,22 @@ def test_release_ids_are_told_from_their_deployments() -> None:
     assert is_release_id(release_id)
     assert not is_release_id(f"{release_id}-0000")
     assert not is_release_id("0123456789abcdef0123456789abcdef")
+
+
+def test_first_steps_go_out_one_account_after_another() -> None:
+    """A wave listed account by account is dispatched round robin, so that no account waits
+    for the first steps of the accounts listed before it; each keeps its own order."""
+    from producers.contract.records import DeploymentRecord
+    from producers.contract.release_store import interleave_by_account
+
+    def record(i: int, account: str) -> DeploymentRecord:
+        return DeploymentRecord(
+            id=f"d{i}", job={}, cluster="c", service=f"s{i}", account=account,
+            created_at=0.0, updated_at=0.0,
+        )  # fmt: skip
+
+    wave = [record(i, "a") for i in range(4)] + [record(i, "b") for i in range(4, 6)]
+    wave += [record(6, "c")]
+    ordered = [r.id for r in interleave_by_account(wave)]
+    assert ordered == ["d0", "d4", "d6", "d1", "d5", "d2", "d3"]
+    assert interleave_by_account([]) == []
