@@ -717,3 +717,22 @@ def test_a_job_with_nothing_to_do_is_refused() -> None:
     (line,) = describe_validation_error(info.value)
     assert line.startswith("images: give at least one container image")
     assert "force_new_deployment for a restart" in line
+
+
+def test_masked_settings_without_the_full_job_change_nothing(ecs: FakeEcs) -> None:
+    """A record whose full job is gone holds "***" for every value: the job fails before any
+    AWS call rather than deploy the mask."""
+    from producers.contract.jobs import ContainerSettings
+
+    job = UpdateServiceJob(
+        cluster="demo",
+        service="web",
+        images=(),
+        settings=(ContainerSettings(container="web", environment={"TOKEN": "v"}),),
+    )
+    record = record_for().model_copy(update={"job": job.redacted()})
+    t = asyncio.run(execute(_ctx(), _gw(ecs), record))
+    assert t.record.state is DeploymentState.FAILED
+    assert t.record.reason is not None
+    assert "enqueue the job again" in t.record.reason
+    assert ecs.calls == []

@@ -16,7 +16,12 @@ import structlog
 from pydantic import ValidationError
 
 from producers.contract.enums import ErrorCode
-from producers.contract.jobs import UpdateServiceJob, describe_validation_error, load_update_job
+from producers.contract.jobs import (
+    MASK,
+    UpdateServiceJob,
+    describe_validation_error,
+    load_update_job,
+)
 from producers.contract.records import (
     MAX_EVENTS,
     MAX_STOPPED_TASKS,
@@ -79,6 +84,14 @@ def validate_job(
         raise InvalidJobError(
             f"container {unresolved[0]!r}: its version rule was not resolved; enqueue with "
             "`conveyor` or ConveyorClient, which resolve rules against ECR"
+        )
+    if payload is None and any(
+        MASK in (*s.environment.values(), *s.secrets.values()) for s in job.settings
+    ):
+        # The record holds masked values; without the full job they would be deployed as "***".
+        raise InvalidJobError(
+            "the job's environment and secret values are no longer kept (the full job expired "
+            "or was lost); nothing was changed: enqueue the job again"
         )
     return job
 
