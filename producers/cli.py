@@ -328,25 +328,23 @@ def update(
         from producers.contract.releases import ReleaseJob
 
         _show_plan(ReleaseJob(waves=[jobs], fail_fast=False), pin_digest, as_json)
-    _submit_jobs(
-        [_resolved(job, pin_digest) for job in jobs],
-        timeout=timeout,
-        no_wait=no_wait,
-        as_json=as_json,
-    )
+    _submit_jobs(jobs, timeout=timeout, no_wait=no_wait, as_json=as_json, pin_digest=pin_digest)
 
 
-def _submit_jobs(jobs: list[Any], *, timeout: int, no_wait: bool, as_json: bool) -> NoReturn:
-    """One job as a deployment; several (one per --service) as a release of one wave."""
+def _submit_jobs(
+    jobs: list[Any], *, timeout: int, no_wait: bool, as_json: bool, pin_digest: bool = False
+) -> NoReturn:
+    """One job as a deployment; several (one per --service) as a release of one wave. Version
+    rules are resolved once for all of them, so every service gets the same version."""
     if len(jobs) == 1:
-        _submit(jobs[0], no_wait=no_wait, as_json=as_json)
+        _submit(_resolved(jobs[0], pin_digest), no_wait=no_wait, as_json=as_json)
     from producers.contract.releases import ReleaseJob
 
     try:
         release = ReleaseJob(waves=[jobs], fail_fast=False, timeout_seconds=timeout)
     except ValidationError as exc:
         _usage_error("; ".join(describe_validation_error(exc)))
-    _submit_release(release, no_wait=no_wait, as_json=as_json)
+    _submit_release(_resolved(release, pin_digest), no_wait=no_wait, as_json=as_json)
 
 
 def _show_plan(job: Any, pin_digest: bool, as_json: bool) -> NoReturn:
