@@ -264,6 +264,14 @@ def main() -> None:
     default=None,
     help="Afterwards, deregister the family's revisions past the newest N that no service uses.",
 )
+@click.option(
+    "--base",
+    type=click.Choice(["family", "service"]),
+    default="family",
+    show_default=True,
+    help="Build the new revision from the family's latest ACTIVE revision that no failed "
+    "deployment discarded, or from the revision the service runs.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the final record as JSON.")
 def update(
     cluster: str,
@@ -286,6 +294,7 @@ def update(
     replace_env: bool,
     pin_digest: bool,
     dry_run: bool,
+    base: str,
     as_json: bool,
 ) -> None:
     """Put new images (and environment variables or secrets) into containers of an existing
@@ -319,6 +328,7 @@ def update(
                 circuit_breaker=circuit_breaker,
                 keep_revisions=keep_revisions,
                 settings=settings,
+                base="service" if base == "service" else "family",
             )
             for service in services
         ]
@@ -391,6 +401,8 @@ def _plan_text(plan: dict[str, Any]) -> str:
         lines.append(
             f"  task definition: new revision of {revision['family']} from {revision['base']}"
         )
+        if revision.get("base_reason"):
+            lines.append(f"    base: {revision['base_reason']}")
         for field in revision["fields"]:
             if "before" in field:
                 lines.append(f"    {field['field']}: {field['before']} -> {field['after']}")

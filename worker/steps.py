@@ -51,6 +51,7 @@ from worker.domain.errors import (
 from worker.domain.supersede import covers
 from worker.observe import metrics
 from worker.services.fargate_flow import FargateFlow
+from worker.services.revisions import discard, needs_discard
 from worker.services.transitions import Transition, fail, finish, to_rollback
 from worker.services.update_flow import AttemptNotes, UpdateFlow
 from worker.services.watching import BatchedDescriber
@@ -154,11 +155,91 @@ async def execute(
 
     ``gateway`` returns the gateway for the record (its own credentials, or an assumed role);
     ``payload`` is the full job, kept apart from the record (which holds a redacted copy).
+    A deployment that ends here without success has its own revision marked discarded
+    (:mod:`worker.services.revisions`) before its verdict is committed.
     """
+    # Below Celery's soft limit, so a slow step ends here, as a retryable timeout, instead of
+    # being interrupted at an arbitrary point by the soft limit's signal.
+    deadline = asyncio.get_running_loop().time() + max(1.0, ctx.step_time_limit - 5)
+    holder: list[AwsGateway] = []
+
+    async def connect(record: DeploymentRecord) -> AwsGateway:
+        holder.append(await gateway(record))
+        return holder[-1]
+
+    transition = await _execute(ctx, connect, record, payload, deadline)
+    if holder:
+        return await settle(ctx, lambda _: _same(holder[-1]), record, transition, deadline)
+    return await settle(ctx, gateway, record, transition, deadline)
+
+
+async def _same(aws: AwsGateway) -> AwsGateway:
+    return aws
+
+
+async def settle(
+    ctx: StepContext,
+    gateway: Callable[[DeploymentRecord], Awaitable[AwsGateway]],
+    record: DeploymentRecord,
+    transition: Transition,
+    deadline: float | None = None,
+) -> Transition:
+    """Mark the revision of a deployment that ended without success, so nothing builds on it.
+
+    ``record`` is the deployment as the step found it, ``transition`` what the step made of
+    it; any other transition is returned as it is. Never raises ConveyorError: see
+    :func:`_not_settled`.
+    """
+    if transition.next_step is not None or not needs_discard(transition.record):
+        return transition
+    if deadline is None:
+        deadline = asyncio.get_running_loop().time() + max(1.0, ctx.step_time_limit - 5)
     try:
-        # Below Celery's soft limit, so a slow step ends here, as a retryable timeout, instead
-        # of being interrupted at an arbitrary point by the soft limit's signal.
-        async with asyncio.timeout(max(1.0, ctx.step_time_limit - 5)):
+        async with asyncio.timeout_at(deadline):
+            await discard(await gateway(record), transition.record)
+    except (ConveyorError, TimeoutError) as raw:
+        exc = (
+            raw
+            if isinstance(raw, ConveyorError)
+            else TransientError("marking the revision discarded took too long")
+        )
+        return _not_settled(ctx, record, transition, exc)
+    return transition
+
+
+def _not_settled(
+    ctx: StepContext, record: DeploymentRecord, transition: Transition, exc: ConveyorError
+) -> Transition:
+    """The verdict stands even when its revision could not be marked; a transient error with
+    attempts left runs the step again instead (it is idempotent, and marks on the way out)."""
+    if isinstance(exc, TransientError) and record.attempt + 1 < ctx.max_step_attempts:
+        log.warning("could not mark the revision discarded; retrying", code=exc.code)
+        countdown = max(backoff(record.attempt), exc.retry_after)
+        retry = record.model_copy(update={"attempt": record.attempt + 1})
+        return Transition(retry, record.step, countdown)
+    log.error("could not mark the revision discarded", code=exc.code, error=exc.message)
+    ended = transition.record
+    warning = (
+        f"the revision {ended.task_definition_arn or 'this deployment registered'} could not be "
+        f"marked discarded ({exc.code}): until it is, the family's next deployment may build on "
+        "it; grant ecs:TagResource on task definitions (deploy/iam-policy.json) or deregister it"
+    )
+    return Transition(
+        ended.model_copy(update={"warnings": [*ended.warnings, warning]}),
+        None,
+        transition.countdown,
+    )
+
+
+async def _execute(
+    ctx: StepContext,
+    gateway: Callable[[DeploymentRecord], Awaitable[AwsGateway]],
+    record: DeploymentRecord,
+    payload: dict[str, Any] | None,
+    deadline: float,
+) -> Transition:
+    try:
+        async with asyncio.timeout_at(deadline):
             aws = await gateway(record)
             flow: UpdateFlow | FargateFlow
             if record.kind is JobKind.CREATE_FARGATE:
@@ -249,8 +330,12 @@ def run_step(
     deployment_id: str,
     seq: int,
     run: Callable[[DeploymentRecord], Transition],
+    settle_ending: Callable[[DeploymentRecord, Transition], Transition] | None = None,
 ) -> dict[str, Any]:
     """Run one fenced step of ``deployment_id``; ``run`` executes the flow for a record.
+
+    ``settle_ending`` completes an ending made without running the flow (a cancel): it marks
+    the revision the deployment registered (:func:`settle`).
 
     Returns a small JSON-safe summary for Celery's result backend.
     """
@@ -296,6 +381,8 @@ def run_step(
             return {"deployment_id": deployment_id, "status": "stale"}
         record = fresh
         transition = _on_cancel(ctx, record) if record.cancel_requested_at else None
+        if transition is not None and settle_ending is not None:
+            transition = settle_ending(record, transition)
         if transition is None and record.state is DeploymentState.QUEUED:
             record = _with_real_account(ctx, record)
             transition = _wait_for_service(ctx, record)

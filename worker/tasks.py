@@ -35,7 +35,7 @@ from worker.services.cleanup import clean_up_revisions
 from worker.services.fargate_flow import FargateFlow
 from worker.services.plan import plan_update
 from worker.services.transitions import Transition
-from worker.steps import execute, run_step
+from worker.steps import execute, run_step, settle
 
 log = structlog.get_logger("conveyor.tasks")
 
@@ -58,6 +58,9 @@ def _run_step_message(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) 
     def run(record: DeploymentRecord) -> Transition:
         return runtime.run(execute(ctx, gateway, record, ctx.store.get_job(record.id)))
 
+    def settle_ending(record: DeploymentRecord, transition: Transition) -> Transition:
+        return runtime.run(settle(ctx, gateway, record, transition))
+
     def account_of(record: DeploymentRecord) -> str | None:
         role = record.job.get("role_arn")
         role = role if isinstance(role, str) else None
@@ -66,7 +69,9 @@ def _run_step_message(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) 
             ctx.store.publish_self_account(account)
         return account
 
-    return run_step(dataclasses.replace(ctx, account_of=account_of), deployment_id, seq, run)
+    return run_step(
+        dataclasses.replace(ctx, account_of=account_of), deployment_id, seq, run, settle_ending
+    )
 
 
 def _register(name: str) -> None:

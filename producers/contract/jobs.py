@@ -179,6 +179,9 @@ class UpdateServiceJob(BaseModel):
     keep_revisions: Annotated[int | None, Field(ge=1, le=1000)] = None
     # Environment variables and secrets of named containers, set in the new revision.
     settings: Annotated[tuple[ContainerSettings, ...], Field(max_length=100)] = ()
+    # What the new revision is built from: "family", the family's latest ACTIVE revision that
+    # no failed Conveyor deployment discarded; "service", the revision the service runs.
+    base: Literal["family", "service"] = "family"
 
     def service_options(self) -> dict[str, Any]:
         """The options this job sets on the service, by their job field name (empty: none)."""
@@ -230,6 +233,11 @@ class UpdateServiceJob(BaseModel):
             )
         if self.restart and self.family is not None:
             raise ValueError("family: a restart keeps the revision the service runs; drop family")
+        if self.base == "service" and self.family is not None:
+            raise ValueError(
+                "family: base 'service' builds from the revision the service runs, which names "
+                "its own family; drop family or use base 'family'"
+            )
         seen = [s.container for s in self.settings]
         twice = sorted({c for c in seen if seen.count(c) > 1})
         if twice:

@@ -74,6 +74,8 @@ class ReleaseEntry(BaseModel):
     keep_revisions: int | None = None
     # Environment variables and secrets of named containers (see ContainerSettings).
     settings: list[dict[str, Any]] | None = None
+    # What the new revision is built from: "family" (default) or "service" (see UpdateServiceJob).
+    base: Literal["family", "service"] | None = None
 
 
 class ReleaseJob(BaseModel):
@@ -90,6 +92,7 @@ class ReleaseJob(BaseModel):
     rollback: bool = True
     role_arn: str | None = None
     keep_revisions: Annotated[int | None, Field(ge=1, le=1000)] = None
+    base: Literal["family", "service"] | None = None
     waves: Annotated[list[list[UpdateServiceJob]], Field(min_length=1)]
 
     @model_validator(mode="before")
@@ -111,7 +114,14 @@ class ReleaseJob(BaseModel):
             raise ValueError("waves: give at least one wave of services (or services:)")
         defaults = {
             key: data[key]
-            for key in ("cluster", "timeout_seconds", "rollback", "role_arn", "keep_revisions")
+            for key in (
+                "cluster",
+                "timeout_seconds",
+                "rollback",
+                "role_arn",
+                "keep_revisions",
+                "base",
+            )
             if data.get(key) is not None
         }
         expanded = []

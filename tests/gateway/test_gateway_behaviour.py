@@ -134,6 +134,29 @@ def test_describe_task_definition_by_family_skips_inactive_revisions(
     assert definition["taskDefinitionArn"] == active
 
 
+def test_tag_task_definition_adds_tags_that_describe_returns(world: World) -> None:
+    """TagResource on a revision: the new tag comes back with DescribeTaskDefinition, beside the
+    tags it had; the same key again takes the new value. An unknown revision is refused."""
+    arn = world.task_definition(
+        "tagged", {"app": "repo/app:1"}, tags=[{"key": "team", "value": "a"}]
+    )
+
+    world.run(world.gateway.tag_task_definition(arn, {"conveyor:discarded": "failed by d1"}))
+    world.run(world.gateway.tag_task_definition(arn, {"conveyor:discarded": "rolled_back by d1"}))
+
+    _, tags = world.run(world.gateway.describe_task_definition(arn))
+    assert sorted((t["key"], t["value"]) for t in tags) == [
+        ("conveyor:discarded", "rolled_back by d1"),
+        ("team", "a"),
+    ]
+    with pytest.raises(ConveyorError):
+        world.run(
+            world.gateway.tag_task_definition(
+                f"arn:aws:ecs:us-east-1:{ACCOUNT}:task-definition/tagged:99", {"k": "v"}
+            )
+        )
+
+
 def test_describe_task_definition_by_arn_or_revision_gives_that_revision(world: World) -> None:
     """An ARN or ``family:revision`` names one revision, the older ones and INACTIVE ones
     included, each with its own tags (none: an empty list)."""

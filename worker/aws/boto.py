@@ -243,6 +243,13 @@ class BotoEcsGateway:
         """See EcsGateway."""
         await self._ecs.deregister_task_definition(taskDefinition=arn)
 
+    @_aws_call("TagResource")
+    async def tag_task_definition(self, arn: str, tags: dict[str, str]) -> None:
+        """See EcsGateway."""
+        await self._ecs.tag_resource(
+            resourceArn=arn, tags=[{"key": k, "value": v} for k, v in tags.items()]
+        )
+
     @_aws_call("ListTaskDefinitions")
     async def newer_task_definition_arns(self, family: str, after_revision: int) -> list[str]:
         """The family's ACTIVE revisions newer than ``after_revision``, newest first.

@@ -413,6 +413,15 @@ class FakeEcs:
         self._call("DeregisterTaskDefinition")
         self.deregister_task_definition(arn)
 
+    async def tag_task_definition(self, arn: str, tags: dict[str, str]) -> None:
+        """See EcsGateway. An unknown revision is a ClientException, as on AWS."""
+        self._call("TagResource")
+        found = self._find_revision(arn, "TagResource")
+        kept = [t for t in self.tags[found["taskDefinitionArn"]] if t["key"] not in tags]
+        self.tags[found["taskDefinitionArn"]] = kept + [
+            {"key": k, "value": v} for k, v in tags.items()
+        ]
+
     async def newer_task_definition_arns(self, family: str, after_revision: int) -> list[str]:
         """See EcsGateway. One ListTaskDefinitions call per page of ten, newest first."""
         newer = [

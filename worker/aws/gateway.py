@@ -49,6 +49,10 @@ class EcsGateway(Protocol):
         """Deregister a revision, at low priority: only with tokens to spare in its bucket."""
         ...
 
+    async def tag_task_definition(self, arn: str, tags: dict[str, str]) -> None:
+        """Add tags to a revision (TagResource); existing keys get the new values."""
+        ...
+
     async def newer_task_definition_arns(self, family: str, after_revision: int) -> list[str]:
         """Return the family's ACTIVE revisions newer than ``after_revision``, newest first.
 

@@ -29,6 +29,11 @@ READ_ONLY_KEYS = (
 )
 # The tag that marks a revision as made by one deployment, so a retried step can find it.
 DEPLOYMENT_TAG = "conveyor:deployment-id"
+# The tag that marks a revision a Conveyor deployment registered and that then did not succeed
+# (its value is how the deployment ended). No later deployment builds on such a revision.
+DISCARD_TAG = "conveyor:discarded"
+# Tags of Conveyor's own that are never copied from a base revision to the next.
+OWN_TAGS = frozenset({DEPLOYMENT_TAG, DISCARD_TAG})
 MAX_TAGS = 50  # AWS's limit per resource.
 
 
@@ -150,14 +155,17 @@ def plan_revision(
     kept = [
         {"key": str(t["key"]), "value": str(t.get("value", ""))}
         for t in tags
-        if t.get("key") != DEPLOYMENT_TAG
+        if t.get("key") not in OWN_TAGS
     ]
-    if len(kept) >= MAX_TAGS:
+    if len(kept) > MAX_TAGS - len(OWN_TAGS):
         # Without its tag a retried register step could not find the revision it made, and
-        # would register a second one; dropping one of the owner's tags is not ours to do.
+        # would register a second one; without room for the discard tag a failed revision
+        # could become the base of the next deployment. Dropping one of the owner's tags is
+        # not ours to do.
         raise InvalidJobError(
-            f"task definition family {payload.get('family')!r} already has {len(kept)} tags, "
-            f"AWS's limit; Conveyor needs one for {DEPLOYMENT_TAG}. Remove a tag from the family."
+            f"task definition family {payload.get('family')!r} has {len(kept)} tags; AWS allows "
+            f"{MAX_TAGS} and Conveyor needs two ({DEPLOYMENT_TAG}, {DISCARD_TAG}). Remove a tag "
+            "from the family."
         )
     # Never empty: AWS rejects an empty tag list ("Tags can not be empty").
     payload["tags"] = [*kept, {"key": DEPLOYMENT_TAG, "value": deployment_id}]
@@ -229,3 +237,19 @@ class _Missing:
 
 
 _MISSING = _Missing()
+
+
+def discard_mark(tags: Iterable[Mapping[str, str]]) -> str | None:
+    """How the deployment that registered a revision ended, when it was discarded; else None."""
+    for tag in tags:
+        if tag.get("key") == DISCARD_TAG:
+            return str(tag.get("value") or "discarded")
+    return None
+
+
+def registered_by(tags: Iterable[Mapping[str, str]]) -> str | None:
+    """The id of the Conveyor deployment that registered a revision (None: someone else)."""
+    for tag in tags:
+        if tag.get("key") == DEPLOYMENT_TAG:
+            return str(tag.get("value") or "") or None
+    return None

@@ -16,6 +16,7 @@ from producers.contract.stack_template import STACK_TAG
 from worker.aws.gateway import EcsGateway, family_of
 from worker.domain.errors import ConveyorError
 from worker.domain.planning import plan_revision, revision_diff
+from worker.services.revisions import choose_base
 from worker.services.update_flow import deployment_configuration
 
 # Fields whose values are never shown: a container's environment and secrets, whole or in part.
@@ -59,7 +60,8 @@ async def plan_update(
             result["restart"] = True
         else:
             family = job.family or family_of(current)
-            base, tags = await ecs.describe_task_definition(family)
+            choice = await choose_base(ecs, family, base=job.base, service_task_definition=current)
+            base, tags = choice.definition, choice.tags
             plan = plan_revision(
                 base, tags, job.image_specs(), "plan", known_fields, settings=job.settings
             )
@@ -75,7 +77,9 @@ async def plan_update(
                     )
             result["task_definition"] = {
                 "family": family,
-                "base": _short(str(base["taskDefinitionArn"])),
+                "base": _short(choice.arn),
+                "base_reason": choice.reason,
+                "skipped": list(choice.skipped),
                 "fields": fields,
                 "settings": [str(c) for c in plan.setting_changes],
                 "dropped_fields": list(plan.dropped_fields),

@@ -45,6 +45,7 @@ from worker.domain.errors import (
 )
 from worker.domain.planning import DEPLOYMENT_TAG, check_containers, plan_revision
 from worker.domain.verdict import History, Outcome, Verdict, judge, judge_history
+from worker.services.revisions import choose_base
 from worker.services.transitions import Transition, finish, rollback_budget, to_rollback
 from worker.services.watching import BatchedDescriber
 
@@ -259,7 +260,9 @@ class UpdateFlow:
     async def register(self, record: DeploymentRecord, job: UpdateServiceJob) -> Transition:
         """Register the new revision, or find the one an interrupted attempt registered.
 
-        The base is the family's latest ACTIVE revision, read here (once per deployment) and
+        The base (:func:`worker.services.revisions.choose_base`: the family's latest ACTIVE
+        revision that no failed deployment discarded, or the service's) is read here (once per
+        deployment) and
         noted in the attempt mark before anything is registered: a re-run plans from that same
         base, even when our own revision has since become the family's latest. Every requested
         container must be in it, or the job fails before anything changes.
@@ -279,12 +282,21 @@ class UpdateFlow:
             self._notes.put(record.id, REGISTER_TICKET, "")
         noted = self._notes.get(record.id, "base") if self._rerun else None
         if noted is None:
-            family = _required(record.family, "family", "register")
-            base, tags = await self._ecs.describe_task_definition(family)
+            choice = await choose_base(
+                self._ecs,
+                _required(record.family, "family", "register"),
+                base=job.base,
+                service_task_definition=record.previous_task_definition_arn,
+            )
+            base, tags, why = choice.definition, choice.tags, choice.reason
             check_containers(base, job.containers())
-            self._notes.put(record.id, "base", str(base["taskDefinitionArn"]))
+            self._notes.put(record.id, "base", choice.arn)
+            self._notes.put(record.id, "base-reason", why)
         else:
             base, tags = await self._ecs.describe_task_definition(noted)
+            why = (
+                self._notes.get(record.id, "base-reason") or "the base chosen by the first attempt"
+            )
         base_arn = str(base["taskDefinitionArn"])
         plan = plan_revision(
             base, tags, job.image_specs(), record.id, self._known, settings=job.settings
@@ -307,7 +319,7 @@ class UpdateFlow:
         arn = str(registered["taskDefinitionArn"])
         log.info("registered", task_definition=arn, reused=existing is not None)
         images = {c.container: {"before": c.before, "after": c.after} for c in plan.changes}
-        detail = f"{how} {arn.rsplit('/', 1)[-1]} from {base_arn.rsplit('/', 1)[-1]}"
+        detail = f"{how} {arn.rsplit('/', 1)[-1]} from {base_arn.rsplit('/', 1)[-1]}, {why}"
         if plan.setting_changes:
             # Names and what happened to them; never a value.
             detail += "; " + ", ".join(str(c) for c in plan.setting_changes)
