@@ -38,6 +38,8 @@ from producers.contract.store import NewerRecordError, RecordStore, compare_and_
 RELEASE_KEY = KEY_PREFIX + "release:{id}"  # JSON ReleaseRecord
 RELEASES_KEY = KEY_PREFIX + "releases"  # zset: release id -> created time (trimmed to TTL)
 ACTIVE_RELEASES_KEY = KEY_PREFIX + "releases:active"  # zset: unfinished release id -> created
+# How many superseded deployments in a row a release follows to find where its change went.
+MAX_CARRIERS = 20
 
 
 def new_deployment(
@@ -228,6 +230,30 @@ class ReleaseStore:
 
         return compare_and_set(self._r, self.key(release_id), step, self._ttl, finished)
 
+    def _carried_outcome(self, record: DeploymentRecord) -> str | None:
+        """The outcome a finished deployment counts as in its release; None: not known yet.
+
+        A superseded deployment's change went out with the newer deployment that carried it:
+        it counts as that one ended (following a chain of carriers), and not before, so the
+        next wave never starts before the change is live.
+        """
+        seen = {record.id}
+        while record.state is DeploymentState.SUPERSEDED and record.superseded_by:
+            carrier_id = record.superseded_by
+            if carrier_id in seen or len(seen) > MAX_CARRIERS:
+                return "lost"
+            seen.add(carrier_id)
+            try:
+                carrier = self._records.get(carrier_id)
+            except NewerRecordError:
+                return None
+            if carrier is None:
+                return "lost"
+            if not carrier.terminal:
+                return None
+            record = carrier
+        return record.state.value
+
     def advance(
         self, release_id: str, sender: TaskSender, clock: Callable[[], float]
     ) -> ReleaseRecord | None:
@@ -252,7 +278,9 @@ class ReleaseStore:
                 if record is None:
                     outcomes.setdefault(deployment_id, "lost")
                 elif record.terminal:
-                    outcomes[deployment_id] = record.state.value
+                    outcome = self._carried_outcome(record)
+                    if outcome is not None:
+                        outcomes[deployment_id] = outcome
             update: dict[str, Any] = {"outcomes": outcomes, "updated_at": now}
             if not all(i in outcomes for i in current):
                 return None if outcomes == release.outcomes else release.model_copy(update=update)

@@ -191,16 +191,17 @@ class ReleaseState(StrEnum):
     """Where a release is in its life."""
 
     RUNNING = "running"  # a wave is deploying
-    SUCCEEDED = "succeeded"  # every deployment succeeded (or was carried by a newer one)
+    SUCCEEDED = "succeeded"  # every change is live: each deployment (or its carrier) succeeded
     FAILED = "failed"  # a deployment failed or was rolled back
     CANCELLED = "cancelled"  # stopped on request
 
 
 RELEASE_TERMINAL = frozenset({ReleaseState.SUCCEEDED, ReleaseState.FAILED, ReleaseState.CANCELLED})
 
-# Deployment states that count as done well within a release: superseded means a newer
-# deployment of the same service carries this one's change.
-RELEASE_OK = frozenset({DeploymentState.SUCCEEDED, DeploymentState.SUPERSEDED})
+# Deployment states that count as done well within a release. A superseded deployment is not
+# one of them: it takes the outcome of the newer deployment that carried its change, once that
+# one has ended (ReleaseStore.advance), since only then is the change known to be live.
+RELEASE_OK = frozenset({DeploymentState.SUCCEEDED})
 
 
 class ReleaseRecord(BaseModel):

@@ -5,8 +5,11 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
+import redis
+import yaml
 
 from localaws.devstack import Worker
 from localaws.testing import create_services
@@ -66,3 +69,47 @@ def test_a_rolled_back_change_does_not_come_back_with_the_next_deployment(
         "web": "registry.local:5000/shop/web:1.1.0",
         "proxy": "registry.local:5000/shop/proxy:1.0.0",
     }
+
+
+def test_a_release_superseded_by_a_change_that_rolls_back_is_not_succeeded(
+    stack: Stack, start_worker: Callable[[str], Worker], tmp_path: Path
+) -> None:
+    """X updates web; release R (wave 1: web, wave 2: api) queues behind it; C (a broken web
+    image) queues behind R and carries R's web change, so R's web deployment is superseded.
+    R waits for C, takes its outcome (rolled back) and fails: exit 1, and wave 2 never starts."""
+    web, api = create_services(
+        stack.endpoint, [f"rw-{uuid.uuid4().hex[:6]}", f"ra-{uuid.uuid4().hex[:6]}"]
+    )
+    start_worker("w1")
+    x = stack.cli("update", "--cluster", "demo", "--service", web, "--image", "app=:1.1.0",
+                  "--no-wait")  # fmt: skip
+    assert x.returncode == 0, x.stderr
+    path = tmp_path / "release.yaml"
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "cluster": "demo",
+                "waves": [
+                    [{"service": web, "images": {"app": ":1.2.0"}}],
+                    [{"service": api, "images": {"app": ":1.2.0"}}],
+                ],
+            }
+        )
+    )
+    r = stack.cli("release", "-f", str(path), "--no-wait")
+    assert r.returncode == 0, r.stderr
+    release_id = r.stdout.strip().split()[-1]
+    c = stack.cli("update", "--cluster", "demo", "--service", web, "--image", "app=:fail-1",
+                  "--no-wait")  # fmt: skip
+    assert c.returncode == 0, c.stderr
+    waited = stack.cli("wait", release_id, "--json")
+    assert waited.returncode == 1, waited.stdout + waited.stderr
+    release = json.loads(waited.stdout)
+    assert release["state"] == "failed"
+    (web_id,) = release["waves"][0]
+    assert release["outcomes"][web_id] == "rolled_back"
+    (api_id,) = release["waves"][1]
+    assert redis.Redis.from_url(stack.redis_url).get(f"conveyor:deployment:{api_id}") is None
+    service = stack.ecs().describe_services(cluster="demo", services=[api])["services"][0]
+    assert len(stack.ecs().list_task_definitions(familyPrefix=api)["taskDefinitionArns"]) == 1
+    assert service["deployments"][0]["rolloutState"] == "COMPLETED"

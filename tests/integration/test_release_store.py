@@ -53,6 +53,45 @@ def _end(records: RecordStore, deployment_id: str, state: DeploymentState) -> No
     records.modify(deployment_id, lambda r: r.model_copy(update={"state": state}))
 
 
+def _carrier(records: RecordStore, deployment_id: str) -> str:
+    """Supersede ``deployment_id`` by a newer deployment of its service (outside the release),
+    still running; returns the newer one's id."""
+    original = records.get(deployment_id)
+    assert original is not None
+    carrier = original.model_copy(update={"id": f"{deployment_id}-newer", "release_id": None})
+    records.create(carrier, due=1e12)
+    records.modify(
+        deployment_id,
+        lambda r: r.model_copy(
+            update={"state": DeploymentState.SUPERSEDED, "superseded_by": carrier.id}
+        ),
+    )
+    return carrier.id
+
+
+def test_a_superseded_deployment_counts_as_its_carrier_ended(client: redis.Redis) -> None:
+    """A release deployment superseded by a newer job of its service is not success: the wave
+    waits while the newer one runs (nothing of the next wave starts), and takes its outcome,
+    so a carrier that rolled back fails the release."""
+    records, releases = _stores(client)
+    sender = Sender()
+    release = releases.create(_job(), RELEASE, now=1.0)
+    first, second = release.waves[0]
+    _end(records, first, DeploymentState.SUCCEEDED)
+    carrier = _carrier(records, second)
+    waiting = releases.advance(RELEASE, sender, clock=lambda: 2.0)
+    assert waiting is not None
+    assert (waiting.wave, waiting.state) == (0, ReleaseState.RUNNING)
+    assert second not in waiting.outcomes
+    assert sender.sent == []
+    _end(records, carrier, DeploymentState.ROLLED_BACK)
+    done = releases.advance(RELEASE, sender, clock=lambda: 3.0)
+    assert done is not None
+    assert done.state is ReleaseState.FAILED
+    assert done.outcomes[second] == "rolled_back"
+    assert sender.sent == []
+
+
 def test_the_next_wave_starts_only_when_this_one_ended(client: redis.Redis) -> None:
     """Wave 2 is created and dispatched once both deployments of wave 1 have ended; then the
     release succeeds. Advancing again changes nothing and sends nothing."""
@@ -65,7 +104,8 @@ def test_the_next_wave_starts_only_when_this_one_ended(client: redis.Redis) -> N
     _end(records, first, DeploymentState.SUCCEEDED)
     assert releases.advance(RELEASE, sender, clock=lambda: 2.0).wave == 0  # type: ignore[union-attr]
     assert sender.sent == []
-    _end(records, second, DeploymentState.SUPERSEDED)  # carried by a newer one: fine
+    carrier = _carrier(records, second)
+    _end(records, carrier, DeploymentState.SUCCEEDED)  # carried by a newer one that succeeded
     moved = releases.advance(RELEASE, sender, clock=lambda: 3.0)
     assert moved is not None
     assert moved.wave == 1
