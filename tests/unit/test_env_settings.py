@@ -106,6 +106,64 @@ def test_env_files_are_read_and_errors_name_the_line_not_the_value(tmp_path: Pat
     assert expanded["settings"][0]["environment"] == {"A": "9", "B": "two words", "C": "x=y"}
 
 
+def test_an_unquoted_comment_is_not_part_of_the_value(tmp_path: Path) -> None:
+    """`A=1 # note` is 1, as docker compose and python-dotenv read it; a '#' without a space
+    before it stays in the value; values are literal (no ${X} expansion)."""
+    path = tmp_path / "app.env"
+    path.write_text("A=1 # note\nB=x#y\nC=${HOME}/x\nD='$literal'\n")
+    assert read_env_file(path) == {"A": "1", "B": "x#y", "C": "${HOME}/x", "D": "$literal"}
+
+
+def test_an_unterminated_quote_is_refused_naming_its_line_not_its_value(tmp_path: Path) -> None:
+    """A quote left open was kept as part of the value; it is now refused, naming the file and
+    the line where the statement starts (after blank lines and comments), never the value."""
+    path = tmp_path / "app.env"
+    path.write_text('A=1\n\n# the password\nPASSWORD="s3cret-value\nB=2\n')
+    with pytest.raises(EnvFileError) as info:
+        read_env_file(path)
+    assert str(info.value).startswith(f"{path}:4: ")
+    assert "s3cret" not in str(info.value)
+    assert "PASSWORD" not in str(info.value)
+
+
+def test_a_quoted_multiline_value_is_one_variable(tmp_path: Path) -> None:
+    """A base64 line ending in '=' inside a quoted multi-line value is part of the value, not a
+    variable whose name (a piece of the secret) would be shown in plans and records."""
+    path = tmp_path / "app.env"
+    path.write_text('CERT="MIIBs3cret\nQUJDREVGR0g=\n"\nNEXT=1\n')
+    assert read_env_file(path) == {"CERT": "MIIBs3cret\nQUJDREVGR0g=\n", "NEXT": "1"}
+
+
+@pytest.mark.parametrize(
+    ("text", "line"),
+    [
+        ("A=1\nl0ng-s3cret-line\n", 2),
+        ("A=1\r\n\r\nnot a line with s3cret\r\n", 3),
+        ("A=1\ns3cret+/piece=\n", 2),
+        ("A='s3cret' trailing\n", 1),
+    ],
+)
+def test_what_the_parser_cannot_read_is_refused_without_its_text(
+    tmp_path: Path, text: str, line: int
+) -> None:
+    """A line without '=', text after a quoted value, or a name that is no variable name is
+    refused with file and line; the text of the line never appears in the error."""
+    path = tmp_path / "app.env"
+    path.write_bytes(text.encode())
+    with pytest.raises(EnvFileError) as info:
+        read_env_file(path)
+    assert str(info.value).startswith(f"{path}:{line}: ")
+    assert "s3cret" not in str(info.value)
+
+
+def test_a_file_that_is_not_text_is_refused(tmp_path: Path) -> None:
+    """Bytes that are not UTF-8 are refused naming the file, not shown."""
+    path = tmp_path / "app.env"
+    path.write_bytes(b"A=\xff\xfe\n")
+    with pytest.raises(EnvFileError, match="not UTF-8"):
+        read_env_file(path)
+
+
 def test_a_newer_job_must_set_every_name_the_older_sets() -> None:
     """Supersede by names: a newer job carrying fewer variables, or appending where the older
     replaced, does not carry the older's change."""
