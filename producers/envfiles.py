@@ -86,7 +86,10 @@ def read_env_file(path: Path, *, line_holds: str = "NAME=VALUE") -> dict[str, st
 def expand_env_files(data: Any, base: Path) -> Any:
     """Replace every ``environment_file`` and ``secrets_file`` key in a loaded release file or
     spec by the file's variables, merged under ``environment`` or ``secrets`` (those written
-    inline win), relative to ``base``, the directory of the file being loaded."""
+    inline win), relative to ``base``, the directory of the file being loaded.
+
+    A secrets file holds ``NAME=REFERENCE`` lines (a Secrets Manager ARN or an SSM parameter),
+    in the environment file format."""
     if isinstance(data, list):
         return [expand_env_files(item, base) for item in data]
     if not isinstance(data, dict):
@@ -104,5 +107,12 @@ def expand_env_files(data: Any, base: Path) -> Any:
         inline = out.get(target) or {}
         if not isinstance(inline, dict):
             raise EnvFileError(f"{target}: give NAME: VALUE pairs")
+        if data.get("mode") == "replace" and not merged and not inline:
+            # Replace leaves a kind with nothing given as it is, so an empty file would not
+            # empty the container's list, as its author may expect.
+            raise EnvFileError(
+                f"{key}: no variables in {', '.join(map(str, files))}, and mode replace "
+                f"replaces only a kind that is given; give the {target} to keep, or use append"
+            )
         out[target] = {**merged, **inline}
     return out

@@ -72,6 +72,92 @@ def test_a_new_revision_gets_the_settings_and_reports_names_only() -> None:
     assert "s3cret" not in " ".join(described)
 
 
+BOTH_KINDS = {
+    "family": "web",
+    "taskDefinitionArn": "arn:aws:ecs:us-east-1:1:task-definition/web:1",
+    "containerDefinitions": [
+        {
+            "name": "web",
+            "image": "r/web:1",
+            "environment": [{"name": "OLD", "value": "1"}],
+            "secrets": [{"name": "DB", "valueFrom": "arn:aws:ssm:us-east-1:1:parameter/db"}],
+        }
+    ],
+}
+
+
+def test_replace_with_environment_only_keeps_the_secrets() -> None:
+    """`--replace-env --env` replaces the environment; the secrets, not given, stay as they are
+    (they were all removed, so the next tasks started without their database password)."""
+    settings = (ContainerSettings(container="web", mode="replace", environment={"NEW": "2"}),)
+    plan = plan_revision(BOTH_KINDS, [], {}, "dep", settings=settings)
+    (web,) = plan.payload["containerDefinitions"]
+    assert web["environment"] == [{"name": "NEW", "value": "2"}]
+    assert web["secrets"] == [{"name": "DB", "valueFrom": "arn:aws:ssm:us-east-1:1:parameter/db"}]
+    assert sorted(map(str, plan.setting_changes)) == [
+        "web environment NEW added",
+        "web environment OLD removed",
+    ]
+
+
+def test_replace_with_secrets_only_keeps_the_environment() -> None:
+    """The other way round: secrets given, environment not, so only the secrets are replaced."""
+    arn = "arn:aws:ssm:us-east-1:1:parameter/api"
+    settings = (ContainerSettings(container="web", mode="replace", secrets={"API": arn}),)
+    plan = plan_revision(BOTH_KINDS, [], {}, "dep", settings=settings)
+    (web,) = plan.payload["containerDefinitions"]
+    assert web["environment"] == [{"name": "OLD", "value": "1"}]
+    assert web["secrets"] == [{"name": "API", "valueFrom": arn}]
+
+
+def test_replace_with_nothing_given_is_refused() -> None:
+    """Replace with neither kind would change nothing: refused, naming the container, rather
+    than silently leaving a list its author meant to empty."""
+    with pytest.raises(ValueError, match="mode replace with no environment"):
+        ContainerSettings(container="web", mode="replace")
+
+
+def test_a_secrets_file_fills_the_secrets_and_inline_references_win(tmp_path: Path) -> None:
+    """`secrets_file` in a release file (or a Fargate spec) reads NAME=REFERENCE lines beside
+    the file; an empty file under mode replace is refused, as it would empty nothing."""
+    (tmp_path / "web.secrets").write_text(
+        "# references, not values\nDB=arn:aws:ssm:us-east-1:1:parameter/db\nAPI=x\n"
+    )
+    data = {
+        "settings": [
+            {
+                "container": "web",
+                "mode": "replace",
+                "secrets_file": "web.secrets",
+                "secrets": {"API": "arn:aws:ssm:us-east-1:1:parameter/api"},
+            }
+        ]
+    }
+    (entry,) = expand_env_files(data, tmp_path)["settings"]
+    assert entry == {
+        "container": "web",
+        "mode": "replace",
+        "secrets": {
+            "DB": "arn:aws:ssm:us-east-1:1:parameter/db",
+            "API": "arn:aws:ssm:us-east-1:1:parameter/api",
+        },
+    }
+    ContainerSettings.model_validate(entry)
+    (tmp_path / "empty.env").write_text("# nothing yet\n")
+    emptied = {
+        "settings": [
+            {
+                "container": "web",
+                "mode": "replace",
+                "environment_file": "empty.env",
+                "secrets": {"DB": "arn:aws:ssm:us-east-1:1:parameter/db"},
+            }
+        ]
+    }
+    with pytest.raises(EnvFileError, match="mode replace replaces only a kind that is given"):
+        expand_env_files(emptied, tmp_path)
+
+
 def test_records_get_masked_values() -> None:
     """redacted() keeps names and masks every value and reference."""
     job = UpdateServiceJob(
