@@ -302,3 +302,29 @@ def test_a_fargate_spec_takes_an_environment_file(tmp_path: Path) -> None:
     )
     assert refused.returncode == 2
     assert "web.env:1" in refused.stderr
+
+
+def test_command_line_files_and_flags_make_one_entry_where_a_flag_wins(tmp_path: Path) -> None:
+    """--env-file and --secret-file fill a container's entry; --env and --secret given for the
+    same names win over the files, as inline values win in release files; an empty file under
+    --replace-env exits 2 naming the flag."""
+    from producers.cli import _container_settings
+
+    (tmp_path / "web.env").write_text("A=from-file\nB=file-only\n")
+    (tmp_path / "web.secrets").write_text("DB=arn:aws:ssm:us-east-1:1:parameter/file\n")
+    (entry,) = _container_settings(
+        ("web:A=from-flag",),
+        (f"web={tmp_path / 'web.env'}",),
+        ("web:DB=arn:aws:ssm:us-east-1:1:parameter/flag",),
+        secret_files=(f"web={tmp_path / 'web.secrets'}",),
+        replace=True,
+    )
+    assert entry.mode == "replace"
+    assert entry.environment == {"A": "from-flag", "B": "file-only"}
+    assert entry.secrets == {"DB": "arn:aws:ssm:us-east-1:1:parameter/flag"}
+    (tmp_path / "empty.secrets").write_text("\n")
+    with pytest.raises(SystemExit) as exited:
+        _container_settings(
+            ("web:A=1",), (), (), secret_files=(f"web={tmp_path / 'empty.secrets'}",), replace=True
+        )
+    assert exited.value.code == 2
