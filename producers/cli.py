@@ -243,6 +243,14 @@ def main() -> None:
     help="Set a container's secret (a Secrets Manager or SSM reference); repeatable.",
 )
 @click.option(
+    "--secret-file",
+    "secret_files",
+    multiple=True,
+    metavar="CONTAINER=PATH",
+    help="Set a container's secrets from a file of NAME=REFERENCE lines (the --env-file "
+    "format); repeatable.",
+)
+@click.option(
     "--pin-digest",
     is_flag=True,
     help="Write the image's digest (repo@sha256:...) into the new revision, not its tag.",
@@ -255,8 +263,9 @@ def main() -> None:
 @click.option(
     "--replace-env",
     is_flag=True,
-    help="The containers given --env/--env-file/--secret get exactly those (default: merged "
-    "by name into what they have).",
+    help="A container given --env/--env-file gets exactly those variables, and one given "
+    "--secret/--secret-file exactly those secrets; a kind not given is kept (default: merged "
+    "by name into what the container has).",
 )
 @click.option(
     "--keep-revisions",
@@ -291,6 +300,7 @@ def update(
     env: tuple[str, ...],
     env_files: tuple[str, ...],
     secrets: tuple[str, ...],
+    secret_files: tuple[str, ...],
     replace_env: bool,
     pin_digest: bool,
     dry_run: bool,
@@ -302,7 +312,9 @@ def update(
 
     An image may be a repository plus a version rule, REPOSITORY:{RULE}: a range such as
     '>=1.4 <2', 'channel:beta', 're:^1\\.4\\.' or 'latest', resolved against ECR now."""
-    settings = _container_settings(env, env_files, secrets, replace=replace_env)
+    settings = _container_settings(
+        env, env_files, secrets, secret_files=secret_files, replace=replace_env
+    )
 
     try:
         updates = tuple(ImageUpdate.parse(text) for text in images)
@@ -486,10 +498,15 @@ def restart(
 
 
 def _container_settings(
-    env: tuple[str, ...], env_files: tuple[str, ...], secrets: tuple[str, ...], *, replace: bool
+    env: tuple[str, ...],
+    env_files: tuple[str, ...],
+    secrets: tuple[str, ...],
+    *,
+    secret_files: tuple[str, ...] = (),
+    replace: bool,
 ) -> tuple[Any, ...]:
-    """--env, --env-file and --secret as one ContainerSettings per container (exit 2 on a bad
-    one, naming the flag and the name, never the value)."""
+    """--env, --env-file, --secret and --secret-file as one ContainerSettings per container
+    (exit 2 on a bad one, naming the flag and the name, never the value)."""
     from producers.contract.jobs import ContainerSettings
     from producers.envfiles import EnvFileError, read_env_file
 
@@ -498,6 +515,27 @@ def _container_settings(
     def entry(container: str) -> dict[str, dict[str, str]]:
         return wanted.setdefault(container, {"environment": {}, "secrets": {}})
 
+    # Files first, so that a variable also given by a flag takes the flag's value.
+    for flag, items, kind, line_holds in (
+        ("--env-file", env_files, "environment", "NAME=VALUE"),
+        ("--secret-file", secret_files, "secrets", "NAME=REFERENCE"),
+    ):
+        for text in items:
+            container, sep, path = text.partition("=")
+            if not sep or not container or not path:
+                _usage_error(f"{flag} {text!r}: give CONTAINER=PATH")
+            try:
+                found = read_env_file(Path(path), line_holds=line_holds)
+            except EnvFileError as exc:
+                _usage_error(f"{flag}: {exc}")
+            if replace and not found:
+                # Replace leaves a kind with nothing given as it is: an empty file would not
+                # empty the container's list, as its author may expect.
+                _usage_error(
+                    f"{flag}: {path} has no variables, and --replace-env replaces only a kind "
+                    "that is given; give the variables to keep, or drop --replace-env"
+                )
+            entry(container.strip())[kind].update(found)
     for flag, items, kind in (("--env", env, "environment"), ("--secret", secrets, "secrets")):
         for text in items:
             target, sep, value = text.partition("=")
@@ -506,14 +544,6 @@ def _container_settings(
                 shown = target if colon else "…"
                 _usage_error(f"{flag} {shown}=…: give CONTAINER:NAME=VALUE")
             entry(container.strip())[kind][name.strip()] = value
-    for text in env_files:
-        container, sep, path = text.partition("=")
-        if not sep or not container or not path:
-            _usage_error(f"--env-file {text!r}: give CONTAINER=PATH")
-        try:
-            entry(container.strip())["environment"].update(read_env_file(Path(path)))
-        except EnvFileError as exc:
-            _usage_error(f"--env-file: {exc}")
     try:
         return tuple(
             ContainerSettings(

@@ -102,9 +102,10 @@ MASK = "***"
 class ContainerSettings(BaseModel):
     """Environment variables and secrets of one container, set with a new revision.
 
-    ``append`` (the default) merges by name into what the container has; ``replace`` makes
-    these the container's whole environment and secret list. Values are secrets as far as
-    Conveyor is concerned: records, logs, plans and errors show names only.
+    ``append`` (the default) merges by name into what the container has; ``replace`` applies
+    to each kind given: a non-empty ``environment`` becomes the container's whole environment,
+    non-empty ``secrets`` its whole secret list, and a kind not given is left as it is. Values
+    are secrets as far as Conveyor is concerned: records, logs, plans and errors show names only.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
@@ -133,6 +134,18 @@ class ContainerSettings(BaseModel):
         if any(len(v) > 32_768 for v in value.values()):
             raise ValueError("a value is longer than 32768 characters")
         return value
+
+    @model_validator(mode="after")
+    def _replace_has_something(self) -> ContainerSettings:
+        if self.mode == "replace" and not self.environment and not self.secrets:
+            # Replace leaves a kind that is not given as it is, so this would change nothing;
+            # an empty environment file under --replace-env is the likely cause.
+            raise ValueError(
+                f"settings: container {self.container!r}: mode replace with no environment "
+                "variables or secrets changes nothing (replace applies to each kind given); "
+                "give the variables to keep, or use mode append"
+            )
+        return self
 
     @model_validator(mode="after")
     def _secret_references(self) -> ContainerSettings:

@@ -424,6 +424,74 @@ def test_environment_and_secrets_reach_the_revision_and_nothing_else(
     assert values[0] not in bad.stderr
 
 
+def test_replace_env_with_only_environment_keeps_the_secrets(
+    stack: Stack, start_worker: Callable[[str], Worker], tmp_path: Path
+) -> None:
+    """A container gets its secrets from --secret-file and its environment from an env file
+    with a comment and a quoted multi-line value; then `--replace-env --env` registers a
+    revision with exactly that environment and the secrets untouched, and its dry run says so.
+    No value or reference reaches the CLI's output, the records, the worker's log or Redis."""
+    from tests.integration.conftest import redis_contents
+
+    (name,) = create_services(stack.endpoint, [f"rep-{uuid.uuid4().hex[:6]}"])
+    worker = start_worker("w1")
+    reference = "arn:aws:secretsmanager:us-east-1:1:secret:db-R3f"
+    certificate = "MIIBs3cr3t\nQUJDREVGR0g=\n"
+    (tmp_path / "app.secrets").write_text(f"# references only\nDB_PASSWORD={reference}\n")
+    (tmp_path / "app.env").write_text(f'KEEP=one # inline note\nCERT="{certificate}"\n')
+    first = stack.cli(
+        "update", "--cluster", "demo", "--service", name, "--image", "app=:2.0.0",
+        "--env-file", f"app={tmp_path / 'app.env'}",
+        "--secret-file", f"app={tmp_path / 'app.secrets'}", "--json",
+    )  # fmt: skip
+    assert first.returncode == 0, first.stdout + first.stderr
+    ecs = stack.ecs()
+    (container,) = ecs.describe_task_definition(
+        taskDefinition=json.loads(first.stdout)["task_definition_arn"]
+    )["taskDefinition"]["containerDefinitions"]
+    assert {e["name"]: e["value"] for e in container["environment"]} == {
+        "KEEP": "one",
+        "CERT": certificate,
+    }
+    assert container["secrets"] == [{"name": "DB_PASSWORD", "valueFrom": reference}]
+
+    arguments = ("update", "--cluster", "demo", "--service", name,
+                 "--replace-env", "--env", "app:ONLY=two")  # fmt: skip
+    dry = stack.cli(*arguments, "--dry-run", "--json")
+    assert dry.returncode == 0, dry.stdout + dry.stderr
+    (plan,) = json.loads(dry.stdout)
+    assert sorted(plan["task_definition"]["settings"]) == [
+        "app environment CERT removed",
+        "app environment KEEP removed",
+        "app environment ONLY added",
+    ]
+    second = stack.cli(*arguments, "--json")
+    assert second.returncode == 0, second.stdout + second.stderr
+    record = json.loads(second.stdout)
+    assert record["state"] == "succeeded"
+    (container,) = ecs.describe_task_definition(taskDefinition=record["task_definition_arn"])[
+        "taskDefinition"
+    ]["containerDefinitions"]
+    assert container["environment"] == [{"name": "ONLY", "value": "two"}]
+    assert container["secrets"] == [{"name": "DB_PASSWORD", "valueFrom": reference}]
+
+    empty = tmp_path / "empty.secrets"
+    empty.write_text("# none yet\n")
+    refused = stack.cli(*arguments, "--secret-file", f"app={empty}")
+    assert refused.returncode == 2
+    assert "--replace-env replaces only a kind that is given" in refused.stderr
+
+    seen = {
+        "output": first.stdout + first.stderr + dry.stdout + dry.stderr + second.stdout,
+        "status": stack.cli("status", record["id"], "--json").stdout,
+        "worker log": worker.log(),
+        "redis": redis_contents(redis.Redis.from_url(stack.redis_url)).decode(errors="replace"),
+    }
+    for secret in (reference, "MIIBs3cr3t", "QUJDREVGR0g"):
+        for where, text in seen.items():
+            assert secret not in text, f"{secret!r} leaked into the {where}"
+
+
 def test_version_rules_resolve_against_ecr_at_enqueue(
     stack: Stack, start_worker: Callable[[str], Worker]
 ) -> None:

@@ -145,9 +145,10 @@ def plan_revision(
             ("environment", "value", wanted.environment),
             ("secrets", "valueFrom", wanted.secrets),
         ):
-            merged, diff = apply_settings(
-                container.get(kind) or [], values, key, replace=wanted.mode == "replace"
-            )
+            # Replace is per kind: `--replace-env --env ...` gives the environment and says
+            # nothing of the secrets, which stay as they are (and the other way round).
+            replace = wanted.mode == "replace" and bool(values)
+            merged, diff = apply_settings(container.get(kind) or [], values, key, replace=replace)
             if merged or kind in container:
                 container[kind] = merged
             setting_changes += [SettingChange(wanted.container, kind, n, a) for n, a in diff]
