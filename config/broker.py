@@ -33,7 +33,6 @@ class _SafeClose:
                 exc,
             )
 
-
     def basic_ack(self, delivery_tag: str, multiple: bool = False) -> None:
         """Acknowledge; an ack lost with a broken connection is logged, not raised.
 

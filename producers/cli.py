@@ -3,9 +3,10 @@
 Exit codes: 0 succeeded; 1 failed or rolled back; 2 invalid input: refused before anything was
 enqueued, or found invalid by the worker before anything changed (an unknown container or
 service); 3 Redis (retried for CONVEYOR_REDIS_RETRY_SECONDS) or the workers cannot be
-reached, or the deployment's record is gone or unreadable; 4 superseded by a newer deployment of the same service before it started;
-5 cancelled; 6 not finished yet (``status`` of a queued or running deployment);
-130 interrupted while waiting (the deployment goes on).
+reached, or the deployment's record is gone or unreadable; 4 superseded by a newer
+deployment of the same service before it started; 5 cancelled; 6 not finished yet
+(``status`` of a queued or running deployment); 130 interrupted while waiting (the
+deployment goes on).
 """
 
 from __future__ import annotations
