@@ -33,6 +33,23 @@ class _SafeClose:
                 exc,
             )
 
+    def basic_ack(self, delivery_tag: str, multiple: bool = False) -> None:
+        """Acknowledge; an ack lost with a broken connection is logged, not raised.
+
+        A task that ends after Redis went away and came back acknowledges through the channel
+        that was closed: the same AttributeError, raised from the worker's task-done path,
+        would end the worker. The message stays unacknowledged and comes back after the
+        visibility timeout, when its seq no longer matches the record: it does nothing.
+        """
+        try:
+            super().basic_ack(delivery_tag, multiple=multiple)  # type: ignore[misc]
+        except AttributeError as exc:
+            log.warning(
+                "a message could not be acknowledged on a broken broker connection (%s); its "
+                "redelivery will find its step already taken",
+                exc,
+            )
+
 
 class Channel(_SafeClose, kombu_redis.Channel):
     """kombu's Redis channel whose close never takes the worker down."""

@@ -2,10 +2,11 @@
 
 Exit codes: 0 succeeded; 1 failed or rolled back; 2 invalid input: refused before anything was
 enqueued, or found invalid by the worker before anything changed (an unknown container or
-service); 3 Redis or the workers cannot be reached, or the deployment's record is gone or
-unreadable; 4 superseded by a newer deployment of the same service before it started;
-5 cancelled; 6 not finished yet (``status`` of a queued or running deployment);
-130 interrupted while waiting (the deployment goes on).
+service); 3 Redis (retried for CONVEYOR_REDIS_RETRY_SECONDS) or the workers cannot be
+reached, or the deployment's record is gone or unreadable; 4 superseded by a newer
+deployment of the same service before it started; 5 cancelled; 6 not finished yet
+(``status`` of a queued or running deployment); 130 interrupted while waiting (the
+deployment goes on).
 """
 
 from __future__ import annotations
@@ -44,7 +45,16 @@ def _client() -> Any:
         settings = Settings()
     except ValidationError as exc:
         _usage_error("invalid settings: " + "; ".join(describe_validation_error(exc)))
-    return ConveyorClient(settings)
+    return ConveyorClient(settings, on_retry=_say_retrying)
+
+
+def _retrying_text(waited: float) -> str:
+    return f"Redis unavailable, retrying ({waited:.0f} s)"
+
+
+def _say_retrying(waited: float) -> None:
+    """Tell the person (or the CI log) why nothing moves: on stderr, never in --json output."""
+    click.echo(f"conveyor: {_retrying_text(waited)}", err=True)
 
 
 def _usage_error(message: str) -> NoReturn:
@@ -131,6 +141,14 @@ class _Progress:
         else:
             click.echo(f"[{record.id[:8]}] {text}", err=True)
 
+    def retrying(self, waited: float) -> None:
+        """Show that Redis cannot be reached and is being asked again."""
+        if self._live is not None:
+            self._live.update(_retrying_text(waited))
+            self._last = ""
+        else:
+            _say_retrying(waited)
+
     def stop(self) -> None:
         if self._live is not None:
             self._live.stop()
@@ -144,6 +162,7 @@ def _follow(client: Any, deployment_id: str, as_json: bool) -> NoReturn:
     )
 
     progress = _Progress(enabled=True)
+    client.on_retry = progress.retrying
     try:
         record = client.wait(deployment_id, on_progress=progress)
     except KeyboardInterrupt:
@@ -599,12 +618,16 @@ def _release_exit_code(release: Any) -> int:
 
 
 def _print_release(client: Any, release: Any, as_json: bool) -> None:
+    from producers.client import ConveyorUnavailableError
     from producers.views import release_view
 
-    if as_json:
-        click.echo(json.dumps(release_view(client, release), indent=2, sort_keys=True))
-        return
-    records = client.release_deployments(release)
+    try:
+        if as_json:
+            click.echo(json.dumps(release_view(client, release), indent=2, sort_keys=True))
+            return
+        records = client.release_deployments(release)
+    except ConveyorUnavailableError as exc:
+        _unavailable(str(exc))
     ids = [i for wave in release.waves for i in wave]
     waves = {i: n for n, wave in enumerate(release.waves, start=1) for i in wave}
     title = f"release {release.id}" + (f" ({release.name})" if release.name else "")
@@ -989,7 +1012,12 @@ def cancel(deployment_id: str, no_wait: bool, as_json: bool) -> None:
             click.echo(f"release {deployment_id} had already ended: {found.state.value}", err=True)
             _print_release(client, found, as_json)
             sys.exit(_release_exit_code(found))
-        client.cancel_release(deployment_id)
+        try:
+            client.cancel_release(deployment_id)
+        except DeploymentNotFoundError as exc:
+            _usage_error(str(exc))
+        except ConveyorUnavailableError as exc:
+            _unavailable(str(exc))
         if no_wait:
             click.echo(f"cancel requested for {deployment_id}", err=True)
             sys.exit(EXIT_OK)

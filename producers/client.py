@@ -18,14 +18,16 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 import fnmatch
 import json
 import time
 import uuid
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import redis
+from redis.exceptions import AuthenticationError, AuthorizationError, ReadOnlyError
 
 from config.settings import Settings
 from producers.contract.dispatch import RedisTaskSender, dispatch
@@ -46,6 +48,21 @@ from producers.contract.store import NewerRecordError, RecordStore, wall_clock
 from producers.contract.workers import WorkerInfo
 from producers.contract.workers import live as live_workers
 
+T = TypeVar("T")
+
+# The setting that bounds how long a producer rides out an outage; named in every give-up.
+RETRY_SETTING = "CONVEYOR_REDIS_RETRY_SECONDS"
+# Redis is away for now (refused, reset, timed out, loading its AOF, no primary elected yet, or
+# a demoted primary refusing writes), not saying no: worth asking again.
+_TRANSIENT: tuple[type[Exception], ...] = (
+    redis.ConnectionError,
+    redis.TimeoutError,
+    ReadOnlyError,
+)
+# A wrong password is a ConnectionError too, but waiting does not fix it.
+_PERMANENT: tuple[type[Exception], ...] = (AuthenticationError, AuthorizationError)
+_FIRST_DELAY, _MAX_DELAY = 0.25, 2.0
+
 
 class ConveyorUnavailableError(Exception):
     """Raised when Redis or the workers cannot be reached."""
@@ -64,10 +81,21 @@ class DeploymentLostError(Exception):
 
 
 class ConveyorClient:
-    """Enqueue deployments and follow them, through Redis."""
+    """Enqueue deployments and follow them, through Redis.
 
-    def __init__(self, settings: Settings) -> None:
+    Every call rides out a Redis that cannot be reached (a Sentinel failover, a restart) for up
+    to ``settings.redis_retry_seconds``, calling ``on_retry`` with the seconds waited so far
+    before each new attempt; only then does it raise ConveyorUnavailableError. Enqueues are
+    safe to retry: the deployment's id is chosen here, before the first attempt, and its record
+    is created only if absent (see :meth:`enqueue`).
+    """
+
+    def __init__(
+        self, settings: Settings, *, on_retry: Callable[[float], None] | None = None
+    ) -> None:
         self.settings = settings
+        self.retry_seconds = settings.redis_retry_seconds
+        self.on_retry = on_retry
         self._redis = settings.redis_client(
             socket_connect_timeout=3,
             socket_timeout=10,
@@ -82,25 +110,54 @@ class ConveyorClient:
             queue=settings.queue,
         )
 
+    def retrying_for(self, seconds: float) -> ConveyorClient:
+        """This client (the same connections) with another bound on riding out an outage."""
+        other = copy.copy(self)
+        other.retry_seconds = seconds
+        return other
+
+    def _retrying(self, call: Callable[[], T], doing: str = "reach Redis at") -> T:
+        """``call()``, tried again while Redis cannot be reached, for up to ``retry_seconds``
+        from the first failure; ConveyorUnavailableError (naming the setting) after that, or
+        at once for an error that waiting does not fix."""
+        started: float | None = None
+        delay = _FIRST_DELAY
+        while True:
+            try:
+                return call()
+            except _PERMANENT as exc:
+                raise ConveyorUnavailableError(
+                    f"cannot {doing} {self.settings.redis_display}: {type(exc).__name__}; "
+                    "check the password in CONVEYOR_REDIS_URL"
+                ) from exc
+            except _TRANSIENT as exc:
+                now = time.monotonic()
+                started = now if started is None else started
+                waited = now - started
+                left = self.retry_seconds - waited
+                if left <= 0:
+                    raise ConveyorUnavailableError(
+                        f"cannot {doing} {self.settings.redis_display}: {type(exc).__name__}; "
+                        f"gave up after {waited:.0f} s ({RETRY_SETTING}="
+                        f"{self.retry_seconds:g}); check CONVEYOR_REDIS_URL and that the server "
+                        "runs"
+                    ) from exc
+                if self.on_retry is not None:
+                    self.on_retry(waited)
+                time.sleep(min(delay, left))
+                delay = min(delay * 2, _MAX_DELAY)
+            except redis.RedisError as exc:
+                raise ConveyorUnavailableError(
+                    f"cannot {doing} {self.settings.redis_display}: {type(exc).__name__}"
+                ) from exc
+
     def check_redis(self) -> None:
-        """Raise ConveyorUnavailableError when Redis does not answer."""
-        try:
-            self._redis.ping()
-        except redis.RedisError as exc:
-            raise ConveyorUnavailableError(
-                f"cannot reach Redis at {self.settings.redis_display}: {type(exc).__name__}; "
-                "check CONVEYOR_REDIS_URL and that the server runs"
-            ) from exc
+        """Raise ConveyorUnavailableError when Redis does not answer (within the retry time)."""
+        self._retrying(self._redis.ping)
 
     def workers(self) -> list[WorkerInfo]:
         """The workers whose heartbeat is current (one Redis read; no broadcast ping)."""
-        try:
-            return live_workers(self._redis)
-        except redis.RedisError as exc:
-            raise ConveyorUnavailableError(
-                f"cannot reach Redis at {self.settings.redis_display}: {type(exc).__name__}; "
-                "check CONVEYOR_REDIS_URL and that the server runs"
-            ) from exc
+        return self._retrying(lambda: live_workers(self._redis))
 
     def resolve_versions(
         self, job: UpdateServiceJob | ReleaseJob | FargateServiceJob, *, pin_digest: bool = False
@@ -185,14 +242,13 @@ class ConveyorClient:
         now = wall_clock()
         payload = job.model_dump(mode="json")
         role = getattr(job, "role_arn", None)
-        try:
-            # The queue key needs the real account: a role's is in its ARN; the workers' own
-            # is published by the workers. A worker corrects a guess before the job starts.
-            account = account_of_arn(role) if role else self._store.self_account()
-        except redis.RedisError as exc:
-            raise ConveyorUnavailableError(
-                f"cannot enqueue on {self.settings.redis_display}: {type(exc).__name__}"
-            ) from exc
+        # The queue key needs the real account: a role's is in its ARN; the workers' own is
+        # published by the workers. A worker corrects a guess before the job starts.
+        account = (
+            account_of_arn(role) if role else self._retrying(self._store.self_account, "enqueue on")
+        )
+        # The id is chosen once, before the first attempt: every retry creates the same
+        # deployment, and the store creates a record only where there is none.
         record = DeploymentRecord(
             id=uuid.uuid4().hex,
             account=account,
@@ -206,8 +262,19 @@ class ConveyorClient:
             created_at=now,
             updated_at=now,
         )
-        try:
-            self._store.create(record, due=now + self.settings.recovery_grace, job=payload)
+        attempts = 0
+
+        def create_and_send() -> None:
+            nonlocal attempts
+            attempts += 1
+            try:
+                self._store.create(record, due=now + self.settings.recovery_grace, job=payload)
+            except ValueError:
+                if attempts == 1:
+                    raise
+                # An earlier attempt created it and its answer was lost: it is this one.
+            # Sent again by a retry, the first step is fenced by the record's seq: a second
+            # copy finds the step taken (or the step lock held) and does nothing.
             dispatch(
                 self._sender,
                 record.id,
@@ -216,10 +283,8 @@ class ConveyorClient:
                 queue=self.settings.queue,
                 priority=PRIORITY_NEW,
             )
-        except redis.RedisError as exc:
-            raise ConveyorUnavailableError(
-                f"cannot enqueue on {self.settings.redis_display}: {type(exc).__name__}"
-            ) from exc
+
+        self._retrying(create_and_send, "enqueue on")
         return record
 
     def release(self, job: ReleaseJob) -> ReleaseRecord:
@@ -231,23 +296,22 @@ class ConveyorClient:
             job = self.resolve_versions(job)
         self.check_redis()
         release_id = new_release_id()
-        try:
-            record = self._releases.create(job, release_id, wall_clock())
+        now = wall_clock()
+        attempts = 0
+
+        def create_and_send() -> ReleaseRecord:
+            nonlocal attempts
+            attempts += 1
+            # A retry finds the release its lost attempt recorded and completes that one.
+            record = self._releases.create(job, release_id, now, retried=attempts > 1)
             self._releases.dispatch_wave(record, self._sender)
-        except redis.RedisError as exc:
-            raise ConveyorUnavailableError(
-                f"cannot enqueue on {self.settings.redis_display}: {type(exc).__name__}"
-            ) from exc
-        return record
+            return record
+
+        return self._retrying(create_and_send, "enqueue on")
 
     def release_status(self, release_id: str) -> ReleaseRecord:
         """The release's record; DeploymentNotFoundError when there is none."""
-        try:
-            record = self._releases.get(release_id)
-        except redis.RedisError as exc:
-            raise ConveyorUnavailableError(
-                f"cannot reach Redis at {self.settings.redis_display}: {type(exc).__name__}"
-            ) from exc
+        record = self._retrying(lambda: self._releases.get(release_id))
         if record is None:
             raise DeploymentNotFoundError(
                 f"no release {release_id!r}; ids are printed by `conveyor release` "
@@ -257,14 +321,18 @@ class ConveyorClient:
 
     def release_deployments(self, release: ReleaseRecord) -> list[DeploymentRecord | None]:
         """The records of the release's deployments created so far (None: not started)."""
-        found: list[DeploymentRecord | None] = []
-        for ids in release.waves:
-            for deployment_id in ids:
-                try:
-                    found.append(self._store.get(deployment_id))
-                except NewerRecordError:
-                    found.append(None)
-        return found
+
+        def read() -> list[DeploymentRecord | None]:
+            found: list[DeploymentRecord | None] = []
+            for ids in release.waves:
+                for deployment_id in ids:
+                    try:
+                        found.append(self._store.get(deployment_id))
+                    except NewerRecordError:
+                        found.append(None)
+            return found
+
+        return self._retrying(read)
 
     def wait_release(
         self,
@@ -291,7 +359,9 @@ class ConveyorClient:
         """Stop a release: no further wave starts, and the current wave's deployments are
         cancelled (a rollout under way is rolled back, as for `cancel`)."""
         now = wall_clock()
-        try:
+
+        def request() -> ReleaseRecord:
+            # Each part is safe to repeat: a retry after a lost answer redoes them all.
             release = self._releases.request_cancel(release_id, now)
             if release is None:
                 raise DeploymentNotFoundError(f"no release {release_id!r}")
@@ -299,11 +369,9 @@ class ConveyorClient:
                 with contextlib.suppress(DeploymentNotFoundError, DeploymentLostError):
                     self.cancel(deployment_id)
             advanced = self._releases.advance(release_id, self._sender, wall_clock)
-        except redis.RedisError as exc:
-            raise ConveyorUnavailableError(
-                f"cannot reach Redis at {self.settings.redis_display}: {type(exc).__name__}"
-            ) from exc
-        return advanced or release
+            return advanced or release
+
+        return self._retrying(request)
 
     def cancel(self, deployment_id: str) -> DeploymentRecord:
         """Ask for a deployment to stop; returns its record (terminal ones are left as they are).
@@ -320,8 +388,17 @@ class ConveyorClient:
                 update={"cancel_requested_at": now, "seq": record.seq + 1, "updated_at": now}
             )
 
-        try:
+        def request_and_send() -> DeploymentRecord | None:
             changed = self._store.modify(deployment_id, request)
+            if changed is None:
+                try:
+                    current = self._store.get(deployment_id)
+                except NewerRecordError:
+                    current = None
+                if current is not None and not current.terminal:
+                    # Our own request, recorded by an attempt whose answer was lost: it still
+                    # needs its due time and its message.
+                    changed = current if current.cancel_requested_at == now else None
             if changed is not None:
                 self._store.set_due(deployment_id, now + self.settings.recovery_grace)
                 dispatch(
@@ -331,10 +408,9 @@ class ConveyorClient:
                     changed.seq,
                     queue=self.settings.queue,
                 )
-        except redis.RedisError as exc:
-            raise ConveyorUnavailableError(
-                f"cannot reach Redis at {self.settings.redis_display}: {type(exc).__name__}"
-            ) from exc
+            return changed
+
+        changed = self._retrying(request_and_send)
         return changed or self.status(deployment_id)
 
     def list_deployments(
@@ -355,23 +431,15 @@ class ConveyorClient:
                 and (not clusters or record.cluster in clusters)
             )
 
-        try:
-            return self._store.recent_matching(keep, limit=limit)
-        except redis.RedisError as exc:
-            raise ConveyorUnavailableError(
-                f"cannot reach Redis at {self.settings.redis_display}: {type(exc).__name__}"
-            ) from exc
+        return self._retrying(lambda: self._store.recent_matching(keep, limit=limit))
 
     def list_releases(
         self, *, states: tuple[str, ...] = (), limit: int = 20
     ) -> list[ReleaseRecord]:
         """The newest releases, newest first, optionally only those in ``states``."""
-        try:
-            found = self._releases.recent(limit=limit if not states else max(limit, 500))
-        except redis.RedisError as exc:
-            raise ConveyorUnavailableError(
-                f"cannot reach Redis at {self.settings.redis_display}: {type(exc).__name__}"
-            ) from exc
+        found = self._retrying(
+            lambda: self._releases.recent(limit=limit if not states else max(limit, 500))
+        )
         return [r for r in found if not states or r.state.value in states][:limit]
 
     def status(self, deployment_id: str) -> DeploymentRecord:
@@ -380,7 +448,8 @@ class ConveyorClient:
         DeploymentNotFoundError when no such deployment was made; DeploymentLostError when it
         was, but its record is gone or unreadable.
         """
-        try:
+
+        def read() -> DeploymentRecord | None:
             try:
                 record = self._store.get(deployment_id)
             except NewerRecordError as exc:
@@ -395,10 +464,11 @@ class ConveyorClient:
                 )
             if self._store.exists_in_index(deployment_id):
                 raise DeploymentLostError(_vanished(deployment_id))
-        except redis.RedisError as exc:
-            raise ConveyorUnavailableError(
-                f"cannot reach Redis at {self.settings.redis_display}: {type(exc).__name__}"
-            ) from exc
+            return None
+
+        found = self._retrying(read)
+        if found is not None:
+            return found
         raise DeploymentNotFoundError(
             f"no deployment {deployment_id!r}; ids are printed by `conveyor update` "
             f"(records are kept {self.settings.record_ttl_days} days)"

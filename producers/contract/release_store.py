@@ -140,8 +140,15 @@ class ReleaseStore:
             created.append(record)
         return created
 
-    def create(self, job: ReleaseJob, release_id: str, now: float) -> ReleaseRecord:
-        """Record a new release and create its first wave (not yet dispatched)."""
+    def create(
+        self, job: ReleaseJob, release_id: str, now: float, *, retried: bool = False
+    ) -> ReleaseRecord:
+        """Record a new release and create its first wave (not yet dispatched).
+
+        ValueError when ``release_id`` is taken, unless ``retried``: then the release found
+        there is the caller's own, recorded by an attempt whose answer was lost; its first wave
+        is completed (creating a deployment twice is refused) and it is returned.
+        """
         ids = job.deployment_ids(release_id)
         by_id = {
             deployment_id: wave_job
@@ -174,7 +181,10 @@ class ReleaseStore:
             pipe.zadd(ACTIVE_RELEASES_KEY, {release_id: now})
             created, *_ = pipe.execute()
         if not created:
-            raise ValueError(f"release {release_id} already exists")
+            existing = self.get(release_id) if retried else None
+            if existing is None:
+                raise ValueError(f"release {release_id} already exists")
+            release = existing
         self._create_wave(release, 0, now)
         return release
 

@@ -18,6 +18,9 @@ import binascii
 import hmac
 import json
 import re
+import threading
+import time
+from collections import OrderedDict
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib.resources import files
@@ -50,6 +53,30 @@ SECURITY_HEADERS = {
 }
 _ID = re.compile(r"^[A-Za-z0-9_.:-]{1,200}$")
 _LIST_PARAMS = {"service", "state", "cluster", "only", "limit"}
+# Set on an answer served from memory while Redis cannot be reached: the seconds since the
+# data was read. The page says "reconnecting" and keeps showing it.
+STALE_HEADER = "X-Conveyor-Reconnecting"
+# Last good answers kept for a Redis outage, one per API URL; bounded, oldest dropped first.
+_KEPT_ANSWERS = 256
+
+
+class _LastAnswers:
+    """The last good answer of each API URL, for serving during a Redis outage."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._answers: OrderedDict[str, tuple[float, Any]] = OrderedDict()
+
+    def keep(self, url: str, data: Any) -> None:
+        with self._lock:
+            self._answers[url] = (time.monotonic(), data)
+            self._answers.move_to_end(url)
+            while len(self._answers) > _KEPT_ANSWERS:
+                self._answers.popitem(last=False)
+
+    def get(self, url: str) -> tuple[float, Any] | None:
+        with self._lock:
+            return self._answers.get(url)
 
 
 class DashboardConfigError(ValueError):
@@ -86,7 +113,14 @@ def _authorized(header: str | None, credentials: list[tuple[str, str]]) -> bool:
 def make_handler(
     client: ConveyorClient, credentials: list[tuple[str, str]]
 ) -> type[BaseHTTPRequestHandler]:
-    """The request handler class, bound to a client and the accepted credentials."""
+    """The request handler class, bound to a client and the accepted credentials.
+
+    A request never waits out a Redis outage: it is answered at once with the last data read
+    for its URL, marked as such (``X-Conveyor-Reconnecting``), and the page polls on. The
+    client reconnects by itself on a later request (to the promoted primary, behind Sentinel).
+    """
+    client = client.retrying_for(0)
+    last = _LastAnswers()
 
     class Handler(BaseHTTPRequestHandler):
         server_version = "conveyor-dashboard"
@@ -95,11 +129,17 @@ def make_handler(
         def log_message(self, format: str, *args: Any) -> None:
             """Quiet: access logs would repeat every poll of every open page."""
 
-        def _send(self, status: int, body: bytes, content_type: str) -> None:
+        def _send(
+            self,
+            status: int,
+            body: bytes,
+            content_type: str,
+            extra: dict[str, str] | None = None,
+        ) -> None:
             self.send_response(status)
             self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(body)))
-            for name, value in SECURITY_HEADERS.items():
+            for name, value in {**SECURITY_HEADERS, **(extra or {})}.items():
                 self.send_header(name, value)
             if status == HTTPStatus.UNAUTHORIZED:
                 self.send_header("WWW-Authenticate", 'Basic realm="conveyor", charset="UTF-8"')
@@ -107,8 +147,27 @@ def make_handler(
             if self.command != "HEAD":
                 self.wfile.write(body)
 
-        def _json(self, status: int, data: Any) -> None:
-            self._send(status, json.dumps(data, sort_keys=True).encode(), "application/json")
+        def _json(self, status: int, data: Any, extra: dict[str, str] | None = None) -> None:
+            body = json.dumps(data, sort_keys=True).encode()
+            self._send(status, body, "application/json", extra)
+
+        def _api(self, data: Any) -> None:
+            """A good answer: sent, and kept for an outage."""
+            last.keep(self.path, data)
+            self._json(HTTPStatus.OK, data)
+
+        def _unavailable(self, exc: ConveyorUnavailableError) -> None:
+            kept = last.get(self.path)
+            if kept is None:
+                self._json(
+                    HTTPStatus.SERVICE_UNAVAILABLE,
+                    {"error": str(exc), "reconnecting": True},
+                    {STALE_HEADER: "0", "Retry-After": "2"},
+                )
+                return
+            read_at, data = kept
+            age = f"{max(0.0, time.monotonic() - read_at):.0f}"
+            self._json(HTTPStatus.OK, data, {STALE_HEADER: age})
 
         def do_HEAD(self) -> None:
             """As GET, without the body."""
@@ -126,14 +185,14 @@ def make_handler(
                     body = files(__package__).joinpath("static", name).read_bytes()
                     self._send(HTTPStatus.OK, body, content_type)
                 elif url.path == "/api/list":
-                    self._json(HTTPStatus.OK, self._list(parse_qs(url.query)))
+                    self._api(self._list(parse_qs(url.query)))
                 elif url.path.startswith("/api/deployments/"):
                     deployment_id = self._id(url.path.removeprefix("/api/deployments/"))
-                    self._json(HTTPStatus.OK, deployment_view(client.status(deployment_id)))
+                    self._api(deployment_view(client.status(deployment_id)))
                 elif url.path.startswith("/api/releases/"):
                     release_id = self._id(url.path.removeprefix("/api/releases/"))
                     release = client.release_status(release_id)
-                    self._json(HTTPStatus.OK, release_view(client, release))
+                    self._api(release_view(client, release))
                 else:
                     self._json(HTTPStatus.NOT_FOUND, {"error": "no such page"})
             except ValueError as exc:
@@ -143,7 +202,7 @@ def make_handler(
             except DeploymentLostError as exc:
                 self._json(HTTPStatus.GONE, {"error": str(exc)})
             except ConveyorUnavailableError as exc:
-                self._json(HTTPStatus.SERVICE_UNAVAILABLE, {"error": str(exc)})
+                self._unavailable(exc)
 
         @staticmethod
         def _id(raw: str) -> str:

@@ -29,9 +29,14 @@ function select(kind, id) {
   showDetail();
 }
 
+// Set when the last answer came from the server's memory because Redis cannot be reached.
+let reconnecting = null;
+
 async function getJSON(path) {
   const answer = await fetch(path, { credentials: "same-origin", cache: "no-store" });
   const data = await answer.json();
+  const stale = answer.headers.get("X-Conveyor-Reconnecting");
+  if (stale !== null) reconnecting = Number(stale) || 0;
   if (!answer.ok) throw new Error(data.error || answer.statusText);
   return data;
 }
@@ -106,15 +111,21 @@ async function refresh() {
   if (service) params.append("service", service);
   if (state) params.append("state", state);
   const status = document.getElementById("status");
+  reconnecting = null;
   try {
     const data = await getJSON("/api/list?" + params);
     const now = Date.now() / 1000;
     renderReleases(data.releases, now);
     renderDeployments(data.deployments, now);
     await showDetail();
-    status.textContent = "updated " + new Date().toLocaleTimeString();
+    status.textContent = reconnecting === null
+      ? "updated " + new Date().toLocaleTimeString()
+      : "reconnecting to Redis; showing data from " + age(reconnecting) + " ago";
   } catch (error) {
-    status.textContent = "cannot refresh: " + String(error.message || error);
+    // Whatever the page shows stays: the last data is better than an empty page.
+    status.textContent = reconnecting !== null
+      ? "reconnecting to Redis…"
+      : "cannot refresh: " + String(error.message || error);
   }
 }
 
