@@ -126,6 +126,13 @@ class Settings(BaseSettings):
         description="Seconds a Redis command may take before the client gives up; a Redis "
         "that hangs then fails a step (retried) instead of hanging a worker.",
     )
+    redis_retry_seconds: float = Field(
+        default=90.0,
+        ge=0,
+        description="How long a producer (the `conveyor` command, ConveyorClient) keeps retrying "
+        "while Redis cannot be reached (a Sentinel failover, a restart) before it gives up with "
+        "exit 3. An enqueue retried this way still makes one deployment. 0: give up at once.",
+    )
     rate_limit: bool = Field(
         default=True,
         description="Every worker takes a token from a bucket in Redis (per account, region and "
@@ -220,12 +227,12 @@ class Settings(BaseSettings):
         parts = [urlsplit(p) for p in self.redis_dsn.split(";")]
         first = parts[0]
         db = int(first.path.strip("/") or 0)
-        sentinel = Sentinel(  # type: ignore[no-untyped-call, unused-ignore]
+        sentinel = Sentinel(  # type: ignore[no-untyped-call,unused-ignore]
             [(p.hostname or "", p.port or 26379) for p in parts],
             socket_timeout=options.get("socket_timeout"),
             socket_connect_timeout=options.get("socket_connect_timeout"),
         )
-        return sentinel.master_for(  # type: ignore[no-untyped-call, unused-ignore]
+        return sentinel.master_for(  # type: ignore[no-untyped-call,unused-ignore]
             self.redis_sentinel_master,
             db=db,
             password=first.password,
