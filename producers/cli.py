@@ -243,9 +243,9 @@ def main() -> None:
     help="Set a container's secret (a Secrets Manager or SSM reference); repeatable.",
 )
 @click.option(
-    "--pin-digest",
-    is_flag=True,
-    help="Write the image's digest (repo@sha256:...) into the new revision, not its tag.",
+    "--pin-digest/--tag-only",
+    default=True,
+    help="A resolved version rule deploys REPOSITORY:TAG@DIGEST (default), or only the tag.",
 )
 @click.option(
     "--dry-run",
@@ -332,7 +332,7 @@ def update(
 
 
 def _submit_jobs(
-    jobs: list[Any], *, timeout: int, no_wait: bool, as_json: bool, pin_digest: bool = False
+    jobs: list[Any], *, timeout: int, no_wait: bool, as_json: bool, pin_digest: bool = True
 ) -> NoReturn:
     """One job as a deployment; several (one per --service) as a release of one wave. Version
     rules are resolved once for all of them, so every service gets the same version."""
@@ -639,7 +639,9 @@ def _submit_release(release: Any, *, no_wait: bool, as_json: bool) -> NoReturn:
     help="Stop at a failed wave (default), or go on with the next (overrides the file).",
 )
 @click.option(
-    "--pin-digest", is_flag=True, help="Resolve version rules to digests (repo@sha256:...)."
+    "--pin-digest/--tag-only",
+    default=True,
+    help="A resolved version rule deploys REPOSITORY:TAG@DIGEST (default), or only the tag.",
 )
 @click.option("--dry-run", is_flag=True, help="Show what each service would get; change nothing.")
 @click.option("--json", "as_json", is_flag=True, help="Print the final record as JSON.")
@@ -682,7 +684,9 @@ def release(
     help="Release file (YAML or JSON).",
 )
 @click.option(
-    "--pin-digest", is_flag=True, help="Resolve version rules to digests (repo@sha256:...)."
+    "--pin-digest/--tag-only",
+    default=True,
+    help="A resolved version rule deploys REPOSITORY:TAG@DIGEST (default), or only the tag.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the plans as JSON.")
 def plan(release_file: Path, pin_digest: bool, as_json: bool) -> None:
@@ -1032,7 +1036,9 @@ def render(spec_file: Path) -> None:
     help="Show the stack's change set (created, read and deleted); change nothing.",
 )
 @click.option(
-    "--pin-digest", is_flag=True, help="Resolve version rules to digests (repo@sha256:...)."
+    "--pin-digest/--tag-only",
+    default=True,
+    help="A resolved version rule deploys REPOSITORY:TAG@DIGEST (default), or only the tag.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the final record as JSON.")
 def apply(spec_file: Path, no_wait: bool, dry_run: bool, pin_digest: bool, as_json: bool) -> None:
