@@ -407,8 +407,10 @@ def _plan_text(plan: dict[str, Any]) -> str:
 
 
 def _version_lines(plan: dict[str, Any]) -> list[str]:
+    # A pinned image already ends with its digest: print it once.
     return [
-        f"  version {v['container']}: {{{v['rule']}}} -> {v['image']} ({v['digest']})"
+        f"  version {v['container']}: {{{v['rule']}}} -> {v['image']}"
+        + ("" if str(v["image"]).endswith(f"@{v['digest']}") else f" ({v['digest']})")
         for v in plan.get("versions", [])
     ]
 
