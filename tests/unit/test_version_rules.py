@@ -204,7 +204,7 @@ def test_a_bad_range_is_refused_saying_how_to_write_it(rule: str, message: str) 
 
 
 def test_a_bad_range_in_a_release_names_the_field() -> None:
-    """In a job the refusal names the image field of the container, and the fix."""
+    """In a release the refusal names the wave entry, its service and container, and the fix."""
     from pydantic import ValidationError
 
     from producers.contract.jobs import describe_validation_error
@@ -216,5 +216,5 @@ def test_a_bad_range_in_a_release_names_the_field() -> None:
             {"cluster": "c", "waves": [[{"service": "s", "images": {"web": f"{repo}:{{[2,1]}}"}}]]}
         )
     (line,) = describe_validation_error(info.value)
-    assert "image" in line.split(":")[0]
+    assert line.startswith("waves[0][0] (s).images.web: '[2,1]': the lower bound 2 is above")
     assert "write it as '[1,2]'" in line
