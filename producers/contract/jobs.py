@@ -308,9 +308,9 @@ def describe_validation_error(error: ValidationError) -> list[str]:
     return lines
 
 
-# "images: ...", or a path into a release such as "waves[0][1] (web).images.app: ...".
+# "images: ...", or a release entry named with its service: "waves[0][1] (web).images.app: ...".
 _NAMED_FIELD = re.compile(
-    r"^([a-z_]+(?:\[\d+\])*(?: \([^()\s]+\))?(?:\.[\w-]+)*): (.+)$", re.DOTALL
+    r"^([a-z_]+|[a-z_]+(?:\[\d+\])+ \([^()\s]+\)(?:\.[\w-]+)*): (.+)$", re.DOTALL
 )
 
 
