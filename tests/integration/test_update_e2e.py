@@ -531,7 +531,7 @@ def test_a_release_file_carries_rules_options_and_cleanup(
     (container,) = ecs.describe_task_definition(taskDefinition=api["taskDefinition"])[
         "taskDefinition"
     ]["containerDefinitions"]
-    assert container["image"] == f"{repo}:1.1.0"
+    assert container["image"].startswith(f"{repo}:1.1.0@sha256:")  # pinned as resolved
     after = ecs.describe_services(cluster="demo", services=[restarted])["services"][0]
     assert after["taskDefinition"] == before["taskDefinition"]
     assert after["deployments"][0]["id"] != before["deployments"][0]["id"]
