@@ -708,6 +708,8 @@ def plan(release_file: Path, pin_digest: bool, out: Path | None, as_json: bool) 
     job = _read_release(release_file, None)
     if out is None:
         _show_plan(job, pin_digest, as_json)
+    if not pin_digest:
+        _usage_error("--out: a plan file pins the digests its rules resolved to; drop --tag-only")
     from producers.planfile import PlanFileError, plan_file
 
     resolved = _resolved(job, pin_digest)

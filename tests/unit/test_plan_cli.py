@@ -36,7 +36,7 @@ def test_a_bad_range_in_a_release_file_names_the_field_and_the_fix(tmp_path: Pat
 
 def test_release_needs_a_file_or_a_plan(tmp_path: Path) -> None:
     """Neither -f nor --plan: exit 2 saying both ways; a file that is not a plan: exit 2 saying
-    how to write one; --plan with --dry-run: exit 2."""
+    how to write one; --plan with --dry-run, and --out with --tag-only: exit 2."""
     result = CliRunner().invoke(main, ["release"])
     assert result.exit_code == 2
     assert "-f RELEASE.yaml, or --plan FILE" in result.output
@@ -47,6 +47,14 @@ def test_release_needs_a_file_or_a_plan(tmp_path: Path) -> None:
     assert "conveyor plan -f RELEASE --out FILE" in result.output
     result = CliRunner().invoke(main, ["release", "--plan", str(junk), "--dry-run"])
     assert result.exit_code == 2
+    release = tmp_path / "r.yaml"
+    release.write_text(yaml.safe_dump({"cluster": "demo", "services": [{"service": "web",
+                                       "images": {"web": ":1"}}]}))  # fmt: skip
+    result = CliRunner().invoke(
+        main, ["plan", "-f", str(release), "--out", str(tmp_path / "p.json"), "--tag-only"]
+    )
+    assert result.exit_code == 2
+    assert "drop --tag-only" in result.output
 
 
 def test_a_plan_with_settings_is_refused_without_its_release_file(tmp_path: Path) -> None:
