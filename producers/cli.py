@@ -270,9 +270,9 @@ def main() -> None:
     "format); repeatable.",
 )
 @click.option(
-    "--pin-digest",
-    is_flag=True,
-    help="Write the image's digest (repo@sha256:...) into the new revision, not its tag.",
+    "--pin-digest/--tag-only",
+    default=True,
+    help="A resolved version rule deploys REPOSITORY:TAG@DIGEST (default), or only the tag.",
 )
 @click.option(
     "--dry-run",
@@ -373,7 +373,7 @@ def update(
 
 
 def _submit_jobs(
-    jobs: list[Any], *, timeout: int, no_wait: bool, as_json: bool, pin_digest: bool = False
+    jobs: list[Any], *, timeout: int, no_wait: bool, as_json: bool, pin_digest: bool = True
 ) -> NoReturn:
     """One job as a deployment; several (one per --service) as a release of one wave. Version
     rules are resolved once for all of them, so every service gets the same version."""
@@ -450,8 +450,10 @@ def _plan_text(plan: dict[str, Any]) -> str:
 
 
 def _version_lines(plan: dict[str, Any]) -> list[str]:
+    # A pinned image already ends with its digest: print it once.
     return [
-        f"  version {v['container']}: {{{v['rule']}}} -> {v['image']} ({v['digest']})"
+        f"  version {v['container']}: {{{v['rule']}}} -> {v['image']}"
+        + ("" if str(v["image"]).endswith(f"@{v['digest']}") else f" ({v['digest']})")
         for v in plan.get("versions", [])
     ]
 
@@ -693,9 +695,17 @@ def _submit_release(release: Any, *, no_wait: bool, as_json: bool) -> NoReturn:
     "-f",
     "--file",
     "release_file",
-    required=True,
+    default=None,
     type=click.Path(path_type=Path),
     help="The release, YAML or JSON (see docs/releases.md).",
+)
+@click.option(
+    "--plan",
+    "plan_path",
+    default=None,
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Deploy a plan written by `conveyor plan --out` exactly (its digests), refused if a "
+    "service moved since; with -f when its jobs set environment or secrets.",
 )
 @click.option("--no-wait", is_flag=True, help="Print the release id and return at once.")
 @click.option(
@@ -704,12 +714,15 @@ def _submit_release(release: Any, *, no_wait: bool, as_json: bool) -> NoReturn:
     help="Stop at a failed wave (default), or go on with the next (overrides the file).",
 )
 @click.option(
-    "--pin-digest", is_flag=True, help="Resolve version rules to digests (repo@sha256:...)."
+    "--pin-digest/--tag-only",
+    default=True,
+    help="A resolved version rule deploys REPOSITORY:TAG@DIGEST (default), or only the tag.",
 )
 @click.option("--dry-run", is_flag=True, help="Show what each service would get; change nothing.")
 @click.option("--json", "as_json", is_flag=True, help="Print the final record as JSON.")
 def release(
-    release_file: Path,
+    release_file: Path | None,
+    plan_path: Path | None,
     no_wait: bool,
     fail_fast: bool | None,
     pin_digest: bool,
@@ -717,21 +730,14 @@ def release(
     as_json: bool,
 ) -> None:
     """Deploy a set of services, wave after wave, and follow the release to a verdict."""
-    from producers.contract.fargate_spec import SpecError, load_spec
-    from producers.contract.releases import ReleaseJob
-    from producers.envfiles import EnvFileError, expand_env_files
-
-    try:
-        data = expand_env_files(load_spec(release_file), release_file.parent)
-        if fail_fast is not None:
-            data["fail_fast"] = fail_fast
-        job = ReleaseJob.model_validate(data)
-    except (SpecError, EnvFileError) as exc:
-        _usage_error(str(exc))
-    except ValidationError as exc:
-        _usage_error(
-            f"{release_file}: invalid release:\n  " + "\n  ".join(describe_validation_error(exc))
-        )
+    if plan_path is not None:
+        if dry_run:
+            _usage_error("--plan: a plan file is already a dry run; drop --dry-run")
+        planned = _release_from_plan(plan_path, release_file, fail_fast)
+        _submit_release(planned, no_wait=no_wait, as_json=as_json)
+    if release_file is None:
+        _usage_error("give the release: -f RELEASE.yaml, or --plan FILE from `conveyor plan --out`")
+    job = _read_release(release_file, fail_fast)
     if dry_run:
         _show_plan(job, pin_digest, as_json)
     _submit_release(_resolved(job, pin_digest), no_wait=no_wait, as_json=as_json)
@@ -747,27 +753,115 @@ def release(
     help="Release file (YAML or JSON).",
 )
 @click.option(
-    "--pin-digest", is_flag=True, help="Resolve version rules to digests (repo@sha256:...)."
+    "--pin-digest/--tag-only",
+    default=True,
+    help="A resolved version rule deploys REPOSITORY:TAG@DIGEST (default), or only the tag.",
+)
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="Also write the plan to this file, for `conveyor release --plan FILE` (no secret "
+    "values are written).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the plans as JSON.")
-def plan(release_file: Path, pin_digest: bool, as_json: bool) -> None:
+def plan(release_file: Path, pin_digest: bool, out: Path | None, as_json: bool) -> None:
     """Show what a release would change, service by service, without changing anything
-    (the same as `conveyor release -f FILE --dry-run`)."""
+    (the same as `conveyor release -f FILE --dry-run`). With --out, the plan is written to a
+    file that `conveyor release --plan` deploys exactly: the same digests, refused if a service
+    moved in between."""
+    job = _read_release(release_file, None)
+    if out is None:
+        _show_plan(job, pin_digest, as_json)
+    if not pin_digest:
+        _usage_error("--out: a plan file pins the digests its rules resolved to; drop --tag-only")
+    from producers.planfile import PlanFileError, plan_file
+
+    resolved = _resolved(job, pin_digest)
+    plans = _plans(resolved)
+    _print_plans(plans, as_json)
+    try:
+        written = plan_file(resolved, plans, str(release_file))
+    except PlanFileError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(EXIT_FAILED)
+    try:
+        out.write_text(json.dumps(written, indent=2, sort_keys=True) + "\n")
+    except OSError as exc:
+        _usage_error(f"--out {out}: cannot write it ({exc.strerror}); give a writable path")
+    click.echo(f"plan written to {out}; deploy it with: conveyor release --plan {out}", err=True)
+    sys.exit(EXIT_OK)
+
+
+def _read_release(release_file: Path, fail_fast: bool | None) -> Any:
+    """The release file as a validated ReleaseJob (exit 2 naming the field when not)."""
     from producers.contract.fargate_spec import SpecError, load_spec
     from producers.contract.releases import ReleaseJob
     from producers.envfiles import EnvFileError, expand_env_files
 
     try:
-        job = ReleaseJob.model_validate(
-            expand_env_files(load_spec(release_file), release_file.parent)
-        )
+        data = expand_env_files(load_spec(release_file), release_file.parent)
+        if fail_fast is not None:
+            data["fail_fast"] = fail_fast
+        return ReleaseJob.model_validate(data)
     except (SpecError, EnvFileError) as exc:
         _usage_error(str(exc))
     except ValidationError as exc:
         _usage_error(
             f"{release_file}: invalid release:\n  " + "\n  ".join(describe_validation_error(exc))
         )
-    _show_plan(job, pin_digest, as_json)
+
+
+def _plans(job: Any) -> list[dict[str, Any]]:
+    """The workers' plans of a job or release whose rules are resolved (exit 3 when none
+    answers)."""
+    from producers.client import ConveyorUnavailableError
+
+    client = _client()
+    try:
+        if not client.workers():
+            _unavailable("no Conveyor worker is alive to compute the plan (no heartbeat)")
+        plans: list[dict[str, Any]] = client.plan(job)
+    except ConveyorUnavailableError as exc:
+        _unavailable(str(exc))
+    return plans
+
+
+def _print_plans(plans: list[dict[str, Any]], as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps(plans, indent=2, sort_keys=True))
+    else:
+        for one in plans:
+            click.echo(_plan_text(one))
+
+
+def _release_from_plan(plan_path: Path, release_file: Path | None, fail_fast: bool | None) -> Any:
+    """The release a plan file holds, with settings from the release file, after checking
+    with a fresh plan that no service moved since (exit 2 naming what moved)."""
+    from producers.planfile import PlanFileError, load_plan, moved, with_settings
+
+    try:
+        data = json.loads(plan_path.read_text())
+    except OSError as exc:
+        _usage_error(f"--plan {plan_path}: cannot read it ({exc.strerror})")
+    except ValueError:
+        _usage_error(f"--plan {plan_path}: not JSON; write it with `conveyor plan --out`")
+    try:
+        planned, services = load_plan(data, str(plan_path))
+        given = _read_release(release_file, None) if release_file is not None else None
+        release = with_settings(planned, given, str(plan_path), str(release_file or ""))
+    except PlanFileError as exc:
+        _usage_error(str(exc))
+    if fail_fast is not None:
+        release = release.model_copy(update={"fail_fast": fail_fast})
+    changes = moved(services, _plans(release))
+    if changes:
+        _usage_error(
+            f"{plan_path}: the world moved since the plan; nothing was deployed:\n  "
+            + "\n  ".join(changes)
+            + "\nReview a new plan: conveyor plan -f RELEASE --out FILE"
+        )
+    return release
 
 
 def _load_release(client: Any, release_id: str) -> Any:
@@ -1102,7 +1196,9 @@ def render(spec_file: Path) -> None:
     help="Show the stack's change set (created, read and deleted); change nothing.",
 )
 @click.option(
-    "--pin-digest", is_flag=True, help="Resolve version rules to digests (repo@sha256:...)."
+    "--pin-digest/--tag-only",
+    default=True,
+    help="A resolved version rule deploys REPOSITORY:TAG@DIGEST (default), or only the tag.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the final record as JSON.")
 def apply(spec_file: Path, no_wait: bool, dry_run: bool, pin_digest: bool, as_json: bool) -> None:

@@ -160,7 +160,7 @@ class ConveyorClient:
         return self._retrying(lambda: live_workers(self._redis))
 
     def resolve_versions(
-        self, job: UpdateServiceJob | ReleaseJob | FargateServiceJob, *, pin_digest: bool = False
+        self, job: UpdateServiceJob | ReleaseJob | FargateServiceJob, *, pin_digest: bool = True
     ) -> Any:
         """The job (or release) with every ``REPOSITORY:{RULE}`` image resolved against ECR,
         one choice per repository and rule; VersionRuleError (naming the container and the
@@ -186,7 +186,7 @@ class ConveyorClient:
         self,
         job: UpdateServiceJob | ReleaseJob | FargateServiceJob,
         *,
-        pin_digest: bool = False,
+        pin_digest: bool = True,
         timeout: float = 90.0,
     ) -> list[dict[str, Any]]:
         """What the job (or each job of the release) would change, computed by a worker with

@@ -2,8 +2,10 @@
 
 One DescribeImages listing (paginated) per repository, and one choice per (repository, rule):
 every service of a release that names the same rule gets the same tag. The job that goes on
-the queue names that tag (or, with ``pin_digest``, the digest) and keeps the rule and the
-digest for the record.
+the queue names ``REPOSITORY:TAG@DIGEST`` (ECS runs the digest; the tag is there for people),
+so every task of the deployment, including one started weeks later by a scale-out, runs the
+image that was resolved even when the tag is pushed again. ``pin_digest=False`` (``--tag-only``)
+writes only the tag. The job keeps the rule and the digest for the record.
 """
 
 from __future__ import annotations
@@ -59,7 +61,7 @@ def ecr_tags(client_for: Callable[[str], Any]) -> Callable[[str], list[ImageTag]
 class Resolver:
     """Resolves the rules of one or many jobs, choosing once per (repository, rule)."""
 
-    def __init__(self, tags: Callable[[str], list[ImageTag]], *, pin_digest: bool = False) -> None:
+    def __init__(self, tags: Callable[[str], list[ImageTag]], *, pin_digest: bool = True) -> None:
         self._tags = tags
         self._pin = pin_digest
         self._listed: dict[str, list[ImageTag]] = {}
@@ -80,7 +82,9 @@ class Resolver:
             except VersionRuleError as exc:
                 raise VersionRuleError(f"container {update.container!r}: {exc}") from None
         chosen = self._chosen[key]
-        image = f"{repository}@{chosen.digest}" if self._pin else f"{repository}:{chosen.tag}"
+        image = f"{repository}:{chosen.tag}"
+        if self._pin:
+            image += f"@{chosen.digest}"
         return update.model_copy(
             update={"image": image, "rule": rule.text, "digest": chosen.digest}
         )

@@ -30,6 +30,9 @@ def main(cluster: str, service: str, repository: str) -> int:
         }
     )
     client = ConveyorClient(Settings())
+    # Resolve the rule once: the plan and the release then name the same TAG@DIGEST, even if
+    # a newer 1.x is pushed in between.
+    job = client.resolve_versions(job)
     for plan in client.plan(job):
         print(f"{plan['cluster']}/{plan['service']} runs {plan['current_task_definition']}")
         for field in plan["task_definition"]["fields"]:

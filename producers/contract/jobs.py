@@ -329,7 +329,10 @@ def describe_validation_error(error: ValidationError) -> list[str]:
     return lines
 
 
-_NAMED_FIELD = re.compile(r"^([a-z_]+): (.+)$", re.DOTALL)
+# "images: ...", or a release entry named with its service: "waves[0][1] (web).images.app: ...".
+_NAMED_FIELD = re.compile(
+    r"^([a-z_]+|[a-z_]+(?:\[\d+\])+ \([^()\s]+\)(?:\.[\w-]+)*): (.+)$", re.DOTALL
+)
 
 
 def load_update_job(payload: Any) -> UpdateServiceJob:

@@ -137,10 +137,18 @@ class ReleaseJob(BaseModel):
                 fields = {**defaults, **entry.model_dump(exclude_none=True)}
                 if "cluster" not in fields:
                     raise ValueError(f"waves[{w}][{i}]: no cluster, and the release has none")
-                images = tuple(
-                    ImageUpdate(container=c, image=img)
-                    for c, img in fields.pop("images", {}).items()
-                )
+                images = []
+                for container, image in fields.pop("images", {}).items():
+                    try:
+                        images.append(ImageUpdate(container=container, image=image))
+                    except ValidationError as exc:
+                        # Named by service and container: "image" alone does not say which.
+                        problems = "; ".join(
+                            line.removeprefix("image: ") for line in describe_validation_error(exc)
+                        )
+                        raise ValueError(
+                            f"waves[{w}][{i}] ({entry.service}).images.{container}: {problems}"
+                        ) from None
                 if "settings" in fields:
                     try:
                         fields["settings"] = tuple(
@@ -151,7 +159,7 @@ class ReleaseJob(BaseModel):
                         problems = "; ".join(describe_validation_error(exc))
                         raise ValueError(f"waves[{w}][{i}].settings: {problems}") from None
                 fields["wait"] = False
-                jobs.append(UpdateServiceJob.model_validate({**fields, "images": images}))
+                jobs.append(UpdateServiceJob.model_validate({**fields, "images": tuple(images)}))
             expanded.append(jobs)
         data["waves"] = expanded
         return data

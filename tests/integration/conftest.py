@@ -44,6 +44,16 @@ class Stack:
             aws_secret_access_key="testing",
         )
 
+    def ecr(self) -> Any:
+        """A boto3 ECR client on the local AWS."""
+        return boto3.client(
+            "ecr",
+            endpoint_url=self.endpoint,
+            region_name="us-east-1",
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
+
     def cli(self, *args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
         """Run the real `conveyor` command."""
         return subprocess.run(

@@ -331,7 +331,8 @@ def test_a_spec_image_can_be_a_version_rule(
     stack: Stack, start_worker: Callable[[str], Worker], tmp_path: Path
 ) -> None:
     """A container image REPOSITORY:{RULE} in a spec is resolved when the job is enqueued: the
-    dry run shows the version, the stack runs it, the record keeps the rule and the digest."""
+    dry run shows the version as TAG@DIGEST, the stack runs it, the record keeps the rule and
+    the digest."""
     start_worker("w1")
     repo = "123456789012.dkr.ecr.us-east-1.amazonaws.com/demo/web"
     spec: dict[str, Any] = yaml.safe_load(EXAMPLE.read_text())
@@ -340,14 +341,16 @@ def test_a_spec_image_can_be_a_version_rule(
     planned = stack.cli("fargate", "apply", "-f", str(path), "--dry-run", "--json")
     assert planned.returncode == 0, planned.stdout + planned.stderr
     (plan,) = json.loads(planned.stdout)
-    assert [v["image"] for v in plan["versions"]] == [f"{repo}:1.1.0"]
+    (version,) = plan["versions"]
+    assert version["image"] == f"{repo}:1.1.0@{version['digest']}"
     code, record, output = apply(stack, path)
     assert code == 0, output
     container = record["job"]["containers"][0]
-    assert (container["image"], container["rule"]) == (f"{repo}:1.1.0", ">=1.1 <1.2")
-    assert container["digest"].startswith("sha256:")
+    assert container["digest"] == version["digest"]
+    pinned = f"{repo}:1.1.0@{version['digest']}"
+    assert (container["image"], container["rule"]) == (pinned, ">=1.1 <1.2")
     service = stack.ecs().describe_services(cluster="demo", services=[spec["service"]])["services"][
         0
     ]
     definition = stack.ecs().describe_task_definition(taskDefinition=service["taskDefinition"])
-    assert definition["taskDefinition"]["containerDefinitions"][0]["image"] == f"{repo}:1.1.0"
+    assert definition["taskDefinition"]["containerDefinitions"][0]["image"] == pinned

@@ -58,7 +58,7 @@ def test_the_plan_then_release_example_shows_the_plan_and_deploys_it(
     python = str(VENV_BIN / "python")
     out = run(stack, python, str(EXAMPLES / "plan_then_release.py"), "demo", "web", repo)
     assert out.returncode == 0, out.stdout + out.stderr
-    assert f"version web: {repo}:1.2.0" in out.stdout
+    assert f"version web: {repo}:1.2.0@sha256:" in out.stdout
     assert "web environment FEATURE_X added" in out.stdout
     assert out.stdout.strip().endswith("succeeded")
     service = stack.ecs().describe_services(cluster="demo", services=["web"])["services"][0]
@@ -66,7 +66,8 @@ def test_the_plan_then_release_example_shows_the_plan_and_deploys_it(
     web = next(
         c for c in definition["taskDefinition"]["containerDefinitions"] if c["name"] == "web"
     )
-    assert web["image"] == f"{repo}:1.2.0"
+    assert web["image"].startswith(f"{repo}:1.2.0@sha256:")
+    assert f"version web: {web['image']}\n" in out.stdout  # what was planned was deployed
     assert {"name": "FEATURE_X", "value": "on"} in web["environment"]
 
 

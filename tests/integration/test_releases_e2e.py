@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import uuid
 from collections.abc import Callable
@@ -171,3 +172,151 @@ def test_a_bad_release_file_is_refused_before_anything_is_enqueued(
     result = stack.cli("release", "-f", str(path))
     assert result.returncode == 2
     assert "waves[0][0]: no cluster" in result.stderr
+
+
+def ecr_repository(stack: Stack, tags: list[str]) -> str:
+    """A new ECR repository in the local AWS with ``tags`` pushed in that order; its URI."""
+    name = f"plan/app-{uuid.uuid4().hex[:6]}"
+    stack.ecr().create_repository(repositoryName=name)
+    for tag in tags:
+        push(stack, name, tag)
+    return f"123456789012.dkr.ecr.us-east-1.amazonaws.com/{name}"
+
+
+def push(stack: Stack, name: str, tag: str) -> str:
+    """Push a distinct image under ``tag``; its digest."""
+    manifest = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+            "config": {
+                "mediaType": "application/vnd.docker.container.image.v1+json",
+                "size": 10,
+                "digest": "sha256:" + hashlib.sha256(f"{name}:{tag}".encode()).hexdigest(),
+            },
+            "layers": [],
+        }
+    )
+    image = stack.ecr().put_image(repositoryName=name, imageManifest=manifest, imageTag=tag)
+    digest: str = image["image"]["imageId"]["imageDigest"]
+    return digest
+
+
+def digest_of(stack: Stack, repository: str, tag: str) -> str:
+    name = repository.split("/", 1)[1]
+    (image,) = stack.ecr().describe_images(repositoryName=name, imageIds=[{"imageTag": tag}])[
+        "imageDetails"
+    ]
+    digest: str = image["imageDigest"]
+    return digest
+
+
+def test_release_plan_deploys_exactly_the_planned_digests(
+    stack: Stack, start_worker: Callable[[str], Worker], tmp_path: Path
+) -> None:
+    """`plan --out` then `release --plan`: '{latest}' is the highest release (not the
+    'latest', 'buildcache' or '1.9.9-hotfix' tags pushed after it) and each service gets
+    REPOSITORY:TAG@DIGEST as planned, even though a newer release was pushed in between; the
+    plan file holds no environment value or secret reference, so the plan alone is refused
+    (exit 2, nothing deployed) and the values come from the release file given with it."""
+    start_worker("w1")
+    repo = ecr_repository(stack, ["1.0.0", "1.1.0", "1.9.9-hotfix", "buildcache", "latest"])
+    a, b = services(stack, 2)
+    secret_value = f"value-{uuid.uuid4().hex}"
+    secret_ref = f"arn:aws:ssm:us-east-1:123456789012:parameter/ref-{uuid.uuid4().hex[:8]}"
+    path = write(
+        tmp_path,
+        {
+            "cluster": "demo",
+            "waves": [
+                [
+                    {
+                        "service": a,
+                        "images": {"app": f"{repo}:{{latest}}"},
+                        "settings": [
+                            {
+                                "container": "app",
+                                "environment": {"TOKEN": secret_value},
+                                "secrets": {"DB": secret_ref},
+                            }
+                        ],
+                    }
+                ],
+                [{"service": b, "images": {"app": f"{repo}:{{[1.0,2.0)}}"}}],
+            ],
+        },
+    )
+    out = tmp_path / "plan.json"
+    planned = stack.cli("plan", "-f", str(path), "--out", str(out))
+    assert planned.returncode == 0, planned.stdout + planned.stderr
+    pinned = f"{repo}:1.1.0@{digest_of(stack, repo, '1.1.0')}"
+    assert f"-> {pinned}" in planned.stdout
+    text = out.read_text()
+    assert secret_value not in text
+    assert secret_ref not in text
+    data = json.loads(text)
+    assert [s["images"] for s in data["services"]] == [{"app": pinned}] * 2
+    assert all(s["base"] and s["current_task_definition"] for s in data["services"])
+
+    push(stack, repo.split("/", 1)[1], "1.2.0")  # the rules would pick 1.2.0 now
+
+    alone = stack.cli("release", "--plan", str(out))
+    assert alone.returncode == 2, alone.stdout + alone.stderr
+    assert f"demo/{a} set environment variables or secrets" in alone.stderr
+    assert "-f RELEASE.yaml" in alone.stderr
+    assert json.loads(stack.cli("list", "--json").stdout)["deployments"] == []
+
+    result = stack.cli("release", "--plan", str(out), "-f", str(path), "--json")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert json.loads(result.stdout)["state"] == "succeeded"
+    assert image_of(stack, a) == pinned
+    assert image_of(stack, b) == pinned
+    service = stack.ecs().describe_services(cluster="demo", services=[a])["services"][0]
+    container = stack.ecs().describe_task_definition(taskDefinition=service["taskDefinition"])[
+        "taskDefinition"
+    ]["containerDefinitions"][0]
+    assert {"name": "TOKEN", "value": secret_value} in container["environment"]
+    assert {"name": "DB", "valueFrom": secret_ref} in container["secrets"]
+
+
+def test_release_plan_is_refused_when_a_service_moved_since_the_plan(
+    stack: Stack, start_worker: Callable[[str], Worker], tmp_path: Path
+) -> None:
+    """A service updated by someone else between `plan --out` and `release --plan`: the
+    release is refused with exit 2 naming that service, its revision then and now, and the
+    base; nothing is deployed; the service that did not move is not named."""
+    start_worker("w1")
+    repo = ecr_repository(stack, ["1.0.0", "1.1.0"])
+    still, moving = services(stack, 2)
+    path = write(
+        tmp_path,
+        {
+            "cluster": "demo",
+            "services": [
+                {"service": still, "images": {"app": f"{repo}:{{latest}}"}},
+                {"service": moving, "images": {"app": f"{repo}:{{latest}}"}},
+            ],
+        },
+    )
+    out = tmp_path / "plan.json"
+    planned = stack.cli("plan", "-f", str(path), "--out", str(out), "--json")
+    assert planned.returncode == 0, planned.stdout + planned.stderr
+    entry = json.loads(out.read_text())["services"][1]
+
+    moved = stack.cli(
+        "update", "--cluster", "demo", "--service", moving, "--image", "app=:1.0.1", "--json"
+    )
+    assert moved.returncode == 0, moved.stdout + moved.stderr
+    now = json.loads(moved.stdout)["task_definition_arn"].rsplit("/", 1)[-1]
+    before = json.loads(stack.cli("list", "--json").stdout)["deployments"]
+
+    refused = stack.cli("release", "--plan", str(out))
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    assert f"demo/{moving}: runs {now} now, {entry['current_task_definition']} when planned" in (
+        refused.stderr
+    )
+    assert f"demo/{moving}: its new revision would be built from {now} now" in refused.stderr
+    assert f"demo/{still}" not in refused.stderr
+    assert json.loads(stack.cli("list", "--json").stdout)["deployments"] == before
+    assert image_of(stack, moving).endswith(":1.0.1")
+    assert image_of(stack, still) == CONTAINER["image"]

@@ -496,8 +496,8 @@ def test_version_rules_resolve_against_ecr_at_enqueue(
     stack: Stack, start_worker: Callable[[str], Worker]
 ) -> None:
     """The seeded demo/web repository has 1.0.0, 1.1.0 and 1.2.0: '{>=1.1 <1.2}' deploys 1.1.0,
-    and the record keeps the rule and the digest; --pin-digest deploys the digest; a rule no tag
-    matches exits 2 listing the tags, and enqueues nothing."""
+    as REPOSITORY:TAG@DIGEST, and the record keeps the rule and the digest; --tag-only deploys
+    the tag alone; a rule no tag matches exits 2 listing the tags, and enqueues nothing."""
     repo = "123456789012.dkr.ecr.us-east-1.amazonaws.com/demo/web"
     start_worker("w1")
     result = stack.cli(
@@ -507,18 +507,18 @@ def test_version_rules_resolve_against_ecr_at_enqueue(
     assert result.returncode == 0, result.stdout + result.stderr
     record = json.loads(result.stdout)
     (image,) = record["job"]["images"]
-    assert image["image"] == f"{repo}:1.1.0"
     assert image["rule"] == ">=1.1 <1.2"
     assert image["digest"].startswith("sha256:")
-    assert record["images"]["web"]["after"] == f"{repo}:1.1.0"
+    assert image["image"] == f"{repo}:1.1.0@{image['digest']}"
+    assert record["images"]["web"]["after"] == image["image"]
 
     pinned = stack.cli(
         "update", "--cluster", "demo", "--service", "web",
-        "--image", f"web={repo}:{{latest}}", "--pin-digest", "--json",
+        "--image", f"web={repo}:{{latest}}", "--tag-only", "--json",
     )  # fmt: skip
     assert pinned.returncode == 0, pinned.stdout + pinned.stderr
     after = json.loads(pinned.stdout)["images"]["web"]["after"]
-    assert after.startswith(f"{repo}@sha256:")
+    assert after == f"{repo}:1.2.0"
     definition = stack.ecs().describe_task_definition(
         taskDefinition=json.loads(pinned.stdout)["task_definition_arn"]
     )["taskDefinition"]
@@ -599,7 +599,7 @@ def test_a_release_file_carries_rules_options_and_cleanup(
     (container,) = ecs.describe_task_definition(taskDefinition=api["taskDefinition"])[
         "taskDefinition"
     ]["containerDefinitions"]
-    assert container["image"] == f"{repo}:1.1.0"
+    assert container["image"].startswith(f"{repo}:1.1.0@sha256:")  # pinned as resolved
     after = ecs.describe_services(cluster="demo", services=[restarted])["services"][0]
     assert after["taskDefinition"] == before["taskDefinition"]
     assert after["deployments"][0]["id"] != before["deployments"][0]["id"]

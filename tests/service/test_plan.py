@@ -68,3 +68,32 @@ def test_a_plan_reports_what_the_job_would_fail_on() -> None:
     planned = asyncio.run(plan_update(ecs, restart))
     assert planned["task_definition"] is None
     assert planned["restart"] is True
+
+
+def test_a_resolved_rule_plans_and_shows_tag_and_digest() -> None:
+    """A rule resolved to REPOSITORY:TAG@DIGEST goes into the new revision as written (the
+    digest is not dropped, the tag not taken for a port), and the plan shows it in the image
+    field and in its versions; a later ':TAG' on that container drops the stale digest."""
+    ecs = fake()
+    digest = "sha256:" + "ab" * 32
+    image = f"123456789012.dkr.ecr.us-east-1.amazonaws.com/demo/web:1.1.0@{digest}"
+    job = UpdateServiceJob(
+        cluster="demo",
+        service="web",
+        images=(ImageUpdate(container="web", image=image, rule="latest", digest=digest),),
+    )
+    plan = asyncio.run(plan_update(ecs, job))
+    field = next(f for f in plan["task_definition"]["fields"] if f["field"].endswith(".image"))
+    assert field["after"] == image
+    assert plan["versions"] == [
+        {"container": "web", "rule": "latest", "image": image, "digest": digest}
+    ]
+    from worker.domain.planning import plan_revision
+
+    base = json.loads(FIXTURE.read_text())["taskDefinition"]
+    web = next(c for c in base["containerDefinitions"] if c["name"] == "web")
+    web["image"] = image
+    retagged = plan_revision(
+        base, [], {"web": ImageUpdate(container="web", image=":1.2.0").spec}, "d"
+    )
+    assert retagged.changes[0].after == image.replace(f"1.1.0@{digest}", "1.2.0")
