@@ -40,7 +40,7 @@ from producers.contract.names import (
 )
 from producers.contract.patterns import account_of_arn
 from producers.contract.records import FIRST_STEP, DeploymentRecord
-from producers.contract.release_store import ReleaseStore
+from producers.contract.release_store import RELEASE_QUARANTINE_KEY, ReleaseStore
 from producers.contract.releases import ReleaseJob, ReleaseRecord, new_release_id
 from producers.contract.store import NewerRecordError, RecordStore, wall_clock
 from producers.contract.workers import WorkerInfo
@@ -241,9 +241,20 @@ class ConveyorClient:
         return record
 
     def release_status(self, release_id: str) -> ReleaseRecord:
-        """The release's record; DeploymentNotFoundError when there is none."""
+        """The release's record; DeploymentNotFoundError when there is none, and
+        DeploymentLostError when its record is unreadable (quarantined) or of a newer Conveyor."""
         try:
-            record = self._releases.get(release_id)
+            try:
+                record = self._releases.get(release_id)
+            except NewerRecordError as exc:
+                raise DeploymentLostError(str(exc)) from exc
+            if record is None and self._releases.is_quarantined(release_id):
+                raise DeploymentLostError(
+                    f"the record of release {release_id} is unreadable (edited by hand or "
+                    f"damaged) and was moved aside to "
+                    f"{RELEASE_QUARANTINE_KEY.format(id=release_id)}; Conveyor no longer follows "
+                    "it: check its deployments with `conveyor list`"
+                )
         except redis.RedisError as exc:
             raise ConveyorUnavailableError(
                 f"cannot reach Redis at {self.settings.redis_display}: {type(exc).__name__}"
@@ -363,15 +374,25 @@ class ConveyorClient:
             ) from exc
 
     def list_releases(
-        self, *, states: tuple[str, ...] = (), limit: int = 20
+        self,
+        *,
+        states: tuple[str, ...] = (),
+        limit: int = 20,
+        unreadable: list[str] | None = None,
     ) -> list[ReleaseRecord]:
-        """The newest releases, newest first, optionally only those in ``states``."""
+        """The newest releases, newest first, optionally only those in ``states``.
+
+        Records that cannot be read are left out (an unreadable one is quarantined on the way);
+        their ids are appended to ``unreadable`` when it is given.
+        """
         try:
-            found = self._releases.recent(limit=limit if not states else max(limit, 500))
+            found, skipped = self._releases.listing(limit=limit if not states else max(limit, 500))
         except redis.RedisError as exc:
             raise ConveyorUnavailableError(
                 f"cannot reach Redis at {self.settings.redis_display}: {type(exc).__name__}"
             ) from exc
+        if unreadable is not None:
+            unreadable.extend(skipped)
         return [r for r in found if not states or r.state.value in states][:limit]
 
     def status(self, deployment_id: str) -> DeploymentRecord:

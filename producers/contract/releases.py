@@ -192,6 +192,9 @@ RELEASE_TERMINAL = frozenset({ReleaseState.SUCCEEDED, ReleaseState.FAILED, Relea
 # deployment of the same service carries this one's change.
 RELEASE_OK = frozenset({DeploymentState.SUCCEEDED, DeploymentState.SUPERSEDED})
 
+# The release record's schema; a reader leaves records of a higher one to newer Conveyors.
+RELEASE_SCHEMA = 1
+
 
 class ReleaseRecord(BaseModel):
     """Everything Conveyor knows about one release."""
@@ -212,6 +215,13 @@ class ReleaseRecord(BaseModel):
     created_at: float
     updated_at: float
     finished_at: float | None = None
+
+    @model_validator(mode="after")
+    def _wave_exists(self) -> ReleaseRecord:
+        """A record whose current wave is not one of its waves cannot move (damaged)."""
+        if not 0 <= self.wave < len(self.waves):
+            raise ValueError(f"wave {self.wave} is not one of the release's {len(self.waves)}")
+        return self
 
     @property
     def terminal(self) -> bool:
