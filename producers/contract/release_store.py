@@ -60,10 +60,21 @@ RELEASE_KEY = KEY_PREFIX + "release:{id}"  # JSON ReleaseRecord
 RELEASES_KEY = KEY_PREFIX + "releases"  # zset: release id -> created time (trimmed to TTL)
 ACTIVE_RELEASES_KEY = KEY_PREFIX + "releases:active"  # zset: unfinished release id -> created
 RELEASE_QUARANTINE_KEY = KEY_PREFIX + "quarantine:release:{id}"  # unreadable, moved aside
+# Set (to the reason) once a release's queued deployments may no longer start: cancelled or ended.
+RELEASE_STOPPED_KEY = KEY_PREFIX + "release:{id}:stopped"
 # Active entries read per round trip, and at most per call: a backlog of dead entries is
 # cleared a page at a time without ever holding up the live releases behind it for long.
 _ACTIVE_PAGE = 100
 _ACTIVE_SCAN = 10_000
+
+
+def _stopped_reason(release: ReleaseRecord) -> str | None:
+    """Why none of the release's queued deployments may start any more (None: they may)."""
+    if release.cancel_requested_at:
+        return "cancelled with its release before it started"
+    if release.terminal:
+        return f"not started: its release had already ended {release.state.value}"
+    return None
 
 
 def _text(value: Any) -> str:
@@ -280,19 +291,12 @@ class ReleaseStore:
         """Why a queued deployment of the release must not start (None: it may).
 
         A deployment of a release whose cancel was requested, or that has ended, must never
-        start, whatever the order in which the cancel and the wave's creation were seen.
+        start, whatever the order in which the cancel and the wave's creation were seen. One
+        small read: the mark is written by the transaction that records the cancel or the end,
+        so a worker need not read (and parse) a release record of a thousand jobs per step.
         """
-        try:
-            release = self.get(release_id)
-        except NewerRecordError:
-            return None
-        if release is None:
-            return None
-        if release.cancel_requested_at:
-            return "cancelled with its release before it started"
-        if release.terminal:
-            return f"not started: its release had already ended {release.state.value}"
-        return None
+        raw = self._r.get(RELEASE_STOPPED_KEY.format(id=release_id))
+        return None if raw is None else _text(raw)
 
     def _account(self, job: UpdateServiceJob) -> str | None:
         if job.role_arn:
@@ -416,6 +420,9 @@ class ReleaseStore:
         def finished(pipe: Any, release: ReleaseRecord) -> None:
             if also is not None:
                 also(pipe, release)
+            stopped = _stopped_reason(release)
+            if stopped is not None:
+                pipe.set(RELEASE_STOPPED_KEY.format(id=release_id), stopped, ex=self._ttl)
             if release.terminal:
                 pipe.zrem(ACTIVE_RELEASES_KEY, release_id)
                 # Waves that never started: their full jobs (values included) go now.
