@@ -77,6 +77,18 @@ def _stopped_reason(release: ReleaseRecord) -> str | None:
     return None
 
 
+def _check_jobs(release: ReleaseRecord) -> None:
+    """ValueError unless every deployment of the release has its job, naming its service:
+    without one the release could neither move to that wave nor be shown."""
+    for ids in release.waves:
+        for deployment_id in ids:
+            job = release.jobs.get(deployment_id)
+            if not isinstance(job, dict) or not all(
+                isinstance(job.get(field), str) for field in ("cluster", "service")
+            ):
+                raise ValueError(f"deployment {deployment_id} has no job with its service")
+
+
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
@@ -145,21 +157,20 @@ class ReleaseStore:
         """Validate a stored release; NewerRecordError or UnreadableRecordError when it fails."""
         try:
             data = json.loads(raw)
-        except ValueError:
-            data = None
-        schema = data.get("schema_version") if isinstance(data, dict) else None
-        if isinstance(schema, int) and schema > RELEASE_SCHEMA:
-            raise NewerRecordError(
-                f"release {release_id} was recorded by a newer Conveyor (release schema "
-                f"{schema}, this one knows {RELEASE_SCHEMA}); upgrade to read it"
-            )
-        try:
-            return ReleaseRecord.model_validate_json(raw)
+            schema = data.get("schema_version") if isinstance(data, dict) else None
+            if isinstance(schema, int) and schema > RELEASE_SCHEMA:
+                raise NewerRecordError(
+                    f"release {release_id} was recorded by a newer Conveyor (release schema "
+                    f"{schema}, this one knows {RELEASE_SCHEMA}); upgrade to read it"
+                )
+            release = ReleaseRecord.model_validate(data)
+            _check_jobs(release)
         except (ValidationError, ValueError) as exc:
             raise UnreadableRecordError(
                 f"the record of release {release_id} is unreadable: {type(exc).__name__}; it "
                 f"was moved to {RELEASE_QUARANTINE_KEY.format(id=release_id)}"
             ) from exc
+        return release
 
     def quarantine(self, release_id: str, raw: bytes | str, why: str) -> bool:
         """Move an unreadable release record aside (unless it changed meanwhile) and out of

@@ -253,11 +253,18 @@ def test_a_queued_deployment_of_a_cancelled_release_never_starts(client: redis.R
 def _dead_entries(client: redis.Redis, count: int) -> list[str]:
     """``count`` active entries of each kind that can never finish, all older than 1000."""
     ids = []
-    valid = {"waves": [["x"]], "jobs": {}, "created_at": 1.0, "updated_at": 1.0}
+    valid = {
+        "waves": [["x"]],
+        "jobs": {"x": {"cluster": "c", "service": "s"}},
+        "created_at": 1.0,
+        "updated_at": 1.0,
+    }
     for i in range(count):
         garbage, expired, broken, finished = (f"rel-{kind}{i:019x}" for kind in "abcd")
         client.set(ReleaseStore.key(garbage), b"{not json at all")
-        client.set(ReleaseStore.key(broken), json.dumps({**valid, "id": broken, "wave": 7}))
+        # Damaged yet valid JSON: a wave that does not exist, or a deployment without its job.
+        damage = {"wave": 7} if i % 2 else {"jobs": {}}
+        client.set(ReleaseStore.key(broken), json.dumps({**valid, "id": broken, **damage}))
         client.set(
             ReleaseStore.key(finished), json.dumps({**valid, "id": finished, "state": "failed"})
         )
