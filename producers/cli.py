@@ -865,13 +865,17 @@ def _release_from_plan(plan_path: Path, release_file: Path | None, fail_fast: bo
 
 
 def _load_release(client: Any, release_id: str) -> Any:
-    from producers.client import ConveyorUnavailableError, DeploymentNotFoundError
+    from producers.client import (
+        ConveyorUnavailableError,
+        DeploymentLostError,
+        DeploymentNotFoundError,
+    )
 
     try:
         return client.release_status(release_id)
     except DeploymentNotFoundError as exc:
         _usage_error(str(exc))
-    except ConveyorUnavailableError as exc:
+    except (ConveyorUnavailableError, DeploymentLostError) as exc:
         _unavailable(str(exc))
 
 
@@ -1034,6 +1038,12 @@ def list_(
             console.print(table)
         else:
             click.echo("no deployments match", err=True)
+    for release_id in data["unreadable_releases"]:
+        click.echo(
+            f"release {release_id}: its record cannot be read (moved aside, or written by a "
+            f"newer Conveyor); see `conveyor status {release_id}`",
+            err=True,
+        )
     if releases:
         table = Table("release", "name", "state", "wave", "deployments", "age")
         for rel in releases:

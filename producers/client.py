@@ -42,7 +42,7 @@ from producers.contract.names import (
 )
 from producers.contract.patterns import account_of_arn
 from producers.contract.records import FIRST_STEP, DeploymentRecord
-from producers.contract.release_store import ReleaseStore
+from producers.contract.release_store import RELEASE_QUARANTINE_KEY, ReleaseStore
 from producers.contract.releases import ReleaseJob, ReleaseRecord, new_release_id
 from producers.contract.store import NewerRecordError, RecordStore, wall_clock
 from producers.contract.workers import WorkerInfo
@@ -310,8 +310,24 @@ class ConveyorClient:
         return self._retrying(create_and_send, "enqueue on")
 
     def release_status(self, release_id: str) -> ReleaseRecord:
-        """The release's record; DeploymentNotFoundError when there is none."""
-        record = self._retrying(lambda: self._releases.get(release_id))
+        """The release's record; DeploymentNotFoundError when there is none, and
+        DeploymentLostError when its record is unreadable (quarantined) or of a newer Conveyor."""
+
+        def read() -> ReleaseRecord | None:
+            try:
+                found = self._releases.get(release_id)
+            except NewerRecordError as exc:
+                raise DeploymentLostError(str(exc)) from exc
+            if found is None and self._releases.is_quarantined(release_id):
+                raise DeploymentLostError(
+                    f"the record of release {release_id} is unreadable (edited by hand or "
+                    f"damaged) and was moved aside to "
+                    f"{RELEASE_QUARANTINE_KEY.format(id=release_id)}; Conveyor no longer follows "
+                    "it: check its deployments with `conveyor list`"
+                )
+            return found
+
+        record = self._retrying(read)
         if record is None:
             raise DeploymentNotFoundError(
                 f"no release {release_id!r}; ids are printed by `conveyor release` "
@@ -434,12 +450,22 @@ class ConveyorClient:
         return self._retrying(lambda: self._store.recent_matching(keep, limit=limit))
 
     def list_releases(
-        self, *, states: tuple[str, ...] = (), limit: int = 20
+        self,
+        *,
+        states: tuple[str, ...] = (),
+        limit: int = 20,
+        unreadable: list[str] | None = None,
     ) -> list[ReleaseRecord]:
-        """The newest releases, newest first, optionally only those in ``states``."""
-        found = self._retrying(
-            lambda: self._releases.recent(limit=limit if not states else max(limit, 500))
+        """The newest releases, newest first, optionally only those in ``states``.
+
+        Records that cannot be read are left out (an unreadable one is quarantined on the way);
+        their ids are appended to ``unreadable`` when it is given.
+        """
+        found, skipped = self._retrying(
+            lambda: self._releases.listing(limit=limit if not states else max(limit, 500))
         )
+        if unreadable is not None:
+            unreadable.extend(skipped)
         return [r for r in found if not states or r.state.value in states][:limit]
 
     def status(self, deployment_id: str) -> DeploymentRecord:

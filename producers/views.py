@@ -52,7 +52,7 @@ def list_view(
     """Recent deployments and releases, newest first, filtered as `conveyor list` does.
 
     Releases have no single service or cluster: a service or cluster filter lists deployments
-    only.
+    only. ``unreadable_releases`` names the recent releases whose records could not be read.
     """
     deployments = (
         []
@@ -61,12 +61,15 @@ def list_view(
             services=services, states=states, clusters=clusters, limit=limit
         )
     )
+    unreadable: list[str] = []
     releases = (
         []
         if only == "deployments" or services or clusters
-        else client.list_releases(states=states, limit=limit)
+        else client.list_releases(states=states, limit=limit, unreadable=unreadable)
     )
     return {
         "deployments": [deployment_view(r) for r in deployments],
         "releases": [r.model_dump(mode="json", exclude={"jobs"}) for r in releases],
+        # Release records that could not be read (quarantined, or of a newer Conveyor).
+        "unreadable_releases": unreadable,
     }

@@ -384,6 +384,8 @@ def run_step(
         if transition is not None and settle_ending is not None:
             transition = settle_ending(record, transition)
         if transition is None and record.state is DeploymentState.QUEUED:
+            transition = _held_back_by_release(ctx, record)
+        if transition is None and record.state is DeploymentState.QUEUED:
             record = _with_real_account(ctx, record)
             transition = _wait_for_service(ctx, record)
         if transition is None:
@@ -559,6 +561,17 @@ def _advance_release(ctx: StepContext, release_id: str) -> None:
         return
     if release is not None and release.terminal:
         log.info("release finished", release_id=release_id, state=release.state.value)
+
+
+def _held_back_by_release(ctx: StepContext, record: DeploymentRecord) -> Transition | None:
+    """A queued deployment of a cancelled or finished release ends cancelled, unstarted."""
+    if not record.release_id:
+        return None
+    reason = _releases(ctx).holds_back(record.release_id)
+    if reason is None:
+        return None
+    log.info("not started: its release was cancelled or has ended", release_id=record.release_id)
+    return Transition(finish(record, DeploymentState.CANCELLED, reason, ctx.clock()), None)
 
 
 def _clean_up_after(ctx: StepContext, record: DeploymentRecord) -> None:

@@ -1,21 +1,34 @@
 """Release records in Redis, and moving a release from wave to wave.
 
-Order of effects that makes crashes harmless: a wave's deployments are created (each an
-ordinary deployment, due and queued like any other, with an id derived from the release id, so
-creating one twice is refused and changes nothing), then the release record moves to that wave
-with a compare-and-set, then the first step of each of the wave's deployments is sent. A crash
-after the creation leaves them due: the recovery sweeper sends them. Every deployment that ends
-advances its release; the sweeper also advances every active release, so a worker that dies
-between a deployment's end and the advance delays a release by one sweep, never stops it.
+Order of effects that makes crashes and races harmless: a wave's deployments are created (each
+an ordinary deployment, due and queued like any other, with an id derived from the release id,
+so creating one twice changes nothing) in the same transaction that moves the release record to
+that wave, a compare-and-set on the release record; then the first step of each of the wave's
+deployments is sent. A crash after the transaction leaves them due: the recovery sweeper sends
+them. A cancel request is a write to the same record, so a cancel and a move to the next wave
+are serialized: either the move happened first (its deployments are the current wave, and the
+cancel cancels them) or it never happens (its transaction fails and the retry sees the cancel),
+so no deployment of a later wave exists after a cancel. Workers also end a queued deployment of
+a cancelled or finished release as ``cancelled`` before its first step acts. Every deployment
+that ends advances its release; the sweeper also advances every active release, so a worker
+that dies between a deployment's end and the advance delays a release by one sweep, never stops
+it.
+
+A release record that no longer validates is quarantined (moved to a key of its own and out of
+the active set), and an active entry whose record has expired is dropped, so that no sweep,
+list or status stops at a damaged release. A record written by a newer Conveyor is left alone.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable
 from typing import Any
 
 import redis
+from pydantic import ValidationError
+from redis.exceptions import WatchError
 
 from producers.contract.dispatch import TaskSender, dispatch
 from producers.contract.enums import FIRST_STEP, DeploymentState, JobKind
@@ -29,17 +42,57 @@ from producers.contract.names import (
 from producers.contract.records import DeploymentRecord
 from producers.contract.releases import (
     RELEASE_OK,
+    RELEASE_SCHEMA,
     ReleaseJob,
     ReleaseRecord,
     ReleaseState,
 )
-from producers.contract.store import NewerRecordError, RecordStore, compare_and_set
+from producers.contract.store import (
+    NewerRecordError,
+    RecordStore,
+    UnreadableRecordError,
+    compare_and_set,
+)
+
+log = logging.getLogger("conveyor.store")
 
 RELEASE_KEY = KEY_PREFIX + "release:{id}"  # JSON ReleaseRecord
 RELEASES_KEY = KEY_PREFIX + "releases"  # zset: release id -> created time (trimmed to TTL)
 ACTIVE_RELEASES_KEY = KEY_PREFIX + "releases:active"  # zset: unfinished release id -> created
 # How many superseded deployments in a row a release follows to find where its change went.
 MAX_CARRIERS = 20
+RELEASE_QUARANTINE_KEY = KEY_PREFIX + "quarantine:release:{id}"  # unreadable, moved aside
+# Set (to the reason) once a release's queued deployments may no longer start: cancelled or ended.
+RELEASE_STOPPED_KEY = KEY_PREFIX + "release:{id}:stopped"
+# Active entries read per round trip, and at most per call: a backlog of dead entries is
+# cleared a page at a time without ever holding up the live releases behind it for long.
+_ACTIVE_PAGE = 100
+_ACTIVE_SCAN = 10_000
+
+
+def _stopped_reason(release: ReleaseRecord) -> str | None:
+    """Why none of the release's queued deployments may start any more (None: they may)."""
+    if release.cancel_requested_at:
+        return "cancelled with its release before it started"
+    if release.terminal:
+        return f"not started: its release had already ended {release.state.value}"
+    return None
+
+
+def _check_jobs(release: ReleaseRecord) -> None:
+    """ValueError unless every deployment of the release has its job, naming its service:
+    without one the release could neither move to that wave nor be shown."""
+    for ids in release.waves:
+        for deployment_id in ids:
+            job = release.jobs.get(deployment_id)
+            if not isinstance(job, dict) or not all(
+                isinstance(job.get(field), str) for field in ("cluster", "service")
+            ):
+                raise ValueError(f"deployment {deployment_id} has no job with its service")
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def new_deployment(
@@ -100,45 +153,187 @@ class ReleaseStore:
         """The Redis key of a release record."""
         return RELEASE_KEY.format(id=release_id)
 
+    # -- parsing and quarantine ---------------------------------------------------------
+
+    def _parse(self, release_id: str, raw: bytes | str) -> ReleaseRecord:
+        """Validate a stored release; NewerRecordError or UnreadableRecordError when it fails."""
+        try:
+            data = json.loads(raw)
+            schema = data.get("schema_version") if isinstance(data, dict) else None
+            if isinstance(schema, int) and schema > RELEASE_SCHEMA:
+                raise NewerRecordError(
+                    f"release {release_id} was recorded by a newer Conveyor (release schema "
+                    f"{schema}, this one knows {RELEASE_SCHEMA}); upgrade to read it"
+                )
+            release = ReleaseRecord.model_validate(data)
+            _check_jobs(release)
+        except (ValidationError, ValueError) as exc:
+            raise UnreadableRecordError(
+                f"the record of release {release_id} is unreadable: {type(exc).__name__}; it "
+                f"was moved to {RELEASE_QUARANTINE_KEY.format(id=release_id)}"
+            ) from exc
+        return release
+
+    def quarantine(self, release_id: str, raw: bytes | str, why: str) -> bool:
+        """Move an unreadable release record aside (unless it changed meanwhile) and out of
+        the active set; True when moved."""
+        key = self.key(release_id)
+        with self._r.pipeline(transaction=True) as pipe:
+            try:
+                pipe.watch(key)  # type: ignore[no-untyped-call]
+                current = pipe.get(key)
+                if current is None or _text(current) != _text(raw):
+                    return False
+                pipe.multi()
+                pipe.set(RELEASE_QUARANTINE_KEY.format(id=release_id), raw, ex=self._ttl)
+                pipe.delete(key)
+                pipe.zrem(ACTIVE_RELEASES_KEY, release_id)
+                pipe.execute()
+            except WatchError:
+                return False
+        log.error("quarantined an unreadable release record %s: %s", release_id, why)
+        return True
+
+    def is_quarantined(self, release_id: str) -> bool:
+        """True when the release's record was moved aside as unreadable."""
+        return bool(self._r.exists(RELEASE_QUARANTINE_KEY.format(id=release_id)))
+
+    def _read(self, release_id: str, raw: bytes | str) -> ReleaseRecord | None:
+        """Parse ``raw``; an unreadable record is quarantined and reads as None."""
+        try:
+            return self._parse(release_id, raw)
+        except UnreadableRecordError as exc:
+            self.quarantine(release_id, raw, str(exc))
+            return None
+
+    # -- reads --------------------------------------------------------------------------
+
     def get(self, release_id: str) -> ReleaseRecord | None:
-        """The release's record, or None."""
+        """The release's record, or None (never created, expired, or quarantined).
+
+        Raises NewerRecordError for a record this version cannot read but a newer one can.
+        """
         raw = self._r.get(self.key(release_id))
-        return None if raw is None else ReleaseRecord.model_validate_json(raw)
+        return None if raw is None else self._read(release_id, raw)
 
     def recent(self, limit: int = 20) -> list[ReleaseRecord]:
-        """The newest release records, newest first (one round trip for the records)."""
-        ids = self._r.zrevrange(RELEASES_KEY, 0, max(0, limit - 1))
+        """The newest readable release records, newest first."""
+        return self.listing(limit)[0]
+
+    def listing(self, limit: int = 20) -> tuple[list[ReleaseRecord], list[str]]:
+        """The newest readable release records, newest first, and the ids among the newest
+        ``limit`` that cannot be shown (quarantined as unreadable, or of a newer Conveyor).
+
+        Two round trips for the records; unreadable ones found on the way are quarantined.
+        """
+        ids = [_text(i) for i in self._r.zrevrange(RELEASES_KEY, 0, max(0, limit - 1))]
         if not ids:
-            return []
-        raws = self._r.mget([self.key(i.decode() if isinstance(i, bytes) else str(i)) for i in ids])
-        return [ReleaseRecord.model_validate_json(raw) for raw in raws if raw is not None]
+            return [], []
+        raws = self._r.mget([self.key(i) for i in ids])
+        found: list[ReleaseRecord] = []
+        skipped: list[str] = []
+        missing: list[str] = []
+        for release_id, raw in zip(ids, raws, strict=True):
+            if raw is None:
+                missing.append(release_id)
+                continue
+            try:
+                found.append(self._parse(release_id, raw))
+            except NewerRecordError:
+                skipped.append(release_id)
+            except UnreadableRecordError as exc:
+                self.quarantine(release_id, raw, str(exc))
+                skipped.append(release_id)
+        if missing:
+            moved = self._r.mget([RELEASE_QUARANTINE_KEY.format(id=i) for i in missing])
+            skipped += [i for i, raw in zip(missing, moved, strict=True) if raw is not None]
+        order = {release_id: n for n, release_id in enumerate(ids)}
+        return found, sorted(skipped, key=order.__getitem__)
 
     def active(self, limit: int = 100) -> list[str]:
-        """Ids of releases not finished yet, oldest first."""
-        ids = self._r.zrange(ACTIVE_RELEASES_KEY, 0, limit - 1)
-        return [i.decode() if isinstance(i, bytes) else str(i) for i in ids]
+        """Ids of up to ``limit`` releases not finished yet, oldest first.
+
+        Entries that can never finish are cleared on the way, so that they cannot hold up the
+        releases behind them: an expired (or deleted) record's entry is dropped, an unreadable
+        record is quarantined, a finished one's stray entry is dropped. A release written by a
+        newer Conveyor stays, for the workers that can read it, but is not returned.
+        """
+        found: list[str] = []
+        start = 0
+        while len(found) < limit and start < _ACTIVE_SCAN:
+            ids = [
+                _text(i)
+                for i in self._r.zrange(ACTIVE_RELEASES_KEY, start, start + _ACTIVE_PAGE - 1)
+            ]
+            if not ids:
+                break
+            raws = self._r.mget([self.key(i) for i in ids])
+            gone: list[str] = []
+            kept = 0
+            for release_id, raw in zip(ids, raws, strict=True):
+                if len(found) >= limit:
+                    break
+                if raw is None:
+                    gone.append(release_id)
+                    continue
+                try:
+                    record = self._parse(release_id, raw)
+                except NewerRecordError:
+                    kept += 1
+                    continue
+                except UnreadableRecordError as exc:
+                    if not self.quarantine(release_id, raw, str(exc)):
+                        kept += 1
+                    continue
+                if record.terminal:
+                    gone.append(release_id)
+                else:
+                    found.append(release_id)
+                    kept += 1
+            if gone:
+                # A record is created in the same transaction as its entry, and a finished
+                # release never runs again: these entries can only be dead.
+                self._r.zrem(ACTIVE_RELEASES_KEY, *gone)
+                log.warning(
+                    "dropped %d expired or finished release(s) from the active set", len(gone)
+                )
+            start += kept
+        return found
+
+    def holds_back(self, release_id: str) -> str | None:
+        """Why a queued deployment of the release must not start (None: it may).
+
+        A deployment of a release whose cancel was requested, or that has ended, must never
+        start, whatever the order in which the cancel and the wave's creation were seen. One
+        small read: the mark is written by the transaction that records the cancel or the end,
+        so a worker need not read (and parse) a release record of a thousand jobs per step.
+        """
+        raw = self._r.get(RELEASE_STOPPED_KEY.format(id=release_id))
+        return None if raw is None else _text(raw)
 
     def _account(self, job: UpdateServiceJob) -> str | None:
         if job.role_arn:
             return job.role_arn.split(":")[4]
         return self._records.self_account()
 
-    def _create_wave(self, release: ReleaseRecord, wave: int, now: float) -> list[DeploymentRecord]:
-        """Create the wave's deployments (those not created yet); return all of the wave's."""
-        created = []
+    def _wave_records(
+        self, release: ReleaseRecord, wave: int, now: float
+    ) -> list[DeploymentRecord]:
+        """The queued records of the wave's deployments (not stored)."""
+        records = []
         for deployment_id in release.waves[wave]:
             job = UpdateServiceJob.model_validate(release.jobs[deployment_id], strict=False)
-            record = new_deployment(
-                job, deployment_id, now=now, account=self._account(job), release_id=release.id
+            records.append(
+                new_deployment(
+                    job, deployment_id, now=now, account=self._account(job), release_id=release.id
+                )
             )
-            try:
-                self._records.create(record, due=now + self._grace)
-            except ValueError:
-                existing = self._records.get(deployment_id)
-                if existing is not None:
-                    record = existing
-            created.append(record)
-        return created
+        return records
+
+    def _create_in(self, pipe: Any, records: list[DeploymentRecord]) -> None:
+        """Queue the creation of a wave's records on a transaction (existing ones stay)."""
+        for record in records:
+            self._records.create_in(pipe, record, due=record.created_at + self._grace)
 
     def create(
         self, job: ReleaseJob, release_id: str, now: float, *, retried: bool = False
@@ -179,13 +374,16 @@ class ReleaseStore:
             pipe.zadd(RELEASES_KEY, {release_id: now})
             pipe.zremrangebyscore(RELEASES_KEY, "-inf", f"({now - self._ttl}")
             pipe.zadd(ACTIVE_RELEASES_KEY, {release_id: now})
+            # The first wave in the same transaction: a release is never without its wave.
+            self._create_in(pipe, self._wave_records(release, 0, now))
             created, *_ = pipe.execute()
         if not created:
+            # A retried create finds its own release, recorded (with its first wave, in the
+            # same transaction) by an attempt whose answer was lost.
             existing = self.get(release_id) if retried else None
             if existing is None:
                 raise ValueError(f"release {release_id} already exists")
             release = existing
-        self._create_wave(release, 0, now)
         return release
 
     def dispatch_wave(self, release: ReleaseRecord, sender: TaskSender) -> None:
@@ -221,16 +419,35 @@ class ReleaseStore:
         )
 
     def _modify(
-        self, release_id: str, change: Callable[[ReleaseRecord], ReleaseRecord | None]
+        self,
+        release_id: str,
+        change: Callable[[ReleaseRecord], ReleaseRecord | None],
+        also: Callable[[Any, ReleaseRecord], None] | None = None,
     ) -> ReleaseRecord | None:
-        """Apply ``change`` atomically; None from it leaves the record as it is."""
+        """Apply ``change`` atomically; None from it leaves the record as it is. ``also`` adds
+        commands to the transaction that writes the change.
+
+        None when there is no record (expired, or quarantined here as unreadable); raises
+        NewerRecordError for a record of a newer Conveyor.
+        """
+        unreadable: list[tuple[Any, str]] = []
 
         def step(raw: Any) -> tuple[ReleaseRecord | None, bool]:
-            current = ReleaseRecord.model_validate_json(raw)
+            unreadable.clear()
+            try:
+                current = self._parse(release_id, raw)
+            except UnreadableRecordError as exc:
+                unreadable.append((raw, str(exc)))
+                return None, False
             changed = change(current)
             return (current, False) if changed is None else (changed, True)
 
         def finished(pipe: Any, release: ReleaseRecord) -> None:
+            if also is not None:
+                also(pipe, release)
+            stopped = _stopped_reason(release)
+            if stopped is not None:
+                pipe.set(RELEASE_STOPPED_KEY.format(id=release_id), stopped, ex=self._ttl)
             if release.terminal:
                 pipe.zrem(ACTIVE_RELEASES_KEY, release_id)
                 # Waves that never started: their full jobs (values included) go now.
@@ -238,7 +455,10 @@ class ReleaseStore:
                     for deployment_id in wave:
                         pipe.delete(JOB_KEY.format(id=deployment_id))
 
-        return compare_and_set(self._r, self.key(release_id), step, self._ttl, finished)
+        result = compare_and_set(self._r, self.key(release_id), step, self._ttl, finished)
+        for raw, why in unreadable:
+            self.quarantine(release_id, raw, why)
+        return result
 
     def _carried_outcome(self, record: DeploymentRecord) -> str | None:
         """The outcome a finished deployment counts as in its release; None: not known yet.
@@ -274,9 +494,13 @@ class ReleaseStore:
         stamp the next wave with a time from before the ends it saw.
         """
         started: list[ReleaseRecord] = []
+        wave_records: list[DeploymentRecord] = []
 
         def step(release: ReleaseRecord) -> ReleaseRecord | None:
             started.clear()
+            wave_records.clear()
+            if release.terminal:
+                return None
             now = clock()
             current = release.waves[release.wave]
             outcomes = dict(release.outcomes)
@@ -319,12 +543,22 @@ class ReleaseStore:
                 update.update(state=ReleaseState.SUCCEEDED, finished_at=now)
             else:
                 moved = release.model_copy(update={**update, "wave": release.wave + 1})
-                self._create_wave(moved, moved.wave, now)
+                # Created by the transaction that moves the release, not before it: a cancel
+                # landing between this read and that write fails the write, and with it the
+                # creation, so no record of a wave the release never moved to can exist.
+                wave_records.extend(self._wave_records(moved, moved.wave, now))
                 started.append(moved)
                 return moved
             return release.model_copy(update=update)
 
-        result = self._modify(release_id, step)
+        def create_wave(pipe: Any, release: ReleaseRecord) -> None:
+            if started and release.wave == started[0].wave:
+                self._create_in(pipe, wave_records)
+
+        result = self._modify(release_id, step, create_wave)
+        if result is None:
+            # No record (expired or quarantined): the release can never move again.
+            self._r.zrem(ACTIVE_RELEASES_KEY, release_id)
         for release in started:
             if result is not None and result.wave == release.wave:
                 self.dispatch_wave(result, sender)

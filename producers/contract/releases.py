@@ -211,6 +211,9 @@ RELEASE_TERMINAL = frozenset({ReleaseState.SUCCEEDED, ReleaseState.FAILED, Relea
 # one has ended (ReleaseStore.advance), since only then is the change known to be live.
 RELEASE_OK = frozenset({DeploymentState.SUCCEEDED})
 
+# The release record's schema; a reader leaves records of a higher one to newer Conveyors.
+RELEASE_SCHEMA = 1
+
 
 class ReleaseRecord(BaseModel):
     """Everything Conveyor knows about one release."""
@@ -231,6 +234,13 @@ class ReleaseRecord(BaseModel):
     created_at: float
     updated_at: float
     finished_at: float | None = None
+
+    @model_validator(mode="after")
+    def _wave_exists(self) -> ReleaseRecord:
+        """A record whose current wave is not one of its waves cannot move (damaged)."""
+        if not 0 <= self.wave < len(self.waves):
+            raise ValueError(f"wave {self.wave} is not one of the release's {len(self.waves)}")
+        return self
 
     @property
     def terminal(self) -> bool:

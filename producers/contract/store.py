@@ -239,26 +239,40 @@ class RecordStore:
         by the producer's clock, which may be off. ``job`` is the full payload when the record
         holds a redacted copy; it is kept apart and deleted when the deployment ends.
         """
-        created = self._create(
-            keys=[
-                self.key(record.id),
-                INDEX_KEY,
-                DUE_KEY,
-                self.queue_key(record.service_key),
-                QUEUE_COUNTER_KEY,
-                JOB_KEY.format(id=record.id),
-            ],
-            args=[
-                record.model_dump_json(),
-                self._ttl,
-                record.created_at,
-                record.id,
-                due,
-                "" if job is None else json.dumps(job),
-            ],
-        )
-        if not created:
+        keys, args = self._create_args(record, due, job)
+        if not self._create(keys=keys, args=args):
             raise ValueError(f"deployment {record.id} already exists")
+
+    def create_in(self, pipe: Any, record: DeploymentRecord, due: float) -> None:
+        """Queue the creation of ``record`` on a transaction (MULTI already started).
+
+        It takes effect only if the transaction does, so a write it depends on (a release
+        moving to the record's wave) and the record itself happen together or not at all. An
+        existing record is left as it is.
+        """
+        keys, args = self._create_args(record, due, None)
+        self._create(keys=keys, args=args, client=pipe)
+
+    def _create_args(
+        self, record: DeploymentRecord, due: float, job: dict[str, Any] | None
+    ) -> tuple[list[str], list[Any]]:
+        keys = [
+            self.key(record.id),
+            INDEX_KEY,
+            DUE_KEY,
+            self.queue_key(record.service_key),
+            QUEUE_COUNTER_KEY,
+            JOB_KEY.format(id=record.id),
+        ]
+        args = [
+            record.model_dump_json(),
+            self._ttl,
+            record.created_at,
+            record.id,
+            due,
+            "" if job is None else json.dumps(job),
+        ]
+        return keys, args
 
     def commit(self, record: DeploymentRecord, *, expected_seq: int, due: float | None) -> bool:
         """Write ``record`` if the stored one still has ``expected_seq``; False otherwise.

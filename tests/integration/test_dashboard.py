@@ -22,6 +22,7 @@ from producers.contract.enums import DeploymentState
 from producers.contract.records import DeploymentRecord, ServiceEvent
 from producers.contract.store import RecordStore
 from tests.integration.conftest import Stack
+from tests.integration.test_list import GARBAGE_RELEASE, seed_garbage_release
 
 AUTH = "viewer:d4sh-pass"
 HOSTILE_EVENT = '<img src=x onerror="window.__pwned=1">(service web) has reached a steady state.'
@@ -197,3 +198,21 @@ def test_the_page_follows_a_release_live_and_shows_untrusted_text_as_text(
             assert errors == []
         finally:
             browser.close()
+
+
+def test_a_garbage_release_record_breaks_no_dashboard_list(stack: Stack, dashboard: str) -> None:
+    """/api/list answers 200 with the readable records and names the unreadable release, as
+    `conveyor list --json` does; /api/releases/ID of that release is a 410, not a dropped
+    connection."""
+    hostile = _hostile_record(stack)
+    seed_garbage_release(stack)
+    status, _, body = _get(dashboard + "/api/list?limit=50")
+    assert status == 200, body
+    listed = json.loads(body)
+    assert [d["id"] for d in listed["deployments"]] == [hostile]
+    assert listed["releases"] == []
+    assert listed["unreadable_releases"] == [GARBAGE_RELEASE]
+    assert listed == json.loads(stack.cli("list", "--json", "--limit", "50").stdout)
+    status, _, body = _get(f"{dashboard}/api/releases/{GARBAGE_RELEASE}")
+    assert status == 410
+    assert b"unreadable" in body

@@ -9,7 +9,7 @@ import redis
 
 from producers.contract.enums import DeploymentState
 from producers.contract.records import DeploymentRecord
-from producers.contract.release_store import ReleaseStore
+from producers.contract.release_store import ACTIVE_RELEASES_KEY, RELEASES_KEY, ReleaseStore
 from producers.contract.releases import ReleaseJob
 from producers.contract.store import RecordStore
 from tests.integration.conftest import Stack
@@ -106,3 +106,40 @@ def test_list_rejects_an_unknown_state_and_says_so_without_redis(stack: Stack) -
     away = stack.cli("list")
     assert away.returncode == 3
     assert "Redis" in away.stderr
+
+
+GARBAGE_RELEASE = "rel-badbadbadbadbadbadba"
+
+
+def seed_garbage_release(stack: Stack) -> None:
+    """The newest release's record is damaged (edited by hand): it does not validate."""
+    client = redis.Redis.from_url(stack.redis_url)
+    now = time.time()
+    client.set(ReleaseStore.key(GARBAGE_RELEASE), b'{"id": "rel-badbadbadbadbadbadba", "waves": 3')
+    client.zadd(RELEASES_KEY, {GARBAGE_RELEASE: now + 1})
+    client.zadd(ACTIVE_RELEASES_KEY, {GARBAGE_RELEASE: now + 1})
+    client.close()
+
+
+def test_a_garbage_release_record_breaks_no_list(stack: Stack) -> None:
+    """`conveyor list` (table and --json) exits 0 with everything else and names the release
+    whose record cannot be read, every time; `conveyor status` of that release is a clean
+    exit 3 naming where its record went, never a traceback."""
+    _seed(stack)
+    seed_garbage_release(stack)
+    for _ in range(2):
+        table = stack.cli("list")
+        assert table.returncode == 0, table.stderr
+        assert "rel-test1" in table.stdout
+        assert GARBAGE_RELEASE in table.stderr
+        assert "Traceback" not in table.stderr
+    data = stack.cli("list", "--json")
+    assert data.returncode == 0, data.stderr
+    listed = json.loads(data.stdout)
+    assert [r["id"] for r in listed["releases"]] == ["rel-test1"]
+    assert listed["unreadable_releases"] == [GARBAGE_RELEASE]
+    assert len(listed["deployments"]) == 6
+    status = stack.cli("status", GARBAGE_RELEASE)
+    assert status.returncode == 3
+    assert f"quarantine:release:{GARBAGE_RELEASE}" in status.stderr
+    assert "Traceback" not in status.stderr

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import json
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 import redis
 
-from producers.contract.records import DeploymentState
-from producers.contract.release_store import ReleaseStore
+from producers.contract.names import DUE_KEY, JOB_KEY
+from producers.contract.records import DeploymentRecord, DeploymentState
+from producers.contract.release_store import ACTIVE_RELEASES_KEY, RELEASES_KEY, ReleaseStore
 from producers.contract.releases import ReleaseJob, ReleaseState
 from producers.contract.store import RecordStore
+from worker.services.transitions import Transition
+from worker.steps import StepContext, run_step, sweep
 
 RELEASE = "rel-00000000000000000001"
 
@@ -164,3 +168,189 @@ def test_a_cancelled_release_starts_no_further_wave(client: redis.Redis) -> None
     assert done is not None
     assert done.state is ReleaseState.CANCELLED
     assert records.get(release.waves[1][0]) is None
+
+
+def _land_once(
+    monkeypatch: pytest.MonkeyPatch, records: RecordStore, action: Callable[[], None]
+) -> None:
+    """Run ``action`` the first time advance reads a deployment record: after it has read the
+    release record and before it writes it, exactly where another process's cancel may land."""
+    read = records.get
+    pending = [action]
+
+    def get(deployment_id: str) -> DeploymentRecord | None:
+        while pending:
+            pending.pop()()
+        return read(deployment_id)
+
+    monkeypatch.setattr(records, "get", get)
+
+
+def test_a_cancel_landing_inside_a_wave_move_leaves_no_deployment_of_the_next_wave(
+    client: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Wave 1 has ended and advance is moving the release on when the cancel lands between its
+    read and its write: the release ends cancelled, and wave 2 has no record, no due entry, no
+    service queue entry and no job payload that a sweeper or worker could start later."""
+    records, releases = _stores(client)
+    sender = Sender()
+    release = releases.create(_job(), RELEASE, now=1.0)
+    for deployment_id in release.waves[0]:
+        _end(records, deployment_id, DeploymentState.SUCCEEDED)
+    (third,) = release.waves[1]
+    _land_once(monkeypatch, records, lambda: releases.request_cancel(RELEASE, now=2.0))
+
+    done = releases.advance(RELEASE, sender, clock=lambda: 3.0)
+
+    assert done is not None
+    assert done.state is ReleaseState.CANCELLED
+    assert done.wave == 0
+    assert sender.sent == []
+    assert records.get(third) is None
+    assert client.zscore(DUE_KEY, third) is None
+    assert client.get(JOB_KEY.format(id=third)) is None
+    queued = [k for k in client.scan_iter("conveyor:service:*:queue") if client.zscore(k, third)]
+    assert queued == []
+    assert releases.active() == []
+
+
+def test_a_cancel_after_the_wave_move_cancels_that_wave(
+    client: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The other order: the move commits first, then the cancel. The new wave is the current
+    one, so the cancel asks each of its deployments to stop before any step ran, and advancing
+    again records the release as cancelled once they have ended."""
+    records, releases = _stores(client)
+    sender = Sender()
+    release = releases.create(_job(), RELEASE, now=1.0)
+    for deployment_id in release.waves[0]:
+        _end(records, deployment_id, DeploymentState.SUCCEEDED)
+    (third,) = release.waves[1]
+    moved = releases.advance(RELEASE, sender, clock=lambda: 2.0)
+    assert moved is not None
+    assert moved.wave == 1
+    cancelled = releases.request_cancel(RELEASE, now=3.0)
+    assert cancelled is not None
+    assert cancelled.waves[cancelled.wave] == [third]
+    assert releases.holds_back(RELEASE) == "cancelled with its release before it started"
+
+
+def test_advancing_a_finished_release_changes_nothing(client: redis.Redis) -> None:
+    """A release that has its verdict keeps it (and its finish time), however often the
+    sweeper or a late deployment end advances it."""
+    records, releases = _stores(client)
+    release = releases.create(_job(), RELEASE, now=1.0)
+    releases.request_cancel(RELEASE, now=1.5)
+    for deployment_id in release.waves[0]:
+        _end(records, deployment_id, DeploymentState.CANCELLED)
+    done = releases.advance(RELEASE, Sender(), clock=lambda: 2.0)
+    assert done is not None
+    again = releases.advance(RELEASE, Sender(), clock=lambda: 9.0)
+    assert again == done
+
+
+def _ctx(client: redis.Redis, sender: Sender, now: float) -> StepContext:
+    return StepContext(
+        store=RecordStore(client),
+        redis=client,
+        sender=sender,
+        clock=lambda: now,
+        poll_interval=5,
+        recovery_grace=30,
+        step_time_limit=10,
+        max_step_attempts=3,
+    )
+
+
+def test_a_queued_deployment_of_a_cancelled_release_never_starts(client: redis.Redis) -> None:
+    """The cancel was recorded on the release but the canceller died before it cancelled the
+    wave's deployments: a worker still ends each of them cancelled before its first step acts,
+    and the release then ends cancelled."""
+    records, releases = _stores(client)
+    release = releases.create(_job(), RELEASE, now=1.0)
+    releases.request_cancel(RELEASE, now=2.0)
+    sender = Sender()
+    ran: list[str] = []
+
+    def run(record: DeploymentRecord) -> Transition:
+        ran.append(record.id)
+        raise AssertionError("the first step must not act")
+
+    for deployment_id in release.waves[0]:
+        run_step(_ctx(client, sender, now=3.0), deployment_id, 0, run)
+    assert ran == []
+    for deployment_id in release.waves[0]:
+        ended = records.get(deployment_id)
+        assert ended is not None
+        assert ended.state is DeploymentState.CANCELLED
+        assert "release" in (ended.reason or "")
+    done = releases.get(RELEASE)
+    assert done is not None
+    assert done.state is ReleaseState.CANCELLED
+    assert records.get(release.waves[1][0]) is None
+
+
+def _dead_entries(client: redis.Redis, count: int) -> list[str]:
+    """``count`` active entries of each kind that can never finish, all older than 1000."""
+    ids = []
+    valid = {
+        "waves": [["x"]],
+        "jobs": {"x": {"cluster": "c", "service": "s"}},
+        "created_at": 1.0,
+        "updated_at": 1.0,
+    }
+    for i in range(count):
+        garbage, expired, broken, finished = (f"rel-{kind}{i:019x}" for kind in "abcd")
+        client.set(ReleaseStore.key(garbage), b"{not json at all")
+        # Damaged yet valid JSON: a wave that does not exist, or a deployment without its job.
+        damage = {"wave": 7} if i % 2 else {"jobs": {}}
+        client.set(ReleaseStore.key(broken), json.dumps({**valid, "id": broken, **damage}))
+        client.set(
+            ReleaseStore.key(finished), json.dumps({**valid, "id": finished, "state": "failed"})
+        )
+        for n, release_id in enumerate((garbage, expired, broken, finished)):
+            client.zadd(ACTIVE_RELEASES_KEY, {release_id: i * 4 + n})
+            client.zadd(RELEASES_KEY, {release_id: i * 4 + n})
+            ids.append(release_id)
+    return ids
+
+
+def test_dead_release_entries_do_not_hold_up_the_sweeper(client: redis.Redis) -> None:
+    """Four hundred active entries that can never finish (unreadable, expired, damaged, and
+    finished) ahead of a live release: one sweep still moves the live release to its next
+    wave; the unreadable and damaged records are quarantined and every dead entry leaves the
+    active set."""
+    records, releases = _stores(client)
+    dead = _dead_entries(client, 100)
+    release = releases.create(_job(), RELEASE, now=1000.0)
+    for deployment_id in release.waves[0]:
+        _end(records, deployment_id, DeploymentState.SUCCEEDED)
+    sender = Sender()
+
+    sweep(_ctx(client, sender, now=2000.0), limit=100)
+
+    moved = releases.get(RELEASE)
+    assert moved is not None
+    assert moved.wave == 1
+    assert [args[0] for _, args in sender.sent] == release.waves[1]
+    assert releases.active() == [RELEASE]
+    quarantined = [i for i in dead if releases.is_quarantined(i)]
+    assert quarantined == [i for i in dead if i.startswith(("rel-a", "rel-c"))]
+
+
+def test_a_list_skips_and_names_unreadable_releases(client: redis.Redis) -> None:
+    """The newest release record is garbage: the list still has the others, names the bad
+    one (every time, not only the first), and reading it is None, not a traceback."""
+    _, releases = _stores(client)
+    releases.create(_job(), RELEASE, now=1.0)
+    bad = "rel-0000000000000000000b"
+    client.set(ReleaseStore.key(bad), b'{"id": 3')
+    client.zadd(RELEASES_KEY, {bad: 2.0})
+    client.zadd(ACTIVE_RELEASES_KEY, {bad: 2.0})
+    for _ in range(2):
+        found, unreadable = releases.listing(limit=20)
+        assert [r.id for r in found] == [RELEASE]
+        assert unreadable == [bad]
+    assert releases.get(bad) is None
+    assert releases.is_quarantined(bad)
+    assert releases.active() == [RELEASE]

@@ -320,3 +320,76 @@ def test_release_plan_is_refused_when_a_service_moved_since_the_plan(
     assert json.loads(stack.cli("list", "--json").stdout)["deployments"] == before
     assert image_of(stack, moving).endswith(":1.0.1")
     assert image_of(stack, still) == CONTAINER["image"]
+
+
+def test_a_cancel_racing_the_move_to_the_next_wave_deploys_nothing_of_it(
+    stack: Stack, start_worker: Callable[[str], Worker], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Wave 1 has ended and an advance is moving the release on when `cancel` lands between
+    its read and its write (forced here by a hook in the advancing process). Real workers then
+    sweep everything overdue: the image-only deployment of wave 2 never starts and its service
+    keeps its image. A standalone deployment made overdue after the race marks that the
+    sweeper has passed."""
+    import time
+
+    import redis
+
+    from producers.contract.dispatch import RedisTaskSender
+    from producers.contract.jobs import ImageUpdate, UpdateServiceJob
+    from producers.contract.records import DeploymentRecord, DeploymentState
+    from producers.contract.release_store import ReleaseStore, new_deployment
+    from producers.contract.releases import ReleaseJob, ReleaseState, new_release_id
+    from producers.contract.store import RecordStore
+
+    first, later, marker = services(stack, 3)
+    client = redis.Redis.from_url(stack.redis_url)
+    records = RecordStore(client)
+    releases = ReleaseStore(client, records, ttl_seconds=3600, recovery_grace=15)
+    job = ReleaseJob.model_validate(
+        {
+            "cluster": "demo",
+            "waves": [
+                [{"service": first, "images": {"app": ":6.0.0"}}],
+                [{"service": later, "images": {"app": ":6.0.0"}}],
+            ],
+        }
+    )
+    release_id = new_release_id()
+    now = time.time()
+    release = releases.create(job, release_id, now)
+    (wave1,) = release.waves[0]
+    (wave2,) = release.waves[1]
+    records.modify(wave1, lambda r: r.model_copy(update={"state": DeploymentState.SUCCEEDED}))
+
+    read = records.get
+    pending = [lambda: releases.request_cancel(release_id, now)]
+
+    def get(deployment_id: str) -> DeploymentRecord | None:
+        while pending:
+            pending.pop()()
+        return read(deployment_id)
+
+    monkeypatch.setattr(records, "get", get)
+    # An old clock: anything this advance creates is overdue at once, for the sweeper.
+    done = releases.advance(release_id, RedisTaskSender(client), clock=lambda: now - 1000)
+    monkeypatch.undo()
+    assert done is not None
+    assert done.state is ReleaseState.CANCELLED
+
+    marker_job = UpdateServiceJob(
+        cluster="demo", service=marker, images=(ImageUpdate(container="app", image=":6.0.1"),)
+    )
+    marked = new_deployment(marker_job, f"marker-{uuid.uuid4().hex[:8]}", now=now, account=None)
+    records.create(marked, due=now - 500, job=marker_job.model_dump(mode="json"))
+
+    start_worker("w1")
+    deadline = time.monotonic() + 120
+    while stack.record(marked.id)["state"] not in ("succeeded", "failed", "rolled_back"):
+        assert time.monotonic() < deadline, "the sweeper never sent the overdue marker"
+        time.sleep(0.5)
+    assert stack.record(marked.id)["state"] == "succeeded"
+    orphan = records.get(wave2)
+    assert orphan is None or orphan.state is DeploymentState.CANCELLED, orphan
+    assert image_of(stack, later).endswith(":1.0.0")
+    assert image_of(stack, first).endswith(":1.0.0")
+    client.close()
