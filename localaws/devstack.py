@@ -150,7 +150,12 @@ class Worker:
     """A real `celery -A worker.app worker` process group."""
 
     def __init__(
-        self, name: str, env: dict[str, str], log_path: Path, concurrency: int = 2
+        self,
+        name: str,
+        env: dict[str, str],
+        log_path: Path,
+        concurrency: int = 2,
+        queues: str | None = None,
     ) -> None:
         self.name = name
         self.log_path = log_path
@@ -171,6 +176,7 @@ class Worker:
                 "INFO",
                 "--without-mingle",
                 "--without-gossip",
+                *(["-Q", queues] if queues else []),
             ],
             cwd=ROOT,
             env=env,

@@ -395,8 +395,8 @@ def _show_plan(job: Any, pin_digest: bool, as_json: bool) -> NoReturn:
 
     client = _client()
     try:
-        if not client.workers():
-            _unavailable("no Conveyor worker is alive to compute the plan (no heartbeat)")
+        if not client.consumers():
+            _unavailable(_no_consumer(client, "to compute the plan"))
         plans = client.plan(job, pin_digest=pin_digest)
     except VersionRuleError as exc:
         _usage_error(str(exc))
@@ -579,6 +579,18 @@ def _container_settings(
         _usage_error("; ".join(describe_validation_error(exc)))
 
 
+def _no_consumer(client: Any, what: str) -> str:
+    """Why no job can be accepted: no live worker consumes the fleet's queue."""
+    queue = client.settings.queue
+    others = sorted({q for w in client.workers() for q in w.queues})
+    seen = f"; the live workers consume only {', '.join(others)}" if others else " (no heartbeat)"
+    return (
+        f"no Conveyor worker consuming queue {queue!r} is alive on "
+        f"{client.settings.redis_display}{seen}; start one with `celery -A worker.app worker` "
+        f"and CONVEYOR_QUEUE={queue} {what}"
+    )
+
+
 def _enqueue(enqueue: Callable[[Any], Any]) -> tuple[Any, Any]:
     """Make a client and run ``enqueue`` with it, only when a worker is alive (exit 3 if not).
 
@@ -588,11 +600,8 @@ def _enqueue(enqueue: Callable[[Any], Any]) -> tuple[Any, Any]:
 
     client = _client()
     try:
-        if not client.workers():
-            _unavailable(
-                f"no Conveyor worker is alive on {client.settings.redis_display} (no heartbeat); "
-                "start one with `celery -A worker.app worker` (nothing was enqueued)"
-            )
+        if not client.consumers():
+            _unavailable(_no_consumer(client, "(nothing was enqueued)"))
         return client, enqueue(client)
     except ConveyorUnavailableError as exc:
         _unavailable(str(exc))
@@ -819,8 +828,8 @@ def _plans(job: Any) -> list[dict[str, Any]]:
 
     client = _client()
     try:
-        if not client.workers():
-            _unavailable("no Conveyor worker is alive to compute the plan (no heartbeat)")
+        if not client.consumers():
+            _unavailable(_no_consumer(client, "to compute the plan"))
         plans: list[dict[str, Any]] = client.plan(job)
     except ConveyorUnavailableError as exc:
         _unavailable(str(exc))

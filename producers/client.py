@@ -34,15 +34,12 @@ from producers.contract.dispatch import RedisTaskSender, dispatch
 from producers.contract.fargate_spec import FargateServiceJob, redacted
 from producers.contract.jobs import UpdateServiceJob
 from producers.contract.names import (
-    PLAN_KEY,
-    PLAN_RESULT_KEY,
     PRIORITY_NEW,
-    QUARANTINE_KEY,
     TASK_PLAN,
 )
 from producers.contract.patterns import account_of_arn
 from producers.contract.records import FIRST_STEP, DeploymentRecord
-from producers.contract.release_store import RELEASE_QUARANTINE_KEY, ReleaseStore
+from producers.contract.release_store import ReleaseStore
 from producers.contract.releases import ReleaseJob, ReleaseRecord, new_release_id
 from producers.contract.store import NewerRecordError, RecordStore, wall_clock
 from producers.contract.workers import WorkerInfo
@@ -100,7 +97,9 @@ class ConveyorClient:
             socket_connect_timeout=3,
             socket_timeout=10,
         )
-        self._store = RecordStore(self._redis, ttl_seconds=settings.record_ttl_days * 86400)
+        self._store = RecordStore(
+            self._redis, ttl_seconds=settings.record_ttl_days * 86400, queue=settings.queue
+        )
         self._sender = RedisTaskSender(self._redis)
         self._releases = ReleaseStore(
             self._redis,
@@ -159,6 +158,14 @@ class ConveyorClient:
         """The workers whose heartbeat is current (one Redis read; no broadcast ping)."""
         return self._retrying(lambda: live_workers(self._redis))
 
+    def consumers(self) -> list[WorkerInfo]:
+        """The live workers that consume this fleet's queue of steps that change things.
+
+        A worker that only watches (``-Q QUEUE.watch``) or serves another fleet's queue would
+        accept nothing of a job enqueued here: a job is enqueued only when one of these lives.
+        """
+        return [w for w in self.workers() if self.settings.queue in w.queues]
+
     def resolve_versions(
         self, job: UpdateServiceJob | ReleaseJob | FargateServiceJob, *, pin_digest: bool = True
     ) -> Any:
@@ -204,7 +211,9 @@ class ConveyorClient:
                 # The full job: a plan needs the settings' names only, but the worker validates
                 # the job as sent. Gone when the worker takes it, or after a minute.
                 self._redis.set(
-                    PLAN_KEY.format(id=plan_id), json.dumps(one.model_dump(mode="json")), ex=120
+                    self._store.keys.plan.format(id=plan_id),
+                    json.dumps(one.model_dump(mode="json")),
+                    ex=120,
                 )
                 self._sender.send_task(
                     TASK_PLAN, args=[plan_id], queue=self.settings.queue, priority=0
@@ -214,7 +223,7 @@ class ConveyorClient:
             while len(plans) < len(ids):
                 for plan_id in ids:
                     if plan_id not in plans:
-                        raw = self._redis.get(PLAN_RESULT_KEY.format(id=plan_id))
+                        raw = self._redis.get(self._store.keys.plan_result.format(id=plan_id))
                         if raw is not None:
                             plans[plan_id] = json.loads(raw)
                 if len(plans) < len(ids):
@@ -319,11 +328,11 @@ class ConveyorClient:
             except NewerRecordError as exc:
                 raise DeploymentLostError(str(exc)) from exc
             if found is None and self._releases.is_quarantined(release_id):
+                moved = self._store.keys.release_quarantine.format(id=release_id)
                 raise DeploymentLostError(
                     f"the record of release {release_id} is unreadable (edited by hand or "
-                    f"damaged) and was moved aside to "
-                    f"{RELEASE_QUARANTINE_KEY.format(id=release_id)}; Conveyor no longer follows "
-                    "it: check its deployments with `conveyor list`"
+                    f"damaged) and was moved aside to {moved}; Conveyor no longer follows it: "
+                    "check its deployments with `conveyor list`"
                 )
             return found
 
@@ -483,9 +492,10 @@ class ConveyorClient:
             if record is not None:
                 return record
             if self._store.is_quarantined(deployment_id):
+                moved = self._store.keys.quarantine.format(id=deployment_id)
                 raise DeploymentLostError(
                     f"the record of deployment {deployment_id} is unreadable (edited by hand or "
-                    f"damaged) and was moved aside to {QUARANTINE_KEY.format(id=deployment_id)}; "
+                    f"damaged) and was moved aside to {moved}; "
                     "Conveyor no longer follows it: check the service in ECS"
                 )
             if self._store.exists_in_index(deployment_id):

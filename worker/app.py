@@ -96,7 +96,9 @@ def step_context(*, runtime: bool = True) -> Any:
     from worker.steps import StepContext
 
     return StepContext(
-        store=RecordStore(redis_client(), ttl_seconds=settings.record_ttl_days * 86400),
+        store=RecordStore(
+            redis_client(), ttl_seconds=settings.record_ttl_days * 86400, queue=settings.queue
+        ),
         redis=redis_client(),
         sender=app,
         clock=wall_clock,

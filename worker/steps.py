@@ -26,8 +26,6 @@ from producers.contract.enums import ErrorCode
 from producers.contract.names import (
     PRIORITY_BACKGROUND,
     QUEUE,
-    STEP_LOCK_KEY,
-    SWEEP_LOCK_KEY,
     TASK_CLEANUP,
 )
 from producers.contract.records import (
@@ -360,7 +358,7 @@ def run_step(
         step=record.step.value,
     )
     lock = ctx.redis.lock(
-        STEP_LOCK_KEY.format(id=deployment_id),
+        ctx.store.keys.step_lock.format(id=deployment_id),
         # Outlives the hard time limit, so a live step never loses it; a dead one frees it soon.
         timeout=ctx.step_time_limit + 20,
         blocking=False,
@@ -596,7 +594,7 @@ def _clean_up_after(ctx: StepContext, record: DeploymentRecord) -> None:
 
 def sweep(ctx: StepContext, limit: int = 100) -> int:
     """Re-dispatch deployments whose next step is overdue (a worker died). Returns how many."""
-    lock = ctx.redis.lock(SWEEP_LOCK_KEY, timeout=30, blocking=False, thread_local=False)
+    lock = ctx.redis.lock(ctx.store.keys.sweep_lock, timeout=30, blocking=False, thread_local=False)
     if not lock.acquire():
         return 0
     count = 0

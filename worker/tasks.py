@@ -18,8 +18,6 @@ from producers.contract.enums import JobKind
 from producers.contract.fargate_spec import FargateServiceJob
 from producers.contract.jobs import UpdateServiceJob, describe_validation_error, load_update_job
 from producers.contract.names import (
-    PLAN_KEY,
-    PLAN_RESULT_KEY,
     PRIORITY_BACKGROUND,
     STEP_TASKS,
     TASK_CLEANUP,
@@ -101,7 +99,7 @@ def plan(*args: Any, **kwargs: Any) -> dict[str, Any]:
         return {"status": "rejected"}
     (plan_id,) = args
     ctx = step_context()
-    raw = ctx.redis.getdel(PLAN_KEY.format(id=plan_id))
+    raw = ctx.redis.getdel(ctx.store.keys.plan.format(id=plan_id))
     if raw is None:
         return {"status": "missing"}
     try:
@@ -130,7 +128,7 @@ def plan(*args: Any, **kwargs: Any) -> dict[str, Any]:
             result = runtime.run(run())
         except ConveyorError as exc:
             result = {"error": exc.message, "code": exc.code}
-    ctx.redis.set(PLAN_RESULT_KEY.format(id=plan_id), json.dumps(result), ex=PLAN_TTL)
+    ctx.redis.set(ctx.store.keys.plan_result.format(id=plan_id), json.dumps(result), ex=PLAN_TTL)
     return {"status": "ok"}
 
 

@@ -6,6 +6,8 @@ steps. Task names and keys are stable across versions, since messages and record
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from producers.contract.enums import Step
 
 QUEUE = "conveyor"
@@ -64,6 +66,129 @@ SELF_ACCOUNT_KEY = KEY_PREFIX + "account:self"
 WORKERS_KEY = KEY_PREFIX + "workers"  # zset: worker name -> time of its last heartbeat
 WORKER_KEY = KEY_PREFIX + "worker:{name}"  # JSON WorkerInfo, expiring with the heartbeat
 SELF_ACCOUNT_TTL = 86400
+
+
+@dataclass(frozen=True, slots=True)
+class Keys:
+    """The Redis keys of one fleet: the workers and producers that share a ``CONVEYOR_QUEUE``.
+
+    Every key a fleet owns starts with its queue's name and a colon, so fleets that share a
+    Redis never read, sweep or advance each other's deployments and releases. The default
+    queue, ``conveyor``, keeps the keys Conveyor always used. Keys about AWS itself (rate-limit
+    buckets, the batched watch's cache) are not a fleet's: fleets that act in one account share
+    its API limits, so they share those keys.
+    """
+
+    prefix: str = KEY_PREFIX
+
+    @classmethod
+    def of(cls, queue: str = QUEUE) -> Keys:
+        """The keys of the fleet consuming ``queue``."""
+        return cls(f"{queue}:")
+
+    def _k(self, template: str) -> str:
+        return self.prefix + template[len(KEY_PREFIX) :]
+
+    @property
+    def record(self) -> str:
+        """See RECORD_KEY."""
+        return self._k(RECORD_KEY)
+
+    @property
+    def attempts(self) -> str:
+        """See ATTEMPTS_KEY."""
+        return self._k(ATTEMPTS_KEY)
+
+    @property
+    def job(self) -> str:
+        """See JOB_KEY."""
+        return self._k(JOB_KEY)
+
+    @property
+    def due(self) -> str:
+        """See DUE_KEY."""
+        return self._k(DUE_KEY)
+
+    @property
+    def index(self) -> str:
+        """See INDEX_KEY."""
+        return self._k(INDEX_KEY)
+
+    @property
+    def plan(self) -> str:
+        """See PLAN_KEY."""
+        return self._k(PLAN_KEY)
+
+    @property
+    def plan_result(self) -> str:
+        """See PLAN_RESULT_KEY."""
+        return self._k(PLAN_RESULT_KEY)
+
+    @property
+    def quarantine(self) -> str:
+        """See QUARANTINE_KEY."""
+        return self._k(QUARANTINE_KEY)
+
+    @property
+    def step_lock(self) -> str:
+        """See STEP_LOCK_KEY."""
+        return self._k(STEP_LOCK_KEY)
+
+    @property
+    def sweep_lock(self) -> str:
+        """See SWEEP_LOCK_KEY."""
+        return self._k(SWEEP_LOCK_KEY)
+
+    @property
+    def service_queue(self) -> str:
+        """See SERVICE_QUEUE_KEY."""
+        return self._k(SERVICE_QUEUE_KEY)
+
+    @property
+    def queue_counter(self) -> str:
+        """See QUEUE_COUNTER_KEY."""
+        return self._k(QUEUE_COUNTER_KEY)
+
+    @property
+    def self_account(self) -> str:
+        """See SELF_ACCOUNT_KEY."""
+        return self._k(SELF_ACCOUNT_KEY)
+
+    @property
+    def workers(self) -> str:
+        """See WORKERS_KEY."""
+        return self._k(WORKERS_KEY)
+
+    @property
+    def worker(self) -> str:
+        """See WORKER_KEY."""
+        return self._k(WORKER_KEY)
+
+    @property
+    def release(self) -> str:
+        """JSON ReleaseRecord."""
+        return self.prefix + "release:{id}"
+
+    @property
+    def releases(self) -> str:
+        """zset: release id -> created time (trimmed to the TTL)."""
+        return self.prefix + "releases"
+
+    @property
+    def active_releases(self) -> str:
+        """zset: unfinished release id -> created time."""
+        return self.prefix + "releases:active"
+
+    @property
+    def release_quarantine(self) -> str:
+        """An unreadable release record, moved aside."""
+        return self.prefix + "quarantine:release:{id}"
+
+    @property
+    def release_stopped(self) -> str:
+        """Set (to the reason) once a release's queued deployments may no longer start."""
+        return self.prefix + "release:{id}:stopped"
+
 
 STEP_TASKS: dict[Step, str] = {
     Step.RESOLVE: TASK_RESOLVE,

@@ -34,7 +34,6 @@ from producers.contract.dispatch import TaskSender, dispatch
 from producers.contract.enums import FIRST_STEP, DeploymentState, JobKind
 from producers.contract.jobs import UpdateServiceJob
 from producers.contract.names import (
-    JOB_KEY,
     KEY_PREFIX,
     PRIORITY_NEW,
     QUEUE,
@@ -147,11 +146,11 @@ class ReleaseStore:
         self._ttl = ttl_seconds
         self._grace = recovery_grace
         self._queue = queue
+        self._k = records.keys
 
-    @staticmethod
-    def key(release_id: str) -> str:
+    def key(self, release_id: str) -> str:
         """The Redis key of a release record."""
-        return RELEASE_KEY.format(id=release_id)
+        return self._k.release.format(id=release_id)
 
     # -- parsing and quarantine ---------------------------------------------------------
 
@@ -170,7 +169,7 @@ class ReleaseStore:
         except (ValidationError, ValueError) as exc:
             raise UnreadableRecordError(
                 f"the record of release {release_id} is unreadable: {type(exc).__name__}; it "
-                f"was moved to {RELEASE_QUARANTINE_KEY.format(id=release_id)}"
+                f"was moved to {self._k.release_quarantine.format(id=release_id)}"
             ) from exc
         return release
 
@@ -185,9 +184,9 @@ class ReleaseStore:
                 if current is None or _text(current) != _text(raw):
                     return False
                 pipe.multi()
-                pipe.set(RELEASE_QUARANTINE_KEY.format(id=release_id), raw, ex=self._ttl)
+                pipe.set(self._k.release_quarantine.format(id=release_id), raw, ex=self._ttl)
                 pipe.delete(key)
-                pipe.zrem(ACTIVE_RELEASES_KEY, release_id)
+                pipe.zrem(self._k.active_releases, release_id)
                 pipe.execute()
             except WatchError:
                 return False
@@ -196,7 +195,7 @@ class ReleaseStore:
 
     def is_quarantined(self, release_id: str) -> bool:
         """True when the release's record was moved aside as unreadable."""
-        return bool(self._r.exists(RELEASE_QUARANTINE_KEY.format(id=release_id)))
+        return bool(self._r.exists(self._k.release_quarantine.format(id=release_id)))
 
     def _read(self, release_id: str, raw: bytes | str) -> ReleaseRecord | None:
         """Parse ``raw``; an unreadable record is quarantined and reads as None."""
@@ -226,7 +225,7 @@ class ReleaseStore:
 
         Two round trips for the records; unreadable ones found on the way are quarantined.
         """
-        ids = [_text(i) for i in self._r.zrevrange(RELEASES_KEY, 0, max(0, limit - 1))]
+        ids = [_text(i) for i in self._r.zrevrange(self._k.releases, 0, max(0, limit - 1))]
         if not ids:
             return [], []
         raws = self._r.mget([self.key(i) for i in ids])
@@ -245,7 +244,7 @@ class ReleaseStore:
                 self.quarantine(release_id, raw, str(exc))
                 skipped.append(release_id)
         if missing:
-            moved = self._r.mget([RELEASE_QUARANTINE_KEY.format(id=i) for i in missing])
+            moved = self._r.mget([self._k.release_quarantine.format(id=i) for i in missing])
             skipped += [i for i, raw in zip(missing, moved, strict=True) if raw is not None]
         order = {release_id: n for n, release_id in enumerate(ids)}
         return found, sorted(skipped, key=order.__getitem__)
@@ -263,7 +262,7 @@ class ReleaseStore:
         while len(found) < limit and start < _ACTIVE_SCAN:
             ids = [
                 _text(i)
-                for i in self._r.zrange(ACTIVE_RELEASES_KEY, start, start + _ACTIVE_PAGE - 1)
+                for i in self._r.zrange(self._k.active_releases, start, start + _ACTIVE_PAGE - 1)
             ]
             if not ids:
                 break
@@ -293,7 +292,7 @@ class ReleaseStore:
             if gone:
                 # A record is created in the same transaction as its entry, and a finished
                 # release never runs again: these entries can only be dead.
-                self._r.zrem(ACTIVE_RELEASES_KEY, *gone)
+                self._r.zrem(self._k.active_releases, *gone)
                 log.warning(
                     "dropped %d expired or finished release(s) from the active set", len(gone)
                 )
@@ -308,7 +307,7 @@ class ReleaseStore:
         small read: the mark is written by the transaction that records the cancel or the end,
         so a worker need not read (and parse) a release record of a thousand jobs per step.
         """
-        raw = self._r.get(RELEASE_STOPPED_KEY.format(id=release_id))
+        raw = self._r.get(self._k.release_stopped.format(id=release_id))
         return None if raw is None else _text(raw)
 
     def _account(self, job: UpdateServiceJob) -> str | None:
@@ -366,14 +365,14 @@ class ReleaseStore:
             pipe.set(self.key(release_id), release.model_dump_json(), ex=self._ttl, nx=True)
             for deployment_id, wave_job in by_id.items():
                 pipe.set(
-                    JOB_KEY.format(id=deployment_id),
+                    self._k.job.format(id=deployment_id),
                     json.dumps(wave_job.model_dump(mode="json")),
                     ex=self._ttl,
                     nx=True,
                 )
-            pipe.zadd(RELEASES_KEY, {release_id: now})
-            pipe.zremrangebyscore(RELEASES_KEY, "-inf", f"({now - self._ttl}")
-            pipe.zadd(ACTIVE_RELEASES_KEY, {release_id: now})
+            pipe.zadd(self._k.releases, {release_id: now})
+            pipe.zremrangebyscore(self._k.releases, "-inf", f"({now - self._ttl}")
+            pipe.zadd(self._k.active_releases, {release_id: now})
             # The first wave in the same transaction: a release is never without its wave.
             self._create_in(pipe, self._wave_records(release, 0, now))
             created, *_ = pipe.execute()
@@ -447,13 +446,13 @@ class ReleaseStore:
                 also(pipe, release)
             stopped = _stopped_reason(release)
             if stopped is not None:
-                pipe.set(RELEASE_STOPPED_KEY.format(id=release_id), stopped, ex=self._ttl)
+                pipe.set(self._k.release_stopped.format(id=release_id), stopped, ex=self._ttl)
             if release.terminal:
-                pipe.zrem(ACTIVE_RELEASES_KEY, release_id)
+                pipe.zrem(self._k.active_releases, release_id)
                 # Waves that never started: their full jobs (values included) go now.
                 for wave in release.waves[release.wave + 1 :]:
                     for deployment_id in wave:
-                        pipe.delete(JOB_KEY.format(id=deployment_id))
+                        pipe.delete(self._k.job.format(id=deployment_id))
 
         result = compare_and_set(self._r, self.key(release_id), step, self._ttl, finished)
         for raw, why in unreadable:
@@ -558,7 +557,7 @@ class ReleaseStore:
         result = self._modify(release_id, step, create_wave)
         if result is None:
             # No record (expired or quarantined): the release can never move again.
-            self._r.zrem(ACTIVE_RELEASES_KEY, release_id)
+            self._r.zrem(self._k.active_releases, release_id)
         for release in started:
             if result is not None and result.wave == release.wave:
                 self.dispatch_wave(result, sender)

@@ -30,16 +30,9 @@ from pydantic import BaseModel, ValidationError
 from redis.exceptions import WatchError
 
 from producers.contract.names import (
-    ATTEMPTS_KEY,
-    DUE_KEY,
-    INDEX_KEY,
-    JOB_KEY,
-    QUARANTINE_KEY,
-    QUEUE_COUNTER_KEY,
-    RECORD_KEY,
-    SELF_ACCOUNT_KEY,
+    QUEUE,
     SELF_ACCOUNT_TTL,
-    SERVICE_QUEUE_KEY,
+    Keys,
 )
 from producers.contract.records import RECORD_SCHEMA, DeploymentRecord
 
@@ -87,26 +80,33 @@ def _text(value: Any) -> str:
 class RecordStore:
     """Reads and fenced writes of deployment records."""
 
-    def __init__(self, client: redis.Redis, *, ttl_seconds: int = 30 * 86400) -> None:
+    def __init__(
+        self, client: redis.Redis, *, ttl_seconds: int = 30 * 86400, queue: str = QUEUE
+    ) -> None:
         self._r = client
         self._ttl = ttl_seconds
+        # The fleet's own keys: fleets sharing a Redis never touch each other's deployments.
+        self._k = Keys.of(queue)
         self._create = client.register_script(_CREATE)
         self._rekey = client.register_script(_REKEY)
+
+    @property
+    def keys(self) -> Keys:
+        """The Redis keys of this store's fleet."""
+        return self._k
 
     @property
     def ttl(self) -> int:
         """Seconds records are kept."""
         return self._ttl
 
-    @staticmethod
-    def key(deployment_id: str) -> str:
+    def key(self, deployment_id: str) -> str:
         """The Redis key of a record."""
-        return RECORD_KEY.format(id=deployment_id)
+        return self._k.record.format(id=deployment_id)
 
-    @staticmethod
-    def queue_key(service_key: str) -> str:
+    def queue_key(self, service_key: str) -> str:
         """The Redis key of a service's queue of unfinished deployments."""
-        return SERVICE_QUEUE_KEY.format(service=service_key)
+        return self._k.service_queue.format(service=service_key)
 
     # -- parsing and quarantine ---------------------------------------------------------
 
@@ -127,7 +127,8 @@ class RecordStore:
                 ) from exc
             raise UnreadableRecordError(
                 f"the record of deployment {deployment_id} is unreadable: "
-                f"{type(exc).__name__}; it was moved to {QUARANTINE_KEY.format(id=deployment_id)}"
+                f"{type(exc).__name__}; it was moved to "
+                f"{self._k.quarantine.format(id=deployment_id)}"
             ) from exc
 
     def quarantine(self, deployment_id: str, raw: bytes | str, why: str) -> bool:
@@ -140,9 +141,9 @@ class RecordStore:
                 if current is None or _text(current) != _text(raw):
                     return False
                 pipe.multi()
-                pipe.set(QUARANTINE_KEY.format(id=deployment_id), raw, ex=self._ttl)
+                pipe.set(self._k.quarantine.format(id=deployment_id), raw, ex=self._ttl)
                 pipe.delete(key)
-                pipe.zrem(DUE_KEY, deployment_id)
+                pipe.zrem(self._k.due, deployment_id)
                 pipe.execute()
             except WatchError:
                 return False
@@ -151,7 +152,7 @@ class RecordStore:
 
     def is_quarantined(self, deployment_id: str) -> bool:
         """True when the deployment's record was moved aside as unreadable."""
-        return bool(self._r.exists(QUARANTINE_KEY.format(id=deployment_id)))
+        return bool(self._r.exists(self._k.quarantine.format(id=deployment_id)))
 
     def _read(self, deployment_id: str, raw: bytes | str) -> DeploymentRecord | None:
         """Parse ``raw``; an unreadable record is quarantined and reads as None."""
@@ -173,11 +174,11 @@ class RecordStore:
 
     def exists_in_index(self, deployment_id: str) -> bool:
         """True when the deployment was created within the record TTL (its record may be gone)."""
-        return self._r.zscore(INDEX_KEY, deployment_id) is not None
+        return self._r.zscore(self._k.index, deployment_id) is not None
 
     def get_job(self, deployment_id: str) -> dict[str, Any] | None:
         """The full job payload stored apart from the record, if any."""
-        raw = self._r.get(JOB_KEY.format(id=deployment_id))
+        raw = self._r.get(self._k.job.format(id=deployment_id))
         if raw is None:
             return None
         payload = json.loads(raw)
@@ -194,7 +195,7 @@ class RecordStore:
         found: list[DeploymentRecord] = []
         page = 200
         for start in range(0, scan, page):
-            ids = [_text(i) for i in self._r.zrevrange(INDEX_KEY, start, start + page - 1)]
+            ids = [_text(i) for i in self._r.zrevrange(self._k.index, start, start + page - 1)]
             if not ids:
                 break
             for raw in self._r.mget([self.key(i) for i in ids]):
@@ -215,7 +216,7 @@ class RecordStore:
     def recent(self, limit: int = 20) -> list[DeploymentRecord]:
         """The newest readable records, newest first."""
         records = []
-        for raw_id in self._r.zrevrange(INDEX_KEY, 0, max(0, limit - 1)):
+        for raw_id in self._r.zrevrange(self._k.index, 0, max(0, limit - 1)):
             try:
                 record = self.get(_text(raw_id))
             except NewerRecordError:
@@ -226,7 +227,9 @@ class RecordStore:
 
     def overdue(self, now: float, limit: int = 100) -> list[str]:
         """Ids of unfinished deployments whose next step should have run by ``now``."""
-        return [_text(i) for i in self._r.zrangebyscore(DUE_KEY, "-inf", now, start=0, num=limit)]
+        return [
+            _text(i) for i in self._r.zrangebyscore(self._k.due, "-inf", now, start=0, num=limit)
+        ]
 
     # -- writes -------------------------------------------------------------------------
 
@@ -258,11 +261,11 @@ class RecordStore:
     ) -> tuple[list[str], list[Any]]:
         keys = [
             self.key(record.id),
-            INDEX_KEY,
-            DUE_KEY,
+            self._k.index,
+            self._k.due,
             self.queue_key(record.service_key),
-            QUEUE_COUNTER_KEY,
-            JOB_KEY.format(id=record.id),
+            self._k.queue_counter,
+            self._k.job.format(id=record.id),
         ]
         args = [
             record.model_dump_json(),
@@ -298,11 +301,13 @@ class RecordStore:
                 pipe.multi()
                 pipe.set(key, record.model_dump_json(), ex=self._ttl)
                 if due is None:
-                    pipe.zrem(DUE_KEY, record.id)
+                    pipe.zrem(self._k.due, record.id)
                     pipe.zrem(self.queue_key(record.service_key), record.id)
-                    pipe.delete(JOB_KEY.format(id=record.id), ATTEMPTS_KEY.format(id=record.id))
+                    pipe.delete(
+                        self._k.job.format(id=record.id), self._k.attempts.format(id=record.id)
+                    )
                 else:
-                    pipe.zadd(DUE_KEY, {record.id: due})
+                    pipe.zadd(self._k.due, {record.id: due})
                 pipe.execute()
             except WatchError:
                 return False
@@ -327,7 +332,7 @@ class RecordStore:
         what an earlier attempt did (a revision, a deployment); any later attempt, whether a
         retry, a redelivery or a re-dispatch, finds the mark and looks.
         """
-        key = ATTEMPTS_KEY.format(id=deployment_id)
+        key = self._k.attempts.format(id=deployment_id)
         with self._r.pipeline(transaction=True) as pipe:
             pipe.hsetnx(key, step, "1")
             pipe.expire(key, self._ttl)
@@ -336,7 +341,7 @@ class RecordStore:
 
     def note(self, deployment_id: str, name: str, value: str) -> None:
         """Keep a note of an attempt (read by re-runs; gone when the deployment ends)."""
-        key = ATTEMPTS_KEY.format(id=deployment_id)
+        key = self._k.attempts.format(id=deployment_id)
         with self._r.pipeline(transaction=True) as pipe:
             pipe.hset(key, f"note:{name}", value)
             pipe.expire(key, self._ttl)
@@ -344,25 +349,25 @@ class RecordStore:
 
     def read_note(self, deployment_id: str, name: str) -> str | None:
         """A note kept by :meth:`note`, or None."""
-        raw = self._r.hget(ATTEMPTS_KEY.format(id=deployment_id), f"note:{name}")
+        raw = self._r.hget(self._k.attempts.format(id=deployment_id), f"note:{name}")
         return None if raw is None else _text(raw)
 
     def unmark_attempt(self, deployment_id: str, step: str) -> None:
         """Take back :meth:`mark_attempt`: the attempt stopped before it could act."""
-        self._r.hdel(ATTEMPTS_KEY.format(id=deployment_id), step)
+        self._r.hdel(self._k.attempts.format(id=deployment_id), step)
 
     def set_due(self, deployment_id: str, due: float) -> None:
         """Set when the deployment's next step must have run."""
-        self._r.zadd(DUE_KEY, {deployment_id: due})
+        self._r.zadd(self._k.due, {deployment_id: due})
 
     def self_account(self) -> str | None:
         """The account of the workers' own credentials, as a worker published it."""
-        raw = self._r.get(SELF_ACCOUNT_KEY)
+        raw = self._r.get(self._k.self_account)
         return None if raw is None else _text(raw)
 
     def publish_self_account(self, account: str) -> None:
         """Publish the account of this worker's own credentials for producers."""
-        self._r.set(SELF_ACCOUNT_KEY, account, ex=SELF_ACCOUNT_TTL)
+        self._r.set(self._k.self_account, account, ex=SELF_ACCOUNT_TTL)
 
     def move_to_account(self, record: DeploymentRecord, account: str) -> DeploymentRecord:
         """Key a queued deployment under its real account, keeping its arrival order.
@@ -382,7 +387,7 @@ class RecordStore:
 
     def forget_job(self, deployment_id: str) -> None:
         """Delete the full job payload of a finished deployment."""
-        self._r.delete(JOB_KEY.format(id=deployment_id))
+        self._r.delete(self._k.job.format(id=deployment_id))
 
     # -- the service queue --------------------------------------------------------------
 
@@ -451,12 +456,12 @@ class RecordStore:
     ) -> DeploymentRecord | None:
         key = self.key(deployment_id)
         with self._r.pipeline(transaction=True) as pipe:
-            pipe.watch(key, DUE_KEY)  # type: ignore[no-untyped-call]
+            pipe.watch(key, self._k.due)  # type: ignore[no-untyped-call]
             raw = pipe.get(key)
-            score = pipe.zscore(DUE_KEY, deployment_id)
+            score = pipe.zscore(self._k.due, deployment_id)
             if raw is None or score is None:
                 pipe.multi()
-                pipe.zrem(DUE_KEY, deployment_id)
+                pipe.zrem(self._k.due, deployment_id)
                 pipe.execute()
                 return None
             try:
@@ -470,9 +475,9 @@ class RecordStore:
             if record.terminal:
                 # Finished, but its worker died before tidying up: finish the tidying.
                 pipe.multi()
-                pipe.zrem(DUE_KEY, deployment_id)
+                pipe.zrem(self._k.due, deployment_id)
                 pipe.zrem(self.queue_key(record.service_key), deployment_id)
-                pipe.delete(JOB_KEY.format(id=deployment_id))
+                pipe.delete(self._k.job.format(id=deployment_id))
                 pipe.execute()
                 return None
             if float(score) > now:
@@ -480,7 +485,7 @@ class RecordStore:
             bumped = record.model_copy(update={"seq": record.seq + 1, "updated_at": now})
             pipe.multi()
             pipe.set(key, bumped.model_dump_json(), ex=self._ttl)
-            pipe.zadd(DUE_KEY, {deployment_id: due})
+            pipe.zadd(self._k.due, {deployment_id: due})
             pipe.execute()
             return bumped
 

@@ -64,7 +64,11 @@ def test_workers_and_producers_on_a_custom_queue(
     # account is published for producers.
     assert record["account"] == "123456789012"
     client = redis.Redis.from_url(stack.redis_url)
-    assert client.get("conveyor:account:self") == b"123456789012"
+    # Under the fleet's own keys: fleets sharing a Redis never read each other's.
+    assert client.get("deploys-eu:account:self") == b"123456789012"
+    assert client.get("conveyor:account:self") is None
+    assert client.keys("conveyor:deployment:*") == []
+    assert client.exists("deploys-eu:deployment:" + record["id"])
 
 
 def _wait_step(stack: Stack, deployment_id: str, step: str, timeout: float = 60) -> None:
