@@ -44,6 +44,7 @@ local burst = tonumber(ARGV[1])
 local rate = tonumber(ARGV[2])
 local max_wait = tonumber(ARGV[3])
 local need = 1 + tonumber(ARGV[4])
+local idle = tonumber(ARGV[5])
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local state = redis.call('HMGET', KEYS[1], 'tokens', 'at')
@@ -62,7 +63,7 @@ if tokens < need and (tokens < burst or burst < need) then
   end
 end
 redis.call('HSET', KEYS[1], 'tokens', tostring(tokens - 1), 'at', now)
-redis.call('PEXPIRE', KEYS[1], math.ceil(burst * 1000 / rate) + 60000)
+redis.call('PEXPIRE', KEYS[1], math.ceil(burst * 1000 / rate) + idle)
 return wait
 """
 
@@ -95,9 +96,12 @@ class RateLimiter:
         buckets: Mapping[str, Bucket] | None = None,
         max_wait: float = 10.0,
         margin: float = 0.25,
+        idle: float = 60.0,
     ) -> None:
         self._r = client
         self._margin = margin
+        # How long a bucket's key outlives the moment it is full again (seconds).
+        self._idle_ms = int(idle * 1000)
         self._script = client.register_script(_ACQUIRE)
         self._account = account
         self._region = region
@@ -202,6 +206,7 @@ class RateLimiter:
                         min(1.0, self._margin * bucket.refill_per_second)
                         if spare is None
                         else spare,
+                        self._idle_ms,
                     ],
                 )
             )
