@@ -396,3 +396,36 @@ def test_deployments_under_way_go_before_new_ones(stack: Stack) -> None:
     assert len(resolved_later) >= 10, [
         round(done(r, "resolve") - first_registered, 2) for r in records
     ]
+
+
+def test_the_bucket_lives_as_long_as_its_last_ticket(client: redis.Redis) -> None:
+    """Tickets booked far ahead keep the bucket's key: once the time a full bucket takes to refill
+    (and the idle grace) has passed, a fresh caller still queues behind the outstanding tickets
+    instead of finding a new, full bucket and spending a burst AWS no longer has. Before, the key
+    expired after ``burst / rate`` plus the grace, whatever was booked."""
+    buckets = {OPERATION: Bucket(burst=2, refill_per_second=2.0)}
+    kw: dict[str, Any] = {"buckets": buckets, "max_wait": 0.1, "margin": 0.0, "idle": 0.5}
+    limiter = RateLimiter(client, account="1", region="r", **kw)
+    key = limiter.key(OPERATION) or ""
+
+    async def book() -> list[float]:
+        await limiter.acquire(OPERATION)
+        await limiter.acquire(OPERATION)
+        tickets = []
+        for _ in range(16):
+            with pytest.raises(AwsUnavailableError) as info:
+                await limiter.reserve(OPERATION)
+            assert info.value.ticket is not None
+            tickets.append(info.value.ticket)
+        return tickets
+
+    tickets = asyncio.run(book())
+    assert client.pttl(key) >= (tickets[-1] - time.time()) * 1000
+    # Past what the key lived before: a full bucket's refill (1 s) and the grace (0.5 s).
+    time.sleep(2.0)
+    assert client.exists(key)
+    fresh = RateLimiter(client, account="1", region="r", **kw)
+    with pytest.raises(AwsUnavailableError) as late:
+        asyncio.run(fresh.reserve(OPERATION))
+    assert late.value.ticket is not None
+    assert late.value.ticket > tickets[-1]

@@ -62,8 +62,11 @@ if tokens < need and (tokens < burst or burst < need) then
     return -wait
   end
 end
-redis.call('HSET', KEYS[1], 'tokens', tostring(tokens - 1), 'at', now)
-redis.call('PEXPIRE', KEYS[1], math.ceil(burst * 1000 / rate) + idle)
+tokens = tokens - 1
+redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'at', now)
+-- The key lives until the bucket is full again, so past every ticket booked: a key that went
+-- sooner would hand the next caller a full burst on top of the outstanding tickets.
+redis.call('PEXPIRE', KEYS[1], math.ceil((burst - tokens) * 1000 / rate) + idle)
 return wait
 """
 
