@@ -70,6 +70,32 @@ redis.call('PEXPIRE', KEYS[1], math.ceil((burst - tokens) * 1000 / rate) + idle)
 return wait
 """
 
+# AWS throttled a call: its bucket is empty, whatever this one says (another client of the account
+# spent it). Drop this bucket's tokens to none, so every worker sharing it waits for the refill
+# instead of spending tokens AWS does not have. Tickets already booked keep their place. Returns
+# the tokens dropped, in thousandths.
+_DRAIN = """
+local burst = tonumber(ARGV[1])
+local rate = tonumber(ARGV[2])
+local idle = tonumber(ARGV[3])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local state = redis.call('HMGET', KEYS[1], 'tokens', 'at')
+local tokens = tonumber(state[1])
+local at = tonumber(state[2])
+if tokens == nil or at == nil then
+  tokens = burst
+  at = now
+end
+tokens = math.min(burst, tokens + (now - at) * rate / 1000)
+if tokens <= 0 then
+  return 0
+end
+redis.call('HSET', KEYS[1], 'tokens', '0', 'at', now)
+redis.call('PEXPIRE', KEYS[1], math.ceil(burst * 1000 / rate) + idle)
+return math.floor(tokens * 1000)
+"""
+
 
 @dataclass(frozen=True)
 class Bucket:
@@ -106,6 +132,7 @@ class RateLimiter:
         # How long a bucket's key outlives the moment it is full again (seconds).
         self._idle_ms = int(idle * 1000)
         self._script = client.register_script(_ACQUIRE)
+        self._drain = client.register_script(_DRAIN)
         self._account = account
         self._region = region
         self._buckets = dict(default_buckets() if buckets is None else buckets)
@@ -187,6 +214,32 @@ class RateLimiter:
         if wait_ms != 0:
             raise _limited(operation, abs(wait_ms) / 1000, None)
 
+    def drain(self, operation: str) -> float:
+        """AWS throttled ``operation``: empty its shared bucket; returns the tokens dropped.
+
+        Synchronous (one Redis round trip), for botocore's event hooks. Every worker sharing the
+        bucket then waits for the refill, and the throttled call's retry takes a token like any
+        other call.
+        """
+        bucket = self._buckets.get(operation)
+        key = self.key(operation)
+        if bucket is None or key is None:
+            return 0.0
+        try:
+            dropped = int(
+                self._drain(
+                    keys=[key], args=[bucket.burst, bucket.refill_per_second, self._idle_ms]
+                )
+            )
+        except redis.RedisError as exc:
+            raise TransientError(
+                f"{operation}: the shared rate limiter's Redis did not answer "
+                f"({type(exc).__name__}); the step is retried",
+                "RedisUnavailable",
+            ) from exc
+        metrics.RATELIMIT_DRAINED.labels(operation).inc()
+        return dropped / 1000
+
     async def _take(self, operation: str, max_wait_ms: int, *, spare: float | None = None) -> int:
         """Run the bucket script: the wait in ms for the token it took (negative: none taken).
 
@@ -198,7 +251,7 @@ class RateLimiter:
             return 0
         try:
             # One round trip; the script takes the token or reserves the next one.
-            return int(
+            wait_ms = int(
                 self._script(
                     keys=[key],
                     args=[
@@ -219,6 +272,10 @@ class RateLimiter:
                 f"({type(exc).__name__}); the step is retried",
                 "RedisUnavailable",
             ) from exc
+        if wait_ms >= 0:
+            due = "now" if wait_ms == 0 else "soon" if wait_ms <= self._max_wait_ms else "ticket"
+            metrics.RATELIMIT_BOOKED.labels(operation, due).inc()
+        return wait_ms
 
 
 def _limited(operation: str, wait: float, ticket: float | None) -> AwsUnavailableError:

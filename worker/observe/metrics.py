@@ -15,6 +15,10 @@ The metrics (all prefixed ``conveyor_``):
   ``throttled`` or ``error``;
 * ``ratelimit_wait_seconds_total{operation}``: time steps spent waiting for the shared limiter;
 * ``ratelimit_deferred_total{operation}``: steps that gave up their slot until a token is due;
+* ``ratelimit_booked_total{operation,due}``: tokens taken from the shared buckets, ``due`` being
+  ``now``, ``soon`` (waited for in the slot) or ``ticket`` (booked ahead, the slot given back);
+* ``ratelimit_drained_total{operation}``: throttled calls that emptied their shared bucket (AWS
+  had fewer tokens than the bucket said: another client of the account spent them);
 * ``sweeper_redispatched_total``: overdue steps the recovery sweeper sent again;
 * ``queue_depth{queue}``: messages waiting in each Celery queue (read from Redis).
 """
@@ -62,6 +66,16 @@ RATELIMIT_WAIT = Counter(
 RATELIMIT_DEFERRED = Counter(
     "conveyor_ratelimit_deferred",
     "Steps that gave up their worker slot until their rate-limit token is due.",
+    ["operation"],
+)
+RATELIMIT_BOOKED = Counter(
+    "conveyor_ratelimit_booked",
+    "Tokens taken from the shared rate limiter, by when they are due (now, soon, ticket).",
+    ["operation", "due"],
+)
+RATELIMIT_DRAINED = Counter(
+    "conveyor_ratelimit_drained",
+    "Throttled AWS calls that emptied the shared bucket of their account, region and API.",
     ["operation"],
 )
 REDISPATCHED = Counter(
