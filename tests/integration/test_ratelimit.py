@@ -458,7 +458,7 @@ def test_a_budget_spent_by_another_client_is_learnt_from_aws(
             region_name="us-east-1",
             aws_access_key_id="testing",
             aws_secret_access_key="testing",
-            config=Config(retries={"max_attempts": 1}),
+            config=Config(retries={"total_max_attempts": 1}),
         )
         for i in range(20):  # the account's whole burst, at once
             outside.register_task_definition(
@@ -586,3 +586,79 @@ def test_a_throttled_call_is_retried_with_a_token_from_the_drained_bucket(
     assert stats["throttled"].get(OPERATION, 0) == sent
     key = next(iter(client.scan_iter("conveyor:ratelimit:*")))
     assert float(client.hget(key, "tokens") or 0) < 1.0  # drained: nothing left to spend
+
+
+def test_late_arrivals_queue_behind_the_tickets_booked_ahead(
+    stack: Stack, client: redis.Redis, figures: dict[str, object]
+) -> None:
+    """Issue 21's late arrivals, at a tenth of the time: the local AWS enforces the register
+    bucket (20, refilled ten times faster than AWS's 1/s) and 60 deployments take their tokens
+    from one shared bucket, 20 at once and 40 as tickets, each registering when its token is
+    due. 20 more arrive once a full bucket's refill and the key's grace have passed, while
+    tickets are still due. Before, the key had expired by then: they found a full bucket and
+    spent a burst AWS no longer had, and about 20 registers were throttled. Now they book after
+    the last ticket, and none is."""
+    import boto3
+    from botocore.config import Config
+    from botocore.exceptions import ClientError
+
+    from localaws.testing import control
+
+    ecs = boto3.client(
+        "ecs",
+        endpoint_url=stack.endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        config=Config(retries={"total_max_attempts": 1}, max_pool_connections=30),
+    )
+    buckets = {OPERATION: Bucket(burst=20, refill_per_second=10.0)}
+    limiter = RateLimiter(
+        client,
+        account="123456789012",
+        region="us-east-1",
+        buckets=buckets,
+        max_wait=0.05,
+        idle=0.5,
+    )
+    outcomes: list[str] = []
+
+    def register(i: int) -> None:
+        try:
+            ecs.register_task_definition(
+                family="late-arrivals",
+                containerDefinitions=[{"name": "app", "image": f"repo/app:{i}", "memory": 64}],
+            )
+            outcomes.append("ok")
+        except ClientError as error:
+            outcomes.append(str(error.response["Error"]["Code"]))
+
+    async def deployment(i: int) -> None:
+        try:
+            await limiter.reserve(OPERATION)
+        except AwsUnavailableError as exc:
+            assert exc.ticket is not None
+            await asyncio.sleep(max(0.0, exc.ticket - time.time()))
+            await limiter.reserve(OPERATION, exc.ticket)
+        await limiter.acquire(OPERATION)
+        await asyncio.to_thread(register, i)
+
+    async def fleet() -> None:
+        first = [asyncio.create_task(deployment(i)) for i in range(60)]
+        # Past what the key lived before: a full bucket's refill (2 s) and the grace (0.5 s).
+        await asyncio.sleep(3.0)
+        late = [asyncio.create_task(deployment(100 + i)) for i in range(20)]
+        await asyncio.gather(*first, *late)
+
+    assert control(stack.endpoint, "POST", "limits", {"enabled": True, "scale": 10})[0] == 200
+    control(stack.endpoint, "DELETE", "stats")
+    try:
+        asyncio.run(fleet())
+        _, stats = control(stack.endpoint, "GET", "stats")
+    finally:
+        control(stack.endpoint, "DELETE", "limits")
+    throttled = stats["throttled"].get(OPERATION, 0)
+    figures["late_arrivals_behind_tickets"] = {"registers": len(outcomes), "throttled": throttled}
+    assert len(outcomes) == 80
+    assert throttled == outcomes.count("ThrottlingException")
+    assert throttled <= 1, stats["throttled"]
