@@ -662,3 +662,23 @@ def test_late_arrivals_queue_behind_the_tickets_booked_ahead(
     assert len(outcomes) == 80
     assert throttled == outcomes.count("ThrottlingException")
     assert throttled <= 1, stats["throttled"]
+
+
+def test_the_tokens_booked_ahead_are_read_for_the_metrics(client: redis.Redis) -> None:
+    """The metrics endpoint reads each bucket's bookings beyond now (tickets outstanding)."""
+    from worker.aws.ratelimit import booked_ahead
+    from worker.observe.metrics import BookedAheadCollector
+
+    buckets = {OPERATION: Bucket(burst=2, refill_per_second=0.1)}
+    limiter = RateLimiter(client, account="1", region="r", buckets=buckets, max_wait=0.1)
+    for _ in range(7):  # the burst, then five tickets
+        try:
+            asyncio.run(limiter.reserve(OPERATION))
+        except AwsUnavailableError as exc:
+            assert exc.ticket is not None
+    [(account, region, bucket, ahead)] = booked_ahead(client)
+    assert (account, region, bucket) == ("1", "r", "task-definition-writes")
+    assert 4.9 <= ahead <= 5.0
+    [family] = BookedAheadCollector(lambda: booked_ahead(client)).collect()
+    assert [s.value for s in family.samples] == [pytest.approx(ahead, abs=0.1)]
+    assert list(BookedAheadCollector(lambda: booked_ahead(redis.Redis(port=1))).collect())

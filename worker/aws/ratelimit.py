@@ -63,7 +63,7 @@ if tokens < need and (tokens < burst or burst < need) then
   end
 end
 tokens = tokens - 1
-redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'at', now)
+redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'at', now, 'rate', ARGV[2])
 -- The key lives until the bucket is full again, so past every ticket booked: a key that went
 -- sooner would hand the next caller a full burst on top of the outstanding tickets.
 redis.call('PEXPIRE', KEYS[1], math.ceil((burst - tokens) * 1000 / rate) + idle)
@@ -91,7 +91,7 @@ tokens = math.min(burst, tokens + (now - at) * rate / 1000)
 if tokens <= 0 then
   return 0
 end
-redis.call('HSET', KEYS[1], 'tokens', '0', 'at', now)
+redis.call('HSET', KEYS[1], 'tokens', '0', 'at', now, 'rate', ARGV[2])
 redis.call('PEXPIRE', KEYS[1], math.ceil(burst * 1000 / rate) + idle)
 return math.floor(tokens * 1000)
 """
@@ -290,6 +290,26 @@ def _limited(operation: str, wait: float, ticket: float | None) -> AwsUnavailabl
     error.ticket = ticket
     metrics.RATELIMIT_DEFERRED.labels(operation).inc()
     return error
+
+
+def booked_ahead(client: redis.Redis) -> list[tuple[str, str, str, float]]:
+    """Tokens booked beyond now, by (account, region, bucket): tickets and in-slot waits.
+
+    Read from the buckets' own state on Redis's clock; for the metrics endpoint.
+    """
+    seconds, micros = client.time()
+    now = seconds * 1000 + micros // 1000
+    prefix = BUCKET_KEY.split("{", 1)[0]
+    found = []
+    for key in client.scan_iter(match=prefix + "*", count=100):
+        name = key.decode() if isinstance(key, bytes) else str(key)
+        account, region, bucket = name[len(prefix) :].split(":", 2)
+        tokens, at, rate = client.hmget(name, "tokens", "at", "rate")
+        if tokens is None or at is None or rate is None:
+            continue
+        ahead = -(float(tokens) + (now - float(at)) * float(rate) / 1000)
+        found.append((account, region, bucket, max(0.0, ahead)))
+    return found
 
 
 def count_throttle(client: redis.Redis, operation: str) -> None:
