@@ -11,8 +11,13 @@ so that a worker never sits in a step for long; a step that reserves its scarce 
 seconds of refill, at most one token) keeps this bucket a little behind AWS's own, which starts
 counting each call only when it arrives.
 
-Throttling that still happens (another tool in the same account, a mis-sized bucket) is retried
-by botocore with backoff and counted per operation (:func:`count_throttle`).
+A bucket's key lives until the bucket would be full again, so past its last ticket: a key that
+expired sooner would give the next caller a full burst on top of the tickets still due.
+
+Throttling that still happens (another tool in the same account, a mis-sized bucket) teaches
+the bucket: the throttled call drains it (:meth:`RateLimiter.drain`), so every worker sharing it
+waits for AWS's refill, and the call is sent again only with a new token (not by botocore's own
+backoff, which takes none). Throttles are counted per operation (:func:`count_throttle`).
 """
 
 from __future__ import annotations
@@ -313,7 +318,7 @@ def booked_ahead(client: redis.Redis) -> list[tuple[str, str, str, float]]:
 
 
 def count_throttle(client: redis.Redis, operation: str) -> None:
-    """Count a throttled AWS call (botocore retries it)."""
+    """Count a throttled AWS call."""
     client.hincrby(THROTTLES_KEY, operation, 1)
 
 
