@@ -220,12 +220,12 @@ class Settings(BaseSettings):
         parts = [urlsplit(p) for p in self.redis_dsn.split(";")]
         first = parts[0]
         db = int(first.path.strip("/") or 0)
-        sentinel = Sentinel(  # type: ignore[no-untyped-call]
+        sentinel = Sentinel(  # type: ignore[no-untyped-call, unused-ignore]
             [(p.hostname or "", p.port or 26379) for p in parts],
             socket_timeout=options.get("socket_timeout"),
             socket_connect_timeout=options.get("socket_connect_timeout"),
         )
-        return sentinel.master_for(  # type: ignore[no-untyped-call]
+        return sentinel.master_for(  # type: ignore[no-untyped-call, unused-ignore]
             self.redis_sentinel_master,
             db=db,
             password=first.password,
