@@ -247,11 +247,14 @@ def test_operations_outside_the_table_are_not_limited(client: redis.Redis) -> No
 
 
 def test_a_redis_that_is_away_is_a_retryable_error() -> None:
-    """The limiter's Redis not answering fails the step as retryable, never as a defect."""
+    """The limiter's Redis not answering fails the step as retryable, never as a defect; so does
+    draining the bucket after a throttle."""
     dead = redis.Redis(port=1, socket_connect_timeout=0.2)
     limiter = RateLimiter(dead, account="1", region="r")
     with pytest.raises(TransientError, match="rate limiter"):
         asyncio.run(limiter.acquire(OPERATION))
+    with pytest.raises(TransientError, match="rate limiter"):
+        limiter.drain(OPERATION)
 
 
 def test_a_fleet_under_aws_real_limits_is_not_throttled(
@@ -677,6 +680,9 @@ def test_the_tokens_booked_ahead_are_read_for_the_metrics(client: redis.Redis) -
             asyncio.run(limiter.reserve(OPERATION))
         except AwsUnavailableError as exc:
             assert exc.ticket is not None
+    # A bucket written by an older release (no rate) and a stray key are skipped.
+    client.hset("conveyor:ratelimit:2:r:task-definition-writes", mapping={"tokens": 1, "at": 0})
+    client.set("conveyor:ratelimit:stray", "x")
     [(account, region, bucket, ahead)] = booked_ahead(client)
     assert (account, region, bucket) == ("1", "r", "task-definition-writes")
     assert 4.9 <= ahead <= 5.0

@@ -308,12 +308,15 @@ def booked_ahead(client: redis.Redis) -> list[tuple[str, str, str, float]]:
     found = []
     for key in client.scan_iter(match=prefix + "*", count=100):
         name = key.decode() if isinstance(key, bytes) else str(key)
-        account, region, bucket = name[len(prefix) :].split(":", 2)
-        tokens, at, rate = client.hmget(name, "tokens", "at", "rate")
-        if tokens is None or at is None or rate is None:
-            continue
-        ahead = -(float(tokens) + (now - float(at)) * float(rate) / 1000)
-        found.append((account, region, bucket, max(0.0, ahead)))
+        parts = name[len(prefix) :].split(":", 2)
+        try:
+            raw = client.hmget(name, "tokens", "at", "rate")
+            tokens, at, rate = (float(v) for v in raw if v is not None)
+        except (TypeError, ValueError, redis.ResponseError):
+            continue  # written by an older release (no rate), or not a bucket: skipped, not fatal
+        if len(parts) == 3:
+            ahead = -(tokens + (now - at) * rate / 1000)
+            found.append((parts[0], parts[1], parts[2], max(0.0, ahead)))
     return found
 
 
