@@ -238,10 +238,18 @@ class MetricsServer(bootsteps.StartStopStep):
         """Start the HTTP server thread, when metrics are on."""
         if settings.metrics_port is None or not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
             return
+        from worker.aws.ratelimit import booked_ahead
         from worker.observe.metrics import serve
 
         queues = sorted(parent.app.amqp.queues.consume_from or parent.app.amqp.queues)
-        serve(settings.metrics_address, settings.metrics_port, redis_client(), queues)
+        client = redis_client()
+        serve(
+            settings.metrics_address,
+            settings.metrics_port,
+            client,
+            queues,
+            booked=lambda: booked_ahead(client),
+        )
         log.info(
             "metrics endpoint up",
             address=settings.metrics_address,

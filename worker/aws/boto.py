@@ -107,9 +107,54 @@ def _count_attempt(
     ).inc()
 
 
+def _learn_from_throttle(
+    limiter: RateLimiter,
+    client: Any,
+    response: Any = None,
+    operation: Any = None,
+    attempts: int = 1,
+    **_: Any,
+) -> None:
+    """botocore's needs-retry event of the ECS client: a throttle drains the shared bucket.
+
+    Registered after :func:`_count_attempt`, so the attempt is counted before this raises. Only
+    a first attempt is taken over (:class:`Throttled`): after an earlier attempt that failed
+    otherwise (a timeout), the request may have acted, and botocore's own retry is kept.
+    """
+    error = response[1].get("Error", {}) if isinstance(response, tuple) else {}
+    code = error.get("Code")
+    if code not in THROTTLE_CODES:
+        return
+    name = str(getattr(operation, "name", "unknown"))
+    count_throttle(client, name)
+    if limiter.key(name) is None:
+        return  # not paced by the shared limiter: botocore backs off
+    limiter.drain(name)
+    if attempts == 1:
+        raise Throttled(str(code), str(error.get("Message", "")))
+
+
 # Low-priority calls (cleanup) take a token only while this many more stay in the bucket, so
 # that deployments sharing the bucket always find theirs.
 LOW_PRIORITY_SPARE = 10
+# How often one call is sent again after AWS throttled it, each time with a new token from the
+# shared limiter; then the step is retried as after any transient error.
+THROTTLED_RETRIES = 4
+
+
+class Throttled(Exception):
+    """AWS throttled the first attempt of a rate-limited call: nothing was done.
+
+    Raised from botocore's needs-retry hook instead of letting botocore retry with a backoff of
+    its own, which takes no token: such retries spend the refill that the shared limiter has
+    promised to other callers, who are then throttled and retried in turn. The call's wrapper
+    takes a new token from the (drained) shared bucket and sends the call again.
+    """
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
 
 
 async def _every_page(
@@ -134,23 +179,32 @@ def _aws_call(
         async def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
             self = args[0]
             limiter: RateLimiter | None = getattr(self, "limiter", None)
-            if limiter is not None and spare is not None:
-                await limiter.acquire_spare(operation, spare)
-            elif limiter is not None:
-                # Before the call's own timeout: waiting for a token is not the call hanging.
-                await limiter.acquire(operation)
-            try:
-                async with asyncio.timeout(self.call_timeout):  # type: ignore[attr-defined]
-                    return await fn(*args, **kwargs)
-            except ConveyorError:
-                raise
-            except (
-                botocore.exceptions.BotoCoreError,
-                botocore.exceptions.ClientError,
-                TimeoutError,
-                OSError,
-            ) as exc:
-                raise translate_error(exc, operation) from exc
+            throttled = 0
+            while True:
+                if limiter is not None and spare is not None:
+                    await limiter.acquire_spare(operation, spare)
+                elif limiter is not None:
+                    # Before the call's own timeout: waiting for a token is not the call hanging.
+                    await limiter.acquire(operation)
+                try:
+                    async with asyncio.timeout(self.call_timeout):  # type: ignore[attr-defined]
+                        return await fn(*args, **kwargs)
+                except Throttled as exc:
+                    throttled += 1
+                    if throttled < THROTTLED_RETRIES:
+                        continue  # with a new token, after the bucket was drained
+                    raise AwsUnavailableError(
+                        f"{operation} failed with {exc.code}: {exc.message}", exc.code
+                    ) from exc
+                except ConveyorError:
+                    raise
+                except (
+                    botocore.exceptions.BotoCoreError,
+                    botocore.exceptions.ClientError,
+                    TimeoutError,
+                    OSError,
+                ) as exc:
+                    raise translate_error(exc, operation) from exc
 
         return wrapper
 
@@ -485,14 +539,9 @@ class ClientPool:
                 max_wait=limits.max_wait,
             )
 
-            def throttled(
-                response: Any = None, operation: Any = None, **_: Any
-            ) -> None:  # botocore's needs-retry event: count throttles, decide nothing
-                error = response[1].get("Error", {}) if isinstance(response, tuple) else {}
-                if error.get("Code") in THROTTLE_CODES:
-                    count_throttle(limits.redis, str(getattr(operation, "name", "unknown")))
-
-            ecs.meta.events.register("needs-retry.ecs", throttled)
+            ecs.meta.events.register(
+                "needs-retry", functools.partial(_learn_from_throttle, limiter, limits.redis)
+            )
         gateway = BotoAwsGateway(
             ecs, cfn, elbv2, ec2, call_timeout=self._call_timeout, limiter=limiter
         )

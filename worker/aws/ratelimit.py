@@ -11,8 +11,13 @@ so that a worker never sits in a step for long; a step that reserves its scarce 
 seconds of refill, at most one token) keeps this bucket a little behind AWS's own, which starts
 counting each call only when it arrives.
 
-Throttling that still happens (another tool in the same account, a mis-sized bucket) is retried
-by botocore with backoff and counted per operation (:func:`count_throttle`).
+A bucket's key lives until the bucket would be full again, so past its last ticket: a key that
+expired sooner would give the next caller a full burst on top of the tickets still due.
+
+Throttling that still happens (another tool in the same account, a mis-sized bucket) teaches
+the bucket: the throttled call drains it (:meth:`RateLimiter.drain`), so every worker sharing it
+waits for AWS's refill, and the call is sent again only with a new token (not by botocore's own
+backoff, which takes none). Throttles are counted per operation (:func:`count_throttle`).
 """
 
 from __future__ import annotations
@@ -44,6 +49,7 @@ local burst = tonumber(ARGV[1])
 local rate = tonumber(ARGV[2])
 local max_wait = tonumber(ARGV[3])
 local need = 1 + tonumber(ARGV[4])
+local idle = tonumber(ARGV[5])
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local state = redis.call('HMGET', KEYS[1], 'tokens', 'at')
@@ -61,9 +67,38 @@ if tokens < need and (tokens < burst or burst < need) then
     return -wait
   end
 end
-redis.call('HSET', KEYS[1], 'tokens', tostring(tokens - 1), 'at', now)
-redis.call('PEXPIRE', KEYS[1], math.ceil(burst * 1000 / rate) + 60000)
+tokens = tokens - 1
+redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'at', now, 'rate', ARGV[2])
+-- The key lives until the bucket is full again, so past every ticket booked: a key that went
+-- sooner would hand the next caller a full burst on top of the outstanding tickets.
+redis.call('PEXPIRE', KEYS[1], math.ceil((burst - tokens) * 1000 / rate) + idle)
 return wait
+"""
+
+# AWS throttled a call: its bucket is empty, whatever this one says (another client of the account
+# spent it). Drop this bucket's tokens to none, so every worker sharing it waits for the refill
+# instead of spending tokens AWS does not have. Tickets already booked keep their place. Returns
+# the tokens dropped, in thousandths.
+_DRAIN = """
+local burst = tonumber(ARGV[1])
+local rate = tonumber(ARGV[2])
+local idle = tonumber(ARGV[3])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local state = redis.call('HMGET', KEYS[1], 'tokens', 'at')
+local tokens = tonumber(state[1])
+local at = tonumber(state[2])
+if tokens == nil or at == nil then
+  tokens = burst
+  at = now
+end
+tokens = math.min(burst, tokens + (now - at) * rate / 1000)
+if tokens <= 0 then
+  return 0
+end
+redis.call('HSET', KEYS[1], 'tokens', '0', 'at', now, 'rate', ARGV[2])
+redis.call('PEXPIRE', KEYS[1], math.ceil(burst * 1000 / rate) + idle)
+return math.floor(tokens * 1000)
 """
 
 
@@ -95,10 +130,14 @@ class RateLimiter:
         buckets: Mapping[str, Bucket] | None = None,
         max_wait: float = 10.0,
         margin: float = 0.25,
+        idle: float = 60.0,
     ) -> None:
         self._r = client
         self._margin = margin
+        # How long a bucket's key outlives the moment it is full again (seconds).
+        self._idle_ms = int(idle * 1000)
         self._script = client.register_script(_ACQUIRE)
+        self._drain = client.register_script(_DRAIN)
         self._account = account
         self._region = region
         self._buckets = dict(default_buckets() if buckets is None else buckets)
@@ -180,6 +219,32 @@ class RateLimiter:
         if wait_ms != 0:
             raise _limited(operation, abs(wait_ms) / 1000, None)
 
+    def drain(self, operation: str) -> float:
+        """AWS throttled ``operation``: empty its shared bucket; returns the tokens dropped.
+
+        Synchronous (one Redis round trip), for botocore's event hooks. Every worker sharing the
+        bucket then waits for the refill, and the throttled call's retry takes a token like any
+        other call.
+        """
+        bucket = self._buckets.get(operation)
+        key = self.key(operation)
+        if bucket is None or key is None:
+            return 0.0
+        try:
+            dropped = int(
+                self._drain(
+                    keys=[key], args=[bucket.burst, bucket.refill_per_second, self._idle_ms]
+                )
+            )
+        except redis.RedisError as exc:
+            raise TransientError(
+                f"{operation}: the shared rate limiter's Redis did not answer "
+                f"({type(exc).__name__}); the step is retried",
+                "RedisUnavailable",
+            ) from exc
+        metrics.RATELIMIT_DRAINED.labels(operation).inc()
+        return dropped / 1000
+
     async def _take(self, operation: str, max_wait_ms: int, *, spare: float | None = None) -> int:
         """Run the bucket script: the wait in ms for the token it took (negative: none taken).
 
@@ -191,7 +256,7 @@ class RateLimiter:
             return 0
         try:
             # One round trip; the script takes the token or reserves the next one.
-            return int(
+            wait_ms = int(
                 self._script(
                     keys=[key],
                     args=[
@@ -202,6 +267,7 @@ class RateLimiter:
                         min(1.0, self._margin * bucket.refill_per_second)
                         if spare is None
                         else spare,
+                        self._idle_ms,
                     ],
                 )
             )
@@ -211,6 +277,10 @@ class RateLimiter:
                 f"({type(exc).__name__}); the step is retried",
                 "RedisUnavailable",
             ) from exc
+        if wait_ms >= 0:
+            due = "now" if wait_ms == 0 else "soon" if wait_ms <= self._max_wait_ms else "ticket"
+            metrics.RATELIMIT_BOOKED.labels(operation, due).inc()
+        return wait_ms
 
 
 def _limited(operation: str, wait: float, ticket: float | None) -> AwsUnavailableError:
@@ -227,8 +297,31 @@ def _limited(operation: str, wait: float, ticket: float | None) -> AwsUnavailabl
     return error
 
 
+def booked_ahead(client: redis.Redis) -> list[tuple[str, str, str, float]]:
+    """Tokens booked beyond now, by (account, region, bucket): tickets and in-slot waits.
+
+    Read from the buckets' own state on Redis's clock; for the metrics endpoint.
+    """
+    seconds, micros = client.time()
+    now = seconds * 1000 + micros // 1000
+    prefix = BUCKET_KEY.split("{", 1)[0]
+    found = []
+    for key in client.scan_iter(match=prefix + "*", count=100):
+        name = key.decode() if isinstance(key, bytes) else str(key)
+        parts = name[len(prefix) :].split(":", 2)
+        try:
+            raw = client.hmget(name, "tokens", "at", "rate")
+            tokens, at, rate = (float(v) for v in raw if v is not None)
+        except (TypeError, ValueError, redis.ResponseError):
+            continue  # written by an older release (no rate), or not a bucket: skipped, not fatal
+        if len(parts) == 3:
+            ahead = -(tokens + (now - at) * rate / 1000)
+            found.append((parts[0], parts[1], parts[2], max(0.0, ahead)))
+    return found
+
+
 def count_throttle(client: redis.Redis, operation: str) -> None:
-    """Count a throttled AWS call (botocore retries it)."""
+    """Count a throttled AWS call."""
     client.hincrby(THROTTLES_KEY, operation, 1)
 
 

@@ -15,6 +15,12 @@ The metrics (all prefixed ``conveyor_``):
   ``throttled`` or ``error``;
 * ``ratelimit_wait_seconds_total{operation}``: time steps spent waiting for the shared limiter;
 * ``ratelimit_deferred_total{operation}``: steps that gave up their slot until a token is due;
+* ``ratelimit_booked_total{operation,due}``: tokens taken from the shared buckets, ``due`` being
+  ``now``, ``soon`` (waited for in the slot) or ``ticket`` (booked ahead, the slot given back);
+* ``ratelimit_booked_ahead{account,region,bucket}``: tokens each shared bucket has booked beyond
+  now (tickets outstanding and in-slot waits; read from Redis);
+* ``ratelimit_drained_total{operation}``: throttled calls that emptied their shared bucket (AWS
+  had fewer tokens than the bucket said: another client of the account spent them);
 * ``sweeper_redispatched_total``: overdue steps the recovery sweeper sent again;
 * ``queue_depth{queue}``: messages waiting in each Celery queue (read from Redis).
 """
@@ -22,7 +28,7 @@ The metrics (all prefixed ``conveyor_``):
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 # worker/app.py sets the directory up before anything imports this module: prometheus-client
@@ -64,6 +70,16 @@ RATELIMIT_DEFERRED = Counter(
     "Steps that gave up their worker slot until their rate-limit token is due.",
     ["operation"],
 )
+RATELIMIT_BOOKED = Counter(
+    "conveyor_ratelimit_booked",
+    "Tokens taken from the shared rate limiter, by when they are due (now, soon, ticket).",
+    ["operation", "due"],
+)
+RATELIMIT_DRAINED = Counter(
+    "conveyor_ratelimit_drained",
+    "Throttled AWS calls that emptied the shared bucket of their account, region and API.",
+    ["operation"],
+)
 REDISPATCHED = Counter(
     "conveyor_sweeper_redispatched", "Overdue steps the recovery sweeper dispatched again."
 )
@@ -99,13 +115,46 @@ class QueueDepthCollector:
         yield family
 
 
-def serve(address: str, port: int, redis_client: Any, queues: list[str]) -> threading.Thread:
-    """Serve the children's samples and the queue depths on ``address:port`` in a thread."""
+class BookedAheadCollector:
+    """Reads, at scrape time, how many tokens each shared rate-limit bucket has booked ahead."""
+
+    def __init__(self, read: Callable[[], list[tuple[str, str, str, float]]]) -> None:
+        self._read = read
+
+    def collect(self) -> Iterator[Any]:
+        """One gauge sample per bucket; none when Redis does not answer."""
+        from prometheus_client.core import GaugeMetricFamily
+
+        family = GaugeMetricFamily(
+            "conveyor_ratelimit_booked_ahead",
+            "Tokens of a shared rate-limit bucket booked beyond now (tickets and waits).",
+            labels=["account", "region", "bucket"],
+        )
+        try:
+            buckets = self._read()
+        except Exception:  # noqa: BLE001 - a scrape must not fail on Redis being away
+            buckets = []
+        for account, region, bucket, ahead in buckets:
+            family.add_metric([account, region, bucket], ahead)
+        yield family
+
+
+def serve(
+    address: str,
+    port: int,
+    redis_client: Any,
+    queues: list[str],
+    booked: Callable[[], list[tuple[str, str, str, float]]] | None = None,
+) -> threading.Thread:
+    """Serve the children's samples and the queue depths on ``address:port`` in a thread;
+    ``booked`` reads the rate-limit buckets' bookings at scrape time."""
     from prometheus_client import CollectorRegistry, start_http_server
     from prometheus_client.multiprocess import MultiProcessCollector
 
     registry = CollectorRegistry()
     MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
     registry.register(QueueDepthCollector(redis_client, queues))
+    if booked is not None:
+        registry.register(BookedAheadCollector(booked))
     _server, thread = start_http_server(port, addr=address, registry=registry)
     return thread
