@@ -58,6 +58,9 @@ SWEEP_LOCK_KEY = KEY_PREFIX + "lock:sweeper"  # one recovery sweep at a time, fl
 # zset per service: unfinished deployment ids by enqueue time. The head holds the service.
 SERVICE_QUEUE_KEY = KEY_PREFIX + "service:{service}:queue"
 QUEUE_COUNTER_KEY = KEY_PREFIX + "queue-arrivals"  # arrival numbers for the service queues
+# zset per task definition family: unfinished deployments of it (id -> last commit time), so
+# that a cleanup of old revisions finds them without reading every unfinished deployment.
+FAMILY_KEY = KEY_PREFIX + "family:{family}:deployments"
 # The account of the workers' own credentials, published by workers (with a TTL) so that
 # producers key jobs without a role under the real account from the start.
 SELF_ACCOUNT_KEY = KEY_PREFIX + "account:self"
