@@ -151,6 +151,7 @@ def install(simulator: Simulator) -> None:
         "list_tasks": _list_tasks,
         "describe_tasks": _describe_tasks,
         "stop_task": _stop_task,
+        "run_task": _run_task,
         "register_task_definition": _register_task_definition,
         "deregister_task_definition": _deregister_task_definition,
         "list_task_definitions": _list_task_definitions,
@@ -187,7 +188,8 @@ def _create_service(self: Any) -> Any:
         raise InvalidParameterException("Creation of service was not idempotent.")
     task_definition = None
     if params.get("taskDefinition"):
-        task_definition = backend.describe_task_definition(params["taskDefinition"])
+        task_definition = usable_task_definition(backend, params["taskDefinition"])
+        params["taskDefinition"] = task_definition.arn
         network = normalize_network_configuration(
             account, region, params.get("networkConfiguration"), task_definition.network_mode
         )
@@ -238,7 +240,10 @@ def _update_service(self: Any) -> Any:
 
     current_definition = sim.deployments[0].task_definition
     requested = params.get("taskDefinition")
-    task_definition = backend.describe_task_definition(requested or current_definition)
+    if requested:
+        task_definition = usable_task_definition(backend, requested)
+    else:
+        task_definition = backend.describe_task_definition(current_definition)
     network = params.get("networkConfiguration")
     if network is not None or requested:
         network = normalize_network_configuration(
@@ -523,6 +528,15 @@ def _describe_tasks(self: Any) -> Any:
     return ActionResult({"tasks": found, "failures": failures})
 
 
+def _run_task(self: Any) -> Any:
+    params: dict[str, Any] = self.params
+    if params.get("taskDefinition"):
+        params["taskDefinition"] = usable_task_definition(
+            self.ecs_backend, params["taskDefinition"]
+        ).arn
+    return _originals["run_task"](self)
+
+
 def _stop_task(self: Any) -> Any:
     params: dict[str, Any] = self.params
     backend = self.ecs_backend
@@ -602,6 +616,29 @@ def _register_task_definition(self: Any) -> Any:
             setattr(task_definition, attribute, value)
     _complete_registration(self.ecs_backend, task_definition)
     return result
+
+
+def usable_task_definition(backend: Any, reference: str) -> Any:
+    """The revision a service or task may start from, as ECS resolves ``reference``.
+
+    A revision named by ARN or ``family:revision`` must be ACTIVE: ECS refuses an INACTIVE one
+    with ClientException "TaskDefinition is inactive" (moto accepts it). A family alone means its
+    latest ACTIVE revision (moto takes the latest, whatever its status).
+    """
+    name = reference.rsplit("/", 1)[-1]
+    if ":" in name:
+        task_definition = backend.describe_task_definition(reference)
+        if task_definition.status != "ACTIVE":
+            raise EcsClientException("TaskDefinition is inactive")
+        return task_definition
+    active = [
+        revision
+        for revision, task_definition in backend.task_definitions.get(name, {}).items()
+        if task_definition.status == "ACTIVE"
+    ]
+    if not active:
+        raise EcsClientException("Unable to describe task definition.")
+    return backend.task_definitions[name][max(active)]
 
 
 def _complete_registration(backend: Any, task_definition: Any) -> None:

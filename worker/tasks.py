@@ -29,7 +29,7 @@ from worker.app import app, settings, step_context
 from worker.aws.gateway import AwsGateway
 from worker.domain.errors import ConveyorError, TransientError
 from worker.runtime import get_runtime
-from worker.services.cleanup import clean_up_revisions
+from worker.services.cleanup import InUseView, clean_up_revisions
 from worker.services.fargate_flow import FargateFlow
 from worker.services.plan import plan_update
 from worker.services.transitions import Transition
@@ -149,10 +149,13 @@ def clean_up(*args: Any, **kwargs: Any) -> dict[str, Any]:
         return {"status": "rejected"}
     family, keep, role, tries = args
     runtime = get_runtime(settings)
+    ctx = step_context()
 
     async def run() -> tuple[list[str], bool]:
         aws = await runtime.pool.gateway(role, now=wall_clock())
-        return await clean_up_revisions(aws, family, keep)
+        return await clean_up_revisions(
+            aws, family, keep, store=ctx.store, view=InUseView(ctx.redis)
+        )
 
     try:
         done, more = runtime.run(run())

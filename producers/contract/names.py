@@ -60,6 +60,9 @@ SWEEP_LOCK_KEY = KEY_PREFIX + "lock:sweeper"  # one recovery sweep at a time, fl
 # zset per service: unfinished deployment ids by enqueue time. The head holds the service.
 SERVICE_QUEUE_KEY = KEY_PREFIX + "service:{service}:queue"
 QUEUE_COUNTER_KEY = KEY_PREFIX + "queue-arrivals"  # arrival numbers for the service queues
+# zset per task definition family: unfinished deployments of it (id -> last commit time), so
+# that a cleanup of old revisions finds them without reading every unfinished deployment.
+FAMILY_KEY = KEY_PREFIX + "family:{family}:deployments"
 # The account of the workers' own credentials, published by workers (with a TTL) so that
 # producers key jobs without a role under the real account from the start.
 SELF_ACCOUNT_KEY = KEY_PREFIX + "account:self"
@@ -75,8 +78,9 @@ class Keys:
     Every key a fleet owns starts with its queue's name and a colon, so fleets that share a
     Redis never read, sweep or advance each other's deployments and releases. The default
     queue, ``conveyor``, keeps the keys Conveyor always used. Keys about AWS itself (rate-limit
-    buckets, the batched watch's cache) are not a fleet's: fleets that act in one account share
-    its API limits, so they share those keys.
+    buckets, the batched watch's cache, the cleanups' view of what is in use) are not a
+    fleet's: fleets that act in one account share its API limits, so they share those keys.
+    A limit of this: a cleanup sees only its own fleet's unfinished deployments.
     """
 
     prefix: str = KEY_PREFIX
@@ -163,6 +167,11 @@ class Keys:
     def worker(self) -> str:
         """See WORKER_KEY."""
         return self._k(WORKER_KEY)
+
+    @property
+    def family(self) -> str:
+        """See FAMILY_KEY."""
+        return self._k(FAMILY_KEY)
 
     @property
     def release(self) -> str:

@@ -9,7 +9,8 @@ sweeper re-dispatches whatever is overdue.
 
 Every key is bounded: records, payloads and quarantined records expire after the record TTL;
 the index is trimmed to that TTL on every create; a deployment leaves the due set, its
-service's queue and its payload in the same transaction that makes it terminal.
+service's queue, its family's index and its payload in the same transaction that makes it
+terminal.
 
 A record that no longer validates (edited by hand, or damaged) is *quarantined*: moved to a key
 of its own, out of the due set, and logged, so that no sweep and no service queue stops at it.
@@ -225,6 +226,27 @@ class RecordStore:
                 records.append(record)
         return records
 
+    def unfinished_in_family(self, family: str) -> list[DeploymentRecord]:
+        """The unfinished deployments of a task definition family, oldest commit first.
+
+        Read from the family's index, one round trip for the records; members found finished,
+        vanished or quarantined are dropped from it (a crash or an expiry heals itself). Raises
+        NewerRecordError for a member this version cannot read: a caller that must not miss
+        any (a cleanup) then does nothing rather than guess.
+        """
+        key = self._k.family.format(family=family)
+        ids = [_text(i) for i in self._r.zrange(key, 0, -1)]
+        if not ids:
+            return []
+        found: list[DeploymentRecord] = []
+        for deployment_id, raw in zip(ids, self._r.mget([self.key(i) for i in ids]), strict=True):
+            record = None if raw is None else self._read(deployment_id, raw)
+            if record is None or record.terminal:
+                self._r.zrem(key, deployment_id)
+            else:
+                found.append(record)
+        return found
+
     def overdue(self, now: float, limit: int = 100) -> list[str]:
         """Ids of unfinished deployments whose next step should have run by ``now``."""
         return [
@@ -300,14 +322,22 @@ class RecordStore:
                     return False
                 pipe.multi()
                 pipe.set(key, record.model_dump_json(), ex=self._ttl)
+                family = self._k.family.format(family=record.family) if record.family else None
                 if due is None:
                     pipe.zrem(self._k.due, record.id)
                     pipe.zrem(self.queue_key(record.service_key), record.id)
                     pipe.delete(
                         self._k.job.format(id=record.id), self._k.attempts.format(id=record.id)
                     )
+                    if family is not None:
+                        pipe.zrem(family, record.id)
                 else:
                     pipe.zadd(self._k.due, {record.id: due})
+                    if family is not None:
+                        # From the commit that names the family (before anything is registered)
+                        # until the one that ends the deployment.
+                        pipe.zadd(family, {record.id: record.updated_at})
+                        pipe.expire(family, self._ttl)
                 pipe.execute()
             except WatchError:
                 return False

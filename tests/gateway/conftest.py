@@ -88,6 +88,14 @@ class World(abc.ABC):
         """Let the circuit breaker fail the service's PRIMARY deployment (a ``fail-`` image)."""
 
     @abc.abstractmethod
+    def standalone_task(self, cluster: str, task_definition: str) -> str:
+        """Start a task outside any service (RunTask); returns its ARN."""
+
+    @abc.abstractmethod
+    def schedule(self, rule: str, cluster: str, task_definition: str) -> None:
+        """Add an EventBridge rule (every hour) whose target runs ``task_definition``."""
+
+    @abc.abstractmethod
     def subnet(self, name: str) -> str:
         """Create a subnet with this Name tag; returns its id."""
 
@@ -161,6 +169,14 @@ class FakeWorld(World):
         """See World."""
         self.fake.fail_rollout(cluster, name)
 
+    def standalone_task(self, cluster: str, task_definition: str) -> str:
+        """See World."""
+        return self.fake.run_task(cluster, task_definition)
+
+    def schedule(self, rule: str, cluster: str, task_definition: str) -> None:
+        """See World."""
+        self.fake.add_schedule(rule, task_definition)
+
     def subnet(self, name: str) -> str:
         """See World."""
         return self.fake.add_subnet(name)
@@ -215,6 +231,7 @@ class BotoWorld(World):
         self.ec2 = _client(url, "ec2")
         self.elbv2 = _client(url, "elbv2")
         self.cfn = _client(url, "cloudformation")
+        self.events = _client(url, "events")
         self.runtime = runtime
         self.gateway = gateway
         self._vpc: str | None = None
@@ -226,7 +243,7 @@ class BotoWorld(World):
 
     def close(self) -> None:
         """Close the seeding clients (the runtime lives for the session)."""
-        for client in (self.ecs, self.ec2, self.elbv2, self.cfn):
+        for client in (self.ecs, self.ec2, self.elbv2, self.cfn, self.events):
             client.close()
 
     def cluster(self, name: str) -> str:
@@ -299,6 +316,34 @@ class BotoWorld(World):
             return True if "FAILED" in states else None
 
         wait_for(f"a FAILED deployment of {cluster}/{name}", failed)
+
+    def standalone_task(self, cluster: str, task_definition: str) -> str:
+        """See World. A Fargate task: moto places EC2 tasks only on registered instances."""
+        self.ec2.modify_vpc_attribute(VpcId=self._vpc_id(), EnableDnsHostnames={"Value": True})
+        answer = self.ecs.run_task(
+            cluster=cluster,
+            taskDefinition=task_definition,
+            launchType="FARGATE",
+            networkConfiguration={
+                "awsvpcConfiguration": {"subnets": [self._new_subnet([])], "securityGroups": []}
+            },
+        )
+        return str(answer["tasks"][0]["taskArn"])
+
+    def schedule(self, rule: str, cluster: str, task_definition: str) -> None:
+        """See World."""
+        self.events.put_rule(Name=rule, ScheduleExpression="rate(1 hour)")
+        self.events.put_targets(
+            Rule=rule,
+            Targets=[
+                {
+                    "Id": "run",
+                    "Arn": f"arn:aws:ecs:{REGION}:123456789012:cluster/{cluster}",
+                    "RoleArn": "arn:aws:iam::123456789012:role/events-run-task",
+                    "EcsParameters": {"TaskDefinitionArn": task_definition, "TaskCount": 1},
+                }
+            ],
+        )
 
     def _vpc_id(self) -> str:
         if self._vpc is None:

@@ -404,6 +404,64 @@ def test_update_service_refusals_are_not_found_with_the_aws_code(world: World) -
     )
 
 
+def test_update_service_to_an_inactive_revision_is_refused(world: World) -> None:
+    """A deregistered revision cannot be deployed: ClientException, as ECS answers, and the
+    service stays on its revision."""
+    world.cluster("c1")
+    old = world.task_definition("app")
+    current = world.task_definition("app")
+    world.service("c1", "web", current)
+    world.deregister(old)
+    refused(
+        world,
+        world.gateway.update_service("c1", "web", old, force_new_deployment=False),
+        AwsRequestError,
+        "ClientException",
+    )
+    service = world.run(world.gateway.describe_service("c1", "web"))
+    assert service is not None
+    assert service["taskDefinition"] == current
+
+
+# -- what is in use, account-wide (cleanup) ------------------------------------------------------
+
+
+def test_service_task_definitions_cover_every_cluster(world: World) -> None:
+    """The revisions services run, in every cluster; a revision nothing runs is absent."""
+    world.cluster("c1")
+    world.cluster("c2")
+    first = world.task_definition("app")
+    second = world.task_definition("app")
+    unused = world.task_definition("app")
+    world.service("c1", "web", first)
+    world.service("c2", "api", second)
+    used = world.run(world.gateway.service_task_definitions())
+    assert {first, second} <= used
+    assert unused not in used
+
+
+def test_running_task_definitions_include_standalone_tasks(world: World) -> None:
+    """A task started outside any service counts; a revision no task runs does not."""
+    world.cluster("c1")
+    batch = world.task_definition("batch")
+    unused = world.task_definition("batch")
+    world.standalone_task("c1", batch)
+    used = world.run(world.gateway.running_task_definitions())
+    assert batch in used
+    assert unused not in used
+
+
+def test_scheduled_task_definitions_name_rule_targets(world: World) -> None:
+    """Every revision an EventBridge rule target runs, as the target names it."""
+    world.cluster("c1")
+    nightly = world.task_definition("report")
+    world.task_definition("report")
+    world.schedule("nightly-report", "c1", nightly)
+    world.schedule("hourly-report", "c1", nightly.rsplit(":", 1)[0])
+    used = world.run(world.gateway.scheduled_task_definitions())
+    assert used == {nightly, nightly.rsplit(":", 1)[0]}
+
+
 # -- ListTasks / DescribeTasks -------------------------------------------------------------------
 
 

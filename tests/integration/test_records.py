@@ -549,3 +549,27 @@ def test_a_job_with_a_role_waits_for_an_earlier_one_still_under_self(client: red
     assert started == []
     run_step(context, "own", 0, run)
     assert started == ["own"]
+
+
+def test_the_family_index_holds_unfinished_deployments_only(client: redis.Redis) -> None:
+    """A deployment enters its family's index with the commit that names the family and
+    leaves it with the commit that ends it; a member whose record vanished is dropped when
+    read. The index key expires with the records."""
+    store = RecordStore(client, ttl_seconds=600)
+    for id_ in ("d1", "d2"):
+        store.create(new_record(id_), due=10.0)
+    assert store.unfinished_in_family("web") == []
+    named = [
+        new_record(id_).model_copy(update={"seq": 1, "family": "web", "updated_at": 2.0})
+        for id_ in ("d1", "d2")
+    ]
+    for record in named:
+        assert store.commit(record, expected_seq=0, due=20.0)
+    assert [r.id for r in store.unfinished_in_family("web")] == ["d1", "d2"]
+    assert 0 < client.ttl("conveyor:family:web:deployments") <= 600
+    ended = named[0].model_copy(update={"seq": 2, "state": DeploymentState.SUCCEEDED})
+    assert store.commit(ended, expected_seq=1, due=None)
+    assert [r.id for r in store.unfinished_in_family("web")] == ["d2"]
+    client.delete(store.key("d2"))  # expired, or lost
+    assert store.unfinished_in_family("web") == []
+    assert not client.exists("conveyor:family:web:deployments")

@@ -348,6 +348,73 @@ def test_keep_revisions_cleans_up_old_revisions_but_never_used_ones(
         time.sleep(0.5)
 
 
+def test_keep_revisions_keeps_what_tasks_and_schedules_use(
+    stack: Stack, start_worker: Callable[[str], Worker]
+) -> None:
+    """`--keep-revisions 1` on a family with 5 revisions, where a standalone task runs
+    revision 2 and an EventBridge schedule runs revision 4: after the deployment (revision 6),
+    6 stays, 2 and 4 stay for the task and the schedule, and 1, 3 and 5 are deregistered."""
+    import boto3
+
+    (name,) = create_services(stack.endpoint, [f"kt-{uuid.uuid4().hex[:6]}"], desired=1)
+    ecs = stack.ecs()
+    first = ecs.describe_services(cluster="demo", services=[name])["services"][0]["taskDefinition"]
+    definition = ecs.describe_task_definition(taskDefinition=first)["taskDefinition"]
+    for n in range(2, 6):
+        ecs.register_task_definition(
+            family=name,
+            containerDefinitions=[{**definition["containerDefinitions"][0], "image": f"r/app:{n}"}],
+        )
+    clients = {
+        "endpoint_url": stack.endpoint,
+        "region_name": "us-east-1",
+        "aws_access_key_id": "testing",
+        "aws_secret_access_key": "testing",
+    }
+    ec2 = boto3.client("ec2", **clients)
+    vpc = ec2.create_vpc(CidrBlock="10.42.0.0/16")["Vpc"]["VpcId"]
+    ec2.modify_vpc_attribute(VpcId=vpc, EnableDnsHostnames={"Value": True})
+    subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.42.1.0/24")["Subnet"]["SubnetId"]
+    ecs.run_task(
+        cluster="demo",
+        taskDefinition=f"{name}:2",
+        launchType="FARGATE",
+        networkConfiguration={"awsvpcConfiguration": {"subnets": [subnet], "securityGroups": []}},
+    )
+    events = boto3.client("events", **clients)
+    events.put_rule(Name=f"{name}-nightly", ScheduleExpression="rate(1 day)")
+    arn4 = ecs.describe_task_definition(taskDefinition=f"{name}:4")["taskDefinition"]
+    events.put_targets(
+        Rule=f"{name}-nightly",
+        Targets=[
+            {
+                "Id": "report",
+                "Arn": "arn:aws:ecs:us-east-1:123456789012:cluster/demo",
+                "RoleArn": "arn:aws:iam::123456789012:role/events-run-task",
+                "EcsParameters": {"TaskDefinitionArn": arn4["taskDefinitionArn"]},
+            }
+        ],
+    )
+    ecs.update_service(cluster="demo", service=name, taskDefinition=f"{name}:5")
+    start_worker("w1")
+    result = stack.cli(
+        "update", "--cluster", "demo", "--service", name, "--image", "app=:6.0.0",
+        "--keep-revisions", "1",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+
+    def active() -> list[int]:
+        arns = ecs.list_task_definitions(familyPrefix=name, status="ACTIVE")["taskDefinitionArns"]
+        return sorted(
+            int(a.rsplit(":", 1)[1]) for a in arns if a.rsplit("/", 1)[1].startswith(f"{name}:")
+        )
+
+    deadline = time.monotonic() + 60
+    while active() != [2, 4, 6]:
+        assert time.monotonic() < deadline, active()
+        time.sleep(0.5)
+
+
 def test_environment_and_secrets_reach_the_revision_and_nothing_else(
     stack: Stack, start_worker: Callable[[str], Worker], tmp_path: Path
 ) -> None:

@@ -13,6 +13,7 @@ _CLIENTS = {
     "_cfn": "cloudformation",
     "_elbv2": "elasticloadbalancing",
     "_ec2": "ec2",
+    "_events": "events",
     "sts": "sts",
 }
 

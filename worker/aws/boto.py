@@ -215,9 +215,15 @@ class BotoEcsGateway:
     """EcsGateway over one long-lived aioboto3 ECS client."""
 
     def __init__(
-        self, client: ECSClient, call_timeout: float = 20.0, limiter: RateLimiter | None = None
+        self,
+        client: ECSClient,
+        call_timeout: float = 20.0,
+        limiter: RateLimiter | None = None,
+        *,
+        events: Any = None,
     ) -> None:
         self._ecs = client
+        self._events = events  # EventBridge, for the revisions scheduled tasks name
         self.call_timeout = call_timeout
         self.limiter = limiter
 
@@ -267,30 +273,116 @@ class BotoEcsGateway:
             if not token:
                 return arns
 
-    async def task_definitions_in_use(self, family: str) -> set[str]:
-        """See EcsGateway. ListClusters, ListServices and DescribeServices, ten at a time."""
+    async def service_task_definitions(self) -> set[str]:
+        """See EcsGateway. ListClusters, ListServices and DescribeServices ten at a time, each
+        at low priority."""
         used: set[str] = set()
-        for cluster in await _every_page(self._list_clusters_page, "clusterArns"):
+        for cluster in await self._clusters():
             services = await _every_page(
                 functools.partial(self._list_services_page, cluster), "serviceArns"
             )
             for start in range(0, len(services), 10):
-                described = await self.describe_services(cluster, services[start : start + 10])
-                for service in described.values():
+                answer = await self._describe_services_low(cluster, services[start : start + 10])
+                for service in answer.get("services", []):
                     arns = [service.get("taskDefinition")]
                     arns += [d.get("taskDefinition") for d in service.get("deployments", [])]
-                    used |= {str(a) for a in arns if a and family_of(str(a)) == family}
+                    used |= {str(a) for a in arns if a}
         return used
 
-    @_aws_call("ListClusters")
+    async def running_task_definitions(self) -> set[str]:
+        """See EcsGateway. ListTasks (RUNNING) and DescribeTasks a hundred at a time, per
+        cluster, at low priority."""
+        used: set[str] = set()
+        for cluster in await self._clusters():
+            tasks = await _every_page(
+                functools.partial(self._list_running_tasks_page, cluster), "taskArns"
+            )
+            for start in range(0, len(tasks), 100):
+                answer = await self._describe_tasks_low(cluster, tasks[start : start + 100])
+                used |= {
+                    str(t["taskDefinitionArn"])
+                    for t in answer.get("tasks", [])
+                    if t.get("taskDefinitionArn")
+                }
+        return used
+
+    async def scheduled_task_definitions(self) -> set[str]:
+        """See EcsGateway. ListRules, then ListTargetsByRule per rule, on the default bus."""
+        if self._events is None:
+            raise AwsRequestError(
+                "ListRules: this gateway has no EventBridge client", "NoEventsClient"
+            )
+        used: set[str] = set()
+        for rule in await self._rule_names():
+            targets = await self._rule_targets(rule)
+            for target in targets:
+                arn = target.get("EcsParameters", {}).get("TaskDefinitionArn")
+                if arn:
+                    used.add(str(arn))
+        return used
+
+    async def _clusters(self) -> list[str]:
+        return await _every_page(self._list_clusters_page, "clusterArns")
+
+    async def _rule_names(self) -> list[str]:
+        names: list[str] = []
+        token: str | None = None
+        while True:
+            answer = await self._list_rules_page(token)
+            names += [str(r["Name"]) for r in answer.get("Rules", [])]
+            token = answer.get("NextToken")
+            if not token:
+                return names
+
+    async def _rule_targets(self, rule: str) -> list[dict[str, Any]]:
+        targets: list[dict[str, Any]] = []
+        token: str | None = None
+        while True:
+            answer = await self._list_targets_page(rule, token)
+            targets += [dict(t) for t in answer.get("Targets", [])]
+            token = answer.get("NextToken")
+            if not token:
+                return targets
+
+    @_aws_call("ListClusters", spare=LOW_PRIORITY_SPARE)
     async def _list_clusters_page(self, token: str | None) -> dict[str, Any]:
         kwargs: dict[str, Any] = {"nextToken": token} if token else {}
         return dict(await self._ecs.list_clusters(**kwargs))
 
-    @_aws_call("ListServices")
+    @_aws_call("ListServices", spare=LOW_PRIORITY_SPARE)
     async def _list_services_page(self, cluster: str, token: str | None) -> dict[str, Any]:
         kwargs: dict[str, Any] = {"cluster": cluster, **({"nextToken": token} if token else {})}
         return dict(await self._ecs.list_services(**kwargs))
+
+    @_aws_call("DescribeServices", spare=LOW_PRIORITY_SPARE)
+    async def _describe_services_low(self, cluster: str, services: list[str]) -> dict[str, Any]:
+        return dict(await self._ecs.describe_services(cluster=cluster, services=services))
+
+    @_aws_call("ListTasks", spare=LOW_PRIORITY_SPARE)
+    async def _list_running_tasks_page(self, cluster: str, token: str | None) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {
+            "cluster": cluster,
+            "desiredStatus": "RUNNING",
+            "maxResults": 100,
+            **({"nextToken": token} if token else {}),
+        }
+        return dict(await self._ecs.list_tasks(**kwargs))
+
+    @_aws_call("DescribeTasks", spare=LOW_PRIORITY_SPARE)
+    async def _describe_tasks_low(self, cluster: str, tasks: list[str]) -> dict[str, Any]:
+        return dict(await self._ecs.describe_tasks(cluster=cluster, tasks=tasks))
+
+    @_aws_call("ListRules")
+    async def _list_rules_page(self, token: str | None) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {"Limit": 100, **({"NextToken": token} if token else {})}
+        return dict(await self._events.list_rules(**kwargs))
+
+    @_aws_call("ListTargetsByRule")
+    async def _list_targets_page(self, rule: str, token: str | None) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {"Rule": rule, "Limit": 100}
+        if token:
+            kwargs["NextToken"] = token
+        return dict(await self._events.list_targets_by_rule(**kwargs))
 
     @_aws_call("DeregisterTaskDefinition", spare=LOW_PRIORITY_SPARE)
     async def deregister_revision(self, arn: str) -> None:
@@ -444,6 +536,10 @@ class BotoEcsGateway:
         return [dict(t) for t in answer.get("tasks", [])]
 
 
+# The clients of one identity, in the order the pool unpacks them.
+_CLIENT_NAMES = ("ecs", "cloudformation", "elbv2", "ec2", "events")
+
+
 @dataclass(frozen=True)
 class Limits:
     """How the pool's gateways share AWS's rate limits: a Redis, the buckets, the longest wait."""
@@ -506,8 +602,8 @@ class ClientPool:
         return fresh.gateway
 
     def open_clients(self) -> int:
-        """How many clients are open (four per identity in use)."""
-        return 4 * len(self._clients)
+        """How many clients are open (five per identity in use)."""
+        return len(_CLIENT_NAMES) * len(self._clients)
 
     async def _make(self, role_arn: str | None) -> _Clients:
         if role_arn is None:
@@ -518,12 +614,12 @@ class ClientPool:
         try:
             clients = [
                 await stack.enter_async_context(session.client(name, config=self._config))
-                for name in ("ecs", "cloudformation", "elbv2", "ec2")
+                for name in _CLIENT_NAMES
             ]
         except BaseException:
             await stack.aclose()
             raise
-        ecs, cfn, elbv2, ec2 = clients
+        ecs, cfn, elbv2, ec2, events = clients
         for client in clients:
             client.meta.events.register("needs-retry", _count_attempt)
         limiter = None
@@ -543,7 +639,7 @@ class ClientPool:
                 "needs-retry", functools.partial(_learn_from_throttle, limiter, limits.redis)
             )
         gateway = BotoAwsGateway(
-            ecs, cfn, elbv2, ec2, call_timeout=self._call_timeout, limiter=limiter
+            ecs, cfn, elbv2, ec2, call_timeout=self._call_timeout, limiter=limiter, events=events
         )
         # Watched rollouts are batched per account and region: say which this gateway is.
         gateway.scope = f"{await self.account_id(role_arn)}:{self._session.region_name or ''}"
@@ -610,8 +706,9 @@ class BotoAwsGateway(BotoEcsGateway):
         ec2: Any,
         call_timeout: float = 20.0,
         limiter: RateLimiter | None = None,
+        events: Any = None,
     ) -> None:
-        super().__init__(ecs, call_timeout, limiter)
+        super().__init__(ecs, call_timeout, limiter, events=events)
         self.scope: str | None = None  # "account:region", set by the pool
         self._cfn = cfn
         self._elbv2 = elbv2

@@ -83,6 +83,11 @@ class FakeEcs:
         self.service_revisions: dict[str, dict[str, Any]] = {}
         self._entry_of: dict[str, dict[str, Any]] = {}
         self.history_supported = True
+        # "account:region", as the worker's gateways name their scope.
+        self.scope = f"{account}:{region}"
+        # Standalone tasks started with run_task, and EventBridge rule targets by rule.
+        self.running_tasks: list[dict[str, Any]] = []
+        self.schedules: dict[str, list[dict[str, Any]]] = defaultdict(list)
 
     # -- test controls -------------------------------------------------------------------
 
@@ -125,6 +130,51 @@ class FakeEcs:
         self.revisions[family].append(stored)
         self.tags[arn] = list(tags or [])
         return arn
+
+    def run_task(self, cluster: str, task_definition: str) -> str:
+        """Start a standalone task (RUNNING until stopped); returns its ARN.
+
+        A deregistered revision is refused as on ECS (ClientException).
+        """
+        found = self._usable_revision(task_definition, "RunTask")
+        if cluster not in self.clusters:
+            raise _cluster_not_found("RunTask")
+        task_arn = f"arn:aws:ecs:{self.region}:{self.account}:task/{cluster}/{next(self._ids):032x}"
+        self.running_tasks.append(
+            {
+                "taskArn": task_arn,
+                "cluster": cluster,
+                "taskDefinitionArn": found["taskDefinitionArn"],
+                "lastStatus": "RUNNING",
+                "desiredStatus": "RUNNING",
+            }
+        )
+        return task_arn
+
+    def stop_task(self, task_arn: str) -> None:
+        """Stop a standalone task: it no longer counts as running."""
+        self.running_tasks = [t for t in self.running_tasks if t["taskArn"] != task_arn]
+
+    def add_schedule(self, rule: str, task_definition: str) -> None:
+        """Add an EventBridge rule target that runs ``task_definition`` (an ARN, with or
+        without its revision) on a cluster of this account."""
+        self.schedules[rule].append(
+            {
+                "Id": f"t{next(self._ids)}",
+                "Arn": f"arn:aws:ecs:{self.region}:{self.account}:cluster/demo",
+                "EcsParameters": {"TaskDefinitionArn": task_definition, "TaskCount": 1},
+            }
+        )
+
+    def _usable_revision(self, task_definition: str, operation: str) -> dict[str, Any]:
+        """A revision something may start from: an INACTIVE one is refused, as on ECS."""
+        found = self._find_revision(task_definition, operation)
+        if found["status"] != "ACTIVE":
+            raise AwsRequestError(
+                f"{operation} failed with ClientException: TaskDefinition is inactive",
+                "ClientException",
+            )
+        return found
 
     def deregister_task_definition(self, task_definition: str) -> None:
         """Deregister a revision: INACTIVE, still described by revision or ARN."""
@@ -393,7 +443,7 @@ class FakeEcs:
             self._call("ListTaskDefinitions")
         return active
 
-    async def task_definitions_in_use(self, family: str) -> set[str]:
+    async def service_task_definitions(self) -> set[str]:
         """See EcsGateway. Every cluster's services, ten per DescribeServices."""
         self._call("ListClusters")
         used: set[str] = set()
@@ -403,9 +453,34 @@ class FakeEcs:
             for _ in range(0, len(services), 10):
                 self._call("DescribeServices")
             for service in services:
-                arns = [service["taskDefinition"]]
-                arns += [d["taskDefinition"] for d in service["deployments"]]
-                used |= {a for a in arns if family_of(a) == family}
+                used.add(service["taskDefinition"])
+                used |= {d["taskDefinition"] for d in service["deployments"]}
+        return used
+
+    async def running_task_definitions(self) -> set[str]:
+        """See EcsGateway. Standalone tasks only: the fake starts no tasks for services (their
+        revisions are in service_task_definitions)."""
+        self._call("ListClusters")
+        used: set[str] = set()
+        for cluster in sorted(self.clusters):
+            self._call("ListTasks")
+            tasks = [t for t in self.running_tasks if t["cluster"] == cluster]
+            for _ in range(0, len(tasks), 100):
+                self._call("DescribeTasks")
+            used |= {t["taskDefinitionArn"] for t in tasks}
+        return used
+
+    async def scheduled_task_definitions(self) -> set[str]:
+        """See EcsGateway. One ListRules, one ListTargetsByRule per rule."""
+        self._call("ListRules")
+        used: set[str] = set()
+        for rule in sorted(self.schedules):
+            self._call("ListTargetsByRule")
+            used |= {
+                str(t["EcsParameters"]["TaskDefinitionArn"])
+                for t in self.schedules[rule]
+                if t.get("EcsParameters", {}).get("TaskDefinitionArn")
+            }
         return used
 
     async def deregister_revision(self, arn: str) -> None:
@@ -474,11 +549,12 @@ class FakeEcs:
                 "UpdateService failed with ServiceNotActiveException: Service was not ACTIVE.",
                 "ServiceNotActiveException",
             )
+        # Checked before anything changes: ECS refuses the whole request.
+        target = self._usable_revision(task_definition, "UpdateService")["taskDefinitionArn"]
         if desired_count is not None:
             found["desiredCount"] = desired_count
         if deployment_configuration is not None:
             found["deploymentConfiguration"] = copy.deepcopy(deployment_configuration)
-        target = self._find_revision(task_definition, "UpdateService")["taskDefinitionArn"]
         old = found["deployments"][0]
         if old["taskDefinition"] != target or force_new_deployment:
             for deployment in found["deployments"]:

@@ -40,9 +40,23 @@ class EcsGateway(Protocol):
         """Every ACTIVE revision of the family, newest first."""
         ...
 
-    async def task_definitions_in_use(self, family: str) -> set[str]:
-        """The revisions of ``family`` that services run or deploy, in every cluster: each
-        service's task definition and those of its deployments under way."""
+    async def service_task_definitions(self) -> set[str]:
+        """Every revision a service runs or deploys, in every cluster of the account and
+        region: each service's task definition and those of its deployments under way.
+
+        A scan of the account, at low priority (only with tokens to spare in each bucket).
+        """
+        ...
+
+    async def running_task_definitions(self) -> set[str]:
+        """Every revision a task runs (desired status RUNNING), in every cluster: standalone
+        tasks and the tasks of services alike. A scan of the account, at low priority."""
+        ...
+
+    async def scheduled_task_definitions(self) -> set[str]:
+        """Every revision an EventBridge rule target of the account and region names (its
+        ``EcsParameters.TaskDefinitionArn``), as given: a target naming only the family means
+        the latest ACTIVE revision, which a cleanup never takes."""
         ...
 
     async def deregister_revision(self, arn: str) -> None:

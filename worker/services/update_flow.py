@@ -101,6 +101,10 @@ def validate_job(
 REGISTER_TICKET = "register-ticket"
 
 
+# The attempt note holding the base a deployment's register step chose, before its record does.
+BASE_NOTE = "base"
+
+
 class AttemptNotes(Protocol):
     """What a step notes about its attempt before it acts, for a re-run to find."""
 
@@ -280,7 +284,7 @@ class UpdateFlow:
         if ticket:
             # Spent: a later re-run of this step (a 5xx, a crash) queues for a token again.
             self._notes.put(record.id, REGISTER_TICKET, "")
-        noted = self._notes.get(record.id, "base") if self._rerun else None
+        noted = self._notes.get(record.id, BASE_NOTE) if self._rerun else None
         if noted is None:
             choice = await choose_base(
                 self._ecs,
@@ -290,7 +294,7 @@ class UpdateFlow:
             )
             base, tags, why = choice.definition, choice.tags, choice.reason
             check_containers(base, job.containers())
-            self._notes.put(record.id, "base", choice.arn)
+            self._notes.put(record.id, BASE_NOTE, choice.arn)
             self._notes.put(record.id, "base-reason", why)
         else:
             base, tags = await self._ecs.describe_task_definition(noted)
