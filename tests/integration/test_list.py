@@ -9,7 +9,12 @@ import redis
 
 from producers.contract.enums import DeploymentState
 from producers.contract.records import DeploymentRecord
-from producers.contract.release_store import ACTIVE_RELEASES_KEY, RELEASES_KEY, ReleaseStore
+from producers.contract.release_store import (
+    ACTIVE_RELEASES_KEY,
+    RELEASE_KEY,
+    RELEASES_KEY,
+    ReleaseStore,
+)
 from producers.contract.releases import ReleaseJob
 from producers.contract.store import RecordStore
 from tests.integration.conftest import Stack
@@ -115,7 +120,7 @@ def seed_garbage_release(stack: Stack) -> None:
     """The newest release's record is damaged (edited by hand): it does not validate."""
     client = redis.Redis.from_url(stack.redis_url)
     now = time.time()
-    client.set(ReleaseStore.key(GARBAGE_RELEASE), b'{"id": "rel-badbadbadbadbadbadba", "waves": 3')
+    client.set(RELEASE_KEY.format(id=GARBAGE_RELEASE), b'{"id": "rel-badbadbadbadbadbadba", "waves": 3')
     client.zadd(RELEASES_KEY, {GARBAGE_RELEASE: now + 1})
     client.zadd(ACTIVE_RELEASES_KEY, {GARBAGE_RELEASE: now + 1})
     client.close()

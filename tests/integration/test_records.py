@@ -192,7 +192,7 @@ def test_vanished_members_do_not_block_the_queue(client: redis.Redis) -> None:
     context = ctx(client, sender)
     context.store.create(_queued("ghost", 1.0), due=500)
     context.store.create(_queued("real", 2.0), due=500)
-    client.delete(RecordStore.key("ghost"))
+    client.delete(RecordStore(client).key("ghost"))
     context = dataclasses.replace(context, supersede=False)
     ran: list[str] = []
     run_step(context, "real", 0, lambda r: (ran.append(r.id), Transition(r, None))[1])
@@ -330,7 +330,7 @@ def test_a_covering_newer_job_supersedes_and_is_named(client: redis.Redis) -> No
 def _hand_edit(client: redis.Redis, id_: str, **fields: Any) -> None:
     import json
 
-    key = RecordStore.key(id_)
+    key = RecordStore(client).key(id_)
     data = json.loads(client.get(key) or b"{}")
     data.update(fields)
     client.set(key, json.dumps(data))
@@ -346,7 +346,7 @@ def test_an_unreadable_record_is_quarantined_and_the_sweep_goes_on(client: redis
     _hand_edit(client, "bad", state="exploded")
     assert sweep(context) == 1
     assert [args[0] for _, args, _ in sender.sent] == ["good"]
-    assert client.get(RecordStore.key("bad")) is None
+    assert client.get(RecordStore(client).key("bad")) is None
     assert client.exists("conveyor:quarantine:bad")
     assert client.zscore(DUE_KEY, "bad") is None
     assert context.store.is_quarantined("bad")
@@ -380,7 +380,7 @@ def test_a_record_of_a_newer_version_is_left_alone(client: redis.Redis) -> None:
     ran: list[str] = []
     run_step(context, "mine", 0, lambda r: (ran.append(r.id), Transition(r, None))[1])
     assert ran == []  # waits behind the newer one
-    assert client.get(RecordStore.key("newer")) is not None
+    assert client.get(RecordStore(client).key("newer")) is not None
 
 
 def test_the_terminal_commit_drops_payload_queue_and_due_at_once(client: redis.Redis) -> None:
@@ -412,7 +412,7 @@ def test_status_names_lost_and_unreadable_records(client: redis.Redis, redis_url
     conveyor = ConveyorClient(Settings(redis_url=redis_url))
     store = RecordStore(client)
     store.create(new_record("gone"), due=500)
-    client.delete(RecordStore.key("gone"))
+    client.delete(RecordStore(client).key("gone"))
     with pytest.raises(DeploymentLostError, match="vanished"):
         conveyor.status("gone")
     store.create(new_record("bad"), due=500)

@@ -11,7 +11,12 @@ import redis
 
 from producers.contract.names import DUE_KEY, JOB_KEY
 from producers.contract.records import DeploymentRecord, DeploymentState
-from producers.contract.release_store import ACTIVE_RELEASES_KEY, RELEASES_KEY, ReleaseStore
+from producers.contract.release_store import (
+    ACTIVE_RELEASES_KEY,
+    RELEASE_KEY,
+    RELEASES_KEY,
+    ReleaseStore,
+)
 from producers.contract.releases import ReleaseJob, ReleaseState
 from producers.contract.store import RecordStore
 from worker.services.transitions import Transition
@@ -301,12 +306,12 @@ def _dead_entries(client: redis.Redis, count: int) -> list[str]:
     }
     for i in range(count):
         garbage, expired, broken, finished = (f"rel-{kind}{i:019x}" for kind in "abcd")
-        client.set(ReleaseStore.key(garbage), b"{not json at all")
+        client.set(RELEASE_KEY.format(id=garbage), b"{not json at all")
         # Damaged yet valid JSON: a wave that does not exist, or a deployment without its job.
         damage = {"wave": 7} if i % 2 else {"jobs": {}}
-        client.set(ReleaseStore.key(broken), json.dumps({**valid, "id": broken, **damage}))
+        client.set(RELEASE_KEY.format(id=broken), json.dumps({**valid, "id": broken, **damage}))
         client.set(
-            ReleaseStore.key(finished), json.dumps({**valid, "id": finished, "state": "failed"})
+            RELEASE_KEY.format(id=finished), json.dumps({**valid, "id": finished, "state": "failed"})
         )
         for n, release_id in enumerate((garbage, expired, broken, finished)):
             client.zadd(ACTIVE_RELEASES_KEY, {release_id: i * 4 + n})
@@ -344,7 +349,7 @@ def test_a_list_skips_and_names_unreadable_releases(client: redis.Redis) -> None
     _, releases = _stores(client)
     releases.create(_job(), RELEASE, now=1.0)
     bad = "rel-0000000000000000000b"
-    client.set(ReleaseStore.key(bad), b'{"id": 3')
+    client.set(RELEASE_KEY.format(id=bad), b'{"id": 3')
     client.zadd(RELEASES_KEY, {bad: 2.0})
     client.zadd(ACTIVE_RELEASES_KEY, {bad: 2.0})
     for _ in range(2):
