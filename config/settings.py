@@ -71,6 +71,26 @@ class Settings(BaseSettings):
         description="Directory for the pool's metric samples; emptied when the worker starts "
         "(default: a new temporary directory).",
     )
+    dashboard_basic_auth: SecretStr | None = Field(
+        default=None,
+        description="`user:password[,user2:password2]` for `conveyor dashboard` (required; "
+        "every password at least 12 characters, see docs/operations.md). A secret: never printed.",
+    )
+    dashboard_tls_cert: str | None = Field(
+        default=None,
+        description="PEM certificate (chain) file: `conveyor dashboard` serves HTTPS with it "
+        "and CONVEYOR_DASHBOARD_TLS_KEY (as --tls-cert).",
+    )
+    dashboard_tls_key: str | None = Field(
+        default=None,
+        description="PEM private key file of CONVEYOR_DASHBOARD_TLS_CERT (as --tls-key).",
+    )
+    dashboard_insecure_http: bool = Field(
+        default=False,
+        description="Let `conveyor dashboard` serve plain HTTP on an address other than "
+        "loopback (as --insecure-http): only behind a proxy that terminates TLS, since basic "
+        "authentication sends the password with every request.",
+    )
     poll_interval: float = Field(
         default=10.0, gt=0, description="Seconds between rollout polls (one DescribeServices each)."
     )

@@ -7,7 +7,10 @@ style sheet; no build step) and a JSON API that answers the same documents as ``
 * ``GET /api/deployments/ID`` and ``GET /api/releases/ID``.
 
 Every request needs HTTP basic authentication (``CONVEYOR_DASHBOARD_BASIC_AUTH``, as for Flower);
-the server does not start without it. Service names, reasons and ECS events are untrusted: the
+the server does not start without it, nor with a password shorter than 12 characters. Basic
+authentication sends the password with every request, so the server speaks HTTPS when given a
+certificate and key, and refuses to serve plain HTTP on an address other than loopback unless told
+that a proxy in front of it terminates TLS. Service names, reasons and ECS events are untrusted: the
 page inserts them as text only, and a Content-Security-Policy forbids inline and foreign scripts.
 """
 
@@ -16,8 +19,11 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
+import ipaddress
 import json
 import re
+import socket
+import ssl
 import threading
 import time
 from collections import OrderedDict
@@ -27,6 +33,7 @@ from importlib.resources import files
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from config.basic_auth import BasicAuthError, parse_basic_auth
 from producers.client import (
     ConveyorClient,
     ConveyorUnavailableError,
@@ -84,14 +91,67 @@ class DashboardConfigError(ValueError):
 
 
 def parse_credentials(raw: str | None) -> list[tuple[str, str]]:
-    """The user:password pairs of ``raw``; DashboardConfigError when missing or malformed."""
-    pairs = [p for p in (raw or "").split(",") if p]
-    if not pairs or any(":" not in p or p.startswith(":") for p in pairs):
+    """The user:password pairs of ``raw``, each checked; DashboardConfigError otherwise.
+
+    The message names the setting and the fix, never a credential.
+    """
+    try:
+        return parse_basic_auth(AUTH_VARIABLE, raw)
+    except BasicAuthError as exc:
         raise DashboardConfigError(
-            f"{AUTH_VARIABLE} must be set to user:password[,user2:password2]; the dashboard "
-            "shows every deployment and does not run without authentication"
+            f"{exc}; the dashboard shows every deployment and does not run without authentication"
+        ) from None
+
+
+def is_loopback(address: str) -> bool:
+    """Whether ``address`` (what the server binds) is reachable from this machine only."""
+    if address == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:  # a host name, or "" (every interface): not provably loopback
+        return False
+
+
+def tls_context(cert_file: str | None, key_file: str | None) -> ssl.SSLContext | None:
+    """The server's TLS context from PEM files, or None when neither is given.
+
+    DashboardConfigError, naming the option, when only one is given or they cannot be loaded.
+    """
+    if not cert_file and not key_file:
+        return None
+    if not cert_file or not key_file:
+        raise DashboardConfigError(
+            "--tls-cert and --tls-key (CONVEYOR_DASHBOARD_TLS_CERT, CONVEYOR_DASHBOARD_TLS_KEY) "
+            "go together: give both, a PEM certificate and its private key"
         )
-    return [(user, password) for user, _, password in (p.partition(":") for p in pairs)]
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        context.load_cert_chain(cert_file, key_file)
+    except FileNotFoundError as exc:
+        raise DashboardConfigError(
+            f"--tls-cert/--tls-key: no such file {exc.filename or cert_file!r}"
+        ) from None
+    except (ssl.SSLError, OSError) as exc:
+        reason = getattr(exc, "reason", None) or getattr(exc, "strerror", None) or "unreadable"
+        raise DashboardConfigError(
+            f"--tls-cert/--tls-key: cannot load {cert_file!r} with {key_file!r} ({reason}); "
+            "give a PEM certificate and the private key that matches it, unencrypted"
+        ) from None
+    return context
+
+
+def check_exposure(address: str, tls: bool, insecure_http: bool) -> None:
+    """DashboardConfigError when plain HTTP would carry the password beyond this machine."""
+    if tls or insecure_http or is_loopback(address):
+        return
+    raise DashboardConfigError(
+        f"--address {address or '(every interface)'} without TLS would send the dashboard's "
+        "password in clear: give --tls-cert and --tls-key (CONVEYOR_DASHBOARD_TLS_CERT, "
+        "CONVEYOR_DASHBOARD_TLS_KEY), listen on 127.0.0.1, or pass --insecure-http "
+        "(CONVEYOR_DASHBOARD_INSECURE_HTTP=true) when a proxy in front terminates TLS"
+    )
 
 
 def _authorized(header: str | None, credentials: list[tuple[str, str]]) -> bool:
@@ -233,10 +293,55 @@ def make_handler(
     return Handler
 
 
+class TLSHTTPServer(ThreadingHTTPServer):
+    """The threaded server, speaking TLS on every connection.
+
+    The handshake happens in the connection's own thread, with a bound on its time, so that a
+    client that connects and says nothing never holds up the accept loop.
+    """
+
+    handshake_timeout = 10.0
+
+    def __init__(
+        self,
+        address: tuple[str, int],
+        handler: type[BaseHTTPRequestHandler],
+        context: ssl.SSLContext,
+    ) -> None:
+        super().__init__(address, handler)
+        self.context = context
+
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        """Handshake, then serve the request over the TLS connection."""
+        raw: socket.socket = request
+        raw.settimeout(self.handshake_timeout)
+        try:
+            connection = self.context.wrap_socket(raw, server_side=True)
+        except (ssl.SSLError, OSError):
+            return  # not TLS (plain HTTP to the HTTPS port), or gone: nothing to answer
+        try:
+            connection.settimeout(None)
+            super().finish_request(connection, client_address)
+        finally:
+            connection.close()
+
+
 def make_server(
-    client: ConveyorClient, address: str, port: int, credentials: list[tuple[str, str]]
+    client: ConveyorClient,
+    address: str,
+    port: int,
+    credentials: list[tuple[str, str]],
+    tls: ssl.SSLContext | None = None,
 ) -> ThreadingHTTPServer:
-    """A dashboard server bound to ``address:port`` (port 0: a free one); not yet serving."""
-    server = ThreadingHTTPServer((address, port), make_handler(client, credentials))
+    """A dashboard server bound to ``address:port`` (port 0: a free one); not yet serving.
+
+    With ``tls``, every connection is HTTPS.
+    """
+    handler = make_handler(client, credentials)
+    server = (
+        TLSHTTPServer((address, port), handler, tls)
+        if tls is not None
+        else ThreadingHTTPServer((address, port), handler)
+    )
     server.daemon_threads = True
     return server

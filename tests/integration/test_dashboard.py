@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import ssl
 import subprocess
 import time
 import urllib.error
@@ -23,50 +24,86 @@ from producers.contract.records import DeploymentRecord, ServiceEvent
 from producers.contract.store import RecordStore
 from tests.integration.conftest import Stack
 from tests.integration.test_list import GARBAGE_RELEASE, seed_garbage_release
+from tests.selfsigned import self_signed
 
-AUTH = "viewer:d4sh-pass"
+AUTH = "viewer:d4sh-board-pass"
+ANY = "0.0.0.0"  # noqa: S104 - what the dashboard must refuse, or serve only over TLS
 HOSTILE_EVENT = '<img src=x onerror="window.__pwned=1">(service web) has reached a steady state.'
 HOSTILE_SERVICE = "<script>window.__pwned=2</script>"
 
 
-def _get(url: str, auth: str | None = AUTH) -> tuple[int, dict[str, str], bytes]:
+def _get(
+    url: str, auth: str | None = AUTH, context: ssl.SSLContext | None = None
+) -> tuple[int, dict[str, str], bytes]:
     request = urllib.request.Request(url)  # noqa: S310 - loopback URL made by the test
     if auth:
         request.add_header("Authorization", "Basic " + base64.b64encode(auth.encode()).decode())
     try:
-        with urllib.request.urlopen(request, timeout=10) as answer:  # noqa: S310
+        with urllib.request.urlopen(request, timeout=10, context=context) as answer:  # noqa: S310
             return answer.status, dict(answer.headers), answer.read()
     except urllib.error.HTTPError as exc:
         return exc.code, dict(exc.headers), exc.read()
+
+
+def _start(
+    stack: Stack, args: list[str], env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [str(VENV_BIN / "conveyor"), "dashboard", *args],
+        cwd=ROOT,
+        env={**stack.env, "CONVEYOR_DASHBOARD_BASIC_AUTH": AUTH, **(env or {})},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+
+
+def _run(stack: Stack, args: list[str], auth: str = AUTH) -> subprocess.CompletedProcess[str]:
+    """`conveyor dashboard ARGS`, expected to refuse to start."""
+    return subprocess.run(
+        [str(VENV_BIN / "conveyor"), "dashboard", *args],
+        cwd=ROOT,
+        env={**stack.env, "CONVEYOR_DASHBOARD_BASIC_AUTH": auth},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+
+
+def _wait_until_up(
+    proc: subprocess.Popen[bytes], url: str, context: ssl.SSLContext | None = None
+) -> None:
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            _get(url, context=context)
+        except OSError:
+            assert proc.poll() is None, proc.stderr.read() if proc.stderr else b""
+            assert time.monotonic() < deadline, "the dashboard did not start"
+            time.sleep(0.2)
+        else:
+            return
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> bytes:
+    proc.terminate()
+    proc.wait(10)
+    err = b""
+    if proc.stderr is not None:
+        err = proc.stderr.read()
+        proc.stderr.close()
+    return err
 
 
 @pytest.fixture
 def dashboard(stack: Stack) -> Iterator[str]:
     """A running `conveyor dashboard` on a free port; yields its base URL."""
     port = free_port()
-    env = {**stack.env, "CONVEYOR_DASHBOARD_BASIC_AUTH": AUTH}
-    proc = subprocess.Popen(
-        [str(VENV_BIN / "conveyor"), "dashboard", "--port", str(port)],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
+    proc = _start(stack, ["--port", str(port)])
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            _get(base + "/api/list")
-            break
-        except OSError:
-            assert proc.poll() is None, proc.stderr.read() if proc.stderr else b""
-            assert time.monotonic() < deadline, "the dashboard did not start"
-            time.sleep(0.2)
+    _wait_until_up(proc, base + "/api/list")
     yield base
-    proc.terminate()
-    proc.wait(10)
-    if proc.stderr is not None:
-        proc.stderr.close()
+    _stop(proc)
 
 
 def _hostile_record(stack: Stack) -> str:
@@ -95,6 +132,109 @@ def test_the_dashboard_does_not_start_without_auth(stack: Stack) -> None:
     result = stack.cli("dashboard", "--port", str(free_port()), timeout=30)
     assert result.returncode == 2
     assert "CONVEYOR_DASHBOARD_BASIC_AUTH" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("auth", "problem"),
+    [
+        ("admin:", "empty password"),
+        ("admin:Zq7-xw", "shorter than 12"),
+        ("admin:Zq7-xw-9Kp4", "shorter than 12"),  # 11 characters
+        ("ops:a-long-enough-pass,admin:", "pair 2 of 2 has an empty password"),
+        ("ops:a-long-enough-pass,admin:Zq7-xw", "pair 2 of 2 has a password shorter"),
+        ("ops:a-long-enough-pass,:another-long-pass", "pair 2 of 2 is not user:password"),
+    ],
+    ids=["empty", "short", "eleven", "second-empty", "second-short", "second-no-user"],
+)
+def test_the_dashboard_refuses_empty_and_short_passwords(
+    stack: Stack, auth: str, problem: str
+) -> None:
+    """Every user:password pair is checked at start: an empty or short password is exit 2,
+    naming the setting and the fix, never the password; nothing listens."""
+    result = _run(stack, ["--port", str(free_port())], auth)
+    assert result.returncode == 2, result.stderr
+    assert "CONVEYOR_DASHBOARD_BASIC_AUTH" in result.stderr
+    assert problem in result.stderr
+    assert "Zq7-xw" not in result.stderr
+    assert "long-enough-pass" not in result.stderr
+    assert "admin" not in result.stderr
+
+
+@pytest.mark.parametrize("address", [ANY, "::", ""])
+def test_the_dashboard_refuses_plain_http_beyond_loopback(stack: Stack, address: str) -> None:
+    """Without TLS on an address other than loopback, exit 2 naming --tls-cert and
+    --insecure-http: basic authentication would carry the password in clear."""
+    result = _run(stack, ["--address", address, "--port", str(free_port())])
+    assert result.returncode == 2, result.stderr
+    assert "--tls-cert" in result.stderr
+    assert "--insecure-http" in result.stderr
+
+
+def test_the_dashboard_refuses_half_or_broken_tls(stack: Stack, tmp_path: Path) -> None:
+    """A certificate without its key, a missing file, or a key that is not the certificate's:
+    exit 2 naming the options."""
+    cert, _ = self_signed(tmp_path)
+    other = tmp_path / "other"
+    other.mkdir()
+    _, other_key = self_signed(other)
+    port = str(free_port())
+    for args in (
+        ["--tls-cert", str(cert)],
+        ["--tls-cert", str(cert), "--tls-key", str(tmp_path / "missing.pem")],
+        ["--tls-cert", str(cert), "--tls-key", str(other_key)],
+    ):
+        result = _run(stack, ["--port", port, *args])
+        assert result.returncode == 2, (args, result.stderr)
+        assert "--tls-key" in result.stderr
+        assert "PRIVATE KEY" not in result.stderr
+
+
+def test_the_dashboard_serves_https_and_still_needs_auth(stack: Stack, tmp_path: Path) -> None:
+    """With --tls-cert/--tls-key on 0.0.0.0 the dashboard speaks HTTPS only: 401 without or
+    with wrong credentials, 200 with them; plain HTTP to its port gets no answer."""
+    cert, key = self_signed(tmp_path)
+    port = free_port()
+    proc = _start(
+        stack,
+        ["--address", ANY, "--port", str(port), "--tls-cert", str(cert)],
+        {"CONVEYOR_DASHBOARD_TLS_KEY": str(key)},  # the setting, as the flag's twin
+    )
+    trusted = ssl.create_default_context(cafile=str(cert))
+    base = f"https://127.0.0.1:{port}"
+    try:
+        _wait_until_up(proc, base + "/api/list", trusted)
+        assert _get(base + "/api/list", auth=None, context=trusted)[0] == 401
+        assert _get(base + "/api/list", auth="viewer:wrong-password", context=trusted)[0] == 401
+        status, _, body = _get(base + "/api/list", context=trusted)
+        assert status == 200
+        assert "deployments" in json.loads(body)
+        with pytest.raises((urllib.error.URLError, ConnectionError)):
+            _get(f"http://127.0.0.1:{port}/api/list")
+        # The connection that failed to speak TLS did not stop the server.
+        assert _get(base + "/", context=trusted)[0] == 200
+    finally:
+        err = _stop(proc)
+    assert b"https://0.0.0.0:" in err
+    assert b"d4sh-board-pass" not in err
+
+
+def test_insecure_http_is_an_explicit_choice(stack: Stack) -> None:
+    """--insecure-http (or CONVEYOR_DASHBOARD_INSECURE_HTTP=true), for a proxy that terminates
+    TLS: plain HTTP on 0.0.0.0, still behind auth, with a warning."""
+    for args, env in (
+        (["--insecure-http"], {}),
+        ([], {"CONVEYOR_DASHBOARD_INSECURE_HTTP": "true"}),
+    ):
+        port = free_port()
+        proc = _start(stack, ["--address", ANY, "--port", str(port), *args], env)
+        base = f"http://127.0.0.1:{port}"
+        try:
+            _wait_until_up(proc, base + "/api/list")
+            assert _get(base + "/api/list", auth=None)[0] == 401
+            assert _get(base + "/api/list")[0] == 200
+        finally:
+            err = _stop(proc)
+        assert b"warning: plain HTTP" in err
 
 
 def test_the_api_needs_auth_and_answers_what_json_output_answers(

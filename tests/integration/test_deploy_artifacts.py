@@ -279,8 +279,8 @@ def test_the_compose_fleet_runs_from_its_commands(
     shared = {
         "CONVEYOR_REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
         **aws_env(aws_url),
-        "CONVEYOR_FLOWER_BASIC_AUTH": "ops:fl0wer-pass",
-        "CONVEYOR_DASHBOARD_BASIC_AUTH": "releases:d4sh-pass",
+        "CONVEYOR_FLOWER_BASIC_AUTH": "ops:fl0wer-pass-2026",
+        "CONVEYOR_DASHBOARD_BASIC_AUTH": "releases:d4sh-pass-2026",
     }
     # The compose file's own endpoint and credentials, pointed at this test's services.
     for name in ("worker", "watcher", "flower", "dashboard"):
@@ -327,14 +327,39 @@ def test_the_compose_fleet_runs_from_its_commands(
 
     flower = f"http://127.0.0.1:{ports['5555']}"
     _until(lambda: _get(flower + "/api/workers")[0] == 401, "flower")
-    status, body = _get(flower + "/api/workers", "ops:fl0wer-pass")
+    status, body = _get(flower + "/api/workers", "ops:fl0wer-pass-2026")
     assert status == 200
     dashboard = f"http://127.0.0.1:{ports['8080']}"
     _until(lambda: _get(dashboard + "/api/list")[0] == 401, "the dashboard")
-    status, body = _get(dashboard + "/api/list", "releases:d4sh-pass")
+    status, body = _get(dashboard + "/api/list", "releases:d4sh-pass-2026")
     assert status == 200
     listed = json.loads(body)["deployments"]
     assert [(d["service"], d["state"]) for d in listed] == [("web", "succeeded")]
+
+
+def test_compose_serves_plain_http_on_the_hosts_loopback_only() -> None:
+    """Flower and the dashboard speak plain HTTP in the compose file: each says so explicitly
+    (or the process refuses to start on 0.0.0.0) and is published on 127.0.0.1 only, so their
+    passwords never cross the network in clear."""
+    services = compose()["services"]
+    flower, dashboard = services["flower"], services["dashboard"]
+    assert flower["environment"]["CONVEYOR_FLOWER_INSECURE_HTTP"] == "true"
+    assert "--insecure-http" in dashboard["command"]
+    for spec in (flower, dashboard):
+        assert spec["ports"], spec
+        assert all(str(port).startswith("127.0.0.1:") for port in spec["ports"]), spec["ports"]
+
+
+def test_the_example_environment_never_starts_with_its_placeholder_passwords() -> None:
+    """Copied unchanged, conveyor.env.example's Flower and dashboard passwords are refused:
+    nobody runs with a password printed in this repository."""
+    from config.basic_auth import BasicAuthError, parse_basic_auth
+
+    example = (DEPLOY / "systemd" / "conveyor.env.example").read_text().splitlines()
+    settings = dict(line.split("=", 1) for line in example if line and not line.startswith("#"))
+    for name in ("CONVEYOR_FLOWER_BASIC_AUTH", "CONVEYOR_DASHBOARD_BASIC_AUTH"):
+        with pytest.raises(BasicAuthError):
+            parse_basic_auth(name, settings[name])
 
 
 # -- ECS -------------------------------------------------------------------------------------------

@@ -36,7 +36,7 @@ from producers.contract.store import _CREATE, RecordStore
 from tests.integration.conftest import Stack
 from tests.integration.test_sentinel import Sentinelled
 
-AUTH = "viewer:f41l-over"
+AUTH = "viewer:f41l-over-dashboard"
 
 
 class RestartableRedis:

@@ -120,7 +120,9 @@ def seed_garbage_release(stack: Stack) -> None:
     """The newest release's record is damaged (edited by hand): it does not validate."""
     client = redis.Redis.from_url(stack.redis_url)
     now = time.time()
-    client.set(RELEASE_KEY.format(id=GARBAGE_RELEASE), b'{"id": "rel-badbadbadbadbadbadba", "waves": 3')
+    client.set(
+        RELEASE_KEY.format(id=GARBAGE_RELEASE), b'{"id": "rel-badbadbadbadbadbadba", "waves": 3'
+    )
     client.zadd(RELEASES_KEY, {GARBAGE_RELEASE: now + 1})
     client.zadd(ACTIVE_RELEASES_KEY, {GARBAGE_RELEASE: now + 1})
     client.close()

@@ -311,7 +311,8 @@ def _dead_entries(client: redis.Redis, count: int) -> list[str]:
         damage = {"wave": 7} if i % 2 else {"jobs": {}}
         client.set(RELEASE_KEY.format(id=broken), json.dumps({**valid, "id": broken, **damage}))
         client.set(
-            RELEASE_KEY.format(id=finished), json.dumps({**valid, "id": finished, "state": "failed"})
+            RELEASE_KEY.format(id=finished),
+            json.dumps({**valid, "id": finished, "state": "failed"}),
         )
         for n, release_id in enumerate((garbage, expired, broken, finished)):
             client.zadd(ACTIVE_RELEASES_KEY, {release_id: i * 4 + n})
