@@ -847,7 +847,7 @@ def _print_plans(plans: list[dict[str, Any]], as_json: bool) -> None:
 def _release_from_plan(plan_path: Path, release_file: Path | None, fail_fast: bool | None) -> Any:
     """The release a plan file holds, with settings from the release file, after checking
     with a fresh plan that no service moved since (exit 2 naming what moved)."""
-    from producers.planfile import PlanFileError, load_plan, moved, with_settings
+    from producers.planfile import PlanFileError, load_plan, moved, pin_bases, with_settings
 
     try:
         data = json.loads(plan_path.read_text())
@@ -870,7 +870,8 @@ def _release_from_plan(plan_path: Path, release_file: Path | None, fail_fast: bo
             + "\n  ".join(changes)
             + "\nReview a new plan: conveyor plan -f RELEASE --out FILE"
         )
-    return release
+    # Only now: the fresh plan above must see where each base would come from without the pin.
+    return pin_bases(release, services)
 
 
 def _load_release(client: Any, release_id: str) -> Any:

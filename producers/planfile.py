@@ -182,6 +182,27 @@ def with_settings(
     return planned.model_copy(update={"waves": merged})
 
 
+def pin_bases(release: ReleaseJob, services: list[dict[str, Any]]) -> ReleaseJob:
+    """The release with each job pinned to the base revision its plan showed.
+
+    Checked against a fresh plan just before (:func:`moved`), the pin also holds for what lands
+    between that check and the job's register step: the revision is built from the reviewed
+    base, or the job is refused (exit 2) when that base was deregistered or discarded since.
+    """
+    bases = iter(entry.get("base") for entry in services)
+    waves = []
+    for wave in release.waves:
+        pinned = []
+        for job in wave:
+            base = next(bases)
+            if job.restart or job.base == "service" or not isinstance(base, str):
+                pinned.append(job)
+            else:
+                pinned.append(job.model_copy(update={"base_revision": base}))
+        waves.append(pinned)
+    return release.model_copy(update={"waves": waves})
+
+
 def moved(services: list[dict[str, Any]], fresh: list[dict[str, Any]]) -> list[str]:
     """What changed since the plan, one line per service (empty: nothing that matters)."""
     changes = []

@@ -195,6 +195,11 @@ class UpdateServiceJob(BaseModel):
     # What the new revision is built from: "family", the family's latest ACTIVE revision that
     # no failed Conveyor deployment discarded; "service", the revision the service runs.
     base: Literal["family", "service"] = "family"
+    # Build from exactly this revision (``family:revision`` or its ARN), as a plan file that
+    # was reviewed names it (`conveyor release --plan`); None: choose by ``base``.
+    base_revision: Annotated[
+        str | None, Field(max_length=1600, pattern=r"^[A-Za-z0-9_:/.\-]+:[0-9]{1,9}$")
+    ] = None
 
     def service_options(self) -> dict[str, Any]:
         """The options this job sets on the service, by their job field name (empty: none)."""
@@ -246,6 +251,11 @@ class UpdateServiceJob(BaseModel):
             )
         if self.restart and self.family is not None:
             raise ValueError("family: a restart keeps the revision the service runs; drop family")
+        if self.base_revision is not None and (self.base == "service" or self.restart):
+            raise ValueError(
+                "base_revision: a pinned base revision is for new revisions built from the "
+                "family; drop it, or drop base 'service' (a restart registers nothing)"
+            )
         if self.base == "service" and self.family is not None:
             raise ValueError(
                 "family: base 'service' builds from the revision the service runs, which names "

@@ -278,3 +278,51 @@ def test_a_family_of_only_failed_revisions_is_refused_with_the_fix(ecs: FakeEcs)
     assert ended.state is DeploymentState.FAILED
     assert "--base service" in (ended.reason or "")
     assert len(ecs.revisions["web"]) == registered
+
+
+def test_a_pinned_base_is_built_on_even_after_someone_registered_a_newer_one(ecs: FakeEcs) -> None:
+    """A job from a reviewed plan names its base: the new revision is built from exactly it,
+    whatever was registered since; a pinned base deregistered since is refused as bad input."""
+    definition, _ = asyncio.run(ecs.describe_task_definition("web:1"))
+    for key in ("taskDefinitionArn", "revision", "status", "requiresAttributes", "compatibilities",
+                "registeredAt", "registeredBy"):  # fmt: skip
+        definition.pop(key, None)
+    definition["containerDefinitions"][1]["image"] = "proxy:after-the-plan"
+    ecs.add_task_definition(definition)
+    done = _deploy(
+        ecs,
+        _record("d-1", base_revision="web:1", images=[{"container": "web", "image": ":7"}]),
+        breaks=False,
+    )
+    assert done.state is DeploymentState.SUCCEEDED, done.reason
+    assert str(done.base_task_definition_arn).endswith("web:1")
+    assert _images(ecs, str(done.task_definition_arn))["proxy"] != "proxy:after-the-plan"
+    register = next(s for s in done.steps if s.step == Step.REGISTER)
+    assert "reviewed plan (pinned)" in (register.detail or "")
+
+    ecs.deregister_task_definition("web:1")
+    refused = _deploy(
+        ecs,
+        _record("d-2", base_revision="web:1", images=[{"container": "web", "image": ":8"}]),
+        breaks=False,
+    )
+    assert refused.state is DeploymentState.FAILED
+    assert refused.error is not None
+    assert refused.error.code == "InvalidJob"
+    assert "web:1 was deregistered since the plan" in refused.error.message
+
+
+def test_a_pinned_base_with_base_service_or_a_restart_is_refused() -> None:
+    """A pin means "build from this revision": with base service or a restart it is refused."""
+    with pytest.raises(ValueError, match="base_revision"):
+        UpdateServiceJob.model_validate(
+            {"cluster": "c", "service": "s", "base": "service", "base_revision": "web:3",
+             "images": [{"container": "web", "image": ":1"}]},
+            strict=False,
+        )  # fmt: skip
+    with pytest.raises(ValueError, match="base_revision"):
+        UpdateServiceJob.model_validate(
+            {"cluster": "c", "service": "s", "base_revision": "web:3", "images": [],
+             "force_new_deployment": True},
+            strict=False,
+        )  # fmt: skip

@@ -134,3 +134,26 @@ def test_no_plan_file_for_a_plan_with_errors_and_damaged_files_are_refused() -> 
     swapped["services"].reverse()
     with pytest.raises(PlanFileError, match="do not match"):
         load_plan(swapped, "x.json")
+
+
+def test_a_release_from_a_plan_is_pinned_to_the_planned_bases() -> None:
+    """Every job that builds a new revision from the family gets the plan's base; a restart
+    and a job with base service keep theirs."""
+    from producers.planfile import pin_bases
+
+    release = ReleaseJob.model_validate(
+        {
+            "cluster": "c",
+            "waves": [
+                [
+                    {"service": "a", "images": {"app": ":2"}},
+                    {"service": "b", "force_new_deployment": True},
+                ],
+                [{"service": "d", "images": {"app": ":2"}, "base": "service"}],
+            ],
+        }
+    )
+    services = [{"base": "a:4"}, {"base": None}, {"base": "d:9"}]
+    pinned = pin_bases(release, services)
+    jobs = [job for wave in pinned.waves for job in wave]
+    assert [job.base_revision for job in jobs] == ["a:4", None, None]

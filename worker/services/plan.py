@@ -60,7 +60,13 @@ async def plan_update(
             result["restart"] = True
         else:
             family = job.family or family_of(current)
-            choice = await choose_base(ecs, family, base=job.base, service_task_definition=current)
+            choice = await choose_base(
+                ecs,
+                family,
+                base=job.base,
+                service_task_definition=current,
+                pinned=job.base_revision,
+            )
             base, tags = choice.definition, choice.tags
             plan = plan_revision(
                 base, tags, job.image_specs(), "plan", known_fields, settings=job.settings

@@ -59,13 +59,17 @@ async def choose_base(
     *,
     base: Literal["family", "service"] = "family",
     service_task_definition: str | None = None,
+    pinned: str | None = None,
 ) -> BaseChoice:
     """The revision a new revision of ``family`` is built from.
 
     ``base="family"``: the family's newest ACTIVE revision that no failed Conveyor deployment
     discarded. ``base="service"``: the revision the service runs (``service_task_definition``),
-    whatever registered since.
+    whatever registered since. ``pinned``: exactly that revision (a reviewed plan's base),
+    refused when it was deregistered or discarded since.
     """
+    if pinned is not None:
+        return await _pinned(ecs, family, pinned)
     if base == "service":
         if service_task_definition is None or family_of(service_task_definition) != family:
             raise InvalidJobError(
@@ -100,6 +104,24 @@ async def choose_base(
         f"{MAX_SKIPPED}; deploy with --base service (the revision the service runs) or "
         "register a good revision"
     )
+
+
+async def _pinned(ecs: EcsGateway, family: str, pinned: str) -> BaseChoice:
+    """The pinned base revision, if it may still be built on."""
+    name = _short(pinned)
+    if family_of(pinned) != family:
+        raise InvalidJobError(
+            f"base_revision: {name} is not a revision of family {family!r}; plan again"
+        )
+    definition, tags = await ecs.describe_task_definition(pinned)
+    mark = discard_mark(tags)
+    if definition.get("status") != "ACTIVE" or mark is not None:
+        why = f"discarded ({mark})" if mark else "deregistered"
+        raise InvalidJobError(
+            f"base_revision: the planned base {name} was {why} since the plan; plan the "
+            "release again"
+        )
+    return BaseChoice(definition, tags, "the base revision of the reviewed plan (pinned)")
 
 
 # How a deployment ended, as the discard tag says it.

@@ -291,6 +291,7 @@ class UpdateFlow:
                 _required(record.family, "family", "register"),
                 base=job.base,
                 service_task_definition=record.previous_task_definition_arn,
+                pinned=job.base_revision,
             )
             base, tags, why = choice.definition, choice.tags, choice.reason
             check_containers(base, job.containers())
