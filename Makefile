@@ -9,19 +9,35 @@ PYTEST_ARGS ?=
 TOOLS := .venv-tools
 export ECS_DEPLOY_BIN := $(CURDIR)/$(TOOLS)/bin/ecs
 
-.PHONY: help install redis packages tools test test-fast lint typecheck format demo bench clean
+.PHONY: help install lock redis packages tools test test-fast lint typecheck format demo bench clean
 
 help: ## Show the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
 
-$(BIN)/.installed: pyproject.toml localaws/pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
+# Every third-party package comes from requirements.lock, pinned with its hashes (`make lock`
+# refreshes it); the two packages of this tree are installed editable on top, without
+# dependencies, so nothing unpinned gets in. A changed lock or pyproject reinstalls.
+$(BIN)/.installed: requirements.lock pyproject.toml localaws/pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q -r requirements.lock
+	# Remove what the lock no longer lists (pip-sync comes from the lock).
+	$(BIN)/pip-sync -q requirements.lock
 	# The local AWS is a distribution of its own (the dev extra asks for it): from this tree.
-	$(BIN)/pip install -q -e ./localaws -e '.[dev]'
+	$(BIN)/python -m pip install -q --no-deps --no-build-isolation -e ./localaws -e .
+	$(BIN)/python -m pip check
 	touch $@
 
 install: $(BIN)/.installed ## Create the virtualenv and install Conveyor with its dev tools
+
+LOCK_UPGRADE ?= --upgrade
+lock: ## Refresh requirements.lock: the newest versions pyproject.toml allows (LOCK_UPGRADE= keeps pins)
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q "$$(grep -E '^pip-tools==' requirements.lock | cut -d' ' -f1)"
+	CUSTOM_COMPILE_COMMAND="make lock" $(BIN)/pip-compile -q $(LOCK_UPGRADE) --generate-hashes --strip-extras \
+		--no-emit-find-links --no-emit-index-url \
+		--unsafe-package conveyor --unsafe-package conveyor-localaws \
+		-o requirements.lock requirements.in
+	rm -f $(BIN)/.installed
 
 redis: ## Install redis-server when missing (tests start their own on free ports)
 	@scripts/ensure-redis

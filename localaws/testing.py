@@ -1,8 +1,8 @@
 """Run a local AWS in a subprocess for tests and tools: ``with run_local_aws() as url: ...``.
 
 The server runs as ``python -m localaws`` in its own process, like in production use, so
-that tests talk to it only over HTTP (boto3/aioboto3 with ``endpoint_url=url``, and the control
-API under ``url + "/_localaws/"``). This module imports nothing from moto.
+that tests talk to it only over HTTP (boto3/aiobotocore with ``endpoint_url=url``, and the
+control API under ``url + "/_localaws/"``). This module imports nothing from moto.
 """
 
 from __future__ import annotations

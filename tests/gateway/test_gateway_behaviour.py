@@ -376,6 +376,56 @@ def test_update_service_sets_the_desired_count_and_deployment_configuration(worl
             assert found["deploymentConfiguration"][key] == value
 
 
+def test_a_deployment_configuration_read_and_written_back_keeps_the_newer_ecs_fields(
+    world: World,
+) -> None:
+    """Circuit-breaker thresholds and a PAUSE lifecycle hook survive Conveyor's read, change and
+    write of the deployment configuration (a job that sets the minimum healthy percent).
+
+    UpdateService replaces the whole configuration, and an SDK whose model lacks a member drops
+    it from DescribeServices' answer and refuses it in UpdateService: the worker's SDK must
+    know these fields, or a deployment would quietly reset them.
+    """
+    world.cluster("c1")
+    old = world.task_definition("app")
+    new = world.task_definition("app", {"app": "repo/app:2"})
+    world.service("c1", "web", old)
+    breaker = {
+        "enable": True,
+        "rollback": True,
+        "resetOnHealthyTask": True,
+        "thresholdConfiguration": {"type": "COUNT", "value": 5},
+    }
+    hooks = [
+        {
+            "targetType": "PAUSE",
+            "lifecycleStages": ["PRE_PRODUCTION_TRAFFIC_SHIFT"],
+            "timeoutConfiguration": {"timeoutInMinutes": 30, "action": "ROLLBACK"},
+        }
+    ]
+    configured = {"deploymentCircuitBreaker": breaker, "lifecycleHooks": hooks}
+    world.run(
+        world.gateway.update_service(
+            "c1", "web", old, force_new_deployment=False, deployment_configuration=configured
+        )
+    )
+
+    service = world.run(world.gateway.describe_service("c1", "web"))
+    assert service is not None
+    configuration = dict(service["deploymentConfiguration"], minimumHealthyPercent=50)
+    world.run(
+        world.gateway.update_service(
+            "c1", "web", new, force_new_deployment=False, deployment_configuration=configuration
+        )
+    )
+
+    described = world.run(world.gateway.describe_service("c1", "web"))
+    assert described is not None
+    assert described["deploymentConfiguration"]["minimumHealthyPercent"] == 50
+    assert described["deploymentConfiguration"]["deploymentCircuitBreaker"] == breaker
+    assert described["deploymentConfiguration"]["lifecycleHooks"] == hooks
+
+
 def test_update_service_refusals_are_not_found_with_the_aws_code(world: World) -> None:
     """A missing service, a missing cluster or a missing revision: NotFoundError, with
     ServiceNotFoundException, ClusterNotFoundException or ClientException."""

@@ -23,14 +23,14 @@ class _Client:
 
 
 class CountingSession:
-    """Stands in for an aioboto3 session: counts the clients opened and closed."""
+    """Stands in for an aiobotocore session: counts the clients opened and closed."""
 
     def __init__(self, counts: dict[str, int]) -> None:
         self.counts = counts
         self.region_name = "us-east-1"
 
     @asynccontextmanager
-    async def client(self, name: str, **_: Any) -> AsyncIterator[object]:
+    async def create_client(self, name: str, **_: Any) -> AsyncIterator[object]:
         self.counts["opened"] += 1
         try:
             yield _Client()

@@ -1,9 +1,10 @@
-"""The aioboto3 implementation of :class:`worker.aws.gateway.EcsGateway`.
+"""The aiobotocore implementation of :class:`worker.aws.gateway.EcsGateway`.
 
-The only module that imports aioboto3. One long-lived client per worker process: a client made
-per call costs 40-110 ms, a reused one about 1 ms. Every botocore error is translated into
-Conveyor's error tree with its AWS code kept (``raise ... from exc``), so a throttle is retried
-and an access denial fails at once.
+The only module that imports aiobotocore (botocore on asyncio; typed clients come from
+types-aiobotocore). One long-lived client per worker process: a client made per call costs
+40-110 ms, a reused one about 1 ms. Every botocore error is translated into Conveyor's error
+tree with its AWS code kept (``raise ... from exc``), so a throttle is retried and an access
+denial fails at once.
 """
 
 from __future__ import annotations
@@ -16,10 +17,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
-import aioboto3
 import botocore.exceptions
 import botocore.session
-from botocore.config import Config
+from aiobotocore.config import AioConfig
+from aiobotocore.session import AioSession, get_session
 
 from worker.aws.gateway import family_of, revision_of
 from worker.aws.ratelimit import Bucket, RateLimiter, count_throttle
@@ -34,7 +35,11 @@ from worker.domain.errors import (
 from worker.observe import metrics
 
 if TYPE_CHECKING:
+    from types_aiobotocore_cloudformation import CloudFormationClient
+    from types_aiobotocore_ec2 import EC2Client
     from types_aiobotocore_ecs import ECSClient
+    from types_aiobotocore_elbv2 import ElasticLoadBalancingv2Client
+    from types_aiobotocore_events import EventBridgeClient
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -212,7 +217,7 @@ def _aws_call(
 
 
 class BotoEcsGateway:
-    """EcsGateway over one long-lived aioboto3 ECS client."""
+    """EcsGateway over one long-lived aiobotocore ECS client."""
 
     def __init__(
         self,
@@ -220,7 +225,7 @@ class BotoEcsGateway:
         call_timeout: float = 20.0,
         limiter: RateLimiter | None = None,
         *,
-        events: Any = None,
+        events: EventBridgeClient | None = None,
     ) -> None:
         self._ecs = client
         self._events = events  # EventBridge, for the revisions scheduled tasks name
@@ -308,10 +313,8 @@ class BotoEcsGateway:
 
     async def scheduled_task_definitions(self) -> set[str]:
         """See EcsGateway. ListRules, then ListTargetsByRule per rule, on the default bus."""
-        if self._events is None:
-            raise AwsRequestError(
-                "ListRules: this gateway has no EventBridge client", "NoEventsClient"
-            )
+        if self._events is None:  # before any call
+            raise self._no_events()
         used: set[str] = set()
         for rule in await self._rule_names():
             targets = await self._rule_targets(rule)
@@ -320,6 +323,12 @@ class BotoEcsGateway:
                 if arn:
                     used.add(str(arn))
         return used
+
+    @staticmethod
+    def _no_events() -> AwsRequestError:
+        return AwsRequestError(
+            "ListRules: this gateway has no EventBridge client", "NoEventsClient"
+        )
 
     async def _clusters(self) -> list[str]:
         return await _every_page(self._list_clusters_page, "clusterArns")
@@ -375,6 +384,8 @@ class BotoEcsGateway:
     @_aws_call("ListRules")
     async def _list_rules_page(self, token: str | None) -> dict[str, Any]:
         kwargs: dict[str, Any] = {"Limit": 100, **({"NextToken": token} if token else {})}
+        if self._events is None:
+            raise self._no_events()
         return dict(await self._events.list_rules(**kwargs))
 
     @_aws_call("ListTargetsByRule")
@@ -382,6 +393,8 @@ class BotoEcsGateway:
         kwargs: dict[str, Any] = {"Rule": rule, "Limit": 100}
         if token:
             kwargs["NextToken"] = token
+        if self._events is None:
+            raise self._no_events()
         return dict(await self._events.list_targets_by_rule(**kwargs))
 
     @_aws_call("DeregisterTaskDefinition", spare=LOW_PRIORITY_SPARE)
@@ -536,8 +549,16 @@ class BotoEcsGateway:
         return [dict(t) for t in answer.get("tasks", [])]
 
 
-# The clients of one identity, in the order the pool unpacks them.
+# The clients of one identity.
 _CLIENT_NAMES = ("ecs", "cloudformation", "elbv2", "ec2", "events")
+
+
+def _session(region: str | None) -> AioSession:
+    """A new SDK session for ``region`` (None: the region the SDK finds in its own settings)."""
+    session = get_session()
+    if region is not None:
+        session.set_config_variable("region", region)
+    return session
 
 
 @dataclass(frozen=True)
@@ -559,7 +580,7 @@ class _Clients:
 
 
 class ClientPool:
-    """One aioboto3 session and long-lived clients per worker process, per role.
+    """One aiobotocore session and long-lived clients per worker process, per role.
 
     Bound to the event loop that created it; create it after the fork, in the worker process.
     A role's clients are replaced shortly before its credentials expire, and the old ones are
@@ -575,9 +596,9 @@ class ClientPool:
         limits: Limits | None = None,
     ) -> None:
         self._limits = limits
-        self._session = aioboto3.Session(region_name=region)
+        self._session = _session(region)
         self._clients: dict[str | None, _Clients] = {}
-        self._config = Config(
+        self._config = AioConfig(
             retries={"mode": "standard", "max_attempts": max_attempts},
             connect_timeout=5,
             read_timeout=call_timeout,
@@ -611,22 +632,26 @@ class ClientPool:
         else:
             session, expires = await self._assume(role_arn)
         stack = AsyncExitStack()
+        config = self._config
         try:
-            clients = [
-                await stack.enter_async_context(session.client(name, config=self._config))
-                for name in _CLIENT_NAMES
-            ]
+            # One call per service, so that each client keeps its own type.
+            ecs = await stack.enter_async_context(session.create_client("ecs", config=config))
+            cfn = await stack.enter_async_context(
+                session.create_client("cloudformation", config=config)
+            )
+            elbv2 = await stack.enter_async_context(session.create_client("elbv2", config=config))
+            ec2 = await stack.enter_async_context(session.create_client("ec2", config=config))
+            events = await stack.enter_async_context(session.create_client("events", config=config))
         except BaseException:
             await stack.aclose()
             raise
-        ecs, cfn, elbv2, ec2, events = clients
-        for client in clients:
+        for client in (ecs, cfn, elbv2, ec2, events):
             client.meta.events.register("needs-retry", _count_attempt)
         limiter = None
         if self._limits is not None:
             limits = self._limits
             account = await self.account_id(role_arn)
-            region = str(self._session.region_name or "default")
+            region = str(self.region or "default")
             limiter = RateLimiter(
                 limits.redis,
                 account=account,
@@ -642,22 +667,26 @@ class ClientPool:
             ecs, cfn, elbv2, ec2, call_timeout=self._call_timeout, limiter=limiter, events=events
         )
         # Watched rollouts are batched per account and region: say which this gateway is.
-        gateway.scope = f"{await self.account_id(role_arn)}:{self._session.region_name or ''}"
+        gateway.scope = f"{await self.account_id(role_arn)}:{self.region or ''}"
         return _Clients(gateway, stack, expires)
 
-    async def _assume(self, role_arn: str) -> tuple[Any, float]:
+    @property
+    def region(self) -> str | None:
+        """The region the clients are made for: the one given, else the SDK's own setting."""
+        region = self._session.get_config_variable("region")
+        return str(region) if region else None
+
+    async def _assume(self, role_arn: str) -> tuple[AioSession, float]:
         """A session with the role's temporary credentials, and when to refresh it."""
         try:
-            async with self._session.client("sts", config=self._config) as sts:
+            async with self._session.create_client("sts", config=self._config) as sts:
                 answer = await sts.assume_role(RoleArn=role_arn, RoleSessionName="conveyor")
         except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
             raise translate_error(exc, "AssumeRole") from exc
         creds = answer["Credentials"]
-        session = aioboto3.Session(
-            aws_access_key_id=creds["AccessKeyId"],
-            aws_secret_access_key=creds["SecretAccessKey"],
-            aws_session_token=creds["SessionToken"],
-            region_name=self._session.region_name,
+        session = _session(self.region)
+        session.set_credentials(
+            creds["AccessKeyId"], creds["SecretAccessKey"], creds["SessionToken"]
         )
         # Refresh five minutes before the credentials expire.
         return session, creds["Expiration"].timestamp() - 300
@@ -675,7 +704,7 @@ class ClientPool:
             return cached
         try:
             async with asyncio.timeout(self._call_timeout):
-                async with self._session.client("sts", config=self._config) as sts:
+                async with self._session.create_client("sts", config=self._config) as sts:
                     answer = await sts.get_caller_identity()
         except (
             botocore.exceptions.BotoCoreError,
@@ -701,12 +730,12 @@ class BotoAwsGateway(BotoEcsGateway):
     def __init__(
         self,
         ecs: ECSClient,
-        cfn: Any,
-        elbv2: Any,
-        ec2: Any,
+        cfn: CloudFormationClient,
+        elbv2: ElasticLoadBalancingv2Client,
+        ec2: EC2Client,
         call_timeout: float = 20.0,
         limiter: RateLimiter | None = None,
-        events: Any = None,
+        events: EventBridgeClient | None = None,
     ) -> None:
         super().__init__(ecs, call_timeout, limiter, events=events)
         self.scope: str | None = None  # "account:region", set by the pool
@@ -804,9 +833,11 @@ class BotoAwsGateway(BotoEcsGateway):
     @_aws_call("DescribeTargetGroups")
     async def describe_target_group(self, ref: str) -> dict[str, Any] | None:
         """A target group by ARN or name, or None."""
-        key = "TargetGroupArns" if ref.startswith("arn:") else "Names"
         try:
-            answer = await self._elbv2.describe_target_groups(**{key: [ref]})
+            if ref.startswith("arn:"):
+                answer = await self._elbv2.describe_target_groups(TargetGroupArns=[ref])
+            else:
+                answer = await self._elbv2.describe_target_groups(Names=[ref])
         except botocore.exceptions.ClientError as exc:
             if exc.response.get("Error", {}).get("Code") == "TargetGroupNotFound":
                 return None

@@ -1,6 +1,6 @@
 """The small interface through which Conveyor's services talk to ECS.
 
-Services depend on this protocol only; :mod:`worker.aws.boto` implements it with aioboto3 and
+Services depend on this protocol only; :mod:`worker.aws.boto` implements it with aiobotocore and
 :mod:`worker.aws.fake` in memory, so the sequencing can be tested without a server.
 """
 

@@ -26,6 +26,8 @@ READ_ONLY_KEYS = (
     "registeredAt",
     "registeredBy",
     "deregisteredAt",
+    # Set on a revision whose deletion was asked for (botocore 1.43).
+    "deleteRequestedAt",
 )
 # The tag that marks a revision as made by one deployment, so a retried step can find it.
 DEPLOYMENT_TAG = "conveyor:deployment-id"
