@@ -2,15 +2,13 @@
 
 README.md's table of exit codes is rendered from :class:`ExitCode` (``render_table``), and
 ``tests/unit/test_cli_exit_codes.py`` fails when the two differ. Refresh the README with
-``python -m producers.cli.exit_codes --write``.
+``python -m scripts.readme_exit_codes``.
 """
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterable
 from enum import IntEnum
-from pathlib import Path
 
 
 class ExitCode(IntEnum):
@@ -76,6 +74,11 @@ def render_table() -> str:
     rows = ["| Code | Meaning |", "| ---: | --- |"]
     for code in ExitCode:
         rows.append(f"| `{code.value}` | {MEANING[code]} |")
+    order = ", ".join(f"`{code.value}`" for code in WORST_FIRST)
+    rows += [
+        "",
+        f"`conveyor wait ID ID ...` exits with the worst of its outcomes, worst first: {order}.",
+    ]
     return "\n".join([_START, *rows, _END])
 
 
@@ -85,23 +88,3 @@ def readme_block(readme: str) -> str | None:
     if start < 0 or end < start:
         return None
     return readme[start : end + len(_END)]
-
-
-def main(argv: list[str]) -> int:
-    """Print the table, or with ``--write`` put it into README.md in place of the old one."""
-    table = render_table()
-    if "--write" not in argv:
-        print(table)
-        return 0
-    readme = Path(__file__).resolve().parents[2] / "README.md"
-    text = readme.read_text()
-    old = readme_block(text)
-    if old is None:
-        print(f"{readme}: no {_START} marker; add the markers first", file=sys.stderr)
-        return 1
-    readme.write_text(text.replace(old, table))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))

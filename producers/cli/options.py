@@ -24,9 +24,7 @@ cluster = click.option("--cluster", required=True, help="ECS cluster name or ARN
 
 def services(help_text: str) -> Callable[[F], F]:
     """--service, repeatable and required, as ``services``; ``help_text`` says what many do."""
-    return click.option(
-        "--service", "services", required=True, multiple=True, help=help_text
-    )
+    return click.option("--service", "services", required=True, multiple=True, help=help_text)
 
 
 timeout = click.option(

@@ -308,7 +308,7 @@ def test_command_line_files_and_flags_make_one_entry_where_a_flag_wins(tmp_path:
     """--env-file and --secret-file fill a container's entry; --env and --secret given for the
     same names win over the files, as inline values win in release files; an empty file under
     --replace-env exits 2 naming the flag."""
-    from producers.cli import _container_settings
+    from producers.cli.deploy import container_settings as _container_settings
 
     (tmp_path / "web.env").write_text("A=from-file\nB=file-only\n")
     (tmp_path / "web.secrets").write_text("DB=arn:aws:ssm:us-east-1:1:parameter/file\n")
