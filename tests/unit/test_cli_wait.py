@@ -3,6 +3,7 @@ real Redis, through click's CliRunner; the exit code is the worst outcome."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
@@ -10,24 +11,19 @@ from collections.abc import Iterator
 
 import pytest
 import redis
-from click.testing import CliRunner
 
-from producers.cli import main
 from producers.contract.records import DeploymentRecord, DeploymentState
 from producers.contract.release_store import ReleaseStore
 from producers.contract.releases import ReleaseRecord, ReleaseState, new_release_id
 from producers.contract.store import RecordStore
+from tests.unit.cli_support import conveyor, point_at
 
 
 @pytest.fixture
 def db(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[redis.Redis]:
     """A clean Redis database that the CLI is pointed at."""
-    for name in ("CONVEYOR_FLEET", "CONVEYOR_QUEUE", "CONVEYOR_REDIS_PASSWORD"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("CONVEYOR_REDIS_URL", redis_url)
-    monkeypatch.setenv("CONVEYOR_REDIS_RETRY_SECONDS", "1")
+    point_at(monkeypatch, redis_url)
     client = redis.Redis.from_url(redis_url)
-    client.flushdb()
     yield client
     client.close()
 
@@ -53,7 +49,7 @@ def _put(store: RecordStore, id_: str, state: DeploymentState, **fields: object)
 
 
 def _wait(*args: str) -> tuple[int, str, str]:
-    result = CliRunner().invoke(main, ["wait", *args])
+    result = conveyor("wait", *args)
     return result.exit_code, result.stdout, result.stderr
 
 
@@ -172,3 +168,34 @@ def test_releases_and_deployments_mix(store: RecordStore, db: redis.Redis) -> No
     assert code == 1, err
     assert "deployment old: superseded" in out
     assert f"release {release_id}: failed" in out
+
+
+def test_redis_gone_while_waiting_ends_the_wait_unavailable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Redis stops for good during the wait: after the client's retries, every id still
+    running counts as unavailable (3), and the ones that had ended are still printed."""
+    from localaws.devstack import run_redis
+
+    with run_redis() as url:
+        point_at(monkeypatch, url)
+        own = redis.Redis.from_url(url)
+        store = RecordStore(own)
+        _put(store, "done", DeploymentState.SUCCEEDED)
+        _put(store, "slow", DeploymentState.RUNNING)
+
+        def stop_redis() -> None:
+            time.sleep(0.5)
+            with contextlib.suppress(redis.ConnectionError):
+                own.shutdown(nosave=True)
+
+        killer = threading.Thread(target=stop_redis)
+        killer.start()
+        try:
+            code, out, err = _wait("done", "slow")
+        finally:
+            killer.join()
+    assert code == 3, err
+    assert "deployment done: succeeded" in out
+    assert "cannot reach Redis" in err
+    assert "slow exit 3" in err
