@@ -31,6 +31,7 @@ from redis.exceptions import AuthenticationError, AuthorizationError, ReadOnlyEr
 
 from config.settings import Settings
 from producers.contract.dispatch import RedisTaskSender, dispatch
+from producers.contract.errors import ProducerError
 from producers.contract.fargate_spec import FargateServiceJob, redacted
 from producers.contract.jobs import UpdateServiceJob
 from producers.contract.names import (
@@ -61,15 +62,15 @@ _PERMANENT: tuple[type[Exception], ...] = (AuthenticationError, AuthorizationErr
 _FIRST_DELAY, _MAX_DELAY = 0.25, 2.0
 
 
-class ConveyorUnavailableError(Exception):
+class ConveyorUnavailableError(ProducerError):
     """Raised when Redis or the workers cannot be reached."""
 
 
-class DeploymentNotFoundError(Exception):
+class DeploymentNotFoundError(ProducerError):
     """Raised when no record exists for a deployment id, and none ever did recently."""
 
 
-class DeploymentLostError(Exception):
+class DeploymentLostError(ProducerError):
     """Raised when a deployment's record exists no more, or cannot be read.
 
     It vanished (expired, evicted by a Redis that evicts, deleted), was quarantined as

@@ -23,6 +23,8 @@ from typing import Any
 
 from dotenv.parser import Binding, parse_stream
 
+from producers.contract.errors import ProducerError
+
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _NEWLINE = re.compile(r"\r\n|\n|\r")
 
@@ -33,7 +35,7 @@ FILE_KEYS: dict[str, tuple[str, str]] = {
 }
 
 
-class EnvFileError(ValueError):
+class EnvFileError(ProducerError, ValueError):
     """Raised when an environment file cannot be read or has a line that cannot be parsed."""
 
 

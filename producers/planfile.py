@@ -28,6 +28,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from producers.contract.errors import ProducerError
 from producers.contract.jobs import UpdateServiceJob, describe_validation_error, load_update_job
 from producers.contract.releases import ReleaseJob
 from producers.contract.versions import split_rule_image
@@ -35,7 +36,7 @@ from producers.contract.versions import split_rule_image
 PLAN_FORMAT = 1
 
 
-class PlanFileError(ValueError):
+class PlanFileError(ProducerError, ValueError):
     """Raised when a plan file cannot be used as it is; the message says what to do."""
 
 

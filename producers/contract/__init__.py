@@ -7,7 +7,8 @@ redis-py). It holds:
   :mod:`.releases` (many services in waves), with :mod:`.images` and :mod:`.patterns`;
 * the deployment record (:mod:`.records`) and its Redis store (:mod:`.store`), the release
   record's store (:mod:`.release_store`), and worker heartbeats (:mod:`.workers`);
-* the enumerations (:mod:`.enums`), task names and Redis keys (:mod:`.names`);
+* the enumerations (:mod:`.enums`), task names and Redis keys (:mod:`.names`), and the root
+  of the producer side's errors (:mod:`.errors`);
 * sending a step message (:mod:`.dispatch`, with the Celery-free ``RedisTaskSender``);
 * the pure template renderer of Fargate specs (:mod:`.stack_template`).
 

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from producers.contract import patterns
 from producers.contract.enums import JobKind
+from producers.contract.errors import ProducerError
 from producers.contract.images import ImageReferenceError, parse_image
 from producers.contract.versions import VersionRuleError, split_rule_image
 
@@ -347,7 +348,7 @@ def redacted(job: FargateServiceJob) -> dict[str, Any]:
     return data
 
 
-class SpecError(ValueError):
+class SpecError(ProducerError, ValueError):
     """Raised when a spec file cannot be read or parsed; the message names the file and line."""
 
 

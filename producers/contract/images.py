@@ -10,6 +10,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, replace
 
+from producers.contract.errors import ProducerError
+
 # The component grammar of the distribution spec (docker/distribution reference.go).
 _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
 _REPOSITORY_RE = re.compile(rf"{_COMPONENT}(?:/{_COMPONENT})*", re.ASCII)
@@ -25,7 +27,7 @@ _HOST_RE = re.compile(
 MAX_REFERENCE_LENGTH = 255 * 2  # ECS allows 255 for the repository part; be generous overall.
 
 
-class ImageReferenceError(ValueError):
+class ImageReferenceError(ProducerError, ValueError):
     """Raised when a string is not a valid image reference; the message says why."""
 
 

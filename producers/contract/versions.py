@@ -43,6 +43,8 @@ from typing import Literal
 
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 
+from producers.contract.errors import ProducerError
+
 RULE_IMAGE = re.compile(r"^(?P<repository>[^{}\s]+):\{(?P<rule>[^{}]+)\}$", re.ASCII)
 
 _VERSION = re.compile(
@@ -57,7 +59,7 @@ _BOUND = re.compile(r"\d+(?:\.\d+){0,3}", re.ASCII)
 _NUGET = re.compile(r"(?P<open>[\[(])(?P<body>[^\[\]()]*)(?P<close>[\])])", re.ASCII)
 
 
-class VersionRuleError(ValueError):
+class VersionRuleError(ProducerError, ValueError):
     """A rule that cannot be read, or that no tag matches; the message says which tags are near."""
 
 

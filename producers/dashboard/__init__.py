@@ -40,6 +40,7 @@ from producers.client import (
     DeploymentLostError,
     DeploymentNotFoundError,
 )
+from producers.contract.errors import ProducerError
 from producers.views import deployment_view, list_view, release_view
 
 AUTH_VARIABLE = "CONVEYOR_DASHBOARD_BASIC_AUTH"
@@ -86,7 +87,7 @@ class _LastAnswers:
             return self._answers.get(url)
 
 
-class DashboardConfigError(ValueError):
+class DashboardConfigError(ProducerError, ValueError):
     """Raised when the dashboard cannot start as configured; the message says what to set."""
 
 

@@ -23,8 +23,8 @@ from producers.contract.enums import DeploymentState
 from producers.contract.records import DeploymentRecord, ServiceEvent
 from producers.contract.store import RecordStore
 from tests.integration.conftest import Stack
-from tests.integration.test_list import GARBAGE_RELEASE, seed_garbage_release
 from tests.selfsigned import self_signed
+from tests.unit.test_cli_list import GARBAGE_RELEASE, seed_garbage_release
 
 AUTH = "viewer:d4sh-board-pass"
 ANY = "0.0.0.0"  # noqa: S104 - what the dashboard must refuse, or serve only over TLS
@@ -345,7 +345,7 @@ def test_a_garbage_release_record_breaks_no_dashboard_list(stack: Stack, dashboa
     `conveyor list --json` does; /api/releases/ID of that release is a 410, not a dropped
     connection."""
     hostile = _hostile_record(stack)
-    seed_garbage_release(stack)
+    seed_garbage_release(stack.redis_url)
     status, _, body = _get(dashboard + "/api/list?limit=50")
     assert status == 200, body
     listed = json.loads(body)

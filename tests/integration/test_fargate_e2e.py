@@ -175,22 +175,6 @@ def test_bad_target_groups_are_refused_before_any_stack_call(
     assert not [s for s in stacks if spec["service"] in s["StackName"]]
 
 
-def test_spec_errors_exit_2_before_enqueueing(stack: Stack, tmp_path: Path) -> None:
-    """A link to a port the container does not have is refused by the CLI itself."""
-    path, _ = write_spec(
-        tmp_path,
-        load_balancers=[
-            {"target_group": "demo-web", "container_name": "web", "container_port": 9999}
-        ],
-    )
-    result = stack.cli("fargate", "apply", "-f", str(path))
-    assert result.returncode == 2
-    assert "has no port 9999" in result.stderr
-    render = stack.cli("fargate", "render", "-f", str(EXAMPLE))
-    assert render.returncode == 0
-    assert json.loads(render.stdout)["Resources"]["Service"]["Type"] == "AWS::ECS::Service"
-
-
 def test_spec_secrets_never_reach_logs_records_or_results(
     stack: Stack, start_worker: Callable[[str], Worker], tmp_path: Path
 ) -> None:

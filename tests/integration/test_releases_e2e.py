@@ -164,16 +164,6 @@ def test_cancel_stops_the_whole_release(
     assert image_of(stack, later).endswith(":1.0.0")
 
 
-def test_a_bad_release_file_is_refused_before_anything_is_enqueued(
-    stack: Stack, tmp_path: Path
-) -> None:
-    """Exit 2 naming the wave, entry and field; no worker or Redis needed."""
-    path = write(tmp_path, {"waves": [[{"service": "a", "images": {"app": ":1"}}]]})
-    result = stack.cli("release", "-f", str(path))
-    assert result.returncode == 2
-    assert "waves[0][0]: no cluster" in result.stderr
-
-
 def ecr_repository(stack: Stack, tags: list[str]) -> str:
     """A new ECR repository in the local AWS with ``tags`` pushed in that order; its URI."""
     name = f"plan/app-{uuid.uuid4().hex[:6]}"

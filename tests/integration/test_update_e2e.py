@@ -157,30 +157,6 @@ def test_unknown_container_exits_2_and_registers_nothing(
     assert len(revisions(stack, "web")) == count
 
 
-def test_invalid_input_is_refused_before_enqueueing(stack: Stack) -> None:
-    """Bad input exits 2 with the field named, without needing Redis or a worker."""
-    result = stack.cli("update", "--cluster", "demo", "--service", "web", "--image", "web")
-    assert result.returncode == 2
-    assert "--image" in result.stderr
-    assert "CONTAINER=IMAGE" in result.stderr
-    result = stack.cli(
-        "update", "--cluster", "demo", "--service", "web", "--image", "web=:1", "--timeout", "5"
-    )
-    assert result.returncode == 2
-    assert "timeout_seconds" in result.stderr
-
-
-def test_no_worker_or_no_redis_exits_3(stack: Stack) -> None:
-    """Unreachable workers or Redis: exit 3 and nothing enqueued."""
-    result = stack.cli("update", "--cluster", "demo", "--service", "web", "--image", "web=:1.1.0")
-    assert result.returncode == 3, result.stderr
-    assert "no Conveyor worker" in result.stderr
-    stack.env["CONVEYOR_REDIS_URL"] = "redis://127.0.0.1:1/0"
-    result = stack.cli("update", "--cluster", "demo", "--service", "web", "--image", "web=:1.1.0")
-    assert result.returncode == 3
-    assert "cannot reach Redis" in result.stderr
-
-
 def test_sigkilled_worker_does_not_lose_the_deployment(
     stack: Stack, start_worker: Callable[[str], Worker]
 ) -> None:

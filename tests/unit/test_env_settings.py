@@ -273,34 +273,24 @@ def test_a_newer_job_must_set_every_name_the_older_sets() -> None:
 def test_a_fargate_spec_takes_an_environment_file(tmp_path: Path) -> None:
     """`conveyor fargate render` reads a container's environment_file beside the spec, and the
     variables written inline win over the file's."""
-    import subprocess
-
     import yaml
+    from click.testing import CliRunner
 
-    from localaws.devstack import ROOT, VENV_BIN
+    from localaws.devstack import ROOT
+    from producers.cli import main
 
     spec = yaml.safe_load((ROOT / "deploy" / "examples" / "fargate-demo.yaml").read_text())
     spec["containers"][0]["environment_file"] = "web.env"
     (tmp_path / "web.env").write_text("FEATURE_X=on\nLOG_LEVEL=debug\n")
     path = tmp_path / "spec.yaml"
     path.write_text(yaml.safe_dump(spec))
-    rendered = subprocess.run(
-        [str(VENV_BIN / "conveyor"), "fargate", "render", "-f", str(path)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert rendered.returncode == 0, rendered.stderr
+    rendered = CliRunner().invoke(main, ["fargate", "render", "-f", str(path)])
+    assert rendered.exit_code == 0, rendered.stderr
     assert "FEATURE_X" in rendered.stdout
     assert "debug" not in rendered.stdout  # LOG_LEVEL: info, inline, wins
     (tmp_path / "web.env").write_text("broken line\n")
-    refused = subprocess.run(
-        [str(VENV_BIN / "conveyor"), "fargate", "render", "-f", str(path)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert refused.returncode == 2
+    refused = CliRunner().invoke(main, ["fargate", "render", "-f", str(path)])
+    assert refused.exit_code == 2
     assert "web.env:1" in refused.stderr
 
 
@@ -308,7 +298,7 @@ def test_command_line_files_and_flags_make_one_entry_where_a_flag_wins(tmp_path:
     """--env-file and --secret-file fill a container's entry; --env and --secret given for the
     same names win over the files, as inline values win in release files; an empty file under
     --replace-env exits 2 naming the flag."""
-    from producers.cli import _container_settings
+    from producers.cli.deploy import container_settings as _container_settings
 
     (tmp_path / "web.env").write_text("A=from-file\nB=file-only\n")
     (tmp_path / "web.secrets").write_text("DB=arn:aws:ssm:us-east-1:1:parameter/file\n")

@@ -1,10 +1,12 @@
-"""`conveyor list`: recent deployments and releases, filtered, as tables or JSON."""
+"""`conveyor list`: recent deployments and releases, filtered, as tables or JSON. Records are
+written straight into the session's real Redis; the CLI runs through CliRunner."""
 
 from __future__ import annotations
 
 import json
 import time
 
+import pytest
 import redis
 
 from producers.contract.enums import DeploymentState
@@ -17,14 +19,21 @@ from producers.contract.release_store import (
 )
 from producers.contract.releases import ReleaseJob
 from producers.contract.store import RecordStore
-from tests.integration.conftest import Stack
+from tests.unit.cli_support import conveyor, point_at
 
 HOSTILE = "[bold red]evil[/bold red]"
 
 
-def _seed(stack: Stack) -> dict[str, str]:
+@pytest.fixture
+def redis_url(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The session's Redis, emptied, with the CLI pointed at it."""
+    point_at(monkeypatch, redis_url)
+    return redis_url
+
+
+def _seed(redis_url: str) -> dict[str, str]:
     """Deployments in several states and services (one named with rich markup), a release."""
-    client = redis.Redis.from_url(stack.redis_url)
+    client = redis.Redis.from_url(redis_url)
     store = RecordStore(client)
     now = time.time()
     made = {}
@@ -61,12 +70,12 @@ def _seed(stack: Stack) -> dict[str, str]:
     return made
 
 
-def test_list_shows_newest_first_and_filters(stack: Stack) -> None:
+def test_list_shows_newest_first_and_filters(redis_url: str) -> None:
     """--json lists deployments newest first; --service takes patterns, --state and --cluster
     filter, --limit caps; releases come with deployments unless a service filter is given."""
-    _seed(stack)
-    result = stack.cli("list", "--json")
-    assert result.returncode == 0, result.stderr
+    _seed(redis_url)
+    result = conveyor("list", "--json")
+    assert result.exit_code == 0, result.stderr
     data = json.loads(result.stdout)
     ids = [d["id"] for d in data["deployments"]]
     # The release's one deployment was made last.
@@ -74,26 +83,26 @@ def test_list_shows_newest_first_and_filters(stack: Stack) -> None:
     assert [r["id"] for r in data["releases"]] == ["rel-test1"]
     assert "jobs" not in data["releases"][0]
 
-    data = json.loads(stack.cli("list", "--json", "--service", "api-*").stdout)
+    data = json.loads(conveyor("list", "--json", "--service", "api-*").stdout)
     assert [d["id"] for d in data["deployments"]] == ["dep-3", "dep-1", "dep-0"]
     assert data["releases"] == []
-    data = json.loads(stack.cli("list", "--json", "--service", "api-*", "--cluster", "prod").stdout)
+    data = json.loads(conveyor("list", "--json", "--service", "api-*", "--cluster", "prod").stdout)
     assert [d["id"] for d in data["deployments"]] == ["dep-1", "dep-0"]
-    data = json.loads(stack.cli("list", "--json", "--state", "failed", "--state", "queued").stdout)
+    data = json.loads(conveyor("list", "--json", "--state", "failed", "--state", "queued").stdout)
     assert [d["id"] for d in data["deployments"]] == ["rel-test1-0000", "dep-3", "dep-1"]
     assert data["releases"] == []  # the release is running
-    data = json.loads(stack.cli("list", "--json", "--only", "releases").stdout)
+    data = json.loads(conveyor("list", "--json", "--only", "releases").stdout)
     assert data["deployments"] == []
     assert len(data["releases"]) == 1
-    data = json.loads(stack.cli("list", "--json", "--limit", "2", "--only", "deployments").stdout)
+    data = json.loads(conveyor("list", "--json", "--limit", "2", "--only", "deployments").stdout)
     assert [d["id"] for d in data["deployments"]] == ["rel-test1-0000", "dep-4"]
 
 
-def test_list_table_prints_untrusted_text_literally(stack: Stack) -> None:
+def test_list_table_prints_untrusted_text_literally(redis_url: str) -> None:
     """The table shows names and reasons as they are: markup in them is not interpreted."""
-    _seed(stack)
-    result = stack.cli("list", "--limit", "50")
-    assert result.returncode == 0, result.stderr
+    _seed(redis_url)
+    result = conveyor("list", "--limit", "50")
+    assert result.exit_code == 0, result.stderr
     assert "[bold red]evil[/bold red]" in result.stdout.replace("\n", "")
     assert "[link=http://x]" in result.stdout
     assert "nightly" in result.stdout
@@ -101,24 +110,26 @@ def test_list_table_prints_untrusted_text_literally(stack: Stack) -> None:
         assert state in result.stdout
 
 
-def test_list_rejects_an_unknown_state_and_says_so_without_redis(stack: Stack) -> None:
+def test_list_rejects_an_unknown_state_and_says_so_without_redis(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A bad --state is a usage error naming the choices; no Redis is a clear exit 3."""
-    bad = stack.cli("list", "--state", "done")
-    assert bad.returncode == 2
+    bad = conveyor("list", "--state", "done")
+    assert bad.exit_code == 2
     assert "--state" in bad.stderr
     assert "succeeded" in bad.stderr
-    stack.env["CONVEYOR_REDIS_URL"] = "redis://127.0.0.1:1/0"
-    away = stack.cli("list")
-    assert away.returncode == 3
+    monkeypatch.setenv("CONVEYOR_REDIS_URL", "redis://127.0.0.1:1/0")
+    away = conveyor("list")
+    assert away.exit_code == 3
     assert "Redis" in away.stderr
 
 
 GARBAGE_RELEASE = "rel-badbadbadbadbadbadba"
 
 
-def seed_garbage_release(stack: Stack) -> None:
+def seed_garbage_release(redis_url: str) -> None:
     """The newest release's record is damaged (edited by hand): it does not validate."""
-    client = redis.Redis.from_url(stack.redis_url)
+    client = redis.Redis.from_url(redis_url)
     now = time.time()
     client.set(
         RELEASE_KEY.format(id=GARBAGE_RELEASE), b'{"id": "rel-badbadbadbadbadbadba", "waves": 3'
@@ -128,25 +139,25 @@ def seed_garbage_release(stack: Stack) -> None:
     client.close()
 
 
-def test_a_garbage_release_record_breaks_no_list(stack: Stack) -> None:
+def test_a_garbage_release_record_breaks_no_list(redis_url: str) -> None:
     """`conveyor list` (table and --json) exits 0 with everything else and names the release
     whose record cannot be read, every time; `conveyor status` of that release is a clean
     exit 3 naming where its record went, never a traceback."""
-    _seed(stack)
-    seed_garbage_release(stack)
+    _seed(redis_url)
+    seed_garbage_release(redis_url)
     for _ in range(2):
-        table = stack.cli("list")
-        assert table.returncode == 0, table.stderr
+        table = conveyor("list")
+        assert table.exit_code == 0, table.stderr
         assert "rel-test1" in table.stdout
         assert GARBAGE_RELEASE in table.stderr
         assert "Traceback" not in table.stderr
-    data = stack.cli("list", "--json")
-    assert data.returncode == 0, data.stderr
+    data = conveyor("list", "--json")
+    assert data.exit_code == 0, data.stderr
     listed = json.loads(data.stdout)
     assert [r["id"] for r in listed["releases"]] == ["rel-test1"]
     assert listed["unreadable_releases"] == [GARBAGE_RELEASE]
     assert len(listed["deployments"]) == 6
-    status = stack.cli("status", GARBAGE_RELEASE)
-    assert status.returncode == 3
+    status = conveyor("status", GARBAGE_RELEASE)
+    assert status.exit_code == 3
     assert f"quarantine:release:{GARBAGE_RELEASE}" in status.stderr
     assert "Traceback" not in status.stderr

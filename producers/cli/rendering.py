@@ -1,0 +1,300 @@
+"""What ``conveyor`` prints: records, plans, releases and tables as text or JSON, and the live
+progress line. Nothing here talks to Redis; rich is imported only when a table or a live line
+is drawn."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from typing import TYPE_CHECKING, Any
+
+import click
+
+if TYPE_CHECKING:
+    from producers.contract.records import DeploymentRecord
+    from producers.contract.releases import ReleaseRecord
+    from producers.contract.workers import WorkerInfo
+
+
+def retrying_text(waited: float) -> str:
+    """The line that says Redis is being asked again."""
+    return f"Redis unavailable, retrying ({waited:.0f} s)"
+
+
+def say_retrying(waited: float) -> None:
+    """Tell the person (or the CI log) why nothing moves: on stderr, never in --json output."""
+    click.echo(f"conveyor: {retrying_text(waited)}", err=True)
+
+
+def echo_json(data: Any, *, sort_keys: bool = True) -> None:
+    """Print ``data`` as indented JSON on stdout."""
+    click.echo(json.dumps(data, indent=2, sort_keys=sort_keys))
+
+
+def summary(record: DeploymentRecord) -> str:
+    """A deployment record for people: its state, then one labelled line per fact."""
+    lines = [f"deployment {record.id}: {record.state.value}"]
+    lines.append(f"  service   {record.cluster}/{record.service}")
+    for container, change in record.images.items():
+        lines.append(f"  image     {container}: {change['before']} -> {change['after']}")
+    if record.task_definition_arn:
+        lines.append(f"  revision  {record.task_definition_arn}")
+    if record.previous_task_definition_arn:
+        lines.append(f"  previous  {record.previous_task_definition_arn}")
+    if record.reason:
+        lines.append(f"  reason    {record.reason}")
+    if record.error:
+        lines.append(f"  error     [{record.error.code}] {record.error.message}")
+    if record.stack is not None:
+        lines.append(f"  stack     {record.stack.name} ({record.stack.status or 'not started'})")
+        for event in [e for e in record.stack.events if e.reason][:3]:
+            lines.append(f"  event     {event.logical_id} {event.status}: {event.reason}")
+    for task in record.stopped_tasks[:3]:
+        lines.append(f"  stopped   {task.task_arn.rsplit('/', 1)[-1]}: {task.stopped_reason}")
+    for warning in record.warnings:
+        lines.append(f"  warning   {warning}")
+    return "\n".join(lines)
+
+
+def print_record(record: DeploymentRecord, as_json: bool) -> None:
+    """A deployment record as JSON, or as its summary."""
+    if as_json:
+        echo_json(record.model_dump(mode="json"))
+    else:
+        click.echo(summary(record))
+
+
+class Progress:
+    """Live progress: a rich status line on terminals, one plain line per change elsewhere.
+
+    ``live=False`` always prints plain lines (several deployments followed at once).
+    """
+
+    def __init__(self, enabled: bool, *, live: bool = True) -> None:
+        self.enabled = enabled
+        self._live: Any = None
+        self._last = ""
+        if enabled and live and sys.stderr.isatty():
+            from rich.console import Console
+            from rich.status import Status
+
+            self._live = Status("queued", console=Console(stderr=True))
+            self._live.start()
+
+    def __call__(self, record: DeploymentRecord) -> None:
+        """Show the record's state, step and task counts if they changed."""
+        if not self.enabled:
+            return
+        p = record.progress
+        text = f"{record.state.value} · {record.step.value}"
+        if p.desired:
+            text += f" · {p.running}/{p.desired} running"
+            if p.failed_tasks:
+                text += f" · {p.failed_tasks} failed tasks"
+        if p.latest_event:
+            text += f" · {p.latest_event}"
+        if text == self._last:
+            return
+        self._last = text
+        if self._live is not None:
+            self._live.update(text)
+        else:
+            click.echo(f"[{record.id[:8]}] {text}", err=True)
+
+    def retrying(self, waited: float) -> None:
+        """Show that Redis cannot be reached and is being asked again."""
+        if self._live is not None:
+            self._live.update(retrying_text(waited))
+            self._last = ""
+        else:
+            say_retrying(waited)
+
+    def stop(self) -> None:
+        """End the live line, if any."""
+        if self._live is not None:
+            self._live.stop()
+
+
+def release_progress(release: ReleaseRecord) -> None:
+    """One stderr line for a release's progress."""
+    counts = ", ".join(f"{n} {state}" for state, n in sorted(release.summary().items()))
+    click.echo(
+        f"[{release.id[:12]}] {release.state.value} · wave {release.wave + 1}/"
+        f"{len(release.waves)} · {counts}",
+        err=True,
+    )
+
+
+def release_text(release: ReleaseRecord, records: list[DeploymentRecord | None]) -> str:
+    """A release for people: its verdict and wave, then one line per deployment."""
+    ids = [i for wave in release.waves for i in wave]
+    waves = {i: n for n, wave in enumerate(release.waves, start=1) for i in wave}
+    title = f"release {release.id}" + (f" ({release.name})" if release.name else "")
+    lines = [f"{title}: {release.state.value} · wave {release.wave + 1}/{len(release.waves)}"]
+    counts = ", ".join(f"{n} {state}" for state, n in sorted(release.summary().items()))
+    lines.append(f"  summary   {counts}")
+    if release.reason:
+        lines.append(f"  reason    {release.reason}")
+    for deployment_id, record in zip(ids, records, strict=True):
+        job = release.jobs[deployment_id]
+        state = record.state.value if record else "pending"
+        line = f"  wave {waves[deployment_id]}  {job['cluster']}/{job['service']}  {state}"
+        line += f"  {deployment_id}"
+        if record is not None and record.reason and state not in ("succeeded", "running"):
+            line += f"  ({record.reason[:120]})"
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def plan_text(plan: dict[str, Any]) -> str:
+    """A plan for people: one block per service."""
+    head = f"{plan['cluster']}/{plan['service']}"
+    if "error" in plan:
+        return f"{head}: cannot plan: {plan['error']}"
+    if "stack" in plan:
+        lines = [f"{head}: {plan['operation']} stack {plan['stack']}"]
+        for change in plan.get("changes", []):
+            replace = " (replacement)" if change.get("replacement") == "True" else ""
+            lines.append(f"  {change['action']} {change['logical_id']} {change['type']}{replace}")
+        if not plan.get("changes"):
+            lines.append(f"  no change ({plan.get('reason') or 'nothing to do'})")
+        lines += _version_lines(plan)
+        return "\n".join(lines)
+    lines = [f"{head} (runs {plan.get('current_task_definition')})"]
+    revision = plan.get("task_definition")
+    if revision is None:
+        lines.append("  task definition: unchanged (a restart)")
+    else:
+        lines.append(
+            f"  task definition: new revision of {revision['family']} from {revision['base']}"
+        )
+        if revision.get("base_reason"):
+            lines.append(f"    base: {revision['base_reason']}")
+        for field in revision["fields"]:
+            if "before" in field:
+                lines.append(f"    {field['field']}: {field['before']} -> {field['after']}")
+            else:
+                lines.append(f"    {field['field']}: changed (value not shown)")
+        for change in revision["settings"]:
+            lines.append(f"    {change}")
+        for dropped in revision["dropped_fields"]:
+            lines.append(f"    {dropped}: not copied (unknown to this SDK)")
+    for change in plan.get("service_changes", []):
+        lines.append(f"  service {change['field']}: {change['before']} -> {change['after']}")
+    lines += _version_lines(plan)
+    return "\n".join(lines)
+
+
+def _version_lines(plan: dict[str, Any]) -> list[str]:
+    # A pinned image already ends with its digest: print it once.
+    return [
+        f"  version {v['container']}: {{{v['rule']}}} -> {v['image']}"
+        + ("" if str(v["image"]).endswith(f"@{v['digest']}") else f" ({v['digest']})")
+        for v in plan.get("versions", [])
+    ]
+
+
+def print_plans(plans: list[dict[str, Any]], as_json: bool) -> None:
+    """Plans as JSON, or one text block each."""
+    if as_json:
+        echo_json(plans)
+    else:
+        for one in plans:
+            click.echo(plan_text(one))
+
+
+STATE_STYLE = {
+    "succeeded": "green",
+    "running": "cyan",
+    "queued": "blue",
+    "failed": "bold red",
+    "rolled_back": "red",
+    "cancelled": "yellow",
+    "superseded": "dim",
+}
+
+
+def age(seconds: float) -> str:
+    """A short human duration: 42 s, 7 min, 3 h, 2 d."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 36 * 3600:
+        return f"{seconds / 3600:.0f} h"
+    return f"{seconds / 86400:.0f} d"
+
+
+def print_workers(found: list[WorkerInfo]) -> None:
+    """The live workers as a table."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("worker", "queues", "concurrency", "pid", "up", "last seen")
+    now = time.time()
+    for w in found:
+        table.add_row(
+            w.name,
+            ", ".join(w.queues),
+            str(w.concurrency),
+            str(w.pid),
+            f"{now - w.started_at:.0f} s",
+            f"{now - w.seen_at:.0f} s ago",
+        )
+    Console().print(table)
+
+
+def print_list(
+    deployments: list[DeploymentRecord],
+    releases: list[ReleaseRecord],
+    unreadable_releases: list[str],
+    *,
+    only: str | None,
+) -> None:
+    """`conveyor list` as tables: deployments, then releases, newest first."""
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    # Piped output is read by people with grep: wide rows rather than wrapped cells.
+    console = Console(width=None if sys.stdout.isatty() else 240)
+    now = time.time()
+    if only != "releases":
+        table = Table("deployment", "service", "state", "step", "age", "took", "latest", title=None)
+        for r in deployments:
+            took = (r.finished_at or now) - r.created_at
+            latest = r.reason if r.terminal and r.reason else r.progress.latest_event or ""
+            # Names and ECS events are untrusted text: Text() keeps rich from reading markup.
+            table.add_row(
+                Text(r.id),
+                Text(f"{r.cluster}/{r.service}"),
+                Text(r.state.value, style=STATE_STYLE.get(r.state.value, "")),
+                Text("" if r.terminal else r.step.value),
+                age(now - r.created_at),
+                age(took),
+                Text(latest[:80]),
+            )
+        if deployments:
+            console.print(table)
+        else:
+            click.echo("no deployments match", err=True)
+    for release_id in unreadable_releases:
+        click.echo(
+            f"release {release_id}: its record cannot be read (moved aside, or written by a "
+            f"newer Conveyor); see `conveyor status {release_id}`",
+            err=True,
+        )
+    if releases:
+        table = Table("release", "name", "state", "wave", "deployments", "age")
+        for rel in releases:
+            counts = ", ".join(f"{n} {state}" for state, n in sorted(rel.summary().items()))
+            table.add_row(
+                Text(rel.id),
+                Text(rel.name),
+                Text(rel.state.value, style=STATE_STYLE.get(rel.state.value, "")),
+                f"{rel.wave + 1}/{len(rel.waves)}",
+                Text(counts),
+                age(now - rel.created_at),
+            )
+        console.print(table)
