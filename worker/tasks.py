@@ -14,9 +14,8 @@ from typing import Any
 import structlog
 from pydantic import ValidationError
 
-from producers.contract.enums import JobKind
-from producers.contract.fargate_spec import FargateServiceJob
-from producers.contract.jobs import UpdateServiceJob, describe_validation_error, load_update_job
+from producers.contract.jobs import describe_validation_error
+from producers.contract.kinds import load_job
 from producers.contract.names import (
     PRIORITY_BACKGROUND,
     STEP_TASKS,
@@ -28,10 +27,9 @@ from producers.contract.store import wall_clock
 from worker.app import app, settings, step_context
 from worker.aws.gateway import AwsGateway
 from worker.domain.errors import ConveyorError, TransientError
+from worker.kinds import FlowDeps, worker_kind
 from worker.runtime import get_runtime
 from worker.services.cleanup import InUseView, clean_up_revisions
-from worker.services.fargate_flow import FargateFlow
-from worker.services.plan import plan_update
 from worker.services.transitions import Transition
 from worker.steps import execute, run_step, settle
 
@@ -103,12 +101,7 @@ def plan(*args: Any, **kwargs: Any) -> dict[str, Any]:
     if raw is None:
         return {"status": "missing"}
     try:
-        payload = json.loads(raw)
-        job: UpdateServiceJob | FargateServiceJob = (
-            FargateServiceJob.model_validate(payload)
-            if isinstance(payload, dict) and payload.get("kind") == JobKind.CREATE_FARGATE
-            else load_update_job(payload)
-        )
+        job = load_job(json.loads(raw))
     except (ValueError, ValidationError) as exc:
         problems = (
             describe_validation_error(exc) if isinstance(exc, ValidationError) else ["not JSON"]
@@ -119,10 +112,12 @@ def plan(*args: Any, **kwargs: Any) -> dict[str, Any]:
 
         async def run() -> dict[str, Any]:
             aws = await runtime.pool.gateway(getattr(job, "role_arn", None), now=wall_clock())
-            if isinstance(job, FargateServiceJob):
-                flow = FargateFlow(aws, poll_interval=settings.poll_interval, clock=wall_clock)
-                return {"cluster": job.cluster, "service": job.service, **await flow.preview(job)}
-            return await plan_update(aws, job, runtime.known_fields)
+            deps = FlowDeps(
+                poll_interval=settings.poll_interval,
+                clock=wall_clock,
+                known_fields=runtime.known_fields,
+            )
+            return await worker_kind(job.kind).plan(aws, job, deps)
 
         try:
             result = runtime.run(run())
