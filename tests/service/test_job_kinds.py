@@ -81,7 +81,7 @@ def test_an_unknown_step_is_refused_alike_by_every_flow(kind: JobKind) -> None:
     update flow once raised KeyError), naming the step and the kind's steps."""
     record = _record(kind, _foreign_step(kind))
     flow = worker_kind(kind).flow(FakeAws(), FlowDeps(poll_interval=5, clock=lambda: 0.0))
-    with pytest.raises(InvalidJobError, match="is not a step of a") as caught:
+    with pytest.raises(InvalidJobError, match="is not a step of the job kind") as caught:
         asyncio.run(flow.run(record, record.job))
     assert record.step.value in caught.value.message
     assert JOB_KINDS[kind].first_step.value in caught.value.message

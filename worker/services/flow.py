@@ -47,7 +47,7 @@ def handler_for(handlers: Mapping[Step, H], record: DeploymentRecord, kind: JobK
     if handler is None:
         steps = ", ".join(s.value for s in handlers)
         raise InvalidJobError(
-            f"step {record.step.value!r} is not a step of a {kind.value} job (its steps: "
-            f"{steps}); the record was written by another version or edited by hand"
+            f"step {record.step.value!r} is not a step of the job kind {kind.value!r} (its "
+            f"steps: {steps}); the record was written by another version or edited by hand"
         )
     return handler
