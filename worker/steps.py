@@ -21,18 +21,18 @@ import structlog
 from celery.exceptions import SoftTimeLimitExceeded
 from redis.exceptions import LockError
 
-from producers.contract.dispatch import TaskSender, dispatch, queue_for
+from producers.contract.dispatch import TaskSender, dispatch
 from producers.contract.enums import ErrorCode
 from producers.contract.names import (
     PRIORITY_BACKGROUND,
     QUEUE,
     TASK_CLEANUP,
+    watch_queue,
 )
 from producers.contract.records import (
     DeploymentRecord,
     DeploymentState,
     ErrorInfo,
-    Step,
     StepEntry,
     StepStatus,
 )
@@ -563,7 +563,7 @@ def _clean_up_after(ctx: StepContext, record: DeploymentRecord) -> None:
         ctx.sender.send_task(
             TASK_CLEANUP,
             args=[record.family, keep, role if isinstance(role, str) else None, 0],
-            queue=queue_for(Step.WATCH, ctx.queue),
+            queue=watch_queue(ctx.queue),
             priority=PRIORITY_BACKGROUND,
         )
     except Exception:  # the verdict is committed; a cleanup that cannot be sent waits

@@ -21,6 +21,7 @@ from producers.contract.names import (
     STEP_TASKS,
     TASK_CLEANUP,
     TASK_PLAN,
+    watch_queue,
 )
 from producers.contract.records import DeploymentRecord
 from producers.contract.store import wall_clock
@@ -169,7 +170,7 @@ def clean_up(*args: Any, **kwargs: Any) -> dict[str, Any]:
             TASK_CLEANUP,
             args=[family, keep, role, tries + 1],
             countdown=30,
-            queue=f"{settings.queue}.watch",
+            queue=watch_queue(settings.queue),
             priority=PRIORITY_BACKGROUND,
         )
     return {"status": "ok", "deregistered": len(done), "more": more}

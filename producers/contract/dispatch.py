@@ -27,17 +27,15 @@ from producers.contract.names import (
     QUEUE,
     STEP_TASKS,
     priority_list,
+    watch_queue,
 )
+
+__all__ = ["WATCH_STEPS", "RedisTaskSender", "TaskSender", "dispatch", "queue_for", "watch_queue"]
 
 # Steps that only look at a rollout or a stack: they go to the watch queue.
 WATCH_STEPS = frozenset(
     {Step.WATCH, Step.WATCH_ROLLBACK, Step.WATCH_STACK, Step.WATCH_SERVICE, Step.DELETE_STALE}
 )
-
-
-def watch_queue(queue: str) -> str:
-    """The queue of watching steps that goes with ``queue``."""
-    return f"{queue}.watch"
 
 
 def queue_for(step: Step, queue: str = QUEUE) -> str:
