@@ -34,10 +34,8 @@ from producers.contract.dispatch import RedisTaskSender, dispatch
 from producers.contract.fargate_spec import FargateServiceJob
 from producers.contract.jobs import UpdateServiceJob
 from producers.contract.kinds import Job, kind_spec
-from producers.contract.names import (
-    PRIORITY_NEW,
-    TASK_PLAN,
-)
+from producers.contract.messages import PlanMessage
+from producers.contract.names import PRIORITY_NEW
 from producers.contract.patterns import account_of_arn
 from producers.contract.records import DeploymentRecord
 from producers.contract.release_store import ReleaseStore
@@ -216,8 +214,9 @@ class ConveyorClient:
                     json.dumps(one.model_dump(mode="json")),
                     ex=120,
                 )
+                message = PlanMessage(plan_id)
                 self._sender.send_task(
-                    TASK_PLAN, args=[plan_id], queue=self.settings.queue, priority=0
+                    message.TASK, args=message.args(), queue=self.settings.queue, priority=0
                 )
             end = time.monotonic() + timeout
             plans: dict[str, dict[str, Any]] = {}

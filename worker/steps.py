@@ -23,10 +23,10 @@ from redis.exceptions import LockError
 
 from producers.contract.dispatch import TaskSender, dispatch
 from producers.contract.enums import ErrorCode
+from producers.contract.messages import CleanupMessage
 from producers.contract.names import (
     PRIORITY_BACKGROUND,
     QUEUE,
-    TASK_CLEANUP,
     watch_queue,
 )
 from producers.contract.records import (
@@ -559,10 +559,11 @@ def _clean_up_after(ctx: StepContext, record: DeploymentRecord) -> None:
     ):
         return
     role = record.job.get("role_arn")
+    message = CleanupMessage(record.family, keep, role if isinstance(role, str) else None)
     try:
         ctx.sender.send_task(
-            TASK_CLEANUP,
-            args=[record.family, keep, role if isinstance(role, str) else None, 0],
+            message.TASK,
+            args=message.args(),
             queue=watch_queue(ctx.queue),
             priority=PRIORITY_BACKGROUND,
         )

@@ -16,11 +16,15 @@ from pydantic import ValidationError
 
 from producers.contract.jobs import describe_validation_error
 from producers.contract.kinds import load_job
+from producers.contract.messages import (
+    CleanupMessage,
+    MalformedMessageError,
+    PlanMessage,
+    StepMessage,
+)
 from producers.contract.names import (
     PRIORITY_BACKGROUND,
     STEP_TASKS,
-    TASK_CLEANUP,
-    TASK_PLAN,
     watch_queue,
 )
 from producers.contract.records import DeploymentRecord
@@ -38,13 +42,12 @@ log = structlog.get_logger("conveyor.tasks")
 
 
 def _run_step_message(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
-    if kwargs or len(args) != 2 or not isinstance(args[0], str) or type(args[1]) is not int:
-        log.error("malformed step message dropped", task=name, nargs=len(args), kwargs=list(kwargs))
-        return {"status": "rejected", "reason": "expected arguments [deployment_id, seq]"}
-    deployment_id, seq = args
-    if not deployment_id or len(deployment_id) > 128:
-        log.error("malformed deployment id dropped", task=name)
-        return {"status": "rejected", "reason": "bad deployment id"}
+    try:
+        message = StepMessage.parse(args, kwargs)
+    except MalformedMessageError as exc:
+        log.error(exc.log_event, task=name, nargs=len(args), kwargs=list(kwargs))
+        return {"status": "rejected", "reason": exc.reason}
+    deployment_id, seq = message.deployment_id, message.seq
     ctx = step_context()
     runtime = get_runtime(settings)
 
@@ -90,13 +93,14 @@ CLEANUP_TRIES = 120
 PLAN_TTL = 600
 
 
-@app.task(name=TASK_PLAN, ignore_result=True)
+@app.task(name=PlanMessage.TASK, ignore_result=True)
 def plan(*args: Any, **kwargs: Any) -> dict[str, Any]:
     """Compute the plan of a job a producer left under PLAN_KEY; write it under PLAN_RESULT_KEY."""
-    if kwargs or len(args) != 1 or not isinstance(args[0], str) or not 0 < len(args[0]) <= 64:
-        log.error("malformed plan message dropped", nargs=len(args), kwargs=list(kwargs))
+    try:
+        plan_id = PlanMessage.parse(args, kwargs).plan_id
+    except MalformedMessageError as exc:
+        log.error(exc.log_event, nargs=len(args), kwargs=list(kwargs))
         return {"status": "rejected"}
-    (plan_id,) = args
     ctx = step_context()
     raw = ctx.redis.getdel(ctx.store.keys.plan.format(id=plan_id))
     if raw is None:
@@ -128,22 +132,15 @@ def plan(*args: Any, **kwargs: Any) -> dict[str, Any]:
     return {"status": "ok"}
 
 
-@app.task(name=TASK_CLEANUP, ignore_result=True)
+@app.task(name=CleanupMessage.TASK, ignore_result=True)
 def clean_up(*args: Any, **kwargs: Any) -> dict[str, Any]:
     """Deregister a family's old revisions (see worker.services.cleanup)."""
-    if (
-        kwargs
-        or len(args) != 4
-        or not isinstance(args[0], str)
-        or not 0 < len(args[0]) <= 255
-        or type(args[1]) is not int
-        or args[1] < 1
-        or not (args[2] is None or isinstance(args[2], str))
-        or type(args[3]) is not int
-    ):
-        log.error("malformed cleanup message dropped", nargs=len(args), kwargs=list(kwargs))
+    try:
+        message = CleanupMessage.parse(args, kwargs)
+    except MalformedMessageError as exc:
+        log.error(exc.log_event, nargs=len(args), kwargs=list(kwargs))
         return {"status": "rejected"}
-    family, keep, role, tries = args
+    family, keep, role = message.family, message.keep, message.role
     runtime = get_runtime(settings)
     ctx = step_context()
 
@@ -165,10 +162,11 @@ def clean_up(*args: Any, **kwargs: Any) -> dict[str, Any]:
             "cleanup of old revisions failed", family=family, code=exc.code, error=exc.message
         )
         return {"status": "failed", "code": exc.code}
-    if more and tries + 1 < CLEANUP_TRIES:
+    if more and message.tries + 1 < CLEANUP_TRIES:
+        again = message.again()
         app.send_task(
-            TASK_CLEANUP,
-            args=[family, keep, role, tries + 1],
+            again.TASK,
+            args=again.args(),
             countdown=30,
             queue=watch_queue(settings.queue),
             priority=PRIORITY_BACKGROUND,

@@ -22,6 +22,7 @@ from typing import Any, Protocol
 import redis
 
 from producers.contract.enums import Step
+from producers.contract.messages import StepMessage
 from producers.contract.names import (
     PRIORITY_UNDER_WAY,
     QUEUE,
@@ -68,7 +69,7 @@ def dispatch(
     """
     sender.send_task(
         STEP_TASKS[step],
-        args=[deployment_id, seq],
+        args=StepMessage(deployment_id, seq).args(),
         countdown=countdown or None,
         queue=queue_for(step, queue),
         priority=priority,
