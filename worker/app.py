@@ -27,7 +27,7 @@ from config.flower import require_auth_for_flower
 from config.logging import configure_logging
 from config.settings import Settings
 from producers.contract.names import watch_queue
-from producers.contract.store import RecordStore, wall_clock
+from producers.contract.store import wall_clock
 from producers.contract.workers import WorkerInfo
 from producers.contract.workers import publish as publish_heartbeat
 from producers.contract.workers import retire as retire_worker
@@ -101,9 +101,10 @@ def step_context(*, runtime: bool = True) -> Any:
     """
     from worker.runtime import get_runtime
     from worker.steps import StepContext
+    from worker.store import WorkerStore
 
     return StepContext(
-        store=RecordStore(
+        store=WorkerStore(
             redis_client(), ttl_seconds=settings.record_ttl_days * 86400, queue=settings.queue
         ),
         redis=redis_client(),

@@ -37,7 +37,7 @@ from producers.contract.records import (
     StepStatus,
 )
 from producers.contract.release_store import ReleaseStore
-from producers.contract.store import NewerRecordError, RecordStore
+from producers.contract.store import NewerRecordError
 from worker.aws.gateway import AwsGateway
 from worker.domain.errors import (
     ConveyorError,
@@ -50,6 +50,7 @@ from worker.observe import metrics
 from worker.services.revisions import discard, needs_discard
 from worker.services.transitions import Transition, fail, finish
 from worker.services.update_flow import AttemptNotes
+from worker.store import WorkerStore
 
 log = structlog.get_logger("conveyor.steps")
 
@@ -63,7 +64,7 @@ def backoff(attempt: int, base: float = 2.0, cap: float = 60.0) -> float:
 class StepContext:
     """What a step needs from its process."""
 
-    store: RecordStore
+    store: WorkerStore
     redis: redis.Redis
     sender: TaskSender
     clock: Callable[[], float]
@@ -114,7 +115,7 @@ def _stored_payload(payload: dict[str, Any] | None) -> dict[str, Any]:
 class StoreNotes:
     """Attempt notes kept in Redis beside the attempt marks (gone when the deployment ends)."""
 
-    store: RecordStore
+    store: WorkerStore
 
     def get(self, deployment_id: str, name: str) -> str | None:
         """See AttemptNotes."""
