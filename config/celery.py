@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from kombu import Queue
-
 from config.settings import Settings
 
 # A broker message unacknowledged for this long goes back on the queue. Steps are short and
@@ -28,13 +26,9 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "result_serializer": "json",
         "accept_content": ["json"],
         "result_accept_content": ["json"],
+        # The queues a worker consumes are the worker's to declare (worker/app.py): their
+        # names are the contract's (producers/contract/names.py), which config does not import.
         "task_default_queue": settings.queue,
-        # A worker consumes both queues unless told otherwise (`celery worker -Q ...`): steps
-        # that change things, and the watching steps, which go to a queue of their own.
-        "task_queues": (
-            Queue(settings.queue, routing_key=settings.queue),
-            Queue(f"{settings.queue}.watch", routing_key=f"{settings.queue}.watch"),
-        ),
         "task_acks_late": True,
         "worker_prefetch_multiplier": 1,
         # Safe only because every step is idempotent and fenced.

@@ -32,14 +32,13 @@ from redis.exceptions import AuthenticationError, AuthorizationError, ReadOnlyEr
 from config.settings import Settings
 from producers.contract.dispatch import RedisTaskSender, dispatch
 from producers.contract.errors import ProducerError
-from producers.contract.fargate_spec import FargateServiceJob, redacted
+from producers.contract.fargate_spec import FargateServiceJob
 from producers.contract.jobs import UpdateServiceJob
-from producers.contract.names import (
-    PRIORITY_NEW,
-    TASK_PLAN,
-)
+from producers.contract.kinds import Job, kind_spec
+from producers.contract.messages import PlanMessage
+from producers.contract.names import PRIORITY_NEW
 from producers.contract.patterns import account_of_arn
-from producers.contract.records import FIRST_STEP, DeploymentRecord
+from producers.contract.records import DeploymentRecord
 from producers.contract.release_store import ReleaseStore
 from producers.contract.releases import ReleaseJob, ReleaseRecord, new_release_id
 from producers.contract.store import NewerRecordError, RecordStore, wall_clock
@@ -216,8 +215,9 @@ class ConveyorClient:
                     json.dumps(one.model_dump(mode="json")),
                     ex=120,
                 )
+                message = PlanMessage(plan_id)
                 self._sender.send_task(
-                    TASK_PLAN, args=[plan_id], queue=self.settings.queue, priority=0
+                    message.TASK, args=message.args(), queue=self.settings.queue, priority=0
                 )
             end = time.monotonic() + timeout
             plans: dict[str, dict[str, Any]] = {}
@@ -239,14 +239,13 @@ class ConveyorClient:
             ) from exc
         return [plans[i] for i in ids]
 
-    def enqueue(self, job: UpdateServiceJob | FargateServiceJob) -> DeploymentRecord:
+    def enqueue(self, job: Job) -> DeploymentRecord:
         """Record the deployment as queued and send its first step. Returns the record.
 
         An update job's version rules must be resolved first (:meth:`resolve_versions`).
         """
-        if isinstance(job, UpdateServiceJob) and any(i.unresolved_rule for i in job.images):
-            job = self.resolve_versions(job)
-        if isinstance(job, FargateServiceJob) and any(c.unresolved_rule for c in job.containers):
+        kind = kind_spec(job.kind)
+        if kind.has_rules(job):
             job = self.resolve_versions(job)
         self.check_redis()
         now = wall_clock()
@@ -262,11 +261,11 @@ class ConveyorClient:
         record = DeploymentRecord(
             id=uuid.uuid4().hex,
             account=account,
-            kind=job.kind,
-            step=FIRST_STEP[job.kind],
+            kind=kind.kind,
+            step=kind.first_step,
             # Records are read by anyone with `conveyor status`: no environment values or secret
             # references in them. The full payload is kept apart while the deployment runs.
-            job=redacted(job) if isinstance(job, FargateServiceJob) else job.redacted(),
+            job=kind.redact(job),
             cluster=job.cluster,
             service=job.service,
             created_at=now,

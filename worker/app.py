@@ -20,12 +20,14 @@ import redis
 import structlog
 from celery import Celery, bootsteps
 from celery.signals import worker_process_init, worker_process_shutdown
+from kombu import Queue
 
 from config.celery import celery_config
 from config.flower import require_auth_for_flower
 from config.logging import configure_logging
 from config.settings import Settings
-from producers.contract.store import RecordStore, wall_clock
+from producers.contract.names import watch_queue
+from producers.contract.store import wall_clock
 from producers.contract.workers import WorkerInfo
 from producers.contract.workers import publish as publish_heartbeat
 from producers.contract.workers import retire as retire_worker
@@ -67,6 +69,11 @@ log = structlog.get_logger("conveyor.worker")
 
 app = Celery("conveyor")
 app.config_from_object(celery_config(settings))
+# A worker consumes both queues unless told otherwise (`celery worker -Q ...`): steps that
+# change things, and the watching steps, which go to a queue of their own.
+app.conf.task_queues = tuple(
+    Queue(name, routing_key=name) for name in (settings.queue, watch_queue(settings.queue))
+)
 # `celery -A worker.app flower` imports this module first: Flower then runs only with auth.
 require_auth_for_flower()
 
@@ -94,9 +101,10 @@ def step_context(*, runtime: bool = True) -> Any:
     """
     from worker.runtime import get_runtime
     from worker.steps import StepContext
+    from worker.store import WorkerStore
 
     return StepContext(
-        store=RecordStore(
+        store=WorkerStore(
             redis_client(), ttl_seconds=settings.record_ttl_days * 86400, queue=settings.queue
         ),
         redis=redis_client(),

@@ -21,24 +21,23 @@ import structlog
 from celery.exceptions import SoftTimeLimitExceeded
 from redis.exceptions import LockError
 
-from producers.contract.dispatch import TaskSender, dispatch, queue_for
+from producers.contract.dispatch import TaskSender, dispatch
 from producers.contract.enums import ErrorCode
+from producers.contract.messages import CleanupMessage
 from producers.contract.names import (
     PRIORITY_BACKGROUND,
     QUEUE,
-    TASK_CLEANUP,
+    watch_queue,
 )
 from producers.contract.records import (
     DeploymentRecord,
     DeploymentState,
     ErrorInfo,
-    JobKind,
-    Step,
     StepEntry,
     StepStatus,
 )
 from producers.contract.release_store import ReleaseStore
-from producers.contract.store import NewerRecordError, RecordStore
+from producers.contract.store import NewerRecordError
 from worker.aws.gateway import AwsGateway
 from worker.domain.errors import (
     ConveyorError,
@@ -46,13 +45,12 @@ from worker.domain.errors import (
     PermanentError,
     TransientError,
 )
-from worker.domain.supersede import covers
+from worker.kinds import FlowDeps, covers, worker_kind
 from worker.observe import metrics
-from worker.services.fargate_flow import FargateFlow
 from worker.services.revisions import discard, needs_discard
-from worker.services.transitions import Transition, fail, finish, to_rollback
-from worker.services.update_flow import AttemptNotes, UpdateFlow
-from worker.services.watching import BatchedDescriber
+from worker.services.transitions import Transition, fail, finish
+from worker.services.update_flow import AttemptNotes
+from worker.store import WorkerStore
 
 log = structlog.get_logger("conveyor.steps")
 
@@ -66,7 +64,7 @@ def backoff(attempt: int, base: float = 2.0, cap: float = 60.0) -> float:
 class StepContext:
     """What a step needs from its process."""
 
-    store: RecordStore
+    store: WorkerStore
     redis: redis.Redis
     sender: TaskSender
     clock: Callable[[], float]
@@ -87,6 +85,18 @@ class StepContext:
     notes: AttemptNotes | None = None
 
 
+def flow_deps(ctx: StepContext) -> FlowDeps:
+    """What the flows of this process get from it."""
+    return FlowDeps(
+        poll_interval=ctx.poll_interval,
+        clock=ctx.clock,
+        known_fields=ctx.known_fields,
+        redis=ctx.redis,
+        batch_watch=ctx.batch_watch,
+        notes=ctx.notes or (None if ctx.store is None else StoreNotes(ctx.store)),
+    )
+
+
 def _next_due(ctx: StepContext, now: float, countdown: float) -> float:
     return now + countdown + ctx.recovery_grace
 
@@ -105,7 +115,7 @@ def _stored_payload(payload: dict[str, Any] | None) -> dict[str, Any]:
 class StoreNotes:
     """Attempt notes kept in Redis beside the attempt marks (gone when the deployment ends)."""
 
-    store: RecordStore
+    store: WorkerStore
 
     def get(self, deployment_id: str, name: str) -> str | None:
         """See AttemptNotes."""
@@ -118,7 +128,7 @@ class StoreNotes:
 
 def _rerun(ctx: StepContext, record: DeploymentRecord) -> bool:
     """Whether this step acted before (always True when no store can tell)."""
-    if ctx.store is None or record.step not in (Step.REGISTER, Step.UPDATE):
+    if ctx.store is None or record.step not in worker_kind(record.kind).marked_steps:
         return True
     return ctx.store.mark_attempt(record.id, record.step.value)
 
@@ -127,20 +137,11 @@ def _give_up(ctx: StepContext, record: DeploymentRecord, error: ConveyorError) -
     """End a step that cannot succeed, unless the service may already have changed.
 
     A step that may have changed the service hands over instead of failing, so the service is
-    never left on a revision nobody follows: ``update`` (its UpdateService may have reached
-    ECS) goes on to ``watch``, which adopts the deployment if there is one; ``watch`` goes on
-    to the rollback when the job allows it, with a budget of its own.
+    never left on a revision nobody follows; the kind says where (``WorkerKind.give_up``).
     """
     now = ctx.clock()
-    info = ErrorInfo(**error.to_dict())
-    if record.kind is JobKind.UPDATE_EXISTING and record.step is Step.UPDATE:
-        log.error("update gave up; looking for the deployment it may have started", code=error.code)
-        handed = record.model_copy(update={"error": info, "attempt": 0})
-        return Transition(handed, Step.WATCH)
-    if record.step is Step.WATCH and record.job.get("rollback", True):
-        log.error("watching failed; rolling back", code=error.code, error=error.message)
-        return to_rollback(record, now, reason=error.message, error=info)
-    return Transition(fail(record, error, now), None)
+    handed = worker_kind(record.kind).give_up(record, ErrorInfo(**error.to_dict()), now)
+    return handed if handed is not None else Transition(fail(record, error, now), None)
 
 
 async def execute(
@@ -188,7 +189,11 @@ async def settle(
     it; any other transition is returned as it is. Never raises ConveyorError: see
     :func:`_not_settled`.
     """
-    if transition.next_step is not None or not needs_discard(transition.record):
+    if (
+        transition.next_step is not None
+        or not worker_kind(record.kind).registers_revisions
+        or not needs_discard(transition.record)
+    ):
         return transition
     if deadline is None:
         deadline = asyncio.get_running_loop().time() + max(1.0, ctx.step_time_limit - 5)
@@ -239,29 +244,10 @@ async def _execute(
     try:
         async with asyncio.timeout_at(deadline):
             aws = await gateway(record)
-            flow: UpdateFlow | FargateFlow
-            if record.kind is JobKind.CREATE_FARGATE:
+            kind = worker_kind(record.kind)
+            if kind.needs_payload:
                 payload = _stored_payload(payload)
-                flow = FargateFlow(aws, poll_interval=ctx.poll_interval, clock=ctx.clock)
-            else:
-                scope = getattr(aws, "scope", None)
-                describer = None
-                if ctx.batch_watch and ctx.redis is not None and isinstance(scope, str):
-                    describer = BatchedDescriber(
-                        aws,
-                        ctx.redis,
-                        scope=scope,
-                        freshness=min(ctx.poll_interval / 2, 5.0),
-                        clock=ctx.clock,
-                    )
-                flow = UpdateFlow(
-                    aws,
-                    poll_interval=ctx.poll_interval,
-                    known_fields=ctx.known_fields,
-                    clock=ctx.clock,
-                    describer=describer,
-                    notes=ctx.notes or (None if ctx.store is None else StoreNotes(ctx.store)),
-                )
+            flow = kind.flow(aws, flow_deps(ctx))
             rerun = _rerun(ctx, record)
             try:
                 transition = await flow.run(record, payload, rerun=rerun)
@@ -440,32 +426,21 @@ def run_step(
         structlog.contextvars.unbind_contextvars("deployment_id", "cluster", "service", "step")
 
 
-# Steps after which nothing on the service has changed yet.
-_BEFORE_CHANGE = frozenset({Step.RESOLVE, Step.REGISTER, Step.VALIDATE})
-
-
 def _on_cancel(ctx: StepContext, record: DeploymentRecord) -> Transition | None:
     """What a cancel request means at the record's step; None: run the step as usual.
 
-    Before the service was changed, the deployment simply ends. Once an update-existing rollout
-    is under way, Conveyor rolls the service back (when the job allows rollback) and ends
-    cancelled after that; with rollback off it stops following and leaves ECS to finish. A
-    create-Fargate stack operation already started goes on in CloudFormation.
+    Before the service was changed, the deployment simply ends. After that, the kind says
+    (``WorkerKind.cancel``): an update-existing rollout under way is rolled back (when the job
+    allows rollback) and ends cancelled after that, with rollback off Conveyor stops following
+    and leaves ECS to finish; a create-Fargate stack operation already started goes on in
+    CloudFormation.
     """
     now = ctx.clock()
-    if record.state is DeploymentState.QUEUED or record.step in _BEFORE_CHANGE:
+    kind = worker_kind(record.kind)
+    if record.state is DeploymentState.QUEUED or record.step in kind.before_change:
         reason = "cancelled before the service was changed"
         return Transition(finish(record, DeploymentState.CANCELLED, reason, now), None)
-    if record.step in (Step.ROLLBACK, Step.WATCH_ROLLBACK):
-        return None
-    if record.kind is JobKind.UPDATE_EXISTING and record.job.get("rollback", True):
-        return to_rollback(record, now, reason="cancelled while the rollout was under way")
-    what = (
-        "any stack operation already started goes on in CloudFormation"
-        if record.kind is JobKind.CREATE_FARGATE
-        else "the rollout goes on in ECS (rollback is off for this job)"
-    )
-    return Transition(finish(record, DeploymentState.CANCELLED, f"cancelled; {what}", now), None)
+    return kind.cancel(record, now)
 
 
 def _as_cancelled(transition: Transition) -> Transition:
@@ -578,14 +553,19 @@ def _clean_up_after(ctx: StepContext, record: DeploymentRecord) -> None:
     Best effort: a cleanup lost with a worker happens after the family's next deployment.
     """
     keep = record.job.get("keep_revisions")
-    if record.kind is not JobKind.UPDATE_EXISTING or not isinstance(keep, int) or not record.family:
+    if (
+        not worker_kind(record.kind).registers_revisions
+        or not isinstance(keep, int)
+        or not record.family
+    ):
         return
     role = record.job.get("role_arn")
+    message = CleanupMessage(record.family, keep, role if isinstance(role, str) else None)
     try:
         ctx.sender.send_task(
-            TASK_CLEANUP,
-            args=[record.family, keep, role if isinstance(role, str) else None, 0],
-            queue=queue_for(Step.WATCH, ctx.queue),
+            message.TASK,
+            args=message.args(),
+            queue=watch_queue(ctx.queue),
             priority=PRIORITY_BACKGROUND,
         )
     except Exception:  # the verdict is committed; a cleanup that cannot be sent waits

@@ -14,24 +14,27 @@ from typing import Any
 import structlog
 from pydantic import ValidationError
 
-from producers.contract.enums import JobKind
-from producers.contract.fargate_spec import FargateServiceJob
-from producers.contract.jobs import UpdateServiceJob, describe_validation_error, load_update_job
+from producers.contract.jobs import describe_validation_error
+from producers.contract.kinds import load_job
+from producers.contract.messages import (
+    CleanupMessage,
+    MalformedMessageError,
+    PlanMessage,
+    StepMessage,
+)
 from producers.contract.names import (
     PRIORITY_BACKGROUND,
     STEP_TASKS,
-    TASK_CLEANUP,
-    TASK_PLAN,
+    watch_queue,
 )
 from producers.contract.records import DeploymentRecord
 from producers.contract.store import wall_clock
 from worker.app import app, settings, step_context
 from worker.aws.gateway import AwsGateway
 from worker.domain.errors import ConveyorError, TransientError
+from worker.kinds import FlowDeps, worker_kind
 from worker.runtime import get_runtime
 from worker.services.cleanup import InUseView, clean_up_revisions
-from worker.services.fargate_flow import FargateFlow
-from worker.services.plan import plan_update
 from worker.services.transitions import Transition
 from worker.steps import execute, run_step, settle
 
@@ -39,13 +42,12 @@ log = structlog.get_logger("conveyor.tasks")
 
 
 def _run_step_message(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
-    if kwargs or len(args) != 2 or not isinstance(args[0], str) or type(args[1]) is not int:
-        log.error("malformed step message dropped", task=name, nargs=len(args), kwargs=list(kwargs))
-        return {"status": "rejected", "reason": "expected arguments [deployment_id, seq]"}
-    deployment_id, seq = args
-    if not deployment_id or len(deployment_id) > 128:
-        log.error("malformed deployment id dropped", task=name)
-        return {"status": "rejected", "reason": "bad deployment id"}
+    try:
+        message = StepMessage.parse(args, kwargs)
+    except MalformedMessageError as exc:
+        log.error(exc.log_event, task=name, nargs=len(args), kwargs=list(kwargs))
+        return {"status": "rejected", "reason": exc.reason}
+    deployment_id, seq = message.deployment_id, message.seq
     ctx = step_context()
     runtime = get_runtime(settings)
 
@@ -91,24 +93,20 @@ CLEANUP_TRIES = 120
 PLAN_TTL = 600
 
 
-@app.task(name=TASK_PLAN, ignore_result=True)
+@app.task(name=PlanMessage.TASK, ignore_result=True)
 def plan(*args: Any, **kwargs: Any) -> dict[str, Any]:
     """Compute the plan of a job a producer left under PLAN_KEY; write it under PLAN_RESULT_KEY."""
-    if kwargs or len(args) != 1 or not isinstance(args[0], str) or not 0 < len(args[0]) <= 64:
-        log.error("malformed plan message dropped", nargs=len(args), kwargs=list(kwargs))
+    try:
+        plan_id = PlanMessage.parse(args, kwargs).plan_id
+    except MalformedMessageError as exc:
+        log.error(exc.log_event, nargs=len(args), kwargs=list(kwargs))
         return {"status": "rejected"}
-    (plan_id,) = args
     ctx = step_context()
     raw = ctx.redis.getdel(ctx.store.keys.plan.format(id=plan_id))
     if raw is None:
         return {"status": "missing"}
     try:
-        payload = json.loads(raw)
-        job: UpdateServiceJob | FargateServiceJob = (
-            FargateServiceJob.model_validate(payload)
-            if isinstance(payload, dict) and payload.get("kind") == JobKind.CREATE_FARGATE
-            else load_update_job(payload)
-        )
+        job = load_job(json.loads(raw))
     except (ValueError, ValidationError) as exc:
         problems = (
             describe_validation_error(exc) if isinstance(exc, ValidationError) else ["not JSON"]
@@ -119,10 +117,12 @@ def plan(*args: Any, **kwargs: Any) -> dict[str, Any]:
 
         async def run() -> dict[str, Any]:
             aws = await runtime.pool.gateway(getattr(job, "role_arn", None), now=wall_clock())
-            if isinstance(job, FargateServiceJob):
-                flow = FargateFlow(aws, poll_interval=settings.poll_interval, clock=wall_clock)
-                return {"cluster": job.cluster, "service": job.service, **await flow.preview(job)}
-            return await plan_update(aws, job, runtime.known_fields)
+            deps = FlowDeps(
+                poll_interval=settings.poll_interval,
+                clock=wall_clock,
+                known_fields=runtime.known_fields,
+            )
+            return await worker_kind(job.kind).plan(aws, job, deps)
 
         try:
             result = runtime.run(run())
@@ -132,22 +132,15 @@ def plan(*args: Any, **kwargs: Any) -> dict[str, Any]:
     return {"status": "ok"}
 
 
-@app.task(name=TASK_CLEANUP, ignore_result=True)
+@app.task(name=CleanupMessage.TASK, ignore_result=True)
 def clean_up(*args: Any, **kwargs: Any) -> dict[str, Any]:
     """Deregister a family's old revisions (see worker.services.cleanup)."""
-    if (
-        kwargs
-        or len(args) != 4
-        or not isinstance(args[0], str)
-        or not 0 < len(args[0]) <= 255
-        or type(args[1]) is not int
-        or args[1] < 1
-        or not (args[2] is None or isinstance(args[2], str))
-        or type(args[3]) is not int
-    ):
-        log.error("malformed cleanup message dropped", nargs=len(args), kwargs=list(kwargs))
+    try:
+        message = CleanupMessage.parse(args, kwargs)
+    except MalformedMessageError as exc:
+        log.error(exc.log_event, nargs=len(args), kwargs=list(kwargs))
         return {"status": "rejected"}
-    family, keep, role, tries = args
+    family, keep, role = message.family, message.keep, message.role
     runtime = get_runtime(settings)
     ctx = step_context()
 
@@ -169,12 +162,13 @@ def clean_up(*args: Any, **kwargs: Any) -> dict[str, Any]:
             "cleanup of old revisions failed", family=family, code=exc.code, error=exc.message
         )
         return {"status": "failed", "code": exc.code}
-    if more and tries + 1 < CLEANUP_TRIES:
+    if more and message.tries + 1 < CLEANUP_TRIES:
+        again = message.again()
         app.send_task(
-            TASK_CLEANUP,
-            args=[family, keep, role, tries + 1],
+            again.TASK,
+            args=again.args(),
             countdown=30,
-            queue=f"{settings.queue}.watch",
+            queue=watch_queue(settings.queue),
             priority=PRIORITY_BACKGROUND,
         )
     return {"status": "ok", "deregistered": len(done), "more": more}

@@ -22,22 +22,21 @@ from typing import Any, Protocol
 import redis
 
 from producers.contract.enums import Step
+from producers.contract.messages import StepMessage
 from producers.contract.names import (
     PRIORITY_UNDER_WAY,
     QUEUE,
     STEP_TASKS,
     priority_list,
+    watch_queue,
 )
+
+__all__ = ["WATCH_STEPS", "RedisTaskSender", "TaskSender", "dispatch", "queue_for", "watch_queue"]
 
 # Steps that only look at a rollout or a stack: they go to the watch queue.
 WATCH_STEPS = frozenset(
     {Step.WATCH, Step.WATCH_ROLLBACK, Step.WATCH_STACK, Step.WATCH_SERVICE, Step.DELETE_STALE}
 )
-
-
-def watch_queue(queue: str) -> str:
-    """The queue of watching steps that goes with ``queue``."""
-    return f"{queue}.watch"
 
 
 def queue_for(step: Step, queue: str = QUEUE) -> str:
@@ -70,7 +69,7 @@ def dispatch(
     """
     sender.send_task(
         STEP_TASKS[step],
-        args=[deployment_id, seq],
+        args=StepMessage(deployment_id, seq).args(),
         countdown=countdown or None,
         queue=queue_for(step, queue),
         priority=priority,

@@ -57,9 +57,6 @@ class Step(StrEnum):
     WATCH_SERVICE = "watch_service"
 
 
-FIRST_STEP = {JobKind.UPDATE_EXISTING: Step.RESOLVE, JobKind.CREATE_FARGATE: Step.VALIDATE}
-
-
 class StepStatus(StrEnum):
     """What one entry of a record's step log says happened.
 

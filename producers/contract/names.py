@@ -23,6 +23,15 @@ PRIORITY_STEPS = (0, 3, 6, 9)
 PRIORITY_SEP = "\x06\x16"
 
 
+def watch_queue(queue: str = QUEUE) -> str:
+    """The queue of watching steps (and background cleanups) that goes with ``queue``.
+
+    Watching steps have a queue of their own, so that a large fleet of rollouts being watched
+    never starves new deployments of workers.
+    """
+    return f"{queue}.watch"
+
+
 def priority_list(queue: str, priority: int) -> str:
     """The Redis list that holds ``queue``'s messages of ``priority`` (as kombu names it)."""
     step = max(p for p in PRIORITY_STEPS if p <= max(0, priority))

@@ -10,7 +10,6 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from producers.contract.enums import (
-    FIRST_STEP,
     TERMINAL_STATES,
     DeploymentState,
     JobKind,
@@ -20,7 +19,6 @@ from producers.contract.enums import (
 from producers.contract.patterns import account_of_arn
 
 __all__ = [
-    "FIRST_STEP",
     "MAX_EVENTS",
     "MAX_STOPPED_TASKS",
     "RECORD_SCHEMA",
@@ -127,7 +125,7 @@ class DeploymentRecord(BaseModel):
     kind: JobKind = JobKind.UPDATE_EXISTING
     job: dict[str, Any]
     state: DeploymentState = DeploymentState.QUEUED
-    step: Step = Step.RESOLVE  # see FIRST_STEP for other kinds
+    step: Step = Step.RESOLVE  # see kinds.FIRST_STEP for other kinds
     seq: int = 0  # fences step messages: only the message carrying the current seq may act
     attempt: int = 0  # transient retries of the current step
     cluster: str

@@ -31,8 +31,9 @@ from pydantic import ValidationError
 from redis.exceptions import WatchError
 
 from producers.contract.dispatch import TaskSender, dispatch
-from producers.contract.enums import FIRST_STEP, DeploymentState, JobKind
+from producers.contract.enums import DeploymentState, JobKind
 from producers.contract.jobs import UpdateServiceJob
+from producers.contract.kinds import FIRST_STEP
 from producers.contract.names import (
     KEY_PREFIX,
     PRIORITY_NEW,

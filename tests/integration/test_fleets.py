@@ -13,6 +13,7 @@ from producers.contract.jobs import ImageUpdate, UpdateServiceJob
 from producers.contract.release_store import new_deployment
 from producers.contract.store import RecordStore
 from tests.integration.conftest import Stack
+from worker.store import WorkerStore
 
 pytestmark = pytest.mark.integration
 
@@ -35,7 +36,7 @@ def test_a_fleet_never_sweeps_another_fleets_deployment(
     time.sleep(8)  # four recovery sweeps of the other fleet (CONVEYOR_RECOVERY_INTERVAL=2)
     stored = stack.record("a-overdue")
     assert (stored["seq"], stored["state"], stored["step"]) == (0, "queued", "resolve")
-    assert RecordStore(client).overdue(time.time()) == ["a-overdue"]
+    assert WorkerStore(client).overdue(time.time()) == ["a-overdue"]
     assert client.llen("fleet-b") == 0
     assert not client.keys("fleet-b:deployment:*")
 

@@ -11,9 +11,9 @@ import redis
 
 from producers.contract.names import DUE_KEY, TASK_RESOLVE, TASK_WATCH
 from producers.contract.records import DeploymentRecord, DeploymentState, Step
-from producers.contract.store import RecordStore
 from worker.services.update_flow import Transition
 from worker.steps import StepContext, run_step, sweep
+from worker.store import WorkerStore
 
 
 class Sender:
@@ -43,7 +43,7 @@ def new_record(id_: str = "d1") -> DeploymentRecord:
 
 def ctx(client: redis.Redis, sender: Sender, now: float = 100.0) -> StepContext:
     return StepContext(
-        store=RecordStore(client),
+        store=WorkerStore(client),
         redis=client,
         sender=sender,
         clock=lambda: now,
@@ -56,7 +56,7 @@ def ctx(client: redis.Redis, sender: Sender, now: float = 100.0) -> StepContext:
 
 def test_commit_is_fenced_by_seq(client: redis.Redis) -> None:
     """Only a writer holding the current seq may commit; a stale copy's write is refused."""
-    store = RecordStore(client)
+    store = WorkerStore(client)
     store.create(new_record(), due=10)
     moved = new_record().model_copy(update={"seq": 1, "step": Step.REGISTER})
     assert store.commit(moved, expected_seq=0, due=20)
@@ -192,7 +192,7 @@ def test_vanished_members_do_not_block_the_queue(client: redis.Redis) -> None:
     context = ctx(client, sender)
     context.store.create(_queued("ghost", 1.0), due=500)
     context.store.create(_queued("real", 2.0), due=500)
-    client.delete(RecordStore(client).key("ghost"))
+    client.delete(WorkerStore(client).key("ghost"))
     context = dataclasses.replace(context, supersede=False)
     ran: list[str] = []
     run_step(context, "real", 0, lambda r: (ran.append(r.id), Transition(r, None))[1])
@@ -330,7 +330,7 @@ def test_a_covering_newer_job_supersedes_and_is_named(client: redis.Redis) -> No
 def _hand_edit(client: redis.Redis, id_: str, **fields: Any) -> None:
     import json
 
-    key = RecordStore(client).key(id_)
+    key = WorkerStore(client).key(id_)
     data = json.loads(client.get(key) or b"{}")
     data.update(fields)
     client.set(key, json.dumps(data))
@@ -346,7 +346,7 @@ def test_an_unreadable_record_is_quarantined_and_the_sweep_goes_on(client: redis
     _hand_edit(client, "bad", state="exploded")
     assert sweep(context) == 1
     assert [args[0] for _, args, _ in sender.sent] == ["good"]
-    assert client.get(RecordStore(client).key("bad")) is None
+    assert client.get(WorkerStore(client).key("bad")) is None
     assert client.exists("conveyor:quarantine:bad")
     assert client.zscore(DUE_KEY, "bad") is None
     assert context.store.is_quarantined("bad")
@@ -380,13 +380,13 @@ def test_a_record_of_a_newer_version_is_left_alone(client: redis.Redis) -> None:
     ran: list[str] = []
     run_step(context, "mine", 0, lambda r: (ran.append(r.id), Transition(r, None))[1])
     assert ran == []  # waits behind the newer one
-    assert client.get(RecordStore(client).key("newer")) is not None
+    assert client.get(WorkerStore(client).key("newer")) is not None
 
 
 def test_the_terminal_commit_drops_payload_queue_and_due_at_once(client: redis.Redis) -> None:
     """Finishing is one transaction: a crash right after it cannot leave the full payload
     (environment values) for the record TTL, nor the service held."""
-    store = RecordStore(client)
+    store = WorkerStore(client)
     record = _queued("d", 1.0)
     store.create(record, due=500, job={"environment": {"TOKEN": "value"}})
     done = record.model_copy(update={"state": DeploymentState.SUCCEEDED, "seq": 1})
@@ -398,7 +398,7 @@ def test_the_terminal_commit_drops_payload_queue_and_due_at_once(client: redis.R
 
 def test_the_index_is_trimmed_to_the_record_ttl(client: redis.Redis) -> None:
     """The index of deployments used to grow for ever; it keeps what the TTL keeps."""
-    store = RecordStore(client, ttl_seconds=100)
+    store = WorkerStore(client, ttl_seconds=100)
     store.create(_queued("old", 1.0), due=500)
     store.create(_queued("recent", 500.0), due=500)
     assert client.zrange("conveyor:deployments", 0, -1) == [b"recent"]
@@ -410,9 +410,9 @@ def test_status_names_lost_and_unreadable_records(client: redis.Redis, redis_url
     from producers.client import ConveyorClient, DeploymentLostError, DeploymentNotFoundError
 
     conveyor = ConveyorClient(Settings(redis_url=redis_url))
-    store = RecordStore(client)
+    store = WorkerStore(client)
     store.create(new_record("gone"), due=500)
-    client.delete(RecordStore(client).key("gone"))
+    client.delete(WorkerStore(client).key("gone"))
     with pytest.raises(DeploymentLostError, match="vanished"):
         conveyor.status("gone")
     store.create(new_record("bad"), due=500)
@@ -469,7 +469,7 @@ def test_producers_key_jobs_under_the_published_account(
     from producers.client import ConveyorClient
     from producers.contract.jobs import ImageUpdate, UpdateServiceJob
 
-    RecordStore(client).publish_self_account(ACCOUNT)
+    WorkerStore(client).publish_self_account(ACCOUNT)
     conveyor = ConveyorClient(Settings(redis_url=redis_url))
     job = UpdateServiceJob(
         cluster="c", service="s", images=(ImageUpdate(container="web", image=":1"),)
@@ -485,7 +485,7 @@ def test_reclaim_retries_when_it_loses_a_race(client: redis.Redis) -> None:
     than leaving an overdue deployment unreclaimed until the next sweep by chance."""
     from redis.exceptions import WatchError
 
-    class Contended(RecordStore):
+    class Contended(WorkerStore):
         races = 2
 
         def _reclaim_once(self, deployment_id: str, *, now: float, due: float) -> Any:
@@ -555,7 +555,7 @@ def test_the_family_index_holds_unfinished_deployments_only(client: redis.Redis)
     """A deployment enters its family's index with the commit that names the family and
     leaves it with the commit that ends it; a member whose record vanished is dropped when
     read. The index key expires with the records."""
-    store = RecordStore(client, ttl_seconds=600)
+    store = WorkerStore(client, ttl_seconds=600)
     for id_ in ("d1", "d2"):
         store.create(new_record(id_), due=10.0)
     assert store.unfinished_in_family("web") == []

@@ -21,6 +21,7 @@ from producers.contract.releases import ReleaseJob, ReleaseState
 from producers.contract.store import RecordStore
 from worker.services.transitions import Transition
 from worker.steps import StepContext, run_step, sweep
+from worker.store import WorkerStore
 
 RELEASE = "rel-00000000000000000001"
 
@@ -256,7 +257,7 @@ def test_advancing_a_finished_release_changes_nothing(client: redis.Redis) -> No
 
 def _ctx(client: redis.Redis, sender: Sender, now: float) -> StepContext:
     return StepContext(
-        store=RecordStore(client),
+        store=WorkerStore(client),
         redis=client,
         sender=sender,
         clock=lambda: now,

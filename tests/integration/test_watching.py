@@ -101,17 +101,17 @@ def test_a_first_attempt_skips_the_look_and_a_retry_makes_it(client: redis.Redis
     """Register and update look for what an earlier attempt left (ListTaskDefinitions,
     DescribeServices) only when an attempt was made: a mark in Redis, set before acting, tells.
     A register whose answer was lost is then still found on the retry: one revision."""
-    from producers.contract.store import RecordStore
     from worker.domain.errors import AwsUnavailableError
     from worker.domain.planning import DEPLOYMENT_TAG
     from worker.steps import StepContext, execute
+    from worker.store import WorkerStore
 
     ecs = FakeEcs()
     described = json.loads(FIXTURE.read_text())
     ecs.add_service(
         "demo", "web", ecs.add_task_definition(described["taskDefinition"], described["tags"])
     )
-    store = RecordStore(client)
+    store = WorkerStore(client)
     clock = Clock()
     ctx = StepContext(
         store=store,

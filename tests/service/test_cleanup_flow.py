@@ -17,13 +17,13 @@ import redis
 
 from producers.contract.jobs import UpdateServiceJob
 from producers.contract.records import DeploymentRecord, DeploymentState, Step
-from producers.contract.store import RecordStore
 from worker.aws.fake import FakeEcs
 from worker.domain.errors import AwsUnavailableError
 from worker.services.cleanup import InUseView, clean_up_revisions
 from worker.services.transitions import Transition
 from worker.services.update_flow import UpdateFlow
 from worker.steps import StoreNotes
+from worker.store import WorkerStore
 
 
 @pytest.fixture
@@ -36,9 +36,9 @@ def client(redis_url: str) -> Iterator[redis.Redis]:
 
 
 @pytest.fixture
-def store(client: redis.Redis) -> RecordStore:
+def store(client: redis.Redis) -> WorkerStore:
     """Deployment records in that Redis."""
-    return RecordStore(client)
+    return WorkerStore(client)
 
 
 def family_of_eight(ecs: FakeEcs) -> list[str]:
@@ -57,13 +57,13 @@ def family_of_eight(ecs: FakeEcs) -> list[str]:
 
 
 def clean(
-    ecs: FakeEcs, store: RecordStore, client: redis.Redis, keep: int, family: str = "web"
+    ecs: FakeEcs, store: WorkerStore, client: redis.Redis, keep: int, family: str = "web"
 ) -> tuple[list[str], bool]:
     """One cleanup run, as the worker's task runs it."""
     return asyncio.run(clean_up_revisions(ecs, family, keep, store=store, view=InUseView(client)))
 
 
-def test_the_newest_and_the_used_revisions_stay(store: RecordStore, client: redis.Redis) -> None:
+def test_the_newest_and_the_used_revisions_stay(store: WorkerStore, client: redis.Redis) -> None:
     """keep=2: web:8 and web:7 stay, web:3 (run by a service) and web:1 (run by another
     service of the family, in another cluster) stay; the rest go, oldest first; a second
     run finds nothing to do."""
@@ -79,7 +79,7 @@ def test_the_newest_and_the_used_revisions_stay(store: RecordStore, client: redi
 
 
 def test_a_deployment_under_way_keeps_its_revisions(
-    store: RecordStore, client: redis.Redis
+    store: WorkerStore, client: redis.Redis
 ) -> None:
     """The revision a rollout is moving to, and the one it leaves, are both in use."""
     ecs = FakeEcs()
@@ -91,7 +91,7 @@ def test_a_deployment_under_way_keeps_its_revisions(
 
 
 def test_a_bucket_without_tokens_to_spare_pauses_the_cleanup(
-    store: RecordStore, client: redis.Redis
+    store: WorkerStore, client: redis.Redis
 ) -> None:
     """A low-priority deregister refused for lack of spare tokens stops the run, reporting
     more to do; what was deregistered before stays done."""
@@ -104,7 +104,7 @@ def test_a_bucket_without_tokens_to_spare_pauses_the_cleanup(
     assert (done, more) == ([arns[1], arns[3], arns[4], arns[5]], False)
 
 
-def test_a_standalone_task_keeps_its_revision(store: RecordStore, client: redis.Redis) -> None:
+def test_a_standalone_task_keeps_its_revision(store: WorkerStore, client: redis.Redis) -> None:
     """A task started by RunTask on an old revision keeps it; once it stopped, the revision
     may go (after the shared view expired)."""
     ecs = FakeEcs()
@@ -119,7 +119,7 @@ def test_a_standalone_task_keeps_its_revision(store: RecordStore, client: redis.
     assert done == [arns[4]]
 
 
-def test_an_eventbridge_target_keeps_its_revision(store: RecordStore, client: redis.Redis) -> None:
+def test_an_eventbridge_target_keeps_its_revision(store: WorkerStore, client: redis.Redis) -> None:
     """A schedule whose target names an old revision keeps it; a target naming the family
     alone (its latest ACTIVE revision) keeps nothing old."""
     ecs = FakeEcs()
@@ -144,7 +144,7 @@ def _job(**extra: Any) -> dict[str, Any]:
     ).model_dump(mode="json")
 
 
-def _apply(store: RecordStore, record: DeploymentRecord, t: Transition) -> DeploymentRecord:
+def _apply(store: WorkerStore, record: DeploymentRecord, t: Transition) -> DeploymentRecord:
     """Commit a step's transition as the step runner does."""
     new = t.record.model_copy(update={"seq": record.seq + 1, "step": t.next_step or t.record.step})
     assert store.commit(new, expected_seq=record.seq, due=None if t.next_step is None else 9e9)
@@ -152,7 +152,7 @@ def _apply(store: RecordStore, record: DeploymentRecord, t: Transition) -> Deplo
 
 
 def test_a_revision_registered_but_not_yet_recorded_is_kept(
-    store: RecordStore, client: redis.Redis
+    store: WorkerStore, client: redis.Redis
 ) -> None:
     """Deployment A registers its revision; before its record names it (between register
     and update), another deployment of the family registers a newer one and cleans up with
@@ -195,7 +195,7 @@ def test_a_revision_registered_but_not_yet_recorded_is_kept(
 
 
 def test_the_rollback_target_of_an_unfinished_deployment_is_kept(
-    store: RecordStore, client: redis.Redis
+    store: WorkerStore, client: redis.Redis
 ) -> None:
     """A deployment under way whose rollback target no service runs any more (the service
     was moved by hand meanwhile) keeps that target until it ends."""
@@ -224,7 +224,7 @@ def test_the_rollback_target_of_an_unfinished_deployment_is_kept(
 
 
 def test_many_cleanups_share_one_scan_of_the_account(
-    store: RecordStore, client: redis.Redis
+    store: WorkerStore, client: redis.Redis
 ) -> None:
     """Cleanups of 20 families in a row (as after a release) scan the account's services,
     tasks and EventBridge rules once, not once each; each family's revisions still go."""
@@ -247,7 +247,7 @@ def test_many_cleanups_share_one_scan_of_the_account(
 
 
 def test_a_cleanup_while_another_worker_scans_comes_back_later(
-    store: RecordStore, client: redis.Redis
+    store: WorkerStore, client: redis.Redis
 ) -> None:
     """While one worker computes the account's view, another cleanup scans nothing and
     deregisters nothing: it reports more to do, and is sent again."""

@@ -7,6 +7,7 @@ import cannot hide a dependency. docs/architecture.md explains the rules.
 from __future__ import annotations
 
 import ast
+import re
 import subprocess
 import sys
 from collections import defaultdict
@@ -212,3 +213,69 @@ def test_the_producers_name_priority_lists_as_kombu_does() -> None:
     channel = Channel.__new__(Channel)  # only the naming methods, no connection
     for priority in range(10):
         assert priority_list("conveyor", priority) == channel._q_for_pri("conveyor", priority)
+
+
+DOC = ROOT / "docs" / "architecture.md"
+# A Conveyor path in backquotes: `producers/contract/`, `worker/aws/gateway.py`.
+_PATH = re.compile(r"`((?:" + "|".join(PACKAGES) + r")(?:/[a-z_]+)*(?:/|\.py))`")
+
+
+def _as_module(path: str) -> str:
+    return path.removesuffix("/").removesuffix(".py").replace("/", ".")
+
+
+def _table(text: str) -> dict[str, tuple[str, ...]]:
+    """The rows of the table "what each package may import": package -> modules it may import."""
+    rows: dict[str, tuple[str, ...]] = {}
+    lines = iter(text.splitlines())
+    for line in lines:
+        if line.startswith("| package | holds | may import |"):
+            break
+    for line in lines:
+        if not line.startswith("|"):
+            break
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        own = _PATH.match(cells[0])
+        if own is None:  # the separator row, or a row that is not a Python package
+            continue
+        rows[_as_module(own.group(1))] = tuple(_as_module(p) for p in _PATH.findall(cells[-1]))
+    return rows
+
+
+def _row_of(module: str, table: dict[str, tuple[str, ...]]) -> str | None:
+    """The most specific row of the table that holds ``module``."""
+    holding = [row for row in table if _within(module, row)]
+    return max(holding, key=len, default=None)
+
+
+def _not_allowed(graph: dict[str, set[str]], table: dict[str, tuple[str, ...]]) -> list[str]:
+    found = []
+    for module, targets in sorted(graph.items()):
+        row = _row_of(module, table)
+        if row is None:
+            found.append(f"{module} is in no row of the table")
+            continue
+        allowed = (row, *table[row])
+        found.extend(
+            f"{module} imports {target} ({row} may import: {', '.join(table[row]) or 'nothing'})"
+            for target in sorted(targets)
+            if not any(_within(target, a) for a in allowed)
+        )
+    return found
+
+
+def test_every_import_is_one_the_table_in_the_docs_allows() -> None:
+    """docs/architecture.md says what each package may import; the code does no more."""
+    table = _table(DOC.read_text())
+    assert {"producers.contract", "producers", "config", "worker.services", "worker.aws"} <= set(
+        table
+    )
+    assert _not_allowed(_graph(), table) == []
+
+
+def test_the_table_check_finds_an_import_the_table_does_not_allow() -> None:
+    """A domain module importing the gateway is reported (the test above can fail)."""
+    table = _table(DOC.read_text())
+    graph = {"worker.domain.x": {"worker.aws.gateway.EcsGateway", "producers.contract.jobs"}}
+    (problem,) = _not_allowed(graph, table)
+    assert problem.startswith("worker.domain.x imports worker.aws.gateway.EcsGateway")

@@ -10,7 +10,7 @@ import pytest
 from producers.contract.jobs import ContainerSettings, ImageUpdate, UpdateServiceJob
 from producers.envfiles import EnvFileError, expand_env_files, read_env_file
 from worker.domain.planning import apply_settings, plan_revision
-from worker.domain.supersede import covers
+from worker.kinds import covers
 
 CURRENT = [{"name": "A", "value": "1"}, {"name": "B", "value": "2"}, {"name": "C", "value": "3"}]
 

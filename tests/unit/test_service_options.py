@@ -10,7 +10,7 @@ from pydantic import ValidationError
 
 from producers.contract.jobs import ImageUpdate, UpdateServiceJob, describe_validation_error
 from producers.contract.releases import ReleaseJob
-from worker.domain.supersede import covers
+from worker.kinds import covers
 from worker.services.update_flow import deployment_configuration
 
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from worker.domain.supersede import covers
+from worker.kinds import covers
 
 UPDATE = "update-existing"
 FARGATE = "create-fargate"

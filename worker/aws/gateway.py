@@ -12,6 +12,15 @@ from typing import Any, Protocol
 class EcsGateway(Protocol):
     """The ECS calls Conveyor makes. Errors come out as :mod:`worker.domain.errors` types."""
 
+    @property
+    def scope(self) -> str | None:
+        """``account:region`` of the gateway's credentials, or None when it cannot tell.
+
+        Rollouts watched together (:mod:`worker.services.watching`) share one scope: its API
+        limits and what one DescribeServices call may answer for.
+        """
+        ...
+
     async def describe_service(self, cluster: str, service: str) -> dict[str, Any] | None:
         """Return DescribeServices' entry for the service, or None when it does not exist."""
         ...

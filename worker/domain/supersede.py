@@ -3,7 +3,8 @@
 Only when nothing the older one asked for is lost: the newer job changes every container the
 older one changes (with its own, newer, image), through the same family and role, with options
 at least as strong. A create-Fargate spec is the whole desired state of its stack, so a newer
-spec for the same service always covers an older one.
+spec for the same service always covers an older one. Each job kind names its rule in
+:mod:`worker.kinds`; jobs of two kinds never cover each other.
 
 Merging two jobs' changes into one was the alternative. It would make one deployment's worker
 write another deployment's record (a second writer to a fenced record), while coverage only
@@ -14,8 +15,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
-
-from producers.contract.enums import JobKind
 
 
 def _containers(job: Mapping[str, Any]) -> set[str]:
@@ -41,14 +40,14 @@ def _settings_covered(newer: Any, older: Any) -> bool:
     return True
 
 
-def covers(
-    newer_kind: str, newer: Mapping[str, Any], older_kind: str, older: Mapping[str, Any]
-) -> bool:
-    """True when the ``newer`` job carries every change the ``older`` job asked for."""
-    if newer_kind != older_kind:
-        return False
-    if newer_kind == JobKind.CREATE_FARGATE:
-        return True
+def covers_whole_state(newer: Mapping[str, Any], older: Mapping[str, Any]) -> bool:
+    """A job that states the whole desired state (a spec) carries everything an older one of
+    the same service asked for."""
+    return True
+
+
+def covers_changes(newer: Mapping[str, Any], older: Mapping[str, Any]) -> bool:
+    """True when the ``newer`` update job carries every change the ``older`` one asked for."""
     if not _containers(older) <= _containers(newer):
         return False
     if newer.get("family") != older.get("family") or newer.get("role_arn") != older.get("role_arn"):

@@ -32,13 +32,15 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from typing import Protocol
 
 import redis
 import structlog
 
 from producers.contract.enums import Step
 from producers.contract.names import KEY_PREFIX
-from producers.contract.store import NewerRecordError, RecordStore
+from producers.contract.records import DeploymentRecord
+from producers.contract.store import NewerRecordError
 from worker.aws.gateway import EcsGateway
 from worker.domain.cleanup import revisions_held, revisions_to_deregister, short_name
 from worker.domain.errors import TransientError
@@ -122,8 +124,24 @@ async def scan_in_use(ecs: EcsGateway) -> set[str]:
     return {short_name(arn) for arn in used}
 
 
+class FamilyRecords(Protocol):
+    """What a cleanup reads of the fleet's records (the worker's store, worker/store.py)."""
+
+    def unfinished_in_family(self, family: str) -> list[DeploymentRecord]:
+        """The family's unfinished deployments, read fresh."""
+        ...
+
+    def read_note(self, deployment_id: str, name: str) -> str | None:
+        """A note an attempt of the deployment kept, or None."""
+        ...
+
+    def get(self, deployment_id: str) -> DeploymentRecord | None:
+        """The deployment's record, or None."""
+        ...
+
+
 async def _held_by_conveyor(
-    ecs: EcsGateway, store: RecordStore, family: str, arn: str
+    ecs: EcsGateway, store: FamilyRecords, family: str, arn: str
 ) -> str | None:
     """The unfinished Conveyor deployment that holds ``arn``, or None. Read fresh.
 
@@ -151,7 +169,7 @@ async def _held_by_conveyor(
 
 
 async def clean_up_revisions(
-    ecs: EcsGateway, family: str, keep: int, *, store: RecordStore, view: InUseView
+    ecs: EcsGateway, family: str, keep: int, *, store: FamilyRecords, view: InUseView
 ) -> tuple[list[str], bool]:
     """Deregister what may go; returns (deregistered ARNs, whether anything is left to do)."""
     active = await ecs.active_task_definition_arns(family)

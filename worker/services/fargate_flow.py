@@ -17,7 +17,7 @@ from typing import Any
 import structlog
 from pydantic import ValidationError
 
-from producers.contract.enums import ErrorCode
+from producers.contract.enums import ErrorCode, JobKind
 from producers.contract.fargate_spec import FargateServiceJob
 from producers.contract.jobs import describe_validation_error
 from producers.contract.records import (
@@ -43,6 +43,7 @@ from worker.aws.gateway import AwsGateway
 from worker.domain.errors import InvalidJobError, NotFoundError, TransientError
 from worker.domain.stack_verdict import StackOutcome, judge_stack
 from worker.domain.verdict import Outcome, judge
+from worker.services.flow import handler_for
 from worker.services.transitions import Transition, finish
 
 log = structlog.get_logger("conveyor.fargate")
@@ -95,16 +96,14 @@ class FargateFlow:
         so ``rerun`` changes nothing here.
         """
         job = validate_fargate_job(record, payload)
-        handler = {
+        handlers = {
             Step.VALIDATE: self.validate,
             Step.APPLY: self.apply,
             Step.DELETE_STALE: self.delete_stale,
             Step.WATCH_STACK: self.watch_stack,
             Step.WATCH_SERVICE: self.watch_service,
-        }.get(record.step)
-        if handler is None:
-            raise InvalidJobError(f"step {record.step} is not a step of a create-Fargate job")
-        return await handler(record, job)
+        }
+        return await handler_for(handlers, record, JobKind.CREATE_FARGATE)(record, job)
 
     def _log(
         self, record: DeploymentRecord, detail: str, status: StepStatus = StepStatus.COMPLETED

@@ -21,7 +21,7 @@ from typing import Any, Literal
 
 import structlog
 
-from producers.contract.records import DeploymentRecord, DeploymentState, JobKind, Step
+from producers.contract.records import DeploymentRecord, DeploymentState, Step
 from worker.aws.gateway import EcsGateway, family_of, revision_of
 from worker.domain.errors import InvalidJobError
 from worker.domain.planning import DISCARD_TAG, discard_mark, registered_by
@@ -137,9 +137,10 @@ def needs_discard(record: DeploymentRecord) -> bool:
     """Whether a finished deployment may have left a revision of its own that must be marked.
 
     Only a deployment that did not succeed, and only a revision it registered: a restart runs
-    the revision the service already runs, and the rollback target is never ours.
+    the revision the service already runs, and the rollback target is never ours. Only for
+    kinds that register revisions of their own (``WorkerKind.registers_revisions``).
     """
-    if record.kind is not JobKind.UPDATE_EXISTING or record.state not in _ENDINGS:
+    if record.state not in _ENDINGS:
         return False
     if record.task_definition_arn is not None:
         return record.task_definition_arn != record.previous_task_definition_arn

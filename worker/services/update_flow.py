@@ -15,7 +15,7 @@ from typing import Any, Protocol, TypeVar
 import structlog
 from pydantic import ValidationError
 
-from producers.contract.enums import ErrorCode
+from producers.contract.enums import ErrorCode, JobKind
 from producers.contract.jobs import (
     MASK,
     UpdateServiceJob,
@@ -45,6 +45,7 @@ from worker.domain.errors import (
 )
 from worker.domain.planning import DEPLOYMENT_TAG, check_containers, plan_revision
 from worker.domain.verdict import History, Outcome, Verdict, judge, judge_history
+from worker.services.flow import handler_for
 from worker.services.revisions import choose_base
 from worker.services.transitions import Transition, finish, rollback_budget, to_rollback
 from worker.services.watching import BatchedDescriber
@@ -167,14 +168,15 @@ class UpdateFlow:
         look for what an earlier attempt did (it costs AWS calls, and there is nothing to find).
         """
         self._rerun = rerun
-        handler = {
+        handlers = {
             Step.RESOLVE: self.resolve,
             Step.REGISTER: self.register,
             Step.UPDATE: self.update,
             Step.WATCH: self.watch,
             Step.ROLLBACK: self.rollback,
             Step.WATCH_ROLLBACK: self.watch_rollback,
-        }[record.step]
+        }
+        handler = handler_for(handlers, record, JobKind.UPDATE_EXISTING)
         job = validate_job(record, payload)
         self._fetched_at = None
         transition = await handler(record, job)
