@@ -176,6 +176,8 @@ def test_no_worker_or_no_redis_exits_3(stack: Stack) -> None:
     assert result.returncode == 3, result.stderr
     assert "no Conveyor worker" in result.stderr
     stack.env["CONVEYOR_REDIS_URL"] = "redis://127.0.0.1:1/0"
+    # The default 90 s of retries is test_failover's subject; the answer is the same after 2 s.
+    stack.env["CONVEYOR_REDIS_RETRY_SECONDS"] = "2"
     result = stack.cli("update", "--cluster", "demo", "--service", "web", "--image", "web=:1.1.0")
     assert result.returncode == 3
     assert "cannot reach Redis" in result.stderr
