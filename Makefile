@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 # Test processes for the tiers that mostly wait (on rollouts, workers, subprocesses): each has
 # its own redis-server and local AWS. JOBS=0 runs them in this process.
-JOBS ?= 4
+JOBS ?= 3
 XDIST := $(if $(filter 0,$(JOBS)),,-n $(JOBS))
 # pytest's "no tests ran" (5) is no failure for a tier that PYTEST_ARGS filtered down to nothing.
 NO_TESTS_OK := || [ $$? -eq 5 ]
