@@ -4,12 +4,18 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
+# Test processes for the tiers that mostly wait (on rollouts, workers, subprocesses): each has
+# its own redis-server and local AWS. JOBS=0 runs them in this process.
+JOBS ?= 3
+XDIST := $(if $(filter 0,$(JOBS)),,-n $(JOBS))
+# pytest's "no tests ran" (5) is no failure for a tier that PYTEST_ARGS filtered down to nothing.
+NO_TESTS_OK := || [ $$? -eq 5 ]
 # Third-party tools the tests run against the local AWS, kept out of Conveyor's own venv
 # (ecs-deploy pins its own boto3 and click).
 TOOLS := .venv-tools
 export ECS_DEPLOY_BIN := $(CURDIR)/$(TOOLS)/bin/ecs
 
-.PHONY: help install lock redis packages tools test test-fast lint typecheck format demo bench clean
+.PHONY: help install lock redis packages tools test test-fast test-aws test-e2e test-slow lint typecheck format demo bench clean
 
 help: ## Show the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -51,12 +57,21 @@ $(TOOLS)/bin/ecs:
 
 tools: $(TOOLS)/bin/ecs ## Install third-party tools the compatibility tests drive (ecs-deploy)
 
-test: install redis packages tools ## Run every test: the fast suites, then the slow ones
-	$(BIN)/pytest -m "not slow" $(PYTEST_ARGS)
-	$(BIN)/pytest -m slow $(PYTEST_ARGS) || [ $$? -eq 5 ]
+# The tiers (docs/development.md); tests/conftest.py marks each test with its tier.
+test: install redis packages tools ## Run every tier, as CI does: fast, aws, e2e, then slow
+	$(MAKE) --no-print-directory test-fast test-aws test-e2e test-slow
 
-test-fast: install redis ## Unit and service tests only (no processes)
-	$(BIN)/pytest tests/unit tests/service $(PYTEST_ARGS)
+test-fast: install redis ## The everyday loop: unit, service, store, the fake gateway (one Redis)
+	$(BIN)/pytest tests/unit tests/service tests/store tests/gateway -m "fast and not slow" $(PYTEST_ARGS) $(NO_TESTS_OK)
+
+test-aws: install redis tools ## The local-AWS tier: tests/localaws and the boto gateway
+	$(BIN)/pytest tests/localaws tests/gateway -m "aws and not slow" $(XDIST) $(PYTEST_ARGS) $(NO_TESTS_OK)
+
+test-e2e: install redis packages tools ## The end-to-end tier: workers, the CLI, Redis, the local AWS
+	$(BIN)/pytest tests/integration -m "e2e and not slow" $(XDIST) $(PYTEST_ARGS) $(NO_TESTS_OK)
+
+test-slow: install redis packages tools ## The long fault-injection and fleet suites
+	$(BIN)/pytest tests -m slow $(XDIST) $(PYTEST_ARGS) $(NO_TESTS_OK)
 
 lint: install ## ruff
 	$(BIN)/ruff check .

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -80,10 +82,13 @@ def test_a_release_superseded_by_a_change_that_rolls_back_is_not_succeeded(
     web, api = create_services(
         stack.endpoint, [f"rw-{uuid.uuid4().hex[:6]}", f"ra-{uuid.uuid4().hex[:6]}"]
     )
-    start_worker("w1")
+    worker = start_worker("w1")
     x = stack.cli("update", "--cluster", "demo", "--service", web, "--image", "app=:1.1.0",
                   "--no-wait")  # fmt: skip
     assert x.returncode == 0, x.stderr
+    # The worker is paused (its heartbeat outlives the pause) so that X cannot finish before R
+    # and C are queued behind it, however slow the machine makes the commands.
+    os.killpg(worker.proc.pid, signal.SIGSTOP)
     path = tmp_path / "release.yaml"
     path.write_text(
         yaml.safe_dump(
@@ -102,6 +107,7 @@ def test_a_release_superseded_by_a_change_that_rolls_back_is_not_succeeded(
     c = stack.cli("update", "--cluster", "demo", "--service", web, "--image", "app=:fail-1",
                   "--no-wait")  # fmt: skip
     assert c.returncode == 0, c.stderr
+    os.killpg(worker.proc.pid, signal.SIGCONT)
     waited = stack.cli("wait", release_id, "--json")
     assert waited.returncode == 1, waited.stdout + waited.stderr
     release = json.loads(waited.stdout)

@@ -1,9 +1,8 @@
-"""The shared rate limiter against a real Redis: exact totals across processes, bounded waits."""
+"""The shared rate limiter with workers on the local AWS: fleets, accounts, throttles."""
 
 from __future__ import annotations
 
 import asyncio
-import multiprocessing
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -19,7 +18,7 @@ from producers.client import ConveyorClient
 from producers.contract.jobs import ImageUpdate, UpdateServiceJob
 from tests.integration.conftest import Stack
 from worker.aws.ratelimit import Bucket, RateLimiter
-from worker.domain.errors import AwsUnavailableError, TransientError
+from worker.domain.errors import AwsUnavailableError
 
 OPERATION = "RegisterTaskDefinition"
 
@@ -31,230 +30,6 @@ def client(redis_url: str) -> Iterator[redis.Redis]:
     r.flushdb()
     yield r
     r.close()
-
-
-def _grab(url: str, begin: float, until: float, out: Any) -> None:
-    """Take tokens from one bucket between ``begin`` and ``until``; report the grant times."""
-    limiter = RateLimiter(
-        redis.Redis.from_url(url),
-        account="111111111111",
-        region="eu-west-1",
-        buckets={OPERATION: Bucket(burst=5, refill_per_second=10.0)},
-        max_wait=0.5,
-    )
-    granted: list[float] = []
-
-    async def run() -> None:
-        await asyncio.sleep(max(0.0, begin - time.time()))
-        while time.time() < until:
-            try:
-                await limiter.acquire(OPERATION)
-            except AwsUnavailableError as exc:
-                await asyncio.sleep(min(exc.retry_after, 0.05))
-                continue
-            granted.append(time.time())
-
-    asyncio.run(run())
-    out.put(granted)
-
-
-def test_four_processes_together_stay_under_the_limit(redis_url: str, client: redis.Redis) -> None:
-    """Four processes hammer one bucket (burst 5, 10/s) for 2 s: together they are granted at
-    most burst + rate x time, and in no one-second window more than burst + rate."""
-    # spawn, not fork: a forked copy of a test process that runs threads can deadlock.
-    context = multiprocessing.get_context("spawn")
-    queue = context.Queue()
-    begin = time.time() + 8.0  # every process is up and waiting by then
-    until = begin + 2.0
-    workers = [
-        context.Process(target=_grab, args=(redis_url, begin, until, queue)) for _ in range(4)
-    ]
-    for p in workers:
-        p.start()
-    grants = sorted(t for _ in workers for t in queue.get(timeout=60))
-    for p in workers:
-        p.join(10)
-    assert [p.exitcode for p in workers] == [0, 0, 0, 0]
-    elapsed = max(grants) - begin
-    assert len(grants) <= 5 + 10 * elapsed + 1
-    assert len(grants) >= 10  # the bucket did serve them: the test could fail
-    for i, t in enumerate(grants):
-        in_window = sum(1 for u in grants[i:] if u < t + 1.0)
-        assert in_window <= 5 + 10 + 1, f"{in_window} grants within one second"
-
-
-def test_a_wait_longer_than_the_limit_is_handed_back(client: redis.Redis) -> None:
-    """When the next token is further away than max_wait, nothing is reserved and the caller
-    learns when to come back (a step is retried then, freeing its worker)."""
-    limiter = RateLimiter(
-        client,
-        account="1",
-        region="r",
-        buckets={OPERATION: Bucket(burst=1, refill_per_second=0.1)},
-        max_wait=1.0,
-        margin=0.0,
-    )
-    assert asyncio.run(limiter.acquire(OPERATION)) == 0.0
-    with pytest.raises(AwsUnavailableError) as info:
-        asyncio.run(limiter.acquire(OPERATION))
-    assert 8.0 <= info.value.retry_after <= 10.0
-    assert info.value.code == "RateLimited"
-
-
-def test_a_short_wait_is_waited_for_in_order(client: redis.Redis) -> None:
-    """A token due within max_wait is reserved and waited for; the next caller waits longer."""
-    limiter = RateLimiter(
-        client,
-        account="1",
-        region="r",
-        buckets={OPERATION: Bucket(burst=1, refill_per_second=5.0)},
-        max_wait=2.0,
-        margin=0.0,
-    )
-
-    async def three() -> list[float]:
-        return [await limiter.acquire(OPERATION) for _ in range(3)]
-
-    waits = asyncio.run(three())
-    assert waits[0] == 0.0
-    assert 0.1 <= waits[1] <= 0.25
-    assert 0.1 <= waits[2] <= 0.25
-
-
-def test_a_token_due_later_is_booked_as_a_ticket(client: redis.Redis) -> None:
-    """reserve() books a token due past max_wait and hands back its due time as a ticket; the
-    next caller books the token after it. Coming back with the ticket takes nothing more from
-    the bucket, and the call it was booked for uses it."""
-    buckets = {OPERATION: Bucket(burst=1, refill_per_second=2.0)}
-    limiter = RateLimiter(
-        client, account="1", region="r", buckets=buckets, max_wait=0.2, margin=0.0
-    )
-    first_wait = asyncio.run(limiter.reserve(OPERATION))  # the burst's token
-    assert first_wait == 0.0
-    asyncio.run(limiter.acquire(OPERATION))  # spends it
-    tickets = []
-    for _ in range(2):
-        with pytest.raises(AwsUnavailableError) as info:
-            asyncio.run(limiter.reserve(OPERATION))
-        assert info.value.code == "RateLimited"
-        assert info.value.ticket is not None
-        tickets.append(info.value.ticket)
-        assert abs(info.value.retry_after - (info.value.ticket - time.time())) < 0.1
-    assert 0.4 <= tickets[1] - tickets[0] <= 0.6  # booked in order, one refill apart
-
-    # Too early: the same ticket comes back, and nothing else is booked.
-    with pytest.raises(AwsUnavailableError) as early:
-        asyncio.run(limiter.reserve(OPERATION, tickets[1]))
-    assert early.value.ticket == tickets[1]
-    before = client.hgetall(limiter.key(OPERATION) or "")
-
-    async def honour() -> float:
-        await asyncio.sleep(max(0.0, tickets[0] - time.time() - 0.1))
-        waited = await limiter.reserve(OPERATION, tickets[0])
-        await limiter.acquire(OPERATION)  # the booked call: no token taken, no wait
-        return waited
-
-    assert asyncio.run(honour()) <= 0.2
-    assert time.time() >= tickets[0]
-    assert client.hgetall(limiter.key(OPERATION) or "") == before
-
-
-def test_a_ticket_is_booked_no_further_ahead_than_the_horizon(client: redis.Redis) -> None:
-    """Past TICKET_HORIZON nothing is booked: the step is simply retried later."""
-    from worker.aws.ratelimit import TICKET_HORIZON
-
-    buckets = {OPERATION: Bucket(burst=1, refill_per_second=1 / (TICKET_HORIZON + 60))}
-    limiter = RateLimiter(
-        client, account="1", region="r", buckets=buckets, max_wait=0.2, margin=0.0
-    )
-    asyncio.run(limiter.acquire(OPERATION))
-    before = client.hgetall(limiter.key(OPERATION) or "")
-    with pytest.raises(AwsUnavailableError) as info:
-        asyncio.run(limiter.reserve(OPERATION))
-    assert info.value.ticket is None
-    assert info.value.retry_after > TICKET_HORIZON
-    assert client.hgetall(limiter.key(OPERATION) or "") == before
-
-
-def test_low_priority_calls_leave_tokens_to_spare(client: redis.Redis) -> None:
-    """acquire_spare takes a token only while ``spare`` more stay in the bucket; below that it
-    raises RateLimited at once, without a ticket and without taking anything."""
-    buckets = {OPERATION: Bucket(burst=5, refill_per_second=0.01)}
-    limiter = RateLimiter(client, account="1", region="r", buckets=buckets, margin=0.0)
-
-    async def drain() -> int:
-        taken = 0
-        while True:
-            try:
-                await limiter.acquire_spare(OPERATION, 3)
-            except AwsUnavailableError as exc:
-                assert exc.code == "RateLimited"
-                assert exc.ticket is None
-                return taken
-            taken += 1
-
-    assert asyncio.run(drain()) == 2  # 5 tokens, 3 kept back
-    before = client.hgetall(limiter.key(OPERATION) or "")
-    assert asyncio.run(drain()) == 0
-    assert float(client.hget(limiter.key(OPERATION) or "", "tokens") or 0) == pytest.approx(
-        float(before[b"tokens"]), abs=0.01
-    )
-    # A deployment's own call still finds the tokens the cleanup left.
-    assert asyncio.run(limiter.acquire(OPERATION)) == 0.0
-
-
-def test_a_margin_keeps_the_bucket_behind_aws_own(client: redis.Redis) -> None:
-    """AWS counts a call when it arrives, a little after the grant: after the burst, the next
-    token is due the margin later than the arithmetic says (a full bucket still grants at
-    once). Without it the first waiting call reached AWS a few milliseconds early."""
-    limiter = RateLimiter(
-        client,
-        account="1",
-        region="r",
-        buckets={OPERATION: Bucket(burst=3, refill_per_second=1.0)},
-        max_wait=5.0,
-        margin=0.25,
-    )
-
-    async def four() -> list[float]:
-        return [await limiter.acquire(OPERATION) for _ in range(4)]
-
-    waits = asyncio.run(four())
-    assert waits[:2] == [0.0, 0.0]
-    assert 0.2 <= waits[2] <= 0.3  # the last burst token waits for the margin
-    assert 0.95 <= waits[3] <= 1.05  # then one a second
-
-
-def test_accounts_and_regions_have_their_own_buckets(client: redis.Redis) -> None:
-    """One busy account never delays another: the buckets are per account and region."""
-    buckets = {OPERATION: Bucket(burst=1, refill_per_second=0.01)}
-    kw = {"buckets": buckets, "max_wait": 0.1, "margin": 0.0}
-    busy = RateLimiter(client, account="1", region="r", **kw)  # type: ignore[arg-type]
-    other = RateLimiter(client, account="2", region="r", **kw)  # type: ignore[arg-type]
-    elsewhere = RateLimiter(client, account="1", region="s", **kw)  # type: ignore[arg-type]
-    asyncio.run(busy.acquire(OPERATION))
-    with pytest.raises(AwsUnavailableError):
-        asyncio.run(busy.acquire(OPERATION))
-    assert asyncio.run(other.acquire(OPERATION)) == 0.0
-    assert asyncio.run(elsewhere.acquire(OPERATION)) == 0.0
-
-
-def test_operations_outside_the_table_are_not_limited(client: redis.Redis) -> None:
-    """CloudFormation, EC2 and ELBv2 calls take no token (AWS's ECS table does not cover them)."""
-    limiter = RateLimiter(client, account="1", region="r")
-    assert asyncio.run(limiter.acquire("DescribeStacks")) == 0.0
-    assert client.keys("conveyor:ratelimit:*") == []
-
-
-def test_a_redis_that_is_away_is_a_retryable_error() -> None:
-    """The limiter's Redis not answering fails the step as retryable, never as a defect; so does
-    draining the bucket after a throttle."""
-    dead = redis.Redis(port=1, socket_connect_timeout=0.2)
-    limiter = RateLimiter(dead, account="1", region="r")
-    with pytest.raises(TransientError, match="rate limiter"):
-        asyncio.run(limiter.acquire(OPERATION))
-    with pytest.raises(TransientError, match="rate limiter"):
-        limiter.drain(OPERATION)
 
 
 def test_a_fleet_under_aws_real_limits_is_not_throttled(
@@ -401,39 +176,6 @@ def test_deployments_under_way_go_before_new_ones(stack: Stack) -> None:
     ]
 
 
-def test_the_bucket_lives_as_long_as_its_last_ticket(client: redis.Redis) -> None:
-    """Tickets booked far ahead keep the bucket's key: once the time a full bucket takes to refill
-    (and the idle grace) has passed, a fresh caller still queues behind the outstanding tickets
-    instead of finding a new, full bucket and spending a burst AWS no longer has. Before, the key
-    expired after ``burst / rate`` plus the grace, whatever was booked."""
-    buckets = {OPERATION: Bucket(burst=2, refill_per_second=2.0)}
-    kw: dict[str, Any] = {"buckets": buckets, "max_wait": 0.1, "margin": 0.0, "idle": 0.5}
-    limiter = RateLimiter(client, account="1", region="r", **kw)
-    key = limiter.key(OPERATION) or ""
-
-    async def book() -> list[float]:
-        await limiter.acquire(OPERATION)
-        await limiter.acquire(OPERATION)
-        tickets = []
-        for _ in range(16):
-            with pytest.raises(AwsUnavailableError) as info:
-                await limiter.reserve(OPERATION)
-            assert info.value.ticket is not None
-            tickets.append(info.value.ticket)
-        return tickets
-
-    tickets = asyncio.run(book())
-    assert client.pttl(key) >= (tickets[-1] - time.time()) * 1000
-    # Past what the key lived before: a full bucket's refill (1 s) and the grace (0.5 s).
-    time.sleep(2.0)
-    assert client.exists(key)
-    fresh = RateLimiter(client, account="1", region="r", **kw)
-    with pytest.raises(AwsUnavailableError) as late:
-        asyncio.run(fresh.reserve(OPERATION))
-    assert late.value.ticket is not None
-    assert late.value.ticket > tickets[-1]
-
-
 def test_a_budget_spent_by_another_client_is_learnt_from_aws(
     stack: Stack, start_worker: Callable[[str], Worker], figures: dict[str, object]
 ) -> None:
@@ -493,30 +235,6 @@ def test_a_budget_spent_by_another_client_is_learnt_from_aws(
     }
     assert throttled <= 4, stats["throttled"]
     assert stats["calls"]["RegisterTaskDefinition"] == len(names) + throttled
-
-
-def test_a_throttle_empties_the_bucket_but_keeps_the_tickets(client: redis.Redis) -> None:
-    """drain() drops a bucket's tokens to none, so the next caller waits for the refill; a
-    bucket already booked ahead keeps its tickets in place (the throttled call's retry then
-    books after them)."""
-    buckets = {OPERATION: Bucket(burst=5, refill_per_second=0.01)}
-    kw: dict[str, Any] = {"buckets": buckets, "max_wait": 0.1, "margin": 0.0}
-    limiter = RateLimiter(client, account="1", region="r", **kw)
-    assert limiter.drain(OPERATION) == pytest.approx(5.0)
-    with pytest.raises(AwsUnavailableError) as info:
-        asyncio.run(limiter.acquire(OPERATION))
-    assert info.value.code == "RateLimited"
-
-    booked = RateLimiter(client, account="2", region="r", **kw)
-    asyncio.run(booked.reserve(OPERATION))
-    for _ in range(5):  # four more of the burst, then one ticket
-        try:
-            asyncio.run(booked.reserve(OPERATION))
-        except AwsUnavailableError as exc:
-            assert exc.ticket is not None
-    before = float(client.hget(booked.key(OPERATION) or "", "tokens") or 0)
-    assert booked.drain(OPERATION) == 0.0
-    assert float(client.hget(booked.key(OPERATION) or "", "tokens") or 0) == before
 
 
 def _pool(client: redis.Redis, bucket: Bucket, max_wait: float) -> Any:
@@ -666,26 +384,3 @@ def test_late_arrivals_queue_behind_the_tickets_booked_ahead(
     assert len(outcomes) == 80
     assert throttled == outcomes.count("ThrottlingException")
     assert throttled <= 1, stats["throttled"]
-
-
-def test_the_tokens_booked_ahead_are_read_for_the_metrics(client: redis.Redis) -> None:
-    """The metrics endpoint reads each bucket's bookings beyond now (tickets outstanding)."""
-    from worker.aws.ratelimit import booked_ahead
-    from worker.observe.metrics import BookedAheadCollector
-
-    buckets = {OPERATION: Bucket(burst=2, refill_per_second=0.1)}
-    limiter = RateLimiter(client, account="1", region="r", buckets=buckets, max_wait=0.1)
-    for _ in range(7):  # the burst, then five tickets
-        try:
-            asyncio.run(limiter.reserve(OPERATION))
-        except AwsUnavailableError as exc:
-            assert exc.ticket is not None
-    # A bucket written by an older release (no rate) and a stray key are skipped.
-    client.hset("conveyor:ratelimit:2:r:task-definition-writes", mapping={"tokens": 1, "at": 0})
-    client.set("conveyor:ratelimit:stray", "x")
-    [(account, region, bucket, ahead)] = booked_ahead(client)
-    assert (account, region, bucket) == ("1", "r", "task-definition-writes")
-    assert 4.9 <= ahead <= 5.0
-    [family] = BookedAheadCollector(lambda: booked_ahead(client)).collect()
-    assert [s.value for s in family.samples] == [pytest.approx(ahead, abs=0.1)]
-    assert list(BookedAheadCollector(lambda: booked_ahead(redis.Redis(port=1))).collect())

@@ -90,6 +90,8 @@ def test_password_and_tls(
         other = tmp_path / "other"
         other.mkdir()
         stack.env["CONVEYOR_REDIS_CA_FILE"] = str(make_tls(other).ca)
+        # The default 90 s of retries is test_failover's subject; the refusal is the same after 2 s.
+        stack.env["CONVEYOR_REDIS_RETRY_SECONDS"] = "2"
         refused = stack.cli(
             "update", "--cluster", "demo", "--service", "web", "--image", "web=:1.1.0"
         )
