@@ -1,0 +1,590 @@
+"""Play a schedule against real processes and record its history.
+
+The local AWS (real ECS rate limits), a redis-server with AOF on (restarted in place by the
+schedule), several real Celery workers (SIGKILLed and started again), services in two
+accounts (the second through an assumed role). Jobs go in through ConveyorClient, outside
+deployments through boto3 as Terraform would make them. When the schedule is over the faults
+stop, every process is up again, and the runner waits for the system to be quiet before it
+reads the history: the records from Redis, ECS's deployment history and task definitions
+from the local AWS, the workers' logs, their metrics.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import boto3
+import redis
+from botocore.config import Config
+
+from config.settings import Settings
+from localaws.devstack import Worker, aws_env, free_port, redis_server_binary
+from localaws.testing import control, create_services, run_local_aws
+from producers.client import ConveyorClient
+from producers.contract.jobs import ContainerSettings, ImageUpdate, UpdateServiceJob
+from producers.contract.releases import ReleaseJob
+from scripts.chaos.checker import History, Result, check
+from scripts.chaos.schedule import Event, Schedule
+
+ACCOUNTS = ("123456789012", "222222222222")
+CLUSTER = "demo"
+CONTAINER = {"name": "app", "image": "registry.local:5000/t/app:1.0.0", "memory": 128}
+# A value no part of Conveyor may ever write down: it goes in as an environment value.
+SECRET = "chaos-canary-7f3e9b1d"
+EXIT_CODES = {
+    "succeeded": 0,
+    "failed": 1,
+    "rolled_back": 1,
+    "superseded": 4,
+    "cancelled": 5,
+}
+
+
+def service_name(account: int, number: int) -> str:
+    """The real name of the schedule's service ``(account, number)``."""
+    return f"a{account}-svc-{number}"
+
+
+class RedisServer:
+    """A redis-server with AOF on, on a fixed port and directory, so it can restart in place."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.port = free_port()
+        self.dir = workdir / "redis"
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        """Start it and wait until it answers (the AOF is loaded by then)."""
+        log = (self.dir / "redis.log").open("ab")
+        self.proc = subprocess.Popen(
+            [redis_server_binary(), "--port", str(self.port), "--bind", "127.0.0.1",
+             "--dir", str(self.dir), "--appendonly", "yes", "--save", "",
+             "--loglevel", "warning"],  # fmt: skip
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        client = redis.Redis.from_url(self.url)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                client.ping()
+                break
+            except (redis.ConnectionError, redis.BusyLoadingError):
+                if time.monotonic() > deadline or self.proc.poll() is not None:
+                    raise RuntimeError("redis-server did not start") from None
+                time.sleep(0.05)
+        client.close()
+
+    def stop(self) -> None:
+        """SIGTERM: it writes its AOF and exits, as a restart by an operator would."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def _ecs(endpoint: str, account: int) -> Any:
+    client: Any = boto3.client(
+        "ecs",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",  # noqa: S106 - the local AWS accepts any credentials
+        config=Config(retries={"mode": "legacy", "max_attempts": 10}),
+    )
+    if account:
+
+        def in_account(request: Any, **_: Any) -> None:
+            request.headers["x-moto-account-id"] = ACCOUNTS[account]
+
+        client.meta.events.register("before-sign.ecs.*", in_account)
+    return client
+
+
+class Campaign:
+    """One campaign: the processes, the actors, the history they leave."""
+
+    def __init__(self, schedule: Schedule, workdir: Path, *, log: Any = print) -> None:
+        self.schedule = schedule
+        self.workdir = workdir
+        self.say = log
+        self.history = History(default_account=ACCOUNTS[0])
+        self.lock = threading.Lock()
+        self.start = 0.0
+        self.endpoint = ""
+        self.redis = RedisServer(workdir)
+        self.workers: list[Worker | None] = []
+        self.worker_locks = [threading.Lock() for _ in range(schedule.workers)]
+        self.redis_lock = threading.Lock()
+        self.fault_generation = 0
+        self.notes: list[str] = []
+        self.env: dict[str, str] = {}
+
+    # -- set-up ---------------------------------------------------------------------------
+
+    def _now(self) -> float:
+        return round(time.monotonic() - self.start, 2)
+
+    def _key(self, service: list[int]) -> str:
+        return f"{ACCOUNTS[service[0]]}/{CLUSTER}/{service_name(*service)}"
+
+    def _names(self) -> list[list[int]]:
+        return [[i % self.schedule.accounts, i // self.schedule.accounts]
+                for i in range(self.schedule.services)]  # fmt: skip
+
+    def _worker_env(self, index: int) -> dict[str, str]:
+        env = dict(self.env)
+        env["CONVEYOR_METRICS_PORT"] = str(self.metrics_ports[index])
+        metrics_dir = self.workdir / f"metrics-{index}"
+        metrics_dir.mkdir(exist_ok=True)
+        env["CONVEYOR_METRICS_DIR"] = str(metrics_dir)
+        return env
+
+    def _start_worker(self, index: int) -> None:
+        worker = Worker(
+            f"chaos{index}", self._worker_env(index), self.workdir / f"worker-{index}.log"
+        )
+        worker.wait_ready(self.redis.url, timeout=120)
+        self.workers[index] = worker
+
+    @contextlib.contextmanager
+    def _stack(self) -> Iterator[None]:
+        with run_local_aws(rollout_seconds=2.0, seed="demo") as endpoint:
+            self.endpoint = endpoint
+            for account in range(self.schedule.accounts):
+                names = [service_name(*s) for s in self._names() if s[0] == account]
+                create_services(
+                    endpoint,
+                    names,
+                    containers=[CONTAINER],
+                    desired=1,
+                    account=ACCOUNTS[account] if account else None,
+                )
+                for name in names:
+                    key = f"{ACCOUNTS[account]}/{CLUSTER}/{name}"
+                    self.history.asked[key] = [
+                        _ecs(endpoint, account).describe_services(
+                            cluster=CLUSTER, services=[name]
+                        )["services"][0]["taskDefinition"]
+                    ]
+            control(endpoint, "POST", "limits", {"enabled": True, "scale": 1})
+            self.redis.start()
+            self.env = {
+                **{k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "CONVEYOR_"))},
+                **aws_env(endpoint),
+                "CONVEYOR_REDIS_URL": self.redis.url,
+                "CONVEYOR_POLL_INTERVAL": "1",
+                "CONVEYOR_RECOVERY_INTERVAL": "2",
+                "CONVEYOR_RECOVERY_GRACE": "25",
+                "CONVEYOR_STEP_TIME_LIMIT": "20",
+                "CONVEYOR_LOG_FORMAT": "json",
+            }
+            self.metrics_ports = [free_port() for _ in range(self.schedule.workers)]
+            self.workers = [None] * self.schedule.workers
+            try:
+                for index in range(self.schedule.workers):
+                    self._start_worker(index)
+                self.client = ConveyorClient(Settings(redis_url=self.redis.url))  # type: ignore[arg-type]
+                yield
+            finally:
+                for worker in self.workers:
+                    if worker is not None:
+                        worker.stop()
+                self.redis.stop()
+
+    # -- actors and faults ----------------------------------------------------------------
+
+    def _record_enqueue(self, entry: dict[str, Any]) -> None:
+        with self.lock:
+            self.history.enqueues.append(entry)
+
+    def _job(self, service: list[int], image: str | None, **extra: Any) -> UpdateServiceJob:
+        role = f"arn:aws:iam::{ACCOUNTS[service[0]]}:role/deployer" if service[0] else None
+        images = (ImageUpdate(container="app", image=image),) if image else ()
+        return UpdateServiceJob(
+            cluster=CLUSTER,
+            service=service_name(*service),
+            images=images,
+            role_arn=role,
+            timeout_seconds=300,
+            **extra,
+        )
+
+    def _enqueue(self, kind: str, service: list[int], job: UpdateServiceJob, index: int) -> None:
+        entry: dict[str, Any] = {
+            "kind": kind, "service": self._key(service), "at": self._now(), "event": index,
+            "accepted": False, "id": None, "exit_code": None, "error": None,
+        }  # fmt: skip
+        try:
+            entry["id"] = self.client.enqueue(job).id
+            entry["accepted"] = True
+        except Exception as exc:  # noqa: BLE001 - a refused enqueue is part of the history
+            entry["error"] = f"{type(exc).__name__}: {exc}"
+            entry["exit_code"] = 3
+        self._record_enqueue(entry)
+
+    def _release_job(self, args: dict[str, Any]) -> ReleaseJob:
+        tag = f":fail-{args['version']}" if args["broken"] else f":2.{args['version']}.0"
+        waves = [
+            [self._job(s, tag if w == len(args["waves"]) - 1 else f":2.{args['version']}.0")
+             for s in wave]
+            for w, wave in enumerate(args["waves"])
+        ]  # fmt: skip
+        return ReleaseJob(release=f"chaos-{args['version']}", cluster=CLUSTER, waves=waves,
+                          timeout_seconds=300)  # fmt: skip
+
+    def _outside(self, service: list[int], version: int) -> None:
+        ecs = _ecs(self.endpoint, service[0])
+        name = service_name(*service)
+        key = self._key(service)
+        try:
+            current = ecs.describe_services(cluster=CLUSTER, services=[name])["services"][0]
+            td = ecs.describe_task_definition(taskDefinition=current["taskDefinition"])
+            containers = td["taskDefinition"]["containerDefinitions"]
+            for container in containers:
+                container["image"] = f"registry.local:5000/t/app:outside-{version}"
+            new = ecs.register_task_definition(family=name, containerDefinitions=containers)
+            arn = new["taskDefinition"]["taskDefinitionArn"]
+            with self.lock:
+                self.history.asked.setdefault(key, []).append(arn)
+            ecs.update_service(cluster=CLUSTER, service=name, taskDefinition=arn)
+            self._note(f"{self._now():.1f}s outside deployment of {arn} on {key}")
+        except Exception as exc:  # noqa: BLE001 - Terraform's failures are its own
+            self._note(f"{self._now():.1f}s outside deployment on {key} failed: {exc}")
+
+    def _note(self, text: str) -> None:
+        with self.lock:
+            self.notes.append(text)
+
+    def _cancel(self, args: dict[str, Any], release: bool) -> None:
+        time.sleep(args["delay"])
+        with self.lock:
+            kinds = {"release"} if release else {"update", "restart", "race"}
+            ids = [e["id"] for e in self.history.enqueues if e["accepted"] and e["kind"] in kinds]
+        if not ids:
+            return
+        target = ids[min(len(ids) - 1, int(args["pick"] * len(ids)))]
+        try:
+            if release:
+                self.client.cancel_release(target)
+            else:
+                self.client.cancel(target)
+            self._note(f"{self._now():.1f}s cancel {'release ' if release else ''}{target}")
+        except Exception as exc:  # noqa: BLE001
+            self._note(f"{self._now():.1f}s cancel of {target} failed: {exc}")
+
+    def _faults(self, args: dict[str, Any]) -> None:
+        body = {k: args[k] for k in ("throttle", "server_error", "latency_ms", "operations", "seed")}
+        with self.lock:
+            self.fault_generation += 1
+            generation = self.fault_generation
+        control(self.endpoint, "POST", "faults", body)
+        time.sleep(args["seconds"])
+        with self.lock:
+            if generation == self.fault_generation:
+                control(self.endpoint, "DELETE", "faults")
+
+    def _kill_worker(self, args: dict[str, Any]) -> None:
+        index = args["worker"]
+        if not self.worker_locks[index].acquire(blocking=False):
+            return
+        try:
+            worker = self.workers[index]
+            if worker is not None:
+                worker.kill()
+                self._note(f"{self._now():.1f}s SIGKILL worker {index}")
+            time.sleep(args["down"])
+            self._start_worker(index)
+        finally:
+            self.worker_locks[index].release()
+
+    def _redis_restart(self, args: dict[str, Any]) -> None:
+        if not self.redis_lock.acquire(blocking=False):
+            return
+        try:
+            self.redis.stop()
+            self._note(f"{self._now():.1f}s redis stopped")
+            time.sleep(args["down"])
+            self.redis.start()
+            self._note(f"{self._now():.1f}s redis started")
+        finally:
+            self.redis_lock.release()
+
+    def _plan(self, args: dict[str, Any], index: int) -> None:
+        entry: dict[str, Any] = {"kind": "plan", "at": self._now(), "event": index,
+                                 "accepted": False, "id": None, "exit_code": None, "error": None}  # fmt: skip
+        try:
+            plans = self.client.plan(self._release_job(args), pin_digest=False, timeout=60)
+            entry["accepted"] = True
+            entry["exit_code"] = 1 if any("error" in p for p in plans) else 0
+        except Exception as exc:  # noqa: BLE001
+            entry["error"] = f"{type(exc).__name__}: {exc}"
+            entry["exit_code"] = 3
+        self._record_enqueue(entry)
+
+    def _release(self, args: dict[str, Any], index: int) -> None:
+        entry: dict[str, Any] = {"kind": "release", "at": self._now(), "event": index,
+                                 "accepted": False, "id": None, "exit_code": None, "error": None}  # fmt: skip
+        try:
+            entry["id"] = self.client.release(self._release_job(args)).id
+            entry["accepted"] = True
+        except Exception as exc:  # noqa: BLE001
+            entry["error"] = f"{type(exc).__name__}: {exc}"
+            entry["exit_code"] = 3
+        self._record_enqueue(entry)
+
+    def play(self, event: Event, index: int) -> None:
+        """Carry out one event of the schedule."""
+        args = event.args
+        kind = event.kind
+        version = args.get("version", 0)
+        if kind == "update":
+            self._enqueue(kind, args["service"], self._job(args["service"], f":1.{version}.0"), index)
+        elif kind == "update_broken":
+            job = self._job(args["service"], f":fail-{version}")
+            self._enqueue("update", args["service"], job, index)
+        elif kind == "update_secret":
+            settings = (ContainerSettings(container="app", environment={"TOKEN": SECRET}),)
+            job = self._job(args["service"], f":1.{version}.0", settings=settings)
+            self._enqueue("update", args["service"], job, index)
+        elif kind == "restart":
+            job = self._job(args["service"], None, force_new_deployment=True)
+            self._enqueue(kind, args["service"], job, index)
+        elif kind == "race":
+            threads = [
+                threading.Thread(
+                    target=self._enqueue,
+                    args=("race", args["service"],
+                          self._job(args["service"], f":3.{version}.{n}"), index),
+                )  # fmt: skip
+                for n in range(args["pipelines"])
+            ]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+        elif kind == "outside":
+            self._outside(args["service"], version)
+        elif kind == "cancel":
+            self._cancel(args, release=False)
+        elif kind == "cancel_release":
+            self._cancel(args, release=True)
+        elif kind == "release":
+            self._release(args, index)
+        elif kind == "plan":
+            self._plan(args, index)
+        elif kind == "faults":
+            self._faults(args)
+        elif kind == "kill_worker":
+            self._kill_worker(args)
+        elif kind == "redis_restart":
+            self._redis_restart(args)
+
+    # -- the campaign ---------------------------------------------------------------------
+
+    def run(self, quiet_timeout: float = 600.0) -> tuple[History, list[Result]]:
+        """Play the schedule, wait for quiet, read the history and check it."""
+        with self._stack():
+            self.start = time.monotonic()
+            futures: list[Future[None]] = []
+            with ThreadPoolExecutor(max_workers=24) as pool:
+                for index, event in enumerate(self.schedule.events):
+                    delay = event.at - (time.monotonic() - self.start)
+                    if delay > 0:
+                        time.sleep(delay)
+                    futures.append(pool.submit(self.play, event, index))
+                for future in futures:
+                    exc = future.exception()
+                    if exc is not None:
+                        self._note(f"an actor failed: {type(exc).__name__}: {exc}")
+            control(self.endpoint, "DELETE", "faults")
+            for index, worker in enumerate(self.workers):
+                if worker is None or worker.proc.poll() is not None:
+                    self._note(f"worker {index} was not running at the end; started again")
+                    self._start_worker(index)
+            self.say(f"schedule played in {self._now():.0f} s; waiting for quiet")
+            quiet = self._wait_quiet(quiet_timeout)
+            self.say(f"quiet after {self._now():.0f} s" if quiet else "NOT quiet at the timeout")
+            control(self.endpoint, "DELETE", "limits")
+            self._collect()
+        return self.history, check(self.history)
+
+    def _ids(self) -> tuple[list[str], list[str]]:
+        deployments = [str(e["id"]) for e in self.history.enqueues
+                       if e["accepted"] and e["kind"] not in ("release", "plan")]  # fmt: skip
+        releases = [str(e["id"]) for e in self.history.enqueues
+                    if e["accepted"] and e["kind"] == "release"]  # fmt: skip
+        return deployments, releases
+
+    def _wait_quiet(self, timeout: float) -> bool:
+        client = redis.Redis.from_url(self.redis.url)
+        deadline = time.monotonic() + timeout
+        try:
+            while time.monotonic() < deadline:
+                deployments, releases = self._ids()
+                pending = 0
+                for release_id in releases:
+                    raw = client.get(f"conveyor:release:{release_id}")
+                    release = json.loads(raw) if raw else {}
+                    if release.get("state") == "running":
+                        pending += 1
+                    deployments += [d for wave in release.get("waves", []) for d in wave]
+                for deployment_id in deployments:
+                    raw = client.get(f"conveyor:deployment:{deployment_id}")
+                    if raw and json.loads(raw).get("state") in ("queued", "running"):
+                        pending += 1
+                _, config = control(self.endpoint, "GET", "config")
+                if pending == 0 and not config.get("active_services"):
+                    return True
+                time.sleep(2)
+            return False
+        finally:
+            client.close()
+
+    def _collect(self) -> None:
+        client = redis.Redis.from_url(self.redis.url)
+        history = self.history
+        deployments, releases = self._ids()
+        for release_id in releases:
+            raw = client.get(f"conveyor:release:{release_id}")
+            history.releases[release_id] = json.loads(raw) if raw else None
+            for wave in (history.releases[release_id] or {}).get("waves", []):
+                deployments += wave
+        for deployment_id in deployments:
+            raw = client.get(f"conveyor:deployment:{deployment_id}")
+            history.deployments[deployment_id] = json.loads(raw) if raw else None
+        for entry in history.enqueues:
+            if entry["accepted"] and entry["kind"] == "release":
+                release = history.releases.get(entry["id"]) or {}
+                entry["exit_code"] = {"succeeded": 0, "failed": 1, "cancelled": 5}.get(
+                    release.get("state", ""), 6
+                )
+            elif entry["accepted"] and entry["kind"] != "plan":
+                record = history.deployments.get(entry["id"]) or {}
+                entry["exit_code"] = EXIT_CODES.get(record.get("state", ""), 6)
+        self._collect_redis(client)
+        client.close()
+        self._collect_ecs()
+        self._collect_secrets()
+
+    def _collect_redis(self, client: redis.Redis) -> None:
+        history = self.history
+        history.leftovers = {
+            "conveyor:due": int(client.zcard("conveyor:due")),
+            "conveyor:releases:active": int(client.zcard("conveyor:releases:active")),
+            "conveyor:service:*:queue": sum(
+                int(client.zcard(k)) for k in client.scan_iter("conveyor:service:*:queue")
+            ),
+            "conveyor:family:*:deployments": sum(
+                int(client.zcard(k)) for k in client.scan_iter("conveyor:family:*:deployments")
+            ),
+            "conveyor:lock:deployment:*": sum(
+                1 for _ in client.scan_iter("conveyor:lock:deployment:*")
+            ),
+            "conveyor:job:*": sum(1 for _ in client.scan_iter("conveyor:job:*")),
+        }
+        for pattern in ("conveyor:deployment:*", "conveyor:release:*", "conveyor:attempted:*"):
+            for key in client.scan_iter(pattern):
+                if client.ttl(key) == -1:
+                    history.untimed.append(key.decode())
+        history.secret_hits += [
+            f"redis key {key.decode()}"
+            for key in client.scan_iter("*")
+            if SECRET.encode() in _value(client, key)
+        ]
+
+    def _collect_ecs(self) -> None:
+        history = self.history
+        for service in self._names():
+            ecs = _ecs(self.endpoint, service[0])
+            name = service_name(*service)
+            key = self._key(service)
+            running = ecs.describe_services(cluster=CLUSTER, services=[name])["services"][0]
+            entries: list[dict[str, Any]] = []
+            arns: list[str] = []
+            token: dict[str, str] = {}
+            while True:  # the SDK has no paginator for it
+                page = ecs.list_service_deployments(
+                    cluster=CLUSTER, service=name, maxResults=100, **token
+                )
+                arns += [d["serviceDeploymentArn"] for d in page["serviceDeployments"]]
+                if not page.get("nextToken"):
+                    break
+                token = {"nextToken": page["nextToken"]}
+            for start in range(0, len(arns), 20):
+                found = ecs.describe_service_deployments(serviceDeploymentArns=arns[start:start + 20])
+                targets = [d.get("targetServiceRevision", {}).get("arn") for d in found["serviceDeployments"]]
+                revisions = {
+                    r["serviceRevisionArn"]: r["taskDefinition"]
+                    for r in ecs.describe_service_revisions(
+                        serviceRevisionArns=[t for t in targets if t]
+                    )["serviceRevisions"]
+                } if any(targets) else {}  # fmt: skip
+                for d in found["serviceDeployments"]:
+                    target = d.get("targetServiceRevision", {}).get("arn")
+                    entries.append({
+                        "arn": d["serviceDeploymentArn"],
+                        "status": d.get("status"),
+                        "task_definition": revisions.get(target),
+                        "status_reason": d.get("statusReason"),
+                        "rollback_reason": (d.get("rollback") or {}).get("reason"),
+                    })  # fmt: skip
+            history.ecs[key] = {"task_definition": running["taskDefinition"], "deployments": entries}
+            for status in ("ACTIVE", "INACTIVE"):
+                for page in ecs.get_paginator("list_task_definitions").paginate(
+                    familyPrefix=name, status=status
+                ):
+                    for arn in page["taskDefinitionArns"]:
+                        tags = ecs.describe_task_definition(taskDefinition=arn, include=["TAGS"])
+                        for tag in tags.get("tags") or []:
+                            if tag["key"] == "conveyor:deployment-id":
+                                history.revisions.setdefault(tag["value"], []).append(arn)
+
+    def _collect_secrets(self) -> None:
+        for log in sorted(self.workdir.glob("worker-*.log")):
+            if SECRET in log.read_text(errors="replace"):
+                self.history.secret_hits.append(f"log {log.name}")
+        for index, port in enumerate(self.metrics_ports):
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:  # noqa: S310
+                    if SECRET.encode() in r.read():
+                        self.history.secret_hits.append(f"metrics of worker {index}")
+            except OSError as exc:
+                self._note(f"metrics of worker {index} unreadable: {exc}")
+
+
+def _value(client: redis.Redis, key: bytes) -> bytes:
+    kind = client.type(key)
+    if kind == b"string":
+        return client.get(key) or b""
+    if kind == b"hash":
+        return b"\n".join(b"%s=%s" % kv for kv in client.hgetall(key).items())
+    if kind == b"list":
+        return b"\n".join(client.lrange(key, 0, -1))
+    if kind == b"set":
+        return b"\n".join(client.smembers(key))
+    if kind == b"zset":
+        return b"\n".join(client.zrange(key, 0, -1))
+    return b""
+
+
+def history_json(history: History) -> str:
+    """The history as JSON, for replaying the checker or reading by hand."""
+    return json.dumps(asdict(history), indent=1, sort_keys=True, default=str)
