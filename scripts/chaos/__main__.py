@@ -45,14 +45,26 @@ def main(argv: list[str] | None = None) -> int:
     (workdir / "notes.txt").write_text("\n".join(campaign.notes))
     accepted = [e for e in history.enqueues if e["accepted"]]
     print(f"\nfaults and actors: {schedule.counts()}")
-    print(f"jobs accepted: {len(accepted)} of {len(history.enqueues)}; exit codes: "
-          f"{_tally(e['exit_code'] for e in history.enqueues)}")  # fmt: skip
+    print(
+        f"jobs accepted: {len(accepted)} of {len(history.enqueues)}; exit codes: "
+        f"{_tally(e['exit_code'] for e in history.enqueues)}"
+    )
+    calls = history.aws_calls
+    print(
+        "ECS calls: "
+        + ", ".join(
+            f"{kind} {sum((calls.get(kind) or {}).values())}"
+            for kind in ("calls", "throttled", "server_errors", "client_errors")
+        )
+    )
     print("\ninvariants:")
     for result in results:
         print(result.describe())
     violations = sum(len(r.violations) for r in results)
-    print(f"\n{violations} violation(s); replay with: make chaos SEED={args.seed} "
-          f"MINUTES={args.minutes:g}")  # fmt: skip
+    print(
+        f"\n{violations} violation(s); replay with: make chaos SEED={args.seed} "
+        f"MINUTES={args.minutes:g}"
+    )
     return 1 if violations else 0
 
 

@@ -7,6 +7,7 @@ violations and, for each violation, the events that led to it.
 
 from __future__ import annotations
 
+import itertools
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -36,6 +37,9 @@ class History:
     * ``leftovers``: Redis structures of unfinished work, with how many entries each still
       held when quiet; ``untimed``: keys of finished work that have no expiry.
     * ``secret_hits``: where the secret canary value was found (Redis key, log file, metrics).
+    * ``aws_calls``: the local AWS's counters of ECS calls (``calls``, ``throttled``,
+      ``server_errors``, ``client_errors`` by operation) up to the quiet point; it keeps no
+      per-call log, so these are the AWS side of the history.
     """
 
     enqueues: list[dict[str, Any]] = field(default_factory=list)
@@ -47,6 +51,7 @@ class History:
     leftovers: dict[str, int] = field(default_factory=dict)
     untimed: list[str] = field(default_factory=list)
     secret_hits: list[str] = field(default_factory=list)
+    aws_calls: dict[str, dict[str, int]] = field(default_factory=dict)
     default_account: str = "123456789012"
 
 
@@ -160,7 +165,9 @@ def not_lost(history: History) -> Result:
         job_id = str(enqueue["id"])
         store = history.releases if enqueue["kind"] == "release" else history.deployments
         if store.get(job_id) is None:
-            out.append(Violation(f"{enqueue['kind']} {job_id} has no record", [_enqueue_line(enqueue)]))
+            out.append(
+                Violation(f"{enqueue['kind']} {job_id} has no record", [_enqueue_line(enqueue)])
+            )
     for release_id, release in history.releases.items():
         for wave in (release or {}).get("waves") or []:
             for deployment_id in wave:
@@ -253,9 +260,7 @@ def revisions_asked_for(history: History) -> Result:
 
 
 def _interval(record: dict[str, Any]) -> tuple[float, float] | None:
-    starts = [
-        float(s.get("at", 0)) for s in record.get("steps") or [] if s.get("step") == "update"
-    ]
+    starts = [float(s.get("at", 0)) for s in record.get("steps") or [] if s.get("step") == "update"]
     if not starts:
         return None
     end = record.get("finished_at")
@@ -276,7 +281,7 @@ def no_overlap(history: History) -> Result:
     out: list[Violation] = []
     for key, intervals in by_service.items():
         intervals.sort()
-        for (start_a, end_a, a), (start_b, _end_b, b) in zip(intervals, intervals[1:]):
+        for (start_a, end_a, a), (start_b, _end_b, b) in itertools.pairwise(intervals):
             if start_b < end_a:
                 out.append(
                     Violation(

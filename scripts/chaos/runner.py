@@ -42,7 +42,7 @@ ACCOUNTS = ("123456789012", "222222222222")
 CLUSTER = "demo"
 CONTAINER = {"name": "app", "image": "registry.local:5000/t/app:1.0.0", "memory": 128}
 # A value no part of Conveyor may ever write down: it goes in as an environment value.
-SECRET = "chaos-canary-7f3e9b1d"
+SECRET = "chaos-canary-7f3e9b1d"  # noqa: S105 - a canary, not a credential
 EXIT_CODES = {
     "succeeded": 0,
     "failed": 1,
@@ -69,14 +69,26 @@ class RedisServer:
 
     def start(self) -> None:
         """Start it and wait until it answers (the AOF is loaded by then)."""
-        log = (self.dir / "redis.log").open("ab")
-        self.proc = subprocess.Popen(
-            [redis_server_binary(), "--port", str(self.port), "--bind", "127.0.0.1",
-             "--dir", str(self.dir), "--appendonly", "yes", "--save", "",
-             "--loglevel", "warning"],  # fmt: skip
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+        with (self.dir / "redis.log").open("ab") as log:  # the server keeps its own copy
+            self.proc = subprocess.Popen(
+                [
+                    redis_server_binary(),
+                    "--port",
+                    str(self.port),
+                    "--bind",
+                    "127.0.0.1",
+                    "--dir",
+                    str(self.dir),
+                    "--appendonly",
+                    "yes",
+                    "--save",
+                    "",
+                    "--loglevel",
+                    "warning",
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
         client = redis.Redis.from_url(self.url)
         deadline = time.monotonic() + 30
         while True:
@@ -106,7 +118,7 @@ def _ecs(endpoint: str, account: int) -> Any:
         endpoint_url=endpoint,
         region_name="us-east-1",
         aws_access_key_id="testing",
-        aws_secret_access_key="testing",  # noqa: S106 - the local AWS accepts any credentials
+        aws_secret_access_key="testing",
         config=Config(retries={"mode": "legacy", "max_attempts": 10}),
     )
     if account:
@@ -146,11 +158,15 @@ class Campaign:
         return f"{ACCOUNTS[service[0]]}/{CLUSTER}/{service_name(*service)}"
 
     def _names(self) -> list[list[int]]:
-        return [[i % self.schedule.accounts, i // self.schedule.accounts]
-                for i in range(self.schedule.services)]  # fmt: skip
+        return [
+            [i % self.schedule.accounts, i // self.schedule.accounts]
+            for i in range(self.schedule.services)
+        ]
 
     def _worker_env(self, index: int) -> dict[str, str]:
         env = dict(self.env)
+        # A fresh port each start: the children of a SIGKILLed worker hold its socket a moment.
+        self.metrics_ports[index] = free_port()
         env["CONVEYOR_METRICS_PORT"] = str(self.metrics_ports[index])
         metrics_dir = self.workdir / f"metrics-{index}"
         metrics_dir.mkdir(exist_ok=True)
@@ -158,11 +174,21 @@ class Campaign:
         return env
 
     def _start_worker(self, index: int) -> None:
-        worker = Worker(
-            f"chaos{index}", self._worker_env(index), self.workdir / f"worker-{index}.log"
-        )
-        worker.wait_ready(self.redis.url, timeout=120)
-        self.workers[index] = worker
+        for attempt in range(3):
+            worker = Worker(
+                f"chaos{index}", self._worker_env(index), self.workdir / f"worker-{index}.log"
+            )
+            self.workers[index] = worker
+            try:
+                worker.wait_ready(self.redis.url, timeout=120)
+            except Exception as exc:  # noqa: BLE001 - Redis may be restarting under the probe
+                self._note(f"{self._now():.1f}s worker {index} not ready ({exc}); again")
+                if worker.proc.poll() is None and attempt < 2:
+                    worker.stop()
+                time.sleep(2)
+            else:
+                return
+        raise RuntimeError(f"worker {index} did not start three times running")
 
     @contextlib.contextmanager
     def _stack(self) -> Iterator[None]:
@@ -180,11 +206,12 @@ class Campaign:
                 for name in names:
                     key = f"{ACCOUNTS[account]}/{CLUSTER}/{name}"
                     self.history.asked[key] = [
-                        _ecs(endpoint, account).describe_services(
-                            cluster=CLUSTER, services=[name]
-                        )["services"][0]["taskDefinition"]
+                        _ecs(endpoint, account).describe_services(cluster=CLUSTER, services=[name])[
+                            "services"
+                        ][0]["taskDefinition"]
                     ]
             control(endpoint, "POST", "limits", {"enabled": True, "scale": 1})
+            control(endpoint, "DELETE", "stats")
             self.redis.start()
             self.env = {
                 **{k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "CONVEYOR_"))},
@@ -229,9 +256,15 @@ class Campaign:
 
     def _enqueue(self, kind: str, service: list[int], job: UpdateServiceJob, index: int) -> None:
         entry: dict[str, Any] = {
-            "kind": kind, "service": self._key(service), "at": self._now(), "event": index,
-            "accepted": False, "id": None, "exit_code": None, "error": None,
-        }  # fmt: skip
+            "kind": kind,
+            "service": self._key(service),
+            "at": self._now(),
+            "event": index,
+            "accepted": False,
+            "id": None,
+            "exit_code": None,
+            "error": None,
+        }
         try:
             entry["id"] = self.client.enqueue(job).id
             entry["accepted"] = True
@@ -243,12 +276,15 @@ class Campaign:
     def _release_job(self, args: dict[str, Any]) -> ReleaseJob:
         tag = f":fail-{args['version']}" if args["broken"] else f":2.{args['version']}.0"
         waves = [
-            [self._job(s, tag if w == len(args["waves"]) - 1 else f":2.{args['version']}.0")
-             for s in wave]
+            [
+                self._job(s, tag if w == len(args["waves"]) - 1 else f":2.{args['version']}.0")
+                for s in wave
+            ]
             for w, wave in enumerate(args["waves"])
-        ]  # fmt: skip
-        return ReleaseJob(release=f"chaos-{args['version']}", cluster=CLUSTER, waves=waves,
-                          timeout_seconds=300)  # fmt: skip
+        ]
+        return ReleaseJob(
+            release=f"chaos-{args['version']}", cluster=CLUSTER, waves=waves, timeout_seconds=300
+        )
 
     def _outside(self, service: list[int], version: int) -> None:
         ecs = _ecs(self.endpoint, service[0])
@@ -291,11 +327,14 @@ class Campaign:
             self._note(f"{self._now():.1f}s cancel of {target} failed: {exc}")
 
     def _faults(self, args: dict[str, Any]) -> None:
-        body = {k: args[k] for k in ("throttle", "server_error", "latency_ms", "operations", "seed")}
+        body = {
+            k: args[k] for k in ("throttle", "server_error", "latency_ms", "operations", "seed")
+        }
         with self.lock:
             self.fault_generation += 1
             generation = self.fault_generation
         control(self.endpoint, "POST", "faults", body)
+        self._note(f"{self._now():.1f}s faults {body} for {args['seconds']} s")
         time.sleep(args["seconds"])
         with self.lock:
             if generation == self.fault_generation:
@@ -328,8 +367,15 @@ class Campaign:
             self.redis_lock.release()
 
     def _plan(self, args: dict[str, Any], index: int) -> None:
-        entry: dict[str, Any] = {"kind": "plan", "at": self._now(), "event": index,
-                                 "accepted": False, "id": None, "exit_code": None, "error": None}  # fmt: skip
+        entry: dict[str, Any] = {
+            "kind": "plan",
+            "at": self._now(),
+            "event": index,
+            "accepted": False,
+            "id": None,
+            "exit_code": None,
+            "error": None,
+        }
         try:
             plans = self.client.plan(self._release_job(args), pin_digest=False, timeout=60)
             entry["accepted"] = True
@@ -340,8 +386,15 @@ class Campaign:
         self._record_enqueue(entry)
 
     def _release(self, args: dict[str, Any], index: int) -> None:
-        entry: dict[str, Any] = {"kind": "release", "at": self._now(), "event": index,
-                                 "accepted": False, "id": None, "exit_code": None, "error": None}  # fmt: skip
+        entry: dict[str, Any] = {
+            "kind": "release",
+            "at": self._now(),
+            "event": index,
+            "accepted": False,
+            "id": None,
+            "exit_code": None,
+            "error": None,
+        }
         try:
             entry["id"] = self.client.release(self._release_job(args)).id
             entry["accepted"] = True
@@ -356,7 +409,9 @@ class Campaign:
         kind = event.kind
         version = args.get("version", 0)
         if kind == "update":
-            self._enqueue(kind, args["service"], self._job(args["service"], f":1.{version}.0"), index)
+            self._enqueue(
+                kind, args["service"], self._job(args["service"], f":1.{version}.0"), index
+            )
         elif kind == "update_broken":
             job = self._job(args["service"], f":fail-{version}")
             self._enqueue("update", args["service"], job, index)
@@ -371,9 +426,13 @@ class Campaign:
             threads = [
                 threading.Thread(
                     target=self._enqueue,
-                    args=("race", args["service"],
-                          self._job(args["service"], f":3.{version}.{n}"), index),
-                )  # fmt: skip
+                    args=(
+                        "race",
+                        args["service"],
+                        self._job(args["service"], f":3.{version}.{n}"),
+                        index,
+                    ),
+                )
                 for n in range(args["pipelines"])
             ]
             for thread in threads:
@@ -410,10 +469,11 @@ class Campaign:
                     if delay > 0:
                         time.sleep(delay)
                     futures.append(pool.submit(self.play, event, index))
-                for future in futures:
+                for number, future in enumerate(futures):
                     exc = future.exception()
                     if exc is not None:
-                        self._note(f"an actor failed: {type(exc).__name__}: {exc}")
+                        what = self.schedule.events[number].describe()
+                        self._note(f"an actor failed: {type(exc).__name__}: {exc} ({what})")
             control(self.endpoint, "DELETE", "faults")
             for index, worker in enumerate(self.workers):
                 if worker is None or worker.proc.poll() is not None:
@@ -422,15 +482,20 @@ class Campaign:
             self.say(f"schedule played in {self._now():.0f} s; waiting for quiet")
             quiet = self._wait_quiet(quiet_timeout)
             self.say(f"quiet after {self._now():.0f} s" if quiet else "NOT quiet at the timeout")
+            _, self.history.aws_calls = control(self.endpoint, "GET", "stats")
             control(self.endpoint, "DELETE", "limits")
             self._collect()
         return self.history, check(self.history)
 
     def _ids(self) -> tuple[list[str], list[str]]:
-        deployments = [str(e["id"]) for e in self.history.enqueues
-                       if e["accepted"] and e["kind"] not in ("release", "plan")]  # fmt: skip
-        releases = [str(e["id"]) for e in self.history.enqueues
-                    if e["accepted"] and e["kind"] == "release"]  # fmt: skip
+        deployments = [
+            str(e["id"])
+            for e in self.history.enqueues
+            if e["accepted"] and e["kind"] not in ("release", "plan")
+        ]
+        releases = [
+            str(e["id"]) for e in self.history.enqueues if e["accepted"] and e["kind"] == "release"
+        ]
         return deployments, releases
 
     def _wait_quiet(self, timeout: float) -> bool:
@@ -529,24 +594,38 @@ class Campaign:
                     break
                 token = {"nextToken": page["nextToken"]}
             for start in range(0, len(arns), 20):
-                found = ecs.describe_service_deployments(serviceDeploymentArns=arns[start:start + 20])
-                targets = [d.get("targetServiceRevision", {}).get("arn") for d in found["serviceDeployments"]]
-                revisions = {
-                    r["serviceRevisionArn"]: r["taskDefinition"]
-                    for r in ecs.describe_service_revisions(
-                        serviceRevisionArns=[t for t in targets if t]
-                    )["serviceRevisions"]
-                } if any(targets) else {}  # fmt: skip
+                found = ecs.describe_service_deployments(
+                    serviceDeploymentArns=arns[start : start + 20]
+                )
+                targets = [
+                    d.get("targetServiceRevision", {}).get("arn")
+                    for d in found["serviceDeployments"]
+                ]
+                revisions = (
+                    {
+                        r["serviceRevisionArn"]: r["taskDefinition"]
+                        for r in ecs.describe_service_revisions(
+                            serviceRevisionArns=[t for t in targets if t]
+                        )["serviceRevisions"]
+                    }
+                    if any(targets)
+                    else {}
+                )
                 for d in found["serviceDeployments"]:
                     target = d.get("targetServiceRevision", {}).get("arn")
-                    entries.append({
-                        "arn": d["serviceDeploymentArn"],
-                        "status": d.get("status"),
-                        "task_definition": revisions.get(target),
-                        "status_reason": d.get("statusReason"),
-                        "rollback_reason": (d.get("rollback") or {}).get("reason"),
-                    })  # fmt: skip
-            history.ecs[key] = {"task_definition": running["taskDefinition"], "deployments": entries}
+                    entries.append(
+                        {
+                            "arn": d["serviceDeploymentArn"],
+                            "status": d.get("status"),
+                            "task_definition": revisions.get(target),
+                            "status_reason": d.get("statusReason"),
+                            "rollback_reason": (d.get("rollback") or {}).get("reason"),
+                        }
+                    )
+            history.ecs[key] = {
+                "task_definition": running["taskDefinition"],
+                "deployments": entries,
+            }
             for status in ("ACTIVE", "INACTIVE"):
                 for page in ecs.get_paginator("list_task_definitions").paginate(
                     familyPrefix=name, status=status
@@ -563,17 +642,18 @@ class Campaign:
                 self.history.secret_hits.append(f"log {log.name}")
         for index, port in enumerate(self.metrics_ports):
             try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:  # noqa: S310
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
                     if SECRET.encode() in r.read():
                         self.history.secret_hits.append(f"metrics of worker {index}")
             except OSError as exc:
                 self._note(f"metrics of worker {index} unreadable: {exc}")
 
 
-def _value(client: redis.Redis, key: bytes) -> bytes:
+def _value(client: Any, key: bytes) -> bytes:
     kind = client.type(key)
     if kind == b"string":
-        return client.get(key) or b""
+        value: bytes = client.get(key) or b""
+        return value
     if kind == b"hash":
         return b"\n".join(b"%s=%s" % kv for kv in client.hgetall(key).items())
     if kind == b"list":

@@ -109,12 +109,10 @@ def draw(
     weights = [WEIGHTS[k] for k in kinds]
     total = max(1, round(events_per_minute * minutes))
     events: list[Event] = []
-    version = 0
-    for _ in range(total):
+    for version in range(1, total + 1):
         at = round(rng.uniform(0, span), 1)
         kind = rng.choices(kinds, weights)[0]
         args: dict[str, Any] = {}
-        version += 1
         if kind in ("update", "update_broken", "update_secret", "restart", "outside"):
             args = {"service": _service(rng, services, accounts), "version": version}
         elif kind == "race":

@@ -105,11 +105,12 @@ def test_a_release_that_counts_a_rolled_back_carrier_as_success_is_caught() -> N
     found = violated(history)
     assert list(found) == ["a succeeded release has every change live"]
     [message] = found["a succeeded release has every change live"]
-    assert "d2" in message and "rolled_back" in message and "carried by d3" in message
+    assert "deployment d2 ended rolled_back (carried by d3)" in message
     [result] = [r for r in check(history) if not r.ok]
     # The events that led to it: the release's deployment and its carrier, with their steps.
     text = result.describe()
-    assert "deployment d2 superseded" in text and "deployment d3 rolled_back" in text
+    assert "deployment d2 superseded" in text
+    assert "deployment d3 rolled_back" in text
 
 
 def test_a_deployment_reported_succeeded_while_ecs_stopped_it_is_caught() -> None:
@@ -168,8 +169,9 @@ def test_stopping_someone_elses_deployment_is_caught() -> None:
 
 def test_a_cancelled_release_that_started_another_wave_is_caught() -> None:
     history = clean()
-    history.releases["r1"] = dict(history.releases["r1"], state="cancelled",
-                                  cancel_requested_at=15.0)  # fmt: skip
+    history.releases["r1"] = dict(
+        history.releases["r1"], state="cancelled", cancel_requested_at=15.0
+    )
     history.enqueues[0]["exit_code"] = 5
     assert list(violated(history)) == ["a cancelled release started nothing after the cancel"]
     history.releases["r1"]["cancel_requested_at"] = 30.0

@@ -40,10 +40,23 @@ def test_the_command_prints_the_same_schedule_twice() -> None:
 
     def printed() -> str:
         return subprocess.run(
-            [sys.executable, "-m", "scripts.chaos", "--seed", "5", "--minutes", "1",
-             "--services", "10", "--print-schedule"],  # fmt: skip
-            cwd=ROOT, capture_output=True, text=True, check=True,
-        ).stdout  # fmt: skip
+            [
+                sys.executable,
+                "-m",
+                "scripts.chaos",
+                "--seed",
+                "5",
+                "--minutes",
+                "1",
+                "--services",
+                "10",
+                "--print-schedule",
+            ],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
 
     first = printed()
     assert first.startswith("chaos seed=5 minutes=1 services=10")
