@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import tempfile
 from pathlib import Path
 
+from scripts.chaos.checker import History, check
 from scripts.chaos.runner import Campaign, history_json
 from scripts.chaos.schedule import draw
 
@@ -14,14 +16,32 @@ from scripts.chaos.schedule import draw
 def main(argv: list[str] | None = None) -> int:
     """Draw the schedule, print it, run it, print every invariant; 0 only with no violation."""
     parser = argparse.ArgumentParser(prog="make chaos", description=__doc__)
-    parser.add_argument("--seed", type=int, required=True, help="the campaign's seed (SEED=N)")
+    parser.add_argument("--seed", type=int, default=None, help="the campaign's seed (SEED=N)")
     parser.add_argument("--minutes", type=float, default=5.0, help="its length (MINUTES=M)")
     parser.add_argument("--services", type=int, default=100, help="services, over 2 accounts")
     parser.add_argument("--workers", type=int, default=3, help="Celery workers")
     parser.add_argument("--rate", type=float, default=40.0, help="events per minute")
     parser.add_argument("--print-schedule", action="store_true", help="print it and stop")
     parser.add_argument("--workdir", type=Path, default=None, help="logs and history.json here")
+    parser.add_argument(
+        "--check", type=Path, default=None, help="check a saved history.json again and stop"
+    )
     args = parser.parse_args(argv)
+    if args.check is not None:
+        try:
+            history = History(**json.loads(args.check.read_text()))
+        except (OSError, ValueError, TypeError) as exc:
+            print(
+                f"error: --check {args.check}: not a campaign's history.json ({exc})",
+                file=sys.stderr,
+            )
+            return 2
+        results = check(history)
+        for result in results:
+            print(result.describe())
+        return 1 if any(not r.ok for r in results) else 0
+    if args.seed is None:
+        parser.error("--seed is required (make chaos SEED=N)")
     try:
         schedule = draw(
             args.seed,

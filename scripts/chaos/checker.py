@@ -169,7 +169,10 @@ def not_lost(history: History) -> Result:
                 Violation(f"{enqueue['kind']} {job_id} has no record", [_enqueue_line(enqueue)])
             )
     for release_id, release in history.releases.items():
-        for wave in (release or {}).get("waves") or []:
+        # A release creates its deployments wave by wave: those of waves it never reached
+        # (cancelled, or stopped by a failed wave) have ids but no records, by design.
+        reached = int((release or {}).get("wave") or 0)
+        for wave in ((release or {}).get("waves") or [])[: reached + 1]:
             for deployment_id in wave:
                 if history.deployments.get(deployment_id) is None:
                     out.append(
@@ -313,19 +316,27 @@ def one_revision_per_job(history: History) -> Result:
 def stops_only_own(history: History) -> Result:
     """Conveyor never rolled back or stopped a deployment it did not make. In a campaign only
     Conveyor calls StopServiceDeployment, so every ECS deployment stopped that way must be one
-    of Conveyor's (its record holds the service deployment ARN)."""
-    ours = {
-        str(r.get("service_deployment_arn"))
-        for r in history.deployments.values()
-        if r is not None and r.get("service_deployment_arn")
-    }
+    of Conveyor's: its record holds the service deployment's ARN, or (a record need not hold
+    it) a record of that service made an ECS deployment of the stopped one's revision.
+    Outside actors always register revisions of their own, so that match cannot excuse a stop
+    of theirs, except of one a Conveyor restart also deployed."""
+    ours: set[str] = set()
+    for record in history.deployments.values():
+        if record is None:
+            continue
+        if record.get("service_deployment_arn"):
+            ours.add(str(record["service_deployment_arn"]))
+        if record.get("ecs_deployment_id") and record.get("task_definition_arn"):
+            key = service_key(record, history.default_account)
+            ours.add(f"{key} {record['task_definition_arn']}")
     out: list[Violation] = []
     checked = 0
-    for service in history.ecs.values():
+    for key, service in history.ecs.items():
         for entry in service.get("deployments") or []:
             if STOP_REASON in str(entry.get("rollback_reason") or ""):
                 checked += 1
-                if entry.get("arn") not in ours:
+                made = f"{key} {entry.get('task_definition')}"
+                if entry.get("arn") not in ours and made not in ours:
                     out.append(
                         Violation(
                             f"ECS deployment {entry.get('arn')} was stopped, and no Conveyor "

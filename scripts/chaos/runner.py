@@ -60,19 +60,22 @@ def service_name(account: int, number: int) -> str:
 class RedisServer:
     """A redis-server with AOF on, on a fixed port and directory, so it can restart in place."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, name: str = "redis") -> None:
         self.port = free_port()
-        self.dir = workdir / "redis"
+        self.dir = workdir / name
         self.dir.mkdir(parents=True, exist_ok=True)
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> None:
-        """Start it and wait until it answers (the AOF is loaded by then)."""
+    def start(self, replica_of: int | None = None) -> None:
+        """Start it and wait until it answers (the AOF is loaded by then); ``replica_of``
+        makes it a replica of the server on that port."""
+        extra = ["--replicaof", "127.0.0.1", str(replica_of)] if replica_of else []
         with (self.dir / "redis.log").open("ab") as log:  # the server keeps its own copy
             self.proc = subprocess.Popen(
                 [
                     redis_server_binary(),
+                    *extra,
                     "--port",
                     str(self.port),
                     "--bind",
@@ -111,6 +114,118 @@ class RedisServer:
                 self.proc.kill()
                 self.proc.wait()
 
+    def kill(self) -> None:
+        """SIGKILL, as a machine failure would."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def _until(check: Any, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if check():
+                return
+        except redis.RedisError:
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{what} did not happen within {timeout:.0f} s")
+        time.sleep(0.2)
+
+
+class Redis:
+    """Conveyor's Redis in a campaign: one server, or (``sentinel``) a primary, a replica and
+    a sentinel, so that the schedule can fail the primary over."""
+
+    def __init__(self, workdir: Path, *, sentinel: bool) -> None:
+        self.sentinel = sentinel
+        self.nodes = [RedisServer(workdir, "redis")]
+        if sentinel:
+            self.nodes.append(RedisServer(workdir, "redis-b"))
+        self.sentinel_port = free_port()
+        self.workdir = workdir
+        self.sentinel_proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        """What workers and producers are given (``sentinel://`` with a sentinel)."""
+        if self.sentinel:
+            return f"sentinel://127.0.0.1:{self.sentinel_port}/0"
+        return self.nodes[0].url
+
+    def primary(self) -> RedisServer:
+        """The server that is the primary now (the sentinel's answer, with a sentinel)."""
+        if not self.sentinel:
+            return self.nodes[0]
+        sentinel: Any = redis.Redis(port=self.sentinel_port)
+        _, port = sentinel.execute_command("SENTINEL", "get-master-addr-by-name", "mymaster")
+        sentinel.close()
+        return next(n for n in self.nodes if n.port == int(port))
+
+    @property
+    def direct_url(self) -> str:
+        """The primary's own URL, for the campaign's reads."""
+        return self.primary().url
+
+    def start(self) -> None:
+        """Start the servers (and the sentinel, once it knows the replica)."""
+        self.nodes[0].start()
+        if not self.sentinel:
+            return
+        self.nodes[1].start(replica_of=self.nodes[0].port)
+        conf = self.workdir / "sentinel.conf"
+        conf.write_text(
+            f"port {self.sentinel_port}\nbind 127.0.0.1\ndir {self.workdir}\n"
+            f"sentinel monitor mymaster 127.0.0.1 {self.nodes[0].port} 1\n"
+            "sentinel down-after-milliseconds mymaster 1000\n"
+            "sentinel failover-timeout mymaster 5000\n"
+        )
+        with (self.workdir / "sentinel.log").open("ab") as log:
+            self.sentinel_proc = subprocess.Popen(
+                [redis_server_binary(), str(conf), "--sentinel"], stdout=log, stderr=log
+            )
+        self._replica_known()
+
+    def _replica_known(self) -> None:
+        def known() -> bool:
+            sentinel = redis.Redis(port=self.sentinel_port)
+            replicas = sentinel.sentinel_slaves("mymaster")
+            sentinel.close()
+            return any(r.get("is_slave") and not r.get("is_disconnected") for r in replicas)
+
+        # The sentinel learns of replicas from the primary's INFO, every 10 s: a failover
+        # before that finds "no good replica".
+        _until(known, 90, "the sentinel learning of the replica")
+
+    def restart(self, down: float) -> None:
+        """Stop the primary (SIGTERM), wait ``down`` seconds, start it again in place. With a
+        sentinel a long enough stop fails over; the server then comes back as a replica."""
+        node = self.primary()
+        node.stop()
+        time.sleep(down)
+        node.start()
+        if self.sentinel:
+            self._replica_known()
+
+    def failover(self) -> None:
+        """SIGKILL the primary; the sentinel promotes the replica; the old primary comes back
+        as the new one's replica, so that a later failover is possible."""
+        old = self.primary()
+        new = next(n for n in self.nodes if n is not old)
+        old.kill()
+        _until(lambda: self.primary() is new, 60, "the sentinel promoting the replica")
+        old.start(replica_of=new.port)
+        self._replica_known()
+
+    def stop(self) -> None:
+        """Stop everything."""
+        if self.sentinel_proc is not None and self.sentinel_proc.poll() is None:
+            self.sentinel_proc.kill()
+            self.sentinel_proc.wait()
+        for node in self.nodes:
+            node.stop()
+
 
 def _ecs(endpoint: str, account: int) -> Any:
     client: Any = boto3.client(
@@ -141,7 +256,7 @@ class Campaign:
         self.lock = threading.Lock()
         self.start = 0.0
         self.endpoint = ""
-        self.redis = RedisServer(workdir)
+        self.redis = Redis(workdir, sentinel=schedule.sentinel)
         self.workers: list[Worker | None] = []
         self.worker_locks = [threading.Lock() for _ in range(schedule.workers)]
         self.redis_lock = threading.Lock()
@@ -180,7 +295,7 @@ class Campaign:
             )
             self.workers[index] = worker
             try:
-                worker.wait_ready(self.redis.url, timeout=120)
+                worker.wait_ready(self.redis.direct_url, timeout=120)
             except Exception as exc:  # noqa: BLE001 - Redis may be restarting under the probe
                 self._note(f"{self._now():.1f}s worker {index} not ready ({exc}); again")
                 if worker.proc.poll() is None and attempt < 2:
@@ -358,11 +473,19 @@ class Campaign:
         if not self.redis_lock.acquire(blocking=False):
             return
         try:
-            self.redis.stop()
-            self._note(f"{self._now():.1f}s redis stopped")
-            time.sleep(args["down"])
-            self.redis.start()
-            self._note(f"{self._now():.1f}s redis started")
+            self._note(f"{self._now():.1f}s redis primary stopped for {args['down']} s")
+            self.redis.restart(args["down"])
+            self._note(f"{self._now():.1f}s redis started again")
+        finally:
+            self.redis_lock.release()
+
+    def _redis_failover(self) -> None:
+        if not self.redis_lock.acquire(blocking=False):
+            return
+        try:
+            self._note(f"{self._now():.1f}s redis primary SIGKILLed")
+            self.redis.failover()
+            self._note(f"{self._now():.1f}s redis failed over; old primary back as replica")
         finally:
             self.redis_lock.release()
 
@@ -455,6 +578,8 @@ class Campaign:
             self._kill_worker(args)
         elif kind == "redis_restart":
             self._redis_restart(args)
+        elif kind == "redis_failover":
+            self._redis_failover()
 
     # -- the campaign ---------------------------------------------------------------------
 
@@ -499,7 +624,7 @@ class Campaign:
         return deployments, releases
 
     def _wait_quiet(self, timeout: float) -> bool:
-        client = redis.Redis.from_url(self.redis.url)
+        client = redis.Redis.from_url(self.redis.direct_url)
         deadline = time.monotonic() + timeout
         try:
             while time.monotonic() < deadline:
@@ -524,7 +649,7 @@ class Campaign:
             client.close()
 
     def _collect(self) -> None:
-        client = redis.Redis.from_url(self.redis.url)
+        client = redis.Redis.from_url(self.redis.direct_url)
         history = self.history
         deployments, releases = self._ids()
         for release_id in releases:

@@ -38,6 +38,7 @@ WEIGHTS: dict[str, int] = {
     "faults": 5,
     "kill_worker": 4,
     "redis_restart": 2,
+    "redis_failover": 2,
 }
 
 
@@ -65,11 +66,17 @@ class Schedule:
     workers: int
     events: tuple[Event, ...]
 
+    @property
+    def sentinel(self) -> bool:
+        """Redis runs behind a sentinel, with a replica, when the schedule fails it over."""
+        return any(e.kind == "redis_failover" for e in self.events)
+
     def describe(self) -> str:
         """The printed schedule: a header line, then one line per event."""
         head = (
             f"chaos seed={self.seed} minutes={self.minutes:g} services={self.services} "
-            f"accounts={self.accounts} workers={self.workers} events={len(self.events)}"
+            f"accounts={self.accounts} workers={self.workers} events={len(self.events)} "
+            f"redis={'sentinel' if self.sentinel else 'single'}"
         )
         return "\n".join([head, *(e.describe() for e in self.events)])
 

@@ -167,6 +167,34 @@ def test_stopping_someone_elses_deployment_is_caught() -> None:
     assert violated(own) == {}
 
 
+def test_a_stop_of_a_deployment_whose_record_lacks_the_arn_is_matched_by_revision() -> None:
+    """Records need not hold the service deployment's ARN: Conveyor's own stop is recognised
+    by the revision its deployment made, and an outside revision's stop still is not."""
+    history = clean()
+    history.deployments["d2"]["service_deployment_arn"] = None
+    history.ecs[f"{ACCOUNT}/demo/web"]["deployments"][2]["rollback_reason"] = (
+        "Service deployment rollback requested by StopServiceDeployment."
+    )
+    history.ecs[f"{ACCOUNT}/demo/web"]["deployments"][2]["status"] = "SUCCESSFUL"
+    assert violated(history) == {}
+    history.deployments["d2"]["ecs_deployment_id"] = None  # it never made an ECS deployment
+    assert list(violated(history)) == ["Conveyor never stopped a deployment it did not make"]
+
+
+def test_deployments_of_waves_a_release_never_reached_need_no_record() -> None:
+    history = clean()
+    history.releases["r1"] = dict(
+        history.releases["r1"], state="cancelled", wave=0, cancel_requested_at=30.0
+    )
+    history.deployments.pop("d2")
+    history.revisions.pop("d2")
+    assert violated(history) == {}
+    history.releases["r1"]["wave"] = 1  # it did reach the second wave: d2 is lost
+    assert violated(history) == {
+        "no accepted job was lost": ["deployment d2 of release r1 has no record"]
+    }
+
+
 def test_a_cancelled_release_that_started_another_wave_is_caught() -> None:
     history = clean()
     history.releases["r1"] = dict(
