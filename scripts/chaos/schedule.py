@@ -29,6 +29,7 @@ WEIGHTS: dict[str, int] = {
     "update_broken": 5,
     "update_secret": 4,
     "restart": 6,
+    "fargate": 3,
     "release": 8,
     "race": 5,
     "outside": 6,
@@ -122,6 +123,9 @@ def draw(
         args: dict[str, Any] = {}
         if kind in ("update", "update_broken", "update_secret", "restart", "outside"):
             args = {"service": _service(rng, services, accounts), "version": version}
+        elif kind == "fargate":
+            # A few stacks, so that most applies update a stack another one created.
+            args = {"stack": rng.randrange(3), "version": version}
         elif kind == "race":
             args = {
                 "service": _service(rng, services, accounts),
