@@ -65,7 +65,8 @@ def service_name(account: int, number: int) -> str:
 class RedisServer:
     """A redis-server with AOF on, on a fixed port and directory, so it can restart in place."""
 
-    def __init__(self, workdir: Path, name: str = "redis") -> None:
+    def __init__(self, workdir: Path, name: str = "redis", options: tuple[str, ...] = ()) -> None:
+        self.options = options
         self.port = free_port()
         self.dir = workdir / name
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -81,6 +82,7 @@ class RedisServer:
                 [
                     redis_server_binary(),
                     *extra,
+                    *self.options,
                     "--port",
                     str(self.port),
                     "--bind",
@@ -145,9 +147,12 @@ class Redis:
 
     def __init__(self, workdir: Path, *, sentinel: bool) -> None:
         self.sentinel = sentinel
-        self.nodes = [RedisServer(workdir, "redis")]
+        # As docs/operations.md advises behind Sentinel: a primary that has lost its replica
+        # refuses writes, so that one demoted a moment later cannot take enqueues with it.
+        options = ("--min-replicas-to-write", "1", "--min-replicas-max-lag", "10")
+        self.nodes = [RedisServer(workdir, "redis", options if sentinel else ())]
         if sentinel:
-            self.nodes.append(RedisServer(workdir, "redis-b"))
+            self.nodes.append(RedisServer(workdir, "redis-b", options))
         self.sentinel_port = free_port()
         self.workdir = workdir
         self.sentinel_proc: subprocess.Popen[bytes] | None = None
@@ -183,7 +188,7 @@ class Redis:
         conf.write_text(
             f"port {self.sentinel_port}\nbind 127.0.0.1\ndir {self.workdir}\n"
             f"sentinel monitor mymaster 127.0.0.1 {self.nodes[0].port} 1\n"
-            "sentinel down-after-milliseconds mymaster 1000\n"
+            "sentinel down-after-milliseconds mymaster 2000\n"
             "sentinel failover-timeout mymaster 5000\n"
         )
         with (self.workdir / "sentinel.log").open("ab") as log:
