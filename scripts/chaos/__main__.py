@@ -77,6 +77,7 @@ def main(argv: list[str] | None = None) -> int:
             for kind in ("calls", "throttled", "server_errors", "client_errors")
         )
     )
+    print(f"workers that exited by themselves: {campaign.crashes or 'none'}")
     print("\ninvariants:")
     for result in results:
         print(result.describe())

@@ -289,6 +289,7 @@ class Campaign:
         self.redis_lock = threading.Lock()
         self.fault_generation = 0
         self.notes: list[str] = []
+        self.crashes: list[str] = []
         self.env: dict[str, str] = {}
 
     # -- set-up ---------------------------------------------------------------------------
@@ -521,6 +522,29 @@ class Campaign:
         finally:
             self.worker_locks[index].release()
 
+    def _supervise(self, stop: threading.Event) -> None:
+        """Restart a worker that exited on its own, as systemd's Restart=always would
+        (deploy/), and note it: a crash is part of the history even when nothing is lost."""
+        while not stop.wait(2):
+            for index, lock in enumerate(self.worker_locks):
+                if not lock.acquire(blocking=False):
+                    continue  # the schedule is killing or starting it
+                try:
+                    worker = self.workers[index]
+                    if worker is not None and worker.proc.poll() is not None:
+                        code = worker.proc.returncode
+                        self._note(
+                            f"{self._now():.1f}s worker {index} exited by itself "
+                            f"(code {code}); started again"
+                        )
+                        with self.lock:
+                            self.crashes.append(f"worker {index} exited with {code}")
+                        self._start_worker(index)
+                except Exception as exc:  # noqa: BLE001 - try again at the next round
+                    self._note(f"{self._now():.1f}s supervisor: {exc}")
+                finally:
+                    lock.release()
+
     def _redis_restart(self, args: dict[str, Any]) -> None:
         if not self.redis_lock.acquire(blocking=False):
             self._note(f"{self._now():.1f}s redis_restart skipped: Redis is busy with another")
@@ -644,6 +668,9 @@ class Campaign:
         with self._stack():
             self.start = time.monotonic()
             futures: list[Future[None]] = []
+            stop = threading.Event()
+            supervisor = threading.Thread(target=self._supervise, args=(stop,), daemon=True)
+            supervisor.start()
             with ThreadPoolExecutor(max_workers=24) as pool:
                 for index, event in enumerate(self.schedule.events):
                     delay = event.at - (time.monotonic() - self.start)
@@ -656,6 +683,8 @@ class Campaign:
                         what = self.schedule.events[number].describe()
                         self._note(f"an actor failed: {type(exc).__name__}: {exc} ({what})")
             control(self.endpoint, "DELETE", "faults")
+            stop.set()
+            supervisor.join()
             for index, worker in enumerate(self.workers):
                 if worker is None or worker.proc.poll() is not None:
                     self._note(f"worker {index} was not running at the end; started again")
