@@ -317,7 +317,8 @@ def stops_only_own(history: History) -> Result:
     """Conveyor never rolled back or stopped a deployment it did not make. In a campaign only
     Conveyor calls StopServiceDeployment, so every ECS deployment stopped that way must be one
     of Conveyor's: its record holds the service deployment's ARN, or (a record need not hold
-    it) a record of that service made an ECS deployment of the stopped one's revision.
+    it) a record of that service made an ECS deployment of the stopped one's revision, or
+    registered that revision.
     Outside actors always register revisions of their own, so that match cannot excuse a stop
     of theirs, except of one a Conveyor restart also deployed."""
     ours: set[str] = set()
@@ -326,9 +327,13 @@ def stops_only_own(history: History) -> Result:
             continue
         if record.get("service_deployment_arn"):
             ours.add(str(record["service_deployment_arn"]))
+        key = service_key(record, history.default_account)
         if record.get("ecs_deployment_id") and record.get("task_definition_arn"):
-            key = service_key(record, history.default_account)
             ours.add(f"{key} {record['task_definition_arn']}")
+        # A revision the job registered (tagged with its id): a cancel can adopt and stop
+        # the ECS deployment of it that an update step made but never committed.
+        for arn in history.revisions.get(str(record.get("id")), []):
+            ours.add(f"{key} {arn}")
     out: list[Violation] = []
     checked = 0
     for key, service in history.ecs.items():
