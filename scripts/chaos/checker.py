@@ -262,17 +262,22 @@ def revisions_asked_for(history: History) -> Result:
     return Result("no service runs a revision nobody asked for", len(history.ecs), out)
 
 
+ACTING_STEPS = {"register", "update", "rollback"}
+
+
 def _interval(record: dict[str, Any]) -> tuple[float, float] | None:
-    starts = [float(s.get("at", 0)) for s in record.get("steps") or [] if s.get("step") == "update"]
-    if not starts:
-        return None
+    steps = record.get("steps") or []
+    if not any(s.get("step") in ACTING_STEPS for s in steps):
+        return None  # it never acted on the service (superseded, cancelled while queued)
+    start = min(float(s.get("at", 0)) for s in steps)
     end = record.get("finished_at")
-    return min(starts), float(end) if end is not None else float("inf")
+    return start, float(end) if end is not None else float("inf")
 
 
 def no_overlap(history: History) -> Result:
-    """No two Conveyor deployments overlapped on one service: from the first UpdateService
-    step of one to its final state, no other deployment of that service made an update step."""
+    """No two Conveyor deployments overlapped on one service: each that acted on it finished
+    before the next one's first step (from the first step, not the update step: an update
+    step may have called ECS without committing, as when a cancel fenced it off)."""
     by_service: dict[str, list[tuple[float, float, str]]] = defaultdict(list)
     for deployment_id, record in history.deployments.items():
         if record is None or record.get("kind", "update-existing") != "update-existing":
