@@ -318,7 +318,7 @@ class Campaign:
 
     def _start_worker(self, index: int) -> None:
         attempts = 8
-        for attempt in range(attempts):
+        for _attempt in range(attempts):
             worker = Worker(
                 f"chaos{index}", self._worker_env(index), self.workdir / f"worker-{index}.log"
             )
@@ -327,8 +327,7 @@ class Campaign:
                 worker.wait_ready(self.redis.direct_url, timeout=120)
             except Exception as exc:  # noqa: BLE001 - Redis may be restarting under the probe
                 self._note(f"{self._now():.1f}s worker {index} not ready ({exc}); again")
-                if worker.proc.poll() is None and attempt < attempts - 1:
-                    worker.stop()
+                worker.stop()  # closes its log too
                 time.sleep(3)
             else:
                 return
@@ -539,6 +538,7 @@ class Campaign:
                         )
                         with self.lock:
                             self.crashes.append(f"worker {index} exited with {code}")
+                        worker.stop()  # closes its log
                         self._start_worker(index)
                 except Exception as exc:  # noqa: BLE001 - try again at the next round
                     self._note(f"{self._now():.1f}s supervisor: {exc}")
@@ -687,6 +687,8 @@ class Campaign:
             supervisor.join()
             for index, worker in enumerate(self.workers):
                 if worker is None or worker.proc.poll() is not None:
+                    if worker is not None:
+                        worker.stop()  # closes its log
                     self._note(f"worker {index} was not running at the end; started again")
                     self._start_worker(index)
             self.say(f"schedule played in {self._now():.0f} s; waiting for quiet")

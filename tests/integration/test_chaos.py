@@ -28,5 +28,7 @@ def test_a_fixed_seed_campaign_breaks_no_invariant(tmp_path: Path) -> None:
     assert kinds == set(WEIGHTS)
     history, results = Campaign(schedule, tmp_path, log=lambda _: None).run(quiet_timeout=300)
     assert len(results) == 11
-    assert sum(1 for e in history.enqueues if e["accepted"]) >= 20
+    # Enqueues refused while Redis is away (exit 3) are not accepted and owe nothing; the
+    # campaign must still have given the invariants something to check.
+    assert sum(1 for e in history.enqueues if e["accepted"]) >= 5
     assert [r.describe() for r in results if not r.ok] == []
