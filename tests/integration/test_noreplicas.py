@@ -23,6 +23,27 @@ pytestmark = pytest.mark.integration
 NO_LONE_WRITES = ("--min-replicas-to-write", "1", "--min-replicas-max-lag", "10")
 
 
+def _replica_of(port: int, workdir: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [
+            redis_server_binary(),
+            "--port",
+            str(free_port()),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--dir",
+            str(workdir),
+            "--replicaof",
+            "127.0.0.1",
+            str(port),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+    )
+
+
 def _job() -> UpdateServiceJob:
     return UpdateServiceJob(
         cluster="demo", service="web", images=(ImageUpdate(container="app", image=":2.0.0"),)
