@@ -15,7 +15,7 @@ NO_TESTS_OK := || [ $$? -eq 5 ]
 TOOLS := .venv-tools
 export ECS_DEPLOY_BIN := $(CURDIR)/$(TOOLS)/bin/ecs
 
-.PHONY: help install lock redis packages tools test test-fast test-aws test-e2e test-slow lint typecheck format demo bench clean
+.PHONY: help install lock redis packages tools test test-fast test-aws test-e2e test-slow lint typecheck format demo bench chaos clean
 
 help: ## Show the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -91,6 +91,12 @@ demo: install redis ## Local Redis + local AWS + a worker: one good deployment, 
 FLEET ?= 200
 bench: install redis tools ## Deploy FLEET services with Conveyor and its peers; docs/bench/latest.json
 	$(BIN)/python -m scripts.bench --fleet $(FLEET)
+
+SEED ?= 1
+MINUTES ?= 5
+CHAOS_ARGS ?=
+chaos: install redis ## A seeded fault campaign (SEED=N MINUTES=M); prints each invariant's result
+	$(BIN)/python -m scripts.chaos --seed $(SEED) --minutes $(MINUTES) $(CHAOS_ARGS)
 
 clean: ## Remove the virtualenv and caches
 	rm -rf $(VENV) $(TOOLS) .mypy_cache .ruff_cache .pytest_cache .hypothesis *.egg-info

@@ -50,7 +50,8 @@ T = TypeVar("T")
 # The setting that bounds how long a producer rides out an outage; named in every give-up.
 RETRY_SETTING = "CONVEYOR_REDIS_RETRY_SECONDS"
 # Redis is away for now (refused, reset, timed out, loading its AOF, no primary elected yet, or
-# a demoted primary refusing writes), not saying no: worth asking again.
+# a demoted primary refusing writes), not saying no: worth asking again. So is a primary
+# without the replicas min-replicas-to-write asks for (NOREPLICAS, see _no_replicas).
 _TRANSIENT: tuple[type[Exception], ...] = (
     redis.ConnectionError,
     redis.TimeoutError,
@@ -59,6 +60,14 @@ _TRANSIENT: tuple[type[Exception], ...] = (
 # A wrong password is a ConnectionError too, but waiting does not fix it.
 _PERMANENT: tuple[type[Exception], ...] = (AuthenticationError, AuthorizationError)
 _FIRST_DELAY, _MAX_DELAY = 0.25, 2.0
+# What the retry loop catches; a ResponseError other than NOREPLICAS is then raised at once.
+_RETRYABLE: tuple[type[Exception], ...] = (*_TRANSIENT, redis.ResponseError)
+
+
+def _no_replicas(exc: Exception) -> bool:
+    """A primary with ``min-replicas-to-write`` refusing writes until its replica is back
+    (redis-py has no class for it; in a pipeline the code follows the command's name)."""
+    return str(exc).startswith("NOREPLICAS") or "error: NOREPLICAS" in str(exc)
 
 
 class ConveyorUnavailableError(ProducerError):
@@ -129,7 +138,11 @@ class ConveyorClient:
                     f"cannot {doing} {self.settings.redis_display}: {type(exc).__name__}; "
                     "check the password in CONVEYOR_REDIS_URL"
                 ) from exc
-            except _TRANSIENT as exc:
+            except _RETRYABLE as exc:
+                if not isinstance(exc, _TRANSIENT) and not _no_replicas(exc):
+                    raise ConveyorUnavailableError(
+                        f"cannot {doing} {self.settings.redis_display}: {type(exc).__name__}"
+                    ) from exc
                 now = time.monotonic()
                 started = now if started is None else started
                 waited = now - started

@@ -1,0 +1,460 @@
+"""The campaign's checker: invariants over a recorded history. Pure: no clock, no I/O.
+
+A history is plain data (what the runner read from Redis, the local AWS and the logs once
+the system was quiet); :func:`check` returns one :class:`Result` per invariant, each with its
+violations and, for each violation, the events that led to it.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+TERMINAL = {"succeeded", "failed", "rolled_back", "superseded", "cancelled"}
+RELEASE_TERMINAL = {"succeeded", "failed", "cancelled"}
+# ECS service deployment statuses a failed or rolled-back verdict cannot sit beside.
+SUCCESS = "SUCCESSFUL"
+STOP_REASON = "StopServiceDeployment"  # ECS's reason on a rollback somebody asked for
+
+
+@dataclass
+class History:
+    """What a campaign did and what the system looked like when quiet.
+
+    * ``enqueues``: one per job the campaign submitted: ``id`` (None when refused), ``kind``
+      (update, restart, release, plan), ``service`` (a service key) or ``services``, ``at``,
+      ``accepted``, ``exit_code``, ``error``.
+    * ``deployments`` / ``releases``: the final records by id (None when Redis has none).
+    * ``ecs``: per service key (``account/cluster/service``): ``task_definition`` (what it runs)
+      and ``deployments`` (ECS's history: ``arn``, ``status``, ``task_definition``,
+      ``status_reason``, ``rollback_reason``).
+    * ``asked``: per service key, the revisions someone outside Conveyor asked for (the first
+      one included).
+    * ``revisions``: per deployment id, the task definitions tagged with it.
+    * ``leftovers``: Redis structures of unfinished work, with how many entries each still
+      held when quiet; ``untimed``: keys of finished work that have no expiry.
+    * ``secret_hits``: where the secret canary value was found (Redis key, log file, metrics).
+    * ``aws_calls``: the local AWS's counters of ECS calls (``calls``, ``throttled``,
+      ``server_errors``, ``client_errors`` by operation) up to the quiet point; it keeps no
+      per-call log, so these are the AWS side of the history.
+    """
+
+    enqueues: list[dict[str, Any]] = field(default_factory=list)
+    deployments: dict[str, dict[str, Any] | None] = field(default_factory=dict)
+    releases: dict[str, dict[str, Any] | None] = field(default_factory=dict)
+    ecs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    asked: dict[str, list[str]] = field(default_factory=dict)
+    revisions: dict[str, list[str]] = field(default_factory=dict)
+    leftovers: dict[str, int] = field(default_factory=dict)
+    untimed: list[str] = field(default_factory=list)
+    secret_hits: list[str] = field(default_factory=list)
+    aws_calls: dict[str, dict[str, int]] = field(default_factory=dict)
+    default_account: str = "123456789012"
+
+
+@dataclass
+class Violation:
+    """One breach of an invariant, with the events that led to it."""
+
+    message: str
+    events: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Result:
+    """An invariant, how many things it looked at, and its violations."""
+
+    name: str
+    checked: int
+    violations: list[Violation]
+
+    @property
+    def ok(self) -> bool:
+        """True when nothing broke it."""
+        return not self.violations
+
+    def describe(self) -> str:
+        """The printed result: a line for the invariant, then each violation with its events."""
+        lines = [f"[{'ok' if self.ok else 'VIOLATED'}] {self.name} ({self.checked} checked)"]
+        for violation in self.violations:
+            lines.append(f"    - {violation.message}")
+            lines.extend(f"        {event}" for event in violation.events)
+        return "\n".join(lines)
+
+
+def service_key(record: dict[str, Any], default_account: str) -> str:
+    """``account/cluster/service`` of a deployment record, with real account ids."""
+    account = record.get("account")
+    role = (record.get("job") or {}).get("role_arn")
+    if not account and isinstance(role, str) and role.count(":") >= 4:
+        account = role.split(":")[4]
+    cluster = str(record.get("cluster", "")).rsplit("/", 1)[-1]
+    service = str(record.get("service", "")).rsplit("/", 1)[-1]
+    return f"{account or default_account}/{cluster}/{service}"
+
+
+def _steps(record: dict[str, Any]) -> str:
+    steps = record.get("steps") or []
+    return " ".join(f"{s.get('step')}:{s.get('status')}@{s.get('at', 0):.1f}" for s in steps)
+
+
+def _about(record: dict[str, Any] | None, deployment_id: str) -> str:
+    if record is None:
+        return f"deployment {deployment_id}: no record"
+    return (
+        f"deployment {deployment_id} {record.get('state')} on {record.get('service')} "
+        f"td={record.get('task_definition_arn')} ecs={record.get('service_deployment_arn')} "
+        f"superseded_by={record.get('superseded_by')} reason={record.get('reason')!r} "
+        f"steps=[{_steps(record)}]"
+    )
+
+
+def _enqueue_line(enqueue: dict[str, Any]) -> str:
+    return (
+        f"enqueue {enqueue.get('kind')} at {enqueue.get('at', 0):.1f}s id={enqueue.get('id')} "
+        f"exit={enqueue.get('exit_code')} error={enqueue.get('error')!r}"
+    )
+
+
+def _ecs_line(entry: dict[str, Any]) -> str:
+    return (
+        f"ECS {entry.get('arn')} {entry.get('status')} td={entry.get('task_definition')} "
+        f"reason={entry.get('status_reason')!r} rollback={entry.get('rollback_reason')!r}"
+    )
+
+
+def _accepted(history: History) -> list[dict[str, Any]]:
+    return [e for e in history.enqueues if e.get("accepted") and e.get("kind") != "plan"]
+
+
+def terminal(history: History) -> Result:
+    """Every accepted job reached a terminal state."""
+    out: list[Violation] = []
+    accepted = _accepted(history)
+    for enqueue in accepted:
+        job_id = str(enqueue["id"])
+        if enqueue["kind"] == "release":
+            release = history.releases.get(job_id)
+            if release is not None and release.get("state") not in RELEASE_TERMINAL:
+                out.append(
+                    Violation(
+                        f"release {job_id} is {release.get('state')}",
+                        [_enqueue_line(enqueue), f"release waves={release.get('waves')}"],
+                    )
+                )
+            continue
+        record = history.deployments.get(job_id)
+        if record is not None and record.get("state") not in TERMINAL:
+            out.append(
+                Violation(
+                    f"deployment {job_id} is {record.get('state')}",
+                    [_enqueue_line(enqueue), _about(record, job_id)],
+                )
+            )
+    return Result("every accepted job reached a terminal state", len(accepted), out)
+
+
+def not_lost(history: History) -> Result:
+    """No accepted job was lost: each has its record, and so has every release's deployment."""
+    out: list[Violation] = []
+    accepted = _accepted(history)
+    for enqueue in accepted:
+        job_id = str(enqueue["id"])
+        store = history.releases if enqueue["kind"] == "release" else history.deployments
+        if store.get(job_id) is None:
+            out.append(
+                Violation(f"{enqueue['kind']} {job_id} has no record", [_enqueue_line(enqueue)])
+            )
+    for release_id, release in history.releases.items():
+        # A release creates its deployments wave by wave: those of waves it never reached
+        # (cancelled, or stopped by a failed wave) have ids but no records, by design.
+        reached = int((release or {}).get("wave") or 0)
+        for wave in ((release or {}).get("waves") or [])[: reached + 1]:
+            for deployment_id in wave:
+                if history.deployments.get(deployment_id) is None:
+                    out.append(
+                        Violation(
+                            f"deployment {deployment_id} of release {release_id} has no record",
+                            [f"release {release_id} {(release or {}).get('state')}"],
+                        )
+                    )
+    return Result("no accepted job was lost", len(accepted), out)
+
+
+def _ecs_entries(history: History, record: dict[str, Any]) -> list[dict[str, Any]]:
+    key = service_key(record, history.default_account)
+    return list((history.ecs.get(key) or {}).get("deployments") or [])
+
+
+def verdicts_agree(history: History) -> Result:
+    """Every verdict agrees with ECS's deployment history."""
+    out: list[Violation] = []
+    checked = 0
+    for deployment_id, record in history.deployments.items():
+        if record is None or record.get("kind", "update-existing") != "update-existing":
+            continue
+        state = record.get("state")
+        arn = record.get("service_deployment_arn")
+        entries = _ecs_entries(history, record)
+        ours = [e for e in entries if arn and e.get("arn") == arn]
+        checked += 1
+        if state == "superseded" and (arn or record.get("ecs_deployment_id")):
+            out.append(
+                Violation(
+                    f"deployment {deployment_id} is superseded (never started) but made an "
+                    "ECS deployment",
+                    [_about(record, deployment_id), *map(_ecs_line, ours)],
+                )
+            )
+        if state == "succeeded":
+            td = record.get("task_definition_arn")
+            if arn:
+                good = [e for e in ours if e.get("status") == SUCCESS]
+            else:
+                good = [
+                    e
+                    for e in entries
+                    if e.get("status") == SUCCESS and e.get("task_definition") == td
+                ]
+            if not good or any(e.get("task_definition") != td for e in good):
+                out.append(
+                    Violation(
+                        f"deployment {deployment_id} reports succeeded, but ECS has no "
+                        f"SUCCESSFUL deployment of {td} for it",
+                        [_about(record, deployment_id), *map(_ecs_line, ours or entries)],
+                    )
+                )
+        if state in ("failed", "rolled_back") and any(e.get("status") == SUCCESS for e in ours):
+            out.append(
+                Violation(
+                    f"deployment {deployment_id} reports {state}, but ECS says its deployment "
+                    "was SUCCESSFUL",
+                    [_about(record, deployment_id), *map(_ecs_line, ours)],
+                )
+            )
+    return Result("every verdict agrees with ECS's deployment history", checked, out)
+
+
+def revisions_asked_for(history: History) -> Result:
+    """No service runs a revision that no accepted job or outside actor asked for."""
+    asked: dict[str, set[str]] = defaultdict(set)
+    for key, arns in history.asked.items():
+        asked[key].update(arns)
+    for record in history.deployments.values():
+        if record is not None:
+            key = service_key(record, history.default_account)
+            for arn in (record.get("task_definition_arn"), record.get("base_task_definition_arn")):
+                if arn:
+                    asked[key].add(str(arn))
+    out: list[Violation] = []
+    for key, service in history.ecs.items():
+        running = service.get("task_definition")
+        if running and running not in asked[key]:
+            out.append(
+                Violation(
+                    f"{key} runs {running}, which nobody asked for",
+                    [f"asked for: {sorted(asked[key])}"],
+                )
+            )
+    return Result("no service runs a revision nobody asked for", len(history.ecs), out)
+
+
+ACTING_STEPS = {"register", "update", "rollback"}
+
+
+def _interval(record: dict[str, Any]) -> tuple[float, float] | None:
+    steps = record.get("steps") or []
+    if not any(s.get("step") in ACTING_STEPS for s in steps):
+        return None  # it never acted on the service (superseded, cancelled while queued)
+    start = min(float(s.get("at", 0)) for s in steps)
+    end = record.get("finished_at")
+    return start, float(end) if end is not None else float("inf")
+
+
+def no_overlap(history: History) -> Result:
+    """No two Conveyor deployments overlapped on one service: each that acted on it finished
+    before the next one's first step (from the first step, not the update step: an update
+    step may have called ECS without committing, as when a cancel fenced it off)."""
+    by_service: dict[str, list[tuple[float, float, str]]] = defaultdict(list)
+    for deployment_id, record in history.deployments.items():
+        if record is None or record.get("kind", "update-existing") != "update-existing":
+            continue
+        interval = _interval(record)
+        if interval is not None:
+            key = service_key(record, history.default_account)
+            by_service[key].append((interval[0], interval[1], deployment_id))
+    out: list[Violation] = []
+    for key, intervals in by_service.items():
+        intervals.sort()
+        for (start_a, end_a, a), (start_b, _end_b, b) in itertools.pairwise(intervals):
+            if start_b < end_a:
+                out.append(
+                    Violation(
+                        f"{key}: deployment {b} updated at {start_b:.2f} while {a} ran "
+                        f"({start_a:.2f}..{end_a:.2f})",
+                        [
+                            _about(history.deployments[a], a),
+                            _about(history.deployments[b], b),
+                        ],
+                    )
+                )
+    checked = sum(len(v) for v in by_service.values())
+    return Result("no two Conveyor deployments overlapped on one service", checked, out)
+
+
+def one_revision_per_job(history: History) -> Result:
+    """No job registered more than one revision."""
+    out = [
+        Violation(
+            f"deployment {job_id} registered {len(arns)} revisions: {sorted(arns)}",
+            [_about(history.deployments.get(job_id), job_id)],
+        )
+        for job_id, arns in history.revisions.items()
+        if len(set(arns)) > 1
+    ]
+    return Result("no job registered more than one revision", len(history.revisions), out)
+
+
+def stops_only_own(history: History) -> Result:
+    """Conveyor never rolled back or stopped a deployment it did not make. In a campaign only
+    Conveyor calls StopServiceDeployment, so every ECS deployment stopped that way must be one
+    of Conveyor's: its record holds the service deployment's ARN, or (a record need not hold
+    it) a record of that service made an ECS deployment of the stopped one's revision, or
+    registered that revision.
+    Outside actors always register revisions of their own, so that match cannot excuse a stop
+    of theirs, except of one a Conveyor restart also deployed."""
+    ours: set[str] = set()
+    for record in history.deployments.values():
+        if record is None:
+            continue
+        if record.get("service_deployment_arn"):
+            ours.add(str(record["service_deployment_arn"]))
+        key = service_key(record, history.default_account)
+        if record.get("ecs_deployment_id") and record.get("task_definition_arn"):
+            ours.add(f"{key} {record['task_definition_arn']}")
+        # A revision the job registered (tagged with its id): a cancel can adopt and stop
+        # the ECS deployment of it that an update step made but never committed.
+        for arn in history.revisions.get(str(record.get("id")), []):
+            ours.add(f"{key} {arn}")
+    out: list[Violation] = []
+    checked = 0
+    for key, service in history.ecs.items():
+        for entry in service.get("deployments") or []:
+            if STOP_REASON in str(entry.get("rollback_reason") or ""):
+                checked += 1
+                made = f"{key} {entry.get('task_definition')}"
+                if entry.get("arn") not in ours and made not in ours:
+                    out.append(
+                        Violation(
+                            f"ECS deployment {entry.get('arn')} was stopped, and no Conveyor "
+                            "deployment made it",
+                            [_ecs_line(entry)],
+                        )
+                    )
+    return Result("Conveyor never stopped a deployment it did not make", checked, out)
+
+
+def _carrier(history: History, deployment_id: str) -> tuple[str, dict[str, Any] | None]:
+    seen: set[str] = set()
+    record = history.deployments.get(deployment_id)
+    while record is not None and record.get("state") == "superseded":
+        nxt = record.get("superseded_by")
+        if not nxt or nxt in seen:
+            break
+        seen.add(nxt)
+        deployment_id, record = nxt, history.deployments.get(nxt)
+    return deployment_id, record
+
+
+def releases_live(history: History) -> Result:
+    """A release that reports succeeded has every change live: each of its deployments
+    succeeded, or was superseded by a chain of deployments whose last one succeeded."""
+    out: list[Violation] = []
+    checked = 0
+    for release_id, release in history.releases.items():
+        if release is None or release.get("state") != "succeeded":
+            continue
+        checked += 1
+        for wave in release.get("waves") or []:
+            for deployment_id in wave:
+                carrier_id, carrier = _carrier(history, deployment_id)
+                if carrier is None or carrier.get("state") != "succeeded":
+                    events = [_about(history.deployments.get(deployment_id), deployment_id)]
+                    if carrier_id != deployment_id:
+                        events.append(_about(carrier, carrier_id))
+                    out.append(
+                        Violation(
+                            f"release {release_id} reports succeeded, but its change in "
+                            f"deployment {deployment_id} ended "
+                            f"{(carrier or {}).get('state')} (carried by {carrier_id})",
+                            events,
+                        )
+                    )
+    return Result("a succeeded release has every change live", checked, out)
+
+
+def cancelled_releases_stopped(history: History) -> Result:
+    """A cancelled release started nothing after the cancel: no deployment of it was created
+    after the cancel was recorded."""
+    out: list[Violation] = []
+    checked = 0
+    for release_id, release in history.releases.items():
+        if release is None or release.get("cancel_requested_at") is None:
+            continue
+        checked += 1
+        cancel_at = float(release["cancel_requested_at"])
+        for wave in release.get("waves") or []:
+            for deployment_id in wave:
+                record = history.deployments.get(deployment_id)
+                if record is not None and float(record.get("created_at", 0)) > cancel_at:
+                    out.append(
+                        Violation(
+                            f"release {release_id} was cancelled at {cancel_at:.2f}, and "
+                            f"deployment {deployment_id} was created after, at "
+                            f"{float(record.get('created_at', 0)):.2f}",
+                            [_about(record, deployment_id)],
+                        )
+                    )
+    return Result("a cancelled release started nothing after the cancel", checked, out)
+
+
+def bounded_keys(history: History) -> Result:
+    """No key grows without bound: when quiet, the structures of unfinished work are empty,
+    and every key of finished work expires."""
+    out = [
+        Violation(f"{name} still holds {count} entries when quiet")
+        for name, count in sorted(history.leftovers.items())
+        if count
+    ]
+    out += [Violation(f"{key} never expires") for key in history.untimed]
+    checked = len(history.leftovers) + len(history.deployments) + len(history.releases)
+    return Result("no key grows without bound", checked, out)
+
+
+def no_secrets(history: History) -> Result:
+    """No secret value appears in Redis, the logs or the metrics."""
+    out = [Violation(f"the secret value appears in {where}") for where in history.secret_hits]
+    return Result("no secret value appears in Redis, the logs or the metrics", 1, out)
+
+
+INVARIANTS: tuple[Callable[[History], Result], ...] = (
+    terminal,
+    not_lost,
+    verdicts_agree,
+    revisions_asked_for,
+    no_overlap,
+    one_revision_per_job,
+    stops_only_own,
+    releases_live,
+    cancelled_releases_stopped,
+    bounded_keys,
+    no_secrets,
+)
+
+
+def check(history: History) -> list[Result]:
+    """Every invariant's result on ``history``, in a fixed order."""
+    return [invariant(history) for invariant in INVARIANTS]

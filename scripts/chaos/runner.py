@@ -1,0 +1,882 @@
+"""Play a schedule against real processes and record its history.
+
+The local AWS (real ECS rate limits), a redis-server with AOF on (restarted in place by the
+schedule), several real Celery workers (SIGKILLed and started again), services in two
+accounts (the second through an assumed role). Jobs go in through ConveyorClient, outside
+deployments through boto3 as Terraform would make them. When the schedule is over the faults
+stop, every process is up again, and the runner waits for the system to be quiet before it
+reads the history: the records from Redis, ECS's deployment history and task definitions
+from the local AWS, the workers' logs, their metrics.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import boto3
+import redis
+import yaml
+from botocore.config import Config
+
+from config.settings import Settings
+from localaws.devstack import ROOT, Worker, aws_env, free_port, redis_server_binary
+from localaws.testing import control, create_services, run_local_aws
+from producers.client import ConveyorClient
+from producers.contract.fargate_spec import FargateServiceJob
+from producers.contract.jobs import ContainerSettings, ImageUpdate, UpdateServiceJob
+from producers.contract.releases import ReleaseJob
+from scripts.chaos.checker import History, Result, check
+from scripts.chaos.schedule import Event, Schedule
+
+ACCOUNTS = ("123456789012", "222222222222")
+CLUSTER = "demo"
+CONTAINER = {"name": "app", "image": "registry.local:5000/t/app:1.0.0", "memory": 128}
+# A value no part of Conveyor may ever write down: it goes in as an environment value.
+SECRET = "chaos-canary-7f3e9b1d"  # noqa: S105 - a canary, not a credential
+# Fargate applies start from the sample spec for the demo world (default account only).
+FARGATE_SPEC = ROOT / "deploy" / "examples" / "fargate-demo.yaml"
+FARGATE_IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/demo/web"
+EXIT_CODES = {
+    "succeeded": 0,
+    "failed": 1,
+    "rolled_back": 1,
+    "superseded": 4,
+    "cancelled": 5,
+}
+
+
+def service_name(account: int, number: int) -> str:
+    """The real name of the schedule's service ``(account, number)``."""
+    return f"a{account}-svc-{number}"
+
+
+class RedisServer:
+    """A redis-server with AOF on, on a fixed port and directory, so it can restart in place."""
+
+    def __init__(self, workdir: Path, name: str = "redis", options: tuple[str, ...] = ()) -> None:
+        self.options = options
+        self.port = free_port()
+        self.dir = workdir / name
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, replica_of: int | None = None) -> None:
+        """Start it and wait until it answers (the AOF is loaded by then); ``replica_of``
+        makes it a replica of the server on that port."""
+        extra = ["--replicaof", "127.0.0.1", str(replica_of)] if replica_of else []
+        with (self.dir / "redis.log").open("ab") as log:  # the server keeps its own copy
+            self.proc = subprocess.Popen(
+                [
+                    redis_server_binary(),
+                    *extra,
+                    *self.options,
+                    "--port",
+                    str(self.port),
+                    "--bind",
+                    "127.0.0.1",
+                    "--dir",
+                    str(self.dir),
+                    "--appendonly",
+                    "yes",
+                    "--save",
+                    "",
+                    "--loglevel",
+                    "warning",
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        client = redis.Redis.from_url(self.url)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                client.ping()
+                break
+            except (redis.ConnectionError, redis.BusyLoadingError):
+                if time.monotonic() > deadline or self.proc.poll() is not None:
+                    raise RuntimeError("redis-server did not start") from None
+                time.sleep(0.05)
+        client.close()
+
+    def stop(self) -> None:
+        """SIGTERM: it writes its AOF and exits, as a restart by an operator would."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def kill(self) -> None:
+        """SIGKILL, as a machine failure would."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def _until(check: Any, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if check():
+                return
+        except redis.RedisError:
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{what} did not happen within {timeout:.0f} s")
+        time.sleep(0.2)
+
+
+class Redis:
+    """Conveyor's Redis in a campaign: one server, or (``sentinel``) a primary, a replica and
+    a sentinel, so that the schedule can fail the primary over."""
+
+    def __init__(self, workdir: Path, *, sentinel: bool) -> None:
+        self.sentinel = sentinel
+        # As docs/operations.md advises behind Sentinel: a primary that has lost its replica
+        # refuses writes, so that one demoted a moment later cannot take enqueues with it.
+        options = ("--min-replicas-to-write", "1", "--min-replicas-max-lag", "10")
+        self.nodes = [RedisServer(workdir, "redis", options if sentinel else ())]
+        if sentinel:
+            self.nodes.append(RedisServer(workdir, "redis-b", options))
+        self.sentinel_port = free_port()
+        self.workdir = workdir
+        self.sentinel_proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        """What workers and producers are given (``sentinel://`` with a sentinel)."""
+        if self.sentinel:
+            return f"sentinel://127.0.0.1:{self.sentinel_port}/0"
+        return self.nodes[0].url
+
+    def primary(self) -> RedisServer:
+        """The server that is the primary now (the sentinel's answer, with a sentinel)."""
+        if not self.sentinel:
+            return self.nodes[0]
+        sentinel: Any = redis.Redis(port=self.sentinel_port)
+        _, port = sentinel.execute_command("SENTINEL", "get-master-addr-by-name", "mymaster")
+        sentinel.close()
+        return next(n for n in self.nodes if n.port == int(port))
+
+    @property
+    def direct_url(self) -> str:
+        """The primary's own URL, for the campaign's reads."""
+        return self.primary().url
+
+    def start(self) -> None:
+        """Start the servers (and the sentinel, once it knows the replica)."""
+        self.nodes[0].start()
+        if not self.sentinel:
+            return
+        self.nodes[1].start(replica_of=self.nodes[0].port)
+        conf = self.workdir / "sentinel.conf"
+        conf.write_text(
+            f"port {self.sentinel_port}\nbind 127.0.0.1\ndir {self.workdir}\n"
+            f"sentinel monitor mymaster 127.0.0.1 {self.nodes[0].port} 1\n"
+            "sentinel down-after-milliseconds mymaster 2000\n"
+            "sentinel failover-timeout mymaster 5000\n"
+        )
+        with (self.workdir / "sentinel.log").open("ab") as log:
+            self.sentinel_proc = subprocess.Popen(
+                [redis_server_binary(), str(conf), "--sentinel"], stdout=log, stderr=log
+            )
+        self._replica_known()
+
+    def _replica_known(self) -> None:
+        def known() -> bool:
+            sentinel = redis.Redis(port=self.sentinel_port)
+            replicas = sentinel.sentinel_slaves("mymaster")
+            sentinel.close()
+            return any(r.get("is_slave") and not r.get("is_disconnected") for r in replicas)
+
+        def in_sync() -> bool:
+            primary = self.primary()
+            other = next(n for n in self.nodes if n is not primary)
+            node = redis.Redis(port=other.port)
+            info = node.info("replication")
+            node.close()
+            return bool(
+                info.get("role") == "slave"
+                and int(info.get("master_port", 0)) == primary.port
+                and info.get("master_link_status") == "up"
+                and not int(info.get("master_sync_in_progress", 0))
+            )
+
+        # The sentinel learns of replicas from the primary's INFO, every 10 s: a failover
+        # before that finds "no good replica". And a node that comes back must have synced
+        # from the primary before the next failover: replication is asynchronous, so
+        # promoting it earlier would drop what the primary acknowledged meanwhile (Redis's
+        # documented limit, not a Conveyor fault; the campaign leaves it out).
+        _until(known, 90, "the sentinel learning of the replica")
+        _until(in_sync, 90, "the replica syncing from the primary")
+
+    def restart(self, down: float) -> None:
+        """Stop the primary (SIGTERM), wait ``down`` seconds, start it again in place. With a
+        sentinel a long enough stop fails over; the server then comes back as a replica."""
+        node = self.primary()
+        node.stop()
+        time.sleep(down)
+        node.start()
+        if self.sentinel:
+            self._replica_known()
+
+    def failover(self) -> None:
+        """SIGKILL the primary; the sentinel promotes the replica; the old primary comes back
+        as the new one's replica, so that a later failover is possible."""
+        old = self.primary()
+        new = next(n for n in self.nodes if n is not old)
+        old.kill()
+        _until(lambda: self.primary() is new, 60, "the sentinel promoting the replica")
+        old.start(replica_of=new.port)
+        self._replica_known()
+
+    def stop(self) -> None:
+        """Stop everything."""
+        if self.sentinel_proc is not None and self.sentinel_proc.poll() is None:
+            self.sentinel_proc.kill()
+            self.sentinel_proc.wait()
+        for node in self.nodes:
+            node.stop()
+
+
+def _ecs(endpoint: str, account: int) -> Any:
+    client: Any = boto3.client(
+        "ecs",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        config=Config(retries={"mode": "legacy", "max_attempts": 10}),
+    )
+    if account:
+
+        def in_account(request: Any, **_: Any) -> None:
+            request.headers["x-moto-account-id"] = ACCOUNTS[account]
+
+        client.meta.events.register("before-sign.ecs.*", in_account)
+    return client
+
+
+class Campaign:
+    """One campaign: the processes, the actors, the history they leave."""
+
+    def __init__(self, schedule: Schedule, workdir: Path, *, log: Any = print) -> None:
+        self.schedule = schedule
+        self.workdir = workdir
+        self.say = log
+        self.history = History(default_account=ACCOUNTS[0])
+        self.lock = threading.Lock()
+        self.start = 0.0
+        self.endpoint = ""
+        self.redis = Redis(workdir, sentinel=schedule.sentinel)
+        self.workers: list[Worker | None] = []
+        self.worker_locks = [threading.Lock() for _ in range(schedule.workers)]
+        self.redis_lock = threading.Lock()
+        self.fault_generation = 0
+        self.notes: list[str] = []
+        self.crashes: list[str] = []
+        self.env: dict[str, str] = {}
+
+    # -- set-up ---------------------------------------------------------------------------
+
+    def _now(self) -> float:
+        return round(time.monotonic() - self.start, 2)
+
+    def _key(self, service: list[int]) -> str:
+        return f"{ACCOUNTS[service[0]]}/{CLUSTER}/{service_name(*service)}"
+
+    def _names(self) -> list[list[int]]:
+        return [
+            [i % self.schedule.accounts, i // self.schedule.accounts]
+            for i in range(self.schedule.services)
+        ]
+
+    def _worker_env(self, index: int) -> dict[str, str]:
+        env = dict(self.env)
+        # A fresh port each start: the children of a SIGKILLed worker hold its socket a moment.
+        self.metrics_ports[index] = free_port()
+        env["CONVEYOR_METRICS_PORT"] = str(self.metrics_ports[index])
+        metrics_dir = self.workdir / f"metrics-{index}"
+        metrics_dir.mkdir(exist_ok=True)
+        env["CONVEYOR_METRICS_DIR"] = str(metrics_dir)
+        return env
+
+    def _start_worker(self, index: int) -> None:
+        attempts = 8
+        for _attempt in range(attempts):
+            worker = Worker(
+                f"chaos{index}", self._worker_env(index), self.workdir / f"worker-{index}.log"
+            )
+            self.workers[index] = worker
+            try:
+                worker.wait_ready(self.redis.direct_url, timeout=120)
+            except Exception as exc:  # noqa: BLE001 - Redis may be restarting under the probe
+                self._note(f"{self._now():.1f}s worker {index} not ready ({exc}); again")
+                worker.stop()  # closes its log too
+                time.sleep(3)
+            else:
+                return
+        raise RuntimeError(f"worker {index} did not start {attempts} times running")
+
+    @contextlib.contextmanager
+    def _stack(self) -> Iterator[None]:
+        with run_local_aws(rollout_seconds=2.0, seed="demo") as endpoint:
+            self.endpoint = endpoint
+            for account in range(self.schedule.accounts):
+                names = [service_name(*s) for s in self._names() if s[0] == account]
+                create_services(
+                    endpoint,
+                    names,
+                    containers=[CONTAINER],
+                    desired=1,
+                    account=ACCOUNTS[account] if account else None,
+                )
+                for name in names:
+                    key = f"{ACCOUNTS[account]}/{CLUSTER}/{name}"
+                    self.history.asked[key] = [
+                        _ecs(endpoint, account).describe_services(cluster=CLUSTER, services=[name])[
+                            "services"
+                        ][0]["taskDefinition"]
+                    ]
+            control(endpoint, "POST", "limits", {"enabled": True, "scale": 1})
+            control(endpoint, "DELETE", "stats")
+            self.redis.start()
+            self.env = {
+                **{k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "CONVEYOR_"))},
+                **aws_env(endpoint),
+                "CONVEYOR_REDIS_URL": self.redis.url,
+                "CONVEYOR_POLL_INTERVAL": "1",
+                "CONVEYOR_RECOVERY_INTERVAL": "2",
+                "CONVEYOR_RECOVERY_GRACE": "25",
+                "CONVEYOR_STEP_TIME_LIMIT": "20",
+                "CONVEYOR_LOG_FORMAT": "json",
+            }
+            self.metrics_ports = [free_port() for _ in range(self.schedule.workers)]
+            self.workers = [None] * self.schedule.workers
+            try:
+                for index in range(self.schedule.workers):
+                    self._start_worker(index)
+                self.client = ConveyorClient(Settings(redis_url=self.redis.url))  # type: ignore[arg-type]
+                yield
+            finally:
+                for worker in self.workers:
+                    if worker is not None:
+                        worker.stop()
+                self.redis.stop()
+
+    # -- actors and faults ----------------------------------------------------------------
+
+    def _record_enqueue(self, entry: dict[str, Any]) -> None:
+        with self.lock:
+            self.history.enqueues.append(entry)
+
+    def _job(self, service: list[int], image: str | None, **extra: Any) -> UpdateServiceJob:
+        role = f"arn:aws:iam::{ACCOUNTS[service[0]]}:role/deployer" if service[0] else None
+        images = (ImageUpdate(container="app", image=image),) if image else ()
+        return UpdateServiceJob(
+            cluster=CLUSTER,
+            service=service_name(*service),
+            images=images,
+            role_arn=role,
+            timeout_seconds=300,
+            **extra,
+        )
+
+    def _enqueue(self, kind: str, service: list[int], job: UpdateServiceJob, index: int) -> None:
+        entry: dict[str, Any] = {
+            "kind": kind,
+            "service": self._key(service),
+            "at": self._now(),
+            "event": index,
+            "accepted": False,
+            "id": None,
+            "exit_code": None,
+            "error": None,
+        }
+        try:
+            entry["id"] = self.client.enqueue(job).id
+            entry["accepted"] = True
+        except Exception as exc:  # noqa: BLE001 - a refused enqueue is part of the history
+            entry["error"] = f"{type(exc).__name__}: {exc}"
+            entry["exit_code"] = 3
+        self._record_enqueue(entry)
+
+    def _fargate(self, args: dict[str, Any], index: int) -> None:
+        spec: dict[str, Any] = yaml.safe_load(FARGATE_SPEC.read_text())
+        spec.update(service=f"fg-{args['stack']}", desired_count=1)
+        spec["containers"][0]["image"] = f"{FARGATE_IMAGE}:1.{args['version']}.0"
+        spec["containers"][0]["environment"]["TOKEN"] = SECRET
+        entry: dict[str, Any] = {
+            "kind": "fargate",
+            "service": f"{ACCOUNTS[0]}/{CLUSTER}/{spec['service']}",
+            "at": self._now(),
+            "event": index,
+            "accepted": False,
+            "id": None,
+            "exit_code": None,
+            "error": None,
+        }
+        try:
+            entry["id"] = self.client.enqueue(FargateServiceJob.model_validate(spec)).id
+            entry["accepted"] = True
+        except Exception as exc:  # noqa: BLE001 - a refused enqueue is part of the history
+            entry["error"] = f"{type(exc).__name__}: {exc}"
+            entry["exit_code"] = 3
+        self._record_enqueue(entry)
+
+    def _release_job(self, args: dict[str, Any]) -> ReleaseJob:
+        tag = f":fail-{args['version']}" if args["broken"] else f":2.{args['version']}.0"
+        waves = [
+            [
+                self._job(s, tag if w == len(args["waves"]) - 1 else f":2.{args['version']}.0")
+                for s in wave
+            ]
+            for w, wave in enumerate(args["waves"])
+        ]
+        return ReleaseJob(
+            release=f"chaos-{args['version']}", cluster=CLUSTER, waves=waves, timeout_seconds=300
+        )
+
+    def _outside(self, service: list[int], version: int) -> None:
+        ecs = _ecs(self.endpoint, service[0])
+        name = service_name(*service)
+        key = self._key(service)
+        try:
+            current = ecs.describe_services(cluster=CLUSTER, services=[name])["services"][0]
+            td = ecs.describe_task_definition(taskDefinition=current["taskDefinition"])
+            containers = td["taskDefinition"]["containerDefinitions"]
+            for container in containers:
+                container["image"] = f"registry.local:5000/t/app:outside-{version}"
+            new = ecs.register_task_definition(family=name, containerDefinitions=containers)
+            arn = new["taskDefinition"]["taskDefinitionArn"]
+            with self.lock:
+                self.history.asked.setdefault(key, []).append(arn)
+            ecs.update_service(cluster=CLUSTER, service=name, taskDefinition=arn)
+            self._note(f"{self._now():.1f}s outside deployment of {arn} on {key}")
+        except Exception as exc:  # noqa: BLE001 - Terraform's failures are its own
+            self._note(f"{self._now():.1f}s outside deployment on {key} failed: {exc}")
+
+    def _note(self, text: str) -> None:
+        with self.lock:
+            self.notes.append(text)
+
+    def _cancel(self, args: dict[str, Any], release: bool) -> None:
+        time.sleep(args["delay"])
+        with self.lock:
+            kinds = {"release"} if release else {"update", "restart", "race"}
+            ids = [e["id"] for e in self.history.enqueues if e["accepted"] and e["kind"] in kinds]
+        if not ids:
+            return
+        target = ids[min(len(ids) - 1, int(args["pick"] * len(ids)))]
+        try:
+            if release:
+                self.client.cancel_release(target)
+            else:
+                self.client.cancel(target)
+            self._note(f"{self._now():.1f}s cancel {'release ' if release else ''}{target}")
+        except Exception as exc:  # noqa: BLE001
+            self._note(f"{self._now():.1f}s cancel of {target} failed: {exc}")
+
+    def _faults(self, args: dict[str, Any]) -> None:
+        body = {
+            k: args[k] for k in ("throttle", "server_error", "latency_ms", "operations", "seed")
+        }
+        with self.lock:
+            self.fault_generation += 1
+            generation = self.fault_generation
+        control(self.endpoint, "POST", "faults", body)
+        self._note(f"{self._now():.1f}s faults {body} for {args['seconds']} s")
+        time.sleep(args["seconds"])
+        with self.lock:
+            if generation == self.fault_generation:
+                control(self.endpoint, "DELETE", "faults")
+
+    def _kill_worker(self, args: dict[str, Any]) -> None:
+        index = args["worker"]
+        if not self.worker_locks[index].acquire(blocking=False):
+            self._note(f"{self._now():.1f}s kill of worker {index} skipped: it is down")
+            return
+        try:
+            worker = self.workers[index]
+            if worker is not None:
+                worker.kill()
+                self._note(f"{self._now():.1f}s SIGKILL worker {index}")
+            time.sleep(args["down"])
+            self._start_worker(index)
+        finally:
+            self.worker_locks[index].release()
+
+    def _supervise(self, stop: threading.Event) -> None:
+        """Restart a worker that exited on its own, as systemd's Restart=always would
+        (deploy/), and note it: a crash is part of the history even when nothing is lost."""
+        while not stop.wait(2):
+            for index, lock in enumerate(self.worker_locks):
+                if not lock.acquire(blocking=False):
+                    continue  # the schedule is killing or starting it
+                try:
+                    worker = self.workers[index]
+                    if worker is not None and worker.proc.poll() is not None:
+                        code = worker.proc.returncode
+                        self._note(
+                            f"{self._now():.1f}s worker {index} exited by itself "
+                            f"(code {code}); started again"
+                        )
+                        with self.lock:
+                            self.crashes.append(f"worker {index} exited with {code}")
+                        worker.stop()  # closes its log
+                        self._start_worker(index)
+                except Exception as exc:  # noqa: BLE001 - try again at the next round
+                    self._note(f"{self._now():.1f}s supervisor: {exc}")
+                finally:
+                    lock.release()
+
+    def _redis_restart(self, args: dict[str, Any]) -> None:
+        if not self.redis_lock.acquire(blocking=False):
+            self._note(f"{self._now():.1f}s redis_restart skipped: Redis is busy with another")
+            return
+        try:
+            self._note(f"{self._now():.1f}s redis primary stopped for {args['down']} s")
+            self.redis.restart(args["down"])
+            self._note(f"{self._now():.1f}s redis started again")
+        finally:
+            self.redis_lock.release()
+
+    def _redis_failover(self) -> None:
+        if not self.redis_lock.acquire(blocking=False):
+            self._note(f"{self._now():.1f}s redis_failover skipped: Redis is busy with another")
+            return
+        try:
+            self._note(f"{self._now():.1f}s redis primary SIGKILLed")
+            self.redis.failover()
+            self._note(f"{self._now():.1f}s redis failed over; old primary back as replica")
+        finally:
+            self.redis_lock.release()
+
+    def _plan(self, args: dict[str, Any], index: int) -> None:
+        entry: dict[str, Any] = {
+            "kind": "plan",
+            "at": self._now(),
+            "event": index,
+            "accepted": False,
+            "id": None,
+            "exit_code": None,
+            "error": None,
+        }
+        try:
+            plans = self.client.plan(self._release_job(args), pin_digest=False, timeout=60)
+            entry["accepted"] = True
+            entry["exit_code"] = 1 if any("error" in p for p in plans) else 0
+        except Exception as exc:  # noqa: BLE001
+            entry["error"] = f"{type(exc).__name__}: {exc}"
+            entry["exit_code"] = 3
+        self._record_enqueue(entry)
+
+    def _release(self, args: dict[str, Any], index: int) -> None:
+        entry: dict[str, Any] = {
+            "kind": "release",
+            "at": self._now(),
+            "event": index,
+            "accepted": False,
+            "id": None,
+            "exit_code": None,
+            "error": None,
+        }
+        try:
+            entry["id"] = self.client.release(self._release_job(args)).id
+            entry["accepted"] = True
+        except Exception as exc:  # noqa: BLE001
+            entry["error"] = f"{type(exc).__name__}: {exc}"
+            entry["exit_code"] = 3
+        self._record_enqueue(entry)
+
+    def play(self, event: Event, index: int) -> None:
+        """Carry out one event of the schedule."""
+        args = event.args
+        kind = event.kind
+        version = args.get("version", 0)
+        if kind == "update":
+            self._enqueue(
+                kind, args["service"], self._job(args["service"], f":1.{version}.0"), index
+            )
+        elif kind == "update_broken":
+            job = self._job(args["service"], f":fail-{version}")
+            self._enqueue("update", args["service"], job, index)
+        elif kind == "update_secret":
+            settings = (ContainerSettings(container="app", environment={"TOKEN": SECRET}),)
+            job = self._job(args["service"], f":1.{version}.0", settings=settings)
+            self._enqueue("update", args["service"], job, index)
+        elif kind == "restart":
+            job = self._job(args["service"], None, force_new_deployment=True)
+            self._enqueue(kind, args["service"], job, index)
+        elif kind == "fargate":
+            self._fargate(args, index)
+        elif kind == "race":
+            threads = [
+                threading.Thread(
+                    target=self._enqueue,
+                    args=(
+                        "race",
+                        args["service"],
+                        self._job(args["service"], f":3.{version}.{n}"),
+                        index,
+                    ),
+                )
+                for n in range(args["pipelines"])
+            ]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+        elif kind == "outside":
+            self._outside(args["service"], version)
+        elif kind == "cancel":
+            self._cancel(args, release=False)
+        elif kind == "cancel_release":
+            self._cancel(args, release=True)
+        elif kind == "release":
+            self._release(args, index)
+        elif kind == "plan":
+            self._plan(args, index)
+        elif kind == "faults":
+            self._faults(args)
+        elif kind == "kill_worker":
+            self._kill_worker(args)
+        elif kind == "redis_restart":
+            self._redis_restart(args)
+        elif kind == "redis_failover":
+            self._redis_failover()
+
+    # -- the campaign ---------------------------------------------------------------------
+
+    def run(self, quiet_timeout: float = 600.0) -> tuple[History, list[Result]]:
+        """Play the schedule, wait for quiet, read the history and check it."""
+        with self._stack():
+            self.start = time.monotonic()
+            futures: list[Future[None]] = []
+            stop = threading.Event()
+            supervisor = threading.Thread(target=self._supervise, args=(stop,), daemon=True)
+            supervisor.start()
+            with ThreadPoolExecutor(max_workers=24) as pool:
+                for index, event in enumerate(self.schedule.events):
+                    delay = event.at - (time.monotonic() - self.start)
+                    if delay > 0:
+                        time.sleep(delay)
+                    futures.append(pool.submit(self.play, event, index))
+                for number, future in enumerate(futures):
+                    exc = future.exception()
+                    if exc is not None:
+                        what = self.schedule.events[number].describe()
+                        self._note(f"an actor failed: {type(exc).__name__}: {exc} ({what})")
+            control(self.endpoint, "DELETE", "faults")
+            stop.set()
+            supervisor.join()
+            for index, worker in enumerate(self.workers):
+                if worker is None or worker.proc.poll() is not None:
+                    if worker is not None:
+                        worker.stop()  # closes its log
+                    self._note(f"worker {index} was not running at the end; started again")
+                    self._start_worker(index)
+            self.say(f"schedule played in {self._now():.0f} s; waiting for quiet")
+            quiet = self._wait_quiet(quiet_timeout)
+            self.say(f"quiet after {self._now():.0f} s" if quiet else "NOT quiet at the timeout")
+            _, self.history.aws_calls = control(self.endpoint, "GET", "stats")
+            control(self.endpoint, "DELETE", "limits")
+            self._collect()
+        return self.history, check(self.history)
+
+    def _ids(self) -> tuple[list[str], list[str]]:
+        deployments = [
+            str(e["id"])
+            for e in self.history.enqueues
+            if e["accepted"] and e["kind"] not in ("release", "plan")
+        ]
+        releases = [
+            str(e["id"]) for e in self.history.enqueues if e["accepted"] and e["kind"] == "release"
+        ]
+        return deployments, releases
+
+    def _wait_quiet(self, timeout: float) -> bool:
+        client = redis.Redis.from_url(self.redis.direct_url)
+        deadline = time.monotonic() + timeout
+        try:
+            while time.monotonic() < deadline:
+                deployments, releases = self._ids()
+                pending = 0
+                for release_id in releases:
+                    raw = client.get(f"conveyor:release:{release_id}")
+                    release = json.loads(raw) if raw else {}
+                    if release.get("state") == "running":
+                        pending += 1
+                    deployments += [d for wave in release.get("waves", []) for d in wave]
+                for deployment_id in deployments:
+                    raw = client.get(f"conveyor:deployment:{deployment_id}")
+                    if raw and json.loads(raw).get("state") in ("queued", "running"):
+                        pending += 1
+                _, config = control(self.endpoint, "GET", "config")
+                if pending == 0 and not config.get("active_services"):
+                    return True
+                time.sleep(2)
+            return False
+        finally:
+            client.close()
+
+    def _collect(self) -> None:
+        client = redis.Redis.from_url(self.redis.direct_url)
+        history = self.history
+        deployments, releases = self._ids()
+        for release_id in releases:
+            raw = client.get(f"conveyor:release:{release_id}")
+            history.releases[release_id] = json.loads(raw) if raw else None
+            for wave in (history.releases[release_id] or {}).get("waves", []):
+                deployments += wave
+        for deployment_id in deployments:
+            raw = client.get(f"conveyor:deployment:{deployment_id}")
+            history.deployments[deployment_id] = json.loads(raw) if raw else None
+        for entry in history.enqueues:
+            if entry["accepted"] and entry["kind"] == "release":
+                release = history.releases.get(entry["id"]) or {}
+                entry["exit_code"] = {"succeeded": 0, "failed": 1, "cancelled": 5}.get(
+                    release.get("state", ""), 6
+                )
+            elif entry["accepted"] and entry["kind"] != "plan":
+                record = history.deployments.get(entry["id"]) or {}
+                entry["exit_code"] = EXIT_CODES.get(record.get("state", ""), 6)
+        self._collect_redis(client)
+        client.close()
+        self._collect_ecs()
+        self._collect_secrets()
+
+    def _collect_redis(self, client: redis.Redis) -> None:
+        history = self.history
+        history.leftovers = {
+            "conveyor:due": int(client.zcard("conveyor:due")),
+            "conveyor:releases:active": int(client.zcard("conveyor:releases:active")),
+            "conveyor:service:*:queue": sum(
+                int(client.zcard(k)) for k in client.scan_iter("conveyor:service:*:queue")
+            ),
+            "conveyor:family:*:deployments": sum(
+                int(client.zcard(k)) for k in client.scan_iter("conveyor:family:*:deployments")
+            ),
+            "conveyor:lock:deployment:*": sum(
+                1 for _ in client.scan_iter("conveyor:lock:deployment:*")
+            ),
+            "conveyor:job:*": sum(1 for _ in client.scan_iter("conveyor:job:*")),
+        }
+        for pattern in ("conveyor:deployment:*", "conveyor:release:*", "conveyor:attempted:*"):
+            for key in client.scan_iter(pattern):
+                if client.ttl(key) == -1:
+                    history.untimed.append(key.decode())
+        history.secret_hits += [
+            f"redis key {key.decode()}"
+            for key in client.scan_iter("*")
+            if SECRET.encode() in _value(client, key)
+        ]
+
+    def _collect_ecs(self) -> None:
+        history = self.history
+        for service in self._names():
+            ecs = _ecs(self.endpoint, service[0])
+            name = service_name(*service)
+            key = self._key(service)
+            running = ecs.describe_services(cluster=CLUSTER, services=[name])["services"][0]
+            entries: list[dict[str, Any]] = []
+            arns: list[str] = []
+            token: dict[str, str] = {}
+            while True:  # the SDK has no paginator for it
+                page = ecs.list_service_deployments(
+                    cluster=CLUSTER, service=name, maxResults=100, **token
+                )
+                arns += [d["serviceDeploymentArn"] for d in page["serviceDeployments"]]
+                if not page.get("nextToken"):
+                    break
+                token = {"nextToken": page["nextToken"]}
+            for start in range(0, len(arns), 20):
+                found = ecs.describe_service_deployments(
+                    serviceDeploymentArns=arns[start : start + 20]
+                )
+                targets = [
+                    d.get("targetServiceRevision", {}).get("arn")
+                    for d in found["serviceDeployments"]
+                ]
+                revisions = (
+                    {
+                        r["serviceRevisionArn"]: r["taskDefinition"]
+                        for r in ecs.describe_service_revisions(
+                            serviceRevisionArns=[t for t in targets if t]
+                        )["serviceRevisions"]
+                    }
+                    if any(targets)
+                    else {}
+                )
+                for d in found["serviceDeployments"]:
+                    target = d.get("targetServiceRevision", {}).get("arn")
+                    entries.append(
+                        {
+                            "arn": d["serviceDeploymentArn"],
+                            "status": d.get("status"),
+                            "task_definition": revisions.get(target),
+                            "status_reason": d.get("statusReason"),
+                            "rollback_reason": (d.get("rollback") or {}).get("reason"),
+                        }
+                    )
+            history.ecs[key] = {
+                "task_definition": running["taskDefinition"],
+                "deployments": entries,
+            }
+            for status in ("ACTIVE", "INACTIVE"):
+                for page in ecs.get_paginator("list_task_definitions").paginate(
+                    familyPrefix=name, status=status
+                ):
+                    for arn in page["taskDefinitionArns"]:
+                        tags = ecs.describe_task_definition(taskDefinition=arn, include=["TAGS"])
+                        for tag in tags.get("tags") or []:
+                            if tag["key"] == "conveyor:deployment-id":
+                                history.revisions.setdefault(tag["value"], []).append(arn)
+
+    def _collect_secrets(self) -> None:
+        for log in sorted(self.workdir.glob("worker-*.log")):
+            if SECRET in log.read_text(errors="replace"):
+                self.history.secret_hits.append(f"log {log.name}")
+        for index, port in enumerate(self.metrics_ports):
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+                    if SECRET.encode() in r.read():
+                        self.history.secret_hits.append(f"metrics of worker {index}")
+            except OSError as exc:
+                self._note(f"metrics of worker {index} unreadable: {exc}")
+
+
+def _value(client: Any, key: bytes) -> bytes:
+    kind = client.type(key)
+    if kind == b"string":
+        value: bytes = client.get(key) or b""
+        return value
+    if kind == b"hash":
+        return b"\n".join(b"%s=%s" % kv for kv in client.hgetall(key).items())
+    if kind == b"list":
+        return b"\n".join(client.lrange(key, 0, -1))
+    if kind == b"set":
+        return b"\n".join(client.smembers(key))
+    if kind == b"zset":
+        return b"\n".join(client.zrange(key, 0, -1))
+    return b""
+
+
+def history_json(history: History) -> str:
+    """The history as JSON, for replaying the checker or reading by hand."""
+    return json.dumps(asdict(history), indent=1, sort_keys=True, default=str)

@@ -1,0 +1,163 @@
+"""The campaign's schedule, drawn from the seed alone: the same seed gives the same schedule.
+
+Pure: no clock, no I/O. Times are seconds from the campaign's start. Services are named by
+``(account index, number)``; the runner maps them to real names.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass, field
+from typing import Any
+
+# The ECS operations a fault burst may aim at (those Conveyor's deployments call).
+FAULT_OPERATIONS = (
+    "DescribeServices",
+    "UpdateService",
+    "RegisterTaskDefinition",
+    "DescribeTaskDefinition",
+    "ListTaskDefinitions",
+    "ListServiceDeployments",
+    "DescribeServiceDeployments",
+    "StopServiceDeployment",
+)
+
+# Relative weights of the actors and faults; the schedule draws events by these.
+WEIGHTS: dict[str, int] = {
+    "update": 30,
+    "update_broken": 5,
+    "update_secret": 4,
+    "restart": 6,
+    "fargate": 3,
+    "release": 8,
+    "race": 5,
+    "outside": 6,
+    "cancel": 6,
+    "cancel_release": 3,
+    "plan": 4,
+    "faults": 5,
+    "kill_worker": 4,
+    "redis_restart": 2,
+    "redis_failover": 2,
+}
+
+
+@dataclass(frozen=True)
+class Event:
+    """One thing the campaign does at ``at`` seconds: an actor's job or a fault."""
+
+    at: float
+    kind: str
+    args: dict[str, Any] = field(default_factory=dict)
+
+    def describe(self) -> str:
+        """One line for the printed schedule."""
+        return f"{self.at:7.1f}s  {self.kind:<14} {json.dumps(self.args, sort_keys=True)}"
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """The whole campaign: its parameters and its events, in time order."""
+
+    seed: int
+    minutes: float
+    services: int
+    accounts: int
+    workers: int
+    events: tuple[Event, ...]
+
+    @property
+    def sentinel(self) -> bool:
+        """Redis runs behind a sentinel, with a replica, when the schedule fails it over."""
+        return any(e.kind == "redis_failover" for e in self.events)
+
+    def describe(self) -> str:
+        """The printed schedule: a header line, then one line per event."""
+        head = (
+            f"chaos seed={self.seed} minutes={self.minutes:g} services={self.services} "
+            f"accounts={self.accounts} workers={self.workers} events={len(self.events)} "
+            f"redis={'sentinel' if self.sentinel else 'single'}"
+        )
+        return "\n".join([head, *(e.describe() for e in self.events)])
+
+    def counts(self) -> dict[str, int]:
+        """How many events of each kind."""
+        out: dict[str, int] = {}
+        for event in self.events:
+            out[event.kind] = out.get(event.kind, 0) + 1
+        return dict(sorted(out.items()))
+
+
+def _service(rng: random.Random, services: int, accounts: int) -> list[int]:
+    index = rng.randrange(services)
+    return [index % accounts, index // accounts]
+
+
+def draw(
+    seed: int,
+    minutes: float,
+    *,
+    services: int = 100,
+    accounts: int = 2,
+    workers: int = 3,
+    events_per_minute: float = 40.0,
+) -> Schedule:
+    """Draw the campaign of ``seed``: ``minutes`` long, over ``services`` spread round-robin
+    across ``accounts``, with ``workers`` workers to kill. Events stop at 85 % of the length,
+    so the last jobs have time to finish before the system must be quiet."""
+    if services < accounts or accounts < 1 or workers < 1 or minutes <= 0:
+        raise ValueError(
+            "services must be at least accounts, accounts and workers at least 1, and minutes "
+            "positive"
+        )
+    rng = random.Random(seed)
+    span = minutes * 60 * 0.85
+    kinds = list(WEIGHTS)
+    weights = [WEIGHTS[k] for k in kinds]
+    total = max(1, round(events_per_minute * minutes))
+    events: list[Event] = []
+    for version in range(1, total + 1):
+        at = round(rng.uniform(0, span), 1)
+        kind = rng.choices(kinds, weights)[0]
+        args: dict[str, Any] = {}
+        if kind in ("update", "update_broken", "update_secret", "restart", "outside"):
+            args = {"service": _service(rng, services, accounts), "version": version}
+        elif kind == "fargate":
+            # A few stacks, so that most applies update a stack another one created.
+            args = {"stack": rng.randrange(3), "version": version}
+        elif kind == "race":
+            args = {
+                "service": _service(rng, services, accounts),
+                "version": version,
+                "pipelines": rng.randint(2, 4),
+            }
+        elif kind in ("release", "plan"):
+            waves = rng.randint(2, 3)
+            chosen = rng.sample(range(services), min(services, waves * rng.randint(1, 3)))
+            args = {
+                "waves": [
+                    [[i % accounts, i // accounts] for i in chosen[w::waves]] for w in range(waves)
+                ],
+                "version": version,
+                "broken": rng.random() < 0.2,
+            }
+        elif kind in ("cancel", "cancel_release"):
+            # Which of the jobs accepted so far: a fraction, resolved by the runner.
+            args = {"pick": round(rng.random(), 3), "delay": round(rng.uniform(0, 8), 1)}
+        elif kind == "faults":
+            args = {
+                "throttle": round(rng.uniform(0.05, 0.4), 2),
+                "server_error": round(rng.uniform(0.0, 0.15), 2),
+                "latency_ms": rng.choice([0, 0, 20, 100, 300]),
+                "operations": sorted(rng.sample(FAULT_OPERATIONS, rng.randint(1, 3))),
+                "seconds": round(rng.uniform(3, 15), 1),
+                "seed": rng.randrange(1 << 30),
+            }
+        elif kind == "kill_worker":
+            args = {"worker": rng.randrange(workers), "down": round(rng.uniform(1, 20), 1)}
+        elif kind == "redis_restart":
+            args = {"down": round(rng.uniform(1, 8), 1)}
+        events.append(Event(at, kind, args))
+    events.sort(key=lambda e: (e.at, e.kind))
+    return Schedule(seed, minutes, services, accounts, workers, tuple(events))

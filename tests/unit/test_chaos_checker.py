@@ -1,0 +1,232 @@
+"""The chaos campaign's checker: a clean history passes every invariant, and each kind of
+broken build the campaign exists to catch is reported with the events that led to it."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from scripts.chaos.checker import History, check
+
+ACCOUNT = "123456789012"
+TD = "arn:aws:ecs:us-east-1:123456789012:task-definition/web:{}"
+SD = "arn:aws:ecs:us-east-1:123456789012:service-deployment/demo/web/{}"
+
+
+def record(deployment_id: str, state: str, revision: int | None, **extra: Any) -> dict[str, Any]:
+    """A final deployment record of service ``web``, updated at ``revision`` (None: never)."""
+    started = float(revision or 0) * 10
+    steps = [{"step": "resolve", "status": "completed", "at": started}]
+    if revision is not None:
+        steps.append({"step": "update", "status": "completed", "at": started + 1})
+    base: dict[str, Any] = {
+        "id": deployment_id,
+        "kind": "update-existing",
+        "job": {},
+        "state": state,
+        "cluster": "demo",
+        "service": "web",
+        "account": ACCOUNT,
+        "task_definition_arn": TD.format(revision) if revision else None,
+        "service_deployment_arn": SD.format(revision) if revision else None,
+        "ecs_deployment_id": f"ecs-svc/{revision}" if revision else None,
+        "steps": steps,
+        "created_at": started,
+        "finished_at": started + 5,
+    }
+    base.update(extra)
+    return base
+
+
+def ecs_entry(revision: int, status: str, rollback_reason: str | None = None) -> dict[str, Any]:
+    """ECS's history entry of the service deployment to ``revision``."""
+    return {
+        "arn": SD.format(revision),
+        "status": status,
+        "task_definition": TD.format(revision),
+        "status_reason": None,
+        "rollback_reason": rollback_reason,
+    }
+
+
+def clean() -> History:
+    """A release of two waves on one service, both succeeded, then an outside deployment."""
+    return History(
+        enqueues=[
+            {"kind": "release", "id": "r1", "accepted": True, "at": 0.0, "exit_code": 0},
+            {"kind": "update", "id": "d3", "accepted": True, "at": 25.0, "exit_code": 1},
+            {"kind": "update", "id": None, "accepted": False, "at": 26.0, "exit_code": 3},
+        ],
+        deployments={
+            "d1": record("d1", "succeeded", 2),
+            "d2": record("d2", "succeeded", 3, created_at=27.0),
+            "d3": record("d3", "rolled_back", 4, rolled_back_by_ecs=True),
+        },
+        releases={
+            "r1": {"id": "r1", "state": "succeeded", "waves": [["d1"], ["d2"]], "created_at": 0.0}
+        },
+        ecs={
+            f"{ACCOUNT}/demo/web": {
+                "task_definition": TD.format(5),
+                "deployments": [
+                    ecs_entry(1, "SUCCESSFUL"),
+                    ecs_entry(2, "SUCCESSFUL"),
+                    ecs_entry(3, "SUCCESSFUL"),
+                    ecs_entry(4, "ROLLBACK_SUCCESSFUL", "ECS deployment circuit breaker"),
+                    ecs_entry(5, "SUCCESSFUL"),
+                ],
+            }
+        },
+        asked={f"{ACCOUNT}/demo/web": [TD.format(1), TD.format(5)]},
+        revisions={"d1": [TD.format(2)], "d2": [TD.format(3)], "d3": [TD.format(4)]},
+        leftovers={"conveyor:due": 0, "conveyor:service:*:queue": 0},
+        default_account=ACCOUNT,
+    )
+
+
+def violated(history: History) -> dict[str, list[str]]:
+    """Invariant name -> its violations' messages, for the violated ones only."""
+    return {r.name: [v.message for v in r.violations] for r in check(history) if not r.ok}
+
+
+def test_a_clean_history_passes_every_invariant() -> None:
+    results = check(clean())
+    assert len(results) == 11
+    assert [r.name for r in results if not r.ok] == []
+    assert all(r.describe().startswith("[ok]") for r in results)
+
+
+def test_a_release_that_counts_a_rolled_back_carrier_as_success_is_caught() -> None:
+    """The broken build: a release's deployment is superseded by a newer job, that newer job
+    is rolled back by the breaker, and the release still reports succeeded."""
+    history = clean()
+    history.deployments["d2"] = record("d2", "superseded", None, superseded_by="d3")
+    history.revisions.pop("d2")
+    found = violated(history)
+    assert list(found) == ["a succeeded release has every change live"]
+    [message] = found["a succeeded release has every change live"]
+    assert "deployment d2 ended rolled_back (carried by d3)" in message
+    [result] = [r for r in check(history) if not r.ok]
+    # The events that led to it: the release's deployment and its carrier, with their steps.
+    text = result.describe()
+    assert "deployment d2 superseded" in text
+    assert "deployment d3 rolled_back" in text
+
+
+def test_a_deployment_reported_succeeded_while_ecs_stopped_it_is_caught() -> None:
+    """The broken build that treats `superseded` (an ECS deployment STOPPED by a newer one)
+    as success."""
+    history = clean()
+    history.ecs[f"{ACCOUNT}/demo/web"]["deployments"][2] = ecs_entry(3, "STOPPED")
+    found = violated(history)
+    assert list(found) == ["every verdict agrees with ECS's deployment history"]
+    assert "d2 reports succeeded" in found["every verdict agrees with ECS's deployment history"][0]
+
+
+def test_a_job_that_registered_two_revisions_is_caught() -> None:
+    history = clean()
+    history.revisions["d1"].append(TD.format(9))
+    found = violated(history)
+    assert list(found) == ["no job registered more than one revision"]
+    assert "d1 registered 2 revisions" in found["no job registered more than one revision"][0]
+
+
+def test_a_lost_job_and_an_unfinished_one_are_caught() -> None:
+    history = clean()
+    history.enqueues.append({"kind": "update", "id": "gone", "accepted": True, "at": 30.0})
+    history.deployments["d3"] = dict(history.deployments["d3"], state="running")
+    found = violated(history)
+    assert found["no accepted job was lost"] == ["update gone has no record"]
+    assert found["every accepted job reached a terminal state"] == ["deployment d3 is running"]
+
+
+def test_overlapping_deployments_on_one_service_are_caught() -> None:
+    history = clean()
+    history.deployments["d3"]["steps"][1]["at"] = 21.0  # while d1 (20..25) still ran
+    history.deployments["d3"]["steps"][0]["at"] = 20.5
+    history.deployments["d1"]["steps"][1]["at"] = 20.0
+    history.deployments["d1"]["finished_at"] = 25.0
+    found = violated(history)
+    assert list(found) == ["no two Conveyor deployments overlapped on one service"]
+
+
+def test_a_revision_nobody_asked_for_is_caught() -> None:
+    history = clean()
+    history.ecs[f"{ACCOUNT}/demo/web"]["task_definition"] = TD.format(7)
+    assert list(violated(history)) == ["no service runs a revision nobody asked for"]
+
+
+def test_stopping_someone_elses_deployment_is_caught() -> None:
+    history = clean()
+    history.ecs[f"{ACCOUNT}/demo/web"]["deployments"][4] = ecs_entry(
+        5, "ROLLBACK_SUCCESSFUL", "Service deployment rollback requested by StopServiceDeployment."
+    )
+    assert list(violated(history)) == ["Conveyor never stopped a deployment it did not make"]
+    own = clean()
+    own.ecs[f"{ACCOUNT}/demo/web"]["deployments"][3]["rollback_reason"] = "by StopServiceDeployment"
+    assert violated(own) == {}
+
+
+def test_a_stop_of_a_deployment_whose_record_lacks_the_arn_is_matched_by_revision() -> None:
+    """Records need not hold the service deployment's ARN: Conveyor's own stop is recognised
+    by the revision its deployment made, and an outside revision's stop still is not."""
+    history = clean()
+    history.deployments["d2"]["service_deployment_arn"] = None
+    history.ecs[f"{ACCOUNT}/demo/web"]["deployments"][2]["rollback_reason"] = (
+        "Service deployment rollback requested by StopServiceDeployment."
+    )
+    history.ecs[f"{ACCOUNT}/demo/web"]["deployments"][2]["status"] = "SUCCESSFUL"
+    assert violated(history) == {}
+    # A cancel that adopted the ECS deployment an uncommitted update step made: the record
+    # has no ECS deployment id, but the revision is the one the job registered.
+    history.deployments["d2"]["ecs_deployment_id"] = None
+    assert violated(history) == {}
+    history.revisions.pop("d2")  # and now nothing ties that revision to Conveyor
+    assert list(violated(history)) == ["Conveyor never stopped a deployment it did not make"]
+
+
+def test_deployments_of_waves_a_release_never_reached_need_no_record() -> None:
+    history = clean()
+    history.releases["r1"] = dict(
+        history.releases["r1"], state="cancelled", wave=0, cancel_requested_at=30.0
+    )
+    history.deployments.pop("d2")
+    history.revisions.pop("d2")
+    assert violated(history) == {}
+    history.releases["r1"]["wave"] = 1  # it did reach the second wave: d2 is lost
+    assert violated(history) == {
+        "no accepted job was lost": ["deployment d2 of release r1 has no record"]
+    }
+
+
+def test_a_cancelled_release_that_started_another_wave_is_caught() -> None:
+    history = clean()
+    history.releases["r1"] = dict(
+        history.releases["r1"], state="cancelled", cancel_requested_at=15.0
+    )
+    history.enqueues[0]["exit_code"] = 5
+    assert list(violated(history)) == ["a cancelled release started nothing after the cancel"]
+    history.releases["r1"]["cancel_requested_at"] = 30.0
+    assert violated(history) == {}
+
+
+def test_leftover_work_keys_without_expiry_and_secrets_are_caught() -> None:
+    history = clean()
+    history.leftovers["conveyor:due"] = 2
+    history.untimed.append("conveyor:deployment:d1")
+    history.secret_hits.append("log worker-0.log")
+    found = violated(history)
+    assert found["no key grows without bound"] == [
+        "conveyor:due still holds 2 entries when quiet",
+        "conveyor:deployment:d1 never expires",
+    ]
+    assert found["no secret value appears in Redis, the logs or the metrics"] == [
+        "the secret value appears in log worker-0.log"
+    ]
+
+
+def test_the_checker_does_not_change_the_history() -> None:
+    history = clean()
+    before = copy.deepcopy(history)
+    check(history)
+    assert history == before
