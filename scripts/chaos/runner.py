@@ -536,8 +536,9 @@ class Campaign:
                             f"{self._now():.1f}s worker {index} exited by itself "
                             f"(code {code}); started again"
                         )
-                        with self.lock:
-                            self.crashes.append(f"worker {index} exited with {code}")
+                        if code != -signal.SIGTERM:  # SIGTERM: a start the campaign gave up
+                            with self.lock:
+                                self.crashes.append(f"worker {index} exited with {code}")
                         worker.stop()  # closes its log
                         self._start_worker(index)
                 except Exception as exc:  # noqa: BLE001 - try again at the next round
