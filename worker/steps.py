@@ -157,23 +157,16 @@ async def execute(
     A deployment that ends here without success has its own revision marked discarded
     (:mod:`worker.services.revisions`) before its verdict is committed.
     """
-    # Below Celery's soft limit, so a slow step ends here, as a retryable timeout, instead of
-    # being interrupted at an arbitrary point by the soft limit's signal.
-    deadline = asyncio.get_running_loop().time() + max(1.0, ctx.step_time_limit - 5)
-    holder: list[AwsGateway] = []
-
-    async def connect(record: DeploymentRecord) -> AwsGateway:
-        holder.append(await gateway(record))
-        return holder[-1]
-
-    transition = await _execute(ctx, connect, record, payload, deadline)
-    if holder:
-        return await settle(ctx, lambda _: _same(holder[-1]), record, transition, deadline)
+    deadline = _step_deadline(ctx)
+    transition = await _execute(ctx, gateway, record, payload, deadline)
+    # The gateway comes from the process's pool: asking again for the mark costs no AWS call.
     return await settle(ctx, gateway, record, transition, deadline)
 
 
-async def _same(aws: AwsGateway) -> AwsGateway:
-    return aws
+def _step_deadline(ctx: StepContext) -> float:
+    """When a step must end: below Celery's soft limit, so a slow step ends as a retryable
+    timeout instead of being interrupted at an arbitrary point by the soft limit's signal."""
+    return asyncio.get_running_loop().time() + max(1.0, ctx.step_time_limit - 5)
 
 
 async def settle(
@@ -196,7 +189,7 @@ async def settle(
     ):
         return transition
     if deadline is None:
-        deadline = asyncio.get_running_loop().time() + max(1.0, ctx.step_time_limit - 5)
+        deadline = _step_deadline(ctx)
     try:
         async with asyncio.timeout_at(deadline):
             await discard(await gateway(record), transition.record)

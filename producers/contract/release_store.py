@@ -28,7 +28,6 @@ from typing import Any
 
 import redis
 from pydantic import ValidationError
-from redis.exceptions import WatchError
 
 from producers.contract.dispatch import TaskSender, dispatch
 from producers.contract.enums import DeploymentState, JobKind
@@ -51,7 +50,9 @@ from producers.contract.store import (
     NewerRecordError,
     RecordStore,
     UnreadableRecordError,
+    _text,
     compare_and_set,
+    move_aside,
 )
 
 log = logging.getLogger("conveyor.store")
@@ -89,10 +90,6 @@ def _check_jobs(release: ReleaseRecord) -> None:
                 isinstance(job.get(field), str) for field in ("cluster", "service")
             ):
                 raise ValueError(f"deployment {deployment_id} has no job with its service")
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def new_deployment(
@@ -177,20 +174,16 @@ class ReleaseStore:
     def quarantine(self, release_id: str, raw: bytes | str, why: str) -> bool:
         """Move an unreadable release record aside (unless it changed meanwhile) and out of
         the active set; True when moved."""
-        key = self.key(release_id)
-        with self._r.pipeline(transaction=True) as pipe:
-            try:
-                pipe.watch(key)  # type: ignore[no-untyped-call]
-                current = pipe.get(key)
-                if current is None or _text(current) != _text(raw):
-                    return False
-                pipe.multi()
-                pipe.set(self._k.release_quarantine.format(id=release_id), raw, ex=self._ttl)
-                pipe.delete(key)
-                pipe.zrem(self._k.active_releases, release_id)
-                pipe.execute()
-            except WatchError:
-                return False
+        moved = move_aside(
+            self._r,
+            self.key(release_id),
+            raw,
+            to=self._k.release_quarantine.format(id=release_id),
+            ttl=self._ttl,
+            index=(self._k.active_releases, release_id),
+        )
+        if not moved:
+            return False
         log.error("quarantined an unreadable release record %s: %s", release_id, why)
         return True
 

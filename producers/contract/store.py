@@ -65,6 +65,27 @@ def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
+def move_aside(
+    client: redis.Redis, key: str, raw: bytes | str, *, to: str, ttl: int, index: tuple[str, str]
+) -> bool:
+    """Move the unreadable value ``raw`` at ``key`` to ``to`` and its id out of the sorted set
+    ``index`` (key, member), unless the value changed meanwhile; True when moved."""
+    with client.pipeline(transaction=True) as pipe:
+        try:
+            pipe.watch(key)  # type: ignore[no-untyped-call]
+            current = pipe.get(key)
+            if current is None or _text(current) != _text(raw):
+                return False
+            pipe.multi()
+            pipe.set(to, raw, ex=ttl)
+            pipe.delete(key)
+            pipe.zrem(*index)
+            pipe.execute()
+        except WatchError:
+            return False
+    return True
+
+
 class RecordStore:
     """Reads and fenced writes of deployment records."""
 
@@ -120,20 +141,16 @@ class RecordStore:
 
     def quarantine(self, deployment_id: str, raw: bytes | str, why: str) -> bool:
         """Move an unreadable record aside (unless it changed meanwhile); True when moved."""
-        key = self.key(deployment_id)
-        with self._r.pipeline(transaction=True) as pipe:
-            try:
-                pipe.watch(key)  # type: ignore[no-untyped-call]
-                current = pipe.get(key)
-                if current is None or _text(current) != _text(raw):
-                    return False
-                pipe.multi()
-                pipe.set(self._k.quarantine.format(id=deployment_id), raw, ex=self._ttl)
-                pipe.delete(key)
-                pipe.zrem(self._k.due, deployment_id)
-                pipe.execute()
-            except WatchError:
-                return False
+        moved = move_aside(
+            self._r,
+            self.key(deployment_id),
+            raw,
+            to=self._k.quarantine.format(id=deployment_id),
+            ttl=self._ttl,
+            index=(self._k.due, deployment_id),
+        )
+        if not moved:
+            return False
         log.error("quarantined an unreadable deployment record %s: %s", deployment_id, why)
         return True
 

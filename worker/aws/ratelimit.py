@@ -44,12 +44,9 @@ TICKET_HORIZON = 600.0
 # wait when that exceeds ARGV[3] (nothing is reserved then). A token counts as there only with
 # ARGV[4] tokens to spare (unless the bucket is full): AWS starts counting each call when it
 # arrives, a little after this grants it, so AWS's bucket runs that much behind this one.
-_ACQUIRE = """
-local burst = tonumber(ARGV[1])
-local rate = tonumber(ARGV[2])
-local max_wait = tonumber(ARGV[3])
-local need = 1 + tonumber(ARGV[4])
-local idle = tonumber(ARGV[5])
+# The bucket's tokens now, refilled since it was last written (a missing key is a full bucket):
+# the start of every script below, which must set ``burst`` and ``rate`` first.
+_REFILL = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local state = redis.call('HMGET', KEYS[1], 'tokens', 'at')
@@ -60,7 +57,18 @@ if tokens == nil or at == nil then
   at = now
 end
 tokens = math.min(burst, tokens + (now - at) * rate / 1000)
-local wait = 0
+"""
+
+_ACQUIRE = (
+    """
+local burst = tonumber(ARGV[1])
+local rate = tonumber(ARGV[2])
+local max_wait = tonumber(ARGV[3])
+local need = 1 + tonumber(ARGV[4])
+local idle = tonumber(ARGV[5])
+"""
+    + _REFILL
+    + """local wait = 0
 if tokens < need and (tokens < burst or burst < need) then
   wait = math.ceil((need - tokens) * 1000 / rate)
   if wait > max_wait then
@@ -74,32 +82,27 @@ redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'at', now, 'rate', ARGV[
 redis.call('PEXPIRE', KEYS[1], math.ceil((burst - tokens) * 1000 / rate) + idle)
 return wait
 """
+)
 
 # AWS throttled a call: its bucket is empty, whatever this one says (another client of the account
 # spent it). Drop this bucket's tokens to none, so every worker sharing it waits for the refill
 # instead of spending tokens AWS does not have. Tickets already booked keep their place. Returns
 # the tokens dropped, in thousandths.
-_DRAIN = """
+_DRAIN = (
+    """
 local burst = tonumber(ARGV[1])
 local rate = tonumber(ARGV[2])
 local idle = tonumber(ARGV[3])
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local state = redis.call('HMGET', KEYS[1], 'tokens', 'at')
-local tokens = tonumber(state[1])
-local at = tonumber(state[2])
-if tokens == nil or at == nil then
-  tokens = burst
-  at = now
-end
-tokens = math.min(burst, tokens + (now - at) * rate / 1000)
-if tokens <= 0 then
+"""
+    + _REFILL
+    + """if tokens <= 0 then
   return 0
 end
 redis.call('HSET', KEYS[1], 'tokens', '0', 'at', now, 'rate', ARGV[2])
 redis.call('PEXPIRE', KEYS[1], math.ceil(burst * 1000 / rate) + idle)
 return math.floor(tokens * 1000)
 """
+)
 
 
 @dataclass(frozen=True)
