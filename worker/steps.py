@@ -404,7 +404,7 @@ def run_step(
                 max(0.0, (new.finished_at or now) - new.created_at)
             )
             if new.release_id:
-                _advance_release(ctx, new.release_id)
+                _advance_release(ctx, new.release_id, ended=new.id)
         return {
             "deployment_id": deployment_id,
             "status": "ok",
@@ -518,10 +518,11 @@ def _releases(ctx: StepContext) -> ReleaseStore:
     )
 
 
-def _advance_release(ctx: StepContext, release_id: str) -> None:
-    """Move a release on after one of its deployments ended (the sweeper retries failures)."""
+def _advance_release(ctx: StepContext, release_id: str, ended: str | None = None) -> None:
+    """Move a release on after its deployment ``ended`` ended, or in a sweep (None): the
+    sweeper retries failures and reads every deployment without an outcome."""
     try:
-        release = _releases(ctx).advance(release_id, ctx.sender, ctx.clock)
+        release = _releases(ctx).advance(release_id, ctx.sender, ctx.clock, ended=ended)
     except Exception:  # the sweeper advances active releases too; never fail the step here
         log.exception("could not advance the release", release_id=release_id)
         return

@@ -65,6 +65,10 @@ MAX_CARRIERS = 20
 RELEASE_QUARANTINE_KEY = KEY_PREFIX + "quarantine:release:{id}"  # unreadable, moved aside
 # Set (to the reason) once a release's queued deployments may no longer start: cancelled or ended.
 RELEASE_STOPPED_KEY = KEY_PREFIX + "release:{id}:stopped"
+# An advance after one deployment ended reads that one only, while more of its wave than this
+# have no outcome yet; below it, the rest too. Reading the whole wave on every end cost a release
+# of 1,000 deployments a million record reads, which held every worker's CPU.
+_READ_ALL_BELOW = 32
 # Active entries read per round trip, and at most per call: a backlog of dead entries is
 # cleared a page at a time without ever holding up the live releases behind it for long.
 _ACTIVE_PAGE = 100
@@ -478,10 +482,23 @@ class ReleaseStore:
         return record.state.value
 
     def advance(
-        self, release_id: str, sender: TaskSender, clock: Callable[[], float]
+        self,
+        release_id: str,
+        sender: TaskSender,
+        clock: Callable[[], float],
+        *,
+        ended: str | None = None,
     ) -> ReleaseRecord | None:
         """Record the ends of the current wave's deployments; when all have ended, start the
         next wave (or give the release its verdict). Safe to call any number of times.
+
+        ``ended``: the deployment whose end calls this. Only it is read then, unless few of the
+        wave are left without an outcome (then all of those are): so a wave of N deployments
+        costs O(N) reads, not O(N²). An end whose advance was lost, or a superseded deployment
+        whose carrier ended outside the release, is still seen: by the last ends of the wave,
+        and by the sweeper, which calls this without ``ended`` and reads every deployment
+        without an outcome. Recorded outcomes are final (their records are terminal) and are
+        never read again.
 
         ``clock`` is read on every attempt: an attempt retried after losing a race must not
         stamp the next wave with a time from before the ends it saw.
@@ -497,11 +514,10 @@ class ReleaseStore:
             now = clock()
             current = release.waves[release.wave]
             outcomes = dict(release.outcomes)
-            for deployment_id in current:
-                try:
-                    record = self._records.get(deployment_id)
-                except NewerRecordError:
-                    continue
+            unknown = [i for i in current if i not in outcomes]
+            if ended is not None and len(unknown) > _READ_ALL_BELOW:
+                unknown = [ended] if ended in unknown else []
+            for deployment_id, record in self._records.get_many(unknown).items():
                 if record is None:
                     outcomes.setdefault(deployment_id, "lost")
                 elif record.terminal:

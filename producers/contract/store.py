@@ -39,6 +39,8 @@ from producers.contract.records import RECORD_SCHEMA, DeploymentRecord
 
 log = logging.getLogger("conveyor.store")
 M = TypeVar("M", bound=BaseModel)
+# Records read per round trip by ``get_many``.
+_READ_PAGE = 200
 
 # One atomic step: the record (only if new), the index (trimmed to the TTL), the due time, the
 # service queue with an arrival number from a Redis counter, and the full job payload.
@@ -175,6 +177,24 @@ class RecordStore:
         """
         raw = self._r.get(self.key(deployment_id))
         return None if raw is None else self._read(deployment_id, raw)
+
+    def get_many(self, ids: list[str]) -> dict[str, DeploymentRecord | None]:
+        """Records by id (None: none), a page of them per round trip.
+
+        An id whose record a newer Conveyor wrote is left out: the caller treats it as not
+        known yet, as :meth:`get`'s callers do with NewerRecordError.
+        """
+        found: dict[str, DeploymentRecord | None] = {}
+        for start in range(0, len(ids), _READ_PAGE):
+            page = ids[start : start + _READ_PAGE]
+            for deployment_id, raw in zip(
+                page, self._r.mget([self.key(i) for i in page]), strict=True
+            ):
+                try:
+                    found[deployment_id] = None if raw is None else self._read(deployment_id, raw)
+                except NewerRecordError:
+                    continue
+        return found
 
     def exists_in_index(self, deployment_id: str) -> bool:
         """True when the deployment was created within the record TTL (its record may be gone)."""

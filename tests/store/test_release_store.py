@@ -181,15 +181,15 @@ def _land_once(
 ) -> None:
     """Run ``action`` the first time advance reads a deployment record: after it has read the
     release record and before it writes it, exactly where another process's cancel may land."""
-    read = records.get
+    read_many = records.get_many
     pending = [action]
 
-    def get(deployment_id: str) -> DeploymentRecord | None:
+    def get_many(ids: list[str]) -> dict[str, DeploymentRecord | None]:
         while pending:
             pending.pop()()
-        return read(deployment_id)
+        return read_many(ids)
 
-    monkeypatch.setattr(records, "get", get)
+    monkeypatch.setattr(records, "get_many", get_many)
 
 
 def test_a_cancel_landing_inside_a_wave_move_leaves_no_deployment_of_the_next_wave(
@@ -253,6 +253,83 @@ def test_advancing_a_finished_release_changes_nothing(client: redis.Redis) -> No
     assert done is not None
     again = releases.advance(RELEASE, Sender(), clock=lambda: 9.0)
     assert again == done
+
+
+class CountingRedis:
+    """A Redis client that counts the deployment records read through it (GET and MGET)."""
+
+    def __init__(self, inner: redis.Redis) -> None:
+        self._inner = inner
+        self.records_read = 0
+
+    def _count(self, keys: Any) -> None:
+        prefix = RecordStore(self._inner).key("")
+        self.records_read += sum(_key_text(k).startswith(prefix) for k in keys)
+
+    def get(self, key: Any) -> Any:
+        self._count([key])
+        return self._inner.get(key)
+
+    def mget(self, keys: Any, *more: Any) -> Any:
+        self._count(list(keys) + list(more))
+        return self._inner.mget(keys, *more)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
+def _key_text(key: Any) -> str:
+    return key.decode() if isinstance(key, bytes) else str(key)
+
+
+def _one_wave(size: int) -> ReleaseJob:
+    return ReleaseJob.model_validate(
+        {
+            "cluster": "c",
+            "services": [{"service": f"s{i:03d}", "images": {"app": ":2"}} for i in range(size)],
+        }
+    )
+
+
+def test_an_end_reads_its_own_record_not_the_whole_wave(client: redis.Redis) -> None:
+    """Each end of a 200-deployment wave advances the release by reading that deployment only,
+    until few are left: the wave costs O(N) record reads. Reading the whole wave on each end
+    was a million reads for a 1,000-service release, enough to hold every worker's CPU."""
+    counting = CountingRedis(client)
+    records = RecordStore(counting)  # type: ignore[arg-type]
+    releases = ReleaseStore(counting, records, ttl_seconds=3600, recovery_grace=30)  # type: ignore[arg-type]
+    release = releases.create(_one_wave(200), RELEASE, now=1.0)
+    wave = release.waves[0]
+    counting.records_read = 0
+    for deployment_id in wave:
+        _end(records, deployment_id, DeploymentState.SUCCEEDED)
+        before = counting.records_read
+        releases.advance(RELEASE, Sender(), clock=lambda: 2.0, ended=deployment_id)
+        if deployment_id == wave[0]:
+            assert counting.records_read - before == 1
+    done = releases.get(RELEASE)
+    assert done is not None
+    assert done.state is ReleaseState.SUCCEEDED
+    # _end reads each record once too (200); the advances read 1 each, and the last 32 at most
+    # 32 each.
+    assert counting.records_read <= 200 + 200 + 32 * 32
+
+
+def test_an_end_whose_advance_was_lost_is_seen_by_the_last_ends(client: redis.Redis) -> None:
+    """A deployment that ended without advancing its release (its worker died in between) is
+    still counted: the ends near the close of the wave read every deployment left without an
+    outcome, and the release gets its verdict without waiting for the sweeper."""
+    records, releases = _stores(client)
+    release = releases.create(_one_wave(100), RELEASE, now=1.0)
+    lost, *rest = release.waves[0]
+    _end(records, lost, DeploymentState.FAILED)  # no advance: the worker died here
+    for deployment_id in rest:
+        _end(records, deployment_id, DeploymentState.SUCCEEDED)
+        releases.advance(RELEASE, Sender(), clock=lambda: 2.0, ended=deployment_id)
+    done = releases.get(RELEASE)
+    assert done is not None
+    assert done.state is ReleaseState.FAILED
+    assert done.outcomes[lost] == "failed"
 
 
 def _ctx(client: redis.Redis, sender: Sender, now: float) -> StepContext:
