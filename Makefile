@@ -89,8 +89,10 @@ demo: install redis ## Local Redis + local AWS + a worker: one good deployment, 
 	$(BIN)/python -m scripts.demo
 
 FLEET ?= 200
-bench: install redis tools ## Deploy FLEET services with Conveyor and its peers; docs/bench/latest.json
-	$(BIN)/python -m scripts.bench --fleet $(FLEET)
+REPEAT ?= 1
+BENCH_ARGS ?=
+bench: install redis tools ## Deploy FLEET services with Conveyor and its peers (REPEAT=N runs each N times)
+	$(BIN)/python -m scripts.bench --fleet $(FLEET) --repeat $(REPEAT) $(BENCH_ARGS)
 
 SEED ?= 1
 MINUTES ?= 5

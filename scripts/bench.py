@@ -14,10 +14,18 @@ same fleet (FLEET services, 2 tasks each) is deployed, side by side, by:
 the others through assumed roles) and reports, per account, when its last service finished
 against that account's own bound.
 
-Before each system the local AWS and Redis are reset and the fleet is created afresh. Prints one
+``conveyor-outside`` deploys the fleet (one release, 2 workers) while another client of the
+account registers task definitions at a fifth of the register budget throughout (as Terraform or
+a CI job would), and reports the bound that remains to Conveyor and whose calls were throttled.
+``conveyor-late`` releases the fleet and, ``--late-after`` seconds in, while registers are still
+booked ahead, 20 more services are updated one by one from the CLI.
+
+``--repeat N`` runs each system N times and reports the median and the spread of each figure.
+
+Before each run the local AWS and Redis are reset and the fleet is created afresh. Prints one
 table and writes docs/bench/latest.json and docs/bench/latest.png.
 
-    python -m scripts.bench [--fleet 200] [--systems conveyor-2,boto3-8,...]
+    python -m scripts.bench [--fleet 200] [--systems conveyor-2,boto3-8,...] [--repeat 3]
 """
 
 from __future__ import annotations
@@ -33,6 +41,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -44,6 +53,7 @@ import boto3
 import redis
 import yaml
 from botocore.config import Config
+from botocore.exceptions import ClientError
 
 from config.settings import Settings
 from localaws.devstack import ROOT, VENV_BIN, Worker, aws_env, run_redis
@@ -82,11 +92,15 @@ class Result:
     calls: dict[str, int] = field(default_factory=dict)
     # conveyor-accounts only: per account, its services, last verdict (s) and bound (s)
     accounts: list[dict[str, Any]] = field(default_factory=list)
+    # conveyor-outside: the other client's calls and throttles; Conveyor's own throttles
+    outside: dict[str, int] = field(default_factory=dict)
+    run: int = 1
 
 
-def bound_seconds(fleet: int, rollout: float) -> float:
-    """The physical limit: the register bucket's burst, then its refill, then one rollout."""
-    return max(0, fleet - REGISTER_BURST) / REGISTER_RATE + rollout
+def bound_seconds(fleet: int, rollout: float, share: float = 1.0) -> float:
+    """The physical limit: the register bucket's burst, then its refill (``share`` of it when
+    another client spends the rest), then one rollout."""
+    return max(0, fleet - REGISTER_BURST) / (REGISTER_RATE * share) + rollout
 
 
 def split_fleet(names: list[str], accounts: int) -> dict[str, list[str]]:
@@ -288,6 +302,110 @@ class Bench:
         )
         return result
 
+    def _release(self, names: list[str], name: str) -> tuple[ConveyorClient, str, float]:
+        """Enqueue ``names`` with one `conveyor release -f`; the client, release id, start."""
+        release = {
+            "release": name,
+            "cluster": CLUSTER,
+            "services": [{"service": n, "images": {"app": ":1.1.0"}} for n in names],
+        }
+        path = self.logs / f"{name}.yaml"
+        path.write_text(yaml.safe_dump(release))
+        client = ConveyorClient(Settings(redis_url=self.redis_url))  # type: ignore[arg-type]
+        started = time.time()
+        out = subprocess.run(
+            [str(VENV_BIN / "conveyor"), "release", "-f", str(path), "--no-wait"],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        return client, out.stdout.strip(), started
+
+    def conveyor_outside(self) -> Result:
+        """The fleet in one release while another client spends a fifth of the register
+        budget throughout; the bound is what the other client leaves."""
+        share = self.args.outside_share
+        running = self._workers(2)
+        other = {"calls": 0, "throttled": 0}
+        stop = threading.Event()
+        ecs = boto3.client(
+            "ecs",
+            endpoint_url=self.endpoint,
+            region_name="us-east-1",
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+            config=Config(retries={"total_max_attempts": 1}),
+        )
+
+        def other_client() -> None:
+            # Evenly spaced, as a steady stream of Terraform runs and CI jobs would be.
+            while not stop.wait(1 / (REGISTER_RATE * share)):
+                other["calls"] += 1
+                try:
+                    ecs.register_task_definition(
+                        family="outside-client",
+                        containerDefinitions=[{"name": "app", "image": "x/app:1", "memory": 64}],
+                    )
+                except ClientError:
+                    other["throttled"] += 1
+
+        thread = threading.Thread(target=other_client, daemon=True)
+        thread.start()
+        try:
+            client, release_id, started = self._release(self.names, "bench-outside")
+            record = client.wait_release(release_id, timeout=7200)
+            wall = time.time() - started
+        finally:
+            stop.set()
+            thread.join()
+        for worker in running:
+            worker.stop()
+        result = self.result("conveyor-outside", 2, wall, record.summary().get("succeeded", 0))
+        # The local AWS counts every throttled call; the other client's own are taken out.
+        result.outside = {**other, "conveyor_throttled": result.throttled - other["throttled"]}
+        result.throttled -= other["throttled"]
+        for op in ("RegisterTaskDefinition",):
+            result.calls[op] = result.calls.get(op, 0) - other["calls"]
+        result.calls_per_deployment = round(sum(result.calls.values()) / len(self.names), 2)
+        result.bound_s = bound_seconds(len(self.names), self.args.rollout_seconds, 1 - share)
+        return result
+
+    def conveyor_late(self) -> Result:
+        """The fleet less 20 in one release; 20 more updates from the CLI ``--late-after`` s in,
+        while the release's registers are still booked ahead."""
+        running = self._workers(2)
+        first, late = self.names[:-20], self.names[-20:]
+        client, release_id, started = self._release(first, "bench-late")
+        time.sleep(max(0.0, started + self.args.late_after - time.time()))
+        ids = []
+        for name in late:
+            out = subprocess.run(
+                [
+                    str(VENV_BIN / "conveyor"),
+                    "update",
+                    "--cluster",
+                    CLUSTER,
+                    "--service",
+                    name,
+                    "--image",
+                    "app=:1.1.0",
+                    "--no-wait",
+                ],
+                env=self.env,
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            ids.append(out.stdout.strip())
+        record = client.wait_release(release_id, timeout=7200)
+        ok = record.summary().get("succeeded", 0)
+        ok += sum(client.wait(i, timeout=3600).state.value == "succeeded" for i in ids)
+        wall = time.time() - started
+        for worker in running:
+            worker.stop()
+        return self.result("conveyor-late", 2, wall, ok)
+
     def conveyor_shell_loop(self) -> Result:
         """One `conveyor update --no-wait` per service from a shell loop, then `conveyor wait`."""
         running = self._workers(2)
@@ -412,6 +530,63 @@ def _percentiles(values: list[float]) -> dict[str, float]:
     return {"p50": round(statistics.median(ordered), 1), "p99": round(p99, 1), "n": len(ordered)}
 
 
+def _spread(values: list[float]) -> dict[str, float]:
+    """Median, least and most of one figure over the runs."""
+    return {
+        "median": round(statistics.median(values), 3),
+        "min": round(min(values), 3),
+        "max": round(max(values), 3),
+    }
+
+
+def summarize(results: list[Result]) -> dict[str, dict[str, Any]]:
+    """Per system, over its runs: the median and spread of wall time, of wall time over the
+    bound, of throttled calls, and of each account's finish over its own bound."""
+    summary: dict[str, dict[str, Any]] = {}
+    for system in dict.fromkeys(r.system for r in results):
+        runs = [r for r in results if r.system == system]
+        entry: dict[str, Any] = {
+            "runs": len(runs),
+            "wall_s": _spread([r.wall_s for r in runs]),
+            "x_bound": _spread([r.wall_s / r.bound_s for r in runs]),
+            "throttled": _spread([float(r.throttled) for r in runs]),
+            "failed": sum(r.failed for r in runs),
+        }
+        accounts = dict.fromkeys(a["account"] for r in runs for a in r.accounts)
+        if accounts:
+            entry["accounts_x_own_bound"] = {
+                account: _spread(
+                    [
+                        a["last_verdict_s"] / a["bound_s"]
+                        for r in runs
+                        for a in r.accounts
+                        if a["account"] == account
+                    ]
+                )
+                for account in accounts
+            }
+        summary[system] = entry
+    return summary
+
+
+def summary_lines(summary: dict[str, dict[str, Any]]) -> list[str]:
+    """The summary as text, one line per system and per account."""
+
+    def show(s: dict[str, float], fmt: str) -> str:
+        return f"{s['median']:{fmt}} ({s['min']:{fmt}}-{s['max']:{fmt}})"
+
+    lines = []
+    for system, entry in summary.items():
+        lines.append(
+            f"{system}: {entry['runs']} runs, wall {show(entry['wall_s'], '.1f')} s, "
+            f"x bound {show(entry['x_bound'], '.3f')}, throttled "
+            f"{show(entry['throttled'], '.0f')}, failed {entry['failed']}"
+        )
+        for account, s in entry.get("accounts_x_own_bound", {}).items():
+            lines.append(f"  account {account}: x own bound {show(s, '.3f')}")
+    return lines
+
+
 def chart(results: list[Result], path: Path) -> None:
     """Wall time and calls per deployment, per system, against the bound and the minimum."""
     import matplotlib
@@ -447,6 +622,13 @@ def main() -> int:
     parser.add_argument("--latency-samples", type=int, default=10)
     parser.add_argument("--accounts", type=int, default=3, help="for conveyor-accounts")
     parser.add_argument("--output", type=Path, default=ROOT / "docs" / "bench")
+    parser.add_argument("--repeat", type=int, default=int(os.environ.get("REPEAT", "1")))
+    parser.add_argument(
+        "--outside-share", type=float, default=0.2, help="conveyor-outside: the other's share"
+    )
+    parser.add_argument(
+        "--late-after", type=float, default=85.0, help="conveyor-late: when the 20 arrive (s)"
+    )
     args = parser.parse_args()
     systems = [s for s in args.systems.split(",") if s]
     runners: dict[str, Callable[[Bench], Result]] = {
@@ -458,19 +640,30 @@ def main() -> int:
         "ecs-deploy-8": lambda b: b.ecs_deploy(8),
         "boto3-8": lambda b: b.boto3_script(8),
         "conveyor-accounts": Bench.conveyor_accounts,
+        "conveyor-outside": Bench.conveyor_outside,
+        "conveyor-late": Bench.conveyor_late,
     }
     results: list[Result] = []
     with run_redis() as redis_url, run_local_aws(rollout_seconds=args.rollout_seconds) as url:
         bench = Bench(url, redis_url, args)
         for system in systems:
-            bench.reset(args.accounts if system == "conveyor-accounts" else 1)
-            result = runners[system](bench)
-            results.append(result)
-            print(
-                f"{result.system:22} {result.wall_s:8.1f} s  {result.succeeded:4}/{result.services}"
-                f"  throttled {result.throttled:4}  calls/deployment {result.calls_per_deployment}",
-                flush=True,
-            )
+            for run in range(1, args.repeat + 1):
+                bench.reset(args.accounts if system == "conveyor-accounts" else 1)
+                result = runners[system](bench)
+                result.run = run
+                results.append(result)
+                print(
+                    f"{result.system:22} run {run}  {result.wall_s:8.1f} s"
+                    f"  x{result.wall_s / result.bound_s:.3f} of {result.bound_s:.0f} s"
+                    f"  {result.succeeded:4}/{result.services}  throttled {result.throttled:4}"
+                    f"  calls/deployment {result.calls_per_deployment}"
+                    + "".join(
+                        f"  [{a['account']}: x{a['last_verdict_s'] / a['bound_s']:.3f}]"
+                        for a in result.accounts
+                    )
+                    + (f"  outside {result.outside}" if result.outside else ""),
+                    flush=True,
+                )
         latency: dict[str, float] = {}
         lag: dict[str, float] = {}
         if args.latency_samples > 0:
@@ -490,11 +683,18 @@ def main() -> int:
                 f"  account {a['account']}: {a['services']} services, last verdict "
                 f"{a['last_verdict_s']} s, bound {a['bound_s']} s"
             )
+    summary = summarize(results)
+    if args.repeat > 1:
+        print()
+        print("median (spread: min-max) over the runs:")
+        for line in summary_lines(summary):
+            print("  " + line)
     print(f"enqueue to UpdateService (low load), ms: {latency}")
     print(f"verdict lag, ms: {lag}")
     print(f"worker RSS (2 workers: main and children), MB: {bench.rss}")
     report = {
         "results": [asdict(r) for r in results],
+        "summary": summary,
         "latency_ms": latency,
         "verdict_lag_ms": lag,
         "worker_rss_mb": bench.rss,
@@ -506,11 +706,12 @@ def main() -> int:
             "limits": "AWS's ECS buckets at real rates (scale 1)",
             "machine": f"{platform.machine()}, {os.cpu_count()} cores",
             "date": time.strftime("%Y-%m-%d"),
+            "repeat": args.repeat,
         },
     }
     args.output.mkdir(parents=True, exist_ok=True)
     (args.output / "latest.json").write_text(json.dumps(report, indent=2) + "\n")
-    chart(results, args.output / "latest.png")
+    chart([r for r in results if r.run == 1], args.output / "latest.png")
     conveyor = [r for r in results if r.system.startswith("conveyor")]
     return 0 if all(r.failed == 0 for r in conveyor) else 1
 

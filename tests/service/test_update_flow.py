@@ -15,6 +15,7 @@ from worker.aws.fake import FakeEcs
 from worker.aws.gateway import EcsGateway
 from worker.domain.errors import AwsRequestError, AwsUnavailableError
 from worker.domain.planning import revision_diff
+from worker.domain.tickets import Ticket
 from worker.services.update_flow import Transition, UpdateFlow
 from worker.steps import StepContext, execute
 
@@ -637,13 +638,13 @@ class BookingEcs(FakeEcs):
 
     def __init__(self) -> None:
         super().__init__()
-        self.tickets: list[float | None] = []
+        self.tickets: list[Ticket | None] = []
 
-    async def reserve(self, operation: str, ticket: float | None = None) -> None:
+    async def reserve(self, operation: str, ticket: Ticket | None = None) -> None:
         self.tickets.append(ticket)
         if ticket is None:
             error = AwsUnavailableError("register bucket used up", "RateLimited")
-            error.retry_after, error.ticket = 7.5, 2007.5
+            error.retry_after, error.ticket = 7.5, Ticket(41, 1000, 2007.5)
             raise error
 
 
@@ -673,12 +674,12 @@ def test_a_register_step_keeps_its_booked_token_while_away() -> None:
     assert away.next_step is Step.REGISTER
     assert away.countdown == 7.5  # no jitter: the token is booked for then
     assert away.record.attempt == 0
-    assert notes.get("dep-1", REGISTER_TICKET) == "2007.5"
+    assert notes.get("dep-1", REGISTER_TICKET) == "41:1000:2007.5"
     assert ecs.calls == []  # not even the reads before the register
 
     back = asyncio.run(execute(ctx, _gw(ecs), away.record))
     assert back.next_step is Step.UPDATE
-    assert ecs.tickets == [None, 2007.5]
+    assert ecs.tickets == [None, Ticket(41, 1000, 2007.5)]
     assert notes.get("dep-1", REGISTER_TICKET) == ""
     assert ecs.calls.count("RegisterTaskDefinition") == 1
 

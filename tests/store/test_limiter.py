@@ -13,6 +13,7 @@ import redis
 
 from worker.aws.ratelimit import Bucket, RateLimiter
 from worker.domain.errors import AwsUnavailableError, TransientError
+from worker.domain.tickets import Ticket
 
 OPERATION = "RegisterTaskDefinition"
 
@@ -132,23 +133,25 @@ def test_a_token_due_later_is_booked_as_a_ticket(client: redis.Redis) -> None:
         assert info.value.code == "RateLimited"
         assert info.value.ticket is not None
         tickets.append(info.value.ticket)
-        assert abs(info.value.retry_after - (info.value.ticket - time.time())) < 0.1
-    assert 0.4 <= tickets[1] - tickets[0] <= 0.6  # booked in order, one refill apart
+        assert abs(info.value.retry_after - (info.value.ticket.due - time.time())) < 0.1
+    assert tickets[1].position == tickets[0].position + 1  # booked in order
+    assert 0.4 <= tickets[1].due - tickets[0].due <= 0.6  # one refill apart
 
     # Too early: the same ticket comes back, and nothing else is booked.
     with pytest.raises(AwsUnavailableError) as early:
         asyncio.run(limiter.reserve(OPERATION, tickets[1]))
-    assert early.value.ticket == tickets[1]
+    assert early.value.ticket is not None
+    assert early.value.ticket.position == tickets[1].position
     before = client.hgetall(limiter.key(OPERATION) or "")
 
     async def honour() -> float:
-        await asyncio.sleep(max(0.0, tickets[0] - time.time() - 0.1))
+        await asyncio.sleep(max(0.0, tickets[0].due - time.time() - 0.1))
         waited = await limiter.reserve(OPERATION, tickets[0])
         await limiter.acquire(OPERATION)  # the booked call: no token taken, no wait
         return waited
 
     assert asyncio.run(honour()) <= 0.2
-    assert time.time() >= tickets[0]
+    assert time.time() >= tickets[0].due
     assert client.hgetall(limiter.key(OPERATION) or "") == before
 
 
@@ -260,7 +263,7 @@ def test_the_bucket_lives_as_long_as_its_last_ticket(client: redis.Redis) -> Non
     limiter = RateLimiter(client, account="1", region="r", **kw)
     key = limiter.key(OPERATION) or ""
 
-    async def book() -> list[float]:
+    async def book() -> list[Ticket]:
         await limiter.acquire(OPERATION)
         await limiter.acquire(OPERATION)
         tickets = []
@@ -272,7 +275,7 @@ def test_the_bucket_lives_as_long_as_its_last_ticket(client: redis.Redis) -> Non
         return tickets
 
     tickets = asyncio.run(book())
-    assert client.pttl(key) >= (tickets[-1] - time.time()) * 1000
+    assert client.pttl(key) >= (tickets[-1].due - time.time()) * 1000
     # Past what the key lived before: a full bucket's refill (1 s) and the grace (0.5 s).
     time.sleep(2.0)
     assert client.exists(key)
@@ -280,7 +283,8 @@ def test_the_bucket_lives_as_long_as_its_last_ticket(client: redis.Redis) -> Non
     with pytest.raises(AwsUnavailableError) as late:
         asyncio.run(fresh.reserve(OPERATION))
     assert late.value.ticket is not None
-    assert late.value.ticket > tickets[-1]
+    assert late.value.ticket.due > tickets[-1].due
+    assert late.value.ticket.position > tickets[-1].position
 
 
 def test_a_throttle_empties_the_bucket_but_keeps_the_tickets(client: redis.Redis) -> None:
@@ -304,7 +308,8 @@ def test_a_throttle_empties_the_bucket_but_keeps_the_tickets(client: redis.Redis
             assert exc.ticket is not None
     before = float(client.hget(booked.key(OPERATION) or "", "tokens") or 0)
     assert booked.drain(OPERATION) == 0.0
-    assert float(client.hget(booked.key(OPERATION) or "", "tokens") or 0) == before
+    after = float(client.hget(booked.key(OPERATION) or "", "tokens") or 0)
+    assert after == pytest.approx(before, abs=0.01)
 
 
 def test_the_tokens_booked_ahead_are_read_for_the_metrics(client: redis.Redis) -> None:
@@ -328,3 +333,120 @@ def test_the_tokens_booked_ahead_are_read_for_the_metrics(client: redis.Redis) -
     [family] = BookedAheadCollector(lambda: booked_ahead(client)).collect()
     assert [s.value for s in family.samples] == [pytest.approx(ahead, abs=0.1)]
     assert list(BookedAheadCollector(lambda: booked_ahead(redis.Redis(port=1))).collect())
+
+
+def _book(limiter: RateLimiter, count: int) -> list[Ticket]:
+    """Book ``count`` tickets (the bucket must be empty enough that each is one)."""
+    tickets = []
+    for _ in range(count):
+        with pytest.raises(AwsUnavailableError) as info:
+            asyncio.run(limiter.reserve(OPERATION))
+        assert info.value.ticket is not None
+        tickets.append(info.value.ticket)
+    return tickets
+
+
+def _wait_for(limiter: RateLimiter, ticket: Ticket) -> float:
+    """How long the bucket says ``ticket`` has still to wait (it is not due yet)."""
+    with pytest.raises(AwsUnavailableError) as info:
+        asyncio.run(limiter.reserve(OPERATION, ticket))
+    assert info.value.ticket is not None
+    assert info.value.ticket.position == ticket.position
+    return info.value.retry_after
+
+
+def test_a_throttle_cuts_the_rate_and_the_tickets_come_round_later(client: redis.Redis) -> None:
+    """Another client spends part of the account's budget: AWS throttles a call. The bucket
+    cuts its rate to DECREASE of it, and the tickets already booked keep their places in line
+    but come round at the lower rate (before, a ticket was a fixed time: every one booked
+    before the throttle went out at the old rate and was throttled in turn)."""
+    from worker.aws.ratelimit import DECREASE
+
+    buckets = {OPERATION: Bucket(burst=1, refill_per_second=10.0)}
+    limiter = RateLimiter(
+        client, account="1", region="r", buckets=buckets, max_wait=0.05, margin=0.0
+    )
+    asyncio.run(limiter.acquire(OPERATION))
+    tickets = _book(limiter, 20)
+    before = _wait_for(limiter, tickets[-1])
+    assert 1.8 <= before <= 2.1  # 20 tickets at 10 a second
+    limiter.drain(OPERATION)
+    after = _wait_for(limiter, tickets[-1])
+    assert after == pytest.approx(before / DECREASE, rel=0.05)
+    # The order holds: the ticket before it still comes round first.
+    assert _wait_for(limiter, tickets[-2]) < after
+    # A new booking goes behind them all, at the learnt rate.
+    [late] = _book(limiter, 1)
+    assert late.position == tickets[-1].position + 1
+    assert late.due - tickets[-1].due > 1 / 10
+
+
+def test_throttles_arriving_together_cut_the_rate_once(client: redis.Redis) -> None:
+    """The calls in flight when AWS ran dry come back throttled together: they cut the rate
+    once, not once each (four cuts would leave 41% of the rate for a single shortfall)."""
+    buckets = {OPERATION: Bucket(burst=1, refill_per_second=10.0)}
+    limiter = RateLimiter(
+        client, account="1", region="r", buckets=buckets, max_wait=0.05, margin=0.0
+    )
+    asyncio.run(limiter.acquire(OPERATION))
+    [ticket] = _book(limiter, 1)
+    limiter.drain(OPERATION)
+    once = _wait_for(limiter, ticket)
+    for _ in range(3):
+        limiter.drain(OPERATION)
+    assert _wait_for(limiter, ticket) == pytest.approx(once, abs=0.02)
+
+
+def test_the_learnt_rate_climbs_back(client: redis.Redis) -> None:
+    """When AWS stops throttling, the rate climbs back by RECOVERY of the documented rate a
+    second, to the documented rate and no further: Conveyor takes back the budget another client
+    no longer spends."""
+    from worker.aws.ratelimit import RECOVERY
+
+    buckets = {OPERATION: Bucket(burst=1, refill_per_second=10.0)}
+    limiter = RateLimiter(
+        client, account="1", region="r", buckets=buckets, max_wait=0.05, margin=0.0
+    )
+    key = limiter.key(OPERATION) or ""
+    asyncio.run(limiter.acquire(OPERATION))
+    tickets = _book(limiter, 20)
+    nominal = _wait_for(limiter, tickets[-1])
+    limiter.drain(OPERATION)
+    cut = _wait_for(limiter, tickets[-1])
+    # As if the cut had happened long enough ago for the rate to be back to the documented one.
+    back = int(client.hget(key, "cut_at") or 0) - int(1000 / RECOVERY)
+    client.hset(key, "cut_at", back)
+    assert _wait_for(limiter, tickets[-1]) == pytest.approx(nominal, rel=0.05)
+    assert _wait_for(limiter, tickets[-1]) < cut
+
+
+def test_a_ticket_of_a_bucket_that_was_full_again_is_served(client: redis.Redis) -> None:
+    """A ticket that comes back after its bucket's key expired (the bucket was full again, so
+    every ticket of it was due long ago) goes at once, instead of waiting for a place in a line
+    that started counting again."""
+    buckets = {OPERATION: Bucket(burst=1, refill_per_second=10.0)}
+    limiter = RateLimiter(
+        client, account="1", region="r", buckets=buckets, max_wait=0.05, margin=0.0
+    )
+    asyncio.run(limiter.acquire(OPERATION))
+    tickets = _book(limiter, 5)
+    client.delete(limiter.key(OPERATION) or "")
+    asyncio.run(limiter.acquire(OPERATION))
+    _book(limiter, 3)  # the new incarnation's line
+    assert asyncio.run(limiter.reserve(OPERATION, tickets[-1])) == 0.0
+
+
+def test_a_ticket_noted_by_an_older_worker_is_honoured_by_its_time(client: redis.Redis) -> None:
+    """A note written before tickets had places (a bare due time) still reads, and is honoured
+    at that time, during a rolling upgrade of the workers."""
+    buckets = {OPERATION: Bucket(burst=1, refill_per_second=10.0)}
+    limiter = RateLimiter(
+        client, account="1", region="r", buckets=buckets, max_wait=0.05, margin=0.0
+    )
+    old = Ticket.decode(repr(time.time() + 30))
+    assert old.position == -1
+    with pytest.raises(AwsUnavailableError) as info:
+        asyncio.run(limiter.reserve(OPERATION, old))
+    assert 29 <= info.value.retry_after <= 30
+    assert asyncio.run(limiter.reserve(OPERATION, Ticket.decode(repr(time.time() - 1)))) == 0.0
+    assert Ticket.decode(Ticket(7, 123, 4.5).encode()) == Ticket(7, 123, 4.5)

@@ -32,6 +32,7 @@ from worker.domain.errors import (
     ConveyorError,
     NotFoundError,
 )
+from worker.domain.tickets import Ticket
 from worker.observe import metrics
 
 if TYPE_CHECKING:
@@ -241,7 +242,7 @@ class BotoEcsGateway:
         services = answer.get("services", [])
         return dict(services[0]) if services else None
 
-    async def reserve(self, operation: str, ticket: float | None = None) -> None:
+    async def reserve(self, operation: str, ticket: Ticket | None = None) -> None:
         """Take the token of the next ``operation`` call now (nothing without a limiter)."""
         if self.limiter is not None:
             await self.limiter.reserve(operation, ticket)

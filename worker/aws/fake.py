@@ -24,6 +24,7 @@ from typing import Any
 from worker.aws.gateway import family_of
 from worker.domain.errors import AwsRequestError, ConveyorError, NotFoundError
 from worker.domain.planning import READ_ONLY_KEYS
+from worker.domain.tickets import Ticket
 
 # A fixed clock: nothing in the fake depends on time, but AWS timestamps are datetimes.
 _EPOCH = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
@@ -401,7 +402,7 @@ class FakeEcs:
             raise _service_not_found(operation)
         return found
 
-    async def reserve(self, operation: str, ticket: float | None = None) -> None:
+    async def reserve(self, operation: str, ticket: Ticket | None = None) -> None:
         """See EcsGateway. The fake has no rate limits."""
 
     async def describe_services(self, cluster: str, services: list[str]) -> dict[str, Any]:

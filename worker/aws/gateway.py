@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
+from worker.domain.tickets import Ticket
+
 
 class EcsGateway(Protocol):
     """The ECS calls Conveyor makes. Errors come out as :mod:`worker.domain.errors` types."""
@@ -25,10 +27,10 @@ class EcsGateway(Protocol):
         """Return DescribeServices' entry for the service, or None when it does not exist."""
         ...
 
-    async def reserve(self, operation: str, ticket: float | None = None) -> None:
+    async def reserve(self, operation: str, ticket: Ticket | None = None) -> None:
         """Take the rate-limit token of the next call of ``operation`` now (see RateLimiter).
 
-        ``ticket`` is the due time of a token an earlier run of the step reserved.
+        ``ticket`` is the token an earlier run of the step reserved.
         """
         ...
 

@@ -16,8 +16,12 @@ expired sooner would give the next caller a full burst on top of the tickets sti
 
 Throttling that still happens (another tool in the same account, a mis-sized bucket) teaches
 the bucket: the throttled call drains it (:meth:`RateLimiter.drain`), so every worker sharing it
-waits for AWS's refill, and the call is sent again only with a new token (not by botocore's own
-backoff, which takes none). Throttles are counted per operation (:func:`count_throttle`).
+waits for AWS's refill, and cuts its rate, which climbs back slowly while AWS stops throttling
+(additive increase, multiplicative decrease): Conveyor settles at the share of the account's
+budget that the other clients leave, instead of fighting them for it. A ticket is a place in
+the bucket's line, not a time, so the tickets booked before a cut come round at the new rate.
+The throttled call is sent again only with a new token (not by botocore's own backoff, which
+takes none). Throttles are counted per operation (:func:`count_throttle`).
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ import redis
 from config.ecs_limits import BUCKET_FOR_OPERATION, BucketSpec
 from producers.contract.names import KEY_PREFIX
 from worker.domain.errors import AwsUnavailableError, TransientError
+from worker.domain.tickets import Ticket
 from worker.observe import metrics
 
 BUCKET_KEY = KEY_PREFIX + "ratelimit:{account}:{region}:{bucket}"
@@ -40,68 +45,132 @@ THROTTLES_KEY = KEY_PREFIX + "aws:throttled"  # hash: operation -> throttles see
 # well inside the broker's visibility timeout (an hour), so the delayed step is not redelivered.
 TICKET_HORIZON = 600.0
 
-# Returns the milliseconds to wait for the token it reserved (0: one was there), or minus the
-# wait when that exceeds ARGV[3] (nothing is reserved then). A token counts as there only with
-# ARGV[4] tokens to spare (unless the bucket is full): AWS starts counting each call when it
-# arrives, a little after this grants it, so AWS's bucket runs that much behind this one.
-# The bucket's tokens now, refilled since it was last written (a missing key is a full bucket):
-# the start of every script below, which must set ``burst`` and ``rate`` first.
+# How the bucket learns the rate AWS really grants when another client of the account spends
+# part of it: a throttle cuts the bucket's rate to DECREASE of what it was (not below FLOOR of
+# AWS's documented rate, and once per COOLDOWN: the calls in flight when AWS ran dry come back
+# throttled together), and the rate climbs back by RECOVERY of the documented rate a second.
+# Measured in a model of a client spending a fifth of the register budget: these keep the
+# throttles under 1% of the calls at the rate the other client leaves.
+DECREASE = 0.8
+FLOOR = 0.1
+COOLDOWN_MS = 5000
+RECOVERY = 0.002
+
+# The bucket's state now (a missing key is a full bucket), refilled since it was last written
+# at the rate it had then, rising linearly since the last cut: the start of every script below,
+# which must set ``burst``, ``nominal`` and ``idle`` first. ``issued`` counts the tokens ever
+# taken; ``issued + tokens`` is how far along its line of bookings the bucket has served.
 _REFILL = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local state = redis.call('HMGET', KEYS[1], 'tokens', 'at')
+local state = redis.call('HMGET', KEYS[1], 'tokens', 'at', 'issued', 'born', 'cut', 'cut_at')
 local tokens = tonumber(state[1])
 local at = tonumber(state[2])
+local issued = tonumber(state[3]) or 0
+local born = tonumber(state[4])
+local cut = tonumber(state[5])
+local cut_at = tonumber(state[6])
 if tokens == nil or at == nil then
   tokens = burst
   at = now
+  issued = 0
+  born = now
+  cut = nil
+  cut_at = nil
 end
-tokens = math.min(burst, tokens + (now - at) * rate / 1000)
-"""
+born = born or at
+local function rate_at(ms)
+  if cut == nil or cut_at == nil then
+    return nominal
+  end
+  return math.min(nominal, cut + math.max(0, ms - cut_at) * nominal * RECOVERY / 1000)
+end
+local rate = rate_at(now)
+tokens = math.min(burst, tokens + (now - at) * (rate_at(at) + rate) / 2000)
+local function save()
+  redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'at', now, 'rate', tostring(rate),
+    'issued', issued, 'born', born)
+  if cut ~= nil then
+    redis.call('HSET', KEYS[1], 'cut', tostring(cut), 'cut_at', cut_at)
+  end
+  -- The key lives until the bucket is full again, so past every ticket booked: a key that went
+  -- sooner would hand the next caller a full burst on top of the outstanding tickets.
+  redis.call('PEXPIRE', KEYS[1], math.ceil((burst - tokens) * 1000 / rate) + idle)
+end
+""".replace("RECOVERY", repr(RECOVERY))
 
+# Takes a token: returns {the milliseconds to wait for it (0: it was there), its place in line,
+# the bucket's incarnation}; the wait is negative, and nothing is taken, when it would exceed
+# ARGV[3]. A token counts as there only with ARGV[4] tokens to spare (unless the bucket is
+# full): AWS starts counting each call when it arrives, a little after this grants it, so AWS's
+# bucket runs that much behind this one. With a ticket (ARGV[6] its place, ARGV[7] its
+# incarnation) nothing is taken: its token was taken when it was booked, and the answer is the
+# wait until the bucket has served up to it (negative past ARGV[3]).
 _ACQUIRE = (
     """
 local burst = tonumber(ARGV[1])
-local rate = tonumber(ARGV[2])
+local nominal = tonumber(ARGV[2])
 local max_wait = tonumber(ARGV[3])
 local need = 1 + tonumber(ARGV[4])
 local idle = tonumber(ARGV[5])
+local position = tonumber(ARGV[6])
 """
     + _REFILL
-    + """local wait = 0
+    + """if position >= 0 then
+  if tonumber(ARGV[7]) ~= born or position > issued then
+    return {0, position, born}
+  end
+  local short = position + need - 1 - (issued + tokens)
+  if short <= 0 then
+    return {0, position, born}
+  end
+  local wait = math.ceil(short * 1000 / rate)
+  if wait > max_wait then
+    return {-wait, position, born}
+  end
+  return {wait, position, born}
+end
+local wait = 0
 if tokens < need and (tokens < burst or burst < need) then
   wait = math.ceil((need - tokens) * 1000 / rate)
   if wait > max_wait then
-    return -wait
+    return {-wait, -1, born}
   end
 end
 tokens = tokens - 1
-redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'at', now, 'rate', ARGV[2])
--- The key lives until the bucket is full again, so past every ticket booked: a key that went
--- sooner would hand the next caller a full burst on top of the outstanding tickets.
-redis.call('PEXPIRE', KEYS[1], math.ceil((burst - tokens) * 1000 / rate) + idle)
-return wait
+issued = issued + 1
+save()
+return {wait, issued, born}
 """
 )
 
 # AWS throttled a call: its bucket is empty, whatever this one says (another client of the account
 # spent it). Drop this bucket's tokens to none, so every worker sharing it waits for the refill
-# instead of spending tokens AWS does not have. Tickets already booked keep their place. Returns
-# the tokens dropped, in thousandths.
+# instead of spending tokens AWS does not have, and cut its rate (once per cooldown), so the
+# tickets already booked come round at the rate AWS grants: they keep their places in line.
+# Returns the tokens dropped, in thousandths.
 _DRAIN = (
     """
 local burst = tonumber(ARGV[1])
-local rate = tonumber(ARGV[2])
+local nominal = tonumber(ARGV[2])
 local idle = tonumber(ARGV[3])
 """
     + _REFILL
-    + """if tokens <= 0 then
-  return 0
+    + """local dropped = 0
+if tokens > 0 then
+  dropped = tokens
+  tokens = 0
 end
-redis.call('HSET', KEYS[1], 'tokens', '0', 'at', now, 'rate', ARGV[2])
-redis.call('PEXPIRE', KEYS[1], math.ceil(burst * 1000 / rate) + idle)
-return math.floor(tokens * 1000)
-"""
+if cut_at == nil or now - cut_at > COOLDOWN then
+  cut = math.max(nominal * FLOOR, rate * DECREASE)
+  cut_at = now
+  rate = cut
+end
+save()
+return math.floor(dropped * 1000)
+""".replace("COOLDOWN", str(COOLDOWN_MS))
+    .replace("FLOOR", repr(FLOOR))
+    .replace("DECREASE", repr(DECREASE))
 )
 
 
@@ -158,7 +227,7 @@ class RateLimiter:
             return None
         return BUCKET_KEY.format(account=self._account, region=self._region, bucket=spec.name)
 
-    async def reserve(self, operation: str, ticket: float | None = None) -> float:
+    async def reserve(self, operation: str, ticket: Ticket | None = None) -> float:
         """Take the token of the next ``operation`` call now, before the calls that lead to it.
 
         A step that can only act when a scarce token is there (RegisterTaskDefinition: one a
@@ -166,23 +235,30 @@ class RateLimiter:
         reads before the act. The next ``acquire`` of that operation uses the reserved token.
 
         When the token is due later than ``max_wait``, it is still reserved, up to
-        ``TICKET_HORIZON`` ahead: the step then raises a RateLimited error carrying the due time
-        as its ``ticket``, gives up its worker slot, and comes back at that time with the ticket,
-        which this method honours without queueing again. So a backlog of hundreds of
-        deployments in one account costs each of them one early run, holds no worker slot while
-        it waits, and is served in order, and deployments to other accounts pass it by.
+        ``TICKET_HORIZON`` ahead: the step then raises a RateLimited error carrying a
+        :class:`Ticket` (its place in the bucket's line), gives up its worker slot, and comes
+        back when the ticket should come round, passing it here: it is honoured without
+        queueing again, after a further wait when the bucket has since learnt a lower rate. So
+        a backlog of hundreds of deployments in one account costs each of them one early run,
+        holds no worker slot while it waits, and is served in order, and deployments to other
+        accounts pass it by.
         """
-        if ticket is not None:
-            wait = ticket - time.time()
+        if ticket is not None and ticket.position < 0:
+            # An older worker's ticket, a due time only: honoured by its time.
+            wait = ticket.due - time.time()
             if wait > self._max_wait_ms / 1000:
                 raise _limited(operation, wait, ticket)
         else:
-            wait_ms = await self._take(operation, int(TICKET_HORIZON * 1000))
-            wait = wait_ms / 1000
-            if wait_ms < 0:
-                raise _limited(operation, -wait, None)
-            if wait_ms > self._max_wait_ms:
-                raise _limited(operation, wait, time.time() + wait)
+            wait_ms, position, born = await self._take(
+                operation,
+                self._max_wait_ms if ticket is not None else int(TICKET_HORIZON * 1000),
+                ticket=ticket,
+            )
+            wait = abs(wait_ms) / 1000
+            if position < 0:
+                raise _limited(operation, wait, None)
+            if wait_ms < 0 or wait_ms > self._max_wait_ms:
+                raise _limited(operation, wait, Ticket(position, born, time.time() + wait))
         if wait > 0:
             self.waited += wait
             metrics.RATELIMIT_WAIT.labels(operation).inc(wait)
@@ -199,7 +275,7 @@ class RateLimiter:
         if self._prepaid.get(operation):
             self._prepaid[operation] -= 1
             return 0.0
-        wait_ms = await self._take(operation, self._max_wait_ms)
+        wait_ms, _, _ = await self._take(operation, self._max_wait_ms)
         if wait_ms < 0:
             raise _limited(operation, -wait_ms / 1000, None)
         if wait_ms:
@@ -218,15 +294,17 @@ class RateLimiter:
         if self._prepaid.get(operation):
             self._prepaid[operation] -= 1
             return
-        wait_ms = await self._take(operation, 0, spare=spare)
+        wait_ms, _, _ = await self._take(operation, 0, spare=spare)
         if wait_ms != 0:
             raise _limited(operation, abs(wait_ms) / 1000, None)
 
     def drain(self, operation: str) -> float:
-        """AWS throttled ``operation``: empty its shared bucket; returns the tokens dropped.
+        """AWS throttled ``operation``: empty its shared bucket and cut its rate; returns the
+        tokens dropped.
 
         Synchronous (one Redis round trip), for botocore's event hooks. Every worker sharing the
-        bucket then waits for the refill, and the throttled call's retry takes a token like any
+        bucket then waits for the refill, tickets come round at the lower rate (which climbs
+        back while AWS stops throttling), and the throttled call's retry takes a token like any
         other call.
         """
         bucket = self._buckets.get(operation)
@@ -248,45 +326,53 @@ class RateLimiter:
         metrics.RATELIMIT_DRAINED.labels(operation).inc()
         return dropped / 1000
 
-    async def _take(self, operation: str, max_wait_ms: int, *, spare: float | None = None) -> int:
-        """Run the bucket script: the wait in ms for the token it took (negative: none taken).
+    async def _take(
+        self,
+        operation: str,
+        max_wait_ms: int,
+        *,
+        spare: float | None = None,
+        ticket: Ticket | None = None,
+    ) -> tuple[int, int, int]:
+        """Run the bucket script: (the wait in ms for the token, its place in line, the
+        bucket's incarnation). A negative wait: none taken (or, with ``ticket``, the ticket's
+        wait, past ``max_wait_ms``); place -1: nothing taken or booked.
 
         ``spare``: tokens that must stay after this one (default: the margin).
         """
         bucket = self._buckets.get(operation)
         key = self.key(operation)
         if bucket is None or key is None:
-            return 0
+            return 0, 0, 0
         try:
             # One round trip; the script takes the token or reserves the next one.
-            wait_ms = int(
-                self._script(
-                    keys=[key],
-                    args=[
-                        bucket.burst,
-                        bucket.refill_per_second,
-                        max_wait_ms,
-                        # The margin in tokens: ``margin`` seconds of refill, at most one token.
-                        min(1.0, self._margin * bucket.refill_per_second)
-                        if spare is None
-                        else spare,
-                        self._idle_ms,
-                    ],
-                )
+            answer = self._script(
+                keys=[key],
+                args=[
+                    bucket.burst,
+                    bucket.refill_per_second,
+                    max_wait_ms,
+                    # The margin in tokens: ``margin`` seconds of refill, at most one token.
+                    min(1.0, self._margin * bucket.refill_per_second) if spare is None else spare,
+                    self._idle_ms,
+                    -1 if ticket is None else ticket.position,
+                    0 if ticket is None else ticket.born,
+                ],
             )
+            wait_ms, position, born = (int(value) for value in answer)
         except redis.RedisError as exc:
             raise TransientError(
                 f"{operation}: the shared rate limiter's Redis did not answer "
                 f"({type(exc).__name__}); the step is retried",
                 "RedisUnavailable",
             ) from exc
-        if wait_ms >= 0:
+        if ticket is None and wait_ms >= 0:
             due = "now" if wait_ms == 0 else "soon" if wait_ms <= self._max_wait_ms else "ticket"
             metrics.RATELIMIT_BOOKED.labels(operation, due).inc()
-        return wait_ms
+        return wait_ms, position, born
 
 
-def _limited(operation: str, wait: float, ticket: float | None) -> AwsUnavailableError:
+def _limited(operation: str, wait: float, ticket: Ticket | None) -> AwsUnavailableError:
     """The RateLimited error: retry after ``wait`` seconds, holding ``ticket`` when reserved."""
     held = "; its token is reserved" if ticket is not None else ""
     error = AwsUnavailableError(

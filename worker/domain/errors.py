@@ -21,6 +21,7 @@ from __future__ import annotations
 from typing import Any
 
 from producers.contract.enums import ErrorCode
+from worker.domain.tickets import Ticket
 
 
 class ConveyorError(Exception):
@@ -60,9 +61,10 @@ class TransientError(ConveyorError):
 
     default_code: str = ErrorCode.TRANSIENT
     retry_after: float = 0.0
-    # When set, a rate-limit token is already reserved for the step, due at this wall time
-    # (time.time()); the step comes back then and passes it to ``reserve`` instead of queueing.
-    ticket: float | None = None
+    # When set, a rate-limit token is already reserved for the step (its place in line, and the
+    # wall time it should come round); the step comes back then and passes it to ``reserve``
+    # instead of queueing again.
+    ticket: Ticket | None = None
 
 
 class InvalidJobError(PermanentError):

@@ -44,6 +44,7 @@ from worker.domain.errors import (
     TransientError,
 )
 from worker.domain.planning import DEPLOYMENT_TAG, check_containers, plan_revision
+from worker.domain.tickets import Ticket
 from worker.domain.verdict import History, Outcome, Verdict, judge, judge_history
 from worker.services.flow import handler_for
 from worker.services.revisions import choose_base
@@ -278,10 +279,10 @@ class UpdateFlow:
         # booked as a ticket, noted for the step's next run, which honours it.
         ticket = self._notes.get(record.id, REGISTER_TICKET) or None
         try:
-            await self._ecs.reserve("RegisterTaskDefinition", float(ticket) if ticket else None)
+            await self._ecs.reserve("RegisterTaskDefinition", _ticket(ticket))
         except TransientError as limited:
-            if limited.ticket is not None and str(limited.ticket) != ticket:
-                self._notes.put(record.id, REGISTER_TICKET, str(limited.ticket))
+            if limited.ticket is not None and limited.ticket.encode() != ticket:
+                self._notes.put(record.id, REGISTER_TICKET, limited.ticket.encode())
             raise
         if ticket:
             # Spent: a later re-run of this step (a 5xx, a crash) queues for a token again.
@@ -844,3 +845,14 @@ def _moved_since_resolve(service: dict[str, Any] | None, record: DeploymentRecor
         or len(deployments) != 1
         or (_primary_id(service) != record.previous_deployment_id)
     )
+
+
+def _ticket(note: str | None) -> Ticket | None:
+    """The register ticket an earlier run noted; a note that does not read is none (the step
+    queues for a token again rather than fail)."""
+    if not note:
+        return None
+    try:
+        return Ticket.decode(note)
+    except ValueError:
+        return None
