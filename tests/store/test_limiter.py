@@ -327,11 +327,16 @@ def test_the_tokens_booked_ahead_are_read_for_the_metrics(client: redis.Redis) -
     # A bucket written by an older release (no rate) and a stray key are skipped.
     client.hset("conveyor:ratelimit:2:r:task-definition-writes", mapping={"tokens": 1, "at": 0})
     client.set("conveyor:ratelimit:stray", "x")
-    [(account, region, bucket, ahead)] = booked_ahead(client)
+    [(account, region, bucket, ahead, rate)] = booked_ahead(client)
     assert (account, region, bucket) == ("1", "r", "task-definition-writes")
     assert 4.9 <= ahead <= 5.0
-    [family] = BookedAheadCollector(lambda: booked_ahead(client)).collect()
+    assert rate == pytest.approx(0.1)
+    family, rates = BookedAheadCollector(lambda: booked_ahead(client)).collect()
     assert [s.value for s in family.samples] == [pytest.approx(ahead, abs=0.1)]
+    limiter.drain(OPERATION)  # a throttle: the rate granted is cut
+    [(*_, cut)] = booked_ahead(client)
+    assert cut == pytest.approx(0.08)
+    assert [s.value for s in rates.samples] == [pytest.approx(0.1)]
     assert list(BookedAheadCollector(lambda: booked_ahead(redis.Redis(port=1))).collect())
 
 
@@ -450,3 +455,23 @@ def test_a_ticket_noted_by_an_older_worker_is_honoured_by_its_time(client: redis
     assert 29 <= info.value.retry_after <= 30
     assert asyncio.run(limiter.reserve(OPERATION, Ticket.decode(repr(time.time() - 1)))) == 0.0
     assert Ticket.decode(Ticket(7, 123, 4.5).encode()) == Ticket(7, 123, 4.5)
+
+
+def test_a_fresh_burst_is_counted(client: redis.Redis) -> None:
+    """Each token taken from a bucket that was new in Redis (so full) is counted: one for the
+    first call, none while the key lives, one again once it went; a fresh burst in the middle
+    of a fleet is the sign of a key that expired while tokens were booked."""
+    from worker.observe import metrics
+
+    def fresh() -> float:
+        return float(metrics.RATELIMIT_FRESH.labels(OPERATION)._value.get())
+
+    buckets = {OPERATION: Bucket(burst=5, refill_per_second=1.0)}
+    limiter = RateLimiter(client, account="1", region="r", buckets=buckets, margin=0.0)
+    before = fresh()
+    for _ in range(3):
+        asyncio.run(limiter.acquire(OPERATION))
+    assert fresh() == before + 1
+    client.delete(limiter.key(OPERATION) or "")
+    asyncio.run(limiter.acquire(OPERATION))
+    assert fresh() == before + 2

@@ -70,7 +70,9 @@ local issued = tonumber(state[3]) or 0
 local born = tonumber(state[4])
 local cut = tonumber(state[5])
 local cut_at = tonumber(state[6])
+local fresh = 0
 if tokens == nil or at == nil then
+  fresh = 1
   tokens = burst
   at = now
   issued = 0
@@ -100,12 +102,13 @@ end
 """.replace("RECOVERY", repr(RECOVERY))
 
 # Takes a token: returns {the milliseconds to wait for it (0: it was there), its place in line,
-# the bucket's incarnation}; the wait is negative, and nothing is taken, when it would exceed
-# ARGV[3]. A token counts as there only with ARGV[4] tokens to spare (unless the bucket is
-# full): AWS starts counting each call when it arrives, a little after this grants it, so AWS's
-# bucket runs that much behind this one. With a ticket (ARGV[6] its place, ARGV[7] its
-# incarnation) nothing is taken: its token was taken when it was booked, and the answer is the
-# wait until the bucket has served up to it (negative past ARGV[3]).
+# the bucket's incarnation, 1 when the bucket was new (a full burst)}; the wait is negative,
+# and nothing is taken, when it would exceed ARGV[3]. A token counts as there only with ARGV[4]
+# tokens to spare (unless the bucket is full): AWS starts counting each call when it arrives, a
+# little after this grants it, so AWS's bucket runs that much behind this one. With a ticket
+# (ARGV[6] its place, ARGV[7] its incarnation) nothing is taken: its token was taken when it was
+# booked, and the answer is the wait until the bucket has served up to it (negative past
+# ARGV[3]).
 _ACQUIRE = (
     """
 local burst = tonumber(ARGV[1])
@@ -118,29 +121,29 @@ local position = tonumber(ARGV[6])
     + _REFILL
     + """if position >= 0 then
   if tonumber(ARGV[7]) ~= born or position > issued then
-    return {0, position, born}
+    return {0, position, born, 0}
   end
   local short = position + need - 1 - (issued + tokens)
   if short <= 0 then
-    return {0, position, born}
+    return {0, position, born, 0}
   end
   local wait = math.ceil(short * 1000 / rate)
   if wait > max_wait then
-    return {-wait, position, born}
+    return {-wait, position, born, 0}
   end
-  return {wait, position, born}
+  return {wait, position, born, 0}
 end
 local wait = 0
 if tokens < need and (tokens < burst or burst < need) then
   wait = math.ceil((need - tokens) * 1000 / rate)
   if wait > max_wait then
-    return {-wait, -1, born}
+    return {-wait, -1, born, 0}
   end
 end
 tokens = tokens - 1
 issued = issued + 1
 save()
-return {wait, issued, born}
+return {wait, issued, born, fresh}
 """
 )
 
@@ -359,7 +362,7 @@ class RateLimiter:
                     0 if ticket is None else ticket.born,
                 ],
             )
-            wait_ms, position, born = (int(value) for value in answer)
+            wait_ms, position, born, fresh = (int(value) for value in answer)
         except redis.RedisError as exc:
             raise TransientError(
                 f"{operation}: the shared rate limiter's Redis did not answer "
@@ -369,6 +372,10 @@ class RateLimiter:
         if ticket is None and wait_ms >= 0:
             due = "now" if wait_ms == 0 else "soon" if wait_ms <= self._max_wait_ms else "ticket"
             metrics.RATELIMIT_BOOKED.labels(operation, due).inc()
+        if fresh:
+            # A new key: a full burst was there. Outside a first call or a quiet spell, it means
+            # the key expired while tokens were still booked (the cause of bursts AWS refused).
+            metrics.RATELIMIT_FRESH.labels(operation).inc()
         return wait_ms, position, born
 
 
@@ -386,8 +393,9 @@ def _limited(operation: str, wait: float, ticket: Ticket | None) -> AwsUnavailab
     return error
 
 
-def booked_ahead(client: redis.Redis) -> list[tuple[str, str, str, float]]:
-    """Tokens booked beyond now, by (account, region, bucket): tickets and in-slot waits.
+def booked_ahead(client: redis.Redis) -> list[tuple[str, str, str, float, float]]:
+    """Tokens booked beyond now, and the rate granted at the bucket's last use (lower than
+    AWS's documented one after throttles), by (account, region, bucket).
 
     Read from the buckets' own state on Redis's clock; for the metrics endpoint.
     """
@@ -405,7 +413,7 @@ def booked_ahead(client: redis.Redis) -> list[tuple[str, str, str, float]]:
             continue  # written by an older release (no rate), or not a bucket: skipped, not fatal
         if len(parts) == 3:
             ahead = -(tokens + (now - at) * rate / 1000)
-            found.append((parts[0], parts[1], parts[2], max(0.0, ahead)))
+            found.append((parts[0], parts[1], parts[2], max(0.0, ahead), rate))
     return found
 
 

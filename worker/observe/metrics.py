@@ -20,7 +20,12 @@ The metrics (all prefixed ``conveyor_``):
 * ``ratelimit_booked_ahead{account,region,bucket}``: tokens each shared bucket has booked beyond
   now (tickets outstanding and in-slot waits; read from Redis);
 * ``ratelimit_drained_total{operation}``: throttled calls that emptied their shared bucket (AWS
-  had fewer tokens than the bucket said: another client of the account spent them);
+  had fewer tokens than the bucket said: another client of the account spent them) and cut its
+  rate;
+* ``ratelimit_rate{account,region,bucket}``: the rate each shared bucket granted at its last use,
+  below AWS's documented one while it has learnt that another client spends part of it;
+* ``ratelimit_fresh_buckets_total{operation}``: tokens taken from a bucket new in Redis (a full
+  burst): beyond a first call or a quiet spell, a key that expired while tokens were booked;
 * ``sweeper_redispatched_total``: overdue steps the recovery sweeper sent again;
 * ``queue_depth{queue}``: messages waiting in each Celery queue (read from Redis).
 """
@@ -75,6 +80,11 @@ RATELIMIT_BOOKED = Counter(
     "Tokens taken from the shared rate limiter, by when they are due (now, soon, ticket).",
     ["operation", "due"],
 )
+RATELIMIT_FRESH = Counter(
+    "conveyor_ratelimit_fresh_buckets",
+    "Tokens taken from a shared bucket that was new in Redis, so full: a fresh burst.",
+    ["operation"],
+)
 RATELIMIT_DRAINED = Counter(
     "conveyor_ratelimit_drained",
     "Throttled AWS calls that emptied the shared bucket of their account, region and API.",
@@ -116,13 +126,14 @@ class QueueDepthCollector:
 
 
 class BookedAheadCollector:
-    """Reads, at scrape time, how many tokens each shared rate-limit bucket has booked ahead."""
+    """Reads, at scrape time, how many tokens each shared rate-limit bucket has booked ahead,
+    and the rate it grants."""
 
-    def __init__(self, read: Callable[[], list[tuple[str, str, str, float]]]) -> None:
+    def __init__(self, read: Callable[[], list[tuple[str, str, str, float, float]]]) -> None:
         self._read = read
 
     def collect(self) -> Iterator[Any]:
-        """One gauge sample per bucket; none when Redis does not answer."""
+        """One sample per bucket of each gauge; none when Redis does not answer."""
         from prometheus_client.core import GaugeMetricFamily
 
         family = GaugeMetricFamily(
@@ -130,13 +141,20 @@ class BookedAheadCollector:
             "Tokens of a shared rate-limit bucket booked beyond now (tickets and waits).",
             labels=["account", "region", "bucket"],
         )
+        rates = GaugeMetricFamily(
+            "conveyor_ratelimit_rate",
+            "Tokens a second a shared bucket granted at its last use (learnt from throttles).",
+            labels=["account", "region", "bucket"],
+        )
         try:
             buckets = self._read()
         except Exception:  # noqa: BLE001 - a scrape must not fail on Redis being away
             buckets = []
-        for account, region, bucket, ahead in buckets:
+        for account, region, bucket, ahead, rate in buckets:
             family.add_metric([account, region, bucket], ahead)
+            rates.add_metric([account, region, bucket], rate)
         yield family
+        yield rates
 
 
 def serve(
@@ -144,7 +162,7 @@ def serve(
     port: int,
     redis_client: Any,
     queues: list[str],
-    booked: Callable[[], list[tuple[str, str, str, float]]] | None = None,
+    booked: Callable[[], list[tuple[str, str, str, float, float]]] | None = None,
 ) -> threading.Thread:
     """Serve the children's samples and the queue depths on ``address:port`` in a thread;
     ``booked`` reads the rate-limit buckets' bookings at scrape time."""
