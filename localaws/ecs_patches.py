@@ -39,15 +39,13 @@ from moto.ecs.exceptions import (
 from moto.ecs.responses import DESCRIBE_TASKS_TAGS, EC2ContainerServiceResponse
 from moto.utilities.utils import get_partition
 
-from localaws.rollout import (
-    DEFAULT_DEPLOYMENT_CONFIGURATION,
+from localaws.rollout import Simulator
+from localaws.rollout_history import (
     SERVICE_DEPLOYMENT_STATUSES,
     DeploymentConflict,
     DeploymentHistory,
-    ServiceTask,
-    Simulator,
-    service_key,
 )
+from localaws.rollout_model import DEFAULT_DEPLOYMENT_CONFIGURATION, ServiceTask, service_key
 from localaws.validation import (
     MAX_DESCRIBE_SERVICES,
     MAX_DESCRIBE_TASKS,

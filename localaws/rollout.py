@@ -14,10 +14,10 @@ a count to reach, a task to replace) is reconciled every tick, like ECS's servic
 * once only the PRIMARY is left with every task RUNNING, and not before ``rollout_seconds`` have
   passed since the deployment started, it is COMPLETED and the service has reached a steady state;
 * every CreateService and deployment-starting UpdateService is also a *service deployment* with a
-  *service revision* (ECS's deployment history, :class:`DeploymentHistory`), which records how it
-  ended (SUCCESSFUL, STOPPED, ROLLBACK_SUCCESSFUL, ...) long after DescribeServices forgot it; a
-  breaker rollback, or one asked for by StopServiceDeployment, is recorded on the deployment that
-  failed, as on ECS, and makes no new service deployment.
+  *service revision* (ECS's deployment history, :mod:`localaws.rollout_history`), which records
+  how it ended (SUCCESSFUL, STOPPED, ROLLBACK_SUCCESSFUL, ...) long after DescribeServices forgot
+  it; a breaker rollback, or one asked for by StopServiceDeployment, is recorded on the deployment
+  that failed, as on ECS, and makes no new service deployment.
 
 Everything here runs under the one lock that also guards moto's state (the caller holds it), and
 works on moto's own model objects so that every ECS API (DescribeServices, ListTasks, DescribeTasks,
@@ -26,15 +26,11 @@ the ``services_stable`` waiter) sees the same world.
 
 from __future__ import annotations
 
-import collections
-import copy
 import datetime
 import ipaddress
-import itertools
 import logging
 import math
 import random
-import secrets
 import threading
 import time
 import uuid
@@ -47,6 +43,22 @@ from moto.ec2.models import ec2_backends
 from moto.utilities.utils import get_partition
 
 from localaws.images import broken_containers
+from localaws.rollout_history import (
+    BREAKER_REASON,
+    STOP_REQUEST_REASON,
+    DeploymentConflict,
+    DeploymentHistory,
+    ServiceDeploymentRecord,
+    ServiceRevision,
+)
+from localaws.rollout_model import (
+    Deployment,
+    ServiceKey,
+    ServiceTask,
+    SimService,
+    breaker_threshold,
+    service_key,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -60,24 +72,6 @@ ESSENTIAL_EXIT_CODE = "EssentialContainerExited"
 ESSENTIAL_EXIT_REASON = "Essential container in task exited"
 SCHEDULER_STOP_CODE = "ServiceSchedulerInitiated"
 USER_STOP_CODE = "UserInitiated"
-
-DEFAULT_DEPLOYMENT_CONFIGURATION: dict[str, Any] = {
-    "deploymentCircuitBreaker": {"enable": False, "rollback": False},
-    "maximumPercent": 200,
-    "minimumHealthyPercent": 100,
-}
-
-ServiceKey = tuple[str, str, str, str]  # account, region, cluster name, service name
-
-
-def breaker_threshold(desired_count: int) -> int:
-    """Failed tasks after which ECS's deployment circuit breaker fails a deployment."""
-    return min(200, max(3, math.ceil(0.5 * desired_count)))
-
-
-def new_deployment_id() -> str:
-    """A deployment id in ECS's format (``ecs-svc/`` and 19 digits)."""
-    return f"ecs-svc/{random.randint(10**18, 10**19 - 1)}"
 
 
 @dataclass(frozen=True)
@@ -106,522 +100,6 @@ class Timings:
             drain=0.45 * s,
             minimum_rollout=s,
         )
-
-
-class ServiceTask:
-    """A task launched by a service deployment, shaped for moto's response serializer.
-
-    moto's own ``Task`` derives its status from a state manager that advances on reads; here the
-    status is exactly what the simulator last set. Public attribute names are the snake_case forms
-    of the ECS ``Task`` shape's members (the serializer finds them through ``botocore.xform_name``);
-    underscore attributes are the simulator's bookkeeping and are never serialized.
-    """
-
-    def __init__(
-        self,
-        *,
-        task_arn: str,
-        cluster_arn: str,
-        task_definition_arn: str,
-        group: str,
-        started_by: str,
-        launch_type: str | None,
-        platform_version: str | None,
-        cpu: str | None,
-        memory: str | None,
-        containers: list[dict[str, Any]],
-        attachments: list[dict[str, Any]],
-        availability_zone: str,
-        created_at: datetime.datetime,
-        due: float,
-        broken: tuple[str, ...],
-    ) -> None:
-        self.task_arn = task_arn
-        self.id = task_arn.rsplit("/", 1)[-1]
-        self.cluster_arn = cluster_arn
-        self.task_definition_arn = task_definition_arn
-        self.group = group
-        self.started_by = started_by
-        self.launch_type = launch_type
-        self.platform_version = platform_version
-        self.platform_family = "Linux" if launch_type == "FARGATE" else None
-        self.cpu = cpu
-        self.memory = memory
-        self.containers = containers
-        self.attachments = attachments
-        self.availability_zone = availability_zone
-        self.last_status = "PENDING"
-        self.desired_status = "RUNNING"
-        self.health_status = "UNKNOWN"
-        self.connectivity = "CONNECTED"
-        self.connectivity_at = created_at
-        self.created_at = created_at
-        self.pull_started_at: datetime.datetime | None = None
-        self.pull_stopped_at: datetime.datetime | None = None
-        self.started_at: datetime.datetime | None = None
-        self.stopping_at: datetime.datetime | None = None
-        self.execution_stopped_at: datetime.datetime | None = None
-        self.stopped_at: datetime.datetime | None = None
-        self.stopped_reason: str | None = None
-        self.stop_code: str | None = None
-        self.tags: list[dict[str, str]] = []
-        self.overrides: dict[str, Any] = {
-            "containerOverrides": [{"name": c["name"]} for c in containers],
-            "inferenceAcceleratorOverrides": [],
-        }
-        self.version = 1
-        self.enable_execute_command = False
-        # moto's ListTasks and StopTask read these.
-        self.container_instance_arn: str | None = None
-        self.resource_requirements: dict[str, Any] | None = None
-        self._due = due
-        self._broken = broken
-        self._draining = False
-
-    @property
-    def cluster_name(self) -> str:
-        """The cluster's name, as moto's backend indexes tasks by it."""
-        return self.cluster_arn.rsplit("/", 1)[-1]
-
-    def advance(self) -> None:
-        """Do nothing: moto's DescribeTasks advances its own tasks' state machine on every read."""
-
-
-class Deployment:
-    """One entry of ``service.deployments``; attributes mirror the ECS ``Deployment`` shape."""
-
-    def __init__(
-        self,
-        *,
-        task_definition: str,
-        desired_count: int,
-        launch_type: str | None,
-        platform_version: str | None,
-        network_configuration: dict[str, Any] | None,
-        capacity_provider_strategy: list[dict[str, Any]] | None,
-        now: float,
-        created_at: datetime.datetime,
-        reason: str | None = None,
-        broken: tuple[str, ...] = (),
-    ) -> None:
-        self.id = new_deployment_id()
-        self.status = "PRIMARY"
-        self.task_definition = task_definition
-        self.desired_count = desired_count
-        self.pending_count = 0
-        self.running_count = 0
-        self.failed_tasks = 0
-        self.created_at = created_at
-        self.updated_at = created_at
-        self.launch_type = launch_type
-        self.platform_version = platform_version
-        self.platform_family = "Linux" if launch_type == "FARGATE" else None
-        self.network_configuration = network_configuration
-        self.capacity_provider_strategy = capacity_provider_strategy
-        self.rollout_state = "IN_PROGRESS"
-        self.rollout_state_reason = reason or f"ECS deployment {self.id} in progress."
-        self._started = now
-        self._next_launch = now
-        self._broken = broken
-        self._tasks: dict[str, ServiceTask] = {}
-        # The service revision this deployment runs, and the service deployment (history record)
-        # it moves: its own target, or the rollback of one.
-        self._revision: ServiceRevision | None = None
-        self._record: ServiceDeploymentRecord | None = None
-
-    def pending(self) -> list[ServiceTask]:
-        """Tasks not yet RUNNING."""
-        return [t for t in self._tasks.values() if t.last_status == "PENDING"]
-
-    def healthy(self) -> list[ServiceTask]:
-        """RUNNING tasks that are not being drained."""
-        return [t for t in self._tasks.values() if t.last_status == "RUNNING" and not t._draining]
-
-
-class SimService:
-    """The simulator's state for one moto ``Service``."""
-
-    def __init__(self, backend: Any, service: Any) -> None:
-        self.backend = backend
-        self.service = service
-        self.stopped: collections.deque[ServiceTask] = collections.deque()
-        # (deployment id, task definition ARN) of the last deployment that reached COMPLETED: what
-        # the circuit breaker rolls back to.
-        self.last_completed: tuple[str, str] | None = None
-        self.last_completed_revision: ServiceRevision | None = None
-        # The newest service deployment of the service (the only one that can still be ongoing).
-        self.current: ServiceDeploymentRecord | None = None
-        self.announced_steady = False
-
-    @property
-    def key(self) -> ServiceKey:
-        """Identity of the service across requests."""
-        return service_key(self.backend, self.service)
-
-    @property
-    def deployments(self) -> list[Deployment]:
-        """moto's own list, which the serializer reads; PRIMARY first."""
-        deployments: list[Deployment] = self.service.deployments
-        return deployments
-
-    def deployment_configuration(self) -> dict[str, Any]:
-        """The service's deployment configuration with ECS's defaults filled in."""
-        config = getattr(self.service, "deployment_configuration", None) or {}
-        merged = dict(DEFAULT_DEPLOYMENT_CONFIGURATION)
-        merged.update(config)
-        return merged
-
-
-def service_key(backend: Any, service: Any) -> ServiceKey:
-    """(account, region, cluster, service name) of a moto service."""
-    return (backend.account_id, backend.region_name, service.cluster_name, service.name)
-
-
-# -- service deployments and service revisions -----------------------------------------------------
-
-# ECS keeps 90 days of history; here each service keeps its newest service deployments.
-MAX_SERVICE_DEPLOYMENTS_PER_SERVICE = 1000
-
-ONGOING_STATUSES = frozenset(
-    {"PENDING", "IN_PROGRESS", "STOP_REQUESTED", "ROLLBACK_REQUESTED", "ROLLBACK_IN_PROGRESS"}
-)
-COMPLETED_STATUSES = frozenset({"SUCCESSFUL", "STOPPED", "ROLLBACK_SUCCESSFUL", "ROLLBACK_FAILED"})
-SERVICE_DEPLOYMENT_STATUSES = ONGOING_STATUSES | COMPLETED_STATUSES
-
-BREAKER_REASON = "ECS deployment circuit breaker: tasks failed to start."
-STOP_REQUEST_REASON = "Service deployment rollback requested by StopServiceDeployment."
-
-# Service configuration a service revision records: (ECS member name, moto attribute name).
-_REVISION_FIELDS = (
-    ("launchType", "launch_type"),
-    ("platformVersion", "platform_version"),
-    ("capacityProviderStrategy", "capacity_provider_strategy"),
-    ("loadBalancers", "load_balancers"),
-    ("serviceRegistries", "service_registries"),
-    ("networkConfiguration", "network_configuration"),
-    ("serviceConnectConfiguration", "service_connect_configuration"),
-    ("volumeConfigurations", "volume_configurations"),
-    ("vpcLatticeConfigurations", "vpc_lattice_configurations"),
-)
-
-
-class DeploymentConflict(Exception):
-    """A request that the current state of a service deployment does not allow."""
-
-
-def _history_arn(backend: Any, service: Any, kind: str, resource_id: str) -> str:
-    region, account = backend.region_name, backend.account_id
-    return (
-        f"arn:{get_partition(region)}:ecs:{region}:{account}:{kind}/"
-        f"{service.cluster_name}/{service.name}/{resource_id}"
-    )
-
-
-class ServiceRevision:
-    """What one service deployment deploys: the task definition and the service configuration.
-
-    Immutable once made, as on ECS. A rollback makes no new revision: it deploys the last
-    successful one again.
-    """
-
-    def __init__(
-        self, sim: SimService, task_definition: Any, created_at: datetime.datetime
-    ) -> None:
-        backend, service = sim.backend, sim.service
-        self.account: str = backend.account_id
-        self.region: str = backend.region_name
-        self.arn = _history_arn(
-            backend, service, "service-revision", str(random.randint(10**18, 10**19 - 1))
-        )
-        self.service_arn: str = service.arn
-        self.cluster_arn: str = service.cluster_arn
-        self.task_definition: str = task_definition.arn
-        self.created_at = created_at
-        configuration: dict[str, Any] = {}
-        for member, attribute in _REVISION_FIELDS:
-            value = getattr(service, attribute, None)
-            if value not in (None, [], {}):
-                configuration[member] = copy.deepcopy(value)
-        if service.launch_type == "FARGATE":
-            configuration["platformFamily"] = "Linux"
-        configuration["containerImages"] = [
-            _container_image(container) for container in task_definition.container_definitions
-        ]
-        self._configuration = configuration
-
-    def describe(self) -> dict[str, Any]:
-        """The ECS ``ServiceRevision`` shape."""
-        return {
-            "serviceRevisionArn": self.arn,
-            "serviceArn": self.service_arn,
-            "clusterArn": self.cluster_arn,
-            "taskDefinition": self.task_definition,
-            **copy.deepcopy(self._configuration),
-            "createdAt": self.created_at,
-        }
-
-
-def _container_image(container: dict[str, Any]) -> dict[str, str]:
-    image = str(container.get("image", ""))
-    result = {"containerName": str(container.get("name", "")), "image": image}
-    if "@" in image:
-        result["imageDigest"] = image.split("@", 1)[1]
-    return result
-
-
-class ServiceDeploymentRecord:
-    """One service deployment of ECS's history: CreateService, or an UpdateService that started
-    a new ECS deployment. It outlives the ECS deployments it drove (DescribeServices forgets them
-    once a rollout or a rollback is over; this does not)."""
-
-    def __init__(
-        self,
-        sim: SimService,
-        target: ServiceRevision,
-        sources: list[ServiceRevision],
-        created_at: datetime.datetime,
-        sequence: int,
-    ) -> None:
-        backend, service = sim.backend, sim.service
-        self._sim = sim
-        self.key = sim.key
-        self.account: str = backend.account_id
-        self.region: str = backend.region_name
-        self.sequence = sequence  # orders the history of a service (and pages it)
-        self.arn = _history_arn(
-            backend, service, "service-deployment", secrets.token_urlsafe(16)[:21]
-        )
-        self.service_arn: str = service.arn
-        self.cluster_arn: str = service.cluster_arn
-        self.status = "PENDING"
-        self.status_reason: str | None = None
-        # Whole milliseconds, as the wire carries them: a createdAt a client read back filters
-        # exactly (ListServiceDeployments createdAt after/before are inclusive).
-        created_at = created_at.replace(microsecond=created_at.microsecond // 1000 * 1000)
-        self.created_at = self.updated_at = created_at
-        self.started_at: datetime.datetime | None = None
-        self.finished_at: datetime.datetime | None = None
-        self.stopped_at: datetime.datetime | None = None
-        self.target = target
-        self.sources = sources
-        self.deployment_configuration = copy.deepcopy(sim.deployment_configuration())
-        # The ECS deployment that moves the service to the target, and the one that rolls it back.
-        self.deployment: Deployment | None = None
-        self.rollback_deployment: Deployment | None = None
-        self.rollback_revision: ServiceRevision | None = None
-        self.rollback_reason: str | None = None
-        self.rollback_started_at: datetime.datetime | None = None
-        self.breaker_triggered = False
-        self._final_counts: tuple[list[dict[str, Any]], dict[str, Any]] | None = None
-
-    @property
-    def ongoing(self) -> bool:
-        """Whether the service deployment has not reached a completed status yet."""
-        return self.status in ONGOING_STATUSES
-
-    def _set(self, status: str, now_dt: datetime.datetime, reason: str | None) -> None:
-        self.status = status
-        if reason is not None:
-            self.status_reason = reason
-        self.updated_at = now_dt
-
-    def start(self, now_dt: datetime.datetime) -> None:
-        """PENDING -> IN_PROGRESS: the scheduler has picked the deployment up."""
-        if self.status == "PENDING":
-            self.started_at = now_dt
-            self._set("IN_PROGRESS", now_dt, None)
-
-    def request_rollback(self, revision: ServiceRevision, now_dt: datetime.datetime) -> None:
-        """StopServiceDeployment(ROLLBACK): ROLLBACK_REQUESTED until the scheduler acts on it."""
-        self.rollback_revision = revision
-        self._set("ROLLBACK_REQUESTED", now_dt, STOP_REQUEST_REASON)
-
-    def begin_rollback(
-        self, reason: str, revision: ServiceRevision, now_dt: datetime.datetime
-    ) -> None:
-        """The rollback to ``revision`` has started."""
-        if self.started_at is None:
-            self.started_at = now_dt
-        self.rollback_revision = revision
-        self.rollback_reason = reason
-        self.rollback_started_at = now_dt
-        self._set("ROLLBACK_IN_PROGRESS", now_dt, reason)
-
-    def finish(self, status: str, now_dt: datetime.datetime, reason: str | None = None) -> None:
-        """Reach a completed status; task counts are kept as they are at this moment."""
-        self._final_counts = self._counts()
-        if self.started_at is None:
-            self.started_at = now_dt
-        self.finished_at = now_dt
-        if status == "STOPPED":
-            self.stopped_at = now_dt
-        self._set(status, now_dt, reason)
-
-    def _counts(self) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-        """(source summaries, target summary): tasks of each revision across ECS deployments."""
-        if self._final_counts is not None:
-            return self._final_counts
-        deployments = self._sim.deployments
-        primary = deployments[0] if deployments else None
-
-        def summary(revision: ServiceRevision) -> dict[str, Any]:
-            runs = [d for d in deployments if d._revision is revision]
-            requested = (
-                primary.desired_count
-                if primary is not None
-                and primary._revision is revision
-                and primary.rollout_state != "FAILED"
-                else 0
-            )
-            return {
-                "arn": revision.arn,
-                "requestedTaskCount": requested,
-                "runningTaskCount": sum(d.running_count for d in runs),
-                "pendingTaskCount": sum(d.pending_count for d in runs),
-            }
-
-        return [summary(source) for source in self.sources], summary(self.target)
-
-    def _lifecycle_stage(self) -> str:
-        if not self.ongoing:
-            return "CLEAN_UP"
-        if self.status in ("PENDING", "ROLLBACK_REQUESTED"):
-            return "PRE_SCALE_UP"
-        moving = (
-            self.rollback_deployment if self.status == "ROLLBACK_IN_PROGRESS" else self.deployment
-        )
-        if moving is None or len(moving.healthy()) < moving.desired_count:
-            return "SCALE_UP"
-        return "CLEAN_UP"
-
-    def _breaker(self) -> dict[str, Any]:
-        breaker = self.deployment_configuration.get("deploymentCircuitBreaker") or {}
-        if self.breaker_triggered:
-            status = "TRIGGERED"
-        elif not breaker.get("enable"):
-            status = "DISABLED"
-        else:
-            status = "MONITORING" if self.ongoing else "MONITORING_COMPLETE"
-        deployment = self.deployment
-        return {
-            "status": status,
-            "failureCount": deployment.failed_tasks if deployment is not None else 0,
-            "threshold": breaker_threshold(
-                deployment.desired_count if deployment is not None else 0
-            ),
-        }
-
-    def brief(self) -> dict[str, Any]:
-        """The ECS ``ServiceDeploymentBrief`` shape (ListServiceDeployments)."""
-        return _without_none(
-            {
-                "serviceDeploymentArn": self.arn,
-                "serviceArn": self.service_arn,
-                "clusterArn": self.cluster_arn,
-                "startedAt": self.started_at,
-                "createdAt": self.created_at,
-                "finishedAt": self.finished_at,
-                "targetServiceRevisionArn": self.target.arn,
-                "status": self.status,
-                "statusReason": self.status_reason,
-            }
-        )
-
-    def describe(self) -> dict[str, Any]:
-        """The ECS ``ServiceDeployment`` shape (DescribeServiceDeployments)."""
-        sources, target = self._counts()
-        rollback = None
-        if self.rollback_revision is not None and self.rollback_started_at is not None:
-            rollback = {
-                "reason": self.rollback_reason,
-                "startedAt": self.rollback_started_at,
-                "serviceRevisionArn": self.rollback_revision.arn,
-            }
-        return _without_none(
-            {
-                "serviceDeploymentArn": self.arn,
-                "serviceArn": self.service_arn,
-                "clusterArn": self.cluster_arn,
-                "createdAt": self.created_at,
-                "startedAt": self.started_at,
-                "finishedAt": self.finished_at,
-                "stoppedAt": self.stopped_at,
-                "updatedAt": self.updated_at,
-                "sourceServiceRevisions": copy.deepcopy(sources),
-                "targetServiceRevision": dict(target),
-                "status": self.status,
-                "statusReason": self.status_reason,
-                "lifecycleStage": self._lifecycle_stage(),
-                "deploymentConfiguration": copy.deepcopy(self.deployment_configuration),
-                "rollback": rollback,
-                "deploymentCircuitBreaker": self._breaker(),
-            }
-        )
-
-
-def _without_none(values: dict[str, Any]) -> dict[str, Any]:
-    return {key: value for key, value in values.items() if value is not None}
-
-
-class DeploymentHistory:
-    """Service deployments and revisions of every service, per account and region.
-
-    Each service keeps its newest ``limit`` service deployments (and their target revisions);
-    ARNs embed account and region, and a lookup also checks them, so accounts never see each
-    other's history.
-    """
-
-    def __init__(self, limit: int = MAX_SERVICE_DEPLOYMENTS_PER_SERVICE) -> None:
-        self.limit = limit
-        self._services: dict[ServiceKey, collections.deque[ServiceDeploymentRecord]] = {}
-        self._deployments: dict[str, ServiceDeploymentRecord] = {}
-        self._revisions: dict[str, ServiceRevision] = {}
-        self._sequence = itertools.count(1)
-
-    def next_sequence(self) -> int:
-        """A number larger than any given before."""
-        return next(self._sequence)
-
-    def add(self, record: ServiceDeploymentRecord) -> None:
-        """Keep a new service deployment (and its target revision), evicting the oldest."""
-        records = self._services.setdefault(record.key, collections.deque())
-        records.append(record)
-        self._deployments[record.arn] = record
-        self._revisions[record.target.arn] = record.target
-        while len(records) > self.limit:
-            old = records.popleft()
-            self._deployments.pop(old.arn, None)
-            self._revisions.pop(old.target.arn, None)
-
-    def for_service(self, key: ServiceKey) -> list[ServiceDeploymentRecord]:
-        """The service's deployments, newest first."""
-        return list(reversed(self._services.get(key, ())))
-
-    def deployment(self, account: str, region: str, arn: str) -> ServiceDeploymentRecord | None:
-        """A service deployment of this account and region by ARN."""
-        record = self._deployments.get(arn)
-        if record is None or (record.account, record.region) != (account, region):
-            return None
-        return record
-
-    def revision(self, account: str, region: str, arn: str) -> ServiceRevision | None:
-        """A service revision of this account and region by ARN."""
-        revision = self._revisions.get(arn)
-        if revision is None or (revision.account, revision.region) != (account, region):
-            return None
-        return revision
-
-    def drop_service(self, key: ServiceKey) -> None:
-        """DeleteService: ECS deletes the service's deployments and revisions with it."""
-        for record in self._services.pop(key, ()):
-            self._deployments.pop(record.arn, None)
-            self._revisions.pop(record.target.arn, None)
-
-    def clear(self) -> None:
-        """Forget everything (reset)."""
-        self._services.clear()
-        self._deployments.clear()
-        self._revisions.clear()
 
 
 class Simulator:
@@ -702,8 +180,8 @@ class Simulator:
         revision = ServiceRevision(sim, td, now_dt)
         sources: list[ServiceRevision] = []
         for old in sim.deployments:
-            if old._revision is not None and all(old._revision is not r for r in sources):
-                sources.append(old._revision)
+            if old.revision is not None and all(old.revision is not r for r in sources):
+                sources.append(old.revision)
         record = ServiceDeploymentRecord(
             sim, revision, sources, now_dt, self.history.next_sequence()
         )
@@ -716,7 +194,7 @@ class Simulator:
             )
         deployment = self._begin_deployment(sim, td, revision)
         record.deployment = deployment
-        deployment._record = record
+        deployment.moves(record)
         sim.current = record
         self.history.add(record)
         return deployment
@@ -734,7 +212,7 @@ class Simulator:
             raise DeploymentConflict(
                 f"The service deployment {record.arn} is {record.status} and cannot be stopped."
             )
-        sim = record._sim
+        sim = record.sim
         if self._services.get(sim.key) is not sim or sim.last_completed_revision is None:
             raise DeploymentConflict(
                 f"The service deployment {record.arn} cannot be rolled back: the service has no "
@@ -763,8 +241,8 @@ class Simulator:
             created_at=utcnow(),
             reason=reason,
             broken=broken_containers(td.container_definitions),
+            revision=revision,
         )
-        deployment._revision = revision
         for old in sim.deployments:
             old.status = "ACTIVE"
             old.updated_at = deployment.created_at
@@ -783,7 +261,7 @@ class Simulator:
         now_dt = utcnow()
         primary = sim.deployments[0] if sim.deployments else None
         for deployment in sim.deployments:
-            for task in list(deployment._tasks.values()):
+            for task in deployment.tasks():
                 self._stop_for_scaling(sim, deployment, task, primary, now_dt)
             deployment.running_count = deployment.pending_count = 0
         sim.service.running_count = sim.service.pending_count = 0
@@ -795,7 +273,7 @@ class Simulator:
     def stop_task_by_user(self, sim: SimService, task: ServiceTask, reason: str | None) -> None:
         """StopTask on a service's task: it stops now, and the service replaces it."""
         for deployment in sim.deployments:
-            if task.task_arn in deployment._tasks:
+            if deployment.has_task(task.task_arn):
                 self._stop_task(
                     sim,
                     deployment,
@@ -899,10 +377,10 @@ class Simulator:
         stopped: list[ServiceTask] = []
         primary = sim.deployments[0]
         for deployment in sim.deployments:
-            for task in list(deployment._tasks.values()):
-                if task._due > now:
+            for task in deployment.tasks():
+                if not task.is_due(now):
                     continue
-                if task.last_status == "PENDING" and task._broken:
+                if task.last_status == "PENDING" and task.broken:
                     self._fail_task(sim, deployment, task, now, now_dt)
                     stopped.append(task)
                 elif task.last_status == "PENDING":
@@ -912,9 +390,9 @@ class Simulator:
                     for container in task.containers:
                         container["lastStatus"] = "RUNNING"
                         container["healthStatus"] = "HEALTHY"
-                    task._due = math.inf
+                    task.settle()
                     became_running.append(task)
-                elif task._draining:
+                elif task.draining:
                     self._stop_for_scaling(sim, deployment, task, primary, now_dt)
                     stopped.append(task)
         return became_running, stopped
@@ -928,7 +406,7 @@ class Simulator:
         now_dt: datetime.datetime,
     ) -> None:
         for container in task.containers:
-            if container["name"] in task._broken:
+            if container["name"] in task.broken:
                 container["exitCode"] = 1
                 container["reason"] = None
             else:
@@ -943,7 +421,7 @@ class Simulator:
             now_dt=now_dt,
         )
         deployment.failed_tasks += 1
-        deployment._next_launch = now + self.timings.relaunch_delay
+        deployment.delay_launches(now + self.timings.relaunch_delay)
 
     def _trip_breaker(
         self,
@@ -962,7 +440,7 @@ class Simulator:
         )
         target = sim.last_completed_revision
         can_roll_back = rollback and sim.last_completed is not None and target is not None
-        record = primary._record
+        record = primary.record
         if record is not None and record.ongoing:
             record.breaker_triggered = True
             if primary is record.rollback_deployment:
@@ -981,7 +459,7 @@ class Simulator:
             )
             if record is not None and record.status == "ROLLBACK_IN_PROGRESS":
                 record.rollback_deployment = rollback_deployment
-                rollback_deployment._record = record
+                rollback_deployment.moves(record)
             events.append(
                 f"(service {name}) (deployment {primary.id}) rolling back to deployment "
                 f"{previous_id} as {rollback_deployment.id}."
@@ -1013,7 +491,7 @@ class Simulator:
             f"Service deployment rollback: rolling back to deploymentId {previous_id}.",
         )
         record.rollback_deployment = rollback_deployment
-        rollback_deployment._record = record
+        rollback_deployment.moves(record)
         events.append(
             f"(service {name}) (deployment {primary.id}) rolling back to deployment "
             f"{previous_id} as {rollback_deployment.id}."
@@ -1036,7 +514,7 @@ class Simulator:
                 stopped.append(task)
             return []
         desired = primary.desired_count
-        live = [t for t in primary._tasks.values() if not t._draining]
+        live = [t for t in primary.tasks() if not t.draining]
         if len(live) > desired:
             # Scale in: cancel PENDING tasks first, then drain RUNNING ones.
             surplus = sorted(live, key=lambda t: t.last_status != "PENDING")[: len(live) - desired]
@@ -1048,9 +526,9 @@ class Simulator:
                     self._begin_drain(task, now)
             return []
         wanted = desired - len(live)
-        if wanted <= 0 or now < primary._next_launch:
+        if wanted <= 0 or not primary.can_launch(now):
             return []
-        alive = sum(len(d._tasks) for d in sim.deployments)
+        alive = sum(len(d.tasks()) for d in sim.deployments)
         ceiling = max(desired, math.floor(desired * int(config["maximumPercent"]) / 100))
         count = min(wanted, ceiling - alive)
         return [self._launch(sim, primary, now, now_dt) for _ in range(max(count, 0))]
@@ -1070,20 +548,18 @@ class Simulator:
         budget = healthy - minimum
         draining: list[ServiceTask] = []
         for deployment in sim.deployments[1:]:
-            for task in list(deployment._tasks.values()):
+            for task in deployment.tasks():
                 if task.last_status == "PENDING":
                     self._stop_for_scaling(sim, deployment, task, primary, now_dt)
                     stopped.append(task)
-                elif not task._draining and budget > 0:
+                elif not task.draining and budget > 0:
                     self._begin_drain(task, now)
                     draining.append(task)
                     budget -= 1
         return draining
 
     def _begin_drain(self, task: ServiceTask, now: float) -> None:
-        task._draining = True
-        task.desired_status = "STOPPED"
-        task._due = now + self.timings.drain
+        task.drain(until=now + self.timings.drain)
 
     def _settle(
         self,
@@ -1095,12 +571,12 @@ class Simulator:
     ) -> bool:
         """Complete the rollout once steady; return whether the service still needs ticks."""
         name = sim.service.name
-        old_alive = any(d._tasks for d in sim.deployments[1:])
-        draining = any(t._draining for t in primary._tasks.values())
+        old_alive = any(d.tasks() for d in sim.deployments[1:])
+        draining = any(t.draining for t in primary.tasks())
         if primary.rollout_state == "FAILED":
             # Nothing moves by itself any more once the failed deployment has stopped starting
             # tasks: the previous deployment keeps serving, as on ECS without rollback.
-            sim.service.deployments[:] = [primary] + [d for d in sim.deployments[1:] if d._tasks]
+            sim.service.deployments[:] = [primary] + [d for d in sim.deployments[1:] if d.tasks()]
             return bool(primary.pending()) or draining
         steady = (
             not old_alive
@@ -1112,14 +588,14 @@ class Simulator:
             sim.announced_steady = False
             return True
         if primary.rollout_state == "IN_PROGRESS":
-            if now < primary._started + self.timings.minimum_rollout:
+            if now < primary.started + self.timings.minimum_rollout:
                 return True
             primary.rollout_state = "COMPLETED"
             primary.rollout_state_reason = f"ECS deployment {primary.id} completed."
             primary.updated_at = now_dt
             sim.last_completed = (primary.id, primary.task_definition)
-            sim.last_completed_revision = primary._revision
-            record = primary._record
+            sim.last_completed_revision = primary.revision
+            record = primary.record
             if record is not None and record.ongoing:
                 if primary is record.deployment:
                     record.finish("SUCCESSFUL", now_dt)
@@ -1181,16 +657,16 @@ class Simulator:
             }
             for definition in td.container_definitions
         ]
-        broken = deployment._broken
+        broken = deployment.broken
         delay = self.timings.task_fail if broken else self.timings.task_start
         if (
             not broken
             and deployment.rollout_state == "IN_PROGRESS"
-            and not any(d._tasks for d in sim.deployments if d is not deployment)
+            and not any(d.tasks() for d in sim.deployments if d is not deployment)
         ):
             # Nothing to drain (a new service, or one at zero): the tasks themselves take the
             # whole rollout, so that "one deployment, all running" and COMPLETED coincide.
-            delay = max(delay, deployment._started + self.timings.minimum_rollout - now)
+            delay = max(delay, deployment.started + self.timings.minimum_rollout - now)
         task = ServiceTask(
             task_arn=task_arn,
             cluster_arn=service.cluster_arn,
@@ -1211,7 +687,7 @@ class Simulator:
             broken=broken,
         )
         task.pull_started_at = now_dt
-        deployment._tasks[task_arn] = task
+        deployment.add_task(task)
         backend.tasks.setdefault(cluster_name, {})[task_arn] = task
         self._count_in_cluster(sim, "PENDING", +1)
         return task
@@ -1255,12 +731,11 @@ class Simulator:
         task.stopped_reason = reason
         task.stop_code = code
         task.stopping_at = task.execution_stopped_at = task.stopped_at = now_dt
-        task._draining = False
-        task._due = math.inf
+        task.settle()
         for container in task.containers:
             container["lastStatus"] = "STOPPED"
             container.setdefault("exitCode", 0)
-        deployment._tasks.pop(task.task_arn, None)
+        deployment.remove_task(task.task_arn)
         sim.stopped.append(task)
         while len(sim.stopped) > MAX_STOPPED_TASKS_PER_SERVICE:
             old = sim.stopped.popleft()
@@ -1280,8 +755,8 @@ class Simulator:
     def _update_counts(self, sim: SimService) -> None:
         now_dt = utcnow()
         for deployment in sim.deployments:
-            running = sum(1 for t in deployment._tasks.values() if t.last_status == "RUNNING")
-            pending = sum(1 for t in deployment._tasks.values() if t.last_status == "PENDING")
+            running = sum(1 for t in deployment.tasks() if t.last_status == "RUNNING")
+            pending = sum(1 for t in deployment.tasks() if t.last_status == "PENDING")
             if (running, pending) != (deployment.running_count, deployment.pending_count):
                 deployment.running_count, deployment.pending_count = running, pending
                 deployment.updated_at = now_dt

@@ -8,6 +8,7 @@ waiting for the broker's one-hour visibility timeout.
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import sys
@@ -19,7 +20,7 @@ from typing import Any
 import redis
 import structlog
 from celery import Celery, bootsteps
-from celery.signals import worker_process_init, worker_process_shutdown
+from celery.signals import setup_logging, worker_process_init, worker_process_shutdown
 from kombu import Queue
 
 from config.celery import celery_config
@@ -119,6 +120,19 @@ def step_context(*, runtime: bool = True) -> Any:
         queue_wait=min(settings.poll_interval, 5.0),
         queue=settings.queue,
     )
+
+
+@setup_logging.connect
+def _setup_logging(loglevel: int | str | None = None, **_: Any) -> None:
+    """Keep Conveyor's handler when Celery sets up logging.
+
+    With a receiver here, Celery adds none of its own handlers (its plain-text ones would
+    bypass the JSON renderer and the redaction); ``--loglevel`` still sets the level of
+    Celery's own loggers.
+    """
+    configure_logging(settings)
+    if loglevel:
+        logging.getLogger("celery").setLevel(loglevel)
 
 
 @worker_process_init.connect

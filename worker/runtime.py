@@ -15,7 +15,8 @@ from collections.abc import Coroutine
 from typing import Any, TypeVar
 
 from config.settings import Settings
-from worker.aws.boto import ClientPool, Limits, known_register_fields
+from worker.aws.boto_ecs import known_register_fields
+from worker.aws.boto_pool import ClientPool, Limits
 from worker.aws.ratelimit import default_buckets
 
 T = TypeVar("T")

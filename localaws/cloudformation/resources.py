@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from functools import cache
 from typing import Any, ClassVar
 
-from localaws.rollout import DEFAULT_DEPLOYMENT_CONFIGURATION
+from localaws.rollout_model import DEFAULT_DEPLOYMENT_CONFIGURATION
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 Steps = Generator[None, None, Any]

@@ -1,8 +1,8 @@
 """One world, two gateways: the fixtures that run each behaviour test on the fake and on AWS.
 
 ``world`` is parametrized: ``fake`` is :class:`worker.aws.fake.FakeAws`, seeded through its test
-controls; ``boto`` is :class:`worker.aws.boto.BotoAwsGateway` made the way a worker makes it
-(``Settings`` from the SDK's environment variables, a ``Runtime`` with its loop and
+controls; ``boto`` is :class:`worker.aws.boto_fargate.BotoAwsGateway` made the way a worker
+makes it (``Settings`` from the SDK's environment variables, a ``Runtime`` with its loop and
 ``ClientPool``) on a local AWS, seeded with boto3 over HTTP. Both are built by a
 :class:`World` with the same methods, so each test is written once.
 

@@ -256,7 +256,7 @@ async def _take_register_token(limiter: RateLimiter) -> None:
 
 def _pool(client: redis.Redis, bucket: Bucket, max_wait: float) -> Any:
     """A worker's client pool on the local AWS, sharing ``client``'s buckets."""
-    from worker.aws.boto import ClientPool, Limits
+    from worker.aws.boto_pool import ClientPool, Limits
 
     return ClientPool(
         region="us-east-1",

@@ -13,7 +13,7 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from localaws.rollout import DeploymentHistory, ServiceDeploymentRecord
+from localaws.rollout_history import DeploymentHistory, ServiceDeploymentRecord
 from tests.localaws.conftest import Aws, client, wait_for
 
 BREAKER_WITH_ROLLBACK = {"deploymentCircuitBreaker": {"enable": True, "rollback": True}}

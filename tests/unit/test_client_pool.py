@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from worker.aws.boto import ClientPool
+from worker.aws.boto_pool import ClientPool
 
 ROLE = "arn:aws:iam::210987654321:role/deployer"
 

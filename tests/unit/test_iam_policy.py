@@ -24,9 +24,9 @@ def _pascal(snake: str) -> str:
 
 def actions_in_code() -> set[str]:
     """Every AWS operation the gateway calls, as IAM action names, found by reading its AST."""
-    tree = ast.parse((ROOT / "worker" / "aws" / "boto.py").read_text())
+    modules = sorted((ROOT / "worker" / "aws").glob("boto_*.py"))
     found: set[str] = set()
-    for node in ast.walk(tree):
+    for node in (n for m in modules for n in ast.walk(ast.parse(m.read_text()))):
         if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
             continue
         target = node.func.value

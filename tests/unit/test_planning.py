@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from producers.contract.images import parse_image_spec
-from worker.aws.boto import known_register_fields
+from worker.aws.boto_ecs import known_register_fields
 from worker.domain.errors import InvalidJobError, UnknownContainerError
 from worker.domain.planning import (
     DEPLOYMENT_TAG,

@@ -12,7 +12,7 @@ import botocore.session
 import pytest
 from botocore.model import OperationModel, ServiceModel, StructureShape
 
-from worker.aws.boto import known_register_fields
+from worker.aws.boto_ecs import known_register_fields
 from worker.domain.planning import READ_ONLY_KEYS
 
 

@@ -5,9 +5,9 @@ tasks, and lets a test move a rollout along (:meth:`FakeEcs.complete`,
 :meth:`FakeEcs.fail_rollout`) or inject errors (:meth:`FakeEcs.inject`). Every call is recorded
 in :attr:`FakeEcs.calls`.
 
-It answers as :class:`worker.aws.boto.BotoAwsGateway` does on the local AWS, error types and
-codes included; ``tests/gateway/test_gateway_behaviour.py`` runs one suite against both, so a
-difference is a failing test. Where the local AWS is known to differ from AWS (a family
+It answers as :class:`worker.aws.boto_fargate.BotoAwsGateway` does on the local AWS, error
+types and codes included; ``tests/gateway/test_gateway_behaviour.py`` runs one suite against
+both, so a difference is a failing test. Where the local AWS is known to differ from AWS (a family
 described without a revision), the fake follows AWS and that suite says so.
 """
 
@@ -774,7 +774,7 @@ class FakeAws(FakeEcs):
     def _resolve(
         refs: list[str], id_prefix: str, by_name: dict[str, str], what: str, code: str
     ) -> list[str]:
-        """Ids for ids (``id_prefix``...) or names, in the order given, as boto.py resolves.
+        """Ids for ids (``id_prefix``...) or names, in the order given, as boto_fargate.py resolves.
 
         ``what`` is ``"<spec field>: no <noun>"``; the missing references follow it.
         """
