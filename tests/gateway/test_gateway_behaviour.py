@@ -735,6 +735,8 @@ def test_stack_lifecycle(world: World) -> None:
     assert created is not None
     assert created["StackId"] == stack_id
     assert created["StackName"] == "s1"
+    # Read right after the create: whether CloudFormation has finished by then is its own
+    # timing (the fake holds the stack until settle_stack; the local AWS may be done already).
     assert created["StackStatus"] in ("CREATE_IN_PROGRESS", "CREATE_COMPLETE")
     assert created["Parameters"] == [{"ParameterKey": "Image", "ParameterValue": "repo/app:1"}]
     assert created["Tags"] == [{"Key": "a", "Value": "b"}]
@@ -841,6 +843,8 @@ def test_stopping_a_deployment_makes_ecs_roll_back(world: World) -> None:
     stuck = world.task_definition("app", {"app": "repo/app:fail-3"})
     world.run(world.gateway.update_service("c1", "web", stuck, force_new_deployment=False))
     entry = _history(world, "c1", "web", stuck)
+    # ECS moves a deployment from PENDING to IN_PROGRESS on its own clock: either is ongoing,
+    # which is all a stop needs.
     assert entry["status"] in ("PENDING", "IN_PROGRESS")
 
     world.run(world.gateway.stop_service_deployment(entry["serviceDeploymentArn"]))
