@@ -1,6 +1,6 @@
 """The gateway's behaviour, pinned once for both implementations.
 
-Every test runs twice (``world`` is parametrized): on :class:`worker.aws.fake.FakeAws` and on
+Every test runs twice (``world`` is parametrized): on :class:`tests.fakes.ecs.FakeAws` and on
 :class:`worker.aws.boto.BotoAwsGateway` against the local AWS. Both must answer the same, and
 fail with the same error type and code, so that the service tests, which run on the fake, hold
 for the real gateway too. When they differ, the fake is what gets fixed.

@@ -12,7 +12,7 @@ import yaml
 from producers.contract.fargate_spec import FargateServiceJob
 from producers.contract.records import DeploymentRecord, DeploymentState, Step
 from producers.contract.stack_template import stack_name
-from worker.aws.fake import FakeAws
+from tests.fakes.ecs import FakeAws
 from worker.services.fargate_flow import FargateFlow
 from worker.services.update_flow import Transition
 

@@ -11,7 +11,7 @@ import pytest
 
 from producers.contract.jobs import UpdateServiceJob
 from producers.contract.records import DeploymentRecord, DeploymentState, Step
-from worker.aws.fake import FakeEcs
+from tests.fakes.ecs import FakeEcs
 from worker.aws.gateway import EcsGateway
 from worker.domain.errors import AwsRequestError, AwsUnavailableError
 from worker.domain.planning import revision_diff

@@ -1,4 +1,7 @@
-"""An in-memory AWS behind the :class:`AwsGateway` interface, for tests and dry runs.
+"""An in-memory AWS behind the :class:`AwsGateway` interface, for the tests only.
+
+It lives under ``tests/`` so that it never ships in Conveyor's wheel: no worker or producer
+module imports it (``tests/unit/test_architecture.py`` checks).
 
 It keeps clusters, task definitions, tags and services with their deployments and stopped
 tasks, and lets a test move a rollout along (:meth:`FakeEcs.complete`,
