@@ -10,11 +10,11 @@ import pytest
 import yaml
 
 from producers.contract.fargate_spec import FargateServiceJob
-from producers.contract.records import DeploymentRecord, DeploymentState, Step
+from producers.contract.records import DeploymentRecord, DeploymentState, JobKind, Step
 from producers.contract.stack_template import stack_name
 from tests.fakes.ecs import FakeAws
 from worker.services.fargate_flow import FargateFlow
-from worker.services.update_flow import Transition
+from worker.services.transitions import Transition
 
 EXAMPLE = Path(__file__).parents[2] / "deploy" / "examples" / "fargate-demo.yaml"
 STACK = stack_name("demo", "shop")
@@ -36,7 +36,7 @@ def record_for(**overrides: Any) -> DeploymentRecord:
     job = FargateServiceJob.model_validate(spec).model_dump(mode="json")
     return DeploymentRecord(
         id="f1",
-        kind="create-fargate",
+        kind=JobKind.CREATE_FARGATE,
         step=Step.VALIDATE,
         job=job,
         cluster="demo",
