@@ -1,6 +1,6 @@
 """One world, two gateways: the fixtures that run each behaviour test on the fake and on AWS.
 
-``world`` is parametrized: ``fake`` is :class:`worker.aws.fake.FakeAws`, seeded through its test
+``world`` is parametrized: ``fake`` is :class:`tests.fakes.ecs.FakeAws`, seeded through its test
 controls; ``boto`` is :class:`worker.aws.boto_fargate.BotoAwsGateway` made the way a worker
 makes it (``Settings`` from the SDK's environment variables, a ``Runtime`` with its loop and
 ``ClientPool``) on a local AWS, seeded with boto3 over HTTP. Both are built by a
@@ -25,7 +25,7 @@ import pytest
 
 from config.settings import Settings
 from localaws.testing import control, run_local_aws
-from worker.aws.fake import FakeAws
+from tests.fakes.ecs import FakeAws
 from worker.aws.gateway import AwsGateway
 from worker.runtime import Runtime
 

@@ -1,6 +1,6 @@
 """The gateway's behaviour, pinned once for both implementations.
 
-Every test runs twice (``world`` is parametrized): on :class:`worker.aws.fake.FakeAws` and on
+Every test runs twice (``world`` is parametrized): on :class:`tests.fakes.ecs.FakeAws` and on
 :class:`worker.aws.boto_fargate.BotoAwsGateway` against the local AWS. Both must answer the
 same, and fail with the same error type and code, so that the service tests, which run on the
 fake, hold for the real gateway too. When they differ, the fake is what gets fixed.
@@ -11,13 +11,19 @@ from __future__ import annotations
 import datetime
 import json
 from collections.abc import Coroutine
-from typing import Any
+from pathlib import Path
+from typing import Any, Protocol
 
 import pytest
+import redis
 
 from tests.gateway.conftest import IMAGE, World
+from worker.aws.gateway import AwsGateway
 from worker.domain.errors import AwsRequestError, ConveyorError, NotFoundError
 from worker.domain.planning import READ_ONLY_KEYS
+from worker.domain.tickets import Ticket
+from worker.services.cleanup import IN_USE_KEY, InUseView, clean_up_revisions
+from worker.store import WorkerStore
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -40,6 +46,31 @@ def refused(
 def short(arn: str) -> str:
     """``family:revision`` of a task definition ARN."""
     return arn.rsplit("/", 1)[-1]
+
+
+# -- the gateway's scope and rate-limit reservations ---------------------------------------------
+
+
+def test_scope_names_the_account_and_region_of_the_credentials(world: World) -> None:
+    """``account:region``: the key under which rollouts are watched together and the in-use
+    view of a cleanup is shared."""
+    assert world.gateway.scope == f"{ACCOUNT}:us-east-1"
+
+
+def test_reserve_without_a_limiter_spends_nothing_and_calls_nothing(world: World) -> None:
+    """Without a shared rate limiter (the fake never has one; the worker's gateway here runs
+    with CONVEYOR_RATE_LIMIT=false) a reservation, with or without a ticket, returns at once
+    and the call it was made for then goes through."""
+    world.cluster("c1")
+    td = world.task_definition("app")
+    world.service("c1", "web", td)
+
+    assert world.run(world.gateway.reserve("DescribeServices")) is None
+    ticket = Ticket(position=3, born=1, due=0.0)
+    assert world.run(world.gateway.reserve("UpdateService", ticket)) is None
+    service = world.run(world.gateway.describe_service("c1", "web"))
+    assert service is not None
+    assert service["taskDefinition"] == td
 
 
 # -- DescribeServices ----------------------------------------------------------------------------
@@ -512,6 +543,79 @@ def test_scheduled_task_definitions_name_rule_targets(world: World) -> None:
     assert used == {nightly, nightly.rsplit(":", 1)[0]}
 
 
+def test_active_task_definition_arns_gives_every_active_revision_of_that_family(
+    world: World,
+) -> None:
+    """Every ACTIVE revision of the family, newest first: no deregistered one, and none of a
+    family whose name merely starts with the same letters; an unknown family has none."""
+    first = world.task_definition("app")
+    withdrawn = world.task_definition("app")
+    third = world.task_definition("app")
+    world.deregister(withdrawn)
+    world.task_definition("app-extra")
+    world.task_definition("ap")
+
+    assert world.run(world.gateway.active_task_definition_arns("app")) == [third, first]
+    assert world.run(world.gateway.active_task_definition_arns("nope")) == []
+
+
+def test_active_task_definition_arns_reads_past_one_page(world: World) -> None:
+    """A family of more revisions than one page of ListTaskDefinitions holds is read whole."""
+    arns = [world.task_definition("app") for _ in range(105)]
+    assert world.run(world.gateway.active_task_definition_arns("app")) == list(reversed(arns))
+
+
+def test_deregister_revision_makes_it_inactive_and_no_longer_the_latest(world: World) -> None:
+    """A deregistered revision is INACTIVE, still described by its ARN, and the active list
+    leaves it out (that a bare family then names the revision before is pinned above, by
+    test_describe_task_definition_by_family_skips_inactive_revisions)."""
+    first = world.task_definition("app")
+    second = world.task_definition("app")
+
+    world.run(world.gateway.deregister_revision(second))
+
+    gone, _ = world.run(world.gateway.describe_task_definition(second))
+    assert gone["status"] == "INACTIVE"
+    assert world.run(world.gateway.active_task_definition_arns("app")) == [first]
+
+
+def test_deregister_revision_of_a_missing_revision_is_refused(world: World) -> None:
+    """A revision the family does not have, or a family that does not exist, is a NotFoundError
+    with AWS's ClientException."""
+    world.task_definition("app")
+    for missing in ("app:9", f"arn:aws:ecs:us-east-1:{ACCOUNT}:task-definition/nope:1"):
+        refused(world, world.gateway.deregister_revision(missing), NotFoundError, "ClientException")
+
+
+def test_a_cleanup_deregisters_only_old_revisions_nothing_uses(
+    world: World, redis_url: str
+) -> None:
+    """The cleanup path end to end on the gateway (worker/services/cleanup.py): with keep=1,
+    the revisions a service, a standalone task and an EventBridge target use stay, the newest
+    stays, the others are deregistered oldest first; a second run has nothing to do. The view
+    of what is in use is shared through Redis under the gateway's scope."""
+    client = redis.Redis.from_url(redis_url)
+    client.flushdb()
+    try:
+        world.cluster("c1")
+        arns = [world.task_definition("app") for _ in range(6)]
+        world.service("c1", "web", arns[1])
+        world.standalone_task("c1", arns[0])
+        world.schedule("nightly", "c1", arns[2])
+        store, view = WorkerStore(client), InUseView(client)
+
+        first = world.run(clean_up_revisions(world.gateway, "app", 1, store=store, view=view))
+        again = world.run(clean_up_revisions(world.gateway, "app", 1, store=store, view=view))
+        active = world.run(world.gateway.active_task_definition_arns("app"))
+
+        assert first == ([arns[3], arns[4]], False)
+        assert again == ([], False)
+        assert active == [arns[5], arns[2], arns[1], arns[0]]
+        assert client.exists(IN_USE_KEY.format(scope=world.gateway.scope))
+    finally:
+        client.close()
+
+
 # -- ListTasks / DescribeTasks -------------------------------------------------------------------
 
 
@@ -735,6 +839,8 @@ def test_stack_lifecycle(world: World) -> None:
     assert created is not None
     assert created["StackId"] == stack_id
     assert created["StackName"] == "s1"
+    # Read right after the create: whether CloudFormation has finished by then is its own
+    # timing (the fake holds the stack until settle_stack; the local AWS may be done already).
     assert created["StackStatus"] in ("CREATE_IN_PROGRESS", "CREATE_COMPLETE")
     assert created["Parameters"] == [{"ParameterKey": "Image", "ParameterValue": "repo/app:1"}]
     assert created["Tags"] == [{"Key": "a", "Value": "b"}]
@@ -761,6 +867,72 @@ def test_stack_lifecycle(world: World) -> None:
     world.settle_stack("s1")
     assert world.run(gateway.describe_stack("s1")) is None
     refused(world, gateway.stack_events("s1"), AwsRequestError, "ValidationError")
+
+
+def test_preview_of_a_create_lists_the_resources_and_leaves_no_stack(world: World) -> None:
+    """A create preview adds every resource of the template, and the stack CloudFormation made
+    to hold the change set is gone afterwards."""
+    preview = world.run(
+        world.gateway.preview_stack("s1", TEMPLATE, {"Image": "repo/app:1"}, {}, create=True)
+    )
+    left = world.run(world.gateway.describe_stack("s1"))
+    world.settle_stack("s1")
+
+    assert preview == {
+        "status": "CREATE_COMPLETE",
+        "reason": None,
+        "changes": [
+            {
+                "action": "Add",
+                "logical_id": "TaskDefinition",
+                "type": "AWS::ECS::TaskDefinition",
+                "replacement": None,
+            }
+        ],
+    }
+    # DeleteStack returns before the stack is gone, on AWS as on the local AWS: the stack
+    # made for the change set is being deleted (or already gone on a quick local AWS).
+    if left is not None:
+        assert left["StackStatus"] == "DELETE_IN_PROGRESS"
+    assert world.run(world.gateway.describe_stack("s1")) is None
+
+
+def test_preview_of_an_update_lists_what_changes_and_changes_nothing(world: World) -> None:
+    """An update preview with a new parameter modifies the resource that uses it; one with
+    nothing new is FAILED with CloudFormation's reason; the stack is untouched either way."""
+    world.run(world.gateway.create_stack("s1", TEMPLATE, {"Image": "repo/app:1"}, {}, "t1"))
+    world.settle_stack("s1")
+
+    changed = world.run(
+        world.gateway.preview_stack("s1", TEMPLATE, {"Image": "repo/app:2"}, {}, create=False)
+    )
+    same = world.run(
+        world.gateway.preview_stack("s1", TEMPLATE, {"Image": "repo/app:1"}, {}, create=False)
+    )
+    after = world.run(world.gateway.describe_stack("s1"))
+
+    assert changed == {
+        "status": "CREATE_COMPLETE",
+        "reason": None,
+        "changes": [
+            {
+                "action": "Modify",
+                "logical_id": "TaskDefinition",
+                "type": "AWS::ECS::TaskDefinition",
+                # A task definition revision is immutable: a new image is a new revision.
+                "replacement": "True",
+            }
+        ],
+    }
+    assert same == {
+        "status": "FAILED",
+        "reason": "The submitted information didn't contain changes. "
+        "Submit different information to create a change set.",
+        "changes": [],
+    }
+    assert after is not None
+    assert after["StackStatus"] == "CREATE_COMPLETE"
+    assert after["Parameters"] == [{"ParameterKey": "Image", "ParameterValue": "repo/app:1"}]
 
 
 def test_stack_calls_on_a_missing_stack(world: World) -> None:
@@ -841,6 +1013,8 @@ def test_stopping_a_deployment_makes_ecs_roll_back(world: World) -> None:
     stuck = world.task_definition("app", {"app": "repo/app:fail-3"})
     world.run(world.gateway.update_service("c1", "web", stuck, force_new_deployment=False))
     entry = _history(world, "c1", "web", stuck)
+    # ECS moves a deployment from PENDING to IN_PROGRESS on its own clock: either is ongoing,
+    # which is all a stop needs.
     assert entry["status"] in ("PENDING", "IN_PROGRESS")
 
     world.run(world.gateway.stop_service_deployment(entry["serviceDeploymentArn"]))
@@ -896,3 +1070,17 @@ def test_a_rerun_reads_only_the_newest_pages_of_a_huge_family(
     newer = runtime.run(gateway.newer_task_definition_arns("huge", 4988))
     assert [int(a.rsplit(":", 1)[1]) for a in newer] == list(range(5000, 4988, -1))
     assert control(local_aws_url, "GET", "stats")[1]["calls"]["ListTaskDefinitions"] == 2
+
+
+# -- coverage of the protocol --------------------------------------------------------------------
+
+
+def test_every_method_of_the_gateway_protocol_is_pinned_here() -> None:
+    """Each member of AwsGateway is used through ``world.gateway`` somewhere in this module,
+    so no part of the protocol is left for the fake to get wrong unnoticed."""
+    source = Path(__file__).read_text()
+    members = {
+        name for name in dir(AwsGateway) if not name.startswith("_") and name not in dir(Protocol)
+    }
+    called = {name for name in members if f"gateway.{name}" in source}
+    assert members - called == set()

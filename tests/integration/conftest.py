@@ -75,7 +75,7 @@ class Stack:
 
 
 @pytest.fixture
-def stack(redis_url: str, local_aws: str, tmp_path: Path) -> Iterator[Stack]:
+def stack(redis_url: str, local_aws: str, tmp_path: Path) -> Stack:
     """A clean Redis database and the environment for workers and the CLI."""
     client = redis.Redis.from_url(redis_url)
     client.flushdb()
@@ -111,18 +111,23 @@ def start_worker(stack: Stack) -> Iterator[Callable[[str], Worker]]:
 
 def redis_contents(client: redis.Redis) -> bytes:
     """Every key and value in the database, read by type (DUMP may compress, hiding text)."""
-    parts: list[bytes] = []
+    parts: list[object] = []
     for key in client.scan_iter("*"):
         kind = client.type(key)
         parts.append(key)
         if kind == b"string":
             parts.append(client.get(key) or b"")
         elif kind == b"hash":
-            parts.extend(b"%s=%s" % kv for kv in client.hgetall(key).items())
+            parts.extend(b"%s=%s" % (_bytes(k), _bytes(v)) for k, v in client.hgetall(key).items())
         elif kind == b"list":
             parts.extend(client.lrange(key, 0, -1))
         elif kind == b"set":
             parts.extend(client.smembers(key))
         elif kind == b"zset":
             parts.extend(client.zrange(key, 0, -1))
-    return b"\n".join(parts)
+    return b"\n".join(_bytes(part) for part in parts)
+
+
+def _bytes(value: object) -> bytes:
+    """A reply of a client without decode_responses, which redis-py types as bytes or str."""
+    return value if isinstance(value, bytes) else str(value).encode()

@@ -372,8 +372,12 @@ def test_the_ecs_manifests_are_valid_requests_and_register(local_aws: str) -> No
     model = botocore.session.get_session().get_service_model("ecs")
     task = json.loads((DEPLOY / "ecs" / "task-definition.json").read_text())
     service = json.loads((DEPLOY / "ecs" / "service.json").read_text())
-    validate_parameters(task, model.operation_model("RegisterTaskDefinition").input_shape)
-    validate_parameters(service, model.operation_model("CreateService").input_shape)
+    register = model.operation_model("RegisterTaskDefinition").input_shape
+    create = model.operation_model("CreateService").input_shape
+    assert register is not None
+    assert create is not None
+    validate_parameters(task, register)
+    validate_parameters(service, create)
 
     parser = dockerfile()
     (container,) = task["containerDefinitions"]
@@ -381,7 +385,7 @@ def test_the_ecs_manifests_are_valid_requests_and_register(local_aws: str) -> No
     assert container["healthCheck"]["command"] == ["CMD", *exec_form(final(parser, "HEALTHCHECK"))]
     assert container["command"] == compose()["services"]["worker"]["command"]
 
-    kw = {"endpoint_url": local_aws, "region_name": "us-east-1",
+    kw: dict[str, Any] = {"endpoint_url": local_aws, "region_name": "us-east-1",
           "aws_access_key_id": "testing", "aws_secret_access_key": "testing"}  # fmt: skip
     ecs = boto3.client("ecs", **kw)
     ec2 = boto3.client("ec2", **kw)

@@ -64,6 +64,11 @@ class RestartableRedis:
             self._running = None
 
 
+def _text(member: object) -> str:
+    """A key or member a client without decode_responses read (redis-py types it loosely)."""
+    return member.decode() if isinstance(member, bytes) else str(member)
+
+
 @pytest.fixture
 def own_redis(tmp_path: Path) -> Iterator[RestartableRedis]:
     """A Redis of the test's own, to stop and start."""
@@ -423,13 +428,13 @@ def test_a_release_is_followed_across_a_sentinel_failover(
         started = time.monotonic()
         release = _cli(env, "release", "-f", str(release_file), "--json")
         _until(lambda: primary.zcard(RELEASES_KEY) == 1, "the release was not enqueued")
-        release_id = primary.zrange(RELEASES_KEY, 0, -1)[0].decode()
+        release_id = _text(primary.zrange(RELEASES_KEY, 0, -1)[0])
         if follow == "wait":
             watcher = _cli(env, "wait", release_id, "--json")
         followed = watcher or release
         _until(
             lambda: any(
-                b'"state":"running"' in (primary.get(f"conveyor:deployment:{k.decode()}") or b"")
+                b'"state":"running"' in (primary.get(f"conveyor:deployment:{_text(k)}") or b"")
                 for k in primary.zrange(INDEX_KEY, 0, -1)
             ),
             "no deployment got under way",

@@ -119,7 +119,9 @@ def test_a_busy_account_does_not_delay_another(
         control(stack.endpoint, "DELETE", "limits")
 
     def updated(record: Any) -> float:
-        return next(s.at for s in record.steps if s.step == "update" and s.status == "completed")
+        return float(
+            next(s.at for s in record.steps if s.step == "update" and s.status == "completed")
+        )
 
     assert [r.state.value for r in busy_records + quiet_records] == ["succeeded"] * 39, [
         (r.service, r.state, r.reason) for r in busy_records + quiet_records
@@ -167,7 +169,7 @@ def test_deployments_under_way_go_before_new_ones(stack: Stack) -> None:
     assert [r.state.value for r in records] == ["succeeded"] * len(names)
 
     def done(record: Any, step: str) -> float:
-        return next(s.at for s in record.steps if s.step == step and s.status == "completed")
+        return float(next(s.at for s in record.steps if s.step == step and s.status == "completed"))
 
     first_registered = done(records[0], "register")
     resolved_later = [r for r in records if done(r, "resolve") > first_registered]

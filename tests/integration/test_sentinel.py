@@ -84,7 +84,7 @@ class Sentinelled:
 
     def master_port(self) -> int:
         """The primary's port, as the sentinel sees it."""
-        _, port = redis.Redis(port=self.sentinel_port).execute_command(
+        _, port = redis.Redis(port=self.sentinel_port).execute_command(  # type: ignore[no-untyped-call]
             "SENTINEL", "get-master-addr-by-name", "mymaster"
         )
         return int(port)

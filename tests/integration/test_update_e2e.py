@@ -341,7 +341,7 @@ def test_keep_revisions_keeps_what_tasks_and_schedules_use(
             family=name,
             containerDefinitions=[{**definition["containerDefinitions"][0], "image": f"r/app:{n}"}],
         )
-    clients = {
+    clients: dict[str, Any] = {
         "endpoint_url": stack.endpoint,
         "region_name": "us-east-1",
         "aws_access_key_id": "testing",

@@ -12,7 +12,7 @@ import pytest
 
 from producers.contract.jobs import UpdateServiceJob
 from producers.contract.records import DeploymentRecord, DeploymentState, Step
-from worker.aws.fake import FakeEcs
+from tests.fakes.ecs import FakeEcs
 from worker.aws.gateway import EcsGateway
 from worker.domain.errors import AwsRequestError, AwsUnavailableError
 from worker.domain.planning import DISCARD_TAG, plan_revision
@@ -154,12 +154,18 @@ def test_no_service_of_the_family_builds_on_a_failed_revision(ecs: FakeEcs) -> N
 
 def test_a_failure_without_rollback_and_a_timeout_are_discarded_too(ecs: FakeEcs) -> None:
     """With rollback off, the service stays on the failed revision, but nothing builds on it."""
+    # Off on both sides: ECS's breaker on the service (else ECS rolls back on its own, and
+    # the verdict is rolled_back) and Conveyor's own rollback in the job.
+    ecs.add_service("demo", "web", "web:1", rollback=False)
     failed = _deploy(
         ecs,
         _record("d-1", rollback=False, images=[{"container": "proxy", "image": ":bad"}]),
         breaks=True,
     )
-    assert failed.state in (DeploymentState.FAILED, DeploymentState.ROLLED_BACK)
+    assert failed.state is DeploymentState.FAILED, failed.reason
+    service = asyncio.run(ecs.describe_service("demo", "web"))
+    assert service is not None
+    assert service["taskDefinition"] == failed.task_definition_arn
     assert DISCARD_TAG in _tags(ecs, str(failed.task_definition_arn))
     plan = asyncio.run(
         plan_update(

@@ -17,7 +17,7 @@ import redis
 
 from producers.contract.jobs import UpdateServiceJob
 from producers.contract.records import DeploymentRecord, DeploymentState, Step
-from worker.aws.fake import FakeEcs
+from tests.fakes.ecs import FakeEcs
 from worker.domain.errors import AwsUnavailableError
 from worker.services.cleanup import InUseView, clean_up_revisions
 from worker.services.transitions import Transition

@@ -10,11 +10,11 @@ import pytest
 import yaml
 
 from producers.contract.fargate_spec import FargateServiceJob
-from producers.contract.records import DeploymentRecord, DeploymentState, Step
+from producers.contract.records import DeploymentRecord, DeploymentState, JobKind, Step
 from producers.contract.stack_template import stack_name
-from worker.aws.fake import FakeAws
+from tests.fakes.ecs import FakeAws
 from worker.services.fargate_flow import FargateFlow
-from worker.services.update_flow import Transition
+from worker.services.transitions import Transition
 
 EXAMPLE = Path(__file__).parents[2] / "deploy" / "examples" / "fargate-demo.yaml"
 STACK = stack_name("demo", "shop")
@@ -36,7 +36,7 @@ def record_for(**overrides: Any) -> DeploymentRecord:
     job = FargateServiceJob.model_validate(spec).model_dump(mode="json")
     return DeploymentRecord(
         id="f1",
-        kind="create-fargate",
+        kind=JobKind.CREATE_FARGATE,
         step=Step.VALIDATE,
         job=job,
         cluster="demo",
@@ -216,7 +216,8 @@ def test_a_stack_from_before_identity_tags_is_adopted_by_its_outputs(aws: FakeAw
 
 
 def test_a_preview_writes_nothing_and_refuses_what_apply_would_refuse(aws: FakeAws) -> None:
-    """preview: a create lists every resource to add, with change-set calls only; a stack busy
+    """preview: a create lists every resource to add, with change-set calls and the deletion
+    of the stack that held the change set only; a stack busy
     with an operation is reported; another service's stack under our name is refused."""
     from worker.domain.errors import InvalidJobError
 
@@ -228,7 +229,10 @@ def test_a_preview_writes_nothing_and_refuses_what_apply_would_refuse(aws: FakeA
         "AWS::ECS::Service",
         "AWS::ECS::TaskDefinition",
     }
-    assert not {"CreateStack", "UpdateStack", "DeleteStack"} & set(aws.calls)
+    assert not {"CreateStack", "UpdateStack"} & set(aws.calls)
+    # The one DeleteStack is of the stack CloudFormation made to hold the change set.
+    assert aws.calls.count("DeleteStack") == 1
+    assert aws.stacks[STACK]["StackStatus"] == "DELETE_IN_PROGRESS"
     aws.set_stack(STACK, "UPDATE_IN_PROGRESS", Tags=OURS)
     assert "UPDATE_IN_PROGRESS" in asyncio.run(flow.preview(job))["error"]
     aws.set_stack(STACK, "UPDATE_COMPLETE", Tags=[{"Key": "conveyor:cluster", "Value": "prod"}])

@@ -18,7 +18,7 @@ from producers.contract.jobs import UpdateServiceJob, load_update_job
 from producers.contract.kinds import FIRST_STEP, JOB_KINDS, load_job
 from producers.contract.names import STEP_TASKS
 from producers.contract.records import DeploymentRecord
-from worker.aws.fake import FakeAws
+from tests.fakes.ecs import FakeAws
 from worker.aws.gateway import AwsGateway, EcsGateway
 from worker.domain.errors import InvalidJobError
 from worker.kinds import WORKER_KINDS, FlowDeps, worker_kind

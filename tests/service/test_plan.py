@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from producers.contract.jobs import ContainerSettings, ImageUpdate, UpdateServiceJob
-from worker.aws.fake import FakeEcs
+from tests.fakes.ecs import FakeEcs
 from worker.services.plan import plan_update
 
 FIXTURE = Path(__file__).parent.parent / "fixtures" / "describe_task_definition_web.json"

@@ -11,12 +11,13 @@ import pytest
 
 from producers.contract.jobs import UpdateServiceJob
 from producers.contract.records import DeploymentRecord, DeploymentState, Step
-from worker.aws.fake import FakeEcs
+from tests.fakes.ecs import FakeEcs
 from worker.aws.gateway import EcsGateway
 from worker.domain.errors import AwsRequestError, AwsUnavailableError
 from worker.domain.planning import revision_diff
 from worker.domain.tickets import Ticket
-from worker.services.update_flow import Transition, UpdateFlow
+from worker.services.transitions import Transition
+from worker.services.update_flow import UpdateFlow
 from worker.steps import StepContext, execute
 
 FIXTURE = Path(__file__).parent.parent / "fixtures" / "describe_task_definition_web.json"
@@ -178,10 +179,10 @@ def test_no_rollback_leaves_the_service_and_fails(ecs: FakeEcs) -> None:
 
 def _ctx() -> StepContext:
     return StepContext(
-        store=None,
-        redis=None,
-        sender=None,
-        clock=Clock(),  # type: ignore[arg-type]
+        store=None,  # type: ignore[arg-type]
+        redis=None,  # type: ignore[arg-type]
+        sender=None,  # type: ignore[arg-type]
+        clock=Clock(),
         poll_interval=5,
         recovery_grace=60,
         step_time_limit=60,
@@ -276,7 +277,8 @@ def test_a_step_that_hangs_is_retried_not_abandoned(ecs: FakeEcs) -> None:
     """A step longer than its limit ends as a retryable timeout, well before Celery's limit."""
     import dataclasses
 
-    async def slow(_: DeploymentRecord) -> EcsGateway:
+    # Any, as _gw's: the update flow needs only the ECS half of the gateway the fake has.
+    async def slow(_: DeploymentRecord) -> Any:
         await asyncio.sleep(5)
         return ecs
 
@@ -659,10 +661,10 @@ def test_a_register_step_keeps_its_booked_token_while_away() -> None:
     ecs.add_service("demo", "web", ecs.add_task_definition(described["taskDefinition"], []))
     notes = MemoryNotes()
     ctx = StepContext(
-        store=None,
-        redis=None,
-        sender=None,
-        clock=Clock(),  # type: ignore[arg-type]
+        store=None,  # type: ignore[arg-type]
+        redis=None,  # type: ignore[arg-type]
+        sender=None,  # type: ignore[arg-type]
+        clock=Clock(),
         poll_interval=5,
         recovery_grace=60,
         step_time_limit=60,

@@ -3,17 +3,28 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 import redis
+from pydantic import SecretStr
 
 from producers.contract.names import DUE_KEY, TASK_RESOLVE, TASK_WATCH
 from producers.contract.records import DeploymentRecord, DeploymentState, Step
-from worker.services.update_flow import Transition
+from worker.services.transitions import Transition
 from worker.steps import StepContext, run_step, sweep
 from worker.store import WorkerStore
+
+
+def _recording(ran: list[str]) -> Callable[[DeploymentRecord], Transition]:
+    """A step that notes the deployment it ran for and ends it."""
+
+    def run(record: DeploymentRecord) -> Transition:
+        ran.append(record.id)
+        return Transition(record, None)
+
+    return run
 
 
 class Sender:
@@ -195,7 +206,7 @@ def test_vanished_members_do_not_block_the_queue(client: redis.Redis) -> None:
     client.delete(WorkerStore(client).key("ghost"))
     context = dataclasses.replace(context, supersede=False)
     ran: list[str] = []
-    run_step(context, "real", 0, lambda r: (ran.append(r.id), Transition(r, None))[1])
+    run_step(context, "real", 0, _recording(ran))
     assert ran == ["real"]
 
 
@@ -206,7 +217,7 @@ def test_cancel_before_any_change_ends_at_once(client: redis.Redis) -> None:
     context.store.create(new_record(), due=500)
     context.store.modify("d1", lambda r: r.model_copy(update={"cancel_requested_at": 1.0}))
     ran: list[str] = []
-    run_step(context, "d1", 0, lambda r: (ran.append(r.id), Transition(r, None))[1])
+    run_step(context, "d1", 0, _recording(ran))
     final = context.store.get("d1")
     assert final is not None
     assert ran == []
@@ -360,7 +371,7 @@ def test_the_queue_moves_past_an_unreadable_head(client: redis.Redis) -> None:
     context.store.create(_queued("next", 2.0), due=500)
     _hand_edit(client, "bad", step="a-step-from-nowhere")
     ran: list[str] = []
-    run_step(context, "next", 0, lambda r: (ran.append(r.id), Transition(r, None))[1])
+    run_step(context, "next", 0, _recording(ran))
     assert ran == ["next"]
 
 
@@ -378,7 +389,7 @@ def test_a_record_of_a_newer_version_is_left_alone(client: redis.Redis) -> None:
         context.store.get("newer")
     assert run_step(context, "newer", 0, lambda r: Transition(r, None))["status"] == "newer"
     ran: list[str] = []
-    run_step(context, "mine", 0, lambda r: (ran.append(r.id), Transition(r, None))[1])
+    run_step(context, "mine", 0, _recording(ran))
     assert ran == []  # waits behind the newer one
     assert client.get(WorkerStore(client).key("newer")) is not None
 
@@ -409,7 +420,7 @@ def test_status_names_lost_and_unreadable_records(client: redis.Redis, redis_url
     from config.settings import Settings
     from producers.client import ConveyorClient, DeploymentLostError, DeploymentNotFoundError
 
-    conveyor = ConveyorClient(Settings(redis_url=redis_url))
+    conveyor = ConveyorClient(Settings(redis_url=SecretStr(redis_url)))
     store = WorkerStore(client)
     store.create(new_record("gone"), due=500)
     client.delete(WorkerStore(client).key("gone"))
@@ -470,7 +481,7 @@ def test_producers_key_jobs_under_the_published_account(
     from producers.contract.jobs import ImageUpdate, UpdateServiceJob
 
     WorkerStore(client).publish_self_account(ACCOUNT)
-    conveyor = ConveyorClient(Settings(redis_url=redis_url))
+    conveyor = ConveyorClient(Settings(redis_url=SecretStr(redis_url)))
     job = UpdateServiceJob(
         cluster="c", service="s", images=(ImageUpdate(container="web", image=":1"),)
     )

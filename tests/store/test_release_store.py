@@ -177,7 +177,7 @@ def test_a_cancelled_release_starts_no_further_wave(client: redis.Redis) -> None
 
 
 def _land_once(
-    monkeypatch: pytest.MonkeyPatch, records: RecordStore, action: Callable[[], None]
+    monkeypatch: pytest.MonkeyPatch, records: RecordStore, action: Callable[[], object]
 ) -> None:
     """Run ``action`` the first time advance reads a deployment record: after it has read the
     release record and before it writes it, exactly where another process's cancel may land."""
@@ -386,7 +386,7 @@ def _dead_entries(client: redis.Redis, count: int) -> list[str]:
         garbage, expired, broken, finished = (f"rel-{kind}{i:019x}" for kind in "abcd")
         client.set(RELEASE_KEY.format(id=garbage), b"{not json at all")
         # Damaged yet valid JSON: a wave that does not exist, or a deployment without its job.
-        damage = {"wave": 7} if i % 2 else {"jobs": {}}
+        damage: dict[str, Any] = {"wave": 7} if i % 2 else {"jobs": {}}
         client.set(RELEASE_KEY.format(id=broken), json.dumps({**valid, "id": broken, **damage}))
         client.set(
             RELEASE_KEY.format(id=finished),

@@ -12,7 +12,7 @@ import redis
 
 from producers.contract.jobs import UpdateServiceJob
 from producers.contract.records import DeploymentRecord, DeploymentState, Step
-from worker.aws.fake import FakeEcs
+from tests.fakes.ecs import FakeEcs
 from worker.services.update_flow import UpdateFlow
 from worker.services.watching import BatchedDescriber
 

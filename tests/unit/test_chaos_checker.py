@@ -49,6 +49,13 @@ def ecs_entry(revision: int, status: str, rollback_reason: str | None = None) ->
     }
 
 
+def _got(records: dict[str, dict[str, Any] | None], key: str) -> dict[str, Any]:
+    """The record under ``key``, which the history must hold."""
+    found = records[key]
+    assert found is not None, key
+    return found
+
+
 def clean() -> History:
     """A release of two waves on one service, both succeeded, then an outside deployment."""
     return History(
@@ -134,7 +141,7 @@ def test_a_job_that_registered_two_revisions_is_caught() -> None:
 def test_a_lost_job_and_an_unfinished_one_are_caught() -> None:
     history = clean()
     history.enqueues.append({"kind": "update", "id": "gone", "accepted": True, "at": 30.0})
-    history.deployments["d3"] = dict(history.deployments["d3"], state="running")
+    history.deployments["d3"] = dict(_got(history.deployments, "d3"), state="running")
     found = violated(history)
     assert found["no accepted job was lost"] == ["update gone has no record"]
     assert found["every accepted job reached a terminal state"] == ["deployment d3 is running"]
@@ -142,10 +149,10 @@ def test_a_lost_job_and_an_unfinished_one_are_caught() -> None:
 
 def test_overlapping_deployments_on_one_service_are_caught() -> None:
     history = clean()
-    history.deployments["d3"]["steps"][1]["at"] = 21.0  # while d1 (20..25) still ran
-    history.deployments["d3"]["steps"][0]["at"] = 20.5
-    history.deployments["d1"]["steps"][1]["at"] = 20.0
-    history.deployments["d1"]["finished_at"] = 25.0
+    _got(history.deployments, "d3")["steps"][1]["at"] = 21.0  # while d1 (20..25) still ran
+    _got(history.deployments, "d3")["steps"][0]["at"] = 20.5
+    _got(history.deployments, "d1")["steps"][1]["at"] = 20.0
+    _got(history.deployments, "d1")["finished_at"] = 25.0
     found = violated(history)
     assert list(found) == ["no two Conveyor deployments overlapped on one service"]
 
@@ -171,7 +178,7 @@ def test_a_stop_of_a_deployment_whose_record_lacks_the_arn_is_matched_by_revisio
     """Records need not hold the service deployment's ARN: Conveyor's own stop is recognised
     by the revision its deployment made, and an outside revision's stop still is not."""
     history = clean()
-    history.deployments["d2"]["service_deployment_arn"] = None
+    _got(history.deployments, "d2")["service_deployment_arn"] = None
     history.ecs[f"{ACCOUNT}/demo/web"]["deployments"][2]["rollback_reason"] = (
         "Service deployment rollback requested by StopServiceDeployment."
     )
@@ -179,7 +186,7 @@ def test_a_stop_of_a_deployment_whose_record_lacks_the_arn_is_matched_by_revisio
     assert violated(history) == {}
     # A cancel that adopted the ECS deployment an uncommitted update step made: the record
     # has no ECS deployment id, but the revision is the one the job registered.
-    history.deployments["d2"]["ecs_deployment_id"] = None
+    _got(history.deployments, "d2")["ecs_deployment_id"] = None
     assert violated(history) == {}
     history.revisions.pop("d2")  # and now nothing ties that revision to Conveyor
     assert list(violated(history)) == ["Conveyor never stopped a deployment it did not make"]
@@ -188,12 +195,12 @@ def test_a_stop_of_a_deployment_whose_record_lacks_the_arn_is_matched_by_revisio
 def test_deployments_of_waves_a_release_never_reached_need_no_record() -> None:
     history = clean()
     history.releases["r1"] = dict(
-        history.releases["r1"], state="cancelled", wave=0, cancel_requested_at=30.0
+        _got(history.releases, "r1"), state="cancelled", wave=0, cancel_requested_at=30.0
     )
     history.deployments.pop("d2")
     history.revisions.pop("d2")
     assert violated(history) == {}
-    history.releases["r1"]["wave"] = 1  # it did reach the second wave: d2 is lost
+    _got(history.releases, "r1")["wave"] = 1  # it did reach the second wave: d2 is lost
     assert violated(history) == {
         "no accepted job was lost": ["deployment d2 of release r1 has no record"]
     }
@@ -202,11 +209,11 @@ def test_deployments_of_waves_a_release_never_reached_need_no_record() -> None:
 def test_a_cancelled_release_that_started_another_wave_is_caught() -> None:
     history = clean()
     history.releases["r1"] = dict(
-        history.releases["r1"], state="cancelled", cancel_requested_at=15.0
+        _got(history.releases, "r1"), state="cancelled", cancel_requested_at=15.0
     )
     history.enqueues[0]["exit_code"] = 5
     assert list(violated(history)) == ["a cancelled release started nothing after the cancel"]
-    history.releases["r1"]["cancel_requested_at"] = 30.0
+    _got(history.releases, "r1")["cancel_requested_at"] = 30.0
     assert violated(history) == {}
 
 

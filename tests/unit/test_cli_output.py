@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import redis
@@ -25,7 +26,7 @@ def store(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[RecordSto
     client.close()
 
 
-def _put(store: RecordStore, id_: str, state: DeploymentState, **fields: object) -> None:
+def _put(store: RecordStore, id_: str, state: DeploymentState, **fields: Any) -> None:
     store.create(
         DeploymentRecord(
             id=id_,

@@ -8,6 +8,7 @@ import json
 import threading
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import redis
@@ -34,7 +35,7 @@ def store(db: redis.Redis) -> RecordStore:
     return RecordStore(db)
 
 
-def _put(store: RecordStore, id_: str, state: DeploymentState, **fields: object) -> None:
+def _put(store: RecordStore, id_: str, state: DeploymentState, **fields: Any) -> None:
     record = DeploymentRecord(
         id=id_,
         job={},

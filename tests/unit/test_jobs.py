@@ -77,7 +77,7 @@ def test_job_is_immutable() -> None:
     """A validated job cannot be changed afterwards."""
     parsed = load_update_job(job())
     with pytest.raises(ValidationError):
-        parsed.cluster = "other"  # type: ignore[misc]
+        parsed.cluster = "other"
 
 
 @given(

@@ -41,7 +41,7 @@ def release(image: str = f"{REPO}:1.1.0@{DIGEST}", **entry: Any) -> ReleaseJob:
     )
 
 
-PLANS = [
+PLANS: list[dict[str, Any]] = [
     {"cluster": "demo", "service": "web", "current_task_definition": "web:3",
      "task_definition": {"family": "web", "base": "web:4", "fields": []}},
     {"cluster": "demo", "service": "api", "current_task_definition": "api:7",
@@ -153,7 +153,7 @@ def test_a_release_from_a_plan_is_pinned_to_the_planned_bases() -> None:
             ],
         }
     )
-    services = [{"base": "a:4"}, {"base": None}, {"base": "d:9"}]
+    services: list[dict[str, Any]] = [{"base": "a:4"}, {"base": None}, {"base": "d:9"}]
     pinned = pin_bases(release, services)
     jobs = [job for wave in pinned.waves for job in wave]
     assert [job.base_revision for job in jobs] == ["a:4", None, None]

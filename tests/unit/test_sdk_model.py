@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import botocore.session
 import pytest
-from botocore.model import OperationModel, ServiceModel, StructureShape
+from botocore.model import OperationModel, ServiceModel, Shape, StringShape, StructureShape
 
 from worker.aws.boto_ecs import known_register_fields
 from worker.domain.planning import READ_ONLY_KEYS
@@ -20,6 +20,12 @@ from worker.domain.planning import READ_ONLY_KEYS
 def ecs() -> ServiceModel:
     """The ECS model of the installed botocore."""
     return botocore.session.get_session().get_service_model("ecs")
+
+
+def enum_of(shape: Shape) -> list[str]:
+    """The values a string shape allows."""
+    assert isinstance(shape, StringShape), shape.name
+    return shape.enum
 
 
 def structure(model: ServiceModel, name: str) -> StructureShape:
@@ -53,9 +59,9 @@ def test_lifecycle_hooks_can_pause_with_a_timeout(ecs: ServiceModel) -> None:
     """deploymentConfiguration.lifecycleHooks take a PAUSE target and a timeout that rolls
     back or continues (botocore 1.43.10)."""
     hook = member(structure(ecs, "DeploymentConfiguration"), "lifecycleHooks")
-    assert "PAUSE" in hook.members["targetType"].enum
+    assert "PAUSE" in enum_of(hook.members["targetType"])
     timeout = member(hook, "timeoutConfiguration")
-    assert set(timeout.members["action"].enum) >= {"ROLLBACK", "CONTINUE"}
+    assert set(enum_of(timeout.members["action"])) >= {"ROLLBACK", "CONTINUE"}
     assert "timeoutInMinutes" in timeout.members
     stages = hook.members["lifecycleStages"].member.enum  # type: ignore[attr-defined]
     assert "PRE_PRODUCTION_TRAFFIC_SHIFT" in stages
@@ -66,7 +72,11 @@ def test_the_circuit_breaker_takes_thresholds(ecs: ServiceModel) -> None:
     BOUNDED_PERCENT or UNBOUNDED_PERCENT with a value."""
     breaker = member(structure(ecs, "DeploymentConfiguration"), "deploymentCircuitBreaker")
     threshold = member(breaker, "thresholdConfiguration")
-    assert set(threshold.members["type"].enum) >= {"COUNT", "BOUNDED_PERCENT", "UNBOUNDED_PERCENT"}
+    assert set(enum_of(threshold.members["type"])) >= {
+        "COUNT",
+        "BOUNDED_PERCENT",
+        "UNBOUNDED_PERCENT",
+    }
     assert "value" in threshold.members
     assert "resetOnHealthyTask" in breaker.members
 

@@ -1,8 +1,9 @@
 """The small interface through which Conveyor's services talk to ECS.
 
 Services depend on this protocol only; :mod:`worker.aws.boto_fargate` (with
-:mod:`worker.aws.boto_ecs` under it) implements it with aiobotocore and :mod:`worker.aws.fake`
-in memory, so the sequencing can be tested without a server.
+:mod:`worker.aws.boto_ecs` under it) implements it with aiobotocore, and the tests' in-memory
+fake (``tests/fakes/ecs.py``, not shipped) implements it too, so the sequencing can be tested
+without a server.
 """
 
 from __future__ import annotations

@@ -82,8 +82,8 @@ class InUseView:
         A gateway that does not name its scope (``account:region``) gets a view of its own,
         computed for this call.
         """
-        scope = getattr(ecs, "scope", None)
-        if not isinstance(scope, str):
+        scope = ecs.scope
+        if scope is None:
             used = await scan_in_use(ecs)
             return {n for n in names if n in used}
         key = IN_USE_KEY.format(scope=scope)

@@ -1,4 +1,7 @@
-"""An in-memory AWS behind the :class:`AwsGateway` interface, for tests and dry runs.
+"""An in-memory AWS behind the :class:`AwsGateway` interface, for the tests only.
+
+It lives under ``tests/`` so that it never ships in Conveyor's wheel: no worker or producer
+module imports it (``tests/unit/test_architecture.py`` checks).
 
 It keeps clusters, task definitions, tags and services with their deployments and stopped
 tasks, and lets a test move a rollout along (:meth:`FakeEcs.complete`,
@@ -28,6 +31,14 @@ from worker.domain.tickets import Ticket
 
 # A fixed clock: nothing in the fake depends on time, but AWS timestamps are datetimes.
 _EPOCH = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
+# CloudFormation's StatusReason of a change set with nothing in it.
+_NO_CHANGES = (
+    "The submitted information didn't contain changes. "
+    "Submit different information to create a change set."
+)
+# Resource types whose every update (of the properties Conveyor's stacks set) is a
+# replacement: a task definition revision cannot change.
+_REPLACED_ON_UPDATE = frozenset({"AWS::ECS::TaskDefinition"})
 # RegisterTaskDefinition's required members; botocore refuses a request without them.
 _REQUIRED_REGISTER_KEYS = ("family", "containerDefinitions")
 _STOP_CODE = "EssentialContainerExited"
@@ -829,9 +840,25 @@ class FakeAws(FakeEcs):
         create: bool,
     ) -> dict[str, Any]:
         """See StackGateway. Resources are compared by their template JSON: Add on a create,
-        Modify where the resource differs from the stack's last template, nothing else."""
+        Modify where the resource differs from the stack's last template, nothing else; a
+        task definition is replaced (its revisions are immutable). On a create, the stack
+        CloudFormation made to hold the change set is left DELETE_IN_PROGRESS, as DeleteStack
+        leaves it on AWS, until ``finish_stack``."""
         for operation in ("CreateChangeSet", "DescribeChangeSet", "DeleteChangeSet"):
             self._call(operation)
+        if create and self._live_stack(name) is None:
+            self._call("DeleteStack")
+            self.stacks.pop(name, None)
+            self.events[name] = []
+            self._stack_tokens[name] = f"conveyor-plan-{name}"
+            self.set_stack(
+                name,
+                "DELETE_IN_PROGRESS",
+                Parameters=[
+                    {"ParameterKey": k, "ParameterValue": v} for k, v in parameters.items()
+                ],
+                Tags=[{"Key": k, "Value": v} for k, v in tags.items()],
+            )
         wanted = json.loads(template).get("Resources", {})
         before_template, before_parameters = self._stack_sources.get(name, ("{}", {}))
         before = {} if create else json.loads(before_template).get("Resources", {})
@@ -840,7 +867,9 @@ class FakeAws(FakeEcs):
                 "action": "Add" if key not in before else "Modify",
                 "logical_id": key,
                 "type": resource.get("Type"),
-                "replacement": None if key not in before else "False",
+                "replacement": None
+                if key not in before
+                else str(resource.get("Type") in _REPLACED_ON_UPDATE),
             }
             for key, resource in sorted(wanted.items())
             if key not in before
@@ -849,7 +878,7 @@ class FakeAws(FakeEcs):
         ]
         return {
             "status": "CREATE_COMPLETE" if changes else "FAILED",
-            "reason": None if changes else "The submitted information didn't contain changes.",
+            "reason": None if changes else _NO_CHANGES,
             "changes": changes,
         }
 

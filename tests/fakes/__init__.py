@@ -1,0 +1,1 @@
+"""In-memory stand-ins for what Conveyor talks to, used by the tests only."""
