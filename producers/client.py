@@ -219,7 +219,9 @@ class ConveyorClient:
             else [resolved]
         )
         ids = [uuid.uuid4().hex for _ in jobs]
-        try:
+
+        def send() -> None:
+            # Sent again by a retry, a plan is only computed twice: it changes nothing.
             for plan_id, one in zip(ids, jobs, strict=True):
                 # The full job: a plan needs the settings' names only, but the worker validates
                 # the job as sent. Gone when the worker takes it, or after a minute.
@@ -232,24 +234,26 @@ class ConveyorClient:
                 self._sender.send_task(
                     message.TASK, args=message.args(), queue=self.settings.queue, priority=0
                 )
-            end = time.monotonic() + timeout
-            plans: dict[str, dict[str, Any]] = {}
-            while len(plans) < len(ids):
-                for plan_id in ids:
-                    if plan_id not in plans:
-                        raw = self._redis.get(self._store.keys.plan_result.format(id=plan_id))
-                        if raw is not None:
-                            plans[plan_id] = json.loads(raw)
-                if len(plans) < len(ids):
-                    if time.monotonic() >= end:
-                        raise ConveyorUnavailableError(
-                            f"no worker answered the plan within {timeout:.0f} s"
-                        )
-                    time.sleep(0.2)
-        except redis.RedisError as exc:
-            raise ConveyorUnavailableError(
-                f"cannot reach Redis at {self.settings.redis_display}: {type(exc).__name__}"
-            ) from exc
+
+        self._retrying(send, "plan on")
+        end = time.monotonic() + timeout
+        plans: dict[str, dict[str, Any]] = {}
+
+        def collect() -> None:
+            for plan_id in ids:
+                if plan_id not in plans:
+                    raw = self._redis.get(self._store.keys.plan_result.format(id=plan_id))
+                    if raw is not None:
+                        plans[plan_id] = json.loads(raw)
+
+        while len(plans) < len(ids):
+            self._retrying(collect)
+            if len(plans) < len(ids):
+                if time.monotonic() >= end:
+                    raise ConveyorUnavailableError(
+                        f"no worker answered the plan within {timeout:.0f} s"
+                    )
+                time.sleep(0.2)
         return [plans[i] for i in ids]
 
     def enqueue(self, job: Job) -> DeploymentRecord:

@@ -140,6 +140,10 @@ def _process_init(**_: Any) -> None:
     global _redis
     _redis = None  # never reuse a connection inherited from the parent
     configure_logging(settings)
+    if "worker.observe.metrics" in sys.modules:
+        from worker.observe.metrics import close_in_child
+
+        close_in_child()
 
 
 @worker_process_shutdown.connect
@@ -265,17 +269,13 @@ class MetricsServer(bootsteps.StartStopStep):
 
         queues = sorted(parent.app.amqp.queues.consume_from or parent.app.amqp.queues)
         client = redis_client()
+        # Never raises for a taken port: the worker runs on, and binds it once it is free.
         serve(
             settings.metrics_address,
             settings.metrics_port,
             client,
             queues,
             booked=lambda: booked_ahead(client),
-        )
-        log.info(
-            "metrics endpoint up",
-            address=settings.metrics_address,
-            port=settings.metrics_port,
         )
 
 

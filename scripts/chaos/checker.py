@@ -34,6 +34,8 @@ class History:
     * ``asked``: per service key, the revisions someone outside Conveyor asked for (the first
       one included).
     * ``revisions``: per deployment id, the task definitions tagged with it.
+    * ``discarded``: the task definitions tagged ``conveyor:discarded``, with the tag's value
+      (how the deployment that registered it ended).
     * ``leftovers``: Redis structures of unfinished work, with how many entries each still
       held when quiet; ``untimed``: keys of finished work that have no expiry.
     * ``secret_hits``: where the secret canary value was found (Redis key, log file, metrics).
@@ -48,6 +50,7 @@ class History:
     ecs: dict[str, dict[str, Any]] = field(default_factory=dict)
     asked: dict[str, list[str]] = field(default_factory=dict)
     revisions: dict[str, list[str]] = field(default_factory=dict)
+    discarded: dict[str, str] = field(default_factory=dict)
     leftovers: dict[str, int] = field(default_factory=dict)
     untimed: list[str] = field(default_factory=list)
     secret_hits: list[str] = field(default_factory=list)
@@ -421,6 +424,58 @@ def cancelled_releases_stopped(history: History) -> Result:
     return Result("a cancelled release started nothing after the cancel", checked, out)
 
 
+def _chose_base_at(record: dict[str, Any]) -> float:
+    """When a deployment chose its base: its first register step, else its creation."""
+    for step in record.get("steps") or []:
+        if step.get("step") == "register":
+            return float(step.get("at", 0.0))
+    return float(record.get("created_at", 0.0))
+
+
+def no_discarded_base(history: History) -> Result:
+    """No deployment built its revision on one a failed deployment had discarded.
+
+    A deployment that did not succeed tags its revision ``conveyor:discarded`` before its
+    verdict is committed; any deployment choosing its base after that verdict must step over
+    it. Not a violation: a base chosen before the verdict, and ``base: service`` on a service
+    that ran that revision (the operator asked for exactly what runs).
+    """
+    registered_by: dict[str, str] = {}
+    for deployment_id, arns in history.revisions.items():
+        for arn in arns:
+            registered_by[arn] = deployment_id
+    for deployment_id, record in history.deployments.items():
+        if record and record.get("task_definition_arn"):
+            registered_by.setdefault(str(record["task_definition_arn"]), deployment_id)
+    out: list[Violation] = []
+    checked = 0
+    for deployment_id, record in sorted(history.deployments.items()):
+        base = (record or {}).get("base_task_definition_arn")
+        if record is None or not base:
+            continue
+        checked += 1
+        if base not in history.discarded:
+            continue
+        job = record.get("job") or {}
+        if job.get("base") == "service" and record.get("previous_task_definition_arn") == base:
+            continue
+        owner = registered_by.get(base)
+        owner_record = history.deployments.get(owner) if owner else None
+        ended = (owner_record or {}).get("finished_at")
+        if ended is not None and _chose_base_at(record) < float(ended):
+            continue  # chosen while the revision's own deployment still ran
+        name = base.rsplit("/", 1)[-1]
+        out.append(
+            Violation(
+                f"deployment {deployment_id} built {record.get('task_definition_arn')} on "
+                f"{name}, discarded ({history.discarded[base]}) by "
+                f"{owner or 'a deployment with no record'} that ended at {ended}",
+                [_about(record, deployment_id), _about(owner_record, owner or "?")],
+            )
+        )
+    return Result("no deployment built on a discarded revision", checked, out)
+
+
 def bounded_keys(history: History) -> Result:
     """No key grows without bound: when quiet, the structures of unfinished work are empty,
     and every key of finished work expires."""
@@ -450,6 +505,7 @@ INVARIANTS: tuple[Callable[[History], Result], ...] = (
     stops_only_own,
     releases_live,
     cancelled_releases_stopped,
+    no_discarded_base,
     bounded_keys,
     no_secrets,
 )

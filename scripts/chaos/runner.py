@@ -37,8 +37,10 @@ from producers.client import ConveyorClient
 from producers.contract.fargate_spec import FargateServiceJob
 from producers.contract.jobs import ContainerSettings, ImageUpdate, UpdateServiceJob
 from producers.contract.releases import ReleaseJob
+from producers.planfile import PlanFileError, load_plan, moved, pin_bases, plan_file, with_settings
 from scripts.chaos.checker import History, Result, check
 from scripts.chaos.schedule import Event, Schedule
+from worker.domain.planning import DEPLOYMENT_TAG, DISCARD_TAG
 
 ACCOUNTS = ("123456789012", "222222222222")
 CLUSTER = "demo"
@@ -605,6 +607,46 @@ class Campaign:
             entry["exit_code"] = 3
         self._record_enqueue(entry)
 
+    def _release_plan(self, args: dict[str, Any], index: int) -> None:
+        """`conveyor plan --out FILE`, a review, then `conveyor release --plan FILE`: the
+        release deployed with each job pinned to its planned base, or refused (exit 2) when a
+        service moved since the plan, as the command does."""
+        entry: dict[str, Any] = {
+            "kind": "release",
+            "from_plan": True,
+            "at": self._now(),
+            "event": index,
+            "accepted": False,
+            "id": None,
+            "exit_code": None,
+            "error": None,
+        }
+        path = self.workdir / f"plan-{index}.json"
+        try:
+            release = self._release_job(args)
+            plans = self.client.plan(release, pin_digest=False, timeout=60)
+            try:
+                path.write_text(json.dumps(plan_file(release, plans, "chaos")))
+            except PlanFileError as exc:
+                entry["error"] = f"no plan file: {exc}"
+                entry["exit_code"] = 1
+                self._record_enqueue(entry)
+                return
+            time.sleep(args["review"])
+            planned, services = load_plan(json.loads(path.read_text()), str(path))
+            planned = with_settings(planned, None, str(path), "")
+            changes = moved(services, self.client.plan(planned, pin_digest=False, timeout=60))
+            if changes:
+                entry["error"] = "the world moved since the plan: " + "; ".join(changes)
+                entry["exit_code"] = 2
+            else:
+                entry["id"] = self.client.release(pin_bases(planned, services)).id
+                entry["accepted"] = True
+        except Exception as exc:  # noqa: BLE001 - a refused release is part of the history
+            entry["error"] = f"{type(exc).__name__}: {exc}"
+            entry["exit_code"] = 3
+        self._record_enqueue(entry)
+
     def play(self, event: Event, index: int) -> None:
         """Carry out one event of the schedule."""
         args = event.args
@@ -620,6 +662,13 @@ class Campaign:
         elif kind == "update_secret":
             settings = (ContainerSettings(container="app", environment={"TOKEN": SECRET}),)
             job = self._job(args["service"], f":1.{version}.0", settings=settings)
+            self._enqueue("update", args["service"], job, index)
+        elif kind == "update_cleanup":
+            job = self._job(args["service"], f":1.{version}.0", keep_revisions=args["keep"])
+            self._enqueue("update", args["service"], job, index)
+        elif kind == "update_base_service":
+            tag = f":fail-{version}" if args["broken"] else f":1.{version}.0"
+            job = self._job(args["service"], tag, base="service")
             self._enqueue("update", args["service"], job, index)
         elif kind == "restart":
             job = self._job(args["service"], None, force_new_deployment=True)
@@ -653,6 +702,8 @@ class Campaign:
             self._release(args, index)
         elif kind == "plan":
             self._plan(args, index)
+        elif kind == "release_plan":
+            self._release_plan(args, index)
         elif kind == "faults":
             self._faults(args)
         elif kind == "kill_worker":
@@ -846,8 +897,10 @@ class Campaign:
                     for arn in page["taskDefinitionArns"]:
                         tags = ecs.describe_task_definition(taskDefinition=arn, include=["TAGS"])
                         for tag in tags.get("tags") or []:
-                            if tag["key"] == "conveyor:deployment-id":
+                            if tag["key"] == DEPLOYMENT_TAG:
                                 history.revisions.setdefault(tag["value"], []).append(arn)
+                            elif tag["key"] == DISCARD_TAG:
+                                history.discarded[arn] = tag["value"]
 
     def _collect_secrets(self) -> None:
         for log in sorted(self.workdir.glob("worker-*.log")):

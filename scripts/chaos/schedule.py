@@ -28,6 +28,11 @@ WEIGHTS: dict[str, int] = {
     "update": 30,
     "update_broken": 5,
     "update_secret": 4,
+    # Deployment after failure: cleanups (keep_revisions), builds from the revision the service
+    # runs (base: service), and releases deployed from a reviewed plan file (release --plan).
+    "update_cleanup": 4,
+    "update_base_service": 4,
+    "release_plan": 3,
     "restart": 6,
     "fargate": 3,
     "release": 8,
@@ -123,6 +128,19 @@ def draw(
         args: dict[str, Any] = {}
         if kind in ("update", "update_broken", "update_secret", "restart", "outside"):
             args = {"service": _service(rng, services, accounts), "version": version}
+        elif kind == "update_cleanup":
+            args = {
+                "service": _service(rng, services, accounts),
+                "version": version,
+                "keep": rng.randint(1, 4),
+            }
+        elif kind == "update_base_service":
+            # Sometimes broken: its revision is then discarded, and later jobs must step over it.
+            args = {
+                "service": _service(rng, services, accounts),
+                "version": version,
+                "broken": rng.random() < 0.3,
+            }
         elif kind == "fargate":
             # A few stacks, so that most applies update a stack another one created.
             args = {"stack": rng.randrange(3), "version": version}
@@ -132,7 +150,7 @@ def draw(
                 "version": version,
                 "pipelines": rng.randint(2, 4),
             }
-        elif kind in ("release", "plan"):
+        elif kind in ("release", "plan", "release_plan"):
             waves = rng.randint(2, 3)
             chosen = rng.sample(range(services), min(services, waves * rng.randint(1, 3)))
             args = {
@@ -142,6 +160,10 @@ def draw(
                 "version": version,
                 "broken": rng.random() < 0.2,
             }
+            if kind == "release_plan":
+                # Seconds between writing the plan file and deploying it: the review, in which
+                # other jobs may move a service (the release is then refused, as planned).
+                args["review"] = round(rng.uniform(0, 6), 1)
         elif kind in ("cancel", "cancel_release"):
             # Which of the jobs accepted so far: a fraction, resolved by the runner.
             args = {"pick": round(rng.random(), 3), "delay": round(rng.uniform(0, 8), 1)}

@@ -98,7 +98,7 @@ def violated(history: History) -> dict[str, list[str]]:
 
 def test_a_clean_history_passes_every_invariant() -> None:
     results = check(clean())
-    assert len(results) == 11
+    assert len(results) == 12
     assert [r.name for r in results if not r.ok] == []
     assert all(r.describe().startswith("[ok]") for r in results)
 
@@ -237,3 +237,36 @@ def test_the_checker_does_not_change_the_history() -> None:
     before = copy.deepcopy(history)
     check(history)
     assert history == before
+
+
+def test_a_deployment_built_on_a_discarded_revision_is_caught() -> None:
+    """The broken build: d3 was rolled back and its revision web:4 tagged conveyor:discarded,
+    and a deployment created after d3 ended built its revision on web:4 anyway (the failed
+    change shipped again). A deployment that chose web:4 before d3 failed, and a base-service
+    job on a service that ran web:4, are not violations."""
+    history = clean()
+    history.discarded = {TD.format(4): "rolled_back"}
+    history.deployments["d3"]["base_task_definition_arn"] = TD.format(3)  # type: ignore[index]
+    later = record("d5", "succeeded", 10, base_task_definition_arn=TD.format(4))
+    earlier = record("d4", "superseded", None, base_task_definition_arn=TD.format(4))
+    earlier["created_at"], earlier["finished_at"] = 40.0, 44.0  # before d3 ended (at 45)
+    runs_it = record(
+        "d6",
+        "succeeded",
+        12,
+        job={"base": "service"},
+        base_task_definition_arn=TD.format(4),
+        previous_task_definition_arn=TD.format(4),
+    )
+    for one in (later, earlier, runs_it):
+        history.deployments[one["id"]] = one
+    ecs = history.ecs[f"{ACCOUNT}/demo/web"]["deployments"]
+    ecs += [ecs_entry(10, "SUCCESSFUL"), ecs_entry(12, "SUCCESSFUL")]
+    found = violated(history)
+    name = "no deployment built on a discarded revision"
+    assert list(found) == [name], found
+    [message] = found[name]
+    assert message.startswith("deployment d5 built")
+    assert "on web:4, discarded (rolled_back) by d3" in message
+    [result] = [r for r in check(history) if r.name == name]
+    assert "deployment d3 rolled_back" in result.describe()

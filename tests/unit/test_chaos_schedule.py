@@ -61,3 +61,21 @@ def test_the_command_prints_the_same_schedule_twice() -> None:
     first = printed()
     assert first.startswith("chaos seed=5 minutes=1 services=10")
     assert first == printed()
+
+
+def test_the_deployment_after_failure_actors_are_drawn_from_the_seed() -> None:
+    """Cleanups (keep_revisions), builds from the service's revision (base: service), some of
+    them broken, and releases deployed from a plan file after a review."""
+    schedule = draw(3, 8, services=100, workers=3)
+    counts = schedule.counts()
+    for kind in ("update_cleanup", "update_base_service", "release_plan"):
+        assert counts.get(kind, 0) > 0, kind
+    by_kind: dict[str, list[dict[str, object]]] = {}
+    for event in schedule.events:
+        by_kind.setdefault(event.kind, []).append(event.args)
+    assert all(1 <= int(a["keep"]) <= 4 for a in by_kind["update_cleanup"])  # type: ignore[call-overload]
+    assert {a["broken"] for a in by_kind["update_base_service"]} == {True, False}
+    for args in by_kind["release_plan"]:
+        assert 0 <= float(args["review"]) <= 6  # type: ignore[arg-type]
+        assert args["waves"]
+    assert draw(3, 8, services=100, workers=3).describe() == schedule.describe()

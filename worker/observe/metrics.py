@@ -33,14 +33,19 @@ The metrics (all prefixed ``conveyor_``):
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
+
+import structlog
 
 # worker/app.py sets the directory up before anything imports this module: prometheus-client
 # picks its value store, in memory or in the directory's files, when it is first imported.
 from prometheus_client import Counter, Histogram
 
 from producers.contract.names import PRIORITY_STEPS, priority_list
+
+_log = structlog.get_logger("conveyor.metrics")
 
 STEP_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 VERDICT_BUCKETS = (5, 10, 30, 60, 120, 300, 600, 1200, 1800, 3600)
@@ -157,6 +162,12 @@ class BookedAheadCollector:
         yield rates
 
 
+# The main process's bound endpoint; a pool child closes its inherited copy (close_in_child).
+_server: Any = None
+# How often a worker whose metrics port is taken tries to bind it again.
+REBIND_SECONDS = 5.0
+
+
 def serve(
     address: str,
     port: int,
@@ -165,8 +176,14 @@ def serve(
     booked: Callable[[], list[tuple[str, str, str, float, float]]] | None = None,
 ) -> threading.Thread:
     """Serve the children's samples and the queue depths on ``address:port`` in a thread;
-    ``booked`` reads the rate-limit buckets' bookings at scrape time."""
-    from prometheus_client import CollectorRegistry, start_http_server
+    ``booked`` reads the rate-limit buckets' bookings at scrape time.
+
+    A port that is taken does not stop the worker: deployments matter more than their metrics.
+    The port is most often held by processes of an earlier worker on this host that outlived
+    it (pool children of a killed worker, until they notice their parent is gone). An error
+    names the port, and a thread binds it as soon as it is free; the returned thread is that one.
+    """
+    from prometheus_client import CollectorRegistry
     from prometheus_client.multiprocess import MultiProcessCollector
 
     registry = CollectorRegistry()
@@ -174,5 +191,48 @@ def serve(
     registry.register(QueueDepthCollector(redis_client, queues))
     if booked is not None:
         registry.register(BookedAheadCollector(booked))
+    rebind_seconds = REBIND_SECONDS
+    try:
+        return _bind(address, port, registry)
+    except OSError as exc:
+        _log.error(
+            "metrics port taken; the worker runs on and serves metrics once the port is free "
+            "(is an earlier worker, or its pool children, still running on this host?)",
+            address=address,
+            port=port,
+            error=f"{type(exc).__name__}: {exc}",
+            retry_every=rebind_seconds,
+        )
+
+    def rebind() -> None:
+        while True:
+            time.sleep(rebind_seconds)
+            try:
+                _bind(address, port, registry)
+            except OSError:
+                continue
+            return
+
+    waiting = threading.Thread(target=rebind, name="conveyor-metrics-bind", daemon=True)
+    waiting.start()
+    return waiting
+
+
+def _bind(address: str, port: int, registry: Any) -> threading.Thread:
+    global _server
+    from prometheus_client import start_http_server
+
     _server, thread = start_http_server(port, addr=address, registry=registry)
+    _log.info("metrics endpoint up", address=address, port=port)
     return thread
+
+
+def close_in_child() -> None:
+    """Close, in a pool child just forked, its copy of the main process's listening socket.
+
+    A child forked after the endpoint was bound inherits the socket. Were the worker's main
+    process killed, its orphaned children would hold the port, and the worker started in its
+    place could not bind it.
+    """
+    if _server is not None:
+        _server.socket.close()
