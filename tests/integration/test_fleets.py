@@ -1,4 +1,4 @@
-"""Fleets sharing one Redis: each works only on its own deployments (issue 15, scenario 10)."""
+"""Fleets sharing one Redis: each works only on its own deployments."""
 
 from __future__ import annotations
 

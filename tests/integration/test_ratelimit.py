@@ -332,7 +332,7 @@ def test_a_throttled_call_is_retried_with_a_token_from_the_drained_bucket(
 def test_late_arrivals_queue_behind_the_tickets_booked_ahead(
     stack: Stack, client: redis.Redis, figures: dict[str, object]
 ) -> None:
-    """Issue 21's late arrivals, at a tenth of the time: the local AWS enforces the register
+    """Late arrivals, at a tenth of the time: the local AWS enforces the register
     bucket (20, refilled ten times faster than AWS's 1/s) and 60 deployments take their tokens
     from one shared bucket, 20 at once and 40 as tickets, each registering when its token is
     due. 20 more arrive once a full bucket's refill and the key's grace have passed, while
@@ -402,7 +402,7 @@ def test_late_arrivals_queue_behind_the_tickets_booked_ahead(
 def test_a_client_spending_a_fifth_of_the_budget_throughout_is_made_room_for(
     stack: Stack, client: redis.Redis, figures: dict[str, object]
 ) -> None:
-    """Issue 21's outside client, at a tenth of the time: the local AWS enforces the register
+    """A client outside Conveyor, at a tenth of the time: the local AWS enforces the register
     bucket (20, refilled at 10/s) while another client registers 2 a second throughout, and 150
     deployments take their tokens from Conveyor's shared bucket, which knows nothing of it. A
     throttled register drains the bucket and cuts its rate, as a worker's does, and is sent

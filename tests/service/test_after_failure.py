@@ -1,5 +1,5 @@
 """The deployment after a failure: a revision of a deployment that did not succeed is never the
-base of a later one (issue 15, scenario 1), against the in-memory fake ECS."""
+base of a later one, against the in-memory fake ECS."""
 
 from __future__ import annotations
 
