@@ -24,26 +24,28 @@ import json
 import time
 import uuid
 from collections.abc import Callable
-from typing import Any, TypeVar
+from functools import cached_property
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import redis
 from redis.exceptions import AuthenticationError, AuthorizationError, ReadOnlyError
 
-from config.settings import Settings
-from producers.contract.dispatch import RedisTaskSender, dispatch
 from producers.contract.errors import ProducerError
-from producers.contract.fargate_spec import FargateServiceJob
-from producers.contract.jobs import UpdateServiceJob
-from producers.contract.kinds import Job, kind_spec
-from producers.contract.messages import PlanMessage
-from producers.contract.names import PRIORITY_NEW
-from producers.contract.patterns import account_of_arn
 from producers.contract.records import DeploymentRecord
-from producers.contract.release_store import ReleaseStore
-from producers.contract.releases import ReleaseJob, ReleaseRecord, new_release_id
 from producers.contract.store import NewerRecordError, RecordStore, wall_clock
-from producers.contract.workers import WorkerInfo
-from producers.contract.workers import live as live_workers
+
+# `conveyor status` and `conveyor update --no-wait` run in a shell loop and pay for every
+# import: what only releases, plans, Fargate specs or version rules need is imported where it
+# is used (tests/unit/test_cli_startup.py pins what the two commands load).
+if TYPE_CHECKING:
+    from config.fields import SettingsFields
+    from producers.contract.dispatch import RedisTaskSender
+    from producers.contract.fargate_spec import FargateServiceJob
+    from producers.contract.jobs import UpdateServiceJob
+    from producers.contract.kinds import Job
+    from producers.contract.release_store import ReleaseStore
+    from producers.contract.releases import ReleaseJob, ReleaseRecord
+    from producers.contract.workers import WorkerInfo
 
 T = TypeVar("T")
 
@@ -97,7 +99,7 @@ class ConveyorClient:
     """
 
     def __init__(
-        self, settings: Settings, *, on_retry: Callable[[float], None] | None = None
+        self, settings: SettingsFields, *, on_retry: Callable[[float], None] | None = None
     ) -> None:
         self.settings = settings
         self.retry_seconds = settings.redis_retry_seconds
@@ -109,13 +111,23 @@ class ConveyorClient:
         self._store = RecordStore(
             self._redis, ttl_seconds=settings.record_ttl_days * 86400, queue=settings.queue
         )
-        self._sender = RedisTaskSender(self._redis)
-        self._releases = ReleaseStore(
+
+    @cached_property
+    def _sender(self) -> RedisTaskSender:
+        from producers.contract.dispatch import RedisTaskSender
+
+        return RedisTaskSender(self._redis)
+
+    @cached_property
+    def _releases(self) -> ReleaseStore:
+        from producers.contract.release_store import ReleaseStore
+
+        return ReleaseStore(
             self._redis,
             self._store,
-            ttl_seconds=settings.record_ttl_days * 86400,
-            recovery_grace=settings.recovery_grace,
-            queue=settings.queue,
+            ttl_seconds=self.settings.record_ttl_days * 86400,
+            recovery_grace=self.settings.recovery_grace,
+            queue=self.settings.queue,
         )
 
     def retrying_for(self, seconds: float) -> ConveyorClient:
@@ -169,6 +181,8 @@ class ConveyorClient:
 
     def workers(self) -> list[WorkerInfo]:
         """The workers whose heartbeat is current (one Redis read; no broadcast ping)."""
+        from producers.contract.workers import live as live_workers
+
         return self._retrying(lambda: live_workers(self._redis))
 
     def consumers(self) -> list[WorkerInfo]:
@@ -185,6 +199,12 @@ class ConveyorClient:
         """The job (or release) with every ``REPOSITORY:{RULE}`` image resolved against ECR,
         one choice per repository and rule; VersionRuleError (naming the container and the
         nearest tags) when a rule matches nothing. Jobs without rules come back as they are."""
+        from producers.contract.jobs import UpdateServiceJob
+
+        if isinstance(job, UpdateServiceJob) and not any(i.unresolved_rule for i in job.images):
+            return job  # what the resolver returns for it, without loading it
+        from producers.contract.fargate_spec import FargateServiceJob
+        from producers.contract.releases import ReleaseJob
         from producers.resolve import Resolver
 
         resolver = Resolver(self._ecr_tags, pin_digest=pin_digest)
@@ -212,6 +232,9 @@ class ConveyorClient:
         """What the job (or each job of the release) would change, computed by a worker with
         read calls only (for a Fargate spec, a change set deleted afterwards); nothing is
         enqueued and nothing changes. Version rules are resolved first, as an enqueue would."""
+        from producers.contract.messages import PlanMessage
+        from producers.contract.releases import ReleaseJob
+
         resolved = self.resolve_versions(job, pin_digest=pin_digest)
         jobs = (
             [j for wave in resolved.waves for j in wave]
@@ -261,6 +284,11 @@ class ConveyorClient:
 
         An update job's version rules must be resolved first (:meth:`resolve_versions`).
         """
+        from producers.contract.dispatch import dispatch
+        from producers.contract.kinds import kind_spec
+        from producers.contract.names import PRIORITY_NEW
+        from producers.contract.patterns import account_of_arn
+
         kind = kind_spec(job.kind)
         if kind.has_rules(job):
             job = self.resolve_versions(job)
@@ -318,6 +346,8 @@ class ConveyorClient:
 
         Later waves are enqueued by the workers as each wave ends (see ReleaseJob).
         """
+        from producers.contract.ids import new_release_id
+
         if any(i.unresolved_rule for wave in job.waves for j in wave for i in j.images):
             job = self.resolve_versions(job)
         self.check_redis()
@@ -421,6 +451,8 @@ class ConveyorClient:
         The request takes effect at once: the deployment's current step is dispatched again
         and handles it (see docs/operations.md for what happens to a rollout under way).
         """
+        from producers.contract.dispatch import dispatch
+
         now = wall_clock()
 
         def request(record: DeploymentRecord) -> DeploymentRecord | None:

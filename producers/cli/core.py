@@ -44,13 +44,16 @@ def invalid(exc: ValidationError, prefix: str = "") -> NoReturn:
 
 
 def settings() -> Any:
-    """The Settings from the environment (exit 2 naming the bad variable)."""
+    """The settings from the environment (exit 2 naming the bad variable).
+
+    Read as Settings reads them, without importing pydantic-settings (config.fields).
+    """
     from pydantic import ValidationError
 
-    from config.settings import Settings
+    from config.fields import from_environ
 
     try:
-        return Settings()
+        return from_environ()
     except ValidationError as exc:
         invalid(exc, "invalid settings: ")
 

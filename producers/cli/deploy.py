@@ -254,7 +254,6 @@ def container_settings(
     from pydantic import ValidationError
 
     from producers.contract.jobs import ContainerSettings
-    from producers.envfiles import EnvFileError, read_env_file
 
     wanted: dict[str, dict[str, dict[str, str]]] = {}
 
@@ -267,6 +266,9 @@ def container_settings(
         ("--secret-file", secret_files, "secrets", "NAME=REFERENCE"),
     ):
         for text in items:
+            # Only a file needs the parser (python-dotenv): not the common update.
+            from producers.envfiles import EnvFileError, read_env_file
+
             container, sep, path = text.partition("=")
             if not sep or not container or not path:
                 core.usage_error(f"{flag} {text!r}: give CONTAINER=PATH")

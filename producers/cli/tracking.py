@@ -32,7 +32,7 @@ LIST_STATES = sorted(
 
 
 def _is_release_id(text: str) -> bool:
-    from producers.contract.releases import is_release_id
+    from producers.contract.ids import is_release_id
 
     return is_release_id(text)
 

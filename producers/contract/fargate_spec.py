@@ -10,7 +10,6 @@ import json
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from producers.contract import patterns
@@ -354,6 +353,9 @@ class SpecError(ProducerError, ValueError):
 
 def load_spec(path: Path) -> dict[str, Any]:
     """Read a YAML or JSON spec file into a mapping (validation is the model's job)."""
+    # Only spec files need a YAML parser; every enqueue imports this module (the kinds table).
+    import yaml
+
     try:
         text = path.read_text()
     except OSError as exc:

@@ -22,14 +22,14 @@ one twice is a no-op. Waves run one after another; the deployments of a wave run
 
 from __future__ import annotations
 
-import re
-import uuid
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from producers.contract.enums import DeploymentState
+from producers.contract.ids import is_release_id as is_release_id
+from producers.contract.ids import new_release_id as new_release_id
 from producers.contract.jobs import (
     MAX_TIMEOUT_SECONDS,
     MIN_TIMEOUT_SECONDS,
@@ -40,17 +40,6 @@ from producers.contract.jobs import (
 )
 
 MAX_RELEASE_SERVICES = 1000
-_RELEASE_ID = re.compile(r"rel-[0-9a-f]{20}", re.ASCII)
-
-
-def new_release_id() -> str:
-    """A fresh release id: ``rel-`` and 20 hex digits (its deployments add ``-NNNN``)."""
-    return f"rel-{uuid.uuid4().hex[:20]}"
-
-
-def is_release_id(text: str) -> bool:
-    """True for a release's id (not one of its deployments')."""
-    return _RELEASE_ID.fullmatch(text) is not None
 
 
 class ReleaseEntry(BaseModel):

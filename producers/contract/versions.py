@@ -39,11 +39,13 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import total_ordering
-from typing import Literal
-
-from packaging.specifiers import InvalidSpecifier, SpecifierSet
+from typing import TYPE_CHECKING, Literal
 
 from producers.contract.errors import ProducerError
+
+# Read only when a range rule is parsed: every job imports this module, few name a rule.
+if TYPE_CHECKING:
+    from packaging.specifiers import SpecifierSet
 
 RULE_IMAGE = re.compile(r"^(?P<repository>[^{}\s]+):\{(?P<rule>[^{}]+)\}$", re.ASCII)
 
@@ -195,6 +197,8 @@ _RANGE_HELP = (
 
 def _specifiers(rule: str) -> SpecifierSet:
     """The rule as PEP 440 specifiers; NuGet ranges are translated. VersionRuleError if bad."""
+    from packaging.specifiers import InvalidSpecifier, SpecifierSet
+
     if rule[:1] in "[(" or rule[-1:] in "])":
         return _nuget(rule)
     if _BOUND.fullmatch(rule):
@@ -207,6 +211,8 @@ def _specifiers(rule: str) -> SpecifierSet:
 
 def _nuget(rule: str) -> SpecifierSet:
     """A NuGet interval (``[1.4,2.0)``, ``(,2.0]``, ``[1.4]``) as PEP 440 specifiers."""
+    from packaging.specifiers import SpecifierSet
+
     match = _NUGET.fullmatch(rule.replace(" ", ""))
     if match is None:
         raise VersionRuleError(
