@@ -1,24 +1,40 @@
 """A model of the register bucket shared with another client, to choose how the limiter learns.
 
-AWS's bucket (burst 20, refilled at 1 a second) serves another client taking a token every
-1/share seconds and Conveyor's line of ``--fleet`` registers, all booked at once as tickets
-(places in line) in Conveyor's own bucket. A throttle drains Conveyor's bucket, cuts its rate to
-``--decrease`` of what it was (once per ``--cooldown`` s) and the rate then climbs back by
-``--recovery`` of the documented rate a second; the throttled register books a new place at the
-end of the line. Prints the time to the last register against the bound that remains, and the
-throttled calls of each client, for the constants given and without learning.
+AWS's bucket (burst 20, refilled at 1 a second) serves another client and Conveyor's line of
+``--fleet`` registers, all booked at once as tickets (places in line) in Conveyor's own bucket.
+Conveyor's bucket keeps ``--margin`` tokens behind AWS's, and each of its calls reaches AWS
+some latency after its grant. The other client calls once every 1/share seconds, evenly
+spaced from a given phase, or at random (Poisson) times. A throttle of Conveyor's drains its
+bucket, cuts its rate to ``--decrease`` of what it was (once per ``--cooldown`` s), and the rate
+then climbs back by ``--recovery`` of the documented rate a second; the throttled register books
+a new place at the end of the line. Prints the time to the last register against the bound
+that remains, and the throttled calls of each client, over several phases or seeds.
 
-    python -m scripts.limiter_model [--fleet 500] [--share 0.2]
+    python -m scripts.limiter_model [--fleet 170] [--share 0.2] [--margin 0.75]
 """
 
 from __future__ import annotations
 
 import argparse
+import random
 from collections import deque
 from dataclasses import dataclass
 
+from worker.aws.ratelimit import COOLDOWN_MS, DECREASE, MARGIN, RECOVERY
+
 BURST, RATE = 20.0, 1.0
 STEP = 0.01  # seconds per tick
+LATENCY = 0.15  # seconds from a grant to the call's arrival at AWS, on average
+
+
+@dataclass(frozen=True)
+class Learning:
+    """How the limiter learns (its defaults are the constants of worker/aws/ratelimit.py)."""
+
+    margin: float = MARGIN
+    decrease: float = DECREASE
+    recovery: float = RECOVERY
+    cooldown: float = COOLDOWN_MS / 1000
 
 
 @dataclass
@@ -28,14 +44,18 @@ class Outcome:
     seconds: float
     x_bound: float
     conveyor_throttled: int
+    other_calls: int
     other_throttled: int
-    registers: int
 
 
-def run(fleet: int, share: float, decrease: float, recovery: float, cooldown: float) -> Outcome:
-    """Model one fleet's registers; ``decrease`` 1 and ``recovery`` 0: no learning."""
+def run(
+    fleet: int, share: float, learning: Learning, *, phase: float = 0.0, seed: int | None = None
+) -> Outcome:
+    """Model one fleet's registers. The other client's calls are evenly spaced from ``phase``
+    seconds, or at random times from ``seed`` when given."""
+    rnd = random.Random(0 if seed is None else seed)
     now, aws, tokens, issued = 0.0, BURST, BURST, 0
-    cut: float | None = None
+    cut: float | None = None  # the limiter's FLOOR is a tenth of the rate, as below
     cut_at = 0.0
     line: deque[int] = deque()
     for _ in range(fleet):
@@ -44,51 +64,71 @@ def run(fleet: int, share: float, decrease: float, recovery: float, cooldown: fl
         line.append(issued)
 
     def rate() -> float:
-        return RATE if cut is None else min(RATE, cut + (now - cut_at) * RATE * recovery)
+        return RATE if cut is None else min(RATE, cut + (now - cut_at) * RATE * learning.recovery)
 
-    done = throttled = other_throttled = registers = 0
-    next_other = 0.0
-    while done < fleet:
+    def next_call(after: float) -> float:
+        if share <= 0:
+            return float("inf")
+        if seed is not None:
+            return after + rnd.expovariate(RATE * share)
+        return after + 1 / (RATE * share)
+
+    in_flight: list[float] = []
+    done = throttled = other_calls = other_throttled = 0
+    other_at = phase if seed is None else next_call(0.0)
+    while done < fleet and now < 100 * fleet:
         tokens = min(BURST, tokens + rate() * STEP)
         aws = min(BURST, aws + RATE * STEP)
-        if share > 0 and now >= next_other:
-            next_other += 1 / (RATE * share)
+        if now >= other_at:
+            other_at = next_call(now)
+            other_calls += 1
             if aws >= 1:
                 aws -= 1
             else:
                 other_throttled += 1
-        while line and issued + tokens >= line[0]:
+        while line and issued + tokens >= line[0] + learning.margin:
             line.popleft()
-            registers += 1
-            if aws >= 1:
+            in_flight.append(now + LATENCY * (0.5 + rnd.random()))
+        waiting = []
+        for arrival in sorted(in_flight):
+            if arrival > now:
+                waiting.append(arrival)
+            elif aws >= 1:
                 aws -= 1
                 done += 1
-                continue
-            throttled += 1
-            tokens = min(tokens, 0.0)
-            if cut is None or now - cut_at > cooldown:
-                cut, cut_at = max(0.1 * RATE, rate() * decrease), now
-            tokens -= 1
-            issued += 1
-            line.append(issued)
+            else:
+                throttled += 1
+                tokens = min(tokens, 0.0)
+                if learning.decrease < 1 and (cut is None or now - cut_at > learning.cooldown):
+                    cut, cut_at = max(0.1 * RATE, rate() * learning.decrease), now
+                tokens -= 1
+                issued += 1
+                line.append(issued)
+        in_flight = waiting
         now += STEP
     bound = max(0, fleet - BURST) / (RATE * (1 - share))
-    return Outcome(round(now, 1), round(now / bound, 3), throttled, other_throttled, registers)
+    return Outcome(round(now, 1), round(now / bound, 3), throttled, other_calls, other_throttled)
 
 
 def main() -> None:
-    """Print the modelled runs."""
+    """Print the modelled runs: each phase of an evenly spaced client, then random clients."""
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--fleet", type=int, default=500)
+    parser.add_argument("--fleet", type=int, default=170)
     parser.add_argument("--share", type=float, default=0.2)
-    parser.add_argument("--decrease", type=float, default=0.8)
-    parser.add_argument("--recovery", type=float, default=0.002)
-    parser.add_argument("--cooldown", type=float, default=5.0)
+    parser.add_argument("--margin", type=float, default=Learning.margin)
+    parser.add_argument("--decrease", type=float, default=Learning.decrease)
+    parser.add_argument("--recovery", type=float, default=Learning.recovery)
     args = parser.parse_args()
-    learning = run(args.fleet, args.share, args.decrease, args.recovery, args.cooldown)
-    fixed = run(args.fleet, args.share, 1.0, 0.0, args.cooldown)
-    print(f"learning:    {learning}")
-    print(f"no learning: {fixed}")
+    learning = Learning(args.margin, args.decrease, args.recovery)
+    for i in range(10):
+        phase = 1 + i / 10
+        outcome = run(args.fleet, args.share, learning, phase=phase)
+        print(f"evenly spaced from {phase:.1f} s: {outcome}")
+    for seed in range(4):
+        print(f"random, seed {seed}:        {run(args.fleet, args.share, learning, seed=seed)}")
+    print(
+        f"no learning:               {run(args.fleet, args.share, Learning(args.margin, 1.0, 0.0))}"
+    )
 
 
 if __name__ == "__main__":
