@@ -53,11 +53,13 @@ def tier_of(item: pytest.Item) -> tuple[str, str]:
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark each test with its directory and its tier, before ``-m`` selects."""
+    """Mark each test with its directory and its tier, before ``-m`` selects; the longest
+    tests go first, so that pytest-xdist does not start one when the others are nearly done."""
     for item in items:
         directory, tier = tier_of(item)
         item.add_marker(directory)
         item.add_marker(tier)
+    items.sort(key=lambda item: item.get_closest_marker("longest") is None)
 
 
 @pytest.fixture(scope="session")

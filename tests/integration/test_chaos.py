@@ -13,8 +13,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from scripts.chaos.runner import Campaign
 from scripts.chaos.schedule import WEIGHTS, draw
+
+pytestmark = pytest.mark.longest
 
 SEED = 285
 MINUTES = 3
