@@ -122,6 +122,14 @@ def min_calls(rollout: float, poll: float) -> float:
     return 4 + math.ceil(rollout / poll) / 10
 
 
+def _entries(names: list[str], role: str | None = None) -> list[dict[str, Any]]:
+    """Release file entries: a new image for each service's app container."""
+    return [
+        {"service": n, "images": {"app": ":1.1.0"}, **({"role_arn": role} if role else {})}
+        for n in names
+    ]
+
+
 def rss_mb(pid: int) -> list[float]:
     """Resident memory of a process and of each of its children, in MB (from /proc)."""
     pids = [pid]
@@ -221,30 +229,15 @@ class Bench:
     def conveyor_release(self, workers: int) -> Result:
         """Enqueue the fleet with one `conveyor release -f`; wait for the verdict."""
         running = self._workers(workers)
-        release = {
-            "release": "bench",
-            "cluster": CLUSTER,
-            "services": [{"service": n, "images": {"app": ":1.1.0"}} for n in self.names],
-        }
-        path = self.logs / "release.yaml"
-        path.write_text(yaml.safe_dump(release))
-        client = ConveyorClient(Settings(redis_url=self.redis_url))  # type: ignore[arg-type]
-        started = time.monotonic()
-        out = subprocess.run(
-            [str(VENV_BIN / "conveyor"), "release", "-f", str(path), "--no-wait"],
-            env=self.env,
-            capture_output=True,
-            text=True,
-            check=True,
-        )
+        client, release_id, started = self._release(_entries(self.names), "bench")
         peak: list[float] = []
-        record = client.release_status(out.stdout.strip())
+        record = client.release_status(release_id)
         while not record.terminal:
             time.sleep(0.5)
             record = client.release_status(record.id)
             sample = [r for w in running for r in rss_mb(w.proc.pid)]
             peak = sample if sum(sample) > sum(peak) else peak
-        wall = time.monotonic() - started
+        wall = time.time() - started
         if workers == 2:
             self.rss = {
                 "idle_after": [round(r, 1) for w in running for r in rss_mb(w.proc.pid)],
@@ -261,24 +254,9 @@ class Bench:
         services = []
         for account, names in self.accounts.items():
             role = None if account == DEFAULT_ACCOUNT else f"arn:aws:iam::{account}:role/deployer"
-            services += [
-                {"service": n, "images": {"app": ":1.1.0"}, **({"role_arn": role} if role else {})}
-                for n in names
-            ]
-        path = self.logs / "release-accounts.yaml"
-        path.write_text(
-            yaml.safe_dump({"release": "bench-accounts", "cluster": CLUSTER, "services": services})
-        )
-        client = ConveyorClient(Settings(redis_url=self.redis_url))  # type: ignore[arg-type]
-        started = time.time()
-        out = subprocess.run(
-            [str(VENV_BIN / "conveyor"), "release", "-f", str(path), "--no-wait"],
-            env=self.env,
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        record = client.wait_release(out.stdout.strip(), timeout=7200)
+            services += _entries(names, role)
+        client, release_id, started = self._release(services, "bench-accounts")
+        record = client.wait_release(release_id, timeout=7200)
         wall = time.time() - started
         for worker in running:
             worker.stop()
@@ -302,13 +280,12 @@ class Bench:
         )
         return result
 
-    def _release(self, names: list[str], name: str) -> tuple[ConveyorClient, str, float]:
-        """Enqueue ``names`` with one `conveyor release -f`; the client, release id, start."""
-        release = {
-            "release": name,
-            "cluster": CLUSTER,
-            "services": [{"service": n, "images": {"app": ":1.1.0"}} for n in names],
-        }
+    def _release(
+        self, services: list[dict[str, Any]], name: str
+    ) -> tuple[ConveyorClient, str, float]:
+        """Enqueue ``services`` (release file entries) with one `conveyor release -f`; the
+        client, the release id and the wall time it started."""
+        release = {"release": name, "cluster": CLUSTER, "services": services}
         path = self.logs / f"{name}.yaml"
         path.write_text(yaml.safe_dump(release))
         client = ConveyorClient(Settings(redis_url=self.redis_url))  # type: ignore[arg-type]
@@ -353,7 +330,7 @@ class Bench:
         thread = threading.Thread(target=other_client, daemon=True)
         thread.start()
         try:
-            client, release_id, started = self._release(self.names, "bench-outside")
+            client, release_id, started = self._release(_entries(self.names), "bench-outside")
             record = client.wait_release(release_id, timeout=7200)
             wall = time.time() - started
         finally:
@@ -376,7 +353,7 @@ class Bench:
         while the release's registers are still booked ahead."""
         running = self._workers(2)
         first, late = self.names[:-20], self.names[-20:]
-        client, release_id, started = self._release(first, "bench-late")
+        client, release_id, started = self._release(_entries(first), "bench-late")
         time.sleep(max(0.0, started + self.args.late_after - time.time()))
         ids = []
         for name in late:
