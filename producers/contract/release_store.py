@@ -391,14 +391,8 @@ class ReleaseStore:
         instead of waiting for the first steps of the accounts listed before it. Sending twice
         is harmless: a step message is fenced by the record's seq.
         """
-        queued: list[DeploymentRecord] = []
-        for deployment_id in release.waves[release.wave]:
-            try:
-                record = self._records.get(deployment_id)
-            except NewerRecordError:
-                continue
-            if record is not None and record.state is DeploymentState.QUEUED:
-                queued.append(record)
+        found = self._records.get_many(release.waves[release.wave])
+        queued = [r for r in found.values() if r is not None and r.state is DeploymentState.QUEUED]
         for record in interleave_by_account(queued):
             dispatch(
                 sender, record.id, record.step, record.seq, queue=self._queue, priority=PRIORITY_NEW

@@ -19,7 +19,7 @@ import subprocess
 import threading
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict
 from pathlib import Path
@@ -383,6 +383,30 @@ class Campaign:
 
     # -- actors and faults ----------------------------------------------------------------
 
+    def _entry(self, kind: str, index: int, **extra: Any) -> dict[str, Any]:
+        """The history entry of one enqueue of schedule event ``index``, not yet accepted."""
+        return {
+            "kind": kind,
+            **extra,
+            "at": self._now(),
+            "event": index,
+            "accepted": False,
+            "id": None,
+            "exit_code": None,
+            "error": None,
+        }
+
+    def _submit(self, entry: dict[str, Any], submit: Callable[[], str]) -> None:
+        """Run ``submit`` (an enqueue that returns its id) and record ``entry``: accepted, or
+        refused with exit 3, as the CLI exits when Redis stays away."""
+        try:
+            entry["id"] = submit()
+            entry["accepted"] = True
+        except Exception as exc:  # noqa: BLE001 - a refused enqueue is part of the history
+            entry["error"] = f"{type(exc).__name__}: {exc}"
+            entry["exit_code"] = 3
+        self._record_enqueue(entry)
+
     def _record_enqueue(self, entry: dict[str, Any]) -> None:
         with self.lock:
             self.history.enqueues.append(entry)
@@ -400,46 +424,16 @@ class Campaign:
         )
 
     def _enqueue(self, kind: str, service: list[int], job: UpdateServiceJob, index: int) -> None:
-        entry: dict[str, Any] = {
-            "kind": kind,
-            "service": self._key(service),
-            "at": self._now(),
-            "event": index,
-            "accepted": False,
-            "id": None,
-            "exit_code": None,
-            "error": None,
-        }
-        try:
-            entry["id"] = self.client.enqueue(job).id
-            entry["accepted"] = True
-        except Exception as exc:  # noqa: BLE001 - a refused enqueue is part of the history
-            entry["error"] = f"{type(exc).__name__}: {exc}"
-            entry["exit_code"] = 3
-        self._record_enqueue(entry)
+        entry = self._entry(kind, index, service=self._key(service))
+        self._submit(entry, lambda: self.client.enqueue(job).id)
 
     def _fargate(self, args: dict[str, Any], index: int) -> None:
         spec: dict[str, Any] = yaml.safe_load(FARGATE_SPEC.read_text())
         spec.update(service=f"fg-{args['stack']}", desired_count=1)
         spec["containers"][0]["image"] = f"{FARGATE_IMAGE}:1.{args['version']}.0"
         spec["containers"][0]["environment"]["TOKEN"] = SECRET
-        entry: dict[str, Any] = {
-            "kind": "fargate",
-            "service": f"{ACCOUNTS[0]}/{CLUSTER}/{spec['service']}",
-            "at": self._now(),
-            "event": index,
-            "accepted": False,
-            "id": None,
-            "exit_code": None,
-            "error": None,
-        }
-        try:
-            entry["id"] = self.client.enqueue(FargateServiceJob.model_validate(spec)).id
-            entry["accepted"] = True
-        except Exception as exc:  # noqa: BLE001 - a refused enqueue is part of the history
-            entry["error"] = f"{type(exc).__name__}: {exc}"
-            entry["exit_code"] = 3
-        self._record_enqueue(entry)
+        entry = self._entry("fargate", index, service=f"{ACCOUNTS[0]}/{CLUSTER}/{spec['service']}")
+        self._submit(entry, lambda: self.client.enqueue(FargateServiceJob.model_validate(spec)).id)
 
     def _release_job(self, args: dict[str, Any]) -> ReleaseJob:
         tag = f":fail-{args['version']}" if args["broken"] else f":2.{args['version']}.0"
@@ -571,15 +565,7 @@ class Campaign:
             self.redis_lock.release()
 
     def _plan(self, args: dict[str, Any], index: int) -> None:
-        entry: dict[str, Any] = {
-            "kind": "plan",
-            "at": self._now(),
-            "event": index,
-            "accepted": False,
-            "id": None,
-            "exit_code": None,
-            "error": None,
-        }
+        entry = self._entry("plan", index)
         try:
             plans = self.client.plan(self._release_job(args), pin_digest=False, timeout=60)
             entry["accepted"] = True
@@ -590,37 +576,14 @@ class Campaign:
         self._record_enqueue(entry)
 
     def _release(self, args: dict[str, Any], index: int) -> None:
-        entry: dict[str, Any] = {
-            "kind": "release",
-            "at": self._now(),
-            "event": index,
-            "accepted": False,
-            "id": None,
-            "exit_code": None,
-            "error": None,
-        }
-        try:
-            entry["id"] = self.client.release(self._release_job(args)).id
-            entry["accepted"] = True
-        except Exception as exc:  # noqa: BLE001
-            entry["error"] = f"{type(exc).__name__}: {exc}"
-            entry["exit_code"] = 3
-        self._record_enqueue(entry)
+        entry = self._entry("release", index)
+        self._submit(entry, lambda: self.client.release(self._release_job(args)).id)
 
     def _release_plan(self, args: dict[str, Any], index: int) -> None:
         """`conveyor plan --out FILE`, a review, then `conveyor release --plan FILE`: the
         release deployed with each job pinned to its planned base, or refused (exit 2) when a
         service moved since the plan, as the command does."""
-        entry: dict[str, Any] = {
-            "kind": "release",
-            "from_plan": True,
-            "at": self._now(),
-            "event": index,
-            "accepted": False,
-            "id": None,
-            "exit_code": None,
-            "error": None,
-        }
+        entry = self._entry("release", index, from_plan=True)
         path = self.workdir / f"plan-{index}.json"
         try:
             release = self._release_job(args)
