@@ -20,7 +20,7 @@ import random
 from collections import deque
 from dataclasses import dataclass
 
-from worker.aws.ratelimit import COOLDOWN_MS, DECREASE, MARGIN, RECOVERY
+from worker.aws.ratelimit import COOLDOWN_MS, DECREASE, MARGIN, MARGIN_SPREAD, RECOVERY
 
 BURST, RATE = 20.0, 1.0
 STEP = 0.01  # seconds per tick
@@ -35,6 +35,7 @@ class Learning:
     decrease: float = DECREASE
     recovery: float = RECOVERY
     cooldown: float = COOLDOWN_MS / 1000
+    spread: float = MARGIN_SPREAD
 
 
 @dataclass
@@ -76,6 +77,7 @@ def run(
     in_flight: list[float] = []
     done = throttled = other_calls = other_throttled = 0
     other_at = phase if seed is None else next_call(0.0)
+    spare = learning.margin * rnd.uniform(1 - learning.spread, 1 + learning.spread)
     while done < fleet and now < 100 * fleet:
         tokens = min(BURST, tokens + rate() * STEP)
         aws = min(BURST, aws + RATE * STEP)
@@ -86,8 +88,9 @@ def run(
                 aws -= 1
             else:
                 other_throttled += 1
-        while line and issued + tokens >= line[0] + learning.margin:
+        while line and issued + tokens >= line[0] + spare:
             line.popleft()
+            spare = learning.margin * rnd.uniform(1 - learning.spread, 1 + learning.spread)
             in_flight.append(now + LATENCY * (0.5 + rnd.random()))
         waiting = []
         for arrival in sorted(in_flight):
@@ -118,8 +121,9 @@ def main() -> None:
     parser.add_argument("--margin", type=float, default=Learning.margin)
     parser.add_argument("--decrease", type=float, default=Learning.decrease)
     parser.add_argument("--recovery", type=float, default=Learning.recovery)
+    parser.add_argument("--spread", type=float, default=Learning.spread)
     args = parser.parse_args()
-    learning = Learning(args.margin, args.decrease, args.recovery)
+    learning = Learning(args.margin, args.decrease, args.recovery, spread=args.spread)
     for i in range(10):
         phase = 1 + i / 10
         outcome = run(args.fleet, args.share, learning, phase=phase)

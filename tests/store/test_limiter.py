@@ -210,6 +210,7 @@ def test_a_margin_keeps_the_bucket_behind_aws_own(client: redis.Redis) -> None:
         buckets={OPERATION: Bucket(burst=3, refill_per_second=1.0)},
         max_wait=5.0,
         margin=0.25,
+        spread=0.0,
     )
 
     async def four() -> list[float]:
@@ -219,6 +220,36 @@ def test_a_margin_keeps_the_bucket_behind_aws_own(client: redis.Redis) -> None:
     assert waits[:2] == [0.0, 0.0]
     assert 0.2 <= waits[2] <= 0.3  # the last burst token waits for the margin
     assert 0.95 <= waits[3] <= 1.05  # then one a second
+
+
+def test_each_grant_draws_its_margin_afresh(client: redis.Redis) -> None:
+    """Grants of a busy bucket do not keep an exact cadence (an evenly spaced client of the
+    account whose calls fell just after them would be throttled every time): each token is
+    due its place in line plus a margin drawn within the spread, and the line keeps AWS's rate."""
+    limiter = RateLimiter(
+        client,
+        account="1",
+        region="r",
+        buckets={OPERATION: Bucket(burst=1, refill_per_second=1.0)},
+        max_wait=0.0,
+        margin=0.75,
+    )
+
+    async def book() -> list[float]:
+        waits = []
+        for _ in range(40):
+            with pytest.raises(AwsUnavailableError) as caught:
+                await limiter.reserve(OPERATION)
+            waits.append(caught.value.retry_after)
+        return waits
+
+    waits = asyncio.run(book())
+    # The bucket's one token is taken first: the k-th booking (from 0) is due k s plus its margin
+    # later (less the few milliseconds of refill while booking).
+    margins = [wait - place for place, wait in enumerate(waits)]
+    assert all(0.25 - 0.05 <= margin <= 1.25 + 0.01 for margin in margins), margins
+    assert max(margins) - min(margins) > 0.5  # drawn, not fixed
+    assert abs(sum(margins) / len(margins) - 0.75) < 0.15
 
 
 def test_accounts_and_regions_have_their_own_buckets(client: redis.Redis) -> None:

@@ -8,8 +8,9 @@ served in order, and N workers on M machines together never exceed the refill ra
 would take longer than ``max_wait``, the step gives up its slot and is retried after the wait,
 so that a worker never sits in a step for long; a step that reserves its scarce token ahead
 (``reserve``) keeps its place in line as a ticket while it is away. A margin (``margin``
-seconds of refill, at most one token) keeps this bucket behind AWS's own, which starts counting
-each call only when it arrives, and leaves room for other clients of the account (``MARGIN``).
+seconds of refill, at most one token, drawn afresh for each grant) keeps this bucket behind
+AWS's own, which starts counting each call only when it arrives, and leaves room for other
+clients of the account at any point of Conveyor's cadence (``MARGIN``, ``MARGIN_SPREAD``).
 
 A bucket's key lives until the bucket would be full again, so past its last ticket: a key that
 expired sooner would give the next caller a full burst on top of the tickets still due.
@@ -27,6 +28,7 @@ takes none). Throttles are counted per operation (:func:`count_throttle`).
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -61,6 +63,14 @@ FLOOR = 0.1
 # Conveyor's never got a token and Conveyor never learnt (30 of 32 of its calls throttled); it
 # costs nothing in rate, only this much delay once.
 MARGIN = 0.75
+# Each grant's margin is drawn afresh, uniformly within MARGIN_SPREAD of it (as a fraction): with
+# a fixed margin Conveyor's calls keep an exact cadence, and an evenly spaced client of the
+# account whose calls fall just after Conveyor's finds AWS's bucket a token short every time
+# (28 of its 31 calls throttled in the model of scripts/limiter_model.py) while Conveyor's all
+# succeed, so Conveyor never learns to share. Drawn afresh, the other's calls land at random
+# points of Conveyor's cadence: they succeed when AWS has a token, and the Conveyor call that
+# then finds none teaches the bucket (at most 4 of 38 throttled, whatever the phase).
+MARGIN_SPREAD = 2 / 3
 COOLDOWN_MS = 5000
 RECOVERY = 0.002
 
@@ -214,9 +224,12 @@ class RateLimiter:
         max_wait: float = 10.0,
         margin: float = MARGIN,
         idle: float = 60.0,
+        spread: float = MARGIN_SPREAD,
     ) -> None:
         self._r = client
         self._margin = margin
+        self._spread = spread
+        self._random = random.Random()
         # How long a bucket's key outlives the moment it is full again (seconds).
         self._idle_ms = int(idle * 1000)
         self._script = client.register_script(_ACQUIRE)
@@ -337,6 +350,12 @@ class RateLimiter:
         metrics.RATELIMIT_DRAINED.labels(operation).inc()
         return dropped / 1000
 
+    def _spare(self, bucket: Bucket) -> float:
+        """This grant's margin in tokens: ``margin`` seconds of refill (at most one token),
+        drawn within ``spread`` of it (MARGIN_SPREAD says why)."""
+        margin = min(1.0, self._margin * bucket.refill_per_second)
+        return margin * self._random.uniform(1 - self._spread, 1 + self._spread)
+
     async def _take(
         self,
         operation: str,
@@ -363,8 +382,7 @@ class RateLimiter:
                     bucket.burst,
                     bucket.refill_per_second,
                     max_wait_ms,
-                    # The margin in tokens: ``margin`` seconds of refill, at most one token.
-                    min(1.0, self._margin * bucket.refill_per_second) if spare is None else spare,
+                    self._spare(bucket) if spare is None else spare,
                     self._idle_ms,
                     -1 if ticket is None else ticket.position,
                     0 if ticket is None else ticket.born,
