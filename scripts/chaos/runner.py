@@ -274,6 +274,10 @@ def _ecs(endpoint: str, account: int) -> Any:
     return client
 
 
+# How long a started worker may take to answer the campaign's ping before it is left to itself.
+READY_WITHIN = 180.0
+
+
 class Campaign:
     """One campaign: the processes, the actors, the history they leave."""
 
@@ -319,21 +323,42 @@ class Campaign:
         return env
 
     def _start_worker(self, index: int) -> None:
-        attempts = 8
-        for _attempt in range(attempts):
+        """Start worker ``index`` and wait until it answers a ping.
+
+        The probe publishes through Redis, so while Redis refuses writes (a failover, a
+        primary without its replica) it fails though the worker is up and waiting for Redis
+        as it should. Such a worker is probed again, never stopped: stopping it made its warm
+        shutdown look like an exit of its own to the supervisor. Only a worker that died while
+        starting is started anew; one still not answering after ``READY_WITHIN`` is left
+        running, as systemd would leave it.
+        """
+        starts = 8
+        for _start in range(starts):
             worker = Worker(
                 f"chaos{index}", self._worker_env(index), self.workdir / f"worker-{index}.log"
             )
             self.workers[index] = worker
-            try:
-                worker.wait_ready(self.redis.direct_url, timeout=120)
-            except Exception as exc:  # noqa: BLE001 - Redis may be restarting under the probe
-                self._note(f"{self._now():.1f}s worker {index} not ready ({exc}); again")
-                worker.stop()  # closes its log too
-                time.sleep(3)
-            else:
-                return
-        raise RuntimeError(f"worker {index} did not start {attempts} times running")
+            deadline = time.monotonic() + READY_WITHIN
+            while True:
+                try:
+                    worker.wait_ready(self.redis.direct_url, timeout=120)
+                except Exception as exc:  # noqa: BLE001 - Redis may be restarting under the probe
+                    if worker.proc.poll() is not None:
+                        self._note(f"{self._now():.1f}s worker {index} died starting ({exc})")
+                        worker.stop()  # closes its log too
+                        time.sleep(3)
+                        break
+                    if time.monotonic() > deadline:
+                        self._note(
+                            f"{self._now():.1f}s worker {index} not ready after "
+                            f"{READY_WITHIN:.0f} s ({exc}); left running"
+                        )
+                        return
+                    self._note(f"{self._now():.1f}s worker {index} not ready yet ({exc})")
+                    time.sleep(3)
+                else:
+                    return
+        raise RuntimeError(f"worker {index} died starting {starts} times running")
 
     @contextlib.contextmanager
     def _stack(self) -> Iterator[None]:
