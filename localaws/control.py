@@ -14,7 +14,14 @@ Control API (JSON, same port as the AWS endpoint)::
     POST   /_localaws/limits   {"enabled": true, "scale": 10}
     DELETE /_localaws/limits   no limits
     GET    /_localaws/stats    {"calls": {...}, "throttled": {...}, "server_errors": {...}, ...}
-    DELETE /_localaws/stats    zero the counters
+    DELETE /_localaws/stats    zero the counters, and empty the call log
+    GET    /_localaws/calls    {"calls": [...], "dropped": N}: the log of ECS calls, oldest first
+                               (the newest CALL_LOG_SIZE; each: seq, at (epoch s), op, account,
+                               region, client ("conveyor" when its User-Agent says so, else
+                               "other"), outcome ("ok", "throttled", "server_error", or
+                               "client_error:<HTTP status>") and the request's identifying
+                               fields (cluster, service, taskDefinition, family,
+                               serviceDeploymentArn, stopType); never a container definition)
     POST   /_localaws/reset    moto's world, the simulator, stacks, faults, limits and stats
     POST   /_localaws/task-definitions   {"family": "app", "count": 5000, "image": "repo/app:1"}
                                registers that many revisions at once (optional: "container",
@@ -26,6 +33,7 @@ header; faults, limits and stats apply to them only.
 
 from __future__ import annotations
 
+import io
 import json
 import re
 import time
@@ -83,27 +91,33 @@ class LocalAwsApp:
     ) -> Iterable[bytes]:
         world = self.world
         world.count("calls", operation)
+        call = _call_entry(operation, environ)
         faults = world.faults
         applies = faults.applies_to(operation)
         if applies and faults.latency_ms > 0:
             time.sleep(faults.latency_ms / 1000)
         fault = world.draw_fault(faults) if applies else None
-        if fault == "throttle":
+        if fault == "throttle" or (
+            fault is None and not world.within_limits(call["account"], call["region"], operation)
+        ):
             world.count("throttled", operation)
+            world.log_call(call, "throttled")
             return _aws_error(start_response, 400, "ThrottlingException", "Rate exceeded")
         if fault == "server_error":
             world.count("server_errors", operation)
+            world.log_call(call, "server_error")
             return _aws_error(start_response, 500, "ServerException", "Service unavailable")
-        if not world.within_limits(_account(environ), _region(environ), operation):
-            world.count("throttled", operation)
-            return _aws_error(start_response, 400, "ThrottlingException", "Rate exceeded")
 
         def counting_start_response(status: str, headers: Any, *args: Any) -> Any:
             code = int(status.split(" ", 1)[0])
             if code >= 500:
                 world.count("server_errors", operation)
+                world.log_call(call, "server_error")
             elif code >= 400:
                 world.count("client_errors", operation)
+                world.log_call(call, f"client_error:{code}")
+            else:
+                world.log_call(call, "ok")
             return start_response(status, headers, *args)
 
         return self._moto(environ, counting_start_response)
@@ -123,6 +137,7 @@ class LocalAwsApp:
             ("POST", "limits"): self._set_limits,
             ("DELETE", "limits"): lambda _: self._set_limits({"enabled": False}),
             ("GET", "stats"): lambda _: (200, self.world.stats()),
+            ("GET", "calls"): lambda _: (200, self.world.call_log()),
             ("DELETE", "stats"): self._clear_stats,
             ("POST", "reset"): self._reset,
             ("POST", "task-definitions"): self._seed_revisions,
@@ -181,6 +196,47 @@ class LocalAwsApp:
 
     def _seed_revisions(self, payload: Any) -> tuple[int, Any]:
         return 200, self.world.seed_revisions(RevisionSeed.from_json(payload))
+
+
+# The request fields a call-log entry keeps: enough to tell which service, revision or service
+# deployment a call acted on. Never a container definition: those can hold secrets.
+_LOGGED_FIELDS = (
+    "cluster",
+    "service",
+    "taskDefinition",
+    "family",
+    "serviceDeploymentArn",
+    "stopType",
+)
+
+
+def _call_entry(operation: str, environ: dict[str, Any]) -> dict[str, Any]:
+    """The call-log entry of one ECS request, without its outcome. Reads the body and puts it
+    back for moto."""
+    try:
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        length = 0
+    raw = environ["wsgi.input"].read(length) if length > 0 else b""
+    environ["wsgi.input"] = io.BytesIO(raw)
+    try:
+        body = json.loads(raw) if raw.strip() else {}
+    except ValueError:
+        body = {}
+    agent = str(environ.get("HTTP_USER_AGENT", ""))
+    entry: dict[str, Any] = {
+        "at": round(time.time(), 3),
+        "op": operation,
+        "account": _account(environ),
+        "region": _region(environ),
+        "client": "conveyor" if "conveyor/" in agent else "other",
+    }
+    if isinstance(body, dict):
+        for name in _LOGGED_FIELDS:
+            value = body.get(name)
+            if isinstance(value, str | int | float | bool):
+                entry[name] = value
+    return entry
 
 
 def _read_json(environ: dict[str, Any]) -> Any:

@@ -21,6 +21,9 @@ from localaws.rollout import Simulator, Timings
 
 RESET_ALL = ("moto", "simulator", "stacks", "faults", "limits", "stats")
 MAX_SEEDED_REVISIONS = 10_000
+# ECS calls the call log keeps (the newest): a chaos campaign makes a few thousand, a bench of
+# 1,000 services about 6,000; an entry is a few hundred bytes.
+CALL_LOG_SIZE = 50_000
 
 
 class ControlError(ValueError):
@@ -199,6 +202,8 @@ class World:
         self._limits = Limits()
         self._buckets: TokenBuckets | None = None
         self._stats = Stats()
+        self._calls: collections.deque[dict[str, Any]] = collections.deque(maxlen=CALL_LOG_SIZE)
+        self._call_seq = 0
         self._random = random.Random()
 
     # faults and limits ---------------------------------------------------------------------------
@@ -260,9 +265,24 @@ class World:
             return self._stats.to_json()
 
     def clear_stats(self) -> None:
-        """Zero every counter."""
+        """Zero every counter and empty the call log."""
         with self._control_lock:
             self._stats = Stats()
+            self._calls.clear()
+            self._call_seq = 0
+
+    def log_call(self, entry: dict[str, Any], outcome: str) -> None:
+        """Append one ECS call, with how it ended, to the call log."""
+        with self._control_lock:
+            self._call_seq += 1
+            self._calls.append({**entry, "seq": self._call_seq, "outcome": outcome})
+
+    def call_log(self) -> dict[str, Any]:
+        """The ECS calls logged, oldest first, and how many older ones the bound dropped."""
+        with self._control_lock:
+            calls = list(self._calls)
+        dropped = calls[0]["seq"] - 1 if calls else self._call_seq
+        return {"calls": calls, "dropped": dropped}
 
     # seeding -------------------------------------------------------------------------------------
 

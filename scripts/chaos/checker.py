@@ -40,8 +40,11 @@ class History:
       held when quiet; ``untimed``: keys of finished work that have no expiry.
     * ``secret_hits``: where the secret canary value was found (Redis key, log file, metrics).
     * ``aws_calls``: the local AWS's counters of ECS calls (``calls``, ``throttled``,
-      ``server_errors``, ``client_errors`` by operation) up to the quiet point; it keeps no
-      per-call log, so these are the AWS side of the history.
+      ``server_errors``, ``client_errors`` by operation) up to the quiet point.
+    * ``aws_log``: the local AWS's log of every ECS call up to the quiet point, oldest first:
+      ``at``, ``op``, ``client`` ("conveyor" when Conveyor's User-Agent made it), ``outcome``
+      and the fields naming what it acted on (``service``, ``taskDefinition``,
+      ``serviceDeploymentArn``, ...); ``aws_log_dropped``: older calls the log's bound dropped.
     """
 
     enqueues: list[dict[str, Any]] = field(default_factory=list)
@@ -55,6 +58,8 @@ class History:
     untimed: list[str] = field(default_factory=list)
     secret_hits: list[str] = field(default_factory=list)
     aws_calls: dict[str, dict[str, int]] = field(default_factory=dict)
+    aws_log: list[dict[str, Any]] = field(default_factory=list)
+    aws_log_dropped: int = 0
     default_account: str = "123456789012"
 
 
@@ -321,14 +326,9 @@ def one_revision_per_job(history: History) -> Result:
     return Result("no job registered more than one revision", len(history.revisions), out)
 
 
-def stops_only_own(history: History) -> Result:
-    """Conveyor never rolled back or stopped a deployment it did not make. In a campaign only
-    Conveyor calls StopServiceDeployment, so every ECS deployment stopped that way must be one
-    of Conveyor's: its record holds the service deployment's ARN, or (a record need not hold
-    it) a record of that service made an ECS deployment of the stopped one's revision, or
-    registered that revision.
-    Outside actors always register revisions of their own, so that match cannot excuse a stop
-    of theirs, except of one a Conveyor restart also deployed."""
+def _ours(history: History) -> set[str]:
+    """What Conveyor made: service deployment ARNs its records hold, and ``"<service key>
+    <revision>"`` for each revision a record deployed or a job registered."""
     ours: set[str] = set()
     for record in history.deployments.values():
         if record is None:
@@ -342,6 +342,18 @@ def stops_only_own(history: History) -> Result:
         # the ECS deployment of it that an update step made but never committed.
         for arn in history.revisions.get(str(record.get("id")), []):
             ours.add(f"{key} {arn}")
+    return ours
+
+
+def stops_only_own(history: History) -> Result:
+    """Conveyor never rolled back or stopped a deployment it did not make. In a campaign only
+    Conveyor calls StopServiceDeployment, so every ECS deployment stopped that way must be one
+    of Conveyor's: its record holds the service deployment's ARN, or (a record need not hold
+    it) a record of that service made an ECS deployment of the stopped one's revision, or
+    registered that revision.
+    Outside actors always register revisions of their own, so that match cannot excuse a stop
+    of theirs, except of one a Conveyor restart also deployed."""
+    ours = _ours(history)
     out: list[Violation] = []
     checked = 0
     for key, service in history.ecs.items():
@@ -358,6 +370,44 @@ def stops_only_own(history: History) -> Result:
                         )
                     )
     return Result("Conveyor never stopped a deployment it did not make", checked, out)
+
+
+def _call_line(call: dict[str, Any]) -> str:
+    named = " ".join(
+        f"{name}={call[name]}"
+        for name in ("cluster", "service", "taskDefinition", "serviceDeploymentArn", "stopType")
+        if name in call
+    )
+    who = f"AWS call #{call.get('seq')} {call.get('op')} by {call.get('client')}"
+    return f"{who} {named} -> {call.get('outcome')}"
+
+
+def stop_calls_own(history: History) -> Result:
+    """Every StopServiceDeployment Conveyor sent named a deployment of its own, as the local
+    AWS's call log shows (by Conveyor's User-Agent). Unlike ECS's history, the log also holds
+    the calls ECS refused or never acted on (the deployment had ended, the call was
+    throttled): a stop aimed at someone else's deployment is wrong even when it came too late."""
+    ours = _ours(history)
+    where: dict[str, str] = {}
+    for key, service in history.ecs.items():
+        for entry in service.get("deployments") or []:
+            where[str(entry.get("arn"))] = f"{key} {entry.get('task_definition')}"
+    out: list[Violation] = []
+    checked = 0
+    for call in history.aws_log:
+        if call.get("op") != "StopServiceDeployment" or call.get("client") != "conveyor":
+            continue
+        checked += 1
+        arn = str(call.get("serviceDeploymentArn"))
+        if arn in ours or where.get(arn) in ours:
+            continue
+        out.append(
+            Violation(
+                f"Conveyor asked ECS to stop {arn}, which no Conveyor deployment made",
+                [_call_line(call)],
+            )
+        )
+    return Result("every stop Conveyor sent named its own deployment", checked, out)
 
 
 def _carrier(history: History, deployment_id: str) -> tuple[str, dict[str, Any] | None]:
@@ -503,6 +553,7 @@ INVARIANTS: tuple[Callable[[History], Result], ...] = (
     no_overlap,
     one_revision_per_job,
     stops_only_own,
+    stop_calls_own,
     releases_live,
     cancelled_releases_stopped,
     no_discarded_base,

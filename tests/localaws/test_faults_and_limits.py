@@ -192,3 +192,50 @@ def test_reset_clears_world_faults_limits_and_stats(aws: Aws) -> None:
     assert aws.control("GET", "stats")[1]["calls"] == {"ListClusters": 1}
     aws.ecs.create_cluster(clusterName="test")
     assert aws.ecs.list_services(cluster="test")["serviceArns"] == []
+
+
+def test_the_call_log_keeps_each_ecs_call_with_its_outcome_and_never_a_definition(
+    aws: Aws,
+) -> None:
+    """Every ECS call is logged in order with who made it, how it ended and what it acted on;
+    the container definitions (which can hold secrets) are not; DELETE stats empties the log."""
+    aws.control("DELETE", "stats")
+    conveyor = client(
+        aws.url,
+        "ecs",
+        Config(retries={"mode": "legacy", "max_attempts": 0}, user_agent_extra="conveyor/1.0"),
+    )
+    other = client(aws.url, "ecs", NO_RETRIES)
+    conveyor.register_task_definition(
+        family="logged",
+        containerDefinitions=[
+            {
+                "name": "app",
+                "image": "x/app:1",
+                "memory": 64,
+                "environment": [{"name": "TOKEN", "value": "s3cr3t-canary"}],
+            }
+        ],
+    )
+    aws.control("POST", "faults", {"throttle": 1.0, "operations": ["ListClusters"]})
+    with pytest.raises(ClientError):
+        other.list_clusters()
+    aws.control("DELETE", "faults")
+    with pytest.raises(ClientError):
+        other.describe_task_definition(taskDefinition="nothing-here:1")
+
+    status, log = aws.control("GET", "calls")
+    assert status == 200
+    assert log["dropped"] == 0
+    calls = log["calls"]
+    assert [(c["seq"], c["op"], c["client"], c["outcome"]) for c in calls] == [
+        (1, "RegisterTaskDefinition", "conveyor", "ok"),
+        (2, "ListClusters", "other", "throttled"),
+        (3, "DescribeTaskDefinition", "other", "client_error:400"),
+    ]
+    assert calls[0]["family"] == "logged"
+    assert calls[2]["taskDefinition"] == "nothing-here:1"
+    assert calls[0]["account"] == "123456789012"
+    assert "s3cr3t-canary" not in json.dumps(log)
+    aws.control("DELETE", "stats")
+    assert aws.control("GET", "calls")[1] == {"calls": [], "dropped": 0}

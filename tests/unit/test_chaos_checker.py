@@ -98,7 +98,7 @@ def violated(history: History) -> dict[str, list[str]]:
 
 def test_a_clean_history_passes_every_invariant() -> None:
     results = check(clean())
-    assert len(results) == 12
+    assert len(results) == 13
     assert [r.name for r in results if not r.ok] == []
     assert all(r.describe().startswith("[ok]") for r in results)
 
@@ -190,6 +190,39 @@ def test_a_stop_of_a_deployment_whose_record_lacks_the_arn_is_matched_by_revisio
     assert violated(history) == {}
     history.revisions.pop("d2")  # and now nothing ties that revision to Conveyor
     assert list(violated(history)) == ["Conveyor never stopped a deployment it did not make"]
+
+
+def _stop_call(revision: int, client: str = "conveyor", outcome: str = "ok") -> dict[str, Any]:
+    """The local AWS's log entry of a StopServiceDeployment of ``revision``'s deployment."""
+    return {
+        "seq": 1,
+        "at": 30.0,
+        "op": "StopServiceDeployment",
+        "client": client,
+        "outcome": outcome,
+        "serviceDeploymentArn": SD.format(revision),
+        "stopType": "ROLLBACK",
+    }
+
+
+def test_a_stop_call_aimed_at_someone_elses_deployment_is_caught_even_when_ecs_refused_it() -> None:
+    """Revision 5 is an outside deployment. ECS's history shows no stop of it (the call came
+    after it had ended, so ECS refused it), yet Conveyor's call log shows the attempt."""
+    history = clean()
+    history.aws_log = [_stop_call(5, outcome="client_error:400")]
+    assert violated(history) == {
+        "every stop Conveyor sent named its own deployment": [
+            f"Conveyor asked ECS to stop {SD.format(5)}, which no Conveyor deployment made"
+        ]
+    }
+    own = clean()
+    own.aws_log = [_stop_call(4), _stop_call(5, client="other")]
+    assert violated(own) == {}
+    # Matched by the revision the job registered when its record lacks the ARN.
+    by_revision = clean()
+    _got(by_revision.deployments, "d3")["service_deployment_arn"] = None
+    by_revision.aws_log = [_stop_call(4)]
+    assert violated(by_revision) == {}
 
 
 def test_deployments_of_waves_a_release_never_reached_need_no_record() -> None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
+from typing import cast
 
 import pytest
 
@@ -49,11 +51,11 @@ def campaign(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> runner.Campaign
     _Worker.made = []
     _Worker.dies = False
     monkeypatch.setattr(runner, "Worker", _Worker)
-    monkeypatch.setattr(runner.time, "sleep", lambda _s: None)
+    monkeypatch.setattr(time, "sleep", lambda _s: None)
     camp = runner.Campaign(draw(1, 1, services=4, workers=1), tmp_path, log=lambda *_: None)
     camp.workers = [None]
     camp.metrics_ports = [0]
-    camp.redis = type("R", (), {"direct_url": "redis://unused"})()  # type: ignore[assignment]
+    camp.redis = type("R", (), {"direct_url": "redis://unused"})()
     return camp
 
 
@@ -68,7 +70,7 @@ def test_a_worker_not_ready_while_redis_refuses_writes_is_probed_again_not_stopp
     only = _Worker.made[0]
     assert not only.stopped
     assert only.probes == 10
-    assert campaign.workers[0] is only
+    assert campaign.workers[0] is cast(object, only)
 
 
 def test_a_worker_that_dies_starting_is_started_anew_and_the_campaign_says_so(
@@ -90,7 +92,7 @@ def test_a_worker_never_ready_is_left_running(
         clock[0] += 30.0
         return clock[0]
 
-    monkeypatch.setattr(runner.time, "monotonic", monotonic)
+    monkeypatch.setattr(time, "monotonic", monotonic)
     _Worker.refusals = 1_000
     campaign._start_worker(0)
     assert len(_Worker.made) == 1

@@ -33,6 +33,20 @@ def _session(region: str | None) -> AioSession:
     return session
 
 
+def _version() -> str:
+    """Conveyor's installed version ("0" when run from a tree that was never installed)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("conveyor")
+    except PackageNotFoundError:
+        return "0"
+
+
+# Appended to every AWS call's User-Agent: "conveyor/<version>".
+USER_AGENT = "conveyor/" + _version()
+
+
 @dataclass(frozen=True)
 class Limits:
     """How the pool's gateways share AWS's rate limits: a Redis, the buckets, the longest wait."""
@@ -74,6 +88,9 @@ class ClientPool:
             retries={"mode": "standard", "max_attempts": max_attempts},
             connect_timeout=5,
             read_timeout=call_timeout,
+            # CloudTrail's userAgent then names Conveyor, so an operator can tell its calls
+            # from Terraform's or a person's (and the local AWS's call log does the same).
+            user_agent_extra=USER_AGENT,
         )
         self._call_timeout = call_timeout
         self._accounts: dict[str | None, str] = {}
