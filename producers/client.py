@@ -487,6 +487,55 @@ class ConveyorClient:
         changed = self._retrying(request_and_send)
         return changed or self.status(deployment_id)
 
+    def answer_hook(self, deployment_id: str, action: str, by: str) -> DeploymentRecord:
+        """Approve (``CONTINUE``) or reject (``ROLLBACK``) a deployment paused at a PAUSE
+        lifecycle hook, as ``by``; returns its record.
+
+        The request is recorded at once and the deployment's current step is dispatched again:
+        the worker following it sends the answer to ECS (ContinueServiceDeployment) for the
+        hook awaiting action, and records who answered, when, and what came of it. A later
+        answer replaces one not yet sent. Terminal deployments are left as they are.
+        """
+        from producers.contract.dispatch import dispatch
+        from producers.contract.records import Approval
+
+        if action not in ("CONTINUE", "ROLLBACK"):
+            raise ValueError(f"action must be CONTINUE or ROLLBACK, not {action!r}")
+        now = wall_clock()
+
+        def request(record: DeploymentRecord) -> DeploymentRecord | None:
+            if record.terminal:
+                return None
+            answer = Approval(action=action, by=by, requested_at=now)
+            return record.model_copy(
+                update={"approval_requested": answer, "seq": record.seq + 1, "updated_at": now}
+            )
+
+        def request_and_send() -> DeploymentRecord | None:
+            changed = self._store.modify(deployment_id, request)
+            if changed is None:
+                try:
+                    current = self._store.get(deployment_id)
+                except NewerRecordError:
+                    current = None
+                pending = current.approval_requested if current is not None else None
+                if current is not None and pending is not None and pending.requested_at == now:
+                    changed = (
+                        current  # our own request, recorded by an attempt whose answer was lost
+                    )
+            if changed is not None:
+                dispatch(
+                    self._sender,
+                    deployment_id,
+                    changed.step,
+                    changed.seq,
+                    queue=self.settings.queue,
+                )
+            return changed
+
+        changed = self._retrying(request_and_send)
+        return changed or self.status(deployment_id)
+
     def list_deployments(
         self,
         *,

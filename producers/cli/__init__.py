@@ -5,7 +5,8 @@
 * :mod:`.rendering` — text, JSON, tables and the live progress line;
 * :mod:`.core` — the client, errors as exit codes, submitting and following;
 * the commands by topic: :mod:`.deploy` (update, restart, release, plan), :mod:`.fargate`,
-  :mod:`.tracking` (status, wait, cancel, list, workers), :mod:`.serve` (dashboard, local-aws).
+  :mod:`.tracking` (status, wait, cancel, approve, reject, list, workers), :mod:`.serve`
+  (dashboard, local-aws).
 
 A shell loop pays for every import at each call, so the modules import only click at load
 time; pydantic models, redis-py and the client are imported inside the commands that use them.
@@ -38,6 +39,8 @@ for _command in (
     serve.dashboard,
     tracking.status,
     tracking.cancel,
+    tracking.approve,
+    tracking.reject,
     tracking.wait,
     fargate.fargate,
     serve.local_aws,

@@ -1,5 +1,5 @@
 """Commands that look at or steer what is under way: ``status``, ``wait``, ``cancel``,
-``list`` and ``workers``."""
+``approve``, ``reject``, ``list`` and ``workers``."""
 
 from __future__ import annotations
 
@@ -92,6 +92,67 @@ def cancel(deployment_id: str, no_wait: bool, as_json: bool) -> None:
         click.echo(f"cancel requested for {deployment_id}", err=True)
         sys.exit(ExitCode.OK)
     core.follow(made, deployment_id, as_json)
+
+
+def _who() -> str:
+    """Who is answering: ``user@host``, as the record notes it."""
+    import getpass
+    import socket
+
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # no login name in a bare container
+        user = "unknown"
+    return f"{user}@{socket.gethostname()}"
+
+
+def _answer_hook(
+    deployment_id: str, action: str, by: str | None, no_wait: bool, as_json: bool
+) -> None:
+    from producers.client import ConveyorUnavailableError, DeploymentNotFoundError
+
+    made = core.client()
+    record = core.load(made, deployment_id)
+    if record.terminal:
+        click.echo(f"deployment {deployment_id} had already ended: {record.state.value}", err=True)
+        rendering.print_record(record, as_json)
+        sys.exit(core.exit_code(record))
+    try:
+        made.answer_hook(deployment_id, action, by or _who())
+    except DeploymentNotFoundError as exc:
+        core.usage_error(str(exc))
+    except ConveyorUnavailableError as exc:
+        core.unavailable(str(exc))
+    word = "approval" if action == "CONTINUE" else "rejection"
+    if no_wait:
+        click.echo(f"{word} requested for {deployment_id}", err=True)
+        sys.exit(ExitCode.OK)
+    core.follow(made, deployment_id, as_json)
+
+
+_BY = click.option(
+    "--by", metavar="NAME", help="Who answers, as the record notes it (default: user@host)."
+)
+
+
+@click.command()
+@click.argument("deployment_id")
+@_BY
+@click.option("--no-wait", is_flag=True, help="Return once the approval is recorded.")
+@options.as_json()
+def approve(deployment_id: str, by: str | None, no_wait: bool, as_json: bool) -> None:
+    """Let a deployment paused at a PAUSE lifecycle hook go on (ECS's CONTINUE)."""
+    _answer_hook(deployment_id, "CONTINUE", by, no_wait, as_json)
+
+
+@click.command()
+@click.argument("deployment_id")
+@_BY
+@click.option("--no-wait", is_flag=True, help="Return once the rejection is recorded.")
+@options.as_json()
+def reject(deployment_id: str, by: str | None, no_wait: bool, as_json: bool) -> None:
+    """Roll back a deployment paused at a PAUSE lifecycle hook (ECS's ROLLBACK)."""
+    _answer_hook(deployment_id, "ROLLBACK", by, no_wait, as_json)
 
 
 @click.command()

@@ -104,6 +104,23 @@ class ErrorInfo(BaseModel):
     retryable: bool = False
 
 
+class Approval(BaseModel):
+    """A person's answer to a deployment paused at a PAUSE lifecycle hook, and what came of it.
+
+    ``approve``/``reject`` record the request (``action``, ``by``, ``requested_at``); the
+    worker following the deployment sends it to ECS (ContinueServiceDeployment) and fills in
+    the hook it answered, its stage, when, and the ``outcome``.
+    """
+
+    action: str  # "CONTINUE" (approve) or "ROLLBACK" (reject), ECS's own words
+    by: str
+    requested_at: float
+    hook_id: str | None = None
+    stage: str | None = None
+    acted_at: float | None = None
+    outcome: str | None = None
+
+
 class ProgressInfo(BaseModel):
     """Live counts of the deployment being watched."""
 
@@ -156,6 +173,9 @@ class DeploymentRecord(BaseModel):
     superseded_by: str | None = None  # the deployment that carries this one's change
     error: ErrorInfo | None = None
     cancel_requested_at: float | None = None
+    # An approval or rejection not yet sent to ECS; once sent it moves to ``approvals``.
+    approval_requested: Approval | None = None
+    approvals: list[Approval] = Field(default_factory=list)
     created_at: float
     updated_at: float
     started_at: float | None = None

@@ -128,3 +128,39 @@ def test_plan_text_shows_fields_hides_values_and_pins_versions() -> None:
     assert plan_text({"cluster": "c", "service": "s", "error": "no such service"}) == (
         "c/s: cannot plan: no such service"
     )
+
+
+def test_approve_and_reject_record_who_answered_and_leave_ended_deployments_alone(
+    store: RecordStore,
+) -> None:
+    """`approve` records a CONTINUE for the worker to send, with who asked and when; a later
+    `reject` replaces it while it is unsent; an ended deployment is left as it was."""
+    _put(store, "d1", DeploymentState.RUNNING, step="watch", seq=3)
+    before = time.time()
+    approved = conveyor("approve", "d1", "--by", "ana", "--no-wait")
+    assert approved.exit_code == 0, approved.stderr
+    assert "approval requested for d1" in approved.stderr
+    record = store.get("d1")
+    assert record is not None
+    assert record.approval_requested is not None
+    assert record.approval_requested.action == "CONTINUE"
+    assert record.approval_requested.by == "ana"
+    assert record.approval_requested.requested_at >= before - 1
+    assert record.seq == 4  # the step is dispatched again, so a running worker sends it
+    rejected = conveyor("reject", "d1", "--no-wait")
+    assert rejected.exit_code == 0, rejected.stderr
+    record = store.get("d1")
+    assert record is not None
+    assert record.approval_requested is not None
+    assert record.approval_requested.action == "ROLLBACK"
+    assert "@" in record.approval_requested.by  # user@host by default
+
+    _put(store, "d2", DeploymentState.SUCCEEDED)
+    ended = conveyor("approve", "d2", "--no-wait")
+    assert ended.exit_code == 0
+    assert "deployment d2 had already ended: succeeded" in ended.stderr
+    done = store.get("d2")
+    assert done is not None
+    assert done.approval_requested is None
+    missing = conveyor("reject", "nope", "--no-wait")
+    assert missing.exit_code == 2
