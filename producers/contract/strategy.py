@@ -169,3 +169,42 @@ def check_together(options: Mapping[str, Any]) -> None:
             "circuit_breaker on as well, or drop circuit_breaker_threshold"
         )
 
+
+# CloudFormation refuses a linear or canary service whose estimated deployment time exceeds 33
+# hours (its own limit is 36), estimated from the template with these defaults for what the
+# template leaves out (the AWS::ECS::Service schema's documentation).
+CLOUDFORMATION_MAX_MINUTES: Final = 33 * 60
+CLOUDFORMATION_DEFAULT_BAKE_MINUTES: Final = 15
+DEFAULT_CANARY_BAKE_MINUTES: Final = 10
+DEFAULT_LINEAR_STEP_PERCENT: Final = 10.0
+DEFAULT_LINEAR_STEP_BAKE_MINUTES: Final = 6
+
+
+def linear_steps(step_percent: float) -> int:
+    """The deployment steps CloudFormation counts for a linear shift of ``step_percent``.
+
+    No step bake follows the last shift: (100 / step) - 1 steps when the step divides 100,
+    else floor(100 / step).
+    """
+    tenths = round(step_percent * 10)
+    return 1000 // tenths - 1 if 1000 % tenths == 0 else 1000 // tenths
+
+
+def cloudformation_minutes(
+    strategy: str | None,
+    *,
+    bake: int | None,
+    canary_bake: int | None = None,
+    step_percent: float | None = None,
+    step_bake: int | None = None,
+) -> int | None:
+    """CloudFormation's estimate of a deployment's minutes (None: it estimates no other
+    strategy): bake + canary bake, or bake + step bake x steps."""
+    total_bake = CLOUDFORMATION_DEFAULT_BAKE_MINUTES if bake is None else bake
+    if strategy == "canary":
+        return total_bake + (DEFAULT_CANARY_BAKE_MINUTES if canary_bake is None else canary_bake)
+    if strategy == "linear":
+        steps = linear_steps(DEFAULT_LINEAR_STEP_PERCENT if step_percent is None else step_percent)
+        each = DEFAULT_LINEAR_STEP_BAKE_MINUTES if step_bake is None else step_bake
+        return total_bake + each * steps
+    return None
