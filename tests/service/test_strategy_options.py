@@ -16,6 +16,7 @@ from producers.contract.jobs import UpdateServiceJob
 from producers.contract.records import DeploymentRecord, DeploymentState, Step
 from tests.fakes.ecs import FakeEcs
 from worker.aws.gateway import EcsGateway
+from worker.services.plan import plan_update
 from worker.services.update_flow import UpdateFlow
 from worker.steps import StepContext, execute
 
@@ -188,3 +189,31 @@ def test_blue_green_without_a_bake_time_is_refused_before_update_service(
     assert "bake_minutes: strategy blue-green needs a bake time" in record.error.message
     assert exit_code(record) is ExitCode.USAGE
     assert ecs.services[("demo", "web")]["taskDefinition"].endswith("web:1")
+
+
+def test_a_plan_shows_the_strategy_changes_and_the_refusal(ecs: RecordingEcs) -> None:
+    """`conveyor plan` shows each deploymentConfiguration member the job changes, before and
+    after; a blue/green job the worker would refuse is reported as the plan's error."""
+    job = UpdateServiceJob.model_validate(
+        {
+            "cluster": "demo",
+            "service": "web",
+            "images": [{"container": "web", "image": ":1.4.2"}],
+            "strategy": "linear",
+            "linear_step_percent": 20,
+        },
+        strict=False,
+    )
+    plan = asyncio.run(plan_update(ecs, job))
+    changes = {c["field"]: (c["before"], c["after"]) for c in plan["service_changes"]}
+    assert changes["deploymentConfiguration.strategy"] == ("ROLLING", "LINEAR")
+    assert changes["deploymentConfiguration.linearConfiguration"] == (None, {"stepPercent": 20.0})
+    assert "deploymentConfiguration.lifecycleHooks" not in changes
+    refused = asyncio.run(
+        plan_update(
+            ecs, job.model_copy(update={"strategy": "blue-green", "linear_step_percent": None})
+        )
+    )
+    assert refused["code"] == "InvalidJob"
+    assert "needs a bake time" in refused["error"]
+    assert "UpdateService" not in ecs.calls
