@@ -5,12 +5,15 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
 from producers.cli import core, options, rendering
 from producers.cli.exit_codes import ExitCode
+
+if TYPE_CHECKING:
+    from producers.contract.strategy import Strategy, ThresholdType
 
 
 @click.command()
@@ -48,6 +51,7 @@ from producers.cli.exit_codes import ExitCode
     is_flag=True,
     help="Turn ECS's circuit breaker (with rollback) on when the service has it off.",
 )
+@options.strategy_options
 @click.option(
     "--env",
     "env",
@@ -118,6 +122,15 @@ def update(
     min_healthy_percent: int | None,
     max_percent: int | None,
     circuit_breaker: bool,
+    strategy: Strategy | None,
+    bake_minutes: int | None,
+    canary_percent: float | None,
+    canary_bake_minutes: int | None,
+    linear_step_percent: float | None,
+    linear_step_bake_minutes: int | None,
+    alarms: tuple[str, ...],
+    circuit_breaker_threshold: int | None,
+    circuit_breaker_threshold_type: ThresholdType | None,
     keep_revisions: int | None,
     env: tuple[str, ...],
     env_files: tuple[str, ...],
@@ -136,7 +149,7 @@ def update(
     '>=1.4 <2', 'channel:beta', 're:^1\\.4\\.' or 'latest', resolved against ECR now."""
     from pydantic import ValidationError
 
-    from producers.contract.jobs import ImageUpdate, UpdateServiceJob
+    from producers.contract.jobs import ImageUpdate, UpdateServiceJob, describe_validation_error
 
     settings = container_settings(
         env, env_files, secrets, secret_files=secret_files, replace=replace_env
@@ -164,6 +177,15 @@ def update(
                 minimum_healthy_percent=min_healthy_percent,
                 maximum_percent=max_percent,
                 circuit_breaker=circuit_breaker,
+                strategy=strategy,
+                bake_minutes=bake_minutes,
+                canary_percent=canary_percent,
+                canary_bake_minutes=canary_bake_minutes,
+                linear_step_percent=linear_step_percent,
+                linear_step_bake_minutes=linear_step_bake_minutes,
+                alarms=alarms,
+                circuit_breaker_threshold=circuit_breaker_threshold,
+                circuit_breaker_threshold_type=circuit_breaker_threshold_type,
                 keep_revisions=keep_revisions,
                 settings=settings,
                 base="service" if base == "service" else "family",
@@ -171,7 +193,8 @@ def update(
             for service in services
         ]
     except ValidationError as exc:
-        core.invalid(exc)
+        # Named by the flags given: the strategy options are fields of the job.
+        core.usage_error("; ".join(map(options.as_flags, describe_validation_error(exc))))
     if dry_run:
         from producers.contract.releases import ReleaseJob
 

@@ -28,8 +28,9 @@ MEANING: dict[ExitCode, str] = {
     ExitCode.OK: "succeeded (with `--no-wait`: enqueued)",
     ExitCode.FAILED: "failed or rolled back",
     ExitCode.USAGE: (
-        "invalid input: refused before anything changed (this includes an unknown container "
-        "or an unusable target group, found by the worker before it changes anything)"
+        "invalid input: refused before anything changed (this includes an unknown container, "
+        "an unusable target group, or a blue/green strategy with no bake time, found by the "
+        "worker before it changes anything)"
     ),
     ExitCode.UNAVAILABLE: (
         "Redis or the workers cannot be reached (a Redis outage is ridden out for "

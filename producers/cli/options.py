@@ -6,6 +6,7 @@ so the limits below are plain numbers, checked against the contract's by a unit 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -71,3 +72,103 @@ def release_file(help_text: str, *, required: bool, dir_okay: bool = True) -> Ca
         type=click.Path(path_type=Path, dir_okay=dir_okay),
         help=help_text,
     )
+
+
+# The contract's bounds of the strategy options (producers.contract.strategy), for the help
+# text only: the job model enforces them. tests/unit/test_strategy_cli.py keeps them equal.
+MAX_BAKE_MINUTES = 1440
+MIN_CANARY_PERCENT = 0.1
+MIN_LINEAR_STEP_PERCENT = 3.0
+
+# Job field -> the `conveyor update` flag that sets it, so that an error the contract reports
+# about a field names the flag that was given.
+STRATEGY_FLAGS = {
+    "strategy": "--strategy",
+    "bake_minutes": "--bake-minutes",
+    "canary_percent": "--canary-percent",
+    "canary_bake_minutes": "--canary-bake-minutes",
+    "linear_step_percent": "--linear-step-percent",
+    "linear_step_bake_minutes": "--linear-step-bake-minutes",
+    "alarms": "--alarm",
+    "circuit_breaker": "--circuit-breaker",
+    "circuit_breaker_threshold": "--circuit-breaker-threshold",
+    "circuit_breaker_threshold_type": "--circuit-breaker-threshold-type",
+}
+# Longest first, whole words only: circuit_breaker must not match inside its threshold's name.
+_FIELD = re.compile(r"\b(" + "|".join(sorted(STRATEGY_FLAGS, key=len, reverse=True)) + r")\b")
+
+
+def as_flags(message: str) -> str:
+    """``message`` with each strategy option's field name replaced by its flag."""
+    return _FIELD.sub(lambda found: STRATEGY_FLAGS[found.group(1)], message)
+
+
+def strategy_options(command: F) -> F:
+    """ECS's deployment strategy and its settings, as ``conveyor update`` takes them."""
+    decorators = (
+        click.option(
+            "--strategy",
+            type=click.Choice(["rolling", "blue-green", "linear", "canary"]),
+            default=None,
+            help="Also set ECS's deployment strategy (default: the service's own).",
+        ),
+        click.option(
+            "--bake-minutes",
+            type=int,
+            default=None,
+            help="Minutes ECS keeps the old revision after the new one took all traffic, "
+            f"before the deployment ends (0-{MAX_BAKE_MINUTES}).",
+        ),
+        click.option(
+            "--canary-percent",
+            type=float,
+            default=None,
+            help="With --strategy canary: the percent of traffic the new revision gets first "
+            f"({MIN_CANARY_PERCENT:g}-100, in steps of 0.1).",
+        ),
+        click.option(
+            "--canary-bake-minutes",
+            type=int,
+            default=None,
+            help="With --strategy canary: minutes before the rest of the traffic moves "
+            f"(0-{MAX_BAKE_MINUTES}).",
+        ),
+        click.option(
+            "--linear-step-percent",
+            type=float,
+            default=None,
+            help="With --strategy linear: the percent of traffic each step moves "
+            f"({MIN_LINEAR_STEP_PERCENT:g}-100, in steps of 0.1).",
+        ),
+        click.option(
+            "--linear-step-bake-minutes",
+            type=int,
+            default=None,
+            help=f"With --strategy linear: minutes between steps (0-{MAX_BAKE_MINUTES}).",
+        ),
+        click.option(
+            "--alarm",
+            "alarms",
+            multiple=True,
+            metavar="NAME",
+            help="A CloudWatch alarm that fails the rollout and rolls it back; repeatable "
+            "(added to the service's own alarms).",
+        ),
+        click.option(
+            "--circuit-breaker-threshold",
+            type=int,
+            default=None,
+            help="With --circuit-breaker: the failed tasks (count) or percent of the desired "
+            "count (the percent types) at which the breaker trips.",
+        ),
+        click.option(
+            "--circuit-breaker-threshold-type",
+            type=click.Choice(["count", "bounded-percent", "unbounded-percent"]),
+            default=None,
+            help="How --circuit-breaker-threshold is read (default: bounded-percent, which ECS "
+            "holds between 3 and 200 tasks).",
+        ),
+    )
+    for decorator in reversed(decorators):
+        command = decorator(command)
+    return command

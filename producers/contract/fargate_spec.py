@@ -16,6 +16,20 @@ from producers.contract import patterns
 from producers.contract.enums import JobKind
 from producers.contract.errors import ProducerError
 from producers.contract.images import ImageReferenceError, parse_image
+from producers.contract.strategy import (
+    CLOUDFORMATION_MAX_MINUTES,
+    MIN_CANARY_PERCENT,
+    MIN_LINEAR_STEP_PERCENT,
+    STRATEGY_FIELDS,
+    Strategy,
+    ThresholdType,
+    check_alarm_names,
+    check_minutes,
+    check_percent,
+    check_threshold,
+    check_together,
+    cloudformation_minutes,
+)
 from producers.contract.versions import VersionRuleError, split_rule_image
 
 _NAME = patterns.ECS_NAME
@@ -189,12 +203,24 @@ class Network(BaseModel):
 
 
 class LoadBalancerLink(BaseModel):
-    """A link from a container port to an existing target group (ARN or name)."""
+    """A link from a container port to an existing target group (ARN or name).
+
+    Blue/green, linear and canary deployments shift traffic between ``target_group`` and an
+    alternate target group, through the listener rules given (ECS's ``advancedConfiguration``).
+    These are ARNs, put into the template as they are: both target groups must sit on the
+    listener rules, or ECS rolls the deployment back.
+    """
 
     model_config = _STRICT
     target_group: Annotated[str, Field(min_length=1)]
     container_name: str
     container_port: Annotated[int, Field(ge=1, le=65535)]
+    alternate_target_group: str | None = None
+    # A listener rule's ARN (Application Load Balancer) or a listener's (Network Load Balancer).
+    production_listener_rule: str | None = None
+    test_listener_rule: str | None = None
+    # The role ECS assumes to move traffic between the target groups.
+    role_arn: str | None = None
 
     @field_validator("target_group")
     @classmethod
@@ -205,6 +231,48 @@ class LoadBalancerLink(BaseModel):
             return value
         raise ValueError(f"{value!r} is neither a target group ARN nor a target group name")
 
+    @field_validator("alternate_target_group")
+    @classmethod
+    def _alternate(cls, value: str | None) -> str | None:
+        if value is None or (_ARN.fullmatch(value) and ":targetgroup/" in value):
+            return value
+        raise ValueError(
+            f"{value!r} is not a target group ARN "
+            "(arn:aws:elasticloadbalancing:REGION:ACCOUNT:targetgroup/NAME/ID); give its ARN"
+        )
+
+    @field_validator("production_listener_rule", "test_listener_rule")
+    @classmethod
+    def _rule(cls, value: str | None) -> str | None:
+        if value is None or (
+            _ARN.fullmatch(value) and (":listener-rule/" in value or ":listener/" in value)
+        ):
+            return value
+        raise ValueError(
+            f"{value!r} is neither a listener rule ARN nor a listener ARN; give the ARN of the "
+            "rule (Application Load Balancer) or listener (Network Load Balancer)"
+        )
+
+    @field_validator("role_arn")
+    @classmethod
+    def _role(cls, value: str | None) -> str | None:
+        if value is not None and not _ROLE_ARN.fullmatch(value):
+            raise ValueError(f"{value!r} is not an IAM role ARN (arn:aws:iam::ACCOUNT:role/NAME)")
+        return value
+
+    @property
+    def advanced(self) -> bool:
+        """Whether the link gives any blue/green setting."""
+        return any(
+            v is not None
+            for v in (
+                self.alternate_target_group,
+                self.production_listener_rule,
+                self.test_listener_rule,
+                self.role_arn,
+            )
+        )
+
 
 class CircuitBreaker(BaseModel):
     """ECS's deployment circuit breaker; on with rollback unless the spec says otherwise."""
@@ -212,15 +280,92 @@ class CircuitBreaker(BaseModel):
     model_config = _STRICT
     enable: bool = True
     rollback: bool = True
+    # thresholdConfiguration: failed tasks (count) or percent of the desired count (the percent
+    # types) at which the breaker trips; ECS's own when None.
+    threshold_type: ThresholdType | None = None
+    threshold: int | None = None
+
+    @field_validator("threshold")
+    @classmethod
+    def _threshold(cls, value: int | None) -> int | None:
+        return None if value is None else check_threshold(value)
+
+    @model_validator(mode="after")
+    def _threshold_with_breaker(self) -> CircuitBreaker:
+        if self.threshold_type is not None and self.threshold is None:
+            raise ValueError(
+                "threshold_type: ECS needs the threshold's value as well; give threshold, or "
+                "drop threshold_type"
+            )
+        if self.threshold is not None and not self.enable:
+            raise ValueError(
+                "threshold: the breaker is off (enable: false); turn it on, or drop threshold"
+            )
+        return self
 
 
 class Deployment(BaseModel):
-    """Rolling deployment settings."""
+    """How ECS deploys a new revision: rolling (the default) or ECS-native blue/green, linear
+    or canary, with bake times and alarms. AWS's bounds: producers.contract.strategy."""
 
     model_config = _STRICT
     minimum_healthy_percent: Annotated[int, Field(ge=0, le=100)] = 100
     maximum_percent: Annotated[int, Field(ge=100, le=200)] = 200
     circuit_breaker: CircuitBreaker = Field(default_factory=CircuitBreaker)
+    # None: left out of the template (ECS's ROLLING).
+    strategy: Strategy | None = None
+    bake_minutes: int | None = None
+    canary_percent: float | None = None
+    canary_bake_minutes: int | None = None
+    linear_step_percent: float | None = None
+    linear_step_bake_minutes: int | None = None
+    # CloudWatch alarms that fail a deployment and roll it back.
+    alarms: tuple[str, ...] = ()
+
+    @field_validator("bake_minutes", "canary_bake_minutes", "linear_step_bake_minutes")
+    @classmethod
+    def _minutes(cls, value: int | None) -> int | None:
+        return None if value is None else check_minutes(value)
+
+    @field_validator("canary_percent")
+    @classmethod
+    def _canary_percent(cls, value: float | None) -> float | None:
+        return None if value is None else check_percent(value, MIN_CANARY_PERCENT)
+
+    @field_validator("linear_step_percent")
+    @classmethod
+    def _linear_step_percent(cls, value: float | None) -> float | None:
+        return None if value is None else check_percent(value, MIN_LINEAR_STEP_PERCENT)
+
+    @field_validator("alarms")
+    @classmethod
+    def _alarms(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return check_alarm_names(value)
+
+    @model_validator(mode="after")
+    def _together(self) -> Deployment:
+        check_together({name: getattr(self, name, None) for name in STRATEGY_FIELDS})
+        minutes = cloudformation_minutes(
+            self.strategy,
+            bake=self.bake_minutes,
+            canary_bake=self.canary_bake_minutes,
+            step_percent=self.linear_step_percent,
+            step_bake=self.linear_step_bake_minutes,
+        )
+        if minutes is not None and minutes > CLOUDFORMATION_MAX_MINUTES:
+            how = (
+                "bake_minutes + canary_bake_minutes"
+                if self.strategy == "canary"
+                else "bake_minutes + linear_step_bake_minutes x steps"
+            )
+            raise ValueError(
+                f"strategy: CloudFormation estimates this {self.strategy} deployment at "
+                f"{minutes} minutes ({how}, with its defaults of 15 for bake_minutes, 10 for "
+                "canary_bake_minutes, 6 for linear_step_bake_minutes and 10 % per step), and "
+                f"refuses more than {CLOUDFORMATION_MAX_MINUTES} (33 hours); shorten the bake "
+                "times or take larger steps"
+            )
+        return self
 
 
 class RuntimePlatform(BaseModel):
@@ -327,6 +472,7 @@ class FargateServiceJob(BaseModel):
                     f"load_balancers[{i}]: container {link.container_name!r} has no port "
                     f"{link.container_port} in port_mappings (it has: {known}); add it there"
                 )
+        self._strategy_links()
         if (
             self.containers
             and any(c.secrets or c.log_configuration is None for c in self.containers)
@@ -336,6 +482,29 @@ class FargateServiceJob(BaseModel):
                 "execution_role_arn is required: secrets and awslogs need a task execution role"
             )
         return self
+
+    def _strategy_links(self) -> None:
+        """Blue/green settings on every link with a traffic-shifting strategy, none without."""
+        strategy = self.deployment.strategy
+        shifting = strategy in ("blue-green", "linear", "canary")
+        for i, link in enumerate(self.load_balancers):
+            if link.advanced and not shifting:
+                raise ValueError(
+                    f"load_balancers[{i}]: an alternate target group, listener rules and role "
+                    "are for deployment.strategy blue-green, linear or canary; set the strategy, "
+                    "or drop them"
+                )
+            if shifting and link.alternate_target_group is None:
+                raise ValueError(
+                    f"load_balancers[{i}]: deployment.strategy {strategy} moves traffic to an "
+                    "alternate target group; give alternate_target_group (its ARN) and the "
+                    "production_listener_rule that both target groups sit on"
+                )
+            if link.alternate_target_group == link.target_group:
+                raise ValueError(
+                    f"load_balancers[{i}]: alternate_target_group is the target group itself; "
+                    "give a second target group on the same listener rule"
+                )
 
 
 def redacted(job: FargateServiceJob) -> dict[str, Any]:

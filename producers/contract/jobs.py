@@ -21,6 +21,18 @@ from pydantic import (
 from producers.contract import patterns
 from producers.contract.enums import JobKind
 from producers.contract.images import ImageReferenceError, ImageSpec, parse_image_spec
+from producers.contract.strategy import (
+    MIN_CANARY_PERCENT,
+    MIN_LINEAR_STEP_PERCENT,
+    STRATEGY_FIELDS,
+    Strategy,
+    ThresholdType,
+    check_alarm_names,
+    check_minutes,
+    check_percent,
+    check_threshold,
+    check_together,
+)
 from producers.contract.versions import VersionRuleError, split_rule_image
 
 SCHEMA_VERSION = 1
@@ -187,6 +199,21 @@ class UpdateServiceJob(BaseModel):
     # Turn ECS's deployment circuit breaker (with rollback) on for this and later rollouts,
     # when the service has it off; Conveyor's own timeout and rollback stay the fallback.
     circuit_breaker: bool = False
+    # ECS's deployment strategy and its settings, sent with the same UpdateService on top of
+    # the service's own configuration (None or empty: the service's own). AWS's bounds and the
+    # rules between them: producers.contract.strategy.
+    strategy: Strategy | None = None
+    # bakeTimeInMinutes: how long ECS keeps the old revision after the new one took everything.
+    bake_minutes: int | None = None
+    canary_percent: float | None = None
+    canary_bake_minutes: int | None = None
+    linear_step_percent: float | None = None
+    linear_step_bake_minutes: int | None = None
+    # CloudWatch alarms that fail the deployment and roll it back, added to the service's own.
+    alarms: tuple[str, ...] = ()
+    # The breaker's thresholdConfiguration (needs circuit_breaker); the type defaults to ECS's.
+    circuit_breaker_threshold_type: ThresholdType | None = None
+    circuit_breaker_threshold: int | None = None
     # After the deployment, deregister the family's ACTIVE revisions past the newest N that no
     # service uses (off when None).
     keep_revisions: Annotated[int | None, Field(ge=1, le=1000)] = None
@@ -209,6 +236,10 @@ class UpdateServiceJob(BaseModel):
         }
         if self.circuit_breaker:
             options["circuit_breaker"] = True
+        for name in STRATEGY_FIELDS:
+            value = getattr(self, name)
+            if value is not None and value != ():
+                options[name] = value
         return options
 
     @property
@@ -268,6 +299,38 @@ class UpdateServiceJob(BaseModel):
                 f"settings: container {twice[0]!r} is given twice; merge its environment and "
                 "secrets into one entry"
             )
+        return self
+
+    @field_validator("bake_minutes", "canary_bake_minutes", "linear_step_bake_minutes")
+    @classmethod
+    def _minutes(cls, value: int | None) -> int | None:
+        return None if value is None else check_minutes(value)
+
+    @field_validator("canary_percent")
+    @classmethod
+    def _canary_percent(cls, value: float | None) -> float | None:
+        return None if value is None else check_percent(value, MIN_CANARY_PERCENT)
+
+    @field_validator("linear_step_percent")
+    @classmethod
+    def _linear_step_percent(cls, value: float | None) -> float | None:
+        return None if value is None else check_percent(value, MIN_LINEAR_STEP_PERCENT)
+
+    @field_validator("circuit_breaker_threshold")
+    @classmethod
+    def _threshold(cls, value: int | None) -> int | None:
+        return None if value is None else check_threshold(value)
+
+    @field_validator("alarms")
+    @classmethod
+    def _alarms(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return check_alarm_names(value)
+
+    @model_validator(mode="after")
+    def _strategy_options(self) -> UpdateServiceJob:
+        """Options of a strategy only with that strategy, a threshold only with the breaker."""
+        names = (*STRATEGY_FIELDS, "circuit_breaker")
+        check_together({name: getattr(self, name) for name in names})
         return self
 
     @model_validator(mode="after")

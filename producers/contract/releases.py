@@ -38,6 +38,7 @@ from producers.contract.jobs import (
     UpdateServiceJob,
     describe_validation_error,
 )
+from producers.contract.strategy import STRATEGY_FIELDS, Strategy, ThresholdType
 
 MAX_RELEASE_SERVICES = 1000
 
@@ -60,6 +61,16 @@ class ReleaseEntry(BaseModel):
     minimum_healthy_percent: int | None = None
     maximum_percent: int | None = None
     circuit_breaker: bool | None = None
+    # ECS's deployment strategy and its settings (see UpdateServiceJob).
+    strategy: str | None = None
+    bake_minutes: int | None = None
+    canary_percent: float | None = None
+    canary_bake_minutes: int | None = None
+    linear_step_percent: float | None = None
+    linear_step_bake_minutes: int | None = None
+    alarms: list[str] | None = None
+    circuit_breaker_threshold_type: str | None = None
+    circuit_breaker_threshold: int | None = None
     keep_revisions: int | None = None
     # Environment variables and secrets of named containers (see ContainerSettings).
     settings: list[dict[str, Any]] | None = None
@@ -82,6 +93,17 @@ class ReleaseJob(BaseModel):
     role_arn: str | None = None
     keep_revisions: Annotated[int | None, Field(ge=1, le=1000)] = None
     base: Literal["family", "service"] | None = None
+    # Defaults of every entry's strategy options (see UpdateServiceJob), checked per entry.
+    circuit_breaker: bool | None = None
+    strategy: Strategy | None = None
+    bake_minutes: int | None = None
+    canary_percent: float | None = None
+    canary_bake_minutes: int | None = None
+    linear_step_percent: float | None = None
+    linear_step_bake_minutes: int | None = None
+    alarms: list[str] | None = None
+    circuit_breaker_threshold_type: ThresholdType | None = None
+    circuit_breaker_threshold: int | None = None
     waves: Annotated[list[list[UpdateServiceJob]], Field(min_length=1)]
 
     @model_validator(mode="before")
@@ -110,6 +132,8 @@ class ReleaseJob(BaseModel):
                 "role_arn",
                 "keep_revisions",
                 "base",
+                "circuit_breaker",
+                *STRATEGY_FIELDS,
             )
             if data.get(key) is not None
         }
@@ -147,8 +171,20 @@ class ReleaseJob(BaseModel):
                         # Re-raised without the input: it holds environment values.
                         problems = "; ".join(describe_validation_error(exc))
                         raise ValueError(f"waves[{w}][{i}].settings: {problems}") from None
+                if "alarms" in fields:
+                    # The job is strict: a list from the file becomes the tuple it holds.
+                    fields["alarms"] = tuple(fields["alarms"])
                 fields["wait"] = False
-                jobs.append(UpdateServiceJob.model_validate({**fields, "images": tuple(images)}))
+                try:
+                    job = UpdateServiceJob.model_validate({**fields, "images": tuple(images)})
+                except ValidationError as exc:
+                    # Named by the entry: an option the release gives as a default is checked
+                    # against each entry's own, so the field alone does not say where.
+                    where = f"waves[{w}][{i}] ({entry.service})"
+                    raise ValueError(
+                        "; ".join(f"{where}.{line}" for line in describe_validation_error(exc))
+                    ) from None
+                jobs.append(job)
             expanded.append(jobs)
         data["waves"] = expanded
         return data

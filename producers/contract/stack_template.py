@@ -11,7 +11,13 @@ import hashlib
 import re
 from typing import Any
 
-from producers.contract.fargate_spec import Container, FargateServiceJob, logical_id
+from producers.contract.fargate_spec import (
+    Container,
+    FargateServiceJob,
+    LoadBalancerLink,
+    logical_id,
+)
+from producers.contract.strategy import DEFAULT_THRESHOLD_TYPE, ECS_STRATEGY, ECS_THRESHOLD_TYPE
 
 MANAGED_BY_TAG = "conveyor:managed-by"
 STACK_TAG = "conveyor:stack"
@@ -146,6 +152,67 @@ def _container(c: Container, region_ref: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _deployment_configuration(job: FargateServiceJob) -> dict[str, Any]:
+    """The service's DeploymentConfiguration; what the spec leaves out is left to ECS."""
+    deployment = job.deployment
+    breaker = deployment.circuit_breaker
+    circuit: dict[str, Any] = {"Enable": breaker.enable, "Rollback": breaker.rollback}
+    if breaker.threshold is not None:
+        circuit["ThresholdConfiguration"] = {
+            "Type": ECS_THRESHOLD_TYPE[breaker.threshold_type or DEFAULT_THRESHOLD_TYPE],
+            "Value": breaker.threshold,
+        }
+    out: dict[str, Any] = {
+        "MinimumHealthyPercent": deployment.minimum_healthy_percent,
+        "MaximumPercent": deployment.maximum_percent,
+        "DeploymentCircuitBreaker": circuit,
+    }
+    if deployment.strategy is not None:
+        out["Strategy"] = ECS_STRATEGY[deployment.strategy]
+    if deployment.bake_minutes is not None:
+        out["BakeTimeInMinutes"] = deployment.bake_minutes
+    for key, members in (
+        (
+            "CanaryConfiguration",
+            {
+                "CanaryPercent": deployment.canary_percent,
+                "CanaryBakeTimeInMinutes": deployment.canary_bake_minutes,
+            },
+        ),
+        (
+            "LinearConfiguration",
+            {
+                "StepPercent": deployment.linear_step_percent,
+                "StepBakeTimeInMinutes": deployment.linear_step_bake_minutes,
+            },
+        ),
+    ):
+        given = {name: value for name, value in members.items() if value is not None}
+        if given:
+            out[key] = given
+    if deployment.alarms:
+        out["Alarms"] = {"AlarmNames": list(deployment.alarms), "Enable": True, "Rollback": True}
+    return out
+
+
+def _load_balancer(index: int, link: LoadBalancerLink) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "TargetGroupArn": {"Ref": target_group_parameter(index)},
+        "ContainerName": link.container_name,
+        "ContainerPort": link.container_port,
+    }
+    advanced = {
+        "AlternateTargetGroupArn": link.alternate_target_group,
+        "ProductionListenerRule": link.production_listener_rule,
+        "TestListenerRule": link.test_listener_rule,
+        "RoleArn": link.role_arn,
+    }
+    given = {key: value for key, value in advanced.items() if value is not None}
+    if given:
+        out["AdvancedConfiguration"] = given
+    return out
+
+
 def render_template(job: FargateServiceJob) -> dict[str, Any]:
     """Return the CloudFormation template (as a dict) for ``job``."""
     region: dict[str, Any] = {"Ref": "AWS::Region"}
@@ -198,7 +265,6 @@ def render_template(job: FargateServiceJob) -> dict[str, Any]:
     if job.task_role_arn:
         task["TaskRoleArn"] = job.task_role_arn
 
-    breaker = job.deployment.circuit_breaker
     service: dict[str, Any] = {
         "Cluster": job.cluster,
         "ServiceName": job.service,
@@ -212,23 +278,14 @@ def render_template(job: FargateServiceJob) -> dict[str, Any]:
                 "AssignPublicIp": "ENABLED" if job.network.assign_public_ip else "DISABLED",
             }
         },
-        "DeploymentConfiguration": {
-            "MinimumHealthyPercent": job.deployment.minimum_healthy_percent,
-            "MaximumPercent": job.deployment.maximum_percent,
-            "DeploymentCircuitBreaker": {"Enable": breaker.enable, "Rollback": breaker.rollback},
-        },
+        "DeploymentConfiguration": _deployment_configuration(job),
         "PropagateTags": "SERVICE",
         "EnableECSManagedTags": True,
         "Tags": tags,
     }
     if job.load_balancers:
         service["LoadBalancers"] = [
-            {
-                "TargetGroupArn": {"Ref": target_group_parameter(i)},
-                "ContainerName": link.container_name,
-                "ContainerPort": link.container_port,
-            }
-            for i, link in enumerate(job.load_balancers)
+            _load_balancer(i, link) for i, link in enumerate(job.load_balancers)
         ]
         # Only valid with a load balancer; without one ECS rejects the property.
         service["HealthCheckGracePeriodSeconds"] = job.health_check_grace_period_seconds

@@ -16,6 +16,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from producers.contract.strategy import STRATEGY_FIELDS
+
+# Compared by value; alarms (a list the newer job may extend) apart.
+_STRATEGY_OPTIONS = tuple(name for name in STRATEGY_FIELDS if name != "alarms")
+
 
 def _containers(job: Mapping[str, Any]) -> set[str]:
     images = job.get("images") or []
@@ -55,12 +60,20 @@ def covers_changes(newer: Mapping[str, Any], older: Mapping[str, Any]) -> bool:
     # A restart asked for by the older job is carried only by a newer job that restarts too.
     if older.get("force_new_deployment") and not newer.get("force_new_deployment"):
         return False
-    # Service options (desired count, percents, breaker) the older job sets must be set the
-    # same way by the newer one, or the older's would be lost.
-    for option in ("desired_count", "minimum_healthy_percent", "maximum_percent"):
+    # Service options (desired count, percents, breaker, strategy and its settings) the older
+    # job sets must be set the same way by the newer one, or the older's would be lost.
+    for option in (
+        "desired_count",
+        "minimum_healthy_percent",
+        "maximum_percent",
+        *_STRATEGY_OPTIONS,
+    ):
         if older.get(option) is not None and newer.get(option) != older.get(option):
             return False
     if older.get("circuit_breaker") and not newer.get("circuit_breaker"):
+        return False
+    # Alarms are added to the service's: the newer job must add at least the older's.
+    if not set(older.get("alarms") or ()) <= set(newer.get("alarms") or ()):
         return False
     if not _settings_covered(newer.get("settings") or [], older.get("settings") or []):
         return False

@@ -142,22 +142,20 @@ class FargateFlow:
         groups = await self._aws.resolve_security_groups(list(job.network.security_groups))
         arns = []
         for i, link in enumerate(job.load_balancers):
-            group = await self._aws.describe_target_group(link.target_group)
-            where = f"load_balancers[{i}].target_group {link.target_group!r}"
-            if group is None:
-                raise NotFoundError(
-                    f"{where} does not exist; check the name or ARN", ErrorCode.NOT_FOUND
+            where = f"load_balancers[{i}]"
+            group = await self._usable_target_group(link.target_group, f"{where}.target_group")
+            if link.alternate_target_group is not None:
+                # Blue/green, linear and canary move traffic between the two on one listener
+                # rule: ECS rolls a deployment back whose groups are not both on it.
+                other = await self._usable_target_group(
+                    link.alternate_target_group, f"{where}.alternate_target_group"
                 )
-            if not group.get("LoadBalancerArns"):
-                raise InvalidJobError(
-                    f"{where} has no load balancer attached; add it to a listener rule of a load "
-                    "balancer first (ECS refuses unattached target groups)"
-                )
-            if group.get("TargetType") != "ip":
-                raise InvalidJobError(
-                    f"{where} has target type {group.get('TargetType')!r}; Fargate tasks use "
-                    "awsvpc networking and need a target group of target type 'ip'"
-                )
+                if not set(group["LoadBalancerArns"]) & set(other["LoadBalancerArns"]):
+                    raise InvalidJobError(
+                        f"{where}: target_group {link.target_group!r} and alternate_target_group "
+                        f"{link.alternate_target_group!r} share no load balancer; put both on "
+                        "the production listener rule"
+                    )
             arns.append(str(group["TargetGroupArn"]))
         return StackInfo(
             name=await self._stack_name(job),
@@ -165,6 +163,27 @@ class FargateFlow:
             security_groups=groups,
             target_group_arns=arns,
         )
+
+    async def _usable_target_group(self, ref: str, where: str) -> dict[str, Any]:
+        """The target group ``ref`` as ELB describes it: it must exist, sit behind a load
+        balancer and take ip targets (Fargate's awsvpc)."""
+        group = await self._aws.describe_target_group(ref)
+        where = f"{where} {ref!r}"
+        if group is None:
+            raise NotFoundError(
+                f"{where} does not exist; check the name or ARN", ErrorCode.NOT_FOUND
+            )
+        if not group.get("LoadBalancerArns"):
+            raise InvalidJobError(
+                f"{where} has no load balancer attached; add it to a listener rule of a load "
+                "balancer first (ECS refuses unattached target groups)"
+            )
+        if group.get("TargetType") != "ip":
+            raise InvalidJobError(
+                f"{where} has target type {group.get('TargetType')!r}; Fargate tasks use "
+                "awsvpc networking and need a target group of target type 'ip'"
+            )
+        return group
 
     async def preview(self, job: FargateServiceJob) -> dict[str, Any]:
         """What applying the spec would do: the stack operation and its change set, as JSON.

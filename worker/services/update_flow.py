@@ -44,6 +44,7 @@ from worker.domain.errors import (
     TransientError,
 )
 from worker.domain.planning import DEPLOYMENT_TAG, check_containers, plan_revision
+from worker.domain.strategy import DEPLOYMENT_OPTIONS, merged_configuration
 from worker.domain.tickets import Ticket
 from worker.domain.verdict import History, Outcome, Verdict, judge, judge_history
 from worker.services.flow import handler_for
@@ -752,7 +753,7 @@ def _primary(service: dict[str, Any] | None) -> dict[str, Any] | None:
     return None
 
 
-_DEPLOYMENT_OPTIONS = frozenset({"minimum_healthy_percent", "maximum_percent", "circuit_breaker"})
+_DEPLOYMENT_OPTIONS = DEPLOYMENT_OPTIONS
 
 
 def deployment_configuration(
@@ -760,18 +761,10 @@ def deployment_configuration(
 ) -> dict[str, Any]:
     """The service's deployment configuration with the job's options applied. Pure.
 
-    The circuit breaker is turned on (with rollback) only when the service has it off: a
-    breaker that is on keeps its own rollback setting.
+    Only what the job names changes (worker.domain.strategy says how each option does); raises
+    InvalidJobError, before anything changed, when the result is one ECS requires more of.
     """
-    configuration = dict((service or {}).get("deploymentConfiguration") or {})
-    if job.minimum_healthy_percent is not None:
-        configuration["minimumHealthyPercent"] = job.minimum_healthy_percent
-    if job.maximum_percent is not None:
-        configuration["maximumPercent"] = job.maximum_percent
-    breaker = dict(configuration.get("deploymentCircuitBreaker") or {})
-    if job.circuit_breaker and not breaker.get("enable"):
-        configuration["deploymentCircuitBreaker"] = {"enable": True, "rollback": True}
-    return configuration
+    return merged_configuration((service or {}).get("deploymentConfiguration") or {}, job)
 
 
 def _describe_options(job: UpdateServiceJob) -> str:
@@ -781,8 +774,20 @@ def _describe_options(job: UpdateServiceJob) -> str:
         "minimum_healthy_percent": "minimum healthy {} %",
         "maximum_percent": "maximum {} %",
         "circuit_breaker": "circuit breaker on",
+        "strategy": "strategy {}",
+        "bake_minutes": "bake {} min",
+        "canary_percent": "canary {:g} %",
+        "canary_bake_minutes": "canary bake {} min",
+        "linear_step_percent": "linear step {:g} %",
+        "linear_step_bake_minutes": "linear step bake {} min",
+        "alarms": "alarms {}",
+        "circuit_breaker_threshold_type": "breaker threshold type {}",
+        "circuit_breaker_threshold": "breaker threshold {}",
     }
-    parts = [labels[k].format(v) for k, v in job.service_options().items()]
+    parts = [
+        labels[k].format(", ".join(v) if isinstance(v, tuple) else v)
+        for k, v in job.service_options().items()
+    ]
     return f" ({', '.join(parts)})" if parts else ""
 
 
