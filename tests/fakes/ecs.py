@@ -22,7 +22,7 @@ import datetime
 import itertools
 import json
 from collections import defaultdict
-from typing import Any
+from typing import Any, Literal
 
 from worker.aws.gateway import family_of
 from worker.domain.errors import AwsRequestError, ConveyorError, NotFoundError
@@ -776,6 +776,41 @@ class FakeEcs:
                 return
         raise NotFoundError(
             "StopServiceDeployment failed with ServiceDeploymentNotFoundException",
+            "ServiceDeploymentNotFoundException",
+        )
+
+    async def continue_service_deployment(
+        self, arn: str, hook_id: str, action: Literal["CONTINUE", "ROLLBACK"] = "CONTINUE"
+    ) -> None:
+        """See EcsGateway. The hook must be AWAITING_ACTION (else InvalidParameterException);
+        it SUCCEEDED, and ROLLBACK rolls the deployment back as ECS's own rollback does."""
+        self._history_call("ContinueServiceDeployment")
+        for (cluster, name), entries in self.history.items():
+            for entry in entries:
+                if entry["serviceDeploymentArn"] != arn:
+                    continue
+                hooks = [
+                    h
+                    for h in entry.get("lifecycleHookDetails") or []
+                    if h.get("hookId") == hook_id and h.get("status") == "AWAITING_ACTION"
+                ]
+                if not hooks:
+                    raise AwsRequestError(
+                        "ContinueServiceDeployment failed with InvalidParameterException: no "
+                        f"lifecycle hook {hook_id} awaits action in this service deployment",
+                        "InvalidParameterException",
+                    )
+                hooks[0]["status"] = "SUCCEEDED"
+                if action == "ROLLBACK":
+                    self._end_staged(
+                        cluster,
+                        name,
+                        "Service deployment rollback requested by ContinueServiceDeployment.",
+                        rollback=True,
+                    )
+                return
+        raise NotFoundError(
+            "ContinueServiceDeployment failed with ServiceDeploymentNotFoundException",
             "ServiceDeploymentNotFoundException",
         )
 

@@ -472,3 +472,37 @@ def test_a_rollback_never_stops_someone_elses_newer_deployment() -> None:
     assert "not Conveyor's to undo" in (t.record.reason or "")
     assert "StopServiceDeployment" not in ecs.calls
     assert ecs.calls.count("UpdateService") == updates
+
+
+def test_an_approved_pause_hook_lets_the_deployment_go_on() -> None:
+    """continue_service_deployment answers the hook the progress names: the next poll no
+    longer shows it awaiting approval, and the deployment goes on to its verdict."""
+    ecs = staged_service("CANARY")
+    flow = UpdateFlow(ecs, poll_interval=5, clock=Clock())
+    watching = run_until(flow, record_for(), Step.WATCH)
+    ecs.await_approval("demo", "web", "PRE_PRODUCTION_TRAFFIC_SHIFT", hook_id="h-7")
+    waiting = step(flow, watching).record
+    assert waiting.service_deployment_arn is not None
+    hook = waiting.progress.awaiting_hook_id
+    assert hook == "h-7"
+    asyncio.run(ecs.continue_service_deployment(waiting.service_deployment_arn, hook))
+    t = step(flow, waiting)
+    assert t.next_step is Step.WATCH
+    assert t.record.progress.awaiting_hook_id is None
+    ecs.complete("demo", "web")
+    assert step(flow, t.record).record.state is DeploymentState.SUCCEEDED
+
+
+def test_a_pause_hook_answered_rollback_is_rolled_back_by_ecs() -> None:
+    """ROLLBACK at the hook: ECS rolls back, and Conveyor ends rolled_back."""
+    ecs = staged_service("BLUE_GREEN")
+    flow = UpdateFlow(ecs, poll_interval=5, clock=Clock())
+    watching = run_until(flow, record_for(), Step.WATCH)
+    ecs.await_approval("demo", "web", "PRE_PRODUCTION_TRAFFIC_SHIFT", hook_id="h-8")
+    waiting = step(flow, watching).record
+    assert waiting.service_deployment_arn is not None
+    asyncio.run(ecs.continue_service_deployment(waiting.service_deployment_arn, "h-8", "ROLLBACK"))
+    ecs.complete("demo", "web")
+    t = step(flow, waiting)
+    assert t.record.state is DeploymentState.ROLLED_BACK
+    assert "ContinueServiceDeployment" in (t.record.reason or "")
