@@ -113,7 +113,7 @@ def update(
     services: tuple[str, ...],
     images: tuple[str, ...],
     family: str | None,
-    timeout: int,
+    timeout: int | None,
     no_wait: bool,
     no_rollback: bool,
     force_new_deployment: bool,
@@ -214,7 +214,7 @@ def update(
 def restart(
     cluster: str,
     services: tuple[str, ...],
-    timeout: int,
+    timeout: int | None,
     no_wait: bool,
     role_arn: str | None,
     as_json: bool,
@@ -247,7 +247,7 @@ def restart(
 
 
 def _submit_jobs(
-    jobs: list[Any], *, timeout: int, no_wait: bool, as_json: bool, pin_digest: bool = True
+    jobs: list[Any], *, timeout: int | None, no_wait: bool, as_json: bool, pin_digest: bool = True
 ) -> NoReturn:
     """One job as a deployment; several (one per --service) as a release of one wave. Version
     rules are resolved once for all of them, so every service gets the same version."""

@@ -15,10 +15,11 @@ import click
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-# The contract's bounds of a job's timeout (producers.contract.jobs), for the help text only:
-# the job model enforces them. tests/unit/test_cli_options.py keeps the two equal.
+# The contract's bounds and default of a job's timeout (producers.contract.jobs), for the help
+# text only: the job model enforces them. tests/unit/test_cli_startup.py keeps the two equal.
 MIN_TIMEOUT_SECONDS = 30
 MAX_TIMEOUT_SECONDS = 24 * 3600
+DEFAULT_TIMEOUT_SECONDS = 1800
 
 cluster = click.option("--cluster", required=True, help="ECS cluster name or ARN.")
 
@@ -31,9 +32,13 @@ def services(help_text: str) -> Callable[[F], F]:
 timeout = click.option(
     "--timeout",
     type=int,
-    default=1800,
-    show_default=True,
-    help=f"Seconds the rollout may take ({MIN_TIMEOUT_SECONDS}-{MAX_TIMEOUT_SECONDS}).",
+    default=None,
+    help=(
+        f"Seconds the rollout may take ({MIN_TIMEOUT_SECONDS}-{MAX_TIMEOUT_SECONDS}). Default: "
+        f"{DEFAULT_TIMEOUT_SECONDS} for a rolling update; for a service ECS deploys blue/green, "
+        "linear or canary, its bake times and lifecycle hook timeouts plus "
+        f"{DEFAULT_TIMEOUT_SECONDS}."
+    ),
 )
 
 

@@ -42,6 +42,9 @@ def summary(record: DeploymentRecord) -> str:
         lines.append(f"  revision  {record.task_definition_arn}")
     if record.previous_task_definition_arn:
         lines.append(f"  previous  {record.previous_task_definition_arn}")
+    stage = None if record.terminal else stage_text(record, time.time())
+    if stage:
+        lines.append(f"  stage     {stage}")
     if record.reason:
         lines.append(f"  reason    {record.reason}")
     if record.error:
@@ -55,6 +58,40 @@ def summary(record: DeploymentRecord) -> str:
     for warning in record.warnings:
         lines.append(f"  warning   {warning}")
     return "\n".join(lines)
+
+
+def stage_text(record: DeploymentRecord, now: float) -> str | None:
+    """Where a blue/green, linear or canary deployment is in ECS's lifecycle: its stage, the
+    bake time left, or the approval a PAUSE hook waits for. None for a rolling update."""
+    p = record.progress
+    if not p.lifecycle_stage:
+        return None
+    if p.awaiting_hook_id:
+        text = f"awaiting approval at {p.lifecycle_stage} (hook {p.awaiting_hook_id}"
+        if p.hook_expires_at is not None:
+            action = p.hook_timeout_action or "ROLLBACK"
+            text += f"; ECS will {action} in {age(max(0.0, p.hook_expires_at - now))}"
+        return text + ")"
+    text = f"{p.strategy or 'deployment'} at {p.lifecycle_stage}"
+    if p.bake_ends_at is not None:
+        text += f", bake time left {age(max(0.0, p.bake_ends_at - now))}"
+    return text
+
+
+def progress_text(record: DeploymentRecord, now: float) -> str:
+    """The live progress line: state, step, lifecycle stage, task counts, latest event."""
+    p = record.progress
+    text = f"{record.state.value} · {record.step.value}"
+    stage = None if record.terminal else stage_text(record, now)
+    if stage:
+        text += f" · {stage}"
+    if p.desired:
+        text += f" · {p.running}/{p.desired} running"
+        if p.failed_tasks:
+            text += f" · {p.failed_tasks} failed tasks"
+    if p.latest_event:
+        text += f" · {p.latest_event}"
+    return text
 
 
 def print_record(record: DeploymentRecord, as_json: bool) -> None:
@@ -83,17 +120,10 @@ class Progress:
             self._live.start()
 
     def __call__(self, record: DeploymentRecord) -> None:
-        """Show the record's state, step and task counts if they changed."""
+        """Show the record's state, step, stage and task counts if they changed."""
         if not self.enabled:
             return
-        p = record.progress
-        text = f"{record.state.value} · {record.step.value}"
-        if p.desired:
-            text += f" · {p.running}/{p.desired} running"
-            if p.failed_tasks:
-                text += f" · {p.failed_tasks} failed tasks"
-        if p.latest_event:
-            text += f" · {p.latest_event}"
+        text = progress_text(record, time.time())
         if text == self._last:
             return
         self._last = text

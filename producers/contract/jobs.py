@@ -42,6 +42,10 @@ _ARN = patterns.ARN
 _ROLE_ARN = patterns.ROLE_ARN
 MIN_TIMEOUT_SECONDS = 30
 MAX_TIMEOUT_SECONDS = 24 * 3600
+# The timeout of a job that gives none, for a rolling update. A service that ECS deploys
+# blue/green, linear or canary gets its bake times and lifecycle hooks on top (the worker
+# reads them from the service: worker.domain.strategies).
+DEFAULT_TIMEOUT_SECONDS = 1800
 
 
 def _check_ecs_name(value: str, what: str) -> str:
@@ -188,7 +192,12 @@ class UpdateServiceJob(BaseModel):
     images: Annotated[tuple[ImageUpdate, ...], Field(max_length=100)]
     family: Annotated[str | None, Field(max_length=255)] = None
     wait: bool = True
-    timeout_seconds: Annotated[int, Field(ge=MIN_TIMEOUT_SECONDS, le=MAX_TIMEOUT_SECONDS)] = 1800
+    # None: the default for the service's deployment strategy (DEFAULT_TIMEOUT_SECONDS for a
+    # rolling update). A timeout given is kept as given, and a worker refuses it before changing
+    # anything when it is shorter than the service's strategy takes at the least.
+    timeout_seconds: (
+        Annotated[int, Field(ge=MIN_TIMEOUT_SECONDS, le=MAX_TIMEOUT_SECONDS)] | None
+    ) = None
     rollback: bool = True
     force_new_deployment: bool = False
     role_arn: str | None = None

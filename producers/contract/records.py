@@ -130,6 +130,19 @@ class ProgressInfo(BaseModel):
     failed_tasks: int = 0
     rollout_state: str | None = None
     latest_event: str | None = None
+    # A service that ECS deploys blue/green, linear or canary (None: rolling, or not seen yet):
+    # its service deployment's lifecycle stage, and since when Conveyor sees it there (at most
+    # one poll after ECS entered it).
+    strategy: str | None = None
+    lifecycle_stage: str | None = None
+    stage_seen_at: float | None = None
+    # During BAKE_TIME: when the bake ends (seen at + the deployment's bake time).
+    bake_ends_at: float | None = None
+    # A PAUSE lifecycle hook waiting for ContinueServiceDeployment at ``lifecycle_stage``: its
+    # id, when ECS stops waiting, and what ECS then does (ROLLBACK or CONTINUE).
+    awaiting_hook_id: str | None = None
+    hook_expires_at: float | None = None
+    hook_timeout_action: str | None = None
 
 
 class DeploymentRecord(BaseModel):

@@ -88,7 +88,11 @@ class ReleaseJob(BaseModel):
     release: Annotated[str, Field(max_length=200)] = ""
     cluster: str | None = None
     fail_fast: bool = True
-    timeout_seconds: Annotated[int, Field(ge=MIN_TIMEOUT_SECONDS, le=MAX_TIMEOUT_SECONDS)] = 1800
+    # None: each entry gets the default for its service's deployment strategy (see
+    # UpdateServiceJob.timeout_seconds).
+    timeout_seconds: (
+        Annotated[int, Field(ge=MIN_TIMEOUT_SECONDS, le=MAX_TIMEOUT_SECONDS)] | None
+    ) = None
     rollback: bool = True
     role_arn: str | None = None
     keep_revisions: Annotated[int | None, Field(ge=1, le=1000)] = None

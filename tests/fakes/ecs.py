@@ -22,7 +22,7 @@ import datetime
 import itertools
 import json
 from collections import defaultdict
-from typing import Any
+from typing import Any, Literal
 
 from worker.aws.gateway import family_of
 from worker.domain.errors import AwsRequestError, ConveyorError, NotFoundError
@@ -95,6 +95,8 @@ class FakeEcs:
         self.service_revisions: dict[str, dict[str, Any]] = {}
         self._entry_of: dict[str, dict[str, Any]] = {}
         self.history_supported = True
+        # Every UpdateService the gateway was asked for, with its parameters as boto sends them.
+        self.update_requests: list[dict[str, Any]] = []
         # "account:region", as the worker's gateways name their scope.
         self.scope = f"{account}:{region}"
         # Standalone tasks started with run_task, and EventBridge rule targets by rule.
@@ -202,8 +204,15 @@ class FakeEcs:
         desired: int = 2,
         breaker: bool = True,
         rollback: bool = True,
+        configuration: dict[str, Any] | None = None,
+        **extra: Any,
     ) -> dict[str, Any]:
-        """Create a steady service on ``task_definition`` (creating the cluster if need be)."""
+        """Create a steady service on ``task_definition`` (creating the cluster if need be).
+
+        ``configuration`` is added to its deployment configuration (a ``strategy`` of
+        BLUE_GREEN, LINEAR or CANARY, bake times, lifecycle hooks, alarms); ``extra`` are more
+        DescribeServices fields as given (``deploymentController``, ``loadBalancers``...).
+        """
         self.add_cluster(cluster)
         # A test may run a service on a revision the fake does not hold: kept as given.
         with contextlib.suppress(NotFoundError):
@@ -220,9 +229,11 @@ class FakeEcs:
             "pendingCount": 0,
             "taskDefinition": task_definition,
             "deploymentConfiguration": {
-                "deploymentCircuitBreaker": {"enable": breaker, "rollback": rollback}
+                "deploymentCircuitBreaker": {"enable": breaker, "rollback": rollback},
+                **copy.deepcopy(configuration or {}),
             },
             "events": [],
+            **copy.deepcopy(extra),
         }
         initial = self._deployment(task_definition, desired, "COMPLETED", desired)
         service["deployments"] = [initial]
@@ -253,6 +264,22 @@ class FakeEcs:
             "createdAt": datetime.datetime.now(datetime.UTC),
             "deploymentCircuitBreaker": {"status": "MONITORING", "failureCount": 0, "threshold": 3},
         }
+        # As ECS: the entry carries the configuration it deploys with; one of ECS's own
+        # strategies also its lifecycle stage, hooks that ran, and the alarms it watches.
+        configuration = copy.deepcopy(
+            self.services[(cluster, service)].get("deploymentConfiguration") or {}
+        )
+        entry["deploymentConfiguration"] = configuration
+        if configuration.get("strategy", "ROLLING") != "ROLLING":
+            entry["lifecycleStage"] = "RECONCILE_SERVICE"
+            entry["lifecycleHookDetails"] = []
+        alarms = configuration.get("alarms") or {}
+        if alarms.get("enable"):
+            entry["alarms"] = {
+                "status": "MONITORING",
+                "alarmNames": list(alarms.get("alarmNames") or []),
+                "triggeredAlarmNames": [],
+            }
         self.history[(cluster, service)].append(entry)
         self._entry_of[deployment["id"]] = entry
         return entry
@@ -290,6 +317,8 @@ class FakeEcs:
         entry = self._entry_of.get(primary["id"])
         if entry is not None and entry["status"] == "IN_PROGRESS":
             entry["status"] = "SUCCESSFUL"
+            if "lifecycleStage" in entry:
+                entry["lifecycleStage"] = "CLEAN_UP"
         if "rolling back" in primary["rolloutStateReason"]:
             # As on ECS: once the rollback is over, the reason no longer says "rolling back".
             primary["rolloutStateReason"] = "ECS deployment circuit breaker: rollback completed."
@@ -335,6 +364,98 @@ class FakeEcs:
                 f"{service['deployments'][1]['id']}."
             )
             failed["status"] = "ACTIVE"
+            service["deployments"] = [back, failed]
+            service["taskDefinition"] = previous
+
+    # -- ECS's own strategies (BLUE_GREEN, LINEAR, CANARY) ----------------------------------
+
+    def _primary_entry(self, cluster: str, name: str) -> dict[str, Any]:
+        """The service deployment of the service's PRIMARY deployment."""
+        primary = self.services[(cluster, name)]["deployments"][0]
+        return self._entry_of[primary["id"]]
+
+    def enter_stage(self, cluster: str, name: str, stage: str) -> None:
+        """Move the PRIMARY's service deployment to a lifecycle stage (BAKE_TIME...). As on
+        ECS, DescribeServices still says IN_PROGRESS: the stages show only in the history."""
+        entry = self._primary_entry(cluster, name)
+        entry["status"] = "IN_PROGRESS"
+        entry["lifecycleStage"] = stage
+        entry["updatedAt"] = datetime.datetime.now(datetime.UTC)
+
+    def await_approval(
+        self,
+        cluster: str,
+        name: str,
+        stage: str,
+        *,
+        hook_id: str = "hook-1",
+        expires_at: datetime.datetime | None = None,
+        timeout_action: str = "ROLLBACK",
+    ) -> None:
+        """Pause the PRIMARY's service deployment at ``stage`` on a PAUSE hook
+        (AWAITING_ACTION), as ECS reports it until ContinueServiceDeployment."""
+        self.enter_stage(cluster, name, stage)
+        detail: dict[str, Any] = {
+            "hookId": hook_id,
+            "targetType": "PAUSE",
+            "status": "AWAITING_ACTION",
+            "timeoutAction": timeout_action,
+        }
+        if expires_at is not None:
+            detail["expiresAt"] = expires_at
+        self._primary_entry(cluster, name)["lifecycleHookDetails"] = [detail]
+
+    def trigger_alarms(self, cluster: str, name: str, *alarms: str) -> None:
+        """Put deployment alarms in ALARM: ECS rolls the deployment back when the service's
+        alarms say rollback, else stops it (STOPPED)."""
+        entry = self._primary_entry(cluster, name)
+        configured = self.services[(cluster, name)]["deploymentConfiguration"].get("alarms") or {}
+        entry["alarms"] = {
+            "status": "TRIGGERED",
+            "alarmNames": list(configured.get("alarmNames") or alarms),
+            "triggeredAlarmNames": list(alarms),
+        }
+        self._end_staged(
+            cluster,
+            name,
+            f"CloudWatch alarm(s) {', '.join(alarms)} in ALARM state.",
+            rollback=bool(configured.get("rollback", True)),
+        )
+
+    def fail_hook(self, cluster: str, name: str, stage: str, function_arn: str) -> None:
+        """A Lambda lifecycle hook at ``stage`` answers FAILED: ECS rolls the deployment back."""
+        self.enter_stage(cluster, name, stage)
+        entry = self._primary_entry(cluster, name)
+        entry["lifecycleHookDetails"] = [
+            {
+                "hookId": f"hook-{next(self._ids)}",
+                "targetType": "AWS_LAMBDA",
+                "targetArn": function_arn,
+                "status": "FAILED",
+            }
+        ]
+        self._end_staged(cluster, name, "Lifecycle hook failed.", rollback=True)
+
+    def _end_staged(self, cluster: str, name: str, reason: str, *, rollback: bool) -> None:
+        """ECS ends the PRIMARY's staged deployment: it rolls back (traffic returns to the
+        revision before, ROLLBACK_IN_PROGRESS until :meth:`complete`) or stops (STOPPED)."""
+        entry = self._primary_entry(cluster, name)
+        entry["statusReason"] = reason
+        if not rollback:
+            entry["status"] = "STOPPED"
+            return
+        entry["status"] = "ROLLBACK_IN_PROGRESS"
+        entry["rollback"] = {"reason": reason, "startedAt": datetime.datetime.now(datetime.UTC)}
+        self._back_to_previous(cluster, name)
+
+    def _back_to_previous(self, cluster: str, name: str) -> None:
+        """Make the deployment before the PRIMARY the PRIMARY again (ECS's rollback)."""
+        service = self.services[(cluster, name)]
+        failed = service["deployments"][0]
+        if len(service["deployments"]) > 1:
+            previous = service["deployments"][1]["taskDefinition"]
+            back = self._deployment(previous, service["desiredCount"], "IN_PROGRESS")
+            failed.update(status="ACTIVE", rolloutState="FAILED")
             service["deployments"] = [back, failed]
             service["taskDefinition"] = previous
 
@@ -555,6 +676,17 @@ class FakeEcs:
     ) -> dict[str, Any]:
         """See EcsGateway. The service comes back on the revision's full ARN."""
         self._call("UpdateService")
+        request: dict[str, Any] = {
+            "cluster": cluster,
+            "service": service,
+            "taskDefinition": task_definition,
+            "forceNewDeployment": force_new_deployment,
+        }
+        if desired_count is not None:
+            request["desiredCount"] = desired_count
+        if deployment_configuration is not None:
+            request["deploymentConfiguration"] = copy.deepcopy(deployment_configuration)
+        self.update_requests.append(request)
         found = self._service(cluster, service, "UpdateService")
         if found["status"] != "ACTIVE":
             raise NotFoundError(
@@ -644,6 +776,41 @@ class FakeEcs:
                 return
         raise NotFoundError(
             "StopServiceDeployment failed with ServiceDeploymentNotFoundException",
+            "ServiceDeploymentNotFoundException",
+        )
+
+    async def continue_service_deployment(
+        self, arn: str, hook_id: str, action: Literal["CONTINUE", "ROLLBACK"] = "CONTINUE"
+    ) -> None:
+        """See EcsGateway. The hook must be AWAITING_ACTION (else InvalidParameterException);
+        it SUCCEEDED, and ROLLBACK rolls the deployment back as ECS's own rollback does."""
+        self._history_call("ContinueServiceDeployment")
+        for (cluster, name), entries in self.history.items():
+            for entry in entries:
+                if entry["serviceDeploymentArn"] != arn:
+                    continue
+                hooks = [
+                    h
+                    for h in entry.get("lifecycleHookDetails") or []
+                    if h.get("hookId") == hook_id and h.get("status") == "AWAITING_ACTION"
+                ]
+                if not hooks:
+                    raise AwsRequestError(
+                        "ContinueServiceDeployment failed with InvalidParameterException: no "
+                        f"lifecycle hook {hook_id} awaits action in this service deployment",
+                        "InvalidParameterException",
+                    )
+                hooks[0]["status"] = "SUCCEEDED"
+                if action == "ROLLBACK":
+                    self._end_staged(
+                        cluster,
+                        name,
+                        "Service deployment rollback requested by ContinueServiceDeployment.",
+                        rollback=True,
+                    )
+                return
+        raise NotFoundError(
+            "ContinueServiceDeployment failed with ServiceDeploymentNotFoundException",
             "ServiceDeploymentNotFoundException",
         )
 

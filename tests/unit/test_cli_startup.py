@@ -73,11 +73,13 @@ def test_help_and_argument_errors_load_only_click(argv: list[str]) -> None:
 
 
 def test_the_help_limits_are_the_contracts() -> None:
-    """options.py spells the timeout bounds out (to stay light); they must equal the model's."""
-    assert (options.MIN_TIMEOUT_SECONDS, options.MAX_TIMEOUT_SECONDS) == (
-        jobs.MIN_TIMEOUT_SECONDS,
-        jobs.MAX_TIMEOUT_SECONDS,
-    )
+    """options.py spells the timeout bounds and default out (to stay light); they must equal
+    the model's."""
+    assert (
+        options.MIN_TIMEOUT_SECONDS,
+        options.MAX_TIMEOUT_SECONDS,
+        options.DEFAULT_TIMEOUT_SECONDS,
+    ) == (jobs.MIN_TIMEOUT_SECONDS, jobs.MAX_TIMEOUT_SECONDS, jobs.DEFAULT_TIMEOUT_SECONDS)
 
 
 def test_list_offers_every_state() -> None:

@@ -34,10 +34,20 @@ def errors(payload: Any) -> list[str]:
 
 
 def test_defaults() -> None:
-    """wait, 30-minute timeout and rollback are on by default; JSON round-trips."""
+    """wait and rollback are on by default, the timeout is the worker's to choose from the
+    service's strategy (None); JSON round-trips."""
     parsed = load_update_job(job())
-    assert (parsed.wait, parsed.timeout_seconds, parsed.rollback) == (True, 1800, True)
+    assert (parsed.wait, parsed.timeout_seconds, parsed.rollback) == (True, None, True)
     assert load_update_job(parsed.model_dump(mode="json")) == parsed
+
+
+def test_a_timeout_given_stays_given_as_in_older_messages() -> None:
+    """A message with a timeout (as every older producer wrote one, 1800 included) keeps it
+    as given: the worker tells it from the default by None alone."""
+    for seconds in (1800, 600):
+        parsed = load_update_job(job(timeout_seconds=seconds))
+        assert parsed.timeout_seconds == seconds
+        assert load_update_job(parsed.model_dump(mode="json")).timeout_seconds == seconds
 
 
 @pytest.mark.parametrize(

@@ -87,3 +87,13 @@ def test_first_steps_go_out_one_account_after_another() -> None:
     ordered = [r.id for r in interleave_by_account(wave)]
     assert ordered == ["d0", "d4", "d6", "d1", "d5", "d2", "d3"]
     assert interleave_by_account([]) == []
+
+
+def test_a_release_without_a_timeout_leaves_each_entry_to_its_strategys_default() -> None:
+    """No release or entry timeout: every job's timeout is None (the worker's default); an
+    entry's own timeout is kept."""
+    job = ReleaseJob.model_validate(
+        {"cluster": "prod", "services": [entry("a"), entry("b", timeout_seconds=900)]}
+    )
+    assert job.timeout_seconds is None
+    assert [j.timeout_seconds for j in job.waves[0]] == [None, 900]

@@ -106,3 +106,49 @@ def test_register_fields_include_the_ones_old_sdks_dropped() -> None:
         "runtimePlatform",
         "enableFaultInjection",
     } <= known_register_fields()
+
+
+def test_a_deployment_configuration_read_can_be_sent_back_whole(ecs: ServiceModel) -> None:
+    """DescribeServices answers with the very DeploymentConfiguration shape UpdateService
+    takes: strategy, bake time, hooks, linear and canary steps and alarms go back untouched."""
+    answer = member(structure(ecs, "Service"), "deploymentConfiguration")
+    operation = ecs.operation_model("UpdateService")
+    assert operation.input_shape is not None
+    request = operation.input_shape.members["deploymentConfiguration"]
+    assert answer.name == request.name == "DeploymentConfiguration"
+    assert {
+        "strategy",
+        "bakeTimeInMinutes",
+        "lifecycleHooks",
+        "linearConfiguration",
+        "canaryConfiguration",
+        "alarms",
+    } <= set(answer.members)
+
+
+def test_service_deployments_carry_what_the_staged_watch_reads(ecs: ServiceModel) -> None:
+    """Every member of DescribeServiceDeployments that the watch of a blue/green, linear or
+    canary deployment reads is in the model (absent members would read as missing)."""
+    deployment = structure(ecs, "ServiceDeployment")
+    assert {
+        "serviceDeploymentArn",
+        "status",
+        "statusReason",
+        "lifecycleStage",
+        "lifecycleHookDetails",
+        "deploymentConfiguration",
+        "rollback",
+        "deploymentCircuitBreaker",
+        "alarms",
+    } <= set(deployment.members)
+    hook = member(deployment, "lifecycleHookDetails")
+    assert {"hookId", "targetType", "targetArn", "status", "expiresAt", "timeoutAction"} <= set(
+        hook.members
+    )
+    assert "AWAITING_ACTION" in enum_of(hook.members["status"])
+    assert "triggeredAlarmNames" in member(deployment, "alarms").members
+    assert {"status", "failureCount", "threshold"} <= set(
+        member(deployment, "deploymentCircuitBreaker").members
+    )
+    assert "reason" in member(deployment, "rollback").members
+    assert "BAKE_TIME" in enum_of(deployment.members["lifecycleStage"])

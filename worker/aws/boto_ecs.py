@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import botocore.session
 
@@ -346,6 +346,15 @@ class BotoEcsGateway:
     async def stop_service_deployment(self, arn: str) -> None:
         """Ask ECS to stop an ongoing deployment and roll it back itself."""
         await self._ecs.stop_service_deployment(serviceDeploymentArn=arn, stopType="ROLLBACK")
+
+    @aws_call("ContinueServiceDeployment")
+    async def continue_service_deployment(
+        self, arn: str, hook_id: str, action: Literal["CONTINUE", "ROLLBACK"] = "CONTINUE"
+    ) -> None:
+        """Answer a PAUSE lifecycle hook: go on to the next stage, or roll back."""
+        await self._ecs.continue_service_deployment(
+            serviceDeploymentArn=arn, hookId=hook_id, action=action
+        )
 
     @aws_call("ListTasks")
     async def list_stopped_task_arns(self, cluster: str, service: str) -> list[str]:

@@ -8,7 +8,7 @@ without a server.
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from worker.domain.tickets import Ticket
 
@@ -122,6 +122,14 @@ class EcsGateway(Protocol):
 
     async def stop_service_deployment(self, arn: str) -> None:
         """Ask ECS to stop an ongoing deployment and roll back (StopServiceDeployment)."""
+        ...
+
+    async def continue_service_deployment(
+        self, arn: str, hook_id: str, action: Literal["CONTINUE", "ROLLBACK"] = "CONTINUE"
+    ) -> None:
+        """Answer the PAUSE lifecycle hook ``hook_id`` a service deployment waits at
+        (ContinueServiceDeployment): CONTINUE goes on to the next stage, ROLLBACK rolls the
+        deployment back. The hook's id is in DescribeServiceDeployments' lifecycleHookDetails."""
         ...
 
     async def list_stopped_task_arns(self, cluster: str, service: str) -> list[str]:

@@ -225,3 +225,120 @@ def breaker_threshold(desired_count: int) -> int:
     """ECS's circuit breaker failure threshold: 0.5 x desired, at least 3, at most 200."""
     half = -(-desired_count // 2)
     return min(200, max(3, half))
+
+
+@dataclass(frozen=True, slots=True)
+class HookWait:
+    """A PAUSE lifecycle hook waiting for ContinueServiceDeployment (AWAITING_ACTION)."""
+
+    hook_id: str | None
+    expires_at: float | None  # epoch seconds: when ECS takes the timeout action
+    timeout_action: str | None  # ROLLBACK or CONTINUE
+
+
+@dataclass(frozen=True, slots=True)
+class StagedVerdict:
+    """How one blue/green, linear or canary service deployment stands, from ECS's own record.
+
+    ``outcome`` uses :class:`History`'s values. ``stage`` is its lifecycle stage, ``waiting``
+    a PAUSE hook that waits for approval, ``bake_minutes`` the bake time the deployment was
+    started with (None when ECS does not say).
+    """
+
+    outcome: History
+    reason: str
+    status: str
+    strategy: str | None = None
+    stage: str | None = None
+    waiting: HookWait | None = None
+    bake_minutes: int | None = None
+
+
+def _epoch(value: Any) -> float | None:
+    """A timestamp as AWS gives it (a datetime from the SDK, or epoch seconds) as epoch seconds."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    timestamp = getattr(value, "timestamp", None)
+    return float(timestamp()) if callable(timestamp) else None
+
+
+def _hook_name(hook: Mapping[str, Any]) -> str:
+    """A lifecycle hook for messages: its Lambda's name, or ``PAUSE hook ID``."""
+    target = str(hook.get("targetArn") or "")
+    if target:
+        return f"lifecycle hook {target.rsplit(':', 1)[-1]}"
+    return f"{hook.get('targetType') or 'lifecycle'} hook {hook.get('hookId') or ''}".rstrip()
+
+
+def _causes(deployment: Mapping[str, Any]) -> list[str]:
+    """What ECS says made a service deployment fail: alarms, the breaker, failed hooks."""
+    causes = []
+    alarms = deployment.get("alarms") or {}
+    triggered = [str(a) for a in alarms.get("triggeredAlarmNames") or []]
+    if triggered:
+        causes.append(f"alarm{'s' if len(triggered) > 1 else ''} {', '.join(triggered)} triggered")
+    breaker = deployment.get("deploymentCircuitBreaker") or {}
+    if str(breaker.get("status", "")) == "TRIGGERED":
+        causes.append(
+            f"circuit breaker triggered ({breaker.get('failureCount')} failed tasks, "
+            f"threshold {breaker.get('threshold')})"
+        )
+    for hook in deployment.get("lifecycleHookDetails") or []:
+        status = str(hook.get("status", ""))
+        if status in ("FAILED", "TIMED_OUT"):
+            causes.append(f"{_hook_name(hook)} {status}")
+    return causes
+
+
+def judge_service_deployment(deployment: Mapping[str, Any]) -> StagedVerdict:
+    """Read one DescribeServiceDeployments entry of a blue/green, linear or canary deployment.
+
+    ECS decides these itself, through its lifecycle stages: its ``status`` is the verdict, and
+    nothing in DescribeServices is (its rolloutState stays IN_PROGRESS for the whole bake).
+    SUCCESSFUL succeeded; ROLLBACK_SUCCESSFUL was rolled back by ECS; ROLLBACK_REQUESTED and
+    ROLLBACK_IN_PROGRESS are being rolled back; ROLLBACK_FAILED and STOPPED failed (a stopped
+    deployment is not Conveyor's to undo); PENDING, IN_PROGRESS and STOP_REQUESTED go on. The
+    reason names the triggered alarms, the breaker's counts and the hooks that failed.
+    """
+    status = str(deployment.get("status", ""))
+    outcome = _HISTORY.get(status, History.IN_PROGRESS)
+    configuration = deployment.get("deploymentConfiguration") or {}
+    strategy = configuration.get("strategy")
+    stage = deployment.get("lifecycleStage")
+    what = f"{strategy} deployment" if strategy else "deployment"
+    causes = _causes(deployment)
+    rollback = deployment.get("rollback") or {}
+    said = str(rollback.get("reason") or deployment.get("statusReason") or "").strip()
+    if said and said not in causes:
+        causes.append(said)
+    why = f": {'; '.join(causes)}" if causes else ""
+    waiting = None
+    for hook in deployment.get("lifecycleHookDetails") or []:
+        if str(hook.get("status", "")) == "AWAITING_ACTION":
+            waiting = HookWait(
+                hook_id=hook.get("hookId"),
+                expires_at=_epoch(hook.get("expiresAt")),
+                timeout_action=hook.get("timeoutAction"),
+            )
+    at = f" at {stage}" if stage else ""
+    reasons = {
+        History.IN_PROGRESS: f"ECS reports the {what} {status or 'in progress'}{at}",
+        History.SUCCEEDED: f"ECS reports the {what} SUCCESSFUL",
+        History.ROLLING_BACK: f"ECS is rolling the {what} back{why}",
+        History.ROLLED_BACK: f"ECS rolled the {what} back{why}",
+        History.STOPPED: f"ECS stopped the {what} (STOPPED){why}",
+        History.FAILED: f"ECS could not roll the {what} back (ROLLBACK_FAILED){why}",
+    }
+    reason = reasons[outcome]
+    if outcome is History.IN_PROGRESS and waiting is not None:
+        reason += ", awaiting approval"
+    bake = configuration.get("bakeTimeInMinutes")
+    return StagedVerdict(
+        outcome,
+        reason,
+        status,
+        strategy=str(strategy) if strategy else None,
+        stage=str(stage) if stage else None,
+        waiting=waiting,
+        bake_minutes=int(bake) if isinstance(bake, int) and not isinstance(bake, bool) else None,
+    )

@@ -44,9 +44,25 @@ from worker.domain.errors import (
     TransientError,
 )
 from worker.domain.planning import DEPLOYMENT_TAG, check_containers, plan_revision
+from worker.domain.strategies import (
+    bake_minutes_of,
+    deployment_timeout,
+    is_staged,
+    service_strategy,
+    staged_progress,
+    strategy_times,
+)
 from worker.domain.strategy import DEPLOYMENT_OPTIONS, merged_configuration
 from worker.domain.tickets import Ticket
-from worker.domain.verdict import History, Outcome, Verdict, judge, judge_history
+from worker.domain.verdict import (
+    History,
+    Outcome,
+    StagedVerdict,
+    Verdict,
+    judge,
+    judge_history,
+    judge_service_deployment,
+)
 from worker.services.flow import handler_for
 from worker.services.revisions import choose_base
 from worker.services.transitions import Transition, finish, rollback_budget, to_rollback
@@ -211,7 +227,11 @@ class UpdateFlow:
         ]
 
     async def resolve(self, record: DeploymentRecord, job: UpdateServiceJob) -> Transition:
-        """Read the service: it must exist, be ACTIVE and not be owned by a Conveyor stack."""
+        """Read the service: it must exist, be ACTIVE and not be owned by a Conveyor stack.
+
+        The deadline is set here: the job's timeout, or the default of the service's deployment
+        strategy (:func:`worker.domain.strategies.deployment_timeout`).
+        """
         now = self._clock()
         service = await self._ecs.describe_service(job.cluster, job.service)
         if service is None or service.get("status") != "ACTIVE":
@@ -232,12 +252,25 @@ class UpdateFlow:
         detail = f"family {family}; service runs {current.rsplit('/', 1)[-1]}"
         if job.restart:
             detail += "; a restart: no new revision"
+        # A blue/green, linear or canary deployment takes its bake times at the least: the
+        # timeout follows from them, and one given too short is refused before any change.
+        # With the job's own strategy options, the strategy it will run is the merged one (an
+        # option ECS would refuse is refused here too, before anything is registered).
+        configuration = (
+            deployment_configuration(service, job)
+            if _DEPLOYMENT_OPTIONS & set(job.service_options())
+            else service.get("deploymentConfiguration")
+        )
+        times = strategy_times(configuration)
+        timeout = deployment_timeout(job, times)
+        if is_staged(times.strategy):
+            detail += f"; a {times.strategy} deployment, timeout {timeout} s"
         log.info("resolved", family=family, current=current, restart=job.restart)
         updated = record.model_copy(
             update={
                 "state": DeploymentState.RUNNING,
                 "started_at": record.started_at or now,
-                "deadline": record.deadline or now + job.timeout_seconds,
+                "deadline": record.deadline or now + timeout,
                 "family": family,
                 "previous_task_definition_arn": current,
                 "previous_deployment_id": _primary_id(service),
@@ -443,7 +476,7 @@ class UpdateFlow:
         deployment: str,
         target: str,
         deadline: float,
-    ) -> tuple[DeploymentRecord, Verdict]:
+    ) -> tuple[DeploymentRecord, Verdict, dict[str, Any] | None]:
         if self._describer is not None:
             service, self._fetched_at = await self._describer.describe(job.cluster, job.service)
         else:
@@ -458,22 +491,28 @@ class UpdateFlow:
             rollout_state=verdict.progress.rollout_state,
             latest_event=events[0].message if events else None,
         )
-        return record.model_copy(update={"events": events, "progress": progress}), verdict
+        updated = record.model_copy(update={"events": events, "progress": progress})
+        return updated, verdict, service
 
     async def watch(self, record: DeploymentRecord, job: UpdateServiceJob) -> Transition:
         """Poll once; decide succeeded, failed (then roll back) or poll again later.
 
         DescribeServices decides while our deployment is in it. Once it is not (ECS's rollback
         completed, someone deployed after us, or this watch comes late), ECS's deployment
-        history does: a worker that looks late reports what really happened.
+        history does: a worker that looks late reports what really happened. A service that
+        ECS deploys blue/green, linear or canary is decided by its service deployment alone
+        (:meth:`_watch_staged`).
         """
         target = _required(record.task_definition_arn, "task definition", "watch")
         deadline = _required(record.deadline, "deadline", "watch")
+        before = record.progress
         if record.ecs_deployment_id is None:
             # Handed over by an update step that gave up, or adopted from the history.
             service = await self._ecs.describe_service(job.cluster, job.service)
             found = _any_deployment_on(service, target)
             if found is None:
+                if is_staged(service_strategy(service)):
+                    return await self._watch_staged(record, job, None, before, service)
                 return await self._from_history(record, job, None)
             log.info("adopted the deployment of an earlier update attempt", ecs_deployment=found)
             entry = f"found deployment {found} started by an earlier update attempt"
@@ -481,7 +520,15 @@ class UpdateFlow:
                 update={"ecs_deployment_id": found, "steps": self._log_step(record, entry)}
             )
         deployment = _required(record.ecs_deployment_id, "ECS deployment id", "watch")
-        record, verdict = await self._observe(record, job, deployment, target, deadline)
+        record, verdict, service = await self._observe(record, job, deployment, target, deadline)
+        if is_staged(service_strategy(service)):
+            return await self._watch_staged(record, job, verdict, before, service)
+        return await self._decide(record, job, verdict)
+
+    async def _decide(
+        self, record: DeploymentRecord, job: UpdateServiceJob, verdict: Verdict
+    ) -> Transition:
+        """Act on what DescribeServices says of a rolling update."""
         now = self._clock()
         if verdict.outcome is Outcome.IN_PROGRESS:
             return Transition(record, Step.WATCH, countdown=self._poll)
@@ -490,6 +537,124 @@ class UpdateFlow:
         if not verdict.ours_visible:
             return await self._from_history(record, job, verdict)
         return await self._failed(record, job, verdict.reason, verdict)
+
+    async def _staged_entry(
+        self, record: DeploymentRecord, job: UpdateServiceJob
+    ) -> tuple[dict[str, Any] | None, str | None]:
+        """Our service deployment, and the error code when ECS's service deployments cannot be
+        read (a permission or support error: then the entry is None)."""
+        try:
+            if record.service_deployment_arn:
+                found = await self._ecs.describe_service_deployment(record.service_deployment_arn)
+                return found, None
+            target = _required(record.task_definition_arn, "task definition", "watch")
+            since = (record.started_at or record.created_at) - _CLOCK_SKEW
+            found = await self._ecs.find_service_deployment(
+                job.cluster, job.service, target, created_after=since
+            )
+        except PermanentError as exc:
+            log.warning("ECS's service deployments are not available", code=exc.code)
+            return None, exc.code
+        return found, None
+
+    def _with_stage(
+        self,
+        record: DeploymentRecord,
+        entry: dict[str, Any],
+        staged: StagedVerdict,
+        before: ProgressInfo,
+        service: dict[str, Any] | None,
+    ) -> DeploymentRecord:
+        """The record with our service deployment's ARN and its lifecycle stage."""
+        configuration = (service or {}).get("deploymentConfiguration")
+        seen = record.progress.strategy
+        strategy = seen if seen is not None and is_staged(seen) else service_strategy(service)
+        progress = staged_progress(
+            record.progress,
+            before,
+            staged,
+            strategy=strategy,
+            bake_minutes=bake_minutes_of(configuration),
+            now=self._clock(),
+        )
+        arn = str(entry.get("serviceDeploymentArn") or record.service_deployment_arn or "")
+        return record.model_copy(
+            update={"service_deployment_arn": arn or None, "progress": progress}
+        )
+
+    async def _watch_staged(
+        self,
+        record: DeploymentRecord,
+        job: UpdateServiceJob,
+        verdict: Verdict | None,
+        before: ProgressInfo,
+        service: dict[str, Any] | None,
+    ) -> Transition:
+        """Decide a blue/green, linear or canary deployment from its service deployment.
+
+        ECS runs these through lifecycle stages and decides them itself: DescribeServices'
+        rolloutState stays IN_PROGRESS for the whole bake, so it is never read as a failure
+        here, and only the deadline (which covers the strategy's bakes and hooks) ends a
+        deployment ECS has not decided. Without access to ECS's service deployments, the
+        rollout is judged from DescribeServices as a rolling update is, with a warning.
+        """
+        now = self._clock()
+        deadline = _required(record.deadline, "deadline", "watch")
+        strategy = service_strategy(service)
+        record = record.model_copy(
+            update={"progress": record.progress.model_copy(update={"strategy": strategy})}
+        )
+        entry, unavailable = await self._staged_entry(record, job)
+        if entry is None:
+            if record.ecs_deployment_id is None:
+                cause = record.error.message if record.error else "UpdateService failed"
+                reason = f"the service was not changed: {cause}"
+                return Transition(finish(record, DeploymentState.FAILED, reason, now), None)
+            if unavailable is not None and verdict is not None:
+                warning = (
+                    f"ECS's service deployments cannot be read ({unavailable}): this {strategy} "
+                    "deployment is judged from DescribeServices, without its lifecycle stages; "
+                    "allow ecs:DescribeServiceDeployments, ecs:ListServiceDeployments and "
+                    "ecs:DescribeServiceRevisions"
+                )
+                if warning not in record.warnings:
+                    record = record.model_copy(update={"warnings": [*record.warnings, warning]})
+                return await self._decide(record, job, verdict)
+            if now >= deadline:
+                ours = _short(record.task_definition_arn)
+                reason = f"timed out: ECS shows no service deployment of {ours}"
+                return await self._failed(record, job, reason, None)
+            return Transition(record, Step.WATCH, countdown=self._poll)
+        staged = judge_service_deployment(entry)
+        record = self._with_stage(record, entry, staged, before, service)
+        if staged.outcome is History.IN_PROGRESS:
+            if now >= deadline:
+                return await self._failed(record, job, f"timed out: {staged.reason}", None)
+            return Transition(record, Step.WATCH, countdown=self._poll)
+        if staged.outcome is History.SUCCEEDED:
+            return Transition(finish(record, DeploymentState.SUCCEEDED, staged.reason, now), None)
+        if staged.outcome in (History.ROLLED_BACK, History.ROLLING_BACK):
+            record = record.model_copy(
+                update={
+                    "rolled_back_by_ecs": True,
+                    "reason": staged.reason,
+                    "rollback_deployment_id": None,
+                    "rollback_task_definition_arn": record.previous_task_definition_arn,
+                    "stopped_tasks": await self._stopped_tasks(job, record.task_definition_arn),
+                }
+            )
+            if staged.outcome is History.ROLLED_BACK:
+                return Transition(
+                    finish(record, DeploymentState.ROLLED_BACK, staged.reason, now), None
+                )
+            record = record.model_copy(
+                update={"deadline": now + rollback_budget(record), "attempt": 0}
+            )
+            return Transition(record, Step.WATCH_ROLLBACK, countdown=self._poll)
+        reason = staged.reason
+        if staged.outcome is History.STOPPED:
+            reason += "; not rolled back: a stopped deployment is not Conveyor's to undo"
+        return Transition(finish(record, DeploymentState.FAILED, reason, now), None)
 
     async def _from_history(
         self, record: DeploymentRecord, job: UpdateServiceJob, verdict: Verdict | None
@@ -585,10 +750,15 @@ class UpdateFlow:
         id, or our revision). A PRIMARY already on the previous revision is adopted (ECS or an
         earlier attempt rolled back). Anything else is someone else's newer deployment: rolling
         back would undo it, so the deployment ends and the service is left alone.
+
+        A blue/green, linear or canary deployment is rolled back by ECS alone
+        (:meth:`_rollback_staged`): never by a second UpdateService.
         """
         previous = _required(record.previous_task_definition_arn, "previous revision", "rollback")
         ours = record.task_definition_arn
         service = await self._ecs.describe_service(job.cluster, job.service)
+        if is_staged(service_strategy(service)) or is_staged(record.progress.strategy):
+            return await self._rollback_staged(record, job, service)
         primary = _primary(service)
         now = self._clock()
         failure = record.reason or "the deployment failed"
@@ -674,6 +844,8 @@ class UpdateFlow:
         elif record.ecs_stop_requested:
             who = "Conveyor (through ECS's StopServiceDeployment)"
         now = self._clock()
+        if is_staged(record.progress.strategy):
+            return await self._watch_rollback_staged(record, job, failure, deadline)
         if record.rollback_deployment_id is None:
             # ECS rolls back on its own (a stop request, or a breaker seen in the history): its
             # rollback deployment is the PRIMARY that is neither ours nor on our revision.
@@ -707,7 +879,7 @@ class UpdateFlow:
                 }
             )
         deployment = _required(record.rollback_deployment_id, "rollback deployment", "rollback")
-        record, verdict = await self._observe(record, job, deployment, target, deadline)
+        record, verdict, _ = await self._observe(record, job, deployment, target, deadline)
         now = self._clock()
         if verdict.outcome is Outcome.IN_PROGRESS:
             return Transition(record, Step.WATCH_ROLLBACK, countdown=self._poll)
@@ -716,6 +888,132 @@ class UpdateFlow:
             return Transition(finish(record, DeploymentState.ROLLED_BACK, reason, now), None)
         reason = f"{failure}; the rollback by {who} did not complete either: {verdict.reason}"
         return Transition(finish(record, DeploymentState.FAILED, reason, now), None)
+
+    async def _rollback_staged(
+        self, record: DeploymentRecord, job: UpdateServiceJob, service: dict[str, Any] | None
+    ) -> Transition:
+        """Roll a blue/green, linear or canary deployment back through ECS itself.
+
+        Only StopServiceDeployment(ROLLBACK) on our own service deployment, and only while it
+        is under way: ECS then shifts traffic back to the revision that served it. A deployment
+        ECS already ended is reported as it ended (a STOPPED one was replaced or aborted: not
+        ours to undo), and someone else's newer deployment is never touched, since only ours is
+        ever stopped.
+        """
+        now = self._clock()
+        deadline = _required(record.deadline, "deadline", "rollback")
+        previous = _required(record.previous_task_definition_arn, "previous revision", "rollback")
+        failure = record.reason or "the deployment failed"
+        seen = record.progress.strategy
+        strategy = seen if seen is not None and is_staged(seen) else service_strategy(service)
+        record = record.model_copy(
+            update={"progress": record.progress.model_copy(update={"strategy": strategy})}
+        )
+        left = DeploymentState.CANCELLED if record.cancel_requested_at else DeploymentState.FAILED
+        entry, unavailable = await self._staged_entry(record, job)
+        if entry is None:
+            if unavailable is not None:
+                reason = (
+                    f"{failure}; not rolled back: Conveyor rolls a {strategy} deployment back "
+                    "only through ECS's StopServiceDeployment, and ECS's service deployments "
+                    f"cannot be read ({unavailable}); the deployment goes on in ECS"
+                )
+                return Transition(finish(record, left, reason, now), None)
+            if now >= deadline:
+                reason = (
+                    f"{failure}; not rolled back: ECS shows no service deployment of "
+                    f"{_short(record.task_definition_arn)} to stop; the service was left as it is"
+                )
+                return Transition(finish(record, left, reason, now), None)
+            return Transition(record, Step.ROLLBACK, countdown=self._poll)
+        staged = judge_service_deployment(entry)
+        record = self._with_stage(record, entry, staged, record.progress, service)
+        arn = _required(record.service_deployment_arn, "service deployment", "rollback")
+        if staged.status in ("PENDING", "IN_PROGRESS"):
+            try:
+                await self._ecs.stop_service_deployment(arn)
+            except PermanentError as exc:
+                if exc.code == "ConflictException" and now < deadline:
+                    # ECS ended it between our look and the stop: look again.
+                    return Transition(record, Step.ROLLBACK, countdown=min(self._poll, 2.0))
+                reason = (
+                    f"{failure}; ECS would not stop the {strategy} deployment ({exc.code}): it "
+                    "goes on in ECS, and the service was left as it is"
+                )
+                return Transition(finish(record, left, reason, now), None)
+            log.info("asked ECS to stop the deployment and roll back", service_deployment=arn)
+            stopped = record.model_copy(
+                update={
+                    "ecs_stop_requested": True,
+                    "rollback_deployment_id": None,
+                    "rollback_task_definition_arn": previous,
+                    "steps": self._log_step(
+                        record, f"asked ECS to stop the {strategy} deployment and roll back"
+                    ),
+                }
+            )
+            return Transition(stopped, Step.WATCH_ROLLBACK, countdown=min(self._poll, 2.0))
+        if staged.outcome in (History.IN_PROGRESS, History.ROLLING_BACK):
+            # ECS is already rolling back (its alarms, breaker or hooks), or someone asked it to
+            # stop: follow that to its end.
+            following = record.model_copy(
+                update={
+                    "rolled_back_by_ecs": staged.outcome is History.ROLLING_BACK,
+                    "rollback_deployment_id": None,
+                    "rollback_task_definition_arn": previous,
+                }
+            )
+            return Transition(following, Step.WATCH_ROLLBACK, countdown=self._poll)
+        return self._staged_end(record, staged, failure, "ECS")
+
+    def _staged_end(
+        self, record: DeploymentRecord, staged: StagedVerdict, failure: str, who: str
+    ) -> Transition:
+        """How a staged deployment that ECS has ended ends once Conveyor meant to roll it back."""
+        now = self._clock()
+        if staged.outcome is History.SUCCEEDED:
+            # ECS completed it before it could be stopped: the service runs our revision.
+            reason = f"{failure}; but ECS completed the deployment before it could be stopped"
+            return Transition(finish(record, DeploymentState.SUCCEEDED, reason, now), None)
+        if staged.outcome is History.ROLLED_BACK:
+            reason = f"{failure}; {who} rolled the service back ({staged.reason})"
+            return Transition(finish(record, DeploymentState.ROLLED_BACK, reason, now), None)
+        if staged.outcome is History.STOPPED:
+            left = (
+                DeploymentState.CANCELLED if record.cancel_requested_at else DeploymentState.FAILED
+            )
+            reason = (
+                f"{failure}; {staged.reason}: not Conveyor's to undo, the service was left as it is"
+            )
+            return Transition(finish(record, left, reason, now), None)
+        reason = f"{failure}; the rollback by {who} did not complete: {staged.reason}"
+        return Transition(finish(record, DeploymentState.FAILED, reason, now), None)
+
+    async def _watch_rollback_staged(
+        self, record: DeploymentRecord, job: UpdateServiceJob, failure: str, deadline: float
+    ) -> Transition:
+        """Follow ECS's rollback of a blue/green, linear or canary deployment, by its service
+        deployment, to its end (or to the rollback's own deadline)."""
+        who = "ECS"
+        if record.ecs_stop_requested:
+            who = "Conveyor (through ECS's StopServiceDeployment)"
+        entry, _ = await self._staged_entry(record, job)
+        now = self._clock()
+        if entry is None:
+            if now >= deadline:
+                reason = f"{failure}; the rollback by {who} could not be followed in time"
+                return Transition(finish(record, DeploymentState.FAILED, reason, now), None)
+            return Transition(record, Step.WATCH_ROLLBACK, countdown=self._poll)
+        staged = judge_service_deployment(entry)
+        record = self._with_stage(record, entry, staged, record.progress, None)
+        if staged.outcome in (History.IN_PROGRESS, History.ROLLING_BACK):
+            if now >= deadline:
+                reason = (
+                    f"{failure}; the rollback by {who} did not complete in time: {staged.reason}"
+                )
+                return Transition(finish(record, DeploymentState.FAILED, reason, now), None)
+            return Transition(record, Step.WATCH_ROLLBACK, countdown=self._poll)
+        return self._staged_end(record, staged, failure, who)
 
     async def _stopped_tasks(self, job: UpdateServiceJob, target: str | None) -> list[StoppedTask]:
         """The stop reasons of our revision's failed tasks: the most useful text on failure."""

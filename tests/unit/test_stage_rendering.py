@@ -1,0 +1,61 @@
+"""How `conveyor` shows where a blue/green, linear or canary deployment is: pure text."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from producers.cli.rendering import progress_text, summary
+from producers.contract.records import DeploymentRecord, DeploymentState, ProgressInfo, Step
+
+
+def record(state: DeploymentState = DeploymentState.RUNNING, **progress: Any) -> DeploymentRecord:
+    return DeploymentRecord(
+        id="d1",
+        job={},
+        cluster="demo",
+        service="web",
+        created_at=1.0,
+        updated_at=1.0,
+        state=state,
+        step=Step.WATCH,
+        progress=ProgressInfo(desired=2, running=1, **progress),
+    )
+
+
+def test_a_rolling_update_shows_what_it_always_did() -> None:
+    """No lifecycle stage: state, step and counts, as before."""
+    assert progress_text(record(), 0.0) == "running · watch · 1/2 running"
+    assert "stage" not in summary(record())
+
+
+def test_the_bake_shows_its_time_left() -> None:
+    """BAKE_TIME with its end known: the stage and the time left, never below zero."""
+    baking = record(strategy="BLUE_GREEN", lifecycle_stage="BAKE_TIME", bake_ends_at=4600.0)
+    assert progress_text(baking, 1000.0) == (
+        "running · watch · BLUE_GREEN at BAKE_TIME, bake time left 60 min · 1/2 running"
+    )
+    assert "bake time left 0 s" in progress_text(baking, 9000.0)
+    assert "  stage     BLUE_GREEN at BAKE_TIME" in summary(baking)
+
+
+def test_a_pause_hook_shows_awaiting_approval_at_its_stage() -> None:
+    """AWAITING_ACTION: "awaiting approval at STAGE", the hook and what ECS does when it
+    stops waiting."""
+    waiting = record(
+        strategy="CANARY",
+        lifecycle_stage="PRE_PRODUCTION_TRAFFIC_SHIFT",
+        awaiting_hook_id="h-1",
+        hook_expires_at=1000.0 + 7200,
+        hook_timeout_action="CONTINUE",
+    )
+    assert progress_text(waiting, 1000.0) == (
+        "running · watch · awaiting approval at PRE_PRODUCTION_TRAFFIC_SHIFT (hook h-1; ECS "
+        "will CONTINUE in 2 h) · 1/2 running"
+    )
+
+
+def test_a_finished_deployment_shows_no_stage() -> None:
+    """Once ended, the stage it was last seen at is no longer shown."""
+    done = record(DeploymentState.SUCCEEDED, strategy="LINEAR", lifecycle_stage="CLEAN_UP")
+    assert "CLEAN_UP" not in progress_text(done, 0.0)
+    assert "stage" not in summary(done)
