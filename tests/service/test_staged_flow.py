@@ -515,9 +515,7 @@ def test_a_job_that_switches_the_strategy_is_timed_by_the_strategy_it_asks_for()
     ecs = staged_service("ROLLING")
     flow = UpdateFlow(ecs, poll_interval=5, clock=Clock())
     options = {"strategy": "canary", "canary_bake_minutes": 20, "bake_minutes": 10}
-    t = asyncio.run(
-        execute(_ctx(Clock()), _gw(ecs), record_for(timeout_seconds=600, **options))
-    )
+    t = asyncio.run(execute(_ctx(Clock()), _gw(ecs), record_for(timeout_seconds=600, **options)))
     assert t.record.state is DeploymentState.FAILED
     assert t.record.error is not None
     assert t.record.error.code == "InvalidJob"
