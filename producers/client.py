@@ -25,7 +25,7 @@ import time
 import uuid
 from collections.abc import Callable
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import redis
 from redis.exceptions import AuthenticationError, AuthorizationError, ReadOnlyError
@@ -487,7 +487,9 @@ class ConveyorClient:
         changed = self._retrying(request_and_send)
         return changed or self.status(deployment_id)
 
-    def answer_hook(self, deployment_id: str, action: str, by: str) -> DeploymentRecord:
+    def answer_hook(
+        self, deployment_id: str, action: Literal["CONTINUE", "ROLLBACK"], by: str
+    ) -> DeploymentRecord:
         """Approve (``CONTINUE``) or reject (``ROLLBACK``) a deployment paused at a PAUSE
         lifecycle hook, as ``by``; returns its record.
 
@@ -499,8 +501,6 @@ class ConveyorClient:
         from producers.contract.dispatch import dispatch
         from producers.contract.records import Approval
 
-        if action not in ("CONTINUE", "ROLLBACK"):
-            raise ValueError(f"action must be CONTINUE or ROLLBACK, not {action!r}")
         now = wall_clock()
 
         def request(record: DeploymentRecord) -> DeploymentRecord | None:

@@ -55,6 +55,14 @@ def summary(record: DeploymentRecord) -> str:
             lines.append(f"  event     {event.logical_id} {event.status}: {event.reason}")
     for task in record.stopped_tasks[:3]:
         lines.append(f"  stopped   {task.task_arn.rsplit('/', 1)[-1]}: {task.stopped_reason}")
+    for answer in record.approvals:
+        word = "approved" if answer.action == "CONTINUE" else "rejected"
+        at = f" at {answer.stage}" if answer.stage else ""
+        lines.append(f"  {word:<9} by {answer.by}{at}: {answer.outcome}")
+    if record.approval_requested is not None:
+        asked = record.approval_requested
+        word = "approval" if asked.action == "CONTINUE" else "rejection"
+        lines.append(f"  asked     {word} by {asked.by}, not yet sent to ECS")
     for warning in record.warnings:
         lines.append(f"  warning   {warning}")
     return "\n".join(lines)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import click
 
@@ -107,7 +107,11 @@ def _who() -> str:
 
 
 def _answer_hook(
-    deployment_id: str, action: str, by: str | None, no_wait: bool, as_json: bool
+    deployment_id: str,
+    action: Literal["CONTINUE", "ROLLBACK"],
+    by: str | None,
+    no_wait: bool,
+    as_json: bool,
 ) -> None:
     from producers.client import ConveyorUnavailableError, DeploymentNotFoundError
 

@@ -5,7 +5,7 @@ Workers keep it in Redis, under Conveyor's own keys, independent of Celery's res
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -112,7 +112,7 @@ class Approval(BaseModel):
     the hook it answered, its stage, when, and the ``outcome``.
     """
 
-    action: str  # "CONTINUE" (approve) or "ROLLBACK" (reject), ECS's own words
+    action: Literal["CONTINUE", "ROLLBACK"]  # approve or reject, in ECS's own words
     by: str
     requested_at: float
     hook_id: str | None = None

@@ -12,7 +12,7 @@ import copy
 import datetime
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 
@@ -20,7 +20,7 @@ from producers.cli.core import exit_code
 from producers.cli.exit_codes import ExitCode
 from producers.cli.rendering import progress_text
 from producers.contract.jobs import UpdateServiceJob
-from producers.contract.records import DeploymentRecord, DeploymentState, Step
+from producers.contract.records import Approval, DeploymentRecord, DeploymentState, Step
 from tests.fakes.ecs import FakeEcs
 from worker.aws.gateway import EcsGateway
 from worker.domain.errors import AwsRequestError
@@ -524,3 +524,68 @@ def test_a_job_that_switches_the_strategy_is_timed_by_the_strategy_it_asks_for()
     assert timed.record.deadline is not None
     assert timed.record.deadline >= 1000.0 + 30 * 60
     assert "a CANARY deployment" in timed.record.steps[-1].detail
+
+
+def _asked(
+    record: DeploymentRecord, action: Literal["CONTINUE", "ROLLBACK"], by: str = "ana@ops"
+) -> DeploymentRecord:
+    """The record as `conveyor approve`/`reject` leaves it."""
+    return record.model_copy(
+        update={"approval_requested": Approval(action=action, by=by, requested_at=1000.0)}
+    )
+
+
+@pytest.mark.parametrize(
+    ("action", "final"),
+    [("CONTINUE", DeploymentState.SUCCEEDED), ("ROLLBACK", DeploymentState.ROLLED_BACK)],
+)
+def test_an_answer_recorded_by_the_cli_is_sent_to_the_hook_awaiting_it(
+    action: Literal["CONTINUE", "ROLLBACK"], final: DeploymentState
+) -> None:
+    """`conveyor approve`/`reject` record an answer; the watch sends it to the PAUSE hook ECS
+    shows awaiting action (its id, the deployment's ARN) and notes who, when, at which stage."""
+    ecs = staged_service("CANARY")
+    flow = UpdateFlow(ecs, poll_interval=5, clock=Clock())
+    watching = run_until(flow, record_for(), Step.WATCH)
+    ecs.await_approval("demo", "web", "PRE_PRODUCTION_TRAFFIC_SHIFT", hook_id="h-9")
+    waiting = step(flow, watching).record
+    t = step(flow, _asked(waiting, action))
+    assert t.next_step is Step.WATCH
+    assert t.record.approval_requested is None
+    (answered,) = t.record.approvals
+    assert (answered.action, answered.by, answered.hook_id) == (action, "ana@ops", "h-9")
+    assert answered.stage == "PRE_PRODUCTION_TRAFFIC_SHIFT"
+    assert answered.acted_at == 1000.0
+    assert answered.outcome == f"sent to ECS (ContinueServiceDeployment {action})"
+    assert ecs.calls.count("ContinueServiceDeployment") == 1
+    word = "approved" if action == "CONTINUE" else "rejected"
+    assert t.record.steps[-1].detail.startswith(f"{word} by ana@ops at PRE_PRODUCTION")
+    ecs.complete("demo", "web")
+    assert step(flow, t.record).record.state is final
+
+
+def test_an_answer_with_no_hook_awaiting_is_noted_and_never_sent() -> None:
+    """No PAUSE hook awaits (it timed out, or the service has none at this stage): nothing is
+    sent to ECS, the record says so, and the deployment goes on as before."""
+    ecs = staged_service("BLUE_GREEN")
+    flow = UpdateFlow(ecs, poll_interval=5, clock=Clock())
+    watching = run_until(flow, record_for(), Step.WATCH)
+    t = step(flow, _asked(watching, "CONTINUE"))
+    assert t.next_step is Step.WATCH
+    assert t.record.approval_requested is None
+    (answered,) = t.record.approvals
+    assert answered.outcome is not None
+    assert answered.outcome.startswith("not sent: no lifecycle hook was awaiting approval")
+    assert "ContinueServiceDeployment" not in ecs.calls
+
+
+def test_an_answer_for_a_rolling_deployment_is_noted_and_never_sent() -> None:
+    ecs = staged_service("ROLLING")
+    flow = UpdateFlow(ecs, poll_interval=5, clock=Clock())
+    watching = run_until(flow, record_for(), Step.WATCH)
+    t = step(flow, _asked(watching, "ROLLBACK"))
+    (answered,) = t.record.approvals
+    assert answered.outcome == (
+        "not sent: a rolling deployment has no lifecycle hook awaiting approval"
+    )
+    assert "ContinueServiceDeployment" not in ecs.calls

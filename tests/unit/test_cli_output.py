@@ -164,3 +164,25 @@ def test_approve_and_reject_record_who_answered_and_leave_ended_deployments_alon
     assert done.approval_requested is None
     missing = conveyor("reject", "nope", "--no-wait")
     assert missing.exit_code == 2
+
+
+def test_status_shows_who_answered_a_hook_and_an_answer_not_yet_sent(store: RecordStore) -> None:
+    from producers.contract.records import Approval
+
+    sent = Approval(
+        action="CONTINUE",
+        by="ana",
+        requested_at=1.0,
+        hook_id="h-1",
+        stage="PRE_PRODUCTION_TRAFFIC_SHIFT",
+        acted_at=2.0,
+        outcome="sent to ECS (ContinueServiceDeployment CONTINUE)",
+    )
+    pending = Approval(action="ROLLBACK", by="bo", requested_at=3.0)
+    _put(store, "d1", DeploymentState.RUNNING, approvals=[sent], approval_requested=pending)
+    out = conveyor("status", "d1").stdout
+    assert (
+        "  approved  by ana at PRE_PRODUCTION_TRAFFIC_SHIFT: sent to ECS "
+        "(ContinueServiceDeployment CONTINUE)"
+    ) in out
+    assert "  asked     rejection by bo, not yet sent to ECS" in out

@@ -525,11 +525,66 @@ class UpdateFlow:
             return await self._watch_staged(record, job, verdict, before, service)
         return await self._decide(record, job, verdict)
 
+    async def _answer_hook(
+        self, record: DeploymentRecord, staged: StagedVerdict | None
+    ) -> tuple[DeploymentRecord, bool]:
+        """Send the answer ``conveyor approve``/``reject`` recorded to the PAUSE hook awaiting
+        it (ContinueServiceDeployment), and note who gave it, when, at which stage, and what
+        came of it; True when ECS took it.
+
+        Only a hook ECS shows AWAITING_ACTION is answered: an answer that comes after the hook
+        timed out, or for a deployment without one, is noted as not sent, never sent blind.
+        """
+        asked = _required(record.approval_requested, "approval", "watch")
+        now = self._clock()
+        waiting = staged.waiting if staged is not None else None
+        stage = staged.stage if staged is not None else None
+        arn = record.service_deployment_arn
+        sent = False
+        if staged is None:
+            outcome = "not sent: a rolling deployment has no lifecycle hook awaiting approval"
+        elif staged.outcome is not History.IN_PROGRESS:
+            outcome = f"not sent: the deployment had ended ({staged.status})"
+        elif waiting is None or not waiting.hook_id or arn is None:
+            at = f" (the deployment is at {stage})" if stage else ""
+            outcome = f"not sent: no lifecycle hook was awaiting approval{at}"
+        else:
+            try:
+                await self._ecs.continue_service_deployment(arn, waiting.hook_id, asked.action)
+            except PermanentError as exc:
+                outcome = f"refused by ECS: {exc}"
+            else:
+                outcome = f"sent to ECS (ContinueServiceDeployment {asked.action})"
+                sent = True
+        answered = asked.model_copy(
+            update={
+                "hook_id": waiting.hook_id if waiting is not None else None,
+                "stage": stage,
+                "acted_at": now,
+                "outcome": outcome,
+            }
+        )
+        word = "approved" if asked.action == "CONTINUE" else "rejected"
+        detail = f"{word} by {asked.by}" + (f" at {stage}" if stage else "") + f": {outcome}"
+        log.info("hook answered", action=asked.action, by=asked.by, stage=stage, sent=sent)
+        return (
+            record.model_copy(
+                update={
+                    "approval_requested": None,
+                    "approvals": [*record.approvals, answered],
+                    "steps": self._log_step(record, detail),
+                }
+            ),
+            sent,
+        )
+
     async def _decide(
         self, record: DeploymentRecord, job: UpdateServiceJob, verdict: Verdict
     ) -> Transition:
         """Act on what DescribeServices says of a rolling update."""
         now = self._clock()
+        if record.approval_requested is not None:
+            record, _ = await self._answer_hook(record, None)
         if verdict.outcome is Outcome.IN_PROGRESS:
             return Transition(record, Step.WATCH, countdown=self._poll)
         if verdict.outcome is Outcome.SUCCEEDED:
@@ -627,6 +682,11 @@ class UpdateFlow:
             return Transition(record, Step.WATCH, countdown=self._poll)
         staged = judge_service_deployment(entry)
         record = self._with_stage(record, entry, staged, before, service)
+        if record.approval_requested is not None:
+            record, sent = await self._answer_hook(record, staged)
+            if sent:
+                # ECS moves on (or rolls back) at once: look again soon.
+                return Transition(record, Step.WATCH, countdown=min(self._poll, 2.0))
         if staged.outcome is History.IN_PROGRESS:
             if now >= deadline:
                 return await self._failed(record, job, f"timed out: {staged.reason}", None)
