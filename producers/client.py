@@ -615,8 +615,10 @@ class ConveyorClient:
         on_progress: Callable[[DeploymentRecord], None] | None = None,
         timeout: float | None = None,
         interval: float = 1.0,
+        until: Callable[[DeploymentRecord], bool] | None = None,
     ) -> DeploymentRecord:
-        """Poll the record until it is terminal (or ``timeout`` passes); return the last one.
+        """Poll the record until it is terminal, ``until`` holds for it, or ``timeout`` passes;
+        return the last one.
 
         ``on_progress`` is called with each record that differs from the previous one.
         """
@@ -635,7 +637,9 @@ class ConveyorClient:
             if on_progress is not None and fingerprint != last:
                 on_progress(record)
                 last = fingerprint
-            if record.terminal or (end is not None and time.monotonic() >= end):
+            if record.terminal or (until is not None and until(record)):
+                return record
+            if end is not None and time.monotonic() >= end:
                 return record
             time.sleep(interval)
 

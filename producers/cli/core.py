@@ -153,18 +153,35 @@ def print_release(client: ConveyorClient, release: ReleaseRecord, as_json: bool)
     click.echo(rendering.release_text(release, records))
 
 
-def follow(client: ConveyorClient, deployment_id: str, as_json: bool) -> NoReturn:
-    """Show a deployment's progress until it ends, print it and exit with its code."""
+def follow(
+    client: ConveyorClient, deployment_id: str, as_json: bool, until_stage: str | None = None
+) -> NoReturn:
+    """Show a deployment's progress until it ends, print it and exit with its code.
+
+    With ``until_stage`` (one of ECS's lifecycle stages), return with exit 0 as soon as the
+    deployment reaches that stage, while ECS still deploys it: the workers follow it to its
+    verdict, which `conveyor wait` picks up. A deployment that ends first exits with its own
+    code; a rolling update has no stages, so it is followed to its verdict.
+    """
     from producers.client import (
         ConveyorUnavailableError,
         DeploymentLostError,
         DeploymentNotFoundError,
     )
+    from producers.contract.stages import reached
 
     progress = rendering.Progress(enabled=True)
     client.on_retry = progress.retrying
     try:
-        record = client.wait(deployment_id, on_progress=progress)
+        record = client.wait(
+            deployment_id,
+            on_progress=progress,
+            until=None
+            if until_stage is None
+            else lambda r: (
+                not r.rolled_back_by_ecs and reached(r.progress.lifecycle_stage, until_stage)
+            ),
+        )
     except KeyboardInterrupt:
         progress.stop()
         click.echo(
@@ -177,6 +194,14 @@ def follow(client: ConveyorClient, deployment_id: str, as_json: bool) -> NoRetur
         progress.stop()
         unavailable(str(exc))
     progress.stop()
+    if not record.terminal and until_stage is not None:
+        click.echo(
+            f"deployment {deployment_id} reached {record.progress.lifecycle_stage}; the workers "
+            f"follow it to its verdict: `conveyor wait {deployment_id}`",
+            err=True,
+        )
+        rendering.print_record(record, as_json)
+        sys.exit(ExitCode.OK)
     rendering.print_record(record, as_json)
     sys.exit(exit_code(record))
 
@@ -216,8 +241,9 @@ def enqueue(send: Callable[[ConveyorClient], Any]) -> tuple[ConveyorClient, Any]
         unavailable(str(exc))
 
 
-def submit(job: Any, *, no_wait: bool, as_json: bool) -> NoReturn:
-    """Enqueue a validated job (only when a worker is alive), then print its id or follow it."""
+def submit(job: Any, *, no_wait: bool, as_json: bool, until_stage: str | None = None) -> NoReturn:
+    """Enqueue a validated job (only when a worker is alive), then print its id or follow it
+    (until it reaches ``until_stage``, when given)."""
     made, record = enqueue(lambda c: c.enqueue(job))
     if no_wait:
         if as_json:
@@ -226,7 +252,7 @@ def submit(job: Any, *, no_wait: bool, as_json: bool) -> NoReturn:
             click.echo(record.id)
         sys.exit(ExitCode.OK)
     click.echo(f"deployment {record.id} queued", err=True)
-    follow(made, record.id, as_json)
+    follow(made, record.id, as_json, until_stage)
 
 
 def submit_release(release: Any, *, no_wait: bool, as_json: bool) -> NoReturn:

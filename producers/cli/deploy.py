@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 @click.option("--family", default=None, help="Task definition family (default: the service's).")
 @options.timeout
 @options.no_wait()
+@options.wait_until
 @click.option("--no-rollback", is_flag=True, help="On failure, leave the service as it is.")
 @click.option("--force-new-deployment", is_flag=True, help="Restart tasks even if unchanged.")
 @options.role_arn
@@ -115,6 +116,7 @@ def update(
     family: str | None,
     timeout: int | None,
     no_wait: bool,
+    until_stage: str | None,
     no_rollback: bool,
     force_new_deployment: bool,
     role_arn: str | None,
@@ -199,7 +201,14 @@ def update(
         from producers.contract.releases import ReleaseJob
 
         core.show_plan(ReleaseJob(waves=[jobs], fail_fast=False), pin_digest, as_json)
-    _submit_jobs(jobs, timeout=timeout, no_wait=no_wait, as_json=as_json, pin_digest=pin_digest)
+    _submit_jobs(
+        jobs,
+        timeout=timeout,
+        no_wait=no_wait,
+        as_json=as_json,
+        pin_digest=pin_digest,
+        until_stage=until_stage,
+    )
 
 
 @click.command()
@@ -209,6 +218,7 @@ def update(
 )
 @options.timeout
 @options.no_wait()
+@options.wait_until
 @options.role_arn
 @options.as_json()
 def restart(
@@ -216,6 +226,7 @@ def restart(
     services: tuple[str, ...],
     timeout: int | None,
     no_wait: bool,
+    until_stage: str | None,
     role_arn: str | None,
     as_json: bool,
 ) -> None:
@@ -243,18 +254,36 @@ def restart(
         ]
     except ValidationError as exc:
         core.invalid(exc)
-    _submit_jobs(jobs, timeout=timeout, no_wait=no_wait, as_json=as_json)
+    _submit_jobs(jobs, timeout=timeout, no_wait=no_wait, as_json=as_json, until_stage=until_stage)
 
 
 def _submit_jobs(
-    jobs: list[Any], *, timeout: int | None, no_wait: bool, as_json: bool, pin_digest: bool = True
+    jobs: list[Any],
+    *,
+    timeout: int | None,
+    no_wait: bool,
+    as_json: bool,
+    pin_digest: bool = True,
+    until_stage: str | None = None,
 ) -> NoReturn:
     """One job as a deployment; several (one per --service) as a release of one wave. Version
     rules are resolved once for all of them, so every service gets the same version."""
     from pydantic import ValidationError
 
+    if until_stage is not None and no_wait:
+        core.usage_error("--wait-until and --no-wait contradict each other: give one of them")
+    if until_stage is not None and len(jobs) > 1:
+        core.usage_error(
+            "--wait-until follows one deployment: give one --service, or follow the release "
+            "of several with `conveyor wait`"
+        )
     if len(jobs) == 1:
-        core.submit(core.resolved(jobs[0], pin_digest), no_wait=no_wait, as_json=as_json)
+        core.submit(
+            core.resolved(jobs[0], pin_digest),
+            no_wait=no_wait,
+            as_json=as_json,
+            until_stage=until_stage,
+        )
     from producers.contract.releases import ReleaseJob
 
     try:

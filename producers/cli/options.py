@@ -49,6 +49,30 @@ def no_wait(what: str = "deployment") -> Callable[[F], F]:
 
 role_arn = click.option("--role-arn", default=None, help="IAM role to assume (cross-account).")
 
+
+def _stage(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+    if value is None:
+        return None
+    from producers.contract.stages import stage_named
+
+    try:
+        return stage_named(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from exc
+
+
+wait_until = click.option(
+    "--wait-until",
+    "until_stage",
+    metavar="STAGE",
+    default=None,
+    callback=_stage,
+    help="Return (exit 0) once the deployment reaches this lifecycle stage of a blue/green, "
+    "linear or canary deployment (for example production-traffic, or bake); the workers "
+    "follow it to its verdict, which `conveyor wait ID` picks up. A rolling update is "
+    "followed to its verdict.",
+)
+
 pin_digest = click.option(
     "--pin-digest/--tag-only",
     default=True,
