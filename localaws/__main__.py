@@ -10,6 +10,7 @@ import argparse
 import logging
 import sys
 
+from localaws.rollout import DEFAULT_MINUTE_SECONDS
 from localaws.server import SEEDS, serve
 
 
@@ -26,6 +27,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=float,
         default=10.0,
         help="how long a healthy ECS rollout takes (default 10)",
+    )
+    parser.add_argument(
+        "--minute-seconds",
+        type=float,
+        default=DEFAULT_MINUTE_SECONDS,
+        help=(
+            "seconds of simulated time per minute of a blue/green, linear or canary bake or "
+            f"hook timeout (default {DEFAULT_MINUTE_SECONDS})"
+        ),
     )
     parser.add_argument("--seed", choices=SEEDS, help="create a ready-made world before serving")
     parser.add_argument("--verbose", action="store_true", help="log every HTTP request to stderr")
@@ -45,6 +55,7 @@ def main(argv: list[str] | None = None) -> int:
         port=args.port,
         rollout_seconds=args.rollout_seconds,
         seed=args.seed,
+        minute_seconds=args.minute_seconds,
     )
     return 0
 

@@ -3,8 +3,29 @@
 Control API (JSON, same port as the AWS endpoint)::
 
     GET    /_localaws/health   {"status": "ok"}
-    GET    /_localaws/config   {"rollout_seconds": S, "tick_seconds": T, "active_services": N,
-                                "active_stack_operations": M}
+    GET    /_localaws/config   {"rollout_seconds": S, "tick_seconds": T, "minute_seconds": MS,
+                                "active_services": N, "active_stack_operations": M}
+    POST   /_localaws/config   {"minute_seconds": 0.05}
+                               seconds of simulated time per minute of a BLUE_GREEN, LINEAR or
+                               CANARY deployment's bakes (bakeTimeInMinutes, the canary and
+                               linear step holds) and of its lifecycle hooks' timeouts; set at
+                               start with --minute-seconds (default 0.1, so a 10-minute bake
+                               takes 1 s); a reset restores the value from start
+    GET    /_localaws/traffic  {"services": [...]}: each service's newest BLUE_GREEN, LINEAR or
+                               CANARY service deployment: "serviceDeploymentArn", "status",
+                               "lifecycle_stage", "traffic" {"production": {"green": %, "blue": %},
+                               "test": {...}}, "stages" (every stage entered, in order, with the
+                               split at that moment; "ROLLBACK" or "STOPPED" when it ended so),
+                               "hooks". ECS shows the split only as the weights of the load
+                               balancer's listener rules; this is where the local AWS shows it.
+    GET    /_localaws/lambda-hooks   {"answers": {ARN: [...]}, "calls": {ARN: N}}
+    POST   /_localaws/lambda-hooks   {"hookTargetArn": ARN, "answers": [{"hookStatus":
+                               "IN_PROGRESS", "callBackDelay": 30}, {"hookStatus": "SUCCEEDED"}]}
+                               what an AWS_LAMBDA lifecycle hook's function answers, one answer
+                               per call, the last repeating (no function runs; unset: SUCCEEDED;
+                               FAILED rolls the deployment back; callBackDelay, in seconds, is
+                               scaled as minutes are); a reset clears them
+    DELETE /_localaws/lambda-hooks   every function answers SUCCEEDED again
     GET    /_localaws/faults   the faults in force
     POST   /_localaws/faults   {"throttle": 0.3, "server_error": 0.05, "latency_ms": 20,
                                 "operations": ["DescribeServices"], "seed": 7}
@@ -22,7 +43,8 @@ Control API (JSON, same port as the AWS endpoint)::
                                "client_error:<HTTP status>") and the request's identifying
                                fields (cluster, service, taskDefinition, family,
                                serviceDeploymentArn, stopType); never a container definition)
-    POST   /_localaws/reset    moto's world, the simulator, stacks, faults, limits and stats
+    POST   /_localaws/reset    moto's world, the simulator (minute_seconds back to its start value,
+                               no Lambda hook answers), stacks, faults, limits and stats
     POST   /_localaws/task-definitions   {"family": "app", "count": 5000, "image": "repo/app:1"}
                                registers that many revisions at once (optional: "container",
                                "account", "region"); answers the first and last revision
@@ -130,6 +152,11 @@ class LocalAwsApp:
         routes: dict[tuple[str, str], Callable[[Any], tuple[int, Any]]] = {
             ("GET", "health"): lambda _: (200, {"status": "ok"}),
             ("GET", "config"): lambda _: (200, self._config()),
+            ("POST", "config"): self._set_config,
+            ("GET", "traffic"): lambda _: (200, self._traffic()),
+            ("GET", "lambda-hooks"): lambda _: (200, self._lambda_hooks()),
+            ("POST", "lambda-hooks"): self._set_lambda_hooks,
+            ("DELETE", "lambda-hooks"): self._clear_lambda_hooks,
             ("GET", "faults"): lambda _: (200, self.world.faults.to_json()),
             ("POST", "faults"): self._set_faults,
             ("DELETE", "faults"): lambda _: self._set_faults({}),
@@ -158,9 +185,31 @@ class LocalAwsApp:
         return {
             "rollout_seconds": self.world.rollout_seconds,
             "tick_seconds": self.world.simulator.tick_seconds,
+            "minute_seconds": self.world.simulator.minute_seconds,
             "active_services": self.world.simulator.active_count(),
             "active_stack_operations": self.world.stacks.active_count(),
         }
+
+    def _set_config(self, payload: Any) -> tuple[int, Any]:
+        self.world.set_config(payload if payload is not None else {})
+        return 200, self._config()
+
+    def _traffic(self) -> dict[str, Any]:
+        with self.world.lock:
+            return {"services": self.world.simulator.traffic()}
+
+    def _lambda_hooks(self) -> dict[str, Any]:
+        with self.world.lock:
+            return self.world.simulator.lambda_hooks.to_json()
+
+    def _set_lambda_hooks(self, payload: Any) -> tuple[int, Any]:
+        self.world.set_lambda_answers(payload)
+        return 200, self._lambda_hooks()
+
+    def _clear_lambda_hooks(self, _: Any) -> tuple[int, Any]:
+        with self.world.lock:
+            self.world.simulator.lambda_hooks.clear()
+        return 200, self._lambda_hooks()
 
     def _set_faults(self, payload: Any) -> tuple[int, Any]:
         self.world.set_faults(Faults.from_json(payload if payload is not None else {}))

@@ -12,8 +12,12 @@ below take its place for the operations whose behaviour matters to deployments:
   ListTaskDefinitions honours ``sort``, ``maxResults`` and ``nextToken``;
 * DescribeServices refuses more than 10 services, and ListServices pages by 10 and leaves out
   deleted services, as AWS does;
-* ListServiceDeployments, DescribeServiceDeployments, DescribeServiceRevisions and
-  StopServiceDeployment (which moto lacks) answer from the simulator's deployment history.
+* ListServiceDeployments, DescribeServiceDeployments, DescribeServiceRevisions,
+  StopServiceDeployment and ContinueServiceDeployment (which moto lacks) answer from the
+  simulator's deployment history;
+* CreateService and UpdateService keep the strategy fields of ``deploymentConfiguration``
+  (strategy, bakeTimeInMinutes, linearConfiguration, canaryConfiguration, lifecycleHooks, alarms)
+  and refuse the values ECS refuses (:mod:`localaws.strategies`).
 
 The handlers run under the world lock, which the WSGI layer takes for every moto request.
 """
@@ -46,6 +50,12 @@ from localaws.rollout_history import (
     DeploymentHistory,
 )
 from localaws.rollout_model import DEFAULT_DEPLOYMENT_CONFIGURATION, ServiceTask, service_key
+from localaws.strategies import (
+    HOOK_ACTIONS,
+    HookError,
+    StrategyConfigError,
+    check_deployment_configuration,
+)
 from localaws.validation import (
     MAX_DESCRIBE_SERVICES,
     MAX_DESCRIBE_TASKS,
@@ -158,6 +168,7 @@ def install(simulator: Simulator) -> None:
         "describe_service_deployments": _describe_service_deployments,
         "describe_service_revisions": _describe_service_revisions,
         "stop_service_deployment": _stop_service_deployment,
+        "continue_service_deployment": _continue_service_deployment,
     }
     for name, handler in replacements.items():
         original = getattr(EC2ContainerServiceResponse, name, None)
@@ -184,6 +195,7 @@ def _create_service(self: Any) -> Any:
     existing = backend.services.get(f"{cluster.name}:{name}")
     if existing is not None and existing.status != "INACTIVE":
         raise InvalidParameterException("Creation of service was not idempotent.")
+    _check_strategy(params.get("deploymentConfiguration"))
     task_definition = None
     if params.get("taskDefinition"):
         task_definition = usable_task_definition(backend, params["taskDefinition"])
@@ -230,6 +242,7 @@ def _update_service(self: Any) -> Any:
     service = backend._get_service(params.get("cluster") or "default", params["service"])
     if service.status != "ACTIVE":
         raise ECSException("ServiceNotActiveException", "Service was not ACTIVE.")
+    _check_strategy(params.get("deploymentConfiguration"))
     simulator = _sim()
     sim = simulator.get(backend, service)
     if sim is None:
@@ -327,6 +340,16 @@ def _list_services(self: Any) -> Any:
     return ActionResult(result)
 
 
+def _check_strategy(config: Any) -> None:
+    """Refuse a deploymentConfiguration whose strategy fields ECS would refuse."""
+    if config is None:
+        return
+    try:
+        check_deployment_configuration(config)
+    except StrategyConfigError as exc:
+        raise InvalidParameterException(str(exc)) from exc
+
+
 def _keep_extra_parameters(service: Any, params: dict[str, Any], handled: frozenset[str]) -> None:
     """Store request parameters moto ignores under the name its serializer looks for."""
     for key, value in params.items():
@@ -416,6 +439,35 @@ def _stop_service_deployment(self: Any) -> Any:
         _sim().request_rollback(record)
     except DeploymentConflict as exc:
         raise ConflictException(str(exc), [arn]) from exc
+    return ActionResult({"serviceDeploymentArn": arn})
+
+
+def _continue_service_deployment(self: Any) -> Any:
+    """ContinueServiceDeployment: answer a PAUSE hook AWAITING_ACTION with CONTINUE (the
+    default) or ROLLBACK."""
+    params: dict[str, Any] = self.params
+    backend = self.ecs_backend
+    arn: str = params.get("serviceDeploymentArn") or ""
+    hook_id: str = params.get("hookId") or ""
+    action = params.get("action") or "CONTINUE"
+    if action not in HOOK_ACTIONS:
+        raise InvalidParameterException(
+            f"action must be one of {', '.join(HOOK_ACTIONS)}; got {action!r}."
+        )
+    if not hook_id:
+        raise InvalidParameterException(
+            "hookId cannot be empty: read it from the lifecycleHookDetails of "
+            "DescribeServiceDeployments."
+        )
+    record = _history().deployment(backend.account_id, backend.region_name, arn)
+    if record is None:
+        raise ServiceDeploymentNotFoundException(arn)
+    try:
+        _sim().continue_deployment(record, hook_id, action)
+    except HookError as exc:
+        raise InvalidParameterException(str(exc)) from exc
+    except DeploymentConflict as exc:
+        raise EcsClientException(str(exc)) from exc
     return ActionResult({"serviceDeploymentArn": arn})
 
 

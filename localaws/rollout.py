@@ -18,6 +18,12 @@ a count to reach, a task to replace) is reconciled every tick, like ECS's servic
   how it ended (SUCCESSFUL, STOPPED, ROLLBACK_SUCCESSFUL, ...) long after DescribeServices forgot
   it; a breaker rollback, or one asked for by StopServiceDeployment, is recorded on the deployment
   that failed, as on ECS, and makes no new service deployment.
+* a service whose ``deploymentConfiguration.strategy`` is BLUE_GREEN, LINEAR or CANARY deploys
+  stage by stage instead (:mod:`localaws.strategies`): green starts at full count beside blue,
+  the service deployment walks ECS's lifecycle stages (hooks, test and production traffic
+  shifts, bake), and blue is drained only at CLEAN_UP; a rollback (circuit breaker, CloudWatch
+  alarm, hook, StopServiceDeployment) makes blue PRIMARY again while it still runs, so blue never
+  stops serving.
 
 Everything here runs under the one lock that also guards moto's state (the caller holds it), and
 works on moto's own model objects so that every ECS API (DescribeServices, ListTasks, DescribeTasks,
@@ -59,10 +65,13 @@ from localaws.rollout_model import (
     breaker_threshold,
     service_key,
 )
+from localaws.strategies import HookError, LambdaHooks, StagedRollout, is_staged, strategy_of
 
 logger = logging.getLogger(__name__)
 
 TICK_SECONDS = 0.2
+# A minute of bake, traffic hold or hook timeout lasts this many seconds unless set otherwise.
+DEFAULT_MINUTE_SECONDS = 0.1
 MAX_EVENTS = 100
 # Stopped tasks stay visible (DescribeTasks, ListTasks desiredStatus=STOPPED) but only the newest
 # few per service, so that a fleet that keeps failing does not grow memory without bound.
@@ -83,6 +92,9 @@ class Timings:
     relaunch_delay: float  # after a failed task, before its replacement
     drain: float  # load-balancer deregistration delay before an old task stops
     minimum_rollout: float  # no deployment completes sooner
+    # BLUE_GREEN, LINEAR and CANARY: the shortest time a lifecycle stage lasts (hooks and traffic
+    # holds can make it longer).
+    stage: float = 0.0
 
     @classmethod
     def for_rollout(cls, rollout_seconds: float) -> Timings:
@@ -99,6 +111,7 @@ class Timings:
             relaunch_delay=0.05 * s,
             drain=0.45 * s,
             minimum_rollout=s,
+            stage=0.1 * s,
         )
 
 
@@ -115,9 +128,15 @@ class Simulator:
         timings: Timings,
         tick: float = TICK_SECONDS,
         clock: Callable[[], float] = time.monotonic,
+        minute_seconds: float = DEFAULT_MINUTE_SECONDS,
     ) -> None:
         self.lock = lock
         self.timings = timings
+        # Seconds of simulated time per minute of a bake, a traffic hold or a hook timeout.
+        self.minute_seconds = minute_seconds
+        self._initial_minute_seconds = minute_seconds
+        # What Lambda hook functions answer (set through the control API).
+        self.lambda_hooks = LambdaHooks()
         self.tick_seconds = tick
         self._clock = clock
         self._services: dict[ServiceKey, SimService] = {}
@@ -141,7 +160,10 @@ class Simulator:
             self._thread.join(timeout=5)
 
     def reset(self) -> None:
-        """Forget every service and its history (moto's world is being reset at the same time)."""
+        """Forget every service and its history (moto's world is being reset at the same time)
+        and the Lambda hooks' answers; the minute goes back to its length at start."""
+        self.minute_seconds = self._initial_minute_seconds
+        self.lambda_hooks.clear()
         self._services.clear()
         self._active.clear()
         self.history.clear()
@@ -192,12 +214,61 @@ class Simulator:
                 now_dt,
                 f"Service deployment stopped: superseded by service deployment {record.arn}.",
             )
+        if is_staged(record.deployment_configuration):
+            serving = {id(old.revision) for old in sim.deployments if old.tasks()}
+            record.staged = StagedRollout.for_configuration(
+                record.deployment_configuration, reconcile=len(serving) > 1
+            )
         deployment = self._begin_deployment(sim, td, revision)
         record.deployment = deployment
         deployment.moves(record)
         sim.current = record
         self.history.add(record)
         return deployment
+
+    def continue_deployment(
+        self, record: ServiceDeploymentRecord, hook_id: str, action: str
+    ) -> None:
+        """ContinueServiceDeployment: answer a PAUSE hook with CONTINUE or ROLLBACK.
+
+        The next tick moves the deployment on, or rolls it back. Raises DeploymentConflict when
+        the deployment is not in progress, HookError when the hook is unknown or not awaiting an
+        action.
+        """
+        staged = record.staged
+        if staged is None:
+            raise HookError(
+                f"The service deployment {record.arn} has no lifecycle hooks: its strategy is "
+                f"{strategy_of(record.deployment_configuration)}."
+            )
+        if record.status != "IN_PROGRESS":
+            raise DeploymentConflict(
+                f"The service deployment {record.arn} is {record.status}: only a deployment "
+                "IN_PROGRESS can be continued."
+            )
+        staged.resolve(hook_id, action)
+        self.touch(record.sim)
+
+    def traffic(self) -> list[dict[str, Any]]:
+        """Every service's newest BLUE_GREEN, LINEAR or CANARY deployment: its stage, the traffic
+        split between blue and green, the stages it passed and its hooks (the control API)."""
+        found: list[dict[str, Any]] = []
+        for (account, region, cluster, name), sim in sorted(self._services.items()):
+            record = next((r for r in self.history.for_service(sim.key) if r.staged), None)
+            if record is None or record.staged is None:
+                continue
+            found.append(
+                {
+                    "account": account,
+                    "region": region,
+                    "cluster": cluster,
+                    "service": name,
+                    "serviceDeploymentArn": record.arn,
+                    "status": record.status,
+                    **record.staged.to_json(),
+                }
+            )
+        return found
 
     def request_rollback(self, record: ServiceDeploymentRecord) -> None:
         """StopServiceDeployment(ROLLBACK): roll back to the last successful service revision.
@@ -346,11 +417,23 @@ class Simulator:
         ):
             self._trip_breaker(sim, primary, bool(breaker.get("rollback")), now_dt, events)
             primary = sim.deployments[0]
+        staged = self._move_stages(sim, now, now_dt, events)
+        primary = sim.deployments[0]
 
         primary.desired_count = int(service.desired_count)
         cancelled: list[ServiceTask] = []
-        started = self._scale_primary(sim, primary, config, now, now_dt, cancelled)
-        deregistered = self._drain_old(sim, primary, config, now, now_dt, cancelled)
+        # A staged deployment (BLUE_GREEN, LINEAR, CANARY) starts green at full count from
+        # SCALE_UP on, beside blue, and drains blue only at CLEAN_UP.
+        started = (
+            self._scale_primary(sim, primary, config, now, now_dt, cancelled, staged is not None)
+            if staged is None or staged.launches_green
+            else []
+        )
+        deregistered = (
+            self._drain_old(sim, primary, config, now, now_dt, cancelled)
+            if (staged is None or staged.cleaning_up) and not _staged_and_failed(primary)
+            else []
+        )
         if cancelled:
             events.append(_stopped_event(name, cancelled))
         if started:
@@ -365,7 +448,8 @@ class Simulator:
             )
 
         self._update_counts(sim)
-        still_active = self._settle(sim, primary, now, now_dt, events)
+        hold = staged is not None and not staged.cleaning_up
+        still_active = self._settle(sim, primary, now, now_dt, events, hold=hold)
         add_events(service, events, now_dt)
         return still_active
 
@@ -432,6 +516,24 @@ class Simulator:
         events: list[str],
     ) -> None:
         name = sim.service.name
+        staged_record = primary.record
+        if (
+            staged_record is not None
+            and staged_record.staged is not None
+            and staged_record.ongoing
+            and primary is staged_record.deployment
+        ):
+            staged_record.breaker_triggered = True
+            events.append(
+                f"(service {name}) (deployment {primary.id}) deployment failed: "
+                "tasks failed to start."
+            )
+            if rollback and sim.last_completed_revision is not None:
+                self._roll_back(sim, staged_record, BREAKER_REASON, now_dt, events)
+            else:
+                self._stop_staged(sim, staged_record, BREAKER_REASON, now_dt)
+            primary.rollout_state_reason = BREAKER_REASON
+            return
         primary.rollout_state = "FAILED"
         primary.rollout_state_reason = "ECS deployment circuit breaker: tasks failed to start."
         primary.updated_at = now_dt
@@ -473,6 +575,9 @@ class Simulator:
         events: list[str],
     ) -> None:
         """Act on StopServiceDeployment(ROLLBACK): as the breaker's rollback, without a failure."""
+        if record.staged is not None:
+            self._roll_back(sim, record, STOP_REQUEST_REASON, now_dt, events)
+            return
         primary = sim.deployments[0]
         target = record.rollback_revision
         if primary is not record.deployment or target is None or sim.last_completed is None:
@@ -497,6 +602,136 @@ class Simulator:
             f"{previous_id} as {rollback_deployment.id}."
         )
 
+    # -- BLUE_GREEN, LINEAR and CANARY -------------------------------------------------------------
+
+    def _move_stages(
+        self, sim: SimService, now: float, now_dt: datetime.datetime, events: list[str]
+    ) -> StagedRollout | None:
+        """Move the service's staged deployment one stage on, or roll it back when a hook or an
+        alarm says so; return its rollout while green is still the deployment in progress."""
+        record = sim.current
+        primary = sim.deployments[0]
+        if (
+            record is None
+            or record.staged is None
+            or record.status != "IN_PROGRESS"
+            or record.deployment is not primary
+            or primary.rollout_state != "IN_PROGRESS"
+        ):
+            return None
+        staged = record.staged
+        ready = not primary.pending() and len(primary.healthy()) >= primary.desired_count
+        reason = staged.advance(
+            now,
+            now_dt,
+            green_ready=ready,
+            minute_seconds=self.minute_seconds,
+            stage_seconds=self.timings.stage,
+            lambdas=self.lambda_hooks,
+        )
+        if reason is None and staged.monitors_alarms:
+            alarms = record.deployment_configuration.get("alarms") or {}
+            firing = _firing_alarms(sim.backend, alarms)
+            if firing:
+                record.triggered_alarms = firing
+                reason = alarm_reason(firing)
+                events.append(
+                    f"(service {sim.service.name}) (deployment {primary.id}) deployment failed: "
+                    "alarm detected."
+                )
+                if not alarms.get("rollback"):
+                    self._stop_staged(sim, record, reason, now_dt)
+                    return None
+        if reason is None:
+            return staged
+        self._roll_back(sim, record, reason, now_dt, events)
+        return None
+
+    def _roll_back(
+        self,
+        sim: SimService,
+        record: ServiceDeploymentRecord,
+        reason: str,
+        now_dt: datetime.datetime,
+        events: list[str],
+    ) -> None:
+        """Roll a staged deployment back to the last successful revision.
+
+        Blue still runs until CLEAN_UP has drained it: it becomes PRIMARY again, all traffic goes
+        back to it, and green is drained. Once blue is gone, a new PRIMARY of the old revision
+        is started, as a rolling rollback does.
+        """
+        green = record.deployment
+        target = sim.last_completed_revision
+        if record.staged is not None:
+            record.staged.halt(now_dt, to_blue=True)
+        if green is None or green is not sim.deployments[0] or target is None:
+            record.finish("ROLLBACK_FAILED", now_dt, "Service deployment could not be rolled back.")
+            return
+        green.rollout_state = "FAILED"
+        green.rollout_state_reason = f"ECS deployment {green.id} rolled back: {reason}"
+        green.updated_at = now_dt
+        record.begin_rollback(reason, target, now_dt)
+        blue = self._blue(sim, green)
+        if blue is None and sim.last_completed is not None:
+            previous_id, previous_td = sim.last_completed
+            blue = self._begin_deployment(
+                sim,
+                sim.backend.describe_task_definition(previous_td),
+                target,
+                f"Service deployment rollback: rolling back to deploymentId {previous_id}.",
+            )
+        elif blue is not None:
+            sim.deployments.remove(blue)
+            for other in sim.deployments:
+                other.status = "ACTIVE"
+                other.updated_at = now_dt
+            sim.deployments.insert(0, blue)
+            blue.status = "PRIMARY"
+            blue.rollout_state = "IN_PROGRESS"
+            blue.rollout_state_reason = (
+                f"Service deployment rollback: rolling back to deploymentId {blue.id}."
+            )
+            blue.updated_at = now_dt
+            sim.service.task_definition = blue.task_definition
+            sim.announced_steady = False
+            self.touch(sim)
+        if blue is None:
+            record.finish("ROLLBACK_FAILED", now_dt, "Service deployment could not be rolled back.")
+            return
+        record.rollback_deployment = blue
+        blue.moves(record)
+        events.append(
+            f"(service {sim.service.name}) (deployment {green.id}) rolling back to deployment "
+            f"{blue.id}."
+        )
+
+    def _stop_staged(
+        self,
+        sim: SimService,
+        record: ServiceDeploymentRecord,
+        reason: str,
+        now_dt: datetime.datetime,
+    ) -> None:
+        """A staged deployment fails without rollback: it STOPS where it is, blue keeps serving."""
+        green = record.deployment
+        if green is not None:
+            green.rollout_state = "FAILED"
+            green.rollout_state_reason = reason
+            green.updated_at = now_dt
+        if record.staged is not None:
+            record.staged.halt(now_dt, to_blue=False)
+        record.finish("STOPPED", now_dt, reason)
+
+    def _blue(self, sim: SimService, green: Deployment) -> Deployment | None:
+        """The last successful deployment, if it still has tasks beside ``green``."""
+        if sim.last_completed is None:
+            return None
+        blue_id = sim.last_completed[0]
+        return next(
+            (d for d in sim.deployments if d is not green and d.id == blue_id and d.tasks()), None
+        )
+
     def _scale_primary(
         self,
         sim: SimService,
@@ -505,8 +740,13 @@ class Simulator:
         now: float,
         now_dt: datetime.datetime,
         stopped: list[ServiceTask],
+        unbounded: bool = False,
     ) -> list[ServiceTask]:
-        """Launch (or stop) PRIMARY tasks towards the desired count; return the launched ones."""
+        """Launch (or stop) PRIMARY tasks towards the desired count; return the launched ones.
+
+        ``unbounded``: launch them all at once, whatever maximumPercent says (a staged
+        deployment's green revision starts at full count beside blue).
+        """
         if primary.rollout_state == "FAILED":
             # A failed deployment launches nothing more; what it still has starting is cancelled.
             for task in primary.pending():
@@ -530,7 +770,7 @@ class Simulator:
             return []
         alive = sum(len(d.tasks()) for d in sim.deployments)
         ceiling = max(desired, math.floor(desired * int(config["maximumPercent"]) / 100))
-        count = min(wanted, ceiling - alive)
+        count = wanted if unbounded else min(wanted, ceiling - alive)
         return [self._launch(sim, primary, now, now_dt) for _ in range(max(count, 0))]
 
     def _drain_old(
@@ -568,8 +808,16 @@ class Simulator:
         now: float,
         now_dt: datetime.datetime,
         events: list[str],
+        *,
+        hold: bool = False,
     ) -> bool:
-        """Complete the rollout once steady; return whether the service still needs ticks."""
+        """Complete the rollout once steady; return whether the service still needs ticks.
+
+        ``hold``: a staged deployment has not reached CLEAN_UP, so it cannot complete yet.
+        """
+        if hold:
+            sim.announced_steady = False
+            return True
         name = sim.service.name
         old_alive = any(d.tasks() for d in sim.deployments[1:])
         draining = any(t.draining for t in primary.tasks())
@@ -803,3 +1051,31 @@ def _placement(
     # The first four addresses and the last of a subnet are reserved by AWS.
     offset = random.randint(4, max(4, network.num_addresses - 2))
     return subnet_id, zone, str(network.network_address + offset)
+
+
+def alarm_reason(names: list[str]) -> str:
+    """The statusReason of a deployment that CloudWatch alarms failed."""
+    return f"ECS deployment alarms: alarm(s) {', '.join(names)} in ALARM state."
+
+
+def _firing_alarms(backend: Any, alarms: dict[str, Any]) -> list[str]:
+    """The deployment's alarms that moto's CloudWatch (same account and region) has in ALARM."""
+    names: list[str] = list(alarms.get("alarmNames") or [])
+    if not alarms.get("enable") or not names:
+        return []
+    from moto.cloudwatch.models import cloudwatch_backends
+
+    known = cloudwatch_backends[backend.account_id][backend.region_name].alarms
+    return [name for name in names if name in known and known[name].state_value == "ALARM"]
+
+
+def _staged_and_failed(primary: Deployment) -> bool:
+    """Whether the PRIMARY is the green deployment of a staged service deployment that failed
+    without rollback: blue keeps serving beside it, so nothing is drained."""
+    record = primary.record
+    return (
+        primary.rollout_state == "FAILED"
+        and record is not None
+        and record.staged is not None
+        and primary is record.deployment
+    )

@@ -19,6 +19,7 @@ from typing import Any
 from moto.utilities.utils import get_partition
 
 from localaws.rollout_model import Deployment, ServiceKey, SimService, breaker_threshold
+from localaws.strategies import StagedRollout
 
 # ECS keeps 90 days of history; here each service keeps its newest service deployments.
 MAX_SERVICE_DEPLOYMENTS_PER_SERVICE = 1000
@@ -153,6 +154,9 @@ class ServiceDeploymentRecord:
         self.rollback_reason: str | None = None
         self.rollback_started_at: datetime.datetime | None = None
         self.breaker_triggered = False
+        # BLUE_GREEN, LINEAR and CANARY deployments go stage by stage (None: ROLLING).
+        self.staged: StagedRollout | None = None
+        self.triggered_alarms: list[str] = []
         self._final_counts: tuple[list[dict[str, Any]], dict[str, Any]] | None = None
 
     @property
@@ -231,6 +235,8 @@ class ServiceDeploymentRecord:
     def _lifecycle_stage(self) -> str:
         if not self.ongoing:
             return "CLEAN_UP"
+        if self.staged is not None and self.status != "PENDING":
+            return self.staged.lifecycle_stage
         if self.status in ("PENDING", "ROLLBACK_REQUESTED"):
             return "PRE_SCALE_UP"
         moving = (
@@ -256,6 +262,27 @@ class ServiceDeploymentRecord:
                 deployment.desired_count if deployment is not None else 0
             ),
         }
+
+    def _alarms(self) -> dict[str, Any] | None:
+        """The ECS ``ServiceDeploymentAlarms`` shape; None for a ROLLING deployment without alarms
+        (as before alarms were modelled)."""
+        alarms = self.deployment_configuration.get("alarms")
+        if alarms is None and self.staged is None:
+            return None
+        alarms = alarms or {}
+        names = list(alarms.get("alarmNames") or [])
+        if self.triggered_alarms:
+            status = "TRIGGERED"
+        elif not alarms.get("enable") or not names:
+            status = "DISABLED"
+        else:
+            status = "MONITORING" if self.ongoing else "MONITORING_COMPLETE"
+        result: dict[str, Any] = {"status": status}
+        if names:
+            result["alarmNames"] = names
+        if self.triggered_alarms:
+            result["triggeredAlarmNames"] = list(self.triggered_alarms)
+        return result
 
     def brief(self) -> dict[str, Any]:
         """The ECS ``ServiceDeploymentBrief`` shape (ListServiceDeployments)."""
@@ -299,8 +326,14 @@ class ServiceDeploymentRecord:
                 "statusReason": self.status_reason,
                 "lifecycleStage": self._lifecycle_stage(),
                 "deploymentConfiguration": copy.deepcopy(self.deployment_configuration),
+                "lifecycleHookDetails": (
+                    self.staged.hook_details()
+                    if self.staged is not None and self.staged.hook_runs
+                    else None
+                ),
                 "rollback": rollback,
                 "deploymentCircuitBreaker": self._breaker(),
+                "alarms": self._alarms(),
             }
         )
 

@@ -14,6 +14,7 @@ from types import FrameType
 from typing import Any
 
 from localaws.control import LocalAwsApp
+from localaws.rollout import DEFAULT_MINUTE_SECONDS
 from localaws.world import World
 
 logger = logging.getLogger(__name__)
@@ -54,16 +55,19 @@ def serve(
     rollout_seconds: float = 10.0,
     seed: str | None = None,
     ready: Callable[[str], None] | None = None,
+    minute_seconds: float = DEFAULT_MINUTE_SECONDS,
 ) -> None:
     """Start, seed if asked, then call ready(url) (default: print one line 'conveyor local-aws ready at http://HOST:PORT' to stdout, flushed), then serve until SIGINT/SIGTERM."""  # noqa: E501 - the contract, verbatim
     if seed is not None and seed not in SEEDS:
         raise ValueError(f"unknown seed {seed!r}; known: {', '.join(SEEDS)}")
     if rollout_seconds < 0:
         raise ValueError(f"rollout_seconds must be >= 0, got {rollout_seconds}")
+    if minute_seconds < 0:
+        raise ValueError(f"minute_seconds must be >= 0, got {minute_seconds}")
     from moto.moto_server.werkzeug_app import MotoRequestHandler
     from werkzeug.serving import make_server
 
-    world = World(rollout_seconds)
+    world = World(rollout_seconds, minute_seconds)
     app = build_app(world)
     server = make_server(host, port, app, threaded=True, request_handler=MotoRequestHandler)
     bound_port = server.server_port

@@ -37,11 +37,14 @@ def run_local_aws(
     seed: str | None = None,
     *,
     startup_timeout: float = 60.0,
+    minute_seconds: float | None = None,
 ) -> Iterator[str]:
     """Start ``python -m localaws`` on a free port; yield its URL; stop it afterwards.
 
     Waits up to ``startup_timeout`` seconds for the ready line (with a seed, the seeded world is
     steady by then). On exit the process gets SIGTERM, then SIGKILL if it has not stopped.
+    ``minute_seconds``: seconds per simulated minute of blue/green bakes and hook timeouts
+    (the server's default when None).
     """
     command = [
         sys.executable,
@@ -56,6 +59,8 @@ def run_local_aws(
     ]
     if seed is not None:
         command += ["--seed", seed]
+    if minute_seconds is not None:
+        command += ["--minute-seconds", str(minute_seconds)]
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(_ROOT), env.get("PYTHONPATH")]))
     # stderr goes to a file, not a pipe: an unread pipe would eventually block the server.

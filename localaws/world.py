@@ -17,7 +17,8 @@ from typing import Any
 
 from localaws.cloudformation.engine import StackEngine
 from localaws.limits import TokenBuckets
-from localaws.rollout import Simulator, Timings
+from localaws.rollout import DEFAULT_MINUTE_SECONDS, Simulator, Timings
+from localaws.strategies import DEFAULT_CALLBACK_DELAY_SECONDS, LAMBDA_HOOK_STATUSES, LambdaAnswer
 
 RESET_ALL = ("moto", "simulator", "stacks", "faults", "limits", "stats")
 MAX_SEEDED_REVISIONS = 10_000
@@ -191,10 +192,14 @@ class Stats:
 class World:
     """Everything one local AWS process holds besides the HTTP server."""
 
-    def __init__(self, rollout_seconds: float) -> None:
+    def __init__(
+        self, rollout_seconds: float, minute_seconds: float = DEFAULT_MINUTE_SECONDS
+    ) -> None:
         self.rollout_seconds = rollout_seconds
         self.lock = threading.RLock()
-        self.simulator = Simulator(self.lock, Timings.for_rollout(rollout_seconds))
+        self.simulator = Simulator(
+            self.lock, Timings.for_rollout(rollout_seconds), minute_seconds=minute_seconds
+        )
         # CloudFormation stacks, moved by their own thread under the same lock.
         self.stacks = StackEngine(self.lock, rollout_seconds)
         self._control_lock = threading.Lock()
@@ -205,6 +210,61 @@ class World:
         self._calls: collections.deque[dict[str, Any]] = collections.deque(maxlen=CALL_LOG_SIZE)
         self._call_seq = 0
         self._random = random.Random()
+
+    # settings ------------------------------------------------------------------------------------
+
+    def set_config(self, payload: Any) -> None:
+        """Apply ``POST /_localaws/config``: today only ``minute_seconds`` (a number >= 0, the
+        seconds of simulated time per minute of bake, traffic hold or hook timeout)."""
+        if not isinstance(payload, dict):
+            raise ControlError("config must be a JSON object")
+        unknown = sorted(set(payload) - {"minute_seconds"})
+        if unknown:
+            raise ControlError(
+                f"unknown or read-only field(s): {', '.join(unknown)}; "
+                "only minute_seconds can be set"
+            )
+        if "minute_seconds" in payload:
+            value = payload["minute_seconds"]
+            if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+                raise ControlError("minute_seconds must be a number >= 0 (seconds per minute)")
+            with self.lock:
+                self.simulator.minute_seconds = float(value)
+
+    def set_lambda_answers(self, payload: Any) -> None:
+        """Apply ``POST /_localaws/lambda-hooks``: what one Lambda hook function answers.
+
+        ``{"hookTargetArn": ARN, "answers": [{"hookStatus": "IN_PROGRESS", "callBackDelay": 30},
+        {"hookStatus": "SUCCEEDED"}]}``: each call of the function takes the next answer, the last
+        one repeating; callBackDelay (seconds, default 30) is scaled as minutes are.
+        """
+        if not isinstance(payload, dict):
+            raise ControlError("lambda-hooks must be a JSON object")
+        unknown = sorted(set(payload) - {"hookTargetArn", "answers"})
+        if unknown:
+            raise ControlError(f"unknown field(s): {', '.join(unknown)}")
+        arn = payload.get("hookTargetArn")
+        if not isinstance(arn, str) or not arn:
+            raise ControlError("hookTargetArn must be the Lambda function ARN the hook names")
+        raw = payload.get("answers")
+        if not isinstance(raw, list) or not raw:
+            raise ControlError(
+                'answers must be a non-empty list such as [{"hookStatus": "SUCCEEDED"}]'
+            )
+        answers: list[LambdaAnswer] = []
+        for index, item in enumerate(raw):
+            status = item.get("hookStatus") if isinstance(item, dict) else None
+            if status not in LAMBDA_HOOK_STATUSES:
+                raise ControlError(
+                    f"answers[{index}].hookStatus must be one of "
+                    f"{', '.join(LAMBDA_HOOK_STATUSES)}; got {status!r}"
+                )
+            delay = item.get("callBackDelay", DEFAULT_CALLBACK_DELAY_SECONDS)
+            if isinstance(delay, bool) or not isinstance(delay, int | float) or delay < 0:
+                raise ControlError(f"answers[{index}].callBackDelay must be a number >= 0")
+            answers.append(LambdaAnswer(str(status), float(delay)))
+        with self.lock:
+            self.simulator.lambda_hooks.set(arn, answers)
 
     # faults and limits ---------------------------------------------------------------------------
 

@@ -1035,10 +1035,6 @@ def test_stopping_a_deployment_makes_ecs_roll_back(world: World) -> None:
 def test_continuing_a_service_deployment_ecs_does_not_know_is_not_found(world: World) -> None:
     """ContinueServiceDeployment (answering a PAUSE hook) of an ARN that names no service
     deployment: ServiceDeploymentNotFoundException, as StopServiceDeployment's."""
-    if world.kind == "boto":
-        # Remove once the local AWS answers ContinueServiceDeployment (moto lacks it, and the
-        # call hangs until the gateway's timeout instead of failing).
-        pytest.skip("the local AWS does not implement ContinueServiceDeployment yet")
     world.cluster("c1")
     arn = "arn:aws:ecs:us-east-1:123456789012:service-deployment/c1/web/nope"
     refused(

@@ -26,7 +26,12 @@ _CONFIG_ERRORS = (
     botocore.exceptions.PartialCredentialsError,
 )
 _NOT_FOUND_CODES = frozenset(
-    {"ServiceNotFoundException", "ClusterNotFoundException", "ServiceNotActiveException"}
+    {
+        "ServiceNotFoundException",
+        "ClusterNotFoundException",
+        "ServiceNotActiveException",
+        "ServiceDeploymentNotFoundException",
+    }
 )
 
 
