@@ -1,13 +1,14 @@
 """Blue/green, linear and canary deployments end to end: the real CLI, Redis, celery workers and
 the local AWS, which deploys these strategies stage by stage (docs/localaws-strategies.md).
 
-For each strategy one test runs every case at once, each on its own service, while one of the
-two workers is SIGKILLed mid-deployment: a success; a `fail-` image (rolled back before any
-production traffic); an alarm fired during the bake (rolled back, the alarm named); a cancel
-during the bake (Conveyor's rollback through StopServiceDeployment); a PAUSE hook approved, and
-one rejected, through `conveyor approve` and `conveyor reject`; and `--wait-until` returning at
-the production traffic shift while the deployment goes on. A simulated minute lasts 0.1 s, so a
-bake of 150 minutes lasts 15 s: long enough to act during it, never a timing assert.
+One test runs every case of every strategy at once, each on its own service (21 deployments),
+while one of the two workers is SIGKILLed mid-deployment: a success; a `fail-` image (rolled back
+before any production traffic); an alarm fired during the bake (rolled back, the alarm named); a
+cancel during the bake (Conveyor's rollback through StopServiceDeployment); a PAUSE hook
+approved, and one rejected, through `conveyor approve` and `conveyor reject`; and `--wait-until`
+returning at the production traffic shift while the deployment goes on to its verdict. A
+simulated minute lasts 0.1 s, so a bake of 150 minutes lasts 15 s: long enough to act during
+it, and no assert is a timing.
 """
 
 from __future__ import annotations
@@ -53,12 +54,26 @@ def _client(stack: Stack, service: str) -> Any:
 
 
 def _service(stack: Stack, strategy: str, *, alarm: str | None = None) -> str:
-    """A steady two-task service deployed by ECS with ``strategy``, its breaker on."""
+    """A two-task service deployed by ECS with ``strategy``, its breaker on (not yet steady)."""
     ecs = stack.ecs()
     name = f"{strategy.lower().replace('_', '')}-{uuid.uuid4().hex[:6]}"
     ecs.register_task_definition(
         family=name, containerDefinitions=[{"name": "app", "image": IMAGE, "memory": 128}]
     )
+    ecs.create_service(
+        cluster="demo",
+        serviceName=name,
+        taskDefinition=name,
+        desiredCount=2,
+        launchType="EC2",
+        deploymentController={"type": "ECS"},
+        # No bake for the service's first deployment; its own configuration comes after.
+        deploymentConfiguration={**_configuration(strategy, alarm), "bakeTimeInMinutes": 0},
+    )
+    return name
+
+
+def _configuration(strategy: str, alarm: str | None) -> dict[str, Any]:
     configuration: dict[str, Any] = {
         "strategy": strategy,
         "bakeTimeInMinutes": BAKE_MINUTES,
@@ -69,19 +84,7 @@ def _service(stack: Stack, strategy: str, *, alarm: str | None = None) -> str:
     }
     if alarm is not None:
         configuration["alarms"] = {"alarmNames": [alarm], "enable": True, "rollback": True}
-    ecs.create_service(
-        cluster="demo",
-        serviceName=name,
-        taskDefinition=name,
-        desiredCount=2,
-        launchType="EC2",
-        deploymentController={"type": "ECS"},
-        deploymentConfiguration={**configuration, "bakeTimeInMinutes": 0},
-    )
-    _steady(stack, name)
-    # The service's own strategy from here on (its first deployment did not bake).
-    ecs.update_service(cluster="demo", service=name, deploymentConfiguration=configuration)
-    return name
+    return configuration
 
 
 def _steady(stack: Stack, name: str) -> None:
@@ -95,9 +98,11 @@ def _steady(stack: Stack, name: str) -> None:
         time.sleep(0.3)
 
 
-def _with_pause_hook(stack: Stack, name: str) -> None:
-    (service,) = stack.ecs().describe_services(cluster="demo", services=[name])["services"]
-    configuration = {**service["deploymentConfiguration"], "lifecycleHooks": [PAUSE_HOOK]}
+def _configure(stack: Stack, name: str, strategy: str, alarm: str | None, hook: bool) -> None:
+    """Give a steady service its own bake, alarm and hooks (its first deployment had none)."""
+    configuration = _configuration(strategy, alarm)
+    if hook:
+        configuration["lifecycleHooks"] = [PAUSE_HOOK]
     stack.ecs().update_service(cluster="demo", service=name, deploymentConfiguration=configuration)
 
 
@@ -163,10 +168,13 @@ def _production_traffic_reached_green(stack: Stack, name: str) -> bool:
     return any(stage["production_percent"] > 0 for stage in mine["stages"])
 
 
-@pytest.mark.parametrize("strategy", sorted(STRATEGIES))
-def test_every_case_of_a_strategy_ends_as_ecs_decided(
-    stack: Stack, start_worker: Callable[[str], Worker], strategy: str
+CASES = ("ok", "fail", "alarm", "cancel", "approve", "reject", "stage")
+
+
+def test_every_case_of_every_strategy_ends_as_ecs_decided(
+    stack: Stack, start_worker: Callable[[str], Worker]
 ) -> None:
+    """Each case on a service of each strategy, all at once, two workers, one of them killed."""
     alarm = f"alarm-{uuid.uuid4().hex[:6]}"
     _client(stack, "cloudwatch").put_metric_alarm(
         AlarmName=alarm,
@@ -179,96 +187,114 @@ def test_every_case_of_a_strategy_ends_as_ecs_decided(
         ComparisonOperator="GreaterThanThreshold",
     )
     names = {
-        case: _service(stack, strategy, alarm=alarm if case == "alarm" else None)
-        for case in ("ok", "fail", "alarm", "cancel", "approve", "reject", "stage")
+        (strategy, case): _service(stack, strategy, alarm=alarm if case == "alarm" else None)
+        for strategy in STRATEGIES
+        for case in CASES
     }
-    for case in ("approve", "reject"):
-        _with_pause_hook(stack, names[case])
-    doomed = start_worker(f"doomed-{strategy.lower()}")
-    start_worker(f"steady-{strategy.lower()}")
+    for (strategy, case), name in names.items():
+        _steady(stack, name)
+        alarmed = alarm if case == "alarm" else None
+        _configure(stack, name, strategy, alarmed, hook=case in ("approve", "reject"))
+    doomed = start_worker("doomed")
+    start_worker("steady")
 
     runs = {
-        case: _start(stack, name, ":fail-2" if case == "fail" else ":1.1.0")
-        for case, name in names.items()
-        if case != "stage"
+        key: _start(stack, name, ":fail-2" if key[1] == "fail" else ":1.1.0")
+        for key, name in names.items()
+        if key[1] != "stage"
     }
-    staged = _start(stack, names["stage"], ":1.1.0", "--wait-until", "production-traffic")
-    ids = {case: _id_of(stack, name) for case, name in names.items()}
+    staged = {
+        strategy: _start(
+            stack, names[strategy, "stage"], ":1.1.0", "--wait-until", "production-traffic"
+        )
+        for strategy in STRATEGIES
+    }
+    ids = {key: _id_of(stack, name) for key, name in names.items()}
 
     # A worker dies while the deployments bake; the other one carries them all to the end.
-    _until(stack, ids["ok"], "ok baking", _at("BAKE_TIME"))
+    _until(stack, ids["CANARY", "ok"], "ok baking", _at("BAKE_TIME"))
     doomed.kill()
 
-    _until(stack, ids["alarm"], "alarm baking", _at("BAKE_TIME"))
+    for strategy in STRATEGIES:
+        _until(stack, ids[strategy, "alarm"], "alarm baking", _at("BAKE_TIME"))
     _client(stack, "cloudwatch").set_alarm_state(
         AlarmName=alarm, StateValue="ALARM", StateReason="5xx above 1"
     )
-    _until(stack, ids["cancel"], "cancel baking", _at("BAKE_TIME"))
-    cancelled = stack.cli("cancel", ids["cancel"], "--no-wait")
-    assert cancelled.returncode == 0, cancelled.stderr
+    for strategy in STRATEGIES:
+        key = (strategy, "cancel")
+        _until(stack, ids[key], "cancel baking", _at("BAKE_TIME"))
+        cancelled = stack.cli("cancel", ids[key], "--no-wait")
+        assert cancelled.returncode == 0, cancelled.stderr
+        for case in ("approve", "reject"):
+            key = (strategy, case)
+            _until(stack, ids[key], f"{case} paused", _awaiting)
+            assert "awaiting approval at" in stack.cli("status", ids[key]).stdout
+            answered = stack.cli(case, ids[key], "--by", "e2e", "--no-wait")
+            assert answered.returncode == 0, answered.stderr
 
-    for case, verb in (("approve", "approve"), ("reject", "reject")):
-        _until(
-            stack,
-            ids[case],
-            f"{case} paused",
-            lambda r: bool(r["progress"].get("awaiting_hook_id")),
+    for strategy, process in staged.items():
+        code, record = _end(process)
+        assert code == 0, (strategy, record)
+        assert record["state"] == "running"  # returned at the stage; the workers go on
+        assert record["progress"]["lifecycle_stage"] in (
+            "PRODUCTION_TRAFFIC_SHIFT",
+            "POST_PRODUCTION_TRAFFIC_SHIFT",
+            "BAKE_TIME",
+        ), strategy
+
+    outcomes = {key: _end(process) for key, process in runs.items()}
+    for strategy in STRATEGIES:
+        code, ok = outcomes[strategy, "ok"]
+        assert (code, ok["state"]) == (0, "succeeded"), (strategy, ok["reason"])
+        assert strategy in ok["reason"]
+        assert "SUCCESSFUL" in ok["reason"]
+
+        code, failed = outcomes[strategy, "fail"]
+        assert (code, failed["state"]) == (1, "rolled_back"), (strategy, failed["reason"])
+        assert "circuit breaker" in failed["reason"]
+        assert not _production_traffic_reached_green(stack, names[strategy, "fail"])
+
+        code, alarm_rolled = outcomes[strategy, "alarm"]
+        assert (code, alarm_rolled["state"]) == (1, "rolled_back"), (
+            strategy,
+            alarm_rolled["reason"],
         )
-        assert "awaiting approval at" in stack.cli("status", ids[case]).stdout
-        answered = stack.cli(verb, ids[case], "--by", "e2e", "--no-wait")
-        assert answered.returncode == 0, answered.stderr
+        assert alarm in alarm_rolled["reason"]
 
-    code, record = _end(staged)
-    assert code == 0, record
-    assert record["state"] == "running"  # returned at the stage; the workers go on
-    stage_reached = record["progress"]["lifecycle_stage"]
-    assert stage_reached in (
-        "PRODUCTION_TRAFFIC_SHIFT",
-        "POST_PRODUCTION_TRAFFIC_SHIFT",
-        "BAKE_TIME",
-    )
+        code, stopped = outcomes[strategy, "cancel"]
+        assert (code, stopped["state"]) == (5, "cancelled"), (strategy, stopped["reason"])
+        assert stopped["ecs_stop_requested"]
 
-    outcomes = {case: _end(process) for case, process in runs.items()}
-    code, ok = outcomes["ok"]
-    assert (code, ok["state"]) == (0, "succeeded"), ok["reason"]
-    assert strategy in ok["reason"]
-    assert "SUCCESSFUL" in ok["reason"]
+        code, approved = outcomes[strategy, "approve"]
+        assert (code, approved["state"]) == (0, "succeeded"), (strategy, approved["reason"])
+        (answer,) = approved["approvals"]
+        assert (answer["action"], answer["by"], answer["stage"]) == (
+            "CONTINUE",
+            "e2e",
+            "POST_SCALE_UP",
+        )
+        assert answer["outcome"].startswith("sent to ECS")
 
-    code, failed = outcomes["fail"]
-    assert (code, failed["state"]) == (1, "rolled_back"), failed["reason"]
-    assert "circuit breaker" in failed["reason"]
-    assert not _production_traffic_reached_green(stack, names["fail"])
+        code, rejected = outcomes[strategy, "reject"]
+        assert (code, rejected["state"]) == (1, "rolled_back"), (strategy, rejected["reason"])
+        assert "ContinueServiceDeployment" in rejected["reason"]
 
-    code, alarmed = outcomes["alarm"]
-    assert (code, alarmed["state"]) == (1, "rolled_back"), alarmed["reason"]
-    assert alarm in alarmed["reason"]
-
-    code, stopped = outcomes["cancel"]
-    assert (code, stopped["state"]) == (5, "cancelled"), stopped["reason"]
-    assert stopped["ecs_stop_requested"]
-
-    code, approved = outcomes["approve"]
-    assert (code, approved["state"]) == (0, "succeeded"), approved["reason"]
-    (answer,) = approved["approvals"]
-    assert (answer["action"], answer["by"], answer["stage"]) == ("CONTINUE", "e2e", "POST_SCALE_UP")
-    assert answer["outcome"].startswith("sent to ECS")
-
-    code, rejected = outcomes["reject"]
-    assert (code, rejected["state"]) == (1, "rolled_back"), rejected["reason"]
-    assert "ContinueServiceDeployment" in rejected["reason"]
-
-    waited = stack.cli("wait", ids["stage"], "--json")
-    assert waited.returncode == 0, waited.stdout + waited.stderr
-    assert json.loads(waited.stdout)["state"] == "succeeded"
+        waited = stack.cli("wait", ids[strategy, "stage"], "--json")
+        assert waited.returncode == 0, waited.stdout + waited.stderr
+        assert json.loads(waited.stdout)["state"] == "succeeded"
 
     # Each service runs what its verdict says.
     ecs = stack.ecs()
-    for case, name in names.items():
+    for key, name in names.items():
         (service,) = ecs.describe_services(cluster="demo", services=[name])["services"]
-        final = stack.record(ids[case])
+        final = stack.record(ids[key])
         expected = (
             final["task_definition_arn"]
             if final["state"] == "succeeded"
             else final["previous_task_definition_arn"]
         )
-        assert service["taskDefinition"] == expected, (case, final["state"])
+        assert service["taskDefinition"] == expected, (key, final["state"])
+
+
+def _awaiting(record: dict[str, Any]) -> bool:
+    return bool(record["progress"].get("awaiting_hook_id"))
