@@ -302,7 +302,8 @@ def print_list(
         table = Table("deployment", "service", "state", "step", "age", "took", "latest", title=None)
         for r in deployments:
             took = (r.finished_at or now) - r.created_at
-            latest = r.reason if r.terminal and r.reason else r.progress.latest_event or ""
+            stage = None if r.terminal else stage_text(r, now)
+            latest = r.reason if r.terminal and r.reason else stage or r.progress.latest_event or ""
             # Names and ECS events are untrusted text: Text() keeps rich from reading markup.
             table.add_row(
                 Text(r.id),

@@ -161,3 +161,31 @@ def test_a_garbage_release_record_breaks_no_list(redis_url: str) -> None:
     assert status.exit_code == 3
     assert f"quarantine:release:{GARBAGE_RELEASE}" in status.stderr
     assert "Traceback" not in status.stderr
+
+
+def test_list_shows_a_deployment_awaiting_approval(redis_url: str) -> None:
+    """A deployment paused at a PAUSE hook says so in its row, not its latest ECS event."""
+    from producers.contract.records import ProgressInfo
+
+    store = RecordStore(redis.Redis.from_url(redis_url))
+    store.create(
+        DeploymentRecord(
+            id="dep-paused",
+            job={},
+            cluster="demo",
+            service="web",
+            created_at=time.time(),
+            updated_at=time.time(),
+            state=DeploymentState.RUNNING,
+            progress=ProgressInfo(
+                strategy="CANARY",
+                lifecycle_stage="POST_SCALE_UP",
+                awaiting_hook_id="h-1",
+                latest_event="(service web) registered 2 targets",
+            ),
+        ),
+        due=time.time() + 3600,
+    )
+    result = conveyor("list")
+    assert result.exit_code == 0, result.stderr
+    assert "awaiting approval at POST_SCALE_UP (hook h-1)" in result.stdout
