@@ -18,7 +18,8 @@ against that account's own bound.
 account registers task definitions at a fifth of the register budget throughout (as Terraform or
 a CI job would), and reports the bound that remains to Conveyor and whose calls were throttled.
 ``conveyor-late`` releases the fleet and, ``--late-after`` seconds in, while registers are still
-booked ahead, 20 more services are updated one by one from the CLI.
+booked ahead, 20 more services are updated one by one from the CLI. ``conveyor-canary`` releases
+the fleet with every service deployed by ECS as a canary, followed through its lifecycle stages.
 
 ``--repeat N`` runs each system N times and reports the median and the spread of each figure.
 
@@ -95,6 +96,18 @@ class Result:
     # conveyor-outside: the other client's calls and throttles; Conveyor's own throttles
     outside: dict[str, int] = field(default_factory=dict)
     run: int = 1
+
+
+# conveyor-canary's services: ECS deploys them as canaries (the local AWS's minute lasts 0.1 s,
+# so the bakes take 1.5 s, the stages about 6 s at the default 5-second rollouts).
+CANARY: dict[str, Any] = {
+    "strategy": "CANARY",
+    "bakeTimeInMinutes": 10,
+    "canaryConfiguration": {"canaryPercent": 10.0, "canaryBakeTimeInMinutes": 5},
+    "deploymentCircuitBreaker": {"enable": True, "rollback": True},
+    "maximumPercent": 200,
+    "minimumHealthyPercent": 100,
+}
 
 
 def bound_seconds(fleet: int, rollout: float, share: float = 1.0) -> float:
@@ -383,6 +396,40 @@ class Bench:
             worker.stop()
         return self.result("conveyor-late", 2, wall, ok)
 
+    def conveyor_canary(self) -> Result:
+        """The fleet, every service deployed by ECS as a canary (10 % for 5 minutes, then a
+        10-minute bake), in one release (2 workers). The bound is the register bucket's, plus
+        one canary deployment's own duration, measured alone after the release."""
+        ecs = self.ecs()
+        for name in self.names:
+            ecs.update_service(cluster=CLUSTER, service=name, deploymentConfiguration=CANARY)
+        running = self._workers(2)
+        client, release_id, started = self._release(_entries(self.names), "bench-canary")
+        record = client.wait_release(release_id, timeout=7200)
+        wall = time.time() - started
+        result = self.result("conveyor-canary", 2, wall, record.summary().get("succeeded", 0))
+        alone = time.time()
+        subprocess.run(
+            [
+                str(VENV_BIN / "conveyor"),
+                "update",
+                "--cluster",
+                CLUSTER,
+                "--service",
+                self.names[0],
+                "--image",
+                "app=:1.2.0",
+            ],
+            env=self.env,
+            capture_output=True,
+            check=True,
+        )
+        one = time.time() - alone
+        for worker in running:
+            worker.stop()
+        result.bound_s = round(bound_seconds(len(self.names), one), 1)
+        return result
+
     def conveyor_shell_loop(self) -> Result:
         """One `conveyor update --no-wait` per service from a shell loop, then `conveyor wait`."""
         running = self._workers(2)
@@ -619,6 +666,7 @@ def main() -> int:
         "conveyor-accounts": Bench.conveyor_accounts,
         "conveyor-outside": Bench.conveyor_outside,
         "conveyor-late": Bench.conveyor_late,
+        "conveyor-canary": Bench.conveyor_canary,
     }
     results: list[Result] = []
     with run_redis() as redis_url, run_local_aws(rollout_seconds=args.rollout_seconds) as url:
