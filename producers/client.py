@@ -430,11 +430,12 @@ class ConveyorClient:
     def cancel_release(self, release_id: str) -> ReleaseRecord:
         """Stop a release: no further wave starts, and the current wave's deployments are
         cancelled (a rollout under way is rolled back, as for `cancel`)."""
-        now = wall_clock()
 
         def request() -> ReleaseRecord:
-            # Each part is safe to repeat: a retry after a lost answer redoes them all.
-            release = self._releases.request_cancel(release_id, now)
+            # Each part is safe to repeat: a retry after a lost answer redoes them all. The
+            # cancel's time is read when it is written, not when it was asked for: a request
+            # that waited out a Redis failover takes effect only then.
+            release = self._releases.request_cancel(release_id, wall_clock)
             if release is None:
                 raise DeploymentNotFoundError(f"no release {release_id!r}")
             for deployment_id in release.waves[release.wave]:

@@ -398,16 +398,25 @@ class ReleaseStore:
                 sender, record.id, record.step, record.seq, queue=self._queue, priority=PRIORITY_NEW
             )
 
-    def request_cancel(self, release_id: str, now: float) -> ReleaseRecord | None:
-        """Mark the release as to be cancelled; returns it (None when there is none)."""
-        return self._modify(
-            release_id,
-            lambda r: (
-                None
-                if r.terminal or r.cancel_requested_at
-                else r.model_copy(update={"cancel_requested_at": now, "updated_at": now})
-            ),
-        )
+    def request_cancel(
+        self, release_id: str, now: float | Callable[[], float]
+    ) -> ReleaseRecord | None:
+        """Mark the release as to be cancelled; returns it (None when there is none).
+
+        ``now`` may be a clock, read in the very transaction that writes the cancel: the time
+        recorded is then when the cancel took effect. A time taken before (when the person
+        asked) would be earlier than a wave the release started while the request was still
+        waiting for Redis (a failover), and the record would claim the release started that
+        wave after its cancel.
+        """
+
+        def change(release: ReleaseRecord) -> ReleaseRecord | None:
+            if release.terminal or release.cancel_requested_at:
+                return None
+            at = now() if callable(now) else now
+            return release.model_copy(update={"cancel_requested_at": at, "updated_at": at})
+
+        return self._modify(release_id, change)
 
     def _modify(
         self,

@@ -438,3 +438,36 @@ def test_a_list_skips_and_names_unreadable_releases(client: redis.Redis) -> None
     assert releases.get(bad) is None
     assert releases.is_quarantined(bad)
     assert releases.active() == [RELEASE]
+
+
+def test_a_cancel_that_waited_out_an_outage_is_recorded_when_it_took_effect(
+    redis_url: str, client: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Seed 5's campaign: a release cancel asked at 174 s waited 21 s for Redis (a stopped
+    primary, then a primary refusing writes); meanwhile a worker started the next wave, and the
+    cancel, recorded with the time it was asked, claimed the release started that wave after
+    its cancel. The time recorded is now the time the cancel was written."""
+    from pydantic import SecretStr
+
+    import producers.client as client_module
+    from config.settings import Settings
+    from producers.client import ConveyorClient
+
+    _, releases = _stores(client)
+    releases.create(_job(), RELEASE, now=1.0)
+    conveyor = ConveyorClient(Settings(redis_url=SecretStr(redis_url)))
+    times = iter([100.0, 200.0, 200.0, 200.0, 200.0, 200.0])
+    monkeypatch.setattr(client_module, "wall_clock", lambda: next(times))
+    down = [True]
+    write = ReleaseStore._modify
+
+    def modify(self: ReleaseStore, *args: Any, **kwargs: Any) -> Any:
+        if down:
+            down.pop()
+            client_module.wall_clock()  # the clock moves on while Redis is away
+            raise redis.ConnectionError("primary stopped")
+        return write(self, *args, **kwargs)
+
+    monkeypatch.setattr(ReleaseStore, "_modify", modify)
+    cancelled = conveyor.cancel_release(RELEASE)
+    assert cancelled.cancel_requested_at == 200.0
