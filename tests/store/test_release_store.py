@@ -457,14 +457,18 @@ def test_a_cancel_that_waited_out_an_outage_is_recorded_when_it_took_effect(
     releases.create(_job(), RELEASE, now=1.0)
     conveyor = ConveyorClient(Settings(redis_url=SecretStr(redis_url)))
     times = iter([100.0, 200.0, 200.0, 200.0, 200.0, 200.0])
-    monkeypatch.setattr(client_module, "wall_clock", lambda: next(times))
+
+    def clock() -> float:
+        return next(times)
+
+    monkeypatch.setattr(client_module, "wall_clock", clock)
     down = [True]
     write = ReleaseStore._modify
 
     def modify(self: ReleaseStore, *args: Any, **kwargs: Any) -> Any:
         if down:
             down.pop()
-            client_module.wall_clock()  # the clock moves on while Redis is away
+            clock()  # the clock moves on while Redis is away
             raise redis.ConnectionError("primary stopped")
         return write(self, *args, **kwargs)
 
