@@ -503,8 +503,9 @@ class ReleaseStore:
         without an outcome. Recorded outcomes are final (their records are terminal) and are
         never read again.
 
-        ``clock`` is read on every attempt: an attempt retried after losing a race must not
-        stamp the next wave with a time from before the ends it saw.
+        ``clock`` is read on every attempt, after the records: an attempt retried after losing a
+        race, or a read that saw an end committed a moment before, must not stamp the next wave
+        with a time from before the ends it saw.
         """
         started: list[ReleaseRecord] = []
         wave_records: list[DeploymentRecord] = []
@@ -514,7 +515,6 @@ class ReleaseStore:
             wave_records.clear()
             if release.terminal:
                 return None
-            now = clock()
             current = release.waves[release.wave]
             outcomes = dict(release.outcomes)
             unknown = [i for i in current if i not in outcomes]
@@ -527,6 +527,10 @@ class ReleaseStore:
                     outcome = self._carried_outcome(record)
                     if outcome is not None:
                         outcomes[deployment_id] = outcome
+            # Read after the records: a deployment that ended while they were being read has a
+            # finished_at later than a time read before, and the next wave must not claim to
+            # have been created before the end it waited for.
+            now = clock()
             update: dict[str, Any] = {"outcomes": outcomes, "updated_at": now}
             if not all(i in outcomes for i in current):
                 return None if outcomes == release.outcomes else release.model_copy(update=update)

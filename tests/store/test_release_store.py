@@ -475,3 +475,35 @@ def test_a_cancel_that_waited_out_an_outage_is_recorded_when_it_took_effect(
     monkeypatch.setattr(ReleaseStore, "_modify", modify)
     cancelled = conveyor.cancel_release(RELEASE)
     assert cancelled.cancel_requested_at == 200.0
+
+
+def test_the_next_wave_is_stamped_after_the_ends_the_advance_read(
+    client: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A wave-1 deployment that ends (finished_at 5.0) while an advance reads the wave's
+    records: wave 2 is created after that end, so its created_at is not earlier (the e2e test
+    of waves once saw wave 2 'created' before the end it waited for, on a loaded machine)."""
+    records, releases = _stores(client)
+    release = releases.create(_job(), RELEASE, now=1.0)
+    first, second = release.waves[0]
+    records.modify(
+        first,
+        lambda r: r.model_copy(update={"state": DeploymentState.SUCCEEDED, "finished_at": 2.0}),
+    )
+    times = iter([4.0, 6.0, 7.0, 8.0])
+
+    def end_second() -> None:
+        records.modify(
+            second,
+            lambda r: r.model_copy(update={"state": DeploymentState.SUCCEEDED, "finished_at": 5.0}),
+        )
+        next(times)  # the clock moved on while the records were read
+
+    _land_once(monkeypatch, records, end_second)
+    moved = releases.advance(RELEASE, Sender(), clock=lambda: next(times))
+    assert moved is not None
+    assert moved.wave == 1
+    (third,) = moved.waves[1]
+    created = records.get(third)
+    assert created is not None
+    assert created.created_at >= 5.0
