@@ -403,6 +403,7 @@ class Bench:
         ecs = self.ecs()
         for name in self.names:
             ecs.update_service(cluster=CLUSTER, service=name, deploymentConfiguration=CANARY)
+        control(self.endpoint, "DELETE", "stats")  # those calls are the bench's, not Conveyor's
         running = self._workers(2)
         client, release_id, started = self._release(_entries(self.names), "bench-canary")
         record = client.wait_release(release_id, timeout=7200)
