@@ -30,7 +30,7 @@ def test_a_fixed_seed_campaign_breaks_no_invariant(tmp_path: Path) -> None:
     # The seed is chosen so that the campaign meets every kind of fault and job.
     assert kinds == set(WEIGHTS)
     history, results = Campaign(schedule, tmp_path, log=lambda _: None).run(quiet_timeout=300)
-    assert len(results) == 12
+    assert len(results) == 13
     # Enqueues refused while Redis is away (exit 3) are not accepted and owe nothing; the
     # campaign must still have given the invariants something to check.
     assert sum(1 for e in history.enqueues if e["accepted"]) >= 5

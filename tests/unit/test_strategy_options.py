@@ -22,8 +22,8 @@ from producers.contract.jobs import (
 )
 from producers.contract.releases import ReleaseJob
 from producers.contract.strategy import STRATEGY_FIELDS
+from worker.domain.deployment_config import merged_configuration
 from worker.domain.errors import InvalidJobError
-from worker.domain.strategy import merged_configuration
 from worker.domain.supersede import covers_changes
 from worker.services.update_flow import _describe_options
 

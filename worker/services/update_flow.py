@@ -36,6 +36,7 @@ from producers.contract.records import (
 )
 from producers.contract.stack_template import STACK_TAG
 from worker.aws.gateway import EcsGateway, family_of, revision_of
+from worker.domain.deployment_config import DEPLOYMENT_OPTIONS, merged_configuration
 from worker.domain.errors import (
     ConveyorError,
     InvalidJobError,
@@ -52,7 +53,6 @@ from worker.domain.strategies import (
     staged_progress,
     strategy_times,
 )
-from worker.domain.strategy import DEPLOYMENT_OPTIONS, merged_configuration
 from worker.domain.tickets import Ticket
 from worker.domain.verdict import (
     History,
@@ -1119,8 +1119,9 @@ def deployment_configuration(
 ) -> dict[str, Any]:
     """The service's deployment configuration with the job's options applied. Pure.
 
-    Only what the job names changes (worker.domain.strategy says how each option does); raises
-    InvalidJobError, before anything changed, when the result is one ECS requires more of.
+    Only what the job names changes (worker.domain.deployment_config says how each option
+    does); raises InvalidJobError, before anything changed, when the result is one ECS requires
+    more of.
     """
     return merged_configuration((service or {}).get("deploymentConfiguration") or {}, job)
 
