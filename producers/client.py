@@ -452,8 +452,6 @@ class ConveyorClient:
         The request takes effect at once: the deployment's current step is dispatched again
         and handles it (see docs/operations.md for what happens to a rollout under way).
         """
-        from producers.contract.dispatch import dispatch
-
         now = wall_clock()
 
         def request(record: DeploymentRecord) -> DeploymentRecord | None:
@@ -463,30 +461,12 @@ class ConveyorClient:
                 update={"cancel_requested_at": now, "seq": record.seq + 1, "updated_at": now}
             )
 
-        def request_and_send() -> DeploymentRecord | None:
-            changed = self._store.modify(deployment_id, request)
-            if changed is None:
-                try:
-                    current = self._store.get(deployment_id)
-                except NewerRecordError:
-                    current = None
-                if current is not None and not current.terminal:
-                    # Our own request, recorded by an attempt whose answer was lost: it still
-                    # needs its due time and its message.
-                    changed = current if current.cancel_requested_at == now else None
-            if changed is not None:
-                self._store.set_due(deployment_id, now + self.settings.recovery_grace)
-                dispatch(
-                    self._sender,
-                    deployment_id,
-                    changed.step,
-                    changed.seq,
-                    queue=self.settings.queue,
-                )
-            return changed
-
-        changed = self._retrying(request_and_send)
-        return changed or self.status(deployment_id)
+        return self._request_step(
+            deployment_id,
+            request,
+            mine=lambda current: current.cancel_requested_at == now,
+            due=now + self.settings.recovery_grace,
+        )
 
     def answer_hook(
         self, deployment_id: str, action: Literal["CONTINUE", "ROLLBACK"], by: str
@@ -499,7 +479,6 @@ class ConveyorClient:
         hook awaiting action, and records who answered, when, and what came of it. A later
         answer replaces one not yet sent. Terminal deployments are left as they are.
         """
-        from producers.contract.dispatch import dispatch
         from producers.contract.records import Approval
 
         now = wall_clock()
@@ -512,6 +491,28 @@ class ConveyorClient:
                 update={"approval_requested": answer, "seq": record.seq + 1, "updated_at": now}
             )
 
+        def mine(current: DeploymentRecord) -> bool:
+            pending = current.approval_requested
+            return pending is not None and pending.requested_at == now
+
+        return self._request_step(deployment_id, request, mine=mine)
+
+    def _request_step(
+        self,
+        deployment_id: str,
+        request: Callable[[DeploymentRecord], DeploymentRecord | None],
+        *,
+        mine: Callable[[DeploymentRecord], bool],
+        due: float | None = None,
+    ) -> DeploymentRecord:
+        """Record a person's request on a deployment (``request``, which bumps its seq) and
+        dispatch its current step again, so that a worker acts on it now; returns the record.
+
+        A retry after a lost answer finds the request already recorded: ``mine`` tells it is
+        this call's own (then the step still needs its message, and ``due`` its due time).
+        """
+        from producers.contract.dispatch import dispatch
+
         def request_and_send() -> DeploymentRecord | None:
             changed = self._store.modify(deployment_id, request)
             if changed is None:
@@ -519,12 +520,13 @@ class ConveyorClient:
                     current = self._store.get(deployment_id)
                 except NewerRecordError:
                     current = None
-                pending = current.approval_requested if current is not None else None
-                if current is not None and pending is not None and pending.requested_at == now:
-                    changed = (
-                        current  # our own request, recorded by an attempt whose answer was lost
-                    )
+                if current is not None and not current.terminal:
+                    # Our own request, recorded by an attempt whose answer was lost: it still
+                    # needs its due time and its message.
+                    changed = current if mine(current) else None
             if changed is not None:
+                if due is not None:
+                    self._store.set_due(deployment_id, due)
                 dispatch(
                     self._sender,
                     deployment_id,
