@@ -27,6 +27,7 @@ from producers.contract.jobs import (
     UpdateServiceJob,
 )
 from producers.contract.records import ProgressInfo
+from producers.contract.strategy import linear_steps as baked_linear_steps
 from worker.domain.errors import InvalidJobError
 from worker.domain.verdict import StagedVerdict
 
@@ -86,16 +87,14 @@ def _minutes(value: Any, default: int) -> int:
 
 
 def linear_steps(configuration: Mapping[str, Any] | None) -> int:
-    """How many traffic shift steps a LINEAR deployment makes: 100 % in ``stepPercent`` steps.
-
-    Counted in tenths of a percent (ECS takes multiples of 0.1), so 10.0 is exactly 10 steps.
-    """
+    """How many traffic shift steps a LINEAR deployment makes: 100 % in ``stepPercent`` steps,
+    one more than the step bakes CloudFormation counts (none follows the last shift)."""
     linear = (configuration or {}).get("linearConfiguration") or {}
     percent = linear.get("stepPercent")
     if isinstance(percent, bool) or not isinstance(percent, int | float) or percent <= 0:
         percent = _STEP_PERCENT
-    tenths = max(1, round(float(percent) * 10))
-    return max(1, -(-1000 // tenths))
+    # ECS takes multiples of 0.1: a smaller value read from a service counts as the least step.
+    return baked_linear_steps(max(float(percent), 0.1)) + 1
 
 
 def _shifts(strategy: str, configuration: Mapping[str, Any]) -> int:
