@@ -230,7 +230,23 @@ class ServiceDeploymentRecord:
                 "pendingTaskCount": sum(d.pending_count for d in runs),
             }
 
-        return [summary(source) for source in self.sources], summary(self.target)
+        sources = [summary(source) for source in self.sources]
+        target = summary(self.target)
+        staged = self.staged
+        if staged is not None:
+            # ECS's requested traffic weights: green's share on the target revision, the rest on
+            # the revision it replaces (an older one still reconciled gets none).
+            target["requestedProductionTrafficWeight"] = staged.production_percent
+            target["requestedTestTrafficWeight"] = staged.test_percent
+            for index, source in enumerate(sources):
+                rest = index == 0
+                source["requestedProductionTrafficWeight"] = (
+                    round(100.0 - staged.production_percent, 1) if rest else 0.0
+                )
+                source["requestedTestTrafficWeight"] = (
+                    round(100.0 - staged.test_percent, 1) if rest else 0.0
+                )
+        return sources, target
 
     def _lifecycle_stage(self) -> str:
         if not self.ongoing:

@@ -25,8 +25,9 @@ wait for ContinueServiceDeployment or their timeout; Lambda hooks give the answe
 API set for their function, SUCCEEDED by default, and no function is run). It is pure: the
 caller passes the clock, whether green is ready, and how many seconds a minute lasts, and it tells
 the caller when to roll back. The scheduler (:mod:`localaws.rollout`) moves tasks and deployments
-accordingly. ECS exposes the traffic split only through the load balancer's listener rules; here it
-is kept as two percentages on the rollout (shown by the control API's ``GET /_localaws/traffic``).
+accordingly. The traffic split is kept as two percentages on the rollout: DescribeServiceDeployments
+shows them as each service revision's ``requestedProductionTrafficWeight`` and
+``requestedTestTrafficWeight``, and the control API's ``GET /_localaws/traffic`` with the stages.
 """
 
 from __future__ import annotations
