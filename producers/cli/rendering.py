@@ -70,7 +70,8 @@ def summary(record: DeploymentRecord) -> str:
 
 def stage_text(record: DeploymentRecord, now: float) -> str | None:
     """Where a blue/green, linear or canary deployment is in ECS's lifecycle: its stage, the
-    bake time left, or the approval a PAUSE hook waits for. None for a rolling update."""
+    traffic split, the bake time left, or the approval a PAUSE hook waits for. None for a
+    rolling update."""
     p = record.progress
     if not p.lifecycle_stage:
         return None
@@ -81,6 +82,9 @@ def stage_text(record: DeploymentRecord, now: float) -> str | None:
             text += f"; ECS will {action} in {age(max(0.0, p.hook_expires_at - now))}"
         return text + ")"
     text = f"{p.strategy or 'deployment'} at {p.lifecycle_stage}"
+    if p.production_traffic is not None:
+        new = p.production_traffic
+        text += f", production traffic {new:g}% new / {100.0 - new:g}% old"
     if p.bake_ends_at is not None:
         text += f", bake time left {age(max(0.0, p.bake_ends_at - now))}"
     return text

@@ -143,6 +143,8 @@ class ProgressInfo(BaseModel):
     awaiting_hook_id: str | None = None
     hook_expires_at: float | None = None
     hook_timeout_action: str | None = None
+    # The percent of production traffic ECS asks for the new revision (None: not said).
+    production_traffic: float | None = None
 
 
 class DeploymentRecord(BaseModel):

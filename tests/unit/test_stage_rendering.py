@@ -54,6 +54,17 @@ def test_a_pause_hook_shows_awaiting_approval_at_its_stage() -> None:
     )
 
 
+def test_a_traffic_shift_shows_the_split() -> None:
+    """The percent of production traffic ECS asks for the new revision, and the rest."""
+    shifting = record(
+        strategy="CANARY", lifecycle_stage="PRODUCTION_TRAFFIC_SHIFT", production_traffic=12.5
+    )
+    assert progress_text(shifting, 0.0) == (
+        "running · watch · CANARY at PRODUCTION_TRAFFIC_SHIFT, production traffic 12.5% new / "
+        "87.5% old · 1/2 running"
+    )
+
+
 def test_a_finished_deployment_shows_no_stage() -> None:
     """Once ended, the stage it was last seen at is no longer shown."""
     done = record(DeploymentState.SUCCEEDED, strategy="LINEAR", lifecycle_stage="CLEAN_UP")

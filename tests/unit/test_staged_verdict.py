@@ -50,6 +50,21 @@ def test_in_progress_during_the_bake_is_no_failure() -> None:
     assert verdict.reason == "ECS reports the BLUE_GREEN deployment IN_PROGRESS at BAKE_TIME"
 
 
+def test_the_traffic_split_is_read_from_the_target_revision() -> None:
+    """requestedProductionTrafficWeight of the target revision is the new revision's share; a
+    deployment without it (or with a malformed one) says nothing of the split."""
+    shifting = entry(
+        "IN_PROGRESS",
+        lifecycleStage="PRODUCTION_TRAFFIC_SHIFT",
+        targetServiceRevision={"arn": "r2", "requestedProductionTrafficWeight": 10.0},
+        sourceServiceRevisions=[{"arn": "r1", "requestedProductionTrafficWeight": 90.0}],
+    )
+    assert judge_service_deployment(shifting).production_traffic == 10.0
+    assert judge_service_deployment(entry("IN_PROGRESS")).production_traffic is None
+    odd = entry("IN_PROGRESS", targetServiceRevision={"requestedProductionTrafficWeight": "x"})
+    assert judge_service_deployment(odd).production_traffic is None
+
+
 def test_a_rollback_names_the_alarms_that_triggered_it() -> None:
     """ROLLBACK_SUCCESSFUL after alarms: the reason names them, and ECS's own reason."""
     verdict = judge_service_deployment(

@@ -171,6 +171,19 @@ def test_the_bake_time_left_counts_from_when_the_stage_was_first_seen() -> None:
     assert (cleanup.stage_seen_at, cleanup.bake_ends_at) == (2000.0, None)
 
 
+def test_the_traffic_split_is_in_the_progress() -> None:
+    """The new revision's share of production traffic, as ECS last said it."""
+    progress = staged_progress(
+        ProgressInfo(),
+        ProgressInfo(),
+        _staged("PRODUCTION_TRAFFIC_SHIFT", production_traffic=10.0),
+        strategy="CANARY",
+        bake_minutes=None,
+        now=1.0,
+    )
+    assert progress.production_traffic == 10.0
+
+
 def test_a_hook_awaiting_approval_is_in_the_progress() -> None:
     """A PAUSE hook waiting: its id, expiry and timeout action."""
     waiting = HookWait(hook_id="h-1", expires_at=5000.0, timeout_action="ROLLBACK")

@@ -211,6 +211,7 @@ def staged_progress(
             "awaiting_hook_id": waiting.hook_id if waiting else None,
             "hook_expires_at": waiting.expires_at if waiting else None,
             "hook_timeout_action": waiting.timeout_action if waiting else None,
+            "production_traffic": verdict.production_traffic,
         }
     )
 

@@ -242,7 +242,8 @@ class StagedVerdict:
 
     ``outcome`` uses :class:`History`'s values. ``stage`` is its lifecycle stage, ``waiting``
     a PAUSE hook that waits for approval, ``bake_minutes`` the bake time the deployment was
-    started with (None when ECS does not say).
+    started with, ``production_traffic`` the percent of production traffic ECS asks for the new
+    revision (None when ECS does not say).
     """
 
     outcome: History
@@ -252,6 +253,7 @@ class StagedVerdict:
     stage: str | None = None
     waiting: HookWait | None = None
     bake_minutes: int | None = None
+    production_traffic: float | None = None
 
 
 def _epoch(value: Any) -> float | None:
@@ -333,6 +335,8 @@ def judge_service_deployment(deployment: Mapping[str, Any]) -> StagedVerdict:
     if outcome is History.IN_PROGRESS and waiting is not None:
         reason += ", awaiting approval"
     bake = configuration.get("bakeTimeInMinutes")
+    target = deployment.get("targetServiceRevision") or {}
+    weight = target.get("requestedProductionTrafficWeight")
     return StagedVerdict(
         outcome,
         reason,
@@ -341,4 +345,9 @@ def judge_service_deployment(deployment: Mapping[str, Any]) -> StagedVerdict:
         stage=str(stage) if stage else None,
         waiting=waiting,
         bake_minutes=int(bake) if isinstance(bake, int) and not isinstance(bake, bool) else None,
+        production_traffic=(
+            float(weight)
+            if isinstance(weight, int | float) and not isinstance(weight, bool)
+            else None
+        ),
     )
