@@ -12,6 +12,7 @@ import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -19,8 +20,8 @@ import yaml
 
 from localaws.devstack import ROOT, VENV_BIN, Worker, free_port
 from localaws.testing import create_services
-from producers.contract.enums import DeploymentState
-from producers.contract.records import DeploymentRecord, ServiceEvent
+from producers.contract.enums import DeploymentState, Step
+from producers.contract.records import DeploymentRecord, ProgressInfo, ServiceEvent
 from producers.contract.store import RecordStore
 from tests.integration.conftest import Stack
 from tests.selfsigned import self_signed
@@ -335,6 +336,67 @@ def test_the_page_follows_a_release_live_and_shows_untrusted_text_as_text(
             assert shot.stat().st_size > 10_000
             (ROOT / ".run").mkdir(exist_ok=True)
             (ROOT / ".run" / "dashboard.png").write_bytes(shot.read_bytes())
+            assert errors == []
+        finally:
+            browser.close()
+
+
+def _staged_record(stack: Stack, **progress: Any) -> str:
+    """A deployment being watched at a lifecycle stage of ECS's blue/green, linear or canary."""
+    now = time.time()
+    record = DeploymentRecord(
+        id=f"staged-{uuid.uuid4().hex[:6]}",
+        job={},
+        cluster="demo",
+        service="web",
+        state=DeploymentState.RUNNING,
+        step=Step.WATCH,
+        progress=ProgressInfo(desired=2, running=2, **progress),
+        created_at=now - 30,
+        updated_at=now,
+    )
+    RecordStore(redis.Redis.from_url(stack.redis_url)).create(record, due=now + 3600)
+    return record.id
+
+
+def test_the_page_shows_a_deployment_awaiting_approval_and_a_traffic_split(
+    stack: Stack, dashboard: str
+) -> None:
+    """In headless Chromium: a deployment paused at a PAUSE hook reads "awaiting approval at
+    STAGE", one shifting traffic shows its stage and the new revision's share."""
+    from playwright.sync_api import expect, sync_playwright
+
+    waiting = _staged_record(
+        stack,
+        strategy="CANARY",
+        lifecycle_stage="POST_TEST_TRAFFIC_SHIFT",
+        awaiting_hook_id="h-1",
+        hook_expires_at=time.time() + 7200,
+        hook_timeout_action="ROLLBACK",
+    )
+    shifting = _staged_record(
+        stack, strategy="LINEAR", lifecycle_stage="PRODUCTION_TRAFFIC_SHIFT", production_traffic=40.0
+    )
+    user, _, password = AUTH.partition(":")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path="/usr/bin/chromium",
+            args=["--no-sandbox", "--disable-gpu", "--no-first-run"],
+        )
+        try:
+            context = browser.new_context(http_credentials={"username": user, "password": password})
+            page = context.new_page()
+            errors: list[str] = []
+            page.on("pageerror", lambda error: errors.append(str(error)))
+            page.goto(dashboard + "/")
+            stage = page.locator(f'#deployments tr[data-id="{waiting}"] td.stage')
+            expect(stage).to_contain_text(
+                "awaiting approval at POST_TEST_TRAFFIC_SHIFT (ECS will ROLLBACK in 2 h)",
+                timeout=15_000,
+            )
+            expect(page.locator(f'#deployments tr[data-id="{shifting}"] td.stage')).to_have_text(
+                "LINEAR at PRODUCTION_TRAFFIC_SHIFT, production traffic 40% new"
+            )
             assert errors == []
         finally:
             browser.close()

@@ -68,6 +68,26 @@ function renderReleases(releases, now) {
   }
 }
 
+// Where a blue/green, linear or canary deployment is in ECS's lifecycle, as `conveyor status`
+// says it: the approval a PAUSE hook waits for, or the stage, the traffic split and the bake left.
+function stageText(p, now) {
+  if (!p.lifecycle_stage) return "";
+  if (p.awaiting_hook_id) {
+    let text = "awaiting approval at " + p.lifecycle_stage;
+    if (p.hook_expires_at != null) {
+      text += " (ECS will " + (p.hook_timeout_action || "ROLLBACK") + " in " +
+        age(Math.max(0, p.hook_expires_at - now)) + ")";
+    }
+    return text;
+  }
+  let text = (p.strategy || "deployment") + " at " + p.lifecycle_stage;
+  if (p.production_traffic != null) {
+    text += ", production traffic " + p.production_traffic + "% new";
+  }
+  if (p.bake_ends_at != null) text += ", bake left " + age(Math.max(0, p.bake_ends_at - now));
+  return text;
+}
+
 function renderDeployments(deployments, now) {
   const body = document.querySelector("#deployments tbody");
   body.replaceChildren();
@@ -80,6 +100,7 @@ function renderDeployments(deployments, now) {
     stateCell(row, d.state);
     cell(row, terminal ? "" : d.step);
     const p = d.progress || {};
+    cell(row, terminal ? "" : stageText(p, now), "stage");
     cell(row, p.desired ? p.running + "/" + p.desired : "");
     const events = d.events || [];
     const latest = p.latest_event || (events.length ? events[events.length - 1].message : "");
