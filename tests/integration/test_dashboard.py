@@ -375,7 +375,10 @@ def test_the_page_shows_a_deployment_awaiting_approval_and_a_traffic_split(
         hook_timeout_action="ROLLBACK",
     )
     shifting = _staged_record(
-        stack, strategy="LINEAR", lifecycle_stage="PRODUCTION_TRAFFIC_SHIFT", production_traffic=40.0
+        stack,
+        strategy="LINEAR",
+        lifecycle_stage="PRODUCTION_TRAFFIC_SHIFT",
+        production_traffic=40.0,
     )
     user, _, password = AUTH.partition(":")
     with sync_playwright() as p:
