@@ -264,6 +264,7 @@ class MetricsServer(bootsteps.StartStopStep):
         """Start the HTTP server thread, when metrics are on."""
         if settings.metrics_port is None or not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
             return
+        from producers.contract.names import Keys
         from worker.aws.ratelimit import booked_ahead
         from worker.observe.metrics import serve
 
@@ -276,6 +277,7 @@ class MetricsServer(bootsteps.StartStopStep):
             client,
             queues,
             booked=lambda: booked_ahead(client),
+            keys=Keys.of(settings.queue),
         )
 
 

@@ -81,3 +81,44 @@ def test_metrics_move_during_a_deployment(
     assert calls >= 4  # describe, describe the family, register, update, then polls
     assert calls >= total(during, "conveyor_aws_calls_total", service="ecs")
     assert any(p.name.endswith(".db") for p in (tmp_path / "samples").iterdir())
+
+
+def test_a_deployment_awaiting_approval_is_counted_by_the_workers_endpoint(
+    stack: Stack, start_worker: Callable[[str], Worker], tmp_path: Path
+) -> None:
+    """A running deployment paused at a PAUSE hook shows in the worker's scrape at its stage,
+    and no longer once it is answered."""
+    import redis
+
+    from producers.contract.records import DeploymentRecord, DeploymentState, ProgressInfo, Step
+    from producers.contract.store import RecordStore
+
+    port = free_port()
+    stack.env.update(
+        CONVEYOR_METRICS_PORT=str(port), CONVEYOR_METRICS_DIR=str(tmp_path / "samples")
+    )
+    start_worker("w1")
+    name = ("conveyor_deployments_awaiting_approval", (("stage", "POST_SCALE_UP"),))
+    assert name not in scrape(port)
+
+    now = time.time()
+    waiting = DeploymentRecord(
+        id=f"paused-{uuid.uuid4().hex[:6]}",
+        job={},
+        cluster="demo",
+        service="web",
+        state=DeploymentState.RUNNING,
+        step=Step.WATCH,
+        progress=ProgressInfo(strategy="CANARY", lifecycle_stage="POST_SCALE_UP"),
+        created_at=now,
+        updated_at=now,
+    )
+    client = redis.Redis.from_url(stack.redis_url)
+    store = RecordStore(client)
+    paused = waiting.model_copy(
+        update={"progress": waiting.progress.model_copy(update={"awaiting_hook_id": "h-1"})}
+    )
+    store.create(paused, due=now + 3600)
+    assert scrape(port)[name] == 1
+    client.set(store.key(paused.id), waiting.model_dump_json())  # ECS continued
+    assert name not in scrape(port)

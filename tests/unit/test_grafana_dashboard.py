@@ -12,8 +12,9 @@ DASHBOARD = Path(__file__).resolve().parents[2] / "deploy" / "grafana" / "convey
 
 
 def exported() -> set[str]:
-    """Every sample name the workers' metrics can produce, and the scrape-time queue gauge."""
-    names = {"conveyor_queue_depth"}
+    """Every sample name the workers' metrics can produce, and the scrape-time gauges of the
+    queues and of the deployments awaiting approval."""
+    names = {"conveyor_queue_depth", "conveyor_deployments_awaiting_approval"}
     for collector in (
         metrics.DEPLOYMENTS,
         metrics.STEP_DURATION,

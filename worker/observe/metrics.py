@@ -32,6 +32,7 @@ The metrics (all prefixed ``conveyor_``):
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -43,7 +44,7 @@ import structlog
 # picks its value store, in memory or in the directory's files, when it is first imported.
 from prometheus_client import Counter, Histogram
 
-from producers.contract.names import PRIORITY_STEPS, priority_list
+from producers.contract.names import PRIORITY_STEPS, Keys, priority_list
 
 _log = structlog.get_logger("conveyor.metrics")
 
@@ -162,6 +163,64 @@ class BookedAheadCollector:
         yield rates
 
 
+# The most unfinished deployments a scrape reads to count those awaiting approval.
+AWAITING_SCAN_LIMIT = 5000
+_MGET_CHUNK = 500
+
+
+def awaiting_approval(client: Any, keys: Keys) -> dict[str, int]:
+    """How many unfinished deployments a PAUSE lifecycle hook holds for approval, by stage.
+
+    Reads the unfinished deployments' records (the due set names them), a page per round trip,
+    as plain JSON: a scrape never validates, repairs or quarantines a record.
+    """
+    ids = [
+        i.decode() if isinstance(i, bytes) else str(i)
+        for i in client.zrange(keys.due, 0, AWAITING_SCAN_LIMIT - 1)
+    ]
+    counts: dict[str, int] = {}
+    for start in range(0, len(ids), _MGET_CHUNK):
+        chunk = ids[start : start + _MGET_CHUNK]
+        for raw in client.mget([keys.record.format(id=i) for i in chunk]):
+            try:
+                record = json.loads(raw) if raw else None
+            except ValueError:
+                continue
+            if not isinstance(record, dict) or record.get("state") not in ("queued", "running"):
+                continue
+            progress = record.get("progress")
+            if isinstance(progress, dict) and progress.get("awaiting_hook_id"):
+                stage = str(progress.get("lifecycle_stage") or "unknown")
+                counts[stage] = counts.get(stage, 0) + 1
+    return counts
+
+
+class AwaitingApprovalCollector:
+    """Reads, at scrape time, how many deployments wait for `conveyor approve` or `reject`."""
+
+    def __init__(self, client: Any, keys: Keys) -> None:
+        self._client = client
+        self._keys = keys
+
+    def collect(self) -> Iterator[Any]:
+        """One sample per lifecycle stage; none when Redis does not answer."""
+        from prometheus_client.core import GaugeMetricFamily
+
+        family = GaugeMetricFamily(
+            "conveyor_deployments_awaiting_approval",
+            "Unfinished deployments paused at a PAUSE lifecycle hook until `conveyor approve` "
+            "or `conveyor reject` (or the hook's timeout), by lifecycle stage.",
+            labels=["stage"],
+        )
+        try:
+            counts = awaiting_approval(self._client, self._keys)
+        except Exception:  # noqa: BLE001 - a scrape must not fail on Redis being away
+            counts = {}
+        for stage, count in sorted(counts.items()):
+            family.add_metric([stage], count)
+        yield family
+
+
 # The main process's bound endpoint; a pool child closes its inherited copy (close_in_child).
 _server: Any = None
 # How often a worker whose metrics port is taken tries to bind it again.
@@ -174,9 +233,11 @@ def serve(
     redis_client: Any,
     queues: list[str],
     booked: Callable[[], list[tuple[str, str, str, float, float]]] | None = None,
+    keys: Keys | None = None,
 ) -> threading.Thread:
     """Serve the children's samples and the queue depths on ``address:port`` in a thread;
-    ``booked`` reads the rate-limit buckets' bookings at scrape time.
+    ``booked`` reads the rate-limit buckets' bookings at scrape time, and with the fleet's
+    ``keys`` the deployments awaiting approval are counted then too.
 
     A port that is taken does not stop the worker: deployments matter more than their metrics.
     The port is most often held by processes of an earlier worker on this host that outlived
@@ -191,6 +252,8 @@ def serve(
     registry.register(QueueDepthCollector(redis_client, queues))
     if booked is not None:
         registry.register(BookedAheadCollector(booked))
+    if keys is not None:
+        registry.register(AwaitingApprovalCollector(redis_client, keys))
     rebind_seconds = REBIND_SECONDS
     try:
         return _bind(address, port, registry)
