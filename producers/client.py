@@ -428,8 +428,9 @@ class ConveyorClient:
             time.sleep(interval)
 
     def cancel_release(self, release_id: str) -> ReleaseRecord:
-        """Stop a release: no further wave starts, and the current wave's deployments are
-        cancelled (a rollout under way is rolled back, as for `cancel`)."""
+        """Stop a release: no further wave starts, and the deployments of the waves started
+        that have not ended are cancelled (a rollout under way is rolled back, as for `cancel`):
+        with ``move_on_at`` those of earlier waves may still be running."""
 
         def request() -> ReleaseRecord:
             # Each part is safe to repeat: a retry after a lost answer redoes them all. The
@@ -438,7 +439,8 @@ class ConveyorClient:
             release = self._releases.request_cancel(release_id, wall_clock)
             if release is None:
                 raise DeploymentNotFoundError(f"no release {release_id!r}")
-            for deployment_id in release.waves[release.wave]:
+            begun = [i for ids in release.waves[: release.wave + 1] for i in ids]
+            for deployment_id in (i for i in begun if i not in release.outcomes):
                 with contextlib.suppress(DeploymentNotFoundError, DeploymentLostError):
                     self.cancel(deployment_id)
             advanced = self._releases.advance(release_id, self._sender, wall_clock)

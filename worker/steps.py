@@ -395,6 +395,10 @@ def run_step(
                 transition.countdown,
                 queue=ctx.queue,
             )
+            if _arrived_where_release_moves_on(record, new):
+                # A lost advance is caught up by the sweeper, which reads every deployment of
+                # an active release without an outcome.
+                _advance_release(ctx, new.release_id or "", ended=new.id)
         else:
             # The terminal commit itself released the service and dropped the full payload.
             log.info("deployment finished", state=new.state.value, reason=new.reason)
@@ -518,9 +522,21 @@ def _releases(ctx: StepContext) -> ReleaseStore:
     )
 
 
+def _arrived_where_release_moves_on(before: DeploymentRecord, after: DeploymentRecord) -> bool:
+    """Whether this step took a release's deployment to the stage its release moves on at."""
+    stage = after.release_move_on_at
+    return (
+        after.release_id is not None
+        and stage is not None
+        and after.reached_stage(stage)
+        and not before.reached_stage(stage)
+    )
+
+
 def _advance_release(ctx: StepContext, release_id: str, ended: str | None = None) -> None:
-    """Move a release on after its deployment ``ended`` ended, or in a sweep (None): the
-    sweeper retries failures and reads every deployment without an outcome."""
+    """Move a release on after its deployment ``ended`` ended (or reached the stage its release
+    moves on at), or in a sweep (None): the sweeper retries failures and reads every deployment
+    without an outcome."""
     try:
         release = _releases(ctx).advance(release_id, ctx.sender, ctx.clock, ended=ended)
     except Exception:  # the sweeper advances active releases too; never fail the step here

@@ -168,7 +168,6 @@ def follow(
         DeploymentLostError,
         DeploymentNotFoundError,
     )
-    from producers.contract.stages import reached
 
     progress = rendering.Progress(enabled=True)
     client.on_retry = progress.retrying
@@ -176,11 +175,7 @@ def follow(
         record = client.wait(
             deployment_id,
             on_progress=progress,
-            until=None
-            if until_stage is None
-            else lambda r: (
-                not r.rolled_back_by_ecs and reached(r.progress.lifecycle_stage, until_stage)
-            ),
+            until=None if until_stage is None else lambda r: r.reached_stage(until_stage),
         )
     except KeyboardInterrupt:
         progress.stop()

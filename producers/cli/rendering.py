@@ -176,12 +176,16 @@ def release_text(release: ReleaseRecord, records: list[DeploymentRecord | None])
     lines = [f"{title}: {release.state.value} · wave {release.wave + 1}/{len(release.waves)}"]
     counts = ", ".join(f"{n} {state}" for state, n in sorted(release.summary().items()))
     lines.append(f"  summary   {counts}")
+    if release.move_on_at:
+        lines.append(f"  moves on  when each deployment of a wave reached {release.move_on_at}")
     if release.reason:
         lines.append(f"  reason    {release.reason}")
     for deployment_id, record in zip(ids, records, strict=True):
         job = release.jobs[deployment_id]
         state = record.state.value if record else "pending"
         line = f"  wave {waves[deployment_id]}  {job['cluster']}/{job['service']}  {state}"
+        if state == "running" and deployment_id in release.reached:
+            line += f" (past {release.move_on_at})"
         line += f"  {deployment_id}"
         if record is not None and record.reason and state not in ("succeeded", "running"):
             line += f"  ({record.reason[:120]})"

@@ -17,6 +17,7 @@ from producers.contract.enums import (
     StepStatus,
 )
 from producers.contract.patterns import account_of_arn
+from producers.contract.stages import reached
 
 __all__ = [
     "MAX_EVENTS",
@@ -164,6 +165,8 @@ class DeploymentRecord(BaseModel):
     service: str
     account: str | None = None  # the AWS account the deployment acts in, once known
     release_id: str | None = None  # the release this deployment belongs to, if any
+    # The lifecycle stage at which its release moves on to the next wave (None: at its end).
+    release_move_on_at: str | None = None
     family: str | None = None
     base_task_definition_arn: str | None = None
     base_revision: int | None = None
@@ -215,3 +218,8 @@ class DeploymentRecord(BaseModel):
     def terminal(self) -> bool:
         """True once the deployment has a final state."""
         return self.state in TERMINAL_STATES
+
+    def reached_stage(self, stage: str) -> bool:
+        """Whether ECS has taken this deployment to lifecycle ``stage`` (or past it), and not
+        back: a deployment ECS is rolling back has not reached any stage of its way forward."""
+        return not self.rolled_back_by_ecs and reached(self.progress.lifecycle_stage, stage)

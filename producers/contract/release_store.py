@@ -103,6 +103,7 @@ def new_deployment(
     now: float,
     account: str | None,
     release_id: str | None = None,
+    release_move_on_at: str | None = None,
 ) -> DeploymentRecord:
     """The queued record of a new update-existing deployment."""
     return DeploymentRecord(
@@ -116,6 +117,7 @@ def new_deployment(
         service=job.service,
         account=account,
         release_id=release_id,
+        release_move_on_at=release_move_on_at,
         created_at=now,
         updated_at=now,
     )
@@ -322,7 +324,12 @@ class ReleaseStore:
             job = UpdateServiceJob.model_validate(release.jobs[deployment_id], strict=False)
             records.append(
                 new_deployment(
-                    job, deployment_id, now=now, account=self._account(job), release_id=release.id
+                    job,
+                    deployment_id,
+                    now=now,
+                    account=self._account(job),
+                    release_id=release.id,
+                    release_move_on_at=release.move_on_at,
                 )
             )
         return records
@@ -354,6 +361,7 @@ class ReleaseStore:
             id=release_id,
             name=job.release,
             fail_fast=job.fail_fast,
+            move_on_at=job.move_on_at,
             waves=ids,
             jobs=jobs,
             created_at=now,
@@ -516,10 +524,15 @@ class ReleaseStore:
             if release.terminal:
                 return None
             current = release.waves[release.wave]
+            # Every deployment of the waves started so far: with move_on_at, earlier waves may
+            # still be running while a later one deploys.
+            begun = [i for ids in release.waves[: release.wave + 1] for i in ids]
             outcomes = dict(release.outcomes)
-            unknown = [i for i in current if i not in outcomes]
+            reached = dict(release.reached)
+            unknown = [i for i in begun if i not in outcomes]
             if ended is not None and len(unknown) > _READ_ALL_BELOW:
                 unknown = [ended] if ended in unknown else []
+            arrived: list[str] = []
             for deployment_id, record in self._records.get_many(unknown).items():
                 if record is None:
                     outcomes.setdefault(deployment_id, "lost")
@@ -527,20 +540,31 @@ class ReleaseStore:
                     outcome = self._carried_outcome(record)
                     if outcome is not None:
                         outcomes[deployment_id] = outcome
+                elif (
+                    release.move_on_at is not None
+                    and deployment_id not in reached
+                    and record.reached_stage(release.move_on_at)
+                ):
+                    arrived.append(deployment_id)
             # Read after the records: a deployment that ended while they were being read has a
             # finished_at later than a time read before, and the next wave must not claim to
             # have been created before the end it waited for.
             now = clock()
-            update: dict[str, Any] = {"outcomes": outcomes, "updated_at": now}
-            if not all(i in outcomes for i in current):
-                return None if outcomes == release.outcomes else release.model_copy(update=update)
-            bad = [
-                i
-                for ids in release.waves
-                for i in ids
-                if i in outcomes and outcomes[i] not in RELEASE_OK
-            ]
+            reached.update(dict.fromkeys(arrived, now))
+            update: dict[str, Any] = {"outcomes": outcomes, "reached": reached, "updated_at": now}
+            unchanged = outcomes == release.outcomes and reached == release.reached
+            # A wave has passed once each of its deployments ended or reached move_on_at.
+            passed = all(i in outcomes or i in reached for i in current)
+            bad = [i for i in begun if i in outcomes and outcomes[i] not in RELEASE_OK]
             last = release.wave + 1 >= len(release.waves)
+            verdict_due = (
+                bool(release.cancel_requested_at) or last or bool(bad and release.fail_fast)
+            )
+            running = [i for i in begun if i not in outcomes]
+            if not passed or (verdict_due and running):
+                # The verdict waits for every deployment started: a release never ends while
+                # one of its deployments still runs.
+                return None if unchanged else release.model_copy(update=update)
             if release.cancel_requested_at:
                 update.update(
                     state=ReleaseState.CANCELLED,

@@ -5,6 +5,8 @@ A release file (YAML or JSON) names the services, each with its images, optional
     release: shop-2.4          # a name for people (optional)
     cluster: prod              # the default cluster of every entry
     fail_fast: true            # a failed wave stops the release (default); false: go on
+    move_on_at: production-traffic  # start the next wave once every deployment of this one
+                               # reached this lifecycle stage (default: once they all ended)
     timeout_seconds: 1800      # defaults for every entry, as for `conveyor update`
     waves:
       - - service: api
@@ -18,6 +20,12 @@ A release file (YAML or JSON) names the services, each with its images, optional
 ``services:`` instead of ``waves:`` is one wave. Every entry becomes an ordinary update-existing
 deployment (with all its guarantees) whose id is the release id and its position, so creating
 one twice is a no-op. Waves run one after another; the deployments of a wave run at once.
+
+With ``move_on_at`` a wave's blue/green, linear or canary deployments let the next wave start
+once ECS took them to that stage (the names `--wait-until` takes); a rolling update still lets
+it start at its end. The release's verdict still waits for every deployment's own: it succeeds
+only once every change is live, and a deployment that fails after its wave moved on stops the
+waves not yet started (with ``fail_fast``).
 """
 
 from __future__ import annotations
@@ -38,6 +46,7 @@ from producers.contract.jobs import (
     UpdateServiceJob,
     describe_validation_error,
 )
+from producers.contract.stages import stage_named
 from producers.contract.strategy import STRATEGY_FIELDS, Strategy, ThresholdType
 
 MAX_RELEASE_SERVICES = 1000
@@ -88,6 +97,8 @@ class ReleaseJob(BaseModel):
     release: Annotated[str, Field(max_length=200)] = ""
     cluster: str | None = None
     fail_fast: bool = True
+    # The lifecycle stage at which a wave lets the next one start (None: once it all ended).
+    move_on_at: str | None = None
     # None: each entry gets the default for its service's deployment strategy (see
     # UpdateServiceJob.timeout_seconds).
     timeout_seconds: (
@@ -193,6 +204,12 @@ class ReleaseJob(BaseModel):
         data["waves"] = expanded
         return data
 
+    @field_validator("move_on_at")
+    @classmethod
+    def _a_stage(cls, value: str | None) -> str | None:
+        """ECS's name of the stage (a person may give `production-traffic`, `bake`, ...)."""
+        return None if value is None else stage_named(value)
+
     @field_validator("waves")
     @classmethod
     def _bounded_and_distinct(
@@ -254,10 +271,13 @@ class ReleaseRecord(BaseModel):
     name: str = ""
     state: ReleaseState = ReleaseState.RUNNING
     fail_fast: bool = True
+    move_on_at: str | None = None  # see ReleaseJob.move_on_at
     waves: list[list[str]]  # deployment ids, wave by wave
     jobs: dict[str, dict[str, Any]]  # deployment id -> its update job (created wave by wave)
     wave: int = 0  # the wave under way (index)
     outcomes: dict[str, str] = Field(default_factory=dict)  # deployment id -> final state
+    # Deployments still running that reached ``move_on_at`` -> when the release saw it.
+    reached: dict[str, float] = Field(default_factory=dict)
     reason: str | None = None
     cancel_requested_at: float | None = None
     created_at: float

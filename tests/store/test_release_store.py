@@ -507,3 +507,175 @@ def test_the_next_wave_is_stamped_after_the_ends_the_advance_read(
     created = records.get(third)
     assert created is not None
     assert created.created_at >= 5.0
+
+
+def _moving_on(fail_fast: bool = True) -> ReleaseJob:
+    """Two waves that move on once ECS shifted production traffic."""
+    job = _job(fail_fast)
+    return job.model_copy(update={"move_on_at": "PRODUCTION_TRAFFIC_SHIFT"})
+
+
+def _at_stage(records: RecordStore, deployment_id: str, stage: str, **more: Any) -> None:
+    def change(r: DeploymentRecord) -> DeploymentRecord:
+        progress = r.progress.model_copy(update={"strategy": "CANARY", "lifecycle_stage": stage})
+        return r.model_copy(update={"state": DeploymentState.RUNNING, "progress": progress, **more})
+
+    records.modify(deployment_id, change)
+
+
+def test_a_wave_moves_on_once_each_deployment_reached_the_stage(client: redis.Redis) -> None:
+    """With move_on_at, wave 2 starts once both of wave 1 reached the stage (one ended, one
+    still baking); the release's verdict still waits for the one still running."""
+    records, releases = _stores(client)
+    sender = Sender()
+    release = releases.create(_moving_on(), RELEASE, now=1.0)
+    first, second = release.waves[0]
+    (third,) = release.waves[1]
+    assert records.get(first).release_move_on_at == "PRODUCTION_TRAFFIC_SHIFT"  # type: ignore[union-attr]
+    _at_stage(records, first, "POST_TEST_TRAFFIC_SHIFT")  # not yet
+    _end(records, second, DeploymentState.SUCCEEDED)
+    waiting = releases.advance(RELEASE, sender, clock=lambda: 2.0)
+    assert waiting is not None
+    assert waiting.wave == 0
+    assert sender.sent == []
+
+    _at_stage(records, first, "BAKE_TIME")  # past the stage counts too
+    moved = releases.advance(RELEASE, sender, clock=lambda: 3.0)
+    assert moved is not None
+    assert moved.wave == 1
+    assert moved.reached == {first: 3.0}
+    assert [args for _, args in sender.sent] == [[third, 0]]
+    assert records.get(third).release_move_on_at == "PRODUCTION_TRAFFIC_SHIFT"  # type: ignore[union-attr]
+
+    _end(records, third, DeploymentState.SUCCEEDED)
+    still = releases.advance(RELEASE, sender, clock=lambda: 4.0)
+    assert still is not None
+    assert still.state is ReleaseState.RUNNING  # first still bakes
+    _end(records, first, DeploymentState.SUCCEEDED)
+    done = releases.advance(RELEASE, sender, clock=lambda: 5.0)
+    assert done is not None
+    assert done.state is ReleaseState.SUCCEEDED
+    assert len(sender.sent) == 1
+
+
+def test_a_deployment_ecs_rolls_back_has_not_reached_the_stage(client: redis.Redis) -> None:
+    """A deployment ECS is rolling back shows a stage of its way back, not of its way forward:
+    the next wave does not start on it."""
+    records, releases = _stores(client)
+    sender = Sender()
+    release = releases.create(_moving_on(), RELEASE, now=1.0)
+    first, second = release.waves[0]
+    _at_stage(records, first, "PRODUCTION_TRAFFIC_SHIFT")
+    _at_stage(records, second, "BAKE_TIME", rolled_back_by_ecs=True)
+    waiting = releases.advance(RELEASE, sender, clock=lambda: 2.0)
+    assert waiting is not None
+    assert waiting.wave == 0
+    assert list(waiting.reached) == [first]
+    assert sender.sent == []
+
+
+def test_a_failure_after_its_wave_moved_on_stops_the_waves_not_started(
+    client: redis.Redis,
+) -> None:
+    """A deployment that rolls back after the next wave started fails the release (fail
+    fast) once every started deployment ended; the wave after is never created."""
+    records, releases = _stores(client)
+    sender = Sender()
+    job = ReleaseJob.model_validate(
+        {
+            "cluster": "c",
+            "move_on_at": "bake",
+            "waves": [[{"service": n, "images": {"app": ":2"}}] for n in ("a", "b", "c")],
+        }
+    )
+    assert job.move_on_at == "BAKE_TIME"
+    release = releases.create(job, RELEASE, now=1.0)
+    ((first,), (second,), (third,)) = release.waves
+    _at_stage(records, first, "BAKE_TIME")
+    assert releases.advance(RELEASE, sender, clock=lambda: 2.0).wave == 1  # type: ignore[union-attr]
+    _end(records, first, DeploymentState.ROLLED_BACK)
+    _at_stage(records, second, "BAKE_TIME")
+    waiting = releases.advance(RELEASE, sender, clock=lambda: 3.0)
+    assert waiting is not None
+    assert (waiting.wave, waiting.state) == (1, ReleaseState.RUNNING)  # second still runs
+    _end(records, second, DeploymentState.SUCCEEDED)
+    done = releases.advance(RELEASE, sender, clock=lambda: 4.0)
+    assert done is not None
+    assert done.state is ReleaseState.FAILED
+    assert "1 not started (fail fast)" in (done.reason or "")
+    assert records.get(third) is None
+    assert [args for _, args in sender.sent] == [[second, 0]]
+
+
+def test_an_unknown_stage_to_move_on_at_is_refused_with_the_choices() -> None:
+    """move_on_at names a lifecycle stage; anything else is refused, naming the choices."""
+    with pytest.raises(ValueError, match="unknown stage 'halfway'; choose one of: scale-up"):
+        ReleaseJob.model_validate(
+            {
+                "cluster": "c",
+                "move_on_at": "halfway",
+                "services": [{"service": "a", "images": {"app": ":2"}}],
+            }
+        )
+
+
+def test_the_step_that_reaches_the_stage_starts_the_next_wave(client: redis.Redis) -> None:
+    """The watch step whose record first shows the release's stage advances the release: once
+    the wave's last deployment gets there, the next wave is created and dispatched; a later
+    step at a later stage advances nothing more."""
+    records, releases = _stores(client)
+    release = releases.create(_moving_on(), RELEASE, now=1.0)
+    first, second = release.waves[0]
+    (third,) = release.waves[1]
+    _at_stage(records, first, "PRODUCTION_TRAFFIC_SHIFT")
+    releases.advance(RELEASE, Sender(), clock=lambda: 2.0)
+    sender = Sender()
+
+    def to(stage: str) -> Callable[[DeploymentRecord], Transition]:
+        def run(record: DeploymentRecord) -> Transition:
+            progress = record.progress.model_copy(
+                update={"strategy": "CANARY", "lifecycle_stage": stage}
+            )
+            moved = record.model_copy(
+                update={"state": DeploymentState.RUNNING, "progress": progress}
+            )
+            return Transition(moved, record.step, countdown=5)
+
+        return run
+
+    run_step(_ctx(client, sender, now=3.0), second, 0, to("POST_TEST_TRAFFIC_SHIFT"))
+    assert [name for name, _ in sender.sent] == ["conveyor.update.resolve"]  # its own next step
+    run_step(_ctx(client, sender, now=4.0), second, 1, to("PRODUCTION_TRAFFIC_SHIFT"))
+    moved = releases.get(RELEASE)
+    assert moved is not None
+    assert moved.wave == 1
+    assert [args for _, args in sender.sent][-1] == [third, 0]
+    count = len(sender.sent)
+    run_step(_ctx(client, sender, now=5.0), second, 2, to("BAKE_TIME"))
+    assert len(sender.sent) == count + 1  # only the step's own next message
+
+
+def test_a_cancel_stops_the_deployments_of_a_wave_it_moved_on_from(
+    client: redis.Redis, redis_url: str
+) -> None:
+    """With move_on_at, a deployment of an earlier wave may still bake while the next wave
+    deploys: cancelling the release asks both to stop, not only the wave under way."""
+    from pydantic import SecretStr
+
+    from config.settings import Settings
+    from producers.client import ConveyorClient
+
+    records, releases = _stores(client)
+    release = releases.create(_moving_on(), RELEASE, now=1.0)
+    first, second = release.waves[0]
+    (third,) = release.waves[1]
+    _at_stage(records, first, "BAKE_TIME")
+    _end(records, second, DeploymentState.SUCCEEDED)
+    assert releases.advance(RELEASE, Sender(), clock=lambda: 2.0).wave == 1  # type: ignore[union-attr]
+
+    ConveyorClient(Settings(redis_url=SecretStr(redis_url))).cancel_release(RELEASE)
+
+    asked = {i: records.get(i).cancel_requested_at for i in (first, second, third)}  # type: ignore[union-attr]
+    assert asked[first] is not None  # still baking in wave 1
+    assert asked[third] is not None
+    assert asked[second] is None  # had ended: left as it is

@@ -70,3 +70,28 @@ def test_a_finished_deployment_shows_no_stage() -> None:
     done = record(DeploymentState.SUCCEEDED, strategy="LINEAR", lifecycle_stage="CLEAN_UP")
     assert "CLEAN_UP" not in progress_text(done, 0.0)
     assert "stage" not in summary(done)
+
+
+def test_a_release_that_moves_on_at_a_stage_says_so_and_marks_who_got_there() -> None:
+    """The release's text names its stage, and a running deployment seen there is marked."""
+    from producers.cli.rendering import release_text
+    from producers.contract.releases import ReleaseRecord
+
+    release = ReleaseRecord(
+        id="rel-1",
+        move_on_at="BAKE_TIME",
+        waves=[["rel-1-0000"], ["rel-1-0001"]],
+        jobs={
+            "rel-1-0000": {"cluster": "demo", "service": "a"},
+            "rel-1-0001": {"cluster": "demo", "service": "b"},
+        },
+        wave=1,
+        reached={"rel-1-0000": 5.0},
+        created_at=1.0,
+        updated_at=5.0,
+    )
+    baking = record(strategy="CANARY", lifecycle_stage="BAKE_TIME")
+    text = release_text(release, [baking, None])
+    assert "moves on  when each deployment of a wave reached BAKE_TIME" in text
+    assert "wave 1  demo/a  running (past BAKE_TIME)" in text
+    assert "wave 2  demo/b  pending" in text
