@@ -417,6 +417,7 @@ class Simulator:
         ):
             self._trip_breaker(sim, primary, bool(breaker.get("rollback")), now_dt, events)
             primary = sim.deployments[0]
+        self._watch_rolling_alarms(sim, primary, now_dt, events)
         staged = self._move_stages(sim, now, now_dt, events)
         primary = sim.deployments[0]
 
@@ -534,28 +535,94 @@ class Simulator:
                 self._stop_staged(sim, staged_record, BREAKER_REASON, now_dt)
             primary.rollout_state_reason = BREAKER_REASON
             return
-        primary.rollout_state = "FAILED"
-        primary.rollout_state_reason = "ECS deployment circuit breaker: tasks failed to start."
-        primary.updated_at = now_dt
-        events.append(
-            f"(service {name}) (deployment {primary.id}) deployment failed: tasks failed to start."
+        record = primary.record
+        ongoing = record is not None and record.ongoing
+        self._fail_rolling(
+            sim,
+            primary,
+            rollback=rollback,
+            why=BREAKER_REASON,
+            failed="ECS deployment circuit breaker: tasks failed to start.",
+            detected="tasks failed to start.",
+            by="ECS deployment circuit breaker",
+            now_dt=now_dt,
+            events=events,
         )
+        if ongoing and record is not None:
+            record.breaker_triggered = True
+
+    def _watch_rolling_alarms(
+        self,
+        sim: SimService,
+        primary: Deployment,
+        now_dt: datetime.datetime,
+        events: list[str],
+    ) -> None:
+        """A ROLLING deployment fails when one of its alarms is in ALARM while it runs (its
+        bake included), and rolls back if its alarms say so, as the breaker does."""
+        record = primary.record
+        if (
+            record is None
+            or record.staged is not None
+            or not record.ongoing
+            or primary is not record.deployment
+            or primary.rollout_state != "IN_PROGRESS"
+        ):
+            return
+        alarms = record.deployment_configuration.get("alarms") or {}
+        firing = _firing_alarms(sim.backend, alarms)
+        if not firing:
+            return
+        record.triggered_alarms = firing
+        reason = alarm_reason(firing)
+        self._fail_rolling(
+            sim,
+            primary,
+            rollback=bool(alarms.get("rollback")),
+            why=reason,
+            failed=reason,
+            detected="alarm detected.",
+            by="ECS deployment alarms",
+            now_dt=now_dt,
+            events=events,
+        )
+
+    def _fail_rolling(
+        self,
+        sim: SimService,
+        primary: Deployment,
+        *,
+        rollback: bool,
+        why: str,
+        failed: str,
+        detected: str,
+        by: str,
+        now_dt: datetime.datetime,
+        events: list[str],
+    ) -> None:
+        """Fail a ROLLING deployment (``why`` for its service deployment, ``failed`` for its
+        rolloutStateReason) and, with ``rollback``, start a new PRIMARY on the last COMPLETED
+        task definition; ``by`` names what did it in the rollback's reason."""
+        name = sim.service.name
+        primary.rollout_state = "FAILED"
+        primary.rollout_state_reason = failed
+        primary.updated_at = now_dt
+        events.append(f"(service {name}) (deployment {primary.id}) deployment failed: {detected}")
         target = sim.last_completed_revision
         can_roll_back = rollback and sim.last_completed is not None and target is not None
         record = primary.record
         if record is not None and record.ongoing:
-            record.breaker_triggered = True
             if primary is record.rollback_deployment:
                 # The rollback itself failed: ECS does not roll back a rollback.
-                record.finish("ROLLBACK_FAILED", now_dt, BREAKER_REASON)
+                record.finish("ROLLBACK_FAILED", now_dt, why)
                 can_roll_back = False
             elif can_roll_back and target is not None:
-                record.begin_rollback(BREAKER_REASON, target, now_dt)
+                record.begin_rollback(why, target, now_dt)
             else:
-                record.finish("STOPPED", now_dt, BREAKER_REASON)
+                record.finish("STOPPED", now_dt, why)
         if can_roll_back and sim.last_completed is not None and target is not None:
             previous_id, previous_td = sim.last_completed
-            reason = f"ECS deployment circuit breaker: rolling back to deploymentId {previous_id}."
+            reason = f"{by}: rolling back to deploymentId {previous_id}."
             rollback_deployment = self._begin_deployment(
                 sim, sim.backend.describe_task_definition(previous_td), target, reason
             )
@@ -838,6 +905,12 @@ class Simulator:
         if primary.rollout_state == "IN_PROGRESS":
             if now < primary.started + self.timings.minimum_rollout:
                 return True
+            bake = self._rolling_bake_seconds(primary)
+            if bake > 0:
+                if primary.steady_since is None:
+                    primary.steady_since = now
+                if now < primary.steady_since + bake:
+                    return True
             primary.rollout_state = "COMPLETED"
             primary.rollout_state_reason = f"ECS deployment {primary.id} completed."
             primary.updated_at = now_dt
@@ -855,6 +928,20 @@ class Simulator:
             events.append(f"(service {name}) has reached a steady state.")
             sim.announced_steady = True
         return False
+
+    def _rolling_bake_seconds(self, primary: Deployment) -> float:
+        """How long a steady ROLLING deployment stays IN_PROGRESS before it completes: its
+        bakeTimeInMinutes, or ROLLING_ALARM_BAKE_MINUTES when it watches alarms without one."""
+        record = primary.record
+        if record is None or record.staged is not None or primary is not record.deployment:
+            return 0.0
+        config = record.deployment_configuration
+        minutes = config.get("bakeTimeInMinutes")
+        if not isinstance(minutes, int) or isinstance(minutes, bool) or minutes <= 0:
+            alarms = config.get("alarms") or {}
+            watched = alarms.get("enable") and alarms.get("alarmNames")
+            minutes = ROLLING_ALARM_BAKE_MINUTES if watched else 0
+        return float(minutes) * self.minute_seconds
 
     # -- tasks -----------------------------------------------------------------------------------
 
@@ -1051,6 +1138,11 @@ def _placement(
     # The first four addresses and the last of a subnet are reserved by AWS.
     offset = random.randint(4, max(4, network.num_addresses - 2))
     return subnet_id, zone, str(network.network_address + offset)
+
+
+# A ROLLING deployment with alarms and no bake time of its own: how long ECS keeps watching
+# them once the deployment is steady (ECS derives its own from the alarms' periods).
+ROLLING_ALARM_BAKE_MINUTES = 5
 
 
 def alarm_reason(names: list[str]) -> str:

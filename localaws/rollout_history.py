@@ -260,6 +260,8 @@ class ServiceDeploymentRecord:
         )
         if moving is None or len(moving.healthy()) < moving.desired_count:
             return "SCALE_UP"
+        if moving.steady_since is not None and moving.rollout_state == "IN_PROGRESS":
+            return "BAKE_TIME"  # a ROLLING deployment watching its alarms once steady
         return "CLEAN_UP"
 
     def _breaker(self) -> dict[str, Any]:

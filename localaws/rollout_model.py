@@ -176,6 +176,9 @@ class Deployment:
         self.rollout_state_reason = reason or f"ECS deployment {self.id} in progress."
         self._started = now
         self._next_launch = now
+        # A ROLLING deployment that bakes (alarms, or bakeTimeInMinutes): when it was first
+        # steady; it completes once the bake has passed since.
+        self.steady_since: float | None = None
         self._broken = broken
         self._tasks: dict[str, ServiceTask] = {}
         # The service revision this deployment runs, and the service deployment (history record)
