@@ -325,43 +325,53 @@ class FakeEcs:
         service["deployments"] = [primary]
         self._event(service, f"(service {name}) has reached a steady state.")
 
-    def fail_rollout(self, cluster: str, name: str) -> None:
-        """Fail the PRIMARY as the circuit breaker does; roll back when the service says so.
+    def fail_rollout(self, cluster: str, name: str, *, alarm: str | None = None) -> None:
+        """Fail the PRIMARY as the circuit breaker does (or, with ``alarm``, as a deployment
+        alarm in ALARM does); roll back when the service (or its alarms) says so.
 
         Leaves three STOPPED tasks of the failed revision, as the breaker's threshold needs.
         """
         service = self.services[(cluster, name)]
         failed = service["deployments"][0]
-        failed.update(
-            rolloutState="FAILED",
-            failedTasks=3,
-            rolloutStateReason="ECS deployment circuit breaker: tasks failed to start.",
-        )
+        if alarm is None:
+            why = "ECS deployment circuit breaker: tasks failed to start."
+            by = "ECS deployment circuit breaker"
+            rollback = service["deploymentConfiguration"]["deploymentCircuitBreaker"]["rollback"]
+        else:
+            why = f"ECS deployment alarms: alarm(s) {alarm} in ALARM state."
+            by = "ECS deployment alarms"
+            rollback = True
+        failed.update(rolloutState="FAILED", failedTasks=3, rolloutStateReason=why)
         for _ in range(failed["failedTasks"]):
             self._stop_failed_task(cluster, name, failed["taskDefinition"])
         self._event(service, f"(service {name}) deployment {failed['id']} failed")
-        breaker = service["deploymentConfiguration"]["deploymentCircuitBreaker"]
         entry = self._entry_of.get(failed["id"])
+        rolls_back = rollback and len(service["deployments"]) > 1
         if entry is not None:
-            entry["deploymentCircuitBreaker"] = {
-                "status": "TRIGGERED",
-                "failureCount": failed["failedTasks"],
-                "threshold": 3,
-            }
-            rolls_back = breaker["rollback"] and len(service["deployments"]) > 1
+            if alarm is None:
+                entry["deploymentCircuitBreaker"] = {
+                    "status": "TRIGGERED",
+                    "failureCount": failed["failedTasks"],
+                    "threshold": 3,
+                }
+            else:
+                entry["alarms"] = {
+                    "status": "TRIGGERED",
+                    "alarmNames": [alarm],
+                    "triggeredAlarmNames": [alarm],
+                }
             entry["status"] = "ROLLBACK_IN_PROGRESS" if rolls_back else "STOPPED"
-            entry["statusReason"] = "ECS deployment circuit breaker: tasks failed to start."
+            entry["statusReason"] = why
             if rolls_back:
                 entry["rollback"] = {
-                    "reason": "ECS deployment circuit breaker: tasks failed to start.",
+                    "reason": why,
                     "startedAt": datetime.datetime.now(datetime.UTC),
                 }
-        if breaker["rollback"] and len(service["deployments"]) > 1:
+        if rolls_back:
             previous = service["deployments"][1]["taskDefinition"]
             back = self._deployment(previous, service["desiredCount"], "IN_PROGRESS")
             back["rolloutStateReason"] = (
-                f"ECS deployment circuit breaker: rolling back to deploymentId "
-                f"{service['deployments'][1]['id']}."
+                f"{by}: rolling back to deploymentId {service['deployments'][1]['id']}."
             )
             failed["status"] = "ACTIVE"
             service["deployments"] = [back, failed]

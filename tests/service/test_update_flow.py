@@ -447,6 +447,27 @@ def test_a_late_watch_after_a_breaker_rollback_reports_rolled_back(ecs: FakeEcs)
     assert ecs.calls.count("UpdateService") == 1
 
 
+def test_an_alarm_rollback_of_a_rolling_update_is_rolled_back_naming_the_alarm(
+    ecs: FakeEcs,
+) -> None:
+    """A deployment alarm in ALARM failed our rolling deployment and ECS rolled back to the
+    previous revision. DescribeServices shows a new PRIMARY whose reason is not the breaker's:
+    the history tells it is ECS's rollback, so Conveyor follows it (it used to report failed,
+    "a newer deployment owns the service") and ends rolled_back, naming the alarm."""
+    clock = Clock()
+    flow = UpdateFlow(ecs, poll_interval=5, clock=clock)
+    watching = run_until(flow, record_for(), Step.WATCH)
+    ecs.fail_rollout("demo", "web", alarm="web-5xx")
+    t = asyncio.run(execute(_ctx_at(clock), _gw(ecs), watching))
+    assert t.next_step is Step.WATCH_ROLLBACK, t.record.reason
+    assert t.record.rolled_back_by_ecs
+    ecs.complete("demo", "web")
+    t = asyncio.run(execute(_ctx_at(clock), _gw(ecs), _advance(t)))
+    assert t.record.state is DeploymentState.ROLLED_BACK, t.record.reason
+    assert "web-5xx" in (t.record.reason or "")
+    assert ecs.calls.count("UpdateService") == 1
+
+
 def test_a_breaker_rollback_with_rollback_off_is_still_rolled_back(ecs: FakeEcs) -> None:
     """--no-rollback means Conveyor does not roll back; when ECS's breaker did, the truth is
     rolled_back (it used to be reported failed)."""

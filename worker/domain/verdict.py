@@ -102,6 +102,9 @@ def judge_history(deployment: Mapping[str, Any]) -> HistoryVerdict:
         cause += (
             f" ({breaker.get('failureCount')} failed tasks, threshold {breaker.get('threshold')})"
         )
+    fired = [str(a) for a in (deployment.get("alarms") or {}).get("triggeredAlarmNames") or []]
+    if fired:
+        cause += f" (alarm{'s' if len(fired) > 1 else ''} {', '.join(fired)} in ALARM)"
     reasons = {
         History.IN_PROGRESS: f"ECS reports the deployment {status or 'in progress'}",
         History.SUCCEEDED: "ECS reports the deployment SUCCESSFUL",

@@ -591,6 +591,14 @@ class UpdateFlow:
             return Transition(finish(record, DeploymentState.SUCCEEDED, verdict.reason, now), None)
         if not verdict.ours_visible:
             return await self._from_history(record, job, verdict)
+        if not verdict.rolled_back_by_ecs and verdict.primary_deployment_id not in (
+            None,
+            record.ecs_deployment_id,
+        ):
+            # Ours failed and another deployment is PRIMARY: ECS's own rollback (after an alarm
+            # fired, say, which DescribeServices does not word as the breaker's) or someone
+            # else's deployment. Only ECS's history tells which.
+            return await self._from_history(record, job, verdict)
         return await self._failed(record, job, verdict.reason, verdict)
 
     async def _staged_entry(
