@@ -22,9 +22,10 @@ import datetime
 import itertools
 import json
 from collections import defaultdict
+from collections.abc import Sequence
 from typing import Any, Literal
 
-from worker.aws.gateway import family_of
+from worker.aws.gateway import MAX_SERVICE_DEPLOYMENTS, family_of
 from worker.domain.errors import AwsRequestError, ConveyorError, NotFoundError
 from worker.domain.planning import READ_ONLY_KEYS
 from worker.domain.tickets import Ticket
@@ -759,6 +760,17 @@ class FakeEcs:
                 if entry["serviceDeploymentArn"] == arn:
                     return copy.deepcopy(entry)
         return None
+
+    async def describe_service_deployments(self, arns: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """See EcsGateway."""
+        self._history_call("DescribeServiceDeployments")
+        wanted = set(arns[:MAX_SERVICE_DEPLOYMENTS])
+        return {
+            entry["serviceDeploymentArn"]: copy.deepcopy(entry)
+            for entries in self.history.values()
+            for entry in entries
+            if entry["serviceDeploymentArn"] in wanted
+        }
 
     async def stop_service_deployment(self, arn: str) -> None:
         """See EcsGateway. ECS rolls back to the deployment before; a finished one: Conflict."""

@@ -982,6 +982,27 @@ def test_the_history_finds_a_deployment_by_its_revision(world: World) -> None:
     assert missing is None
 
 
+def test_several_service_deployments_are_described_in_one_call(world: World) -> None:
+    """DescribeServiceDeployments of two services' deployments and an unknown ARN: both known
+    entries by ARN, the unknown one left out."""
+    world.cluster("c1")
+    good = world.task_definition("app")
+    arns = []
+    for name in ("web", "api"):
+        world.service("c1", name, good)
+        newer = world.task_definition("app", {"app": f"repo/app:{name}"})
+        world.run(world.gateway.update_service("c1", name, newer, force_new_deployment=False))
+        world.settle_service("c1", name)
+        arns.append(_history(world, "c1", name, newer)["serviceDeploymentArn"])
+    unknown = arns[0].rsplit("/", 1)[0] + "/nope"
+
+    found = world.run(world.gateway.describe_service_deployments([*arns, unknown]))
+
+    assert sorted(found) == sorted(arns)
+    assert all(found[arn]["serviceDeploymentArn"] == arn for arn in arns)
+    assert world.run(world.gateway.describe_service_deployments([])) == {}
+
+
 def test_the_history_keeps_a_breaker_rollback_after_describe_services_forgot_it(
     world: World,
 ) -> None:

@@ -172,3 +172,65 @@ def _watching_until(ecs: FakeEcs, name: str, stop: Step, clock: Clock) -> Deploy
         assert t.next_step is not None, t.record.reason
         record = t.record.model_copy(update={"step": t.next_step})
     return record
+
+
+def test_canaries_baking_together_share_one_describe_of_their_service_deployments(
+    client: redis.Redis,
+) -> None:
+    """Twelve canary deployments of one account baking at once: a round of polls costs one
+    DescribeServiceDeployments (up to 20 a call) and two DescribeServices, not twelve of each;
+    each one's stage still comes from its own service deployment, and once one ends it is no
+    longer among the watched."""
+    ecs = FakeEcs()
+    described = json.loads(FIXTURE.read_text())
+    clock = Clock()
+    names = [f"can{i:02d}" for i in range(12)]
+    canary = {
+        "strategy": "CANARY",
+        "bakeTimeInMinutes": 10,
+        "canaryConfiguration": {"canaryPercent": 5.0, "canaryBakeTimeInMinutes": 15},
+    }
+    for name in names:
+        definition = {**described["taskDefinition"], "family": name}
+        ecs.add_service(
+            "demo",
+            name,
+            ecs.add_task_definition(definition, described["tags"]),
+            configuration=canary,
+            deploymentController={"type": "ECS"},
+        )
+    describer = BatchedDescriber(ecs, client, scope="acct:r", freshness=5.0, clock=clock)
+    flow = UpdateFlow(ecs, poll_interval=10, clock=clock, describer=describer)
+    records = []
+    for name in names:
+        watching = _watching(ecs, flow, name)
+        first = asyncio.run(flow.run(watching))  # learns its service deployment's ARN
+        assert first.next_step is Step.WATCH, first.record.reason
+        records.append(first.record)
+    arns = [r.service_deployment_arn for r in records]
+    assert all(arns)
+    for name in names:
+        ecs.enter_stage("demo", name, "BAKE_TIME")
+    clock.now += 20  # every poll is due, every cache entry stale
+    for record in records:
+        describer.next_poll("demo", record.service, clock.now)
+        describer.next_deployment_poll(record.service_deployment_arn or "", clock.now)
+    ecs.calls.clear()
+
+    polled = [asyncio.run(flow.run(record)) for record in records]
+
+    assert ecs.calls.count("DescribeServiceDeployments") == 1
+    assert ecs.calls.count("DescribeServices") == 2
+    assert {t.record.progress.lifecycle_stage for t in polled} == {"BAKE_TIME"}
+    assert all(t.next_step is Step.WATCH for t in polled)
+
+    ecs.complete("demo", names[0])
+    clock.now += 20
+    ended = asyncio.run(flow.run(polled[0].record))
+    assert ended.record.state is DeploymentState.SUCCEEDED, ended.record.reason
+    watched = {
+        m.decode() if isinstance(m, bytes) else str(m)
+        for m in client.zrange("conveyor:watching-deployments:acct:r", 0, -1)
+    }
+    assert arns[0] not in watched
+    assert arns[1] in watched

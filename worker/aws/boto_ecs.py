@@ -8,13 +8,14 @@ One long-lived ECS client (and EventBridge's, for the revisions scheduled tasks 
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 import botocore.session
 
 from worker.aws.boto_calls import LOW_PRIORITY_SPARE, aws_call, every_page
-from worker.aws.gateway import family_of, revision_of
+from worker.aws.gateway import MAX_SERVICE_DEPLOYMENTS, family_of, revision_of
 from worker.aws.ratelimit import RateLimiter
 from worker.domain.errors import AwsRequestError
 from worker.domain.tickets import Ticket
@@ -341,6 +342,19 @@ class BotoEcsGateway:
         answer = await self._ecs.describe_service_deployments(serviceDeploymentArns=[arn])
         found = answer.get("serviceDeployments", [])
         return dict(found[0]) if found else None
+
+    @aws_call("DescribeServiceDeployments")
+    async def describe_service_deployments(self, arns: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """See EcsGateway. Up to 20 ARNs in one call (ECS's limit); the rest are not asked."""
+        if not arns:
+            return {}  # ECS refuses an empty list
+        answer = await self._ecs.describe_service_deployments(
+            serviceDeploymentArns=list(arns[:MAX_SERVICE_DEPLOYMENTS])
+        )
+        return {
+            str(entry["serviceDeploymentArn"]): dict(entry)
+            for entry in answer.get("serviceDeployments", [])
+        }
 
     @aws_call("StopServiceDeployment")
     async def stop_service_deployment(self, arn: str) -> None:

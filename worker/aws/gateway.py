@@ -8,9 +8,13 @@ without a server.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Literal, Protocol
 
 from worker.domain.tickets import Ticket
+
+# DescribeServiceDeployments takes at most this many ARNs a call.
+MAX_SERVICE_DEPLOYMENTS = 20
 
 
 class EcsGateway(Protocol):
@@ -118,6 +122,11 @@ class EcsGateway(Protocol):
 
     async def describe_service_deployment(self, arn: str) -> dict[str, Any] | None:
         """One service deployment (status, statusReason, rollback, breaker...), or None."""
+        ...
+
+    async def describe_service_deployments(self, arns: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """Several service deployments in one call (DescribeServiceDeployments takes at most
+        ``MAX_SERVICE_DEPLOYMENTS``; only those are asked), by ARN; unknown ARNs are left out."""
         ...
 
     async def stop_service_deployment(self, arn: str) -> None:

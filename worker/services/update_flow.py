@@ -209,13 +209,23 @@ class UpdateFlow:
         the interval from the data keeps every service sampled once per interval.
         """
         assert self._describer is not None
+        arn = transition.record.service_deployment_arn
         if transition.next_step not in (Step.WATCH, Step.WATCH_ROLLBACK):
             self._describer.done(job.cluster, job.service)
+            if arn:
+                self._describer.deployment_done(arn)
             return transition
         countdown = transition.countdown
         if self._fetched_at is not None and transition.next_step is transition.record.step:
             countdown = max(0.5, min(countdown, self._poll - (self._clock() - self._fetched_at)))
         self._describer.next_poll(job.cluster, job.service, self._clock() + countdown)
+        if (
+            arn
+            and transition.record.progress.strategy
+            and is_staged(transition.record.progress.strategy)
+        ):
+            # Its service deployment is polled on the same beat, batched with the others'.
+            self._describer.next_deployment_poll(arn, self._clock() + countdown)
         return Transition(transition.record, transition.next_step, countdown)
 
     def _log_step(
@@ -607,9 +617,12 @@ class UpdateFlow:
         """Our service deployment, and the error code when ECS's service deployments cannot be
         read (a permission or support error: then the entry is None)."""
         try:
-            if record.service_deployment_arn:
-                found = await self._ecs.describe_service_deployment(record.service_deployment_arn)
+            arn = record.service_deployment_arn
+            if arn and self._describer is not None:
+                found, _ = await self._describer.describe_deployment(arn)
                 return found, None
+            if arn:
+                return await self._ecs.describe_service_deployment(arn), None
             target = _required(record.task_definition_arn, "task definition", "watch")
             since = (record.started_at or record.created_at) - _CLOCK_SKEW
             found = await self._ecs.find_service_deployment(
