@@ -177,6 +177,7 @@ def follow(
         DeploymentLostError,
         DeploymentNotFoundError,
     )
+
     progress = rendering.Progress(enabled=True)
     client.on_retry = progress.retrying
     try:

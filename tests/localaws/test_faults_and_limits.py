@@ -251,4 +251,8 @@ def test_the_call_log_keeps_which_hook_an_answer_was_for_and_its_action(aws: Aws
         ecs.continue_service_deployment(serviceDeploymentArn=arn, hookId="h-1", action="ROLLBACK")
     (call,) = aws.control("GET", "calls")[1]["calls"]
     assert call["op"] == "ContinueServiceDeployment"
-    assert (call["serviceDeploymentArn"], call["hookId"], call["action"]) == (arn, "h-1", "ROLLBACK")
+    assert (call["serviceDeploymentArn"], call["hookId"], call["action"]) == (
+        arn,
+        "h-1",
+        "ROLLBACK",
+    )
