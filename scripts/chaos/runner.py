@@ -86,11 +86,12 @@ STAGED_OPTIONS: dict[str, dict[str, Any]] = {
     "CANARY": {"canaryConfiguration": {"canaryPercent": 10.0, "canaryBakeTimeInMinutes": 10}},
     "LINEAR": {"linearConfiguration": {"stepPercent": 50.0, "stepBakeTimeInMinutes": 10}},
 }
-# A gated service's PAUSE hook: unanswered, ECS rolls the deployment back after 20 s.
+# A gated service's PAUSE hook: unanswered, ECS rolls the deployment back after 40 s, long
+# enough for the schedule's answers to find it awaiting.
 PAUSE_HOOK = {
     "targetType": "PAUSE",
     "lifecycleStages": ["POST_SCALE_UP"],
-    "timeoutConfiguration": {"timeoutInMinutes": 200, "action": "ROLLBACK"},
+    "timeoutConfiguration": {"timeoutInMinutes": 400, "action": "ROLLBACK"},
 }
 
 

@@ -47,10 +47,10 @@ WEIGHTS: dict[str, int] = {
     "redis_failover": 2,
     # Staged deployments (blue/green, linear, canary) on their own services, and the people and
     # alarms that act on them during their stages and bakes.
-    "staged": 8,
-    "staged_wait": 3,
-    "approve": 3,
-    "reject": 2,
+    "staged": 12,
+    "staged_wait": 5,
+    "approve": 6,
+    "reject": 3,
     "alarm": 3,
 }
 
