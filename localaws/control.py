@@ -256,6 +256,8 @@ _LOGGED_FIELDS = (
     "family",
     "serviceDeploymentArn",
     "stopType",
+    "hookId",  # ContinueServiceDeployment: which hook an answer was for,
+    "action",  # and what it asked (CONTINUE or ROLLBACK)
 )
 
 

@@ -153,6 +153,13 @@ def print_release(client: ConveyorClient, release: ReleaseRecord, as_json: bool)
     click.echo(rendering.release_text(release, records))
 
 
+def stage_reached(until_stage: str) -> Callable[[DeploymentRecord], bool]:
+    """What `--wait-until STAGE` waits for: the deployment's service deployment is at
+    ``until_stage`` (one of ECS's lifecycle stages) or past it, and ECS is not rolling it
+    back (a deployment being rolled back has reached nothing): as a release's move_on_at."""
+    return lambda r: r.reached_stage(until_stage)
+
+
 def follow(
     client: ConveyorClient, deployment_id: str, as_json: bool, until_stage: str | None = None
 ) -> NoReturn:
@@ -175,7 +182,7 @@ def follow(
         record = client.wait(
             deployment_id,
             on_progress=progress,
-            until=None if until_stage is None else lambda r: r.reached_stage(until_stage),
+            until=None if until_stage is None else stage_reached(until_stage),
         )
     except KeyboardInterrupt:
         progress.stop()

@@ -77,6 +77,13 @@ def main(argv: list[str] | None = None) -> int:
             for kind in ("calls", "throttled", "server_errors", "client_errors")
         )
     )
+    staged = [e for e in history.enqueues if e["kind"] == "staged" and e["accepted"]]
+    print(
+        f"staged deployments: {len(staged)}, exit codes {_tally(e['exit_code'] for e in staged)}; "
+        "--wait-until exits: "
+        f"{_tally(e.get('wait_exit') for e in staged if e.get('wait_until'))}; answers: "
+        f"{_tally(a['action'] for a in history.answers)}; alarms set off: {len(history.alarms)}"
+    )
     print(f"workers that exited by themselves: {campaign.crashes or 'none'}")
     print("\ninvariants:")
     for result in results:

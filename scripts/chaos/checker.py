@@ -13,6 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from producers.contract.stages import reached
+
 TERMINAL = {"succeeded", "failed", "rolled_back", "superseded", "cancelled"}
 RELEASE_TERMINAL = {"succeeded", "failed", "cancelled"}
 # ECS service deployment statuses a failed or rolled-back verdict cannot sit beside.
@@ -44,7 +46,19 @@ class History:
     * ``aws_log``: the local AWS's log of every ECS call up to the quiet point, oldest first:
       ``at``, ``op``, ``client`` ("conveyor" when Conveyor's User-Agent made it), ``outcome``
       and the fields naming what it acted on (``service``, ``taskDefinition``,
-      ``serviceDeploymentArn``, ...); ``aws_log_dropped``: older calls the log's bound dropped.
+      ``serviceDeploymentArn``, ``hookId``, ``action``, ...); ``aws_log_dropped``: older calls
+      the log's bound dropped.
+    * ``answers``: each `conveyor approve` / `reject` the campaign gave: ``at``, ``id``,
+      ``action`` (CONTINUE or ROLLBACK), ``by``, ``awaiting`` (whether the deployment awaited
+      approval when picked), ``error`` (None when recorded).
+    * ``alarms``: each time an outside actor set a staged service's CloudWatch alarm to ALARM:
+      ``alarm``, ``service`` (key), ``at``, ``until`` (back to OK).
+
+    A staged enqueue (``kind`` "staged") followed with `--wait-until` also holds
+    ``wait_until`` (ECS's stage), ``wait_exit`` (what the command exited with),
+    ``wait_terminal``, ``wait_state``, ``wait_stage`` (the record's stage when it returned),
+    ``wait_arn`` and ``wait_ecs_stages``: the stages the local AWS showed that service
+    deployment had entered, read the moment the wait returned (None when it showed none).
     """
 
     enqueues: list[dict[str, Any]] = field(default_factory=list)
@@ -60,6 +74,8 @@ class History:
     aws_calls: dict[str, dict[str, int]] = field(default_factory=dict)
     aws_log: list[dict[str, Any]] = field(default_factory=list)
     aws_log_dropped: int = 0
+    answers: list[dict[str, Any]] = field(default_factory=list)
+    alarms: list[dict[str, Any]] = field(default_factory=list)
     default_account: str = "123456789012"
 
 
@@ -545,6 +561,207 @@ def no_secrets(history: History) -> Result:
     return Result("no secret value appears in Redis, the logs or the metrics", 1, out)
 
 
+STAGED = {"BLUE_GREEN", "LINEAR", "CANARY"}
+# ECS's terminal service deployment statuses, and the verdicts each allows for a staged
+# deployment (docs/strategies.md, "What Conveyor reports"). ``cancelled`` is allowed beside a
+# rollback or a stop only when a cancel was asked for; ``failed`` beside a rollback only when
+# Conveyor's deadline passed (its reason then says "timed out").
+STAGED_VERDICTS = {
+    "SUCCESSFUL": {"succeeded"},
+    "ROLLBACK_SUCCESSFUL": {"rolled_back"},
+    "ROLLBACK_FAILED": {"failed"},
+    "STOPPED": {"failed"},
+}
+ALARM_REASON = "ECS deployment alarms"  # ECS's reason when an alarm rolled a deployment back
+
+
+def _staged_records(history: History) -> list[tuple[str, dict[str, Any], dict[str, Any]]]:
+    """Each staged deployment with a service deployment, its record and ECS's entry of it."""
+    out = []
+    for deployment_id, record in sorted(history.deployments.items()):
+        if record is None or (record.get("progress") or {}).get("strategy") not in STAGED:
+            continue
+        arn = record.get("service_deployment_arn")
+        for entry in _ecs_entries(history, record):
+            if arn and entry.get("arn") == arn:
+                out.append((deployment_id, record, entry))
+    return out
+
+
+def staged_verdicts(history: History) -> Result:
+    """A staged (blue/green, linear, canary) deployment's verdict is ECS's: SUCCESSFUL
+    succeeded, ROLLBACK_SUCCESSFUL rolled back, ROLLBACK_FAILED and STOPPED failed; cancelled
+    only beside a rollback or stop after a cancel was asked for. (The general verdict
+    invariant only keeps failures from sitting beside SUCCESSFUL.)"""
+    out: list[Violation] = []
+    checked = 0
+    for deployment_id, record, entry in _staged_records(history):
+        status = str(entry.get("status"))
+        if status not in STAGED_VERDICTS:
+            continue
+        checked += 1
+        state = record.get("state")
+        allowed = set(STAGED_VERDICTS[status])
+        if status != "SUCCESSFUL" and record.get("cancel_requested_at") is not None:
+            allowed.add("cancelled")
+        if status == "ROLLBACK_SUCCESSFUL" and str(record.get("reason") or "").startswith(
+            "timed out"
+        ):
+            allowed.add("failed")
+        if state not in allowed:
+            out.append(
+                Violation(
+                    f"deployment {deployment_id} reports {state}, but ECS's service deployment "
+                    f"ended {status} (allowed: {', '.join(sorted(allowed))})",
+                    [_about(record, deployment_id), _ecs_line(entry)],
+                )
+            )
+    return Result("a staged deployment's verdict is ECS's", checked, out)
+
+
+def alarm_rollbacks(history: History) -> Result:
+    """A deployment ECS rolled back because an alarm went off during its traffic shift or bake
+    is reported rolled back (cancelled when a cancel was asked for), never succeeded, and its
+    reason names the alarms."""
+    out: list[Violation] = []
+    checked = 0
+    for deployment_id, record, entry in _staged_records(history):
+        said = f"{entry.get('status_reason') or ''} {entry.get('rollback_reason') or ''}"
+        if ALARM_REASON not in said:
+            continue
+        checked += 1
+        state = record.get("state")
+        allowed = {"rolled_back"}
+        if record.get("cancel_requested_at") is not None:
+            allowed.add("cancelled")
+        names = said.split("alarm(s)", 1)[-1].split(" in ALARM", 1)[0]
+        missing = [
+            n.strip()
+            for n in names.split(",")
+            if n.strip() and n.strip() not in str(record.get("reason") or "")
+        ]
+        if state not in allowed or (state == "rolled_back" and missing):
+            problem = f"reports {state}" if state not in allowed else f"does not name {missing}"
+            out.append(
+                Violation(
+                    f"deployment {deployment_id} was rolled back by an alarm, and {problem}",
+                    [_about(record, deployment_id), _ecs_line(entry)],
+                )
+            )
+    return Result("an alarm's rollback is reported rolled back, naming it", checked, out)
+
+
+def continues_asked_for(history: History) -> Result:
+    """Every ContinueServiceDeployment Conveyor sent (the local AWS's call log, by Conveyor's
+    User-Agent) answers an approve or reject asked for that deployment, on a service deployment
+    one of its records holds, with the action asked (CONTINUE for approve, ROLLBACK for reject)."""
+    by_arn = {
+        str(r["service_deployment_arn"]): i
+        for i, r in history.deployments.items()
+        if r is not None and r.get("service_deployment_arn")
+    }
+    asked: dict[str, set[str]] = defaultdict(set)
+    for answer in history.answers:
+        if answer.get("error") is None:
+            asked[str(answer.get("id"))].add(str(answer.get("action")))
+    out: list[Violation] = []
+    checked = 0
+    for call in history.aws_log:
+        if call.get("op") != "ContinueServiceDeployment" or call.get("client") != "conveyor":
+            continue
+        checked += 1
+        arn = str(call.get("serviceDeploymentArn"))
+        action = str(call.get("action") or "CONTINUE")  # ECS's default
+        owner = by_arn.get(arn)
+        line = f"{_call_line(call)} hookId={call.get('hookId')} action={action}"
+        if owner is None:
+            out.append(
+                Violation(f"Conveyor answered a hook of {arn}, which no record made", [line])
+            )
+        elif action not in asked[owner]:
+            out.append(
+                Violation(
+                    f"Conveyor sent {action} for deployment {owner}, but what was asked for it "
+                    f"was {sorted(asked[owner]) or 'nothing'}",
+                    [line, _about(history.deployments[owner], owner)],
+                )
+            )
+    return Result("every answer Conveyor sent to a hook was asked for", checked, out)
+
+
+def approvals_sent(history: History) -> Result:
+    """Every answer a record reports "sent to ECS" was: the call log holds a
+    ContinueServiceDeployment ECS took, for that service deployment, hook and action."""
+    taken = {
+        (
+            str(c.get("serviceDeploymentArn")),
+            str(c.get("hookId")),
+            str(c.get("action") or "CONTINUE"),
+        )
+        for c in history.aws_log
+        if c.get("op") == "ContinueServiceDeployment" and c.get("outcome") == "ok"
+    }
+    out: list[Violation] = []
+    checked = 0
+    for deployment_id, record in sorted(history.deployments.items()):
+        for answer in (record or {}).get("approvals") or []:
+            if not str(answer.get("outcome") or "").startswith("sent to ECS"):
+                continue
+            checked += 1
+            key = (
+                str((record or {}).get("service_deployment_arn")),
+                str(answer.get("hook_id")),
+                str(answer.get("action")),
+            )
+            if key not in taken and not history.aws_log_dropped:
+                out.append(
+                    Violation(
+                        f"deployment {deployment_id} reports {answer.get('action')} sent to ECS "
+                        f"for hook {answer.get('hook_id')}, and ECS took no such call",
+                        [_about(record, deployment_id), f"answer {answer}"],
+                    )
+                )
+    return Result("every answer reported sent reached ECS", checked, out)
+
+
+def waits_reached(history: History) -> Result:
+    """A `--wait-until STAGE` that exited 0 before the verdict had its service deployment at
+    STAGE or past it in ECS's own account of the stages it entered (read as the wait returned);
+    one that exited 0 at a verdict had succeeded."""
+    out: list[Violation] = []
+    checked = 0
+    for enqueue in history.enqueues:
+        if enqueue.get("wait_until") is None or enqueue.get("wait_exit") != 0:
+            continue
+        checked += 1
+        wanted = str(enqueue["wait_until"])
+        line = (
+            f"{_enqueue_line(enqueue)} wait_until={wanted} state={enqueue.get('wait_state')} "
+            f"stage={enqueue.get('wait_stage')} arn={enqueue.get('wait_arn')} "
+            f"ECS stages={enqueue.get('wait_ecs_stages')}"
+        )
+        if enqueue.get("wait_terminal"):
+            if enqueue.get("wait_state") != "succeeded":
+                out.append(
+                    Violation(
+                        f"deployment {enqueue.get('id')} ended {enqueue.get('wait_state')} and "
+                        "the wait exited 0",
+                        [line],
+                    )
+                )
+            continue
+        stages = enqueue.get("wait_ecs_stages")
+        if not stages or not any(reached(str(s), wanted) for s in stages):
+            out.append(
+                Violation(
+                    f"the wait for deployment {enqueue.get('id')} exited 0 at {wanted}, but "
+                    f"ECS shows its service deployment only at {stages}",
+                    [line],
+                )
+            )
+    return Result("a --wait-until that exited 0 had its stage reached in ECS", checked, out)
+
+
 INVARIANTS: tuple[Callable[[History], Result], ...] = (
     terminal,
     not_lost,
@@ -559,6 +776,11 @@ INVARIANTS: tuple[Callable[[History], Result], ...] = (
     no_discarded_base,
     bounded_keys,
     no_secrets,
+    staged_verdicts,
+    alarm_rollbacks,
+    continues_asked_for,
+    approvals_sent,
+    waits_reached,
 )
 
 

@@ -33,13 +33,15 @@ from botocore.config import Config
 from config.settings import Settings
 from localaws.devstack import ROOT, Worker, aws_env, free_port, redis_server_binary
 from localaws.testing import control, create_services, run_local_aws
+from producers.cli.core import stage_reached
 from producers.client import ConveyorClient
 from producers.contract.fargate_spec import FargateServiceJob
 from producers.contract.jobs import ContainerSettings, ImageUpdate, UpdateServiceJob
 from producers.contract.releases import ReleaseJob
+from producers.contract.stages import stage_named
 from producers.planfile import PlanFileError, load_plan, moved, pin_bases, plan_file, with_settings
 from scripts.chaos.checker import History, Result, check
-from scripts.chaos.schedule import Event, Schedule
+from scripts.chaos.schedule import STAGED_SERVICES, Event, Schedule
 from worker.domain.planning import DEPLOYMENT_TAG, DISCARD_TAG
 
 ACCOUNTS = ("123456789012", "222222222222")
@@ -62,6 +64,58 @@ EXIT_CODES = {
 def service_name(account: int, number: int) -> str:
     """The real name of the schedule's service ``(account, number)``."""
     return f"a{account}-svc-{number}"
+
+
+def staged_name(index: int) -> str:
+    """The real name of the schedule's staged service ``index`` (default account)."""
+    strategy, gated = STAGED_SERVICES[index]
+    return f"st-{strategy.lower().replace('_', '')}-{'gated' if gated else 'open'}-{index}"
+
+
+def alarm_name(index: int) -> str:
+    """The CloudWatch alarm of staged service ``index``: on its deployment configuration,
+    with rollback, from the start."""
+    return f"{staged_name(index)}-5xx"
+
+
+# A staged service's own deployment configuration, set once it is steady (its first
+# deployment has none of it). Minutes last 0.1 s in the local AWS: a bake of 50 is 5 s.
+STAGED_BAKE_MINUTES = 50
+STAGED_OPTIONS: dict[str, dict[str, Any]] = {
+    "BLUE_GREEN": {},
+    "CANARY": {"canaryConfiguration": {"canaryPercent": 10.0, "canaryBakeTimeInMinutes": 10}},
+    "LINEAR": {"linearConfiguration": {"stepPercent": 50.0, "stepBakeTimeInMinutes": 10}},
+}
+# A gated service's PAUSE hook: unanswered, ECS rolls the deployment back after 40 s, long
+# enough for the schedule's answers to find it awaiting.
+PAUSE_HOOK = {
+    "targetType": "PAUSE",
+    "lifecycleStages": ["POST_SCALE_UP"],
+    "timeoutConfiguration": {"timeoutInMinutes": 400, "action": "ROLLBACK"},
+}
+
+
+def staged_configuration(index: int, *, first: bool) -> dict[str, Any]:
+    """Staged service ``index``'s deployment configuration: for its creation (``first``: no
+    bake, no hook, so that it becomes steady at once), or its own for every later deployment."""
+    strategy, gated = STAGED_SERVICES[index]
+    configuration: dict[str, Any] = {
+        "strategy": strategy,
+        "bakeTimeInMinutes": 0 if first else STAGED_BAKE_MINUTES,
+        "maximumPercent": 200,
+        "minimumHealthyPercent": 100,
+        "deploymentCircuitBreaker": {"enable": True, "rollback": True},
+        **STAGED_OPTIONS[strategy],
+    }
+    if not first:
+        configuration["alarms"] = {
+            "alarmNames": [alarm_name(index)],
+            "enable": True,
+            "rollback": True,
+        }
+        if gated:
+            configuration["lifecycleHooks"] = [PAUSE_HOOK]
+    return configuration
 
 
 class RedisServer:
@@ -256,9 +310,9 @@ class Redis:
             node.stop()
 
 
-def _ecs(endpoint: str, account: int) -> Any:
+def _ecs(endpoint: str, account: int, service: str = "ecs") -> Any:
     client: Any = boto3.client(
-        "ecs",
+        service,  # type: ignore[call-overload]
         endpoint_url=endpoint,
         region_name="us-east-1",
         aws_access_key_id="testing",
@@ -270,7 +324,7 @@ def _ecs(endpoint: str, account: int) -> Any:
         def in_account(request: Any, **_: Any) -> None:
             request.headers["x-moto-account-id"] = ACCOUNTS[account]
 
-        client.meta.events.register("before-sign.ecs.*", in_account)
+        client.meta.events.register(f"before-sign.{service}.*", in_account)
     return client
 
 
@@ -380,6 +434,7 @@ class Campaign:
                             "services"
                         ][0]["taskDefinition"]
                     ]
+            self._create_staged(endpoint)
             control(endpoint, "POST", "limits", {"enabled": True, "scale": 1})
             control(endpoint, "DELETE", "stats")
             self.redis.start()
@@ -405,6 +460,48 @@ class Campaign:
                     if worker is not None:
                         worker.stop()
                 self.redis.stop()
+
+    def _create_staged(self, endpoint: str) -> None:
+        """The staged services, each with its CloudWatch alarm (OK until an alarm event): made
+        steady with no bake or hook, then given their own configuration for what follows."""
+        ecs = _ecs(endpoint, 0)
+        cloudwatch = _ecs(endpoint, 0, "cloudwatch")
+        names = [staged_name(i) for i in range(len(STAGED_SERVICES))]
+        for index, name in enumerate(names):
+            cloudwatch.put_metric_alarm(
+                AlarmName=alarm_name(index),
+                MetricName="5xx",
+                Namespace="chaos",
+                Statistic="Sum",
+                Period=60,
+                EvaluationPeriods=1,
+                Threshold=1.0,
+                ComparisonOperator="GreaterThanThreshold",
+            )
+            cloudwatch.set_alarm_state(
+                AlarmName=alarm_name(index), StateValue="OK", StateReason="chaos: quiet"
+            )
+            ecs.register_task_definition(family=name, containerDefinitions=[CONTAINER])
+            ecs.create_service(
+                cluster=CLUSTER,
+                serviceName=name,
+                taskDefinition=name,
+                desiredCount=1,
+                launchType="EC2",
+                deploymentController={"type": "ECS"},
+                deploymentConfiguration=staged_configuration(index, first=True),
+            )
+        waiter = ecs.get_waiter("services_stable")
+        waiter.wait(cluster=CLUSTER, services=names, WaiterConfig={"Delay": 1, "MaxAttempts": 120})
+        for index, name in enumerate(names):
+            # A configuration change alone starts no deployment (as on ECS).
+            ecs.update_service(
+                cluster=CLUSTER,
+                service=name,
+                deploymentConfiguration=staged_configuration(index, first=False),
+            )
+            running = ecs.describe_services(cluster=CLUSTER, services=[name])["services"][0]
+            self.history.asked[f"{ACCOUNTS[0]}/{CLUSTER}/{name}"] = [running["taskDefinition"]]
 
     # -- actors and faults ----------------------------------------------------------------
 
@@ -451,6 +548,134 @@ class Campaign:
     def _enqueue(self, kind: str, service: list[int], job: UpdateServiceJob, index: int) -> None:
         entry = self._entry(kind, index, service=self._key(service))
         self._submit(entry, lambda: self.client.enqueue(job).id)
+
+    def _staged_job(self, args: dict[str, Any]) -> UpdateServiceJob:
+        """The job of a staged event: the options it drew, no ``timeout_seconds`` (the
+        strategy's default covers its bakes and hooks; a short one is refused)."""
+        version = args["version"]
+        image = f":fail-{version}" if args["broken"] else f":4.{version}.0"
+        options = {
+            name: args[name]
+            for name in (
+                "strategy",
+                "bake_minutes",
+                "canary_percent",
+                "canary_bake_minutes",
+                "linear_step_percent",
+                "linear_step_bake_minutes",
+            )
+            if args.get(name) is not None
+        }
+        return UpdateServiceJob(
+            cluster=CLUSTER,
+            service=staged_name(args["staged"]),
+            images=(ImageUpdate(container="app", image=f"registry.local:5000/t/app{image}"),),
+            alarms=(alarm_name(args["staged"]),) if args["alarm"] else (),
+            **options,
+        )
+
+    def _staged(self, args: dict[str, Any], index: int) -> None:
+        """A staged update; with ``wait_until``, followed as `conveyor update --wait-until
+        STAGE` follows it, and the stages ECS shows its service deployment went through read
+        the moment the wait returned (GET /_localaws/traffic)."""
+        name = staged_name(args["staged"])
+        entry = self._entry("staged", index, service=f"{ACCOUNTS[0]}/{CLUSTER}/{name}")
+        self._submit(entry, lambda: self.client.enqueue(self._staged_job(args)).id)
+        stage_name = args.get("wait_until")
+        if not entry["accepted"] or stage_name is None:
+            return
+        stage = stage_named(stage_name)
+        with self.lock:
+            entry["wait_until"] = stage
+        try:
+            record = self.client.wait(
+                str(entry["id"]), until=stage_reached(stage), interval=0.5, timeout=600
+            )
+        except Exception as exc:  # noqa: BLE001 - Redis away: the CLI would exit 3
+            with self.lock:
+                entry.update(wait_exit=3, wait_error=f"{type(exc).__name__}: {exc}")
+            return
+        stages = None
+        arn = record.service_deployment_arn
+        try:
+            _, view = control(self.endpoint, "GET", "traffic")
+            for service in view.get("services") or []:
+                if arn and service.get("serviceDeploymentArn") == arn:
+                    stages = [str(s.get("stage")) for s in service.get("stages") or []]
+        except Exception as exc:  # noqa: BLE001 - the check then says it could not tell
+            self._note(f"{self._now():.1f}s traffic view unreadable: {exc}")
+        with self.lock:
+            entry.update(
+                wait_exit=0 if not record.terminal else EXIT_CODES.get(record.state.value, 6),
+                wait_terminal=record.terminal,
+                wait_state=record.state.value,
+                wait_stage=record.progress.lifecycle_stage,
+                wait_arn=arn,
+                wait_ecs_stages=stages,
+                wait_at=self._now(),
+            )
+
+    def _answer(self, args: dict[str, Any], action: str) -> None:
+        """`conveyor approve` (CONTINUE) or `reject` (ROLLBACK) of a staged deployment: one
+        awaiting approval now if there is one, else the ``pick`` of those accepted so far."""
+        time.sleep(args["delay"])
+        with self.lock:
+            ids = [
+                str(e["id"])
+                for e in self.history.enqueues
+                if e["accepted"] and e["kind"] == "staged"
+            ]
+        if not ids:
+            return
+        awaiting: list[str] = []
+        for deployment_id in ids:
+            try:
+                record = self.client.status(deployment_id)
+            except Exception:  # noqa: BLE001, S112 - unreadable now: not a candidate
+                continue
+            if not record.terminal and record.progress.awaiting_hook_id:
+                awaiting.append(deployment_id)
+        pool = awaiting or ids
+        target = pool[min(len(pool) - 1, int(args["pick"] * len(pool)))]
+        answer: dict[str, Any] = {
+            "at": self._now(),
+            "id": target,
+            "action": action,
+            "by": "chaos",
+            "awaiting": target in awaiting,
+            "error": None,
+        }
+        try:
+            self.client.answer_hook(
+                target, "CONTINUE" if action == "CONTINUE" else "ROLLBACK", "chaos"
+            )
+        except Exception as exc:  # noqa: BLE001 - a refused answer is part of the history
+            answer["error"] = f"{type(exc).__name__}: {exc}"
+        with self.lock:
+            self.history.answers.append(answer)
+        self._note(f"{self._now():.1f}s {action} {target}: {answer['error'] or 'recorded'}")
+
+    def _alarm(self, args: dict[str, Any]) -> None:
+        """CloudWatch, outside Conveyor: the staged service's alarm in ALARM for a while."""
+        cloudwatch = _ecs(self.endpoint, 0, "cloudwatch")
+        name = alarm_name(args["staged"])
+        fired: dict[str, Any] = {
+            "alarm": name,
+            "service": f"{ACCOUNTS[0]}/{CLUSTER}/{staged_name(args['staged'])}",
+            "at": self._now(),
+            "until": None,
+        }
+        with self.lock:
+            self.history.alarms.append(fired)
+        try:
+            cloudwatch.set_alarm_state(
+                AlarmName=name, StateValue="ALARM", StateReason="chaos: 5xx above 1"
+            )
+            time.sleep(args["seconds"])
+        finally:
+            cloudwatch.set_alarm_state(AlarmName=name, StateValue="OK", StateReason="chaos: quiet")
+            with self.lock:
+                fired["until"] = self._now()
 
     def _fargate(self, args: dict[str, Any], index: int) -> None:
         spec: dict[str, Any] = yaml.safe_load(FARGATE_SPEC.read_text())
@@ -499,7 +724,7 @@ class Campaign:
     def _cancel(self, args: dict[str, Any], release: bool) -> None:
         time.sleep(args["delay"])
         with self.lock:
-            kinds = {"release"} if release else {"update", "restart", "race"}
+            kinds = {"release"} if release else {"update", "restart", "race", "staged"}
             ids = [e["id"] for e in self.history.enqueues if e["accepted"] and e["kind"] in kinds]
         if not ids:
             return
@@ -700,6 +925,12 @@ class Campaign:
             self._redis_restart(args)
         elif kind == "redis_failover":
             self._redis_failover()
+        elif kind in ("staged", "staged_wait"):
+            self._staged(args, index)
+        elif kind in ("approve", "reject"):
+            self._answer(args, "CONTINUE" if kind == "approve" else "ROLLBACK")
+        elif kind == "alarm":
+            self._alarm(args)
 
     # -- the campaign ---------------------------------------------------------------------
 
@@ -832,10 +1063,11 @@ class Campaign:
 
     def _collect_ecs(self) -> None:
         history = self.history
-        for service in self._names():
-            ecs = _ecs(self.endpoint, service[0])
-            name = service_name(*service)
-            key = self._key(service)
+        every = [(s[0], service_name(*s)) for s in self._names()]
+        every += [(0, staged_name(i)) for i in range(len(STAGED_SERVICES))]
+        for account, name in every:
+            ecs = _ecs(self.endpoint, account)
+            key = f"{ACCOUNTS[account]}/{CLUSTER}/{name}"
             running = ecs.describe_services(cluster=CLUSTER, services=[name])["services"][0]
             entries: list[dict[str, Any]] = []
             arns: list[str] = []

@@ -45,7 +45,35 @@ WEIGHTS: dict[str, int] = {
     "kill_worker": 4,
     "redis_restart": 2,
     "redis_failover": 2,
+    # Staged deployments (blue/green, linear, canary) on their own services, and the people and
+    # alarms that act on them during their stages and bakes.
+    "staged": 12,
+    "staged_wait": 5,
+    "approve": 6,
+    "reject": 3,
+    "alarm": 3,
 }
+
+# The staged services: (ECS strategy, gated). A gated one has a PAUSE hook at POST_SCALE_UP,
+# so each of its deployments waits there for `conveyor approve` or `reject` (or the hook's
+# timeout, which rolls it back). All in the default account.
+STAGED_SERVICES: tuple[tuple[str, bool], ...] = (
+    ("BLUE_GREEN", False),
+    ("CANARY", False),
+    ("LINEAR", False),
+    ("BLUE_GREEN", True),
+    ("CANARY", True),
+    ("LINEAR", True),
+)
+# The stages a `--wait-until` may name (short names and ECS's own, as the CLI takes them).
+WAIT_STAGES = (
+    "scale-up",
+    "post-scale-up",
+    "test-traffic",
+    "production-traffic",
+    "bake",
+    "clean-up",
+)
 
 
 @dataclass(frozen=True)
@@ -97,6 +125,28 @@ class Schedule:
 def _service(rng: random.Random, services: int, accounts: int) -> list[int]:
     index = rng.randrange(services)
     return [index % accounts, index // accounts]
+
+
+def _staged(rng: random.Random, version: int) -> dict[str, Any]:
+    """A staged job's options: sometimes the service's own strategy, sometimes another one
+    (the job then moves the service to it), with its bakes; sometimes a broken image or the
+    service's alarm named by the job as well (``--alarm``)."""
+    strategy = rng.choice([None, "blue-green", "linear", "canary"])
+    args: dict[str, Any] = {
+        "staged": rng.randrange(len(STAGED_SERVICES)),
+        "version": version,
+        "strategy": strategy,
+        "bake_minutes": rng.choice([None, 20, 50, 100]),
+        "broken": rng.random() < 0.15,
+        "alarm": rng.random() < 0.3,
+    }
+    if strategy == "canary":
+        args["canary_percent"] = rng.choice([5.0, 10.0, 12.5, 50.0])
+        args["canary_bake_minutes"] = rng.choice([5, 10, 30])
+    elif strategy == "linear":
+        args["linear_step_percent"] = rng.choice([25.0, 33.3, 50.0])
+        args["linear_step_bake_minutes"] = rng.choice([3, 10, 20])
+    return args
 
 
 def draw(
@@ -180,6 +230,22 @@ def draw(
             args = {"worker": rng.randrange(workers), "down": round(rng.uniform(1, 20), 1)}
         elif kind == "redis_restart":
             args = {"down": round(rng.uniform(1, 8), 1)}
+        elif kind == "staged":
+            args = _staged(rng, version)
+        elif kind == "staged_wait":
+            args = {**_staged(rng, version), "wait_until": rng.choice(WAIT_STAGES)}
+        elif kind in ("approve", "reject"):
+            # Which staged deployment: one awaiting approval when the event comes, if any,
+            # else a fraction of those accepted so far (resolved by the runner).
+            args = {"pick": round(rng.random(), 3), "delay": round(rng.uniform(0, 10), 1)}
+        elif kind == "alarm":
+            # An outside actor (CloudWatch) sets the staged service's alarm to ALARM for a
+            # while, then back to OK: a deployment in its traffic shift or bake meanwhile is
+            # rolled back by ECS.
+            args = {
+                "staged": rng.randrange(len(STAGED_SERVICES)),
+                "seconds": round(rng.uniform(2, 12), 1),
+            }
         events.append(Event(at, kind, args))
     events.sort(key=lambda e: (e.at, e.kind))
     return Schedule(seed, minutes, services, accounts, workers, tuple(events))

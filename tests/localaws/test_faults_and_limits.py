@@ -239,3 +239,20 @@ def test_the_call_log_keeps_each_ecs_call_with_its_outcome_and_never_a_definitio
     assert "s3cr3t-canary" not in json.dumps(log)
     aws.control("DELETE", "stats")
     assert aws.control("GET", "calls")[1] == {"calls": [], "dropped": 0}
+
+
+def test_the_call_log_keeps_which_hook_an_answer_was_for_and_its_action(aws: Aws) -> None:
+    """A ContinueServiceDeployment is logged with its hook and its action (CONTINUE or
+    ROLLBACK), even when ECS refuses it: what an answer asked for is in the log."""
+    aws.control("DELETE", "stats")
+    ecs = client(aws.url, "ecs", NO_RETRIES)
+    arn = "arn:aws:ecs:us-east-1:123456789012:service-deployment/demo/web/nothing"
+    with pytest.raises(ClientError):
+        ecs.continue_service_deployment(serviceDeploymentArn=arn, hookId="h-1", action="ROLLBACK")
+    (call,) = aws.control("GET", "calls")[1]["calls"]
+    assert call["op"] == "ContinueServiceDeployment"
+    assert (call["serviceDeploymentArn"], call["hookId"], call["action"]) == (
+        arn,
+        "h-1",
+        "ROLLBACK",
+    )

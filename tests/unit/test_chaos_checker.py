@@ -98,7 +98,7 @@ def violated(history: History) -> dict[str, list[str]]:
 
 def test_a_clean_history_passes_every_invariant() -> None:
     results = check(clean())
-    assert len(results) == 13
+    assert len(results) == 18
     assert [r.name for r in results if not r.ok] == []
     assert all(r.describe().startswith("[ok]") for r in results)
 
@@ -303,3 +303,216 @@ def test_a_deployment_built_on_a_discarded_revision_is_caught() -> None:
     assert "on web:4, discarded (rolled_back) by d3" in message
     [result] = [r for r in check(history) if r.name == name]
     assert "deployment d3 rolled_back" in result.describe()
+
+
+# -- staged deployments: approvals, alarms, --wait-until ---------------------------------------
+
+TDS = "arn:aws:ecs:us-east-1:123456789012:task-definition/st:{}"
+SDS = "arn:aws:ecs:us-east-1:123456789012:service-deployment/demo/st/{}"
+ALARM = "st-5xx"
+ALARM_REASON = f"ECS deployment alarms: alarm(s) {ALARM} in ALARM state."
+STAGES_TO_PRODUCTION = [
+    "PRE_SCALE_UP",
+    "SCALE_UP",
+    "POST_SCALE_UP",
+    "TEST_TRAFFIC_SHIFT",
+    "POST_TEST_TRAFFIC_SHIFT",
+    "PRE_PRODUCTION_TRAFFIC_SHIFT",
+    "PRODUCTION_TRAFFIC_SHIFT",
+]
+
+
+def staged_record(deployment_id: str, state: str, revision: int, **extra: Any) -> dict[str, Any]:
+    """A final record of a CANARY deployment of service ``st``, at ``revision``."""
+    return record(
+        deployment_id,
+        state,
+        revision,
+        service="st",
+        task_definition_arn=TDS.format(revision),
+        service_deployment_arn=SDS.format(revision),
+        progress={"strategy": "CANARY", "lifecycle_stage": "CLEAN_UP"},
+        **extra,
+    )
+
+
+def staged_entry(revision: int, status: str, reason: str | None = None) -> dict[str, Any]:
+    """ECS's entry of the service deployment of ``st`` to ``revision``."""
+    return {
+        "arn": SDS.format(revision),
+        "status": status,
+        "task_definition": TDS.format(revision),
+        "status_reason": reason,
+        "rollback_reason": reason,
+    }
+
+
+def _continue(revision: int, hook: str, action: str, outcome: str = "ok") -> dict[str, Any]:
+    return {
+        "seq": 9,
+        "op": "ContinueServiceDeployment",
+        "client": "conveyor",
+        "outcome": outcome,
+        "serviceDeploymentArn": SDS.format(revision),
+        "hookId": hook,
+        "action": action,
+    }
+
+
+def staged() -> History:
+    """On service ``st``: s1 approved at its PAUSE hook and succeeded; s2 rolled back by an
+    alarm in its bake; s3 followed with `--wait-until production-traffic`, then succeeded."""
+    sent = {
+        "action": "CONTINUE",
+        "by": "chaos",
+        "requested_at": 111.0,
+        "hook_id": "h1",
+        "stage": "POST_SCALE_UP",
+        "acted_at": 112.0,
+        "outcome": "sent to ECS (ContinueServiceDeployment CONTINUE)",
+    }
+    reason = f"ECS rolled the CANARY deployment back: alarm(s) {ALARM} triggered; {ALARM_REASON}"
+    history = clean()
+    key = f"{ACCOUNT}/demo/st"
+    history.enqueues += [
+        {"kind": "staged", "id": "s1", "accepted": True, "at": 110.0, "exit_code": 0},
+        {"kind": "staged", "id": "s2", "accepted": True, "at": 120.0, "exit_code": 1},
+        {
+            "kind": "staged",
+            "id": "s3",
+            "accepted": True,
+            "at": 130.0,
+            "exit_code": 0,
+            "wait_until": "PRODUCTION_TRAFFIC_SHIFT",
+            "wait_exit": 0,
+            "wait_terminal": False,
+            "wait_state": "running",
+            "wait_stage": "PRODUCTION_TRAFFIC_SHIFT",
+            "wait_arn": SDS.format(13),
+            "wait_ecs_stages": STAGES_TO_PRODUCTION,
+        },
+    ]
+    history.deployments.update(
+        s1=staged_record("s1", "succeeded", 11, approvals=[sent]),
+        s2=staged_record("s2", "rolled_back", 12, reason=reason, rolled_back_by_ecs=True),
+        s3=staged_record("s3", "succeeded", 13),
+    )
+    history.ecs[key] = {
+        "task_definition": TDS.format(13),
+        "deployments": [
+            staged_entry(11, "SUCCESSFUL"),
+            staged_entry(12, "ROLLBACK_SUCCESSFUL", ALARM_REASON),
+            staged_entry(13, "SUCCESSFUL"),
+        ],
+    }
+    history.asked[key] = [TDS.format(10)]
+    history.revisions.update(s1=[TDS.format(11)], s2=[TDS.format(12)], s3=[TDS.format(13)])
+    history.answers = [
+        {"at": 111.0, "id": "s1", "action": "CONTINUE", "by": "chaos", "error": None}
+    ]
+    history.aws_log = [_continue(11, "h1", "CONTINUE")]
+    history.alarms = [{"alarm": ALARM, "service": key, "at": 121.0, "until": 125.0}]
+    return history
+
+
+NEW = (
+    "a staged deployment's verdict is ECS's",
+    "an alarm's rollback is reported rolled back, naming it",
+    "every answer Conveyor sent to a hook was asked for",
+    "every answer reported sent reached ECS",
+    "a --wait-until that exited 0 had its stage reached in ECS",
+)
+
+
+def test_a_clean_history_of_staged_deployments_passes_every_invariant() -> None:
+    results = {r.name: r for r in check(staged())}
+    assert [name for name, r in results.items() if not r.ok] == []
+    # Each new invariant had something to check.
+    assert all(results[name].checked > 0 for name in NEW)
+
+
+def test_a_staged_deployment_reported_rolled_back_while_ecs_stopped_it_is_caught() -> None:
+    """The broken build that takes STOPPED (nothing rolled back: the new revision stays beside
+    the old) for a rollback; the general verdict invariant lets it through."""
+    history = staged()
+    history.ecs[f"{ACCOUNT}/demo/st"]["deployments"][0] = staged_entry(11, "STOPPED")
+    _got(history.deployments, "s1")["state"] = "rolled_back"
+    found = violated(history)
+    assert list(found) == ["a staged deployment's verdict is ECS's"]
+    assert (
+        "s1 reports rolled_back, but ECS's service deployment ended STOPPED"
+        in (found["a staged deployment's verdict is ECS's"][0])
+    )
+
+
+def test_a_cancelled_verdict_needs_a_cancel_asked_for() -> None:
+    history = staged()
+    _got(history.deployments, "s2")["state"] = "cancelled"
+    assert "a staged deployment's verdict is ECS's" in violated(history)
+    _got(history.deployments, "s2")["cancel_requested_at"] = 122.0
+    assert violated(history) == {}
+
+
+def test_an_alarm_rollback_reported_succeeded_or_without_the_alarm_is_caught() -> None:
+    history = staged()
+    _got(history.deployments, "s2")["state"] = "succeeded"
+    found = violated(history)
+    assert (
+        "s2 was rolled back by an alarm, and reports succeeded"
+        in (found["an alarm's rollback is reported rolled back, naming it"][0])
+    )
+    history = staged()
+    _got(history.deployments, "s2")["reason"] = "ECS rolled the CANARY deployment back"
+    found = violated(history)
+    assert list(found) == ["an alarm's rollback is reported rolled back, naming it"]
+    assert (
+        f"does not name ['{ALARM}']"
+        in found["an alarm's rollback is reported rolled back, naming it"][0]
+    )
+
+
+def test_a_continue_with_the_wrong_action_or_on_a_deployment_not_ours_is_caught() -> None:
+    """The broken build that sends CONTINUE for a reject (or answers hooks of deployments it
+    never made, or no one asked it to answer)."""
+    history = staged()
+    history.aws_log.append(_continue(11, "h2", "ROLLBACK"))
+    history.aws_log.append(_continue(12, "h3", "CONTINUE", outcome="client_error:400"))
+    history.aws_log.append(_continue(99, "h4", "CONTINUE"))
+    found = violated(history)
+    assert list(found) == ["every answer Conveyor sent to a hook was asked for"]
+    messages = found["every answer Conveyor sent to a hook was asked for"]
+    assert (
+        "sent ROLLBACK for deployment s1, but what was asked for it was ['CONTINUE']" in messages[0]
+    )
+    assert "sent CONTINUE for deployment s2, but what was asked for it was nothing" in messages[1]
+    assert "no record made" in messages[2]
+
+
+def test_an_answer_reported_sent_that_ecs_never_took_is_caught() -> None:
+    history = staged()
+    history.aws_log = [_continue(11, "h1", "CONTINUE", outcome="throttled")]
+    found = violated(history)
+    assert list(found) == ["every answer reported sent reached ECS"]
+    assert (
+        "s1 reports CONTINUE sent to ECS for hook h1"
+        in (found["every answer reported sent reached ECS"][0])
+    )
+
+
+def test_a_wait_until_that_returned_before_ecs_reached_the_stage_is_caught() -> None:
+    """The broken build that returns at the stage Conveyor guessed, not the one ECS shows, or
+    exits 0 for a deployment that ended badly before the stage."""
+    history = staged()
+    history.enqueues[-1]["wait_ecs_stages"] = STAGES_TO_PRODUCTION[:3]
+    found = violated(history)
+    assert list(found) == ["a --wait-until that exited 0 had its stage reached in ECS"]
+    assert (
+        "exited 0 at PRODUCTION_TRAFFIC_SHIFT, but ECS shows"
+        in (found["a --wait-until that exited 0 had its stage reached in ECS"][0])
+    )
+    history = staged()
+    history.enqueues[-1].update(wait_terminal=True, wait_state="rolled_back")
+    assert (
+        "ended rolled_back and the wait exited 0"
+        in (violated(history)["a --wait-until that exited 0 had its stage reached in ECS"][0])
+    )

@@ -1,15 +1,17 @@
-"""The campaign's supervision of its workers tells their own exits from its stops."""
+"""The campaign's runner: its supervision of its workers tells their own exits from its stops,
+and its staged actors make valid jobs and answer the deployments awaiting approval."""
 
 from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import pytest
 
+from producers.contract.records import DeploymentRecord, DeploymentState, ProgressInfo
 from scripts.chaos import runner
-from scripts.chaos.schedule import draw
+from scripts.chaos.schedule import STAGED_SERVICES, draw
 
 
 class _Proc:
@@ -98,3 +100,79 @@ def test_a_worker_never_ready_is_left_running(
     assert len(_Worker.made) == 1
     assert not _Worker.made[0].stopped
     assert any("left running" in note for note in campaign.notes)
+
+
+def test_every_staged_job_the_schedule_draws_is_a_valid_job(campaign: runner.Campaign) -> None:
+    """A job the contract refused would only test the refusal: each drawn staged job passes
+    the strategy rules (a strategy's options with that strategy, AWS's bounds), names its
+    service's alarm when it draws one, and leaves the timeout to the strategy's default."""
+    jobs = [
+        (event.args, campaign._staged_job(event.args))
+        for seed in (1, 2, 3)
+        for event in draw(seed, 8, services=20).events
+        if event.kind in ("staged", "staged_wait")
+    ]
+    assert len(jobs) > 20
+    for args, job in jobs:
+        assert job.service == runner.staged_name(args["staged"])
+        assert job.strategy == args["strategy"]
+        assert job.alarms == ((runner.alarm_name(args["staged"]),) if args["alarm"] else ())
+        assert job.timeout_seconds is None
+        assert ("fail-" in job.images[0].image) == args["broken"]
+
+
+def test_a_staged_service_is_created_plain_and_then_given_its_bake_alarm_and_hook() -> None:
+    """Its first deployment has no bake and no hook (else it would wait at its own hook);
+    then a gated one pauses every deployment at POST_SCALE_UP, and every one has its alarm."""
+    for index, (strategy, gated) in enumerate(STAGED_SERVICES):
+        first = runner.staged_configuration(index, first=True)
+        assert (first["strategy"], first["bakeTimeInMinutes"]) == (strategy, 0)
+        assert "lifecycleHooks" not in first
+        assert "alarms" not in first
+        later = runner.staged_configuration(index, first=False)
+        assert later["bakeTimeInMinutes"] > 0
+        assert later["alarms"]["alarmNames"] == [runner.alarm_name(index)]
+        assert ("lifecycleHooks" in later) == gated
+
+
+class _Client:
+    """ConveyorClient's status and answer_hook, over fixed records."""
+
+    def __init__(self, awaiting: set[str]) -> None:
+        self.awaiting = awaiting
+        self.answered: list[tuple[str, str, str]] = []
+
+    def status(self, deployment_id: str) -> DeploymentRecord:
+        progress = ProgressInfo(awaiting_hook_id="h" if deployment_id in self.awaiting else None)
+        return DeploymentRecord(
+            id=deployment_id,
+            job={},
+            cluster="demo",
+            service="s",
+            state=DeploymentState.RUNNING,
+            progress=progress,
+            created_at=0.0,
+            updated_at=0.0,
+        )
+
+    def answer_hook(self, deployment_id: str, action: str, by: str) -> None:
+        self.answered.append((deployment_id, action, by))
+
+
+def test_an_answer_goes_to_a_deployment_awaiting_approval_and_is_recorded(
+    campaign: runner.Campaign,
+) -> None:
+    """Of the staged deployments accepted so far, one awaiting approval is answered when there
+    is one (else the pick); the answer, and whether it awaited, are in the history."""
+    for n, kind in enumerate(("staged", "update", "staged", "staged")):
+        campaign.history.enqueues.append({"kind": kind, "id": f"d{n}", "accepted": True})
+    fake = _Client(awaiting={"d2"})
+    campaign.client = cast(Any, fake)
+    campaign._answer({"pick": 0.0, "delay": 0}, "ROLLBACK")
+    fake.awaiting = set()
+    campaign._answer({"pick": 0.99, "delay": 0}, "CONTINUE")
+    assert fake.answered == [("d2", "ROLLBACK", "chaos"), ("d3", "CONTINUE", "chaos")]
+    assert [(a["id"], a["action"], a["awaiting"]) for a in campaign.history.answers] == [
+        ("d2", "ROLLBACK", True),
+        ("d3", "CONTINUE", False),
+    ]

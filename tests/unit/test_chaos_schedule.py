@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from localaws.devstack import ROOT
-from scripts.chaos.schedule import WEIGHTS, draw
+from scripts.chaos.schedule import STAGED_SERVICES, WAIT_STAGES, WEIGHTS, draw
 
 
 def test_the_same_seed_gives_the_same_schedule() -> None:
@@ -79,3 +79,26 @@ def test_the_deployment_after_failure_actors_are_drawn_from_the_seed() -> None:
         assert 0 <= float(args["review"]) <= 6  # type: ignore[arg-type]
         assert args["waves"]
     assert draw(3, 8, services=100, workers=3).describe() == schedule.describe()
+
+
+def test_the_staged_actors_are_drawn_from_the_seed() -> None:
+    """Staged updates (some followed --wait-until a stage), approvals, rejections and alarms,
+    each on one of the staged services; a strategy's own options only with that strategy."""
+    schedule = draw(3, 8, services=100, workers=3)
+    counts = schedule.counts()
+    for kind in ("staged", "staged_wait", "approve", "reject", "alarm"):
+        assert counts.get(kind, 0) > 0, kind
+    for event in schedule.events:
+        args = event.args
+        if event.kind in ("staged", "staged_wait", "alarm"):
+            assert 0 <= args["staged"] < len(STAGED_SERVICES)
+            assert "service" not in args  # the rolling actors' services are another pool
+        if event.kind == "staged_wait":
+            assert args["wait_until"] in WAIT_STAGES
+        if event.kind in ("staged", "staged_wait"):
+            assert ("canary_percent" in args) == (args["strategy"] == "canary")
+            assert ("linear_step_percent" in args) == (args["strategy"] == "linear")
+        if event.kind in ("approve", "reject"):
+            assert 0 <= args["pick"] <= 1
+    strategies = {e.args["strategy"] for e in schedule.events if e.kind == "staged"}
+    assert strategies == {None, "blue-green", "linear", "canary"}
