@@ -361,6 +361,8 @@ class ReleaseStore:
             id=release_id,
             name=job.release,
             fail_fast=job.fail_fast,
+            max_failures=job.max_failures,
+            max_failure_percent=job.max_failure_percent,
             move_on_at=job.move_on_at,
             waves=ids,
             jobs=jobs,
@@ -557,8 +559,12 @@ class ReleaseStore:
             passed = all(i in outcomes or i in reached for i in current)
             bad = [i for i in begun if i in outcomes and outcomes[i] not in RELEASE_OK]
             last = release.wave + 1 >= len(release.waves)
+            spent = release.budget_spent(len(bad))
             verdict_due = (
-                bool(release.cancel_requested_at) or last or bool(bad and release.fail_fast)
+                bool(release.cancel_requested_at)
+                or last
+                or bool(bad and release.fail_fast)
+                or spent is not None
             )
             running = [i for i in begun if i not in outcomes]
             if not passed or (verdict_due and running):
@@ -571,12 +577,13 @@ class ReleaseStore:
                     reason="cancelled on request; later waves were not started",
                     finished_at=now,
                 )
-            elif bad and (release.fail_fast or last):
+            elif bad and (release.fail_fast or last or spent is not None):
                 skipped = sum(len(ids) for ids in release.waves[release.wave + 1 :])
+                why = "fail fast" if spent is None else spent
                 update.update(
                     state=ReleaseState.FAILED,
                     reason=f"{len(bad)} deployment(s) did not succeed: {', '.join(bad[:5])}"
-                    + (f"; {skipped} not started (fail fast)" if skipped else ""),
+                    + (f"; {skipped} not started ({why})" if skipped else ""),
                     finished_at=now,
                 )
             elif last:

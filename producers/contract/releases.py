@@ -5,6 +5,9 @@ A release file (YAML or JSON) names the services, each with its images, optional
     release: shop-2.4          # a name for people (optional)
     cluster: prod              # the default cluster of every entry
     fail_fast: true            # a failed wave stops the release (default); false: go on
+    max_failures: 2            # or max_failure_percent: 10; a failure budget instead of
+                               # fail_fast: failures within it are tolerated, past it no
+                               # further wave starts
     move_on_at: production-traffic  # start the next wave once every deployment of this one
                                # reached this lifecycle stage (default: once they all ended)
     timeout_seconds: 1800      # defaults for every entry, as for `conveyor update`
@@ -97,6 +100,10 @@ class ReleaseJob(BaseModel):
     release: Annotated[str, Field(max_length=200)] = ""
     cluster: str | None = None
     fail_fast: bool = True
+    # A failure budget: this many failed deployments (or this share of the release's, in
+    # percent) are tolerated; one more and no further wave starts. Instead of fail_fast.
+    max_failures: Annotated[int, Field(ge=0, le=MAX_RELEASE_SERVICES)] | None = None
+    max_failure_percent: Annotated[float, Field(ge=0, le=100)] | None = None
     # The lifecycle stage at which a wave lets the next one start (None: once it all ended).
     move_on_at: str | None = None
     # None: each entry gets the default for its service's deployment strategy (see
@@ -204,6 +211,22 @@ class ReleaseJob(BaseModel):
         data["waves"] = expanded
         return data
 
+    @model_validator(mode="before")
+    @classmethod
+    def _one_budget(cls, data: Any) -> Any:
+        """A budget replaces fail_fast: both, or two budgets, say two different things."""
+        if not isinstance(data, dict):
+            return data
+        given = [k for k in ("max_failures", "max_failure_percent") if data.get(k) is not None]
+        if len(given) > 1:
+            raise ValueError("give max_failures or max_failure_percent, not both")
+        if given and data.get("fail_fast") is True:
+            raise ValueError(
+                f"fail_fast stops at the first failure, {given[0]} tolerates some: drop "
+                "fail_fast (or --fail-fast), or drop the budget"
+            )
+        return {**data, "fail_fast": False} if given else data
+
     @field_validator("move_on_at")
     @classmethod
     def _a_stage(cls, value: str | None) -> str | None:
@@ -271,6 +294,8 @@ class ReleaseRecord(BaseModel):
     name: str = ""
     state: ReleaseState = ReleaseState.RUNNING
     fail_fast: bool = True
+    max_failures: int | None = None  # see ReleaseJob.max_failures
+    max_failure_percent: float | None = None
     move_on_at: str | None = None  # see ReleaseJob.move_on_at
     waves: list[list[str]]  # deployment ids, wave by wave
     jobs: dict[str, dict[str, Any]]  # deployment id -> its update job (created wave by wave)
@@ -295,6 +320,21 @@ class ReleaseRecord(BaseModel):
     def terminal(self) -> bool:
         """True once the release has a final state."""
         return self.state in RELEASE_TERMINAL
+
+    def budget_spent(self, failures: int) -> str | None:
+        """Why ``failures`` failed deployments spend the release's failure budget (None: they
+        do not, or it has none)."""
+        total = sum(len(ids) for ids in self.waves)
+        if self.max_failures is not None and failures > self.max_failures:
+            return f"failure budget spent: {failures} failed, at most {self.max_failures} allowed"
+        if self.max_failure_percent is not None and failures * 100 > (
+            self.max_failure_percent * total
+        ):
+            return (
+                f"failure budget spent: {failures} of {total} failed, over the "
+                f"{self.max_failure_percent:g}% allowed"
+            )
+        return None
 
     def summary(self) -> dict[str, int]:
         """How many deployments ended in each state, plus those not started."""

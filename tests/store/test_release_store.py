@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -17,7 +18,7 @@ from producers.contract.release_store import (
     RELEASES_KEY,
     ReleaseStore,
 )
-from producers.contract.releases import ReleaseJob, ReleaseState
+from producers.contract.releases import ReleaseJob, ReleaseRecord, ReleaseState
 from producers.contract.store import RecordStore
 from worker.services.transitions import Transition
 from worker.steps import StepContext, run_step, sweep
@@ -679,3 +680,71 @@ def test_a_cancel_stops_the_deployments_of_a_wave_it_moved_on_from(
     assert asked[first] is not None  # still baking in wave 1
     assert asked[third] is not None
     assert asked[second] is None  # had ended: left as it is
+
+
+def _budgeted(**budget: Any) -> ReleaseJob:
+    """Four waves of one service each, with a failure budget."""
+    return ReleaseJob.model_validate(
+        {
+            "cluster": "c",
+            **budget,
+            "waves": [[{"service": n, "images": {"app": ":2"}}] for n in "abcd"],
+        }
+    )
+
+
+def test_failures_within_the_budget_go_on_and_past_it_no_wave_starts(client: redis.Redis) -> None:
+    """max_failures 1: the first failure is tolerated (the next wave starts), the second
+    spends the budget: no further wave starts and the release fails, saying why."""
+    records, releases = _stores(client)
+    sender = Sender()
+    job = _budgeted(max_failures=1)
+    assert job.fail_fast is False
+    release = releases.create(job, RELEASE, now=1.0)
+    ((a,), (b,), (c,), (d,)) = release.waves
+    _end(records, a, DeploymentState.ROLLED_BACK)
+    assert releases.advance(RELEASE, sender, clock=lambda: 2.0).wave == 1  # type: ignore[union-attr]
+    _end(records, b, DeploymentState.FAILED)
+    done = releases.advance(RELEASE, sender, clock=lambda: 3.0)
+    assert done is not None
+    assert done.state is ReleaseState.FAILED
+    assert "2 not started (failure budget spent: 2 failed, at most 1 allowed)" in (
+        done.reason or ""
+    )
+    assert records.get(c) is None
+    assert records.get(d) is None
+    assert [args for _, args in sender.sent] == [[b, 0]]
+
+
+def test_a_percent_budget_counts_the_whole_release(client: redis.Redis) -> None:
+    """max_failure_percent 25 of four deployments: one failure is within it (the release
+    goes on to its end, and still fails: a change is not live); two would not be."""
+    records, releases = _stores(client)
+    sender = Sender()
+    release = releases.create(_budgeted(max_failure_percent=25), RELEASE, now=1.0)
+    moved: ReleaseRecord | None = None
+    for n, (deployment_id,) in enumerate(release.waves):
+        state = DeploymentState.ROLLED_BACK if n == 0 else DeploymentState.SUCCEEDED
+        _end(records, deployment_id, state)
+        moved = releases.advance(RELEASE, sender, clock=lambda: 2.0)
+    assert moved is not None
+    assert moved.state is ReleaseState.FAILED
+    assert "not started" not in (moved.reason or "")
+    assert len(sender.sent) == 3
+    assert release.budget_spent(1) is None
+    assert release.budget_spent(2) == "failure budget spent: 2 of 4 failed, over the 25% allowed"
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"max_failures": 1, "max_failure_percent": 5}, "not both"),
+        ({"max_failures": 1, "fail_fast": True}, "drop fail_fast (or --fail-fast)"),
+        ({"max_failures": -1}, "greater than or equal to 0"),
+        ({"max_failure_percent": 101}, "less than or equal to 100"),
+    ],
+)
+def test_a_budget_that_contradicts_itself_is_refused(fields: dict[str, Any], message: str) -> None:
+    """Two budgets, a budget with fail_fast, or one out of bounds: refused, naming the fix."""
+    with pytest.raises(ValueError, match=re.escape(message)):
+        _budgeted(**fields)
