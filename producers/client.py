@@ -448,6 +448,25 @@ class ConveyorClient:
 
         return self._retrying(request)
 
+    def answer_release(
+        self, release_id: str, action: Literal["CONTINUE", "REJECT"], by: str
+    ) -> ReleaseRecord:
+        """Approve (``CONTINUE``) or reject (``REJECT``) the wave a release waits before, as
+        ``by``; returns the release, moved on when approved.
+
+        ValueError when it waits for no approval. Safe to repeat: the first answer for a wave
+        stands, and advancing again changes nothing.
+        """
+
+        def request() -> ReleaseRecord:
+            answered = self._releases.answer_wave(release_id, action, by, wall_clock())
+            if answered is None:
+                raise DeploymentNotFoundError(f"no release {release_id!r}")
+            advanced = self._releases.advance(release_id, self._sender, wall_clock)
+            return advanced or answered
+
+        return self._retrying(request)
+
     def cancel(self, deployment_id: str) -> DeploymentRecord:
         """Ask for a deployment to stop; returns its record (terminal ones are left as they are).
 

@@ -161,9 +161,15 @@ class Progress:
 def release_progress(release: ReleaseRecord) -> None:
     """One stderr line for a release's progress."""
     counts = ", ".join(f"{n} {state}" for state, n in sorted(release.summary().items()))
+    waiting = release.awaiting_wave
+    paused = (
+        ""
+        if waiting is None
+        else f" · awaiting approval before wave {waiting + 1} (`conveyor approve {release.id}`)"
+    )
     click.echo(
         f"[{release.id[:12]}] {release.state.value} · wave {release.wave + 1}/"
-        f"{len(release.waves)} · {counts}",
+        f"{len(release.waves)} · {counts}{paused}",
         err=True,
     )
 
@@ -178,6 +184,16 @@ def release_text(release: ReleaseRecord, records: list[DeploymentRecord | None])
     lines.append(f"  summary   {counts}")
     if release.move_on_at:
         lines.append(f"  moves on  when each deployment of a wave reached {release.move_on_at}")
+    waiting = release.awaiting_wave
+    if waiting is not None and release.awaiting_approval_since is not None:
+        expires = release.awaiting_approval_since + release.approval_timeout_minutes * 60
+        lines.append(
+            f"  awaiting  approval before wave {waiting + 1} (`conveyor approve {release.id}` "
+            f"or `reject`; fails in {age(max(0.0, expires - time.time()))})"
+        )
+    for answer in release.approvals:
+        word = "approved" if answer.action == "CONTINUE" else "rejected"
+        lines.append(f"  {word:<9} wave {answer.wave + 1} by {answer.by}")
     if release.reason:
         lines.append(f"  reason    {release.reason}")
     for deployment_id, record in zip(ids, records, strict=True):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, NoReturn
 
 import click
 
@@ -114,8 +114,11 @@ def _answer_hook(
     as_json: bool,
 ) -> None:
     from producers.client import ConveyorUnavailableError, DeploymentNotFoundError
+    from producers.contract.ids import is_release_id
 
     made = core.client()
+    if is_release_id(deployment_id):
+        _answer_release(made, deployment_id, action, by, no_wait, as_json)
     record = core.load(made, deployment_id)
     if record.terminal:
         click.echo(f"deployment {deployment_id} had already ended: {record.state.value}", err=True)
@@ -134,6 +137,34 @@ def _answer_hook(
     core.follow(made, deployment_id, as_json)
 
 
+def _answer_release(
+    made: Any,
+    release_id: str,
+    action: Literal["CONTINUE", "ROLLBACK"],
+    by: str | None,
+    no_wait: bool,
+    as_json: bool,
+) -> NoReturn:
+    """Approve or reject the wave a release waits before, then follow the release."""
+    from producers.client import ConveyorUnavailableError, DeploymentNotFoundError
+
+    answer: Literal["CONTINUE", "REJECT"] = "CONTINUE" if action == "CONTINUE" else "REJECT"
+    try:
+        release = made.answer_release(release_id, answer, by or _who())
+    except DeploymentNotFoundError as exc:
+        core.usage_error(str(exc))
+    except ValueError as exc:
+        core.usage_error(str(exc))
+    except ConveyorUnavailableError as exc:
+        core.unavailable(str(exc))
+    word = "approved" if answer == "CONTINUE" else "rejected"
+    click.echo(f"release {release_id}: {word}", err=True)
+    if no_wait:
+        core.print_release(made, release, as_json)
+        sys.exit(ExitCode.OK)
+    core.follow_release(made, release_id, as_json)
+
+
 _BY = click.option(
     "--by", metavar="NAME", help="Who answers, as the record notes it (default: user@host)."
 )
@@ -145,7 +176,8 @@ _BY = click.option(
 @click.option("--no-wait", is_flag=True, help="Return once the approval is recorded.")
 @options.as_json()
 def approve(deployment_id: str, by: str | None, no_wait: bool, as_json: bool) -> None:
-    """Let a deployment paused at a PAUSE lifecycle hook go on (ECS's CONTINUE)."""
+    """Let a deployment paused at a PAUSE lifecycle hook go on (ECS's CONTINUE), or a release
+    paused before a wave (approve_before) start it."""
     _answer_hook(deployment_id, "CONTINUE", by, no_wait, as_json)
 
 
@@ -155,7 +187,8 @@ def approve(deployment_id: str, by: str | None, no_wait: bool, as_json: bool) ->
 @click.option("--no-wait", is_flag=True, help="Return once the rejection is recorded.")
 @options.as_json()
 def reject(deployment_id: str, by: str | None, no_wait: bool, as_json: bool) -> None:
-    """Roll back a deployment paused at a PAUSE lifecycle hook (ECS's ROLLBACK)."""
+    """Roll back a deployment paused at a PAUSE lifecycle hook (ECS's ROLLBACK), or stop a
+    release paused before a wave (it ends cancelled; no later wave starts)."""
     _answer_hook(deployment_id, "ROLLBACK", by, no_wait, as_json)
 
 

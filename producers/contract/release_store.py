@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 import redis
 from pydantic import ValidationError
@@ -45,6 +45,7 @@ from producers.contract.releases import (
     ReleaseJob,
     ReleaseRecord,
     ReleaseState,
+    WaveApproval,
 )
 from producers.contract.store import (
     NewerRecordError,
@@ -361,6 +362,8 @@ class ReleaseStore:
             id=release_id,
             name=job.release,
             fail_fast=job.fail_fast,
+            approve_before=job.approve_before,
+            approval_timeout_minutes=job.approval_timeout_minutes,
             max_failures=job.max_failures,
             max_failure_percent=job.max_failure_percent,
             move_on_at=job.move_on_at,
@@ -425,6 +428,31 @@ class ReleaseStore:
                 return None
             at = now() if callable(now) else now
             return release.model_copy(update={"cancel_requested_at": at, "updated_at": at})
+
+        return self._modify(release_id, change)
+
+    def answer_wave(
+        self, release_id: str, action: Literal["CONTINUE", "REJECT"], by: str, now: float
+    ) -> ReleaseRecord | None:
+        """Record a person's answer to a release waiting before a wave; returns the release
+        (None when there is none). ValueError when it is not waiting for one: nothing to
+        answer. A second answer for the same wave changes nothing (the first stands)."""
+
+        def change(release: ReleaseRecord) -> ReleaseRecord | None:
+            wave = release.awaiting_wave
+            if wave is None:
+                where = (
+                    f"it has ended {release.state.value}"
+                    if release.terminal
+                    else f"it is at wave {release.wave + 1} of {len(release.waves)}"
+                )
+                raise ValueError(f"release {release_id} is not waiting for an approval ({where})")
+            if release.approval_of(wave) is not None:
+                return None
+            answer = WaveApproval(wave=wave, action=action, by=by, at=now)
+            return release.model_copy(
+                update={"approvals": [*release.approvals, answer], "updated_at": now}
+            )
 
         return self._modify(release_id, change)
 
@@ -589,7 +617,34 @@ class ReleaseStore:
             elif last:
                 update.update(state=ReleaseState.SUCCEEDED, finished_at=now)
             else:
-                moved = release.model_copy(update={**update, "wave": release.wave + 1})
+                upcoming = release.wave + 1
+                answer = release.approval_of(upcoming)
+                if upcoming in release.approve_before and answer is None:
+                    since = release.awaiting_approval_since
+                    if since is not None and now >= since + release.approval_timeout_minutes * 60:
+                        update.update(
+                            state=ReleaseState.FAILED,
+                            reason=f"wave {upcoming + 1} was not approved within "
+                            f"{release.approval_timeout_minutes} minutes; it and later waves "
+                            "were not started",
+                            finished_at=now,
+                        )
+                        return release.model_copy(update=update)
+                    if since is None:
+                        # Paused: the wave starts once `conveyor approve` records an answer.
+                        update["awaiting_approval_since"] = now
+                        return release.model_copy(update=update)
+                    return None if unchanged else release.model_copy(update=update)
+                if answer is not None and answer.action == "REJECT":
+                    update.update(
+                        state=ReleaseState.CANCELLED,
+                        reason=f"rejected by {answer.by} before wave {upcoming + 1}; later "
+                        "waves were not started",
+                        finished_at=now,
+                    )
+                    return release.model_copy(update=update)
+                update["awaiting_approval_since"] = None
+                moved = release.model_copy(update={**update, "wave": upcoming})
                 # Created by the transaction that moves the release, not before it: a cancel
                 # landing between this read and that write fails the write, and with it the
                 # creation, so no record of a wave the release never moved to can exist.

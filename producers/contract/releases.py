@@ -20,6 +20,10 @@ A release file (YAML or JSON) names the services, each with its images, optional
           cluster: prod-batch
           images: {worker: ":2.4.0"}
 
+A wave may also be a mapping, ``{services: [...], approve_before: true}``: the release then
+pauses before that wave until ``conveyor approve REL`` (or ``reject``), for at most
+``approval_timeout_minutes`` (default a day; then it fails).
+
 ``services:`` instead of ``waves:`` is one wave. Every entry becomes an ordinary update-existing
 deployment (with all its guarantees) whose id is the release id and its position, so creating
 one twice is a no-op. Waves run one after another; the deployments of a wave run at once.
@@ -53,6 +57,8 @@ from producers.contract.stages import stage_named
 from producers.contract.strategy import STRATEGY_FIELDS, Strategy, ThresholdType
 
 MAX_RELEASE_SERVICES = 1000
+# The longest a release waits for an approval before a wave (30 days, the records' life).
+MAX_APPROVAL_MINUTES = 30 * 1440
 
 
 class ReleaseEntry(BaseModel):
@@ -106,6 +112,9 @@ class ReleaseJob(BaseModel):
     max_failure_percent: Annotated[float, Field(ge=0, le=100)] | None = None
     # The lifecycle stage at which a wave lets the next one start (None: once it all ended).
     move_on_at: str | None = None
+    # Waves (indexes) the release pauses before, until approved or rejected.
+    approve_before: list[int] = Field(default_factory=list)
+    approval_timeout_minutes: Annotated[int, Field(ge=1, le=MAX_APPROVAL_MINUTES)] = 1440
     # None: each entry gets the default for its service's deployment strategy (see
     # UpdateServiceJob.timeout_seconds).
     timeout_seconds: (
@@ -160,7 +169,29 @@ class ReleaseJob(BaseModel):
             if data.get(key) is not None
         }
         expanded = []
+        gated = list(data.get("approve_before") or [])
         for w, wave in enumerate(waves):
+            if isinstance(wave, dict):
+                unknown = sorted(set(wave) - {"services", "approve_before"})
+                if unknown:
+                    raise ValueError(
+                        f"waves[{w}]: unknown field(s) {', '.join(unknown)}; a wave takes "
+                        "services and approve_before"
+                    )
+                approve = wave.get("approve_before", False)
+                if not isinstance(approve, bool):
+                    # A ValueError is pydantic's validation error; a TypeError would escape it.
+                    raise ValueError(  # noqa: TRY004
+                        f"waves[{w}].approve_before: give true or false"
+                    )
+                if approve and w == 0:
+                    raise ValueError(
+                        "waves[0].approve_before: the first wave starts when the release is "
+                        "made; enqueue the release once it is approved"
+                    )
+                if approve and w not in gated:
+                    gated.append(w)
+                wave = wave.get("services")
             if not isinstance(wave, list) or not wave:
                 raise ValueError(f"waves[{w}]: a wave is a non-empty list of services")
             jobs = []
@@ -209,6 +240,7 @@ class ReleaseJob(BaseModel):
                 jobs.append(job)
             expanded.append(jobs)
         data["waves"] = expanded
+        data["approve_before"] = sorted(gated)
         return data
 
     @model_validator(mode="before")
@@ -226,6 +258,17 @@ class ReleaseJob(BaseModel):
                 "fail_fast (or --fail-fast), or drop the budget"
             )
         return {**data, "fail_fast": False} if given else data
+
+    @model_validator(mode="after")
+    def _gates_are_waves(self) -> ReleaseJob:
+        """Each wave paused before is one of the release's, after the first."""
+        for index in self.approve_before:
+            if not 1 <= index < len(self.waves):
+                raise ValueError(
+                    f"approve_before: {index} is not a wave after the first (waves 1 to "
+                    f"{len(self.waves) - 1}, counted from 0)"
+                )
+        return self
 
     @field_validator("move_on_at")
     @classmethod
@@ -284,6 +327,17 @@ RELEASE_OK = frozenset({DeploymentState.SUCCEEDED})
 RELEASE_SCHEMA = 1
 
 
+class WaveApproval(BaseModel):
+    """A person's answer to a release waiting before a wave."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    wave: int  # the wave (index) it answers for
+    action: Literal["CONTINUE", "REJECT"]
+    by: str
+    at: float
+
+
 class ReleaseRecord(BaseModel):
     """Everything Conveyor knows about one release."""
 
@@ -297,6 +351,11 @@ class ReleaseRecord(BaseModel):
     max_failures: int | None = None  # see ReleaseJob.max_failures
     max_failure_percent: float | None = None
     move_on_at: str | None = None  # see ReleaseJob.move_on_at
+    approve_before: list[int] = Field(default_factory=list)  # see ReleaseJob.approve_before
+    approval_timeout_minutes: int = 1440
+    # Since when the release waits for an approval of its next wave (None: it does not).
+    awaiting_approval_since: float | None = None
+    approvals: list[WaveApproval] = Field(default_factory=list)
     waves: list[list[str]]  # deployment ids, wave by wave
     jobs: dict[str, dict[str, Any]]  # deployment id -> its update job (created wave by wave)
     wave: int = 0  # the wave under way (index)
@@ -320,6 +379,17 @@ class ReleaseRecord(BaseModel):
     def terminal(self) -> bool:
         """True once the release has a final state."""
         return self.state in RELEASE_TERMINAL
+
+    def approval_of(self, wave: int) -> WaveApproval | None:
+        """The answer given for ``wave`` (None: none yet)."""
+        return next((a for a in self.approvals if a.wave == wave), None)
+
+    @property
+    def awaiting_wave(self) -> int | None:
+        """The wave (index) the release waits to be approved for (None: it does not wait)."""
+        if self.terminal or self.awaiting_approval_since is None:
+            return None
+        return self.wave + 1
 
     def budget_spent(self, failures: int) -> str | None:
         """Why ``failures`` failed deployments spend the release's failure budget (None: they

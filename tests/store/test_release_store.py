@@ -748,3 +748,111 @@ def test_a_budget_that_contradicts_itself_is_refused(fields: dict[str, Any], mes
     """Two budgets, a budget with fail_fast, or one out of bounds: refused, naming the fix."""
     with pytest.raises(ValueError, match=re.escape(message)):
         _budgeted(**fields)
+
+
+def _gated(timeout: int = 60) -> ReleaseJob:
+    """Two waves of one service each; the release pauses before the second."""
+    return ReleaseJob.model_validate(
+        {
+            "cluster": "c",
+            "approval_timeout_minutes": timeout,
+            "waves": [
+                [{"service": "a", "images": {"app": ":2"}}],
+                {"approve_before": True, "services": [{"service": "b", "images": {"app": ":2"}}]},
+            ],
+        }
+    )
+
+
+def test_a_release_pauses_before_a_gated_wave_until_approved(client: redis.Redis) -> None:
+    """Once wave 1 ended the release waits (nothing of wave 2 exists); an approval records who
+    and when and starts the wave; a second answer changes nothing."""
+    records, releases = _stores(client)
+    sender = Sender()
+    job = _gated()
+    assert job.approve_before == [1]
+    release = releases.create(job, RELEASE, now=1.0)
+    ((a,), (b,)) = release.waves
+    _end(records, a, DeploymentState.SUCCEEDED)
+    paused = releases.advance(RELEASE, sender, clock=lambda: 2.0)
+    assert paused is not None
+    assert (paused.wave, paused.awaiting_wave, paused.awaiting_approval_since) == (0, 1, 2.0)
+    assert releases.advance(RELEASE, sender, clock=lambda: 3.0) == paused  # still waiting
+    assert records.get(b) is None
+    assert sender.sent == []
+
+    releases.answer_wave(RELEASE, "CONTINUE", "ops@host", now=4.0)
+    moved = releases.advance(RELEASE, sender, clock=lambda: 5.0)
+    assert moved is not None
+    assert (moved.wave, moved.awaiting_wave) == (1, None)
+    assert [(x.wave, x.action, x.by, x.at) for x in moved.approvals] == [
+        (1, "CONTINUE", "ops@host", 4.0)
+    ]
+    assert [args for _, args in sender.sent] == [[b, 0]]
+    with pytest.raises(ValueError, match="is not waiting for an approval \\(it is at wave 2"):
+        releases.answer_wave(RELEASE, "REJECT", "late@host", now=6.0)
+
+
+def test_a_rejected_wave_is_never_started_and_the_release_is_cancelled(
+    client: redis.Redis,
+) -> None:
+    """A rejection before the gated wave: the release ends cancelled, naming who rejected it;
+    the wave's deployments never exist."""
+    records, releases = _stores(client)
+    sender = Sender()
+    release = releases.create(_gated(), RELEASE, now=1.0)
+    ((a,), (b,)) = release.waves
+    _end(records, a, DeploymentState.SUCCEEDED)
+    releases.advance(RELEASE, sender, clock=lambda: 2.0)
+    releases.answer_wave(RELEASE, "REJECT", "ops@host", now=3.0)
+    done = releases.advance(RELEASE, sender, clock=lambda: 4.0)
+    assert done is not None
+    assert done.state is ReleaseState.CANCELLED
+    assert done.reason == "rejected by ops@host before wave 2; later waves were not started"
+    assert records.get(b) is None
+    assert sender.sent == []
+
+
+def test_an_approval_not_given_in_time_fails_the_release(client: redis.Redis) -> None:
+    """approval_timeout_minutes passed without an answer (seen by the sweeper's advance): the
+    release fails, saying so; an answer after that is refused."""
+    records, releases = _stores(client)
+    release = releases.create(_gated(timeout=10), RELEASE, now=1.0)
+    _end(records, release.waves[0][0], DeploymentState.SUCCEEDED)
+    releases.advance(RELEASE, Sender(), clock=lambda: 100.0)
+    assert releases.advance(RELEASE, Sender(), clock=lambda: 699.0).state is ReleaseState.RUNNING  # type: ignore[union-attr]
+    expired = releases.advance(RELEASE, Sender(), clock=lambda: 700.0)
+    assert expired is not None
+    assert expired.state is ReleaseState.FAILED
+    assert expired.reason == (
+        "wave 2 was not approved within 10 minutes; it and later waves were not started"
+    )
+    with pytest.raises(ValueError, match="it has ended failed"):
+        releases.answer_wave(RELEASE, "CONTINUE", "ops@host", now=701.0)
+
+
+@pytest.mark.parametrize(
+    ("waves", "message"),
+    [
+        (
+            [{"approve_before": True, "services": [{"service": "a", "images": {"app": ":2"}}]}],
+            "waves[0].approve_before: the first wave starts when the release is made",
+        ),
+        (
+            [[{"service": "a", "images": {"app": ":2"}}], {"services": [], "gate": True}],
+            "waves[1]: unknown field(s) gate; a wave takes services and approve_before",
+        ),
+        (
+            [
+                [{"service": "a", "images": {"app": ":2"}}],
+                {"approve_before": "yes", "services": [{"service": "b", "images": {"app": ":2"}}]},
+            ],
+            "waves[1].approve_before: give true or false",
+        ),
+    ],
+)
+def test_a_wave_gate_that_cannot_be_is_refused(waves: list[Any], message: str) -> None:
+    """A gate on the first wave, an unknown wave field or a gate that is not a boolean:
+    refused, naming the wave and the fix."""
+    with pytest.raises(ValueError, match=re.escape(message)):
+        ReleaseJob.model_validate({"cluster": "c", "waves": waves})
