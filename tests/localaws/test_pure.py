@@ -1,4 +1,5 @@
-"""The pure helpers the local AWS is built on: image tags and token buckets."""
+"""The pure helpers the local AWS is built on: image tags, token buckets and the breaker's
+threshold."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import pytest
 
 from localaws.images import image_tag, is_broken_image
 from localaws.limits import TokenBuckets
+from localaws.rollout_model import breaker_threshold
 
 
 @pytest.mark.parametrize(
@@ -49,3 +51,28 @@ def test_token_bucket_burst_and_refill() -> None:
     now[0] += 0.5  # 1/s x scale 2 = one token
     assert buckets.try_acquire("1", "us-east-1", "RegisterTaskDefinition") is True
     assert buckets.try_acquire("1", "us-east-1", "RegisterTaskDefinition") is False
+
+
+@pytest.mark.parametrize(
+    ("desired", "threshold", "expected"),
+    [
+        (2, None, 3),
+        (100, None, 50),
+        (1000, None, 200),
+        (10, {"type": "COUNT", "value": 1}, 1),
+        (1000, {"type": "COUNT", "value": 500}, 500),
+        (10, {"type": "BOUNDED_PERCENT", "value": 20}, 3),
+        (10, {"value": 80}, 8),
+        (1000, {"type": "UNBOUNDED_PERCENT", "value": 50}, 500),
+        (2, {"type": "UNBOUNDED_PERCENT", "value": 10}, 1),
+    ],
+)
+def test_breaker_threshold_follows_the_threshold_configuration(
+    desired: int, threshold: dict[str, object] | None, expected: int
+) -> None:
+    """The breaker's thresholdConfiguration sets the threshold: COUNT as given, percentages of
+    the desired count, only BOUNDED_PERCENT (the default, 50) held between 3 and 200."""
+    breaker = {"enable": True, "rollback": True}
+    if threshold is not None:
+        breaker["thresholdConfiguration"] = threshold  # type: ignore[assignment]
+    assert breaker_threshold(desired, breaker) == expected
