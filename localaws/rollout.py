@@ -413,7 +413,7 @@ class Simulator:
         if (
             breaker.get("enable")
             and primary.rollout_state == "IN_PROGRESS"
-            and primary.failed_tasks >= breaker_threshold(primary.desired_count)
+            and primary.failed_tasks >= breaker_threshold(primary.desired_count, breaker)
         ):
             self._trip_breaker(sim, primary, bool(breaker.get("rollback")), now_dt, events)
             primary = sim.deployments[0]
@@ -477,6 +477,8 @@ class Simulator:
                         container["healthStatus"] = "HEALTHY"
                     task.settle()
                     became_running.append(task)
+                    if _resets_on_healthy_task(sim):
+                        deployment.failed_tasks = 0
                 elif task.draining:
                     self._stop_for_scaling(sim, deployment, task, primary, now_dt)
                     stopped.append(task)
@@ -1171,3 +1173,10 @@ def _staged_and_failed(primary: Deployment) -> bool:
         and record.staged is not None
         and primary is record.deployment
     )
+
+
+def _resets_on_healthy_task(sim: SimService) -> bool:
+    """Whether a task that becomes healthy sets the breaker's failure count back to 0
+    (``resetOnHealthyTask``, true unless the service says otherwise)."""
+    breaker = sim.deployment_configuration().get("deploymentCircuitBreaker") or {}
+    return breaker.get("resetOnHealthyTask", True) is not False

@@ -277,7 +277,7 @@ class ServiceDeploymentRecord:
             "status": status,
             "failureCount": deployment.failed_tasks if deployment is not None else 0,
             "threshold": breaker_threshold(
-                deployment.desired_count if deployment is not None else 0
+                deployment.desired_count if deployment is not None else 0, breaker
             ),
         }
 

@@ -12,6 +12,7 @@ import collections
 import datetime
 import math
 import random
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -26,9 +27,23 @@ DEFAULT_DEPLOYMENT_CONFIGURATION: dict[str, Any] = {
 ServiceKey = tuple[str, str, str, str]  # account, region, cluster name, service name
 
 
-def breaker_threshold(desired_count: int) -> int:
-    """Failed tasks after which ECS's deployment circuit breaker fails a deployment."""
-    return min(200, max(3, math.ceil(0.5 * desired_count)))
+def breaker_threshold(desired_count: int, breaker: Mapping[str, Any] | None = None) -> int:
+    """Failed tasks after which ECS's deployment circuit breaker fails a deployment.
+
+    ``breaker`` is the service's ``deploymentCircuitBreaker``: its ``thresholdConfiguration``
+    (botocore's model: COUNT takes ``value`` as the threshold; BOUNDED_PERCENT, the default, and
+    UNBOUNDED_PERCENT take ``value`` percent of the desired count, default 50; only the bounded
+    one is held between 3 and 200).
+    """
+    threshold = (breaker or {}).get("thresholdConfiguration") or {}
+    kind = threshold.get("type") or "BOUNDED_PERCENT"
+    value = float(threshold.get("value", 50))
+    if kind == "COUNT":
+        return int(value)
+    share = math.ceil(value / 100 * desired_count)
+    if kind == "UNBOUNDED_PERCENT":
+        return max(1, share)
+    return min(200, max(3, share))
 
 
 def new_deployment_id() -> str:

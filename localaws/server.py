@@ -14,6 +14,7 @@ from types import FrameType
 from typing import Any
 
 from localaws.control import LocalAwsApp
+from localaws.fidelity import RequestChecker
 from localaws.rollout import DEFAULT_MINUTE_SECONDS
 from localaws.world import World
 
@@ -31,9 +32,10 @@ def build_app(world: World) -> LocalAwsApp:
     """
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 
-    from localaws import ecs_patches
+    from localaws import ecs_patches, moto_fixes
 
     ecs_patches.install(world.simulator)
+    moto_fixes.install()
 
     def create_app(service: Any) -> Any:  # moto types it as a Literal of its service names
         if service == "cloudformation":
@@ -46,7 +48,8 @@ def build_app(world: World) -> LocalAwsApp:
     moto_app = DomainDispatcherApplication(create_app)
     # Stacks make their resources through moto's app, past the faults and limits of clients.
     world.stacks.attach(moto_app)
-    return LocalAwsApp(moto_app, world)
+    # Clients' requests are checked against botocore's model; the stacks' own calls are not.
+    return LocalAwsApp(RequestChecker(moto_app), world)
 
 
 def serve(
