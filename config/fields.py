@@ -142,6 +142,19 @@ class SettingsFields(BaseModel):
         ge=1,
         description="Days deployment records (and the index of them) are kept in Redis.",
     )
+    history_retention_days: int = Field(
+        default=400,
+        ge=1,
+        le=3660,
+        description="Days the audit trail (`conveyor history`: who enqueued what, approvals, "
+        "cancels, verdicts) is kept in Redis; older entries are trimmed as new ones come.",
+    )
+    actor: str | None = Field(
+        default=None,
+        max_length=200,
+        description="Who enqueues, cancels or answers, as the audit trail notes it (a pipeline "
+        "sets its own name); default user@host.",
+    )
     supersede: bool = Field(
         default=True,
         description="A queued deployment ends `superseded` when a newer one queued behind it for "

@@ -109,7 +109,33 @@ class ConveyorClient:
             socket_timeout=10,
         )
         self._store = RecordStore(
-            self._redis, ttl_seconds=settings.record_ttl_days * 86400, queue=settings.queue
+            self._redis,
+            ttl_seconds=settings.record_ttl_days * 86400,
+            queue=settings.queue,
+            history_days=settings.history_retention_days,
+        )
+
+    @cached_property
+    def actor(self) -> str:
+        """Who this client acts for, as the audit trail notes it: CONVEYOR_ACTOR, else
+        user@host."""
+        if self.settings.actor:
+            return self.settings.actor
+        import getpass
+        import socket
+
+        try:
+            user = getpass.getuser()
+        except (KeyError, OSError):  # no login name in a bare container
+            user = "unknown"
+        return f"{user}@{socket.gethostname()}"
+
+    def history(
+        self, *, since: float | None = None, service: str | None = None, limit: int = 1000
+    ) -> list[dict[str, Any]]:
+        """The audit trail, oldest first (see producers.contract.history)."""
+        return self._retrying(
+            lambda: self._store.history.read(since=since, service=service, limit=limit)
         )
 
     @cached_property
@@ -322,7 +348,9 @@ class ConveyorClient:
             nonlocal attempts
             attempts += 1
             try:
-                self._store.create(record, due=now + self.settings.recovery_grace, job=payload)
+                self._store.create(
+                    record, due=now + self.settings.recovery_grace, job=payload, by=self.actor
+                )
             except ValueError:
                 if attempts == 1:
                     raise
@@ -359,7 +387,9 @@ class ConveyorClient:
             nonlocal attempts
             attempts += 1
             # A retry finds the release its lost attempt recorded and completes that one.
-            record = self._releases.create(job, release_id, now, retried=attempts > 1)
+            record = self._releases.create(
+                job, release_id, now, retried=attempts > 1, by=self.actor
+            )
             self._releases.dispatch_wave(record, self._sender)
             return record
 
@@ -436,7 +466,7 @@ class ConveyorClient:
             # Each part is safe to repeat: a retry after a lost answer redoes them all. The
             # cancel's time is read when it is written, not when it was asked for: a request
             # that waited out a Redis failover takes effect only then.
-            release = self._releases.request_cancel(release_id, wall_clock)
+            release = self._releases.request_cancel(release_id, wall_clock, by=self.actor)
             if release is None:
                 raise DeploymentNotFoundError(f"no release {release_id!r}")
             begun = [i for ids in release.waves[: release.wave + 1] for i in ids]
@@ -487,6 +517,7 @@ class ConveyorClient:
             request,
             mine=lambda current: current.cancel_requested_at == now,
             due=now + self.settings.recovery_grace,
+            event=({"event": "cancel requested", "by": self.actor}, f"{deployment_id}:cancel", now),
         )
 
     def answer_hook(
@@ -516,7 +547,9 @@ class ConveyorClient:
             pending = current.approval_requested
             return pending is not None and pending.requested_at == now
 
-        return self._request_step(deployment_id, request, mine=mine)
+        word = "approval requested" if action == "CONTINUE" else "rejection requested"
+        event = ({"event": word, "by": by}, f"{deployment_id}:answer:{now}", now)
+        return self._request_step(deployment_id, request, mine=mine, event=event)
 
     def _request_step(
         self,
@@ -525,12 +558,14 @@ class ConveyorClient:
         *,
         mine: Callable[[DeploymentRecord], bool],
         due: float | None = None,
+        event: tuple[dict[str, Any], str, float] | None = None,
     ) -> DeploymentRecord:
         """Record a person's request on a deployment (``request``, which bumps its seq) and
         dispatch its current step again, so that a worker acts on it now; returns the record.
 
         A retry after a lost answer finds the request already recorded: ``mine`` tells it is
         this call's own (then the step still needs its message, and ``due`` its due time).
+        ``event`` (what, once-key, when) goes to the audit trail with the deployment's service.
         """
         from producers.contract.dispatch import dispatch
 
@@ -546,6 +581,12 @@ class ConveyorClient:
                     # needs its due time and its message.
                     changed = current if mine(current) else None
             if changed is not None:
+                if event is not None:
+                    what, once, at = event
+                    about = {"id": deployment_id, "cluster": changed.cluster}
+                    self._store.history.note(
+                        {**what, **about, "service": changed.service}, once=once, now=at
+                    )
                 if due is not None:
                     self._store.set_due(deployment_id, due)
                 dispatch(

@@ -106,7 +106,10 @@ def step_context(*, runtime: bool = True) -> Any:
 
     return StepContext(
         store=WorkerStore(
-            redis_client(), ttl_seconds=settings.record_ttl_days * 86400, queue=settings.queue
+            redis_client(),
+            ttl_seconds=settings.record_ttl_days * 86400,
+            queue=settings.queue,
+            history_days=settings.history_retention_days,
         ),
         redis=redis_client(),
         sender=app,

@@ -14,6 +14,7 @@ from typing import Any, cast
 import redis
 from redis.exceptions import WatchError
 
+from producers.contract.history import DEFAULT_RETENTION_DAYS
 from producers.contract.names import QUEUE
 from producers.contract.records import DeploymentRecord
 from producers.contract.store import NewerRecordError, RecordStore, UnreadableRecordError
@@ -46,9 +47,14 @@ class WorkerStore(RecordStore):
     """Reads and fenced writes of deployment records, with what only workers do to them."""
 
     def __init__(
-        self, client: redis.Redis, *, ttl_seconds: int = 30 * 86400, queue: str = QUEUE
+        self,
+        client: redis.Redis,
+        *,
+        ttl_seconds: int = 30 * 86400,
+        queue: str = QUEUE,
+        history_days: int = DEFAULT_RETENTION_DAYS,
     ) -> None:
-        super().__init__(client, ttl_seconds=ttl_seconds, queue=queue)
+        super().__init__(client, ttl_seconds=ttl_seconds, queue=queue, history_days=history_days)
         self._rekey = client.register_script(_REKEY)
 
     # -- attempts -----------------------------------------------------------------------

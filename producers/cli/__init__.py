@@ -42,6 +42,7 @@ for _command in (
     tracking.approve,
     tracking.reject,
     tracking.wait,
+    tracking.history,
     fargate.fargate,
     serve.local_aws,
 ):

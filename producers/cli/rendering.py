@@ -361,3 +361,29 @@ def print_list(
                 age(now - rel.created_at),
             )
         console.print(table)
+
+
+def history_line(event: dict[str, Any]) -> str:
+    """One event of the audit trail for people: when, what, about what, by whom, how."""
+    import datetime
+
+    at = datetime.datetime.fromtimestamp(float(event.get("at", 0)), tz=datetime.UTC)
+    what = str(event.get("event", "?"))
+    about = str(event.get("id", ""))
+    if event.get("service"):
+        about += f" {event.get('cluster')}/{event.get('service')}"
+    elif event.get("name"):
+        about += f" ({event.get('name')})"
+    line = f"{at:%Y-%m-%d %H:%M:%S}Z  {what:<19} {about}"
+    if event.get("wave"):
+        line += f" wave {event['wave']}"
+    if event.get("state"):
+        line += f" {event['state']}"
+    if event.get("by"):
+        line += f" by {event['by']}"
+    images = event.get("images")
+    if isinstance(images, dict) and images:
+        line += " " + ", ".join(f"{c}={i}" for c, i in images.items())
+    if event.get("service_deployment_arn"):
+        line += f" ({str(event['service_deployment_arn']).rsplit('/', 1)[-1]})"
+    return line

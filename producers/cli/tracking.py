@@ -397,3 +397,60 @@ def list_(
         data["unreadable_releases"],
         only=only,
     )
+
+
+def _since(text: str | None) -> float | None:
+    """``--since``: an ISO 8601 time (UTC unless it says), or an age such as 30m, 12h or 7d."""
+    import datetime
+    import re
+
+    if text is None:
+        return None
+    age = re.fullmatch(r"(\d+)([smhd])", text.strip())
+    if age:
+        seconds = int(age.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[age.group(2)]
+        return time.time() - seconds
+    try:
+        moment = datetime.datetime.fromisoformat(text.strip())
+    except ValueError:
+        core.usage_error(
+            f"--since {text!r}: give an age (30m, 12h, 7d) or a time (2026-12-01T09:00:00Z)"
+        )
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=datetime.UTC)
+    return moment.timestamp()
+
+
+@click.command()
+@click.option("--service", default=None, help="Only events about this service (by name).")
+@click.option(
+    "--since", default=None, metavar="WHEN", help="From this age (30m, 12h, 7d) or ISO time."
+)
+@click.option(
+    "--limit",
+    type=click.IntRange(1, 1_000_000),
+    default=1000,
+    show_default=True,
+    help="Events at most.",
+)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line (to export).")
+def history(service: str | None, since: str | None, limit: int, as_json: bool) -> None:
+    """The audit trail, oldest first: who enqueued what, approvals, rejections, cancels and
+    every verdict, kept for CONVEYOR_HISTORY_RETENTION_DAYS."""
+    import json
+
+    from producers.client import ConveyorUnavailableError
+
+    start = _since(since)
+    made = core.client()
+    try:
+        events = made.history(since=start, service=service, limit=limit)
+    except ConveyorUnavailableError as exc:
+        core.unavailable(str(exc))
+    for event in events:
+        if as_json:
+            click.echo(json.dumps(event, sort_keys=True))
+        else:
+            click.echo(rendering.history_line(event))
+    if not events and not as_json:
+        click.echo("no events", err=True)

@@ -203,6 +203,16 @@ class Keys:
         return self.prefix + "quarantine:release:{id}"
 
     @property
+    def history(self) -> str:
+        """stream: the audit trail (see producers.contract.history)."""
+        return self.prefix + "history"
+
+    @property
+    def history_once(self) -> str:
+        """Set once an event of the audit trail is written, so that a retry writes it no more."""
+        return self.prefix + "history:once:{event}"
+
+    @property
     def release_stopped(self) -> str:
         """Set (to the reason) once a release's queued deployments may no longer start."""
         return self.prefix + "release:{id}:stopped"

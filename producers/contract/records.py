@@ -174,6 +174,7 @@ class DeploymentRecord(BaseModel):
     previous_task_definition_arn: str | None = None
     ecs_deployment_id: str | None = None
     service_deployment_arn: str | None = None  # ECS's history entry of our deployment
+    service_revision_arn: str | None = None  # the service revision ECS deployed for it
     previous_deployment_id: str | None = None  # the PRIMARY deployment when the job resolved
     rollback_deployment_id: str | None = None
     rollback_task_definition_arn: str | None = None

@@ -31,6 +31,7 @@ from pydantic import ValidationError
 
 from producers.contract.dispatch import TaskSender, dispatch
 from producers.contract.enums import DeploymentState, JobKind
+from producers.contract.history import release_ended, release_enqueued
 from producers.contract.jobs import UpdateServiceJob
 from producers.contract.kinds import FIRST_STEP
 from producers.contract.names import (
@@ -341,7 +342,13 @@ class ReleaseStore:
             self._records.create_in(pipe, record, due=record.created_at + self._grace)
 
     def create(
-        self, job: ReleaseJob, release_id: str, now: float, *, retried: bool = False
+        self,
+        job: ReleaseJob,
+        release_id: str,
+        now: float,
+        *,
+        retried: bool = False,
+        by: str | None = None,
     ) -> ReleaseRecord:
         """Record a new release and create its first wave (not yet dispatched).
 
@@ -386,6 +393,10 @@ class ReleaseStore:
             pipe.zadd(self._k.active_releases, {release_id: now})
             # The first wave in the same transaction: a release is never without its wave.
             self._create_in(pipe, self._wave_records(release, 0, now))
+            if by is not None:
+                self._records.history.note(
+                    release_enqueued(release, by), once=f"{release_id}:enqueued", now=now, pipe=pipe
+                )
             created, *_ = pipe.execute()
         if not created:
             # A retried create finds its own release, recorded (with its first wave, in the
@@ -412,7 +423,7 @@ class ReleaseStore:
             )
 
     def request_cancel(
-        self, release_id: str, now: float | Callable[[], float]
+        self, release_id: str, now: float | Callable[[], float], *, by: str | None = None
     ) -> ReleaseRecord | None:
         """Mark the release as to be cancelled; returns it (None when there is none).
 
@@ -429,7 +440,14 @@ class ReleaseStore:
             at = now() if callable(now) else now
             return release.model_copy(update={"cancel_requested_at": at, "updated_at": at})
 
-        return self._modify(release_id, change)
+        def note(pipe: Any, release: ReleaseRecord) -> None:
+            if by is not None and release.cancel_requested_at is not None:
+                event = {"event": "cancel requested", "id": release_id, "by": by}
+                self._records.history.note(
+                    event, once=f"{release_id}:cancel", now=release.cancel_requested_at, pipe=pipe
+                )
+
+        return self._modify(release_id, change, note)
 
     def answer_wave(
         self, release_id: str, action: Literal["CONTINUE", "REJECT"], by: str, now: float
@@ -454,7 +472,20 @@ class ReleaseStore:
                 update={"approvals": [*release.approvals, answer], "updated_at": now}
             )
 
-        return self._modify(release_id, change)
+        def note(pipe: Any, release: ReleaseRecord) -> None:
+            answer = release.approval_of(release.wave + 1)
+            if answer is not None:
+                event = {
+                    "event": "approved" if answer.action == "CONTINUE" else "rejected",
+                    "id": release_id,
+                    "wave": answer.wave + 1,
+                    "by": answer.by,
+                }
+                self._records.history.note(
+                    event, once=f"{release_id}:wave{answer.wave}", now=answer.at, pipe=pipe
+                )
+
+        return self._modify(release_id, change, note)
 
     def _modify(
         self,
@@ -483,6 +514,13 @@ class ReleaseStore:
         def finished(pipe: Any, release: ReleaseRecord) -> None:
             if also is not None:
                 also(pipe, release)
+            if release.terminal:
+                self._records.history.note(
+                    release_ended(release),
+                    once=f"{release_id}:verdict",
+                    now=release.finished_at or release.updated_at,
+                    pipe=pipe,
+                )
             stopped = _stopped_reason(release)
             if stopped is not None:
                 pipe.set(self._k.release_stopped.format(id=release_id), stopped, ex=self._ttl)

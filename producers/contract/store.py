@@ -30,6 +30,12 @@ import redis
 from pydantic import BaseModel, ValidationError
 from redis.exceptions import WatchError
 
+from producers.contract.history import (
+    DEFAULT_RETENTION_DAYS,
+    History,
+    deployment_ended,
+    deployment_enqueued,
+)
 from producers.contract.names import (
     QUEUE,
     SELF_ACCOUNT_TTL,
@@ -92,13 +98,19 @@ class RecordStore:
     """Reads and fenced writes of deployment records."""
 
     def __init__(
-        self, client: redis.Redis, *, ttl_seconds: int = 30 * 86400, queue: str = QUEUE
+        self,
+        client: redis.Redis,
+        *,
+        ttl_seconds: int = 30 * 86400,
+        queue: str = QUEUE,
+        history_days: int = DEFAULT_RETENTION_DAYS,
     ) -> None:
         self._r = client
         self._ttl = ttl_seconds
         # The fleet's own keys: fleets sharing a Redis never touch each other's deployments.
         self._k = Keys.of(queue)
         self._create = client.register_script(_CREATE)
+        self.history = History(client, self._k, retention_days=history_days)
 
     @property
     def keys(self) -> Keys:
@@ -273,16 +285,28 @@ class RecordStore:
     # -- writes -------------------------------------------------------------------------
 
     def create(
-        self, record: DeploymentRecord, due: float, job: dict[str, Any] | None = None
+        self,
+        record: DeploymentRecord,
+        due: float,
+        job: dict[str, Any] | None = None,
+        *,
+        by: str | None = None,
     ) -> None:
         """Store a new record; it must be done by ``due`` or the sweeper dispatches it.
 
         The record joins its service's queue in arrival order as Redis sees it (a counter), not
         by the producer's clock, which may be off. ``job`` is the full payload when the record
-        holds a redacted copy; it is kept apart and deleted when the deployment ends.
+        holds a redacted copy; it is kept apart and deleted when the deployment ends. With
+        ``by``, the audit trail notes who enqueued it (once, also when a retry finds the record
+        its lost attempt made).
         """
         keys, args = self._create_args(record, due, job)
-        if not self._create(keys=keys, args=args):
+        created = self._create(keys=keys, args=args)
+        if by is not None:
+            self.history.note(
+                deployment_enqueued(record, by), once=f"{record.id}:enqueued", now=record.created_at
+            )
+        if not created:
             raise ValueError(f"deployment {record.id} already exists")
 
     def create_in(self, pipe: Any, record: DeploymentRecord, due: float) -> None:
@@ -341,6 +365,13 @@ class RecordStore:
                 pipe.set(key, record.model_dump_json(), ex=self._ttl)
                 family = self._k.family.format(family=record.family) if record.family else None
                 if due is None:
+                    # The verdict joins the audit trail with the commit that makes it.
+                    self.history.note(
+                        deployment_ended(record),
+                        once=f"{record.id}:verdict",
+                        now=record.finished_at or record.updated_at,
+                        pipe=pipe,
+                    )
                     pipe.zrem(self._k.due, record.id)
                     pipe.zrem(self.queue_key(record.service_key), record.id)
                     pipe.delete(

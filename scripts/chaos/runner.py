@@ -1151,6 +1151,10 @@ def _value(client: Any, key: bytes) -> bytes:
         return b"\n".join(client.smembers(key))
     if kind == b"zset":
         return b"\n".join(client.zrange(key, 0, -1))
+    if kind == b"stream":  # the audit trail
+        return b"\n".join(
+            b"%s=%s" % kv for _, fields in client.xrange(key) for kv in fields.items()
+        )
     return b""
 
 

@@ -88,3 +88,22 @@ def test_a_release_waits_before_a_gated_wave_until_approved(
         (1, "CONTINUE", "release-manager")
     ]
     assert image_of(stack, b).endswith(":4.0.0")
+
+    trail = stack.cli("history", "--json")
+    assert trail.returncode == 0, trail.stderr
+    events = [json.loads(line) for line in trail.stdout.splitlines()]
+    mine = [(e["event"], e["id"]) for e in events if str(e.get("id", "")).startswith(release_id)]
+    first, second = release["waves"][0][0], release["waves"][1][0]
+    assert mine[0] == ("release enqueued", release_id)
+    assert set(mine) == {
+        ("release enqueued", release_id),
+        ("verdict", first),
+        ("approved", release_id),
+        ("verdict", second),
+        ("release verdict", release_id),
+    }
+    assert len(mine) == 5
+    (approved,) = [e for e in events if e["event"] == "approved" and e["id"] == release_id]
+    assert (approved["by"], approved["wave"]) == ("release-manager", 2)
+    text = stack.cli("history", "--service", b)
+    assert f"verdict             {second} demo/{b} succeeded" in text.stdout

@@ -39,6 +39,8 @@ CASES: list[dict[str, str]] = [
         "CONVEYOR_MAX_STEP_ATTEMPTS": "7",
         "CONVEYOR_RECORD_TTL_DAYS": "9",
         "CONVEYOR_SUPERSEDE": "false",
+        "CONVEYOR_HISTORY_RETENTION_DAYS": "120",
+        "CONVEYOR_ACTOR": "pipeline:shop#812",
         "CONVEYOR_ALLOW_EVICTING_REDIS": "1",
         "CONVEYOR_REDIS_SOCKET_TIMEOUT": "4",
         "CONVEYOR_REDIS_RETRY_SECONDS": "0",
@@ -57,6 +59,7 @@ CASES: list[dict[str, str]] = [
     {"CONVEYOR_REDIS_URL": "http://x", "CONVEYOR_METRICS_PORT": ""},
     {"CONVEYOR_LOG_FORMAT": "xml", "CONVEYOR_QUEUE": "has space", "CONVEYOR_POLL_INTERVAL": "0"},
     {"CONVEYOR_RECOVERY_GRACE": "10", "CONVEYOR_STEP_TIME_LIMIT": "30"},
+    {"CONVEYOR_HISTORY_RETENTION_DAYS": "0"},
     {"CONVEYOR_SUPERSEDE": "maybe", "CONVEYOR_METRICS_PORT": "70000"},
 ]
 

@@ -655,7 +655,11 @@ class UpdateFlow:
         )
         arn = str(entry.get("serviceDeploymentArn") or record.service_deployment_arn or "")
         return record.model_copy(
-            update={"service_deployment_arn": arn or None, "progress": progress}
+            update={
+                "service_deployment_arn": arn or None,
+                "service_revision_arn": _revision_of(entry) or record.service_revision_arn,
+                "progress": progress,
+            }
         )
 
     async def _watch_staged(
@@ -750,7 +754,12 @@ class UpdateFlow:
                 return Transition(finish(record, DeploymentState.FAILED, reason, now), None)
             return await self._failed(record, job, verdict.reason, verdict)
         arn = str(entry.get("serviceDeploymentArn") or record.service_deployment_arn or "")
-        record = record.model_copy(update={"service_deployment_arn": arn or None})
+        record = record.model_copy(
+            update={
+                "service_deployment_arn": arn or None,
+                "service_revision_arn": _revision_of(entry) or record.service_revision_arn,
+            }
+        )
         history = judge_history(entry)
         reason = f"{history.reason} (ECS's deployment history)"
         if history.outcome is History.IN_PROGRESS:
@@ -1241,3 +1250,10 @@ def _ticket(note: str | None) -> Ticket | None:
         return Ticket.decode(note)
     except ValueError:
         return None
+
+
+def _revision_of(entry: dict[str, Any]) -> str | None:
+    """The ARN of the service revision a service deployment deploys (None: not said)."""
+    target = entry.get("targetServiceRevision")
+    arn = target.get("arn") if isinstance(target, dict) else None
+    return str(arn) if arn else None
