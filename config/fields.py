@@ -149,6 +149,13 @@ class SettingsFields(BaseModel):
         description="Days the audit trail (`conveyor history`: who enqueued what, approvals, "
         "cancels, verdicts) is kept in Redis; older entries are trimmed as new ones come.",
     )
+    freeze_file: str | None = Field(
+        default=None,
+        description="A file of freeze windows (YAML or JSON; see docs/releases.md): an update, "
+        "restart, release or Fargate apply enqueued inside one is refused (exit 2) unless it "
+        "overrides the freeze with a reason, and a release's next wave waits for the window "
+        "to end. Producers and workers read the same file.",
+    )
     actor: str | None = Field(
         default=None,
         max_length=200,

@@ -31,7 +31,7 @@ import redis
 from redis.exceptions import AuthenticationError, AuthorizationError, ReadOnlyError
 
 from producers.contract.errors import ProducerError
-from producers.contract.records import DeploymentRecord
+from producers.contract.records import DeploymentRecord, FreezeOverride
 from producers.contract.store import NewerRecordError, RecordStore, wall_clock
 
 # `conveyor status` and `conveyor update --no-wait` run in a shell loop and pay for every
@@ -130,6 +130,42 @@ class ConveyorClient:
             user = "unknown"
         return f"{user}@{socket.gethostname()}"
 
+    def freeze_check(self, override: str | None, now: float) -> FreezeOverride | None:
+        """The override to record when ``now`` is inside a freeze window; FrozenError when it
+        is and ``override`` (the reason) is None, or when the freeze file cannot be used."""
+        from producers.contract.errors import FrozenError
+        from producers.contract.freeze import calendar_at
+
+        path = self.settings.freeze_file
+        if not path:
+            return None
+        try:
+            freeze = calendar_at(path).active(now)
+        except ValueError as exc:
+            raise FrozenError(f"{exc}; nothing was enqueued") from None
+        if freeze is None:
+            return None
+        if override is None or not override.strip():
+            raise FrozenError(
+                f"refused: inside {freeze.describe()}; nothing was enqueued. Deploy after it "
+                "ends, or give --override-freeze --reason TEXT (recorded with your name)"
+            )
+        return FreezeOverride(window=freeze.name, reason=override.strip(), by=self.actor, at=now)
+
+    def _note_override(
+        self, what: str, override: FreezeOverride | None, about: dict[str, str] | None = None
+    ) -> None:
+        if override is not None:
+            event = {
+                "event": "freeze override",
+                "id": what,
+                **(about or {}),
+                "window": override.window,
+                "reason": override.reason,
+                "by": override.by,
+            }
+            self._store.history.note(event, once=f"{what}:override", now=override.at)
+
     def history(
         self, *, since: float | None = None, service: str | None = None, limit: int = 1000
     ) -> list[dict[str, Any]]:
@@ -154,6 +190,7 @@ class ConveyorClient:
             ttl_seconds=self.settings.record_ttl_days * 86400,
             recovery_grace=self.settings.recovery_grace,
             queue=self.settings.queue,
+            freeze_file=self.settings.freeze_file,
         )
 
     def retrying_for(self, seconds: float) -> ConveyorClient:
@@ -305,10 +342,12 @@ class ConveyorClient:
                 time.sleep(0.2)
         return [plans[i] for i in ids]
 
-    def enqueue(self, job: Job) -> DeploymentRecord:
+    def enqueue(self, job: Job, *, override_freeze: str | None = None) -> DeploymentRecord:
         """Record the deployment as queued and send its first step. Returns the record.
 
         An update job's version rules must be resolved first (:meth:`resolve_versions`).
+        Inside a freeze window it is refused (FrozenError) unless ``override_freeze`` gives
+        the reason, which the record and the audit trail keep.
         """
         from producers.contract.dispatch import dispatch
         from producers.contract.kinds import kind_spec
@@ -318,8 +357,9 @@ class ConveyorClient:
         kind = kind_spec(job.kind)
         if kind.has_rules(job):
             job = self.resolve_versions(job)
-        self.check_redis()
         now = wall_clock()
+        override = self.freeze_check(override_freeze, now)
+        self.check_redis()
         payload = job.model_dump(mode="json")
         role = getattr(job, "role_arn", None)
         # The queue key needs the real account: a role's is in its ARN; the workers' own is
@@ -339,6 +379,7 @@ class ConveyorClient:
             job=kind.redact(job),
             cluster=job.cluster,
             service=job.service,
+            freeze_override=override,
             created_at=now,
             updated_at=now,
         )
@@ -350,6 +391,9 @@ class ConveyorClient:
             try:
                 self._store.create(
                     record, due=now + self.settings.recovery_grace, job=payload, by=self.actor
+                )
+                self._note_override(
+                    record.id, override, {"cluster": record.cluster, "service": record.service}
                 )
             except ValueError:
                 if attempts == 1:
@@ -369,18 +413,21 @@ class ConveyorClient:
         self._retrying(create_and_send, "enqueue on")
         return record
 
-    def release(self, job: ReleaseJob) -> ReleaseRecord:
+    def release(self, job: ReleaseJob, *, override_freeze: str | None = None) -> ReleaseRecord:
         """Record a release, enqueue its first wave, and return its record.
 
-        Later waves are enqueued by the workers as each wave ends (see ReleaseJob).
+        Later waves are enqueued by the workers as each wave ends (see ReleaseJob). Inside a
+        freeze window it is refused unless ``override_freeze`` gives the reason; an overridden
+        release's later waves start through freezes too.
         """
         from producers.contract.ids import new_release_id
 
         if any(i.unresolved_rule for wave in job.waves for j in wave for i in j.images):
             job = self.resolve_versions(job)
-        self.check_redis()
         release_id = new_release_id()
         now = wall_clock()
+        override = self.freeze_check(override_freeze, now)
+        self.check_redis()
         attempts = 0
 
         def create_and_send() -> ReleaseRecord:
@@ -388,8 +435,9 @@ class ConveyorClient:
             attempts += 1
             # A retry finds the release its lost attempt recorded and completes that one.
             record = self._releases.create(
-                job, release_id, now, retried=attempts > 1, by=self.actor
+                job, release_id, now, retried=attempts > 1, by=self.actor, freeze_override=override
             )
+            self._note_override(release_id, override)
             self._releases.dispatch_wave(record, self._sender)
             return record
 

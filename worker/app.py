@@ -120,6 +120,7 @@ def step_context(*, runtime: bool = True) -> Any:
         max_step_attempts=settings.max_step_attempts,
         known_fields=get_runtime(settings).known_fields if runtime else None,
         supersede=settings.supersede,
+        freeze_file=settings.freeze_file,
         queue_wait=min(settings.poll_interval, 5.0),
         queue=settings.queue,
     )

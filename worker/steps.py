@@ -83,6 +83,8 @@ class StepContext:
     batch_watch: bool = True
     # Where attempts keep their notes; default: beside the attempt marks in the store.
     notes: AttemptNotes | None = None
+    # The fleet's freeze windows (CONVEYOR_FREEZE_FILE): a release's next wave waits them out.
+    freeze_file: str | None = None
 
 
 def flow_deps(ctx: StepContext) -> FlowDeps:
@@ -519,6 +521,7 @@ def _releases(ctx: StepContext) -> ReleaseStore:
         ttl_seconds=ctx.store.ttl,
         recovery_grace=ctx.recovery_grace,
         queue=ctx.queue,
+        freeze_file=ctx.freeze_file,
     )
 
 

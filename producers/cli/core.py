@@ -233,6 +233,7 @@ def enqueue(send: Callable[[ConveyorClient], Any]) -> tuple[ConveyorClient, Any]
     Returns the client and what ``send`` returned.
     """
     from producers.client import ConveyorUnavailableError
+    from producers.contract.errors import FrozenError
 
     made = client()
     try:
@@ -241,12 +242,30 @@ def enqueue(send: Callable[[ConveyorClient], Any]) -> tuple[ConveyorClient, Any]
         return made, send(made)
     except ConveyorUnavailableError as exc:
         unavailable(str(exc))
+    except FrozenError as exc:
+        usage_error(str(exc))
+
+
+def freeze_override() -> str | None:
+    """The reason given with --override-freeze (None without it); exit 2 when the flag or
+    the reason comes alone."""
+    from producers.cli.options import FREEZE_REASON, OVERRIDE_FREEZE
+
+    ctx = click.get_current_context(silent=True)
+    meta = ctx.meta if ctx is not None else {}
+    wanted, reason = bool(meta.get(OVERRIDE_FREEZE)), meta.get(FREEZE_REASON)
+    if wanted and not (reason or "").strip():
+        usage_error("--override-freeze needs --reason TEXT: say why, it is recorded")
+    if reason is not None and not wanted:
+        usage_error("--reason goes with --override-freeze; drop it, or add the flag")
+    return str(reason).strip() if wanted else None
 
 
 def submit(job: Any, *, no_wait: bool, as_json: bool, until_stage: str | None = None) -> NoReturn:
     """Enqueue a validated job (only when a worker is alive), then print its id or follow it
     (until it reaches ``until_stage``, when given)."""
-    made, record = enqueue(lambda c: c.enqueue(job))
+    override = freeze_override()
+    made, record = enqueue(lambda c: c.enqueue(job, override_freeze=override))
     if no_wait:
         if as_json:
             rendering.print_record(record, True)
@@ -259,7 +278,8 @@ def submit(job: Any, *, no_wait: bool, as_json: bool, until_stage: str | None = 
 
 def submit_release(release: Any, *, no_wait: bool, as_json: bool) -> NoReturn:
     """Enqueue a validated release (only when a worker is alive), then print or follow it."""
-    made, record = enqueue(lambda c: c.release(release))
+    override = freeze_override()
+    made, record = enqueue(lambda c: c.release(release, override_freeze=override))
     if no_wait:
         if as_json:
             print_release(made, record, True)

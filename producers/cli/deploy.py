@@ -108,6 +108,7 @@ if TYPE_CHECKING:
     help="Build the new revision from the family's latest ACTIVE revision that no failed "
     "deployment discarded, or from the revision the service runs.",
 )
+@options.override_freeze
 @options.as_json()
 def update(
     cluster: str,
@@ -220,6 +221,7 @@ def update(
 @options.no_wait()
 @options.wait_until
 @options.role_arn
+@options.override_freeze
 @options.as_json()
 def restart(
     cluster: str,
@@ -376,6 +378,7 @@ def container_settings(
 )
 @options.pin_digest
 @options.dry_run("Show what each service would get; change nothing.")
+@options.override_freeze
 @options.as_json()
 def release(
     release_file: Path | None,

@@ -59,6 +59,7 @@ def render(spec_file: Path) -> None:
 @options.no_wait()
 @options.dry_run("Show the stack's change set (created, read and deleted); change nothing.")
 @options.pin_digest
+@options.override_freeze
 @options.as_json()
 def apply(spec_file: Path, no_wait: bool, dry_run: bool, pin_digest: bool, as_json: bool) -> None:
     """Create or update the service's stack and follow it to a verdict.

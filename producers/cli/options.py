@@ -201,3 +201,38 @@ def strategy_options(command: F) -> F:
     for decorator in reversed(decorators):
         command = decorator(command)
     return command
+
+
+OVERRIDE_FREEZE = "conveyor.override_freeze"
+FREEZE_REASON = "conveyor.freeze_reason"
+
+
+def _stash(key: str) -> Callable[[click.Context, click.Parameter, Any], Any]:
+    def keep(ctx: click.Context, _: click.Parameter, value: Any) -> Any:
+        ctx.meta[key] = value
+        return value
+
+    return keep
+
+
+def override_freeze(f: F) -> F:
+    """``--override-freeze --reason TEXT``: enqueue inside a freeze window, on the record.
+
+    Kept in the click context (``OVERRIDE_FREEZE``, ``FREEZE_REASON``), where the enqueue
+    reads it, so the commands' own parameters stay as they are.
+    """
+    f = click.option(
+        "--reason",
+        metavar="TEXT",
+        default=None,
+        expose_value=False,
+        callback=_stash(FREEZE_REASON),
+        help="Why the freeze is overridden (with --override-freeze); recorded with your name.",
+    )(f)
+    return click.option(
+        "--override-freeze",
+        is_flag=True,
+        expose_value=False,
+        callback=_stash(OVERRIDE_FREEZE),
+        help="Enqueue even inside a freeze window (CONVEYOR_FREEZE_FILE); needs --reason.",
+    )(f)

@@ -59,6 +59,9 @@ def summary(record: DeploymentRecord) -> str:
         word = "approved" if answer.action == "CONTINUE" else "rejected"
         at = f" at {answer.stage}" if answer.stage else ""
         lines.append(f"  {word:<9} by {answer.by}{at}: {answer.outcome}")
+    if record.freeze_override is not None:
+        o = record.freeze_override
+        lines.append(f"  override  freeze window {o.window!r} by {o.by}: {o.reason}")
     if record.approval_requested is not None:
         asked = record.approval_requested
         word = "approval" if asked.action == "CONTINUE" else "rejection"
@@ -167,6 +170,8 @@ def release_progress(release: ReleaseRecord) -> None:
         if waiting is None
         else f" · awaiting approval before wave {waiting + 1} (`conveyor approve {release.id}`)"
     )
+    if release.held and not release.terminal:
+        paused += f" · {release.held}"
     click.echo(
         f"[{release.id[:12]}] {release.state.value} · wave {release.wave + 1}/"
         f"{len(release.waves)} · {counts}{paused}",
@@ -194,6 +199,11 @@ def release_text(release: ReleaseRecord, records: list[DeploymentRecord | None])
     for answer in release.approvals:
         word = "approved" if answer.action == "CONTINUE" else "rejected"
         lines.append(f"  {word:<9} wave {answer.wave + 1} by {answer.by}")
+    if release.held and not release.terminal:
+        lines.append(f"  held      wave {release.wave + 2}: {release.held}")
+    if release.freeze_override is not None:
+        o = release.freeze_override
+        lines.append(f"  override  freeze window {o.window!r} by {o.by}: {o.reason}")
     if release.reason:
         lines.append(f"  reason    {release.reason}")
     for deployment_id, record in zip(ids, records, strict=True):

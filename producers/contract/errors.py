@@ -25,3 +25,8 @@ from __future__ import annotations
 
 class ProducerError(Exception):
     """Raised (as a subclass) for every failure the producer side reports to its caller."""
+
+
+class FrozenError(ProducerError):
+    """Refused: a freeze window is in force, and the job did not override it (nothing was
+    enqueued). Also raised when the freeze file cannot be read."""

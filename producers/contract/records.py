@@ -148,6 +148,17 @@ class ProgressInfo(BaseModel):
     production_traffic: float | None = None
 
 
+class FreezeOverride(BaseModel):
+    """A deployment or release enqueued inside a freeze window on purpose: who, why, when."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    window: str
+    reason: str
+    by: str
+    at: float
+
+
 class DeploymentRecord(BaseModel):
     """Everything Conveyor knows about one deployment."""
 
@@ -195,6 +206,7 @@ class DeploymentRecord(BaseModel):
     # An approval or rejection not yet sent to ECS; once sent it moves to ``approvals``.
     approval_requested: Approval | None = None
     approvals: list[Approval] = Field(default_factory=list)
+    freeze_override: FreezeOverride | None = None
     created_at: float
     updated_at: float
     started_at: float | None = None

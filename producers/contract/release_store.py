@@ -31,6 +31,7 @@ from pydantic import ValidationError
 
 from producers.contract.dispatch import TaskSender, dispatch
 from producers.contract.enums import DeploymentState, JobKind
+from producers.contract.freeze import calendar_at
 from producers.contract.history import release_ended, release_enqueued
 from producers.contract.jobs import UpdateServiceJob
 from producers.contract.kinds import FIRST_STEP
@@ -39,7 +40,7 @@ from producers.contract.names import (
     PRIORITY_NEW,
     QUEUE,
 )
-from producers.contract.records import DeploymentRecord
+from producers.contract.records import DeploymentRecord, FreezeOverride
 from producers.contract.releases import (
     RELEASE_OK,
     RELEASE_SCHEMA,
@@ -146,6 +147,7 @@ class ReleaseStore:
         ttl_seconds: int,
         recovery_grace: float,
         queue: str = QUEUE,
+        freeze_file: str | None = None,
     ) -> None:
         self._r = client
         self._records = records
@@ -153,6 +155,21 @@ class ReleaseStore:
         self._grace = recovery_grace
         self._queue = queue
         self._k = records.keys
+        self._freeze_file = freeze_file
+
+    def _frozen(self, now: float) -> str | None:
+        """Why no wave may start at ``now`` (a freeze window in force), or None.
+
+        A freeze file that cannot be read holds every wave (and says so): a typo in it must
+        not let a release into the very window it was meant to declare.
+        """
+        if not self._freeze_file:
+            return None
+        try:
+            freeze = calendar_at(self._freeze_file).active(now)
+        except ValueError as exc:
+            return f"the freeze file cannot be used: {exc}"
+        return None if freeze is None else f"waiting for the end of {freeze.describe()}"
 
     def key(self, release_id: str) -> str:
         """The Redis key of a release record."""
@@ -349,6 +366,7 @@ class ReleaseStore:
         *,
         retried: bool = False,
         by: str | None = None,
+        freeze_override: FreezeOverride | None = None,
     ) -> ReleaseRecord:
         """Record a new release and create its first wave (not yet dispatched).
 
@@ -374,6 +392,7 @@ class ReleaseStore:
             max_failures=job.max_failures,
             max_failure_percent=job.max_failure_percent,
             move_on_at=job.move_on_at,
+            freeze_override=freeze_override,
             waves=ids,
             jobs=jobs,
             created_at=now,
@@ -681,7 +700,13 @@ class ReleaseStore:
                         finished_at=now,
                     )
                     return release.model_copy(update=update)
-                update["awaiting_approval_since"] = None
+                held = None if release.freeze_override else self._frozen(now)
+                if held is not None:
+                    # The sweeper's advances look again; the wave starts once the window ends.
+                    update["held"] = held
+                    same = unchanged and held == release.held
+                    return None if same else release.model_copy(update=update)
+                update.update(awaiting_approval_since=None, held=None)
                 moved = release.model_copy(update={**update, "wave": upcoming})
                 # Created by the transaction that moves the release, not before it: a cancel
                 # landing between this read and that write fails the write, and with it the

@@ -53,6 +53,7 @@ from producers.contract.jobs import (
     UpdateServiceJob,
     describe_validation_error,
 )
+from producers.contract.records import FreezeOverride
 from producers.contract.stages import stage_named
 from producers.contract.strategy import STRATEGY_FIELDS, Strategy, ThresholdType
 
@@ -356,6 +357,10 @@ class ReleaseRecord(BaseModel):
     # Since when the release waits for an approval of its next wave (None: it does not).
     awaiting_approval_since: float | None = None
     approvals: list[WaveApproval] = Field(default_factory=list)
+    # Enqueued inside a freeze window on purpose: its waves start through freezes too.
+    freeze_override: FreezeOverride | None = None
+    # Why the next wave waits although the current one has passed (a freeze window), if so.
+    held: str | None = None
     waves: list[list[str]]  # deployment ids, wave by wave
     jobs: dict[str, dict[str, Any]]  # deployment id -> its update job (created wave by wave)
     wave: int = 0  # the wave under way (index)

@@ -107,3 +107,37 @@ def test_a_release_waits_before_a_gated_wave_until_approved(
     assert (approved["by"], approved["wave"]) == ("release-manager", 2)
     text = stack.cli("history", "--service", b)
     assert f"verdict             {second} demo/{b} succeeded" in text.stdout
+
+
+def test_a_freeze_window_refuses_an_update_then_an_override_deploys_it(
+    stack: Stack, start_worker: Callable[[str], Worker], tmp_path: Path
+) -> None:
+    """Inside a freeze window `conveyor update` exits 2 naming the window and changes
+    nothing; with --override-freeze --reason it deploys, and the record and the audit trail
+    say who overrode it and why."""
+    from tests.store.test_freeze_store import _freeze
+
+    freeze = _freeze(tmp_path / "freeze.yaml", active=True)
+    stack.env.update(CONVEYOR_FREEZE_FILE=str(freeze), CONVEYOR_ACTOR="pipeline:shop#7")
+    start_worker("w1")
+    (name,) = services(stack, 1)
+    args = ("update", "--cluster", "demo", "--service", name, "--image", "app=:5.0.0")
+
+    refused = stack.cli(*args)
+    assert refused.returncode == 2, refused.stderr
+    assert "refused: inside freeze window 'change-freeze'" in refused.stderr
+    assert image_of(stack, name).endswith(":1.0.0")
+    lone = stack.cli(*args, "--override-freeze")
+    assert lone.returncode == 2
+    assert "--override-freeze needs --reason TEXT" in lone.stderr
+
+    done = stack.cli(*args, "--override-freeze", "--reason", "hotfix INC-42", "--json")
+
+    assert done.returncode == 0, done.stderr + done.stdout
+    record = json.loads(done.stdout)
+    assert record["freeze_override"]["reason"] == "hotfix INC-42"
+    assert record["freeze_override"]["by"] == "pipeline:shop#7"
+    assert image_of(stack, name).endswith(":5.0.0")
+    trail = stack.cli("history", "--service", name, "--json")
+    kinds = [json.loads(line)["event"] for line in trail.stdout.splitlines()]
+    assert kinds == ["enqueued", "freeze override", "verdict"]

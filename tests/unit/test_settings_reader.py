@@ -41,6 +41,7 @@ CASES: list[dict[str, str]] = [
         "CONVEYOR_SUPERSEDE": "false",
         "CONVEYOR_HISTORY_RETENTION_DAYS": "120",
         "CONVEYOR_ACTOR": "pipeline:shop#812",
+        "CONVEYOR_FREEZE_FILE": "/etc/conveyor/freeze.yaml",
         "CONVEYOR_ALLOW_EVICTING_REDIS": "1",
         "CONVEYOR_REDIS_SOCKET_TIMEOUT": "4",
         "CONVEYOR_REDIS_RETRY_SECONDS": "0",
