@@ -678,7 +678,13 @@ class ReleaseStore:
                 answer = release.approval_of(upcoming)
                 if upcoming in release.approve_before and answer is None:
                     since = release.awaiting_approval_since
-                    if since is not None and now >= since + release.approval_timeout_minutes * 60:
+                    expired = since is not None and (
+                        now >= since + release.approval_timeout_minutes * 60
+                    )
+                    if expired and running:
+                        # Ends once the deployments it moved on from have (move_on_at).
+                        return None if unchanged else release.model_copy(update=update)
+                    if expired:
                         update.update(
                             state=ReleaseState.FAILED,
                             reason=f"wave {upcoming + 1} was not approved within "
@@ -693,6 +699,8 @@ class ReleaseStore:
                         return release.model_copy(update=update)
                     return None if unchanged else release.model_copy(update=update)
                 if answer is not None and answer.action == "REJECT":
+                    if running:
+                        return None if unchanged else release.model_copy(update=update)
                     update.update(
                         state=ReleaseState.CANCELLED,
                         reason=f"rejected by {answer.by} before wave {upcoming + 1}; later "

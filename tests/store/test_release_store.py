@@ -856,3 +856,29 @@ def test_a_wave_gate_that_cannot_be_is_refused(waves: list[Any], message: str) -
     refused, naming the wave and the fix."""
     with pytest.raises(ValueError, match=re.escape(message)):
         ReleaseJob.model_validate({"cluster": "c", "waves": waves})
+
+
+def test_a_rejected_release_ends_only_once_the_wave_it_moved_on_from_has(
+    client: redis.Redis,
+) -> None:
+    """With move_on_at, the gated wave waits while wave 1 still bakes; a rejection stops the
+    release from starting it, and the release ends cancelled only once wave 1 has ended."""
+    records, releases = _stores(client)
+    sender = Sender()
+    job = _gated().model_copy(update={"move_on_at": "BAKE_TIME"})
+    release = releases.create(job, RELEASE, now=1.0)
+    ((a,), (b,)) = release.waves
+    _at_stage(records, a, "BAKE_TIME")
+    paused = releases.advance(RELEASE, sender, clock=lambda: 2.0)
+    assert paused is not None
+    assert paused.awaiting_wave == 1
+    releases.answer_wave(RELEASE, "REJECT", "ops@host", now=3.0)
+    waiting = releases.advance(RELEASE, sender, clock=lambda: 4.0)
+    assert waiting is not None
+    assert waiting.state is ReleaseState.RUNNING  # a still bakes
+    _end(records, a, DeploymentState.SUCCEEDED)
+    done = releases.advance(RELEASE, sender, clock=lambda: 5.0)
+    assert done is not None
+    assert done.state is ReleaseState.CANCELLED
+    assert records.get(b) is None
+    assert sender.sent == []
