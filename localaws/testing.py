@@ -144,6 +144,21 @@ def control(url: str, method: str, path: str, body: Any = None) -> tuple[int, An
         return error.code, json.loads(error.read() or b"null")
 
 
+def create_alarm(cloudwatch: Any, name: str, *, namespace: str = "app") -> None:
+    """A CloudWatch alarm on a 5xx count, for a deployment to watch; it stays as CloudWatch
+    leaves it until SetAlarmState moves it (the local AWS evaluates no metric)."""
+    cloudwatch.put_metric_alarm(
+        AlarmName=name,
+        MetricName="5xx",
+        Namespace=namespace,
+        Statistic="Sum",
+        Period=60,
+        EvaluationPeriods=1,
+        Threshold=1.0,
+        ComparisonOperator="GreaterThanThreshold",
+    )
+
+
 def create_services(
     url: str,
     names: list[str],

@@ -32,7 +32,7 @@ from botocore.config import Config
 
 from config.settings import Settings
 from localaws.devstack import ROOT, Worker, aws_env, free_port, redis_server_binary
-from localaws.testing import control, create_services, run_local_aws
+from localaws.testing import control, create_alarm, create_services, run_local_aws
 from producers.cli.core import stage_reached
 from producers.client import ConveyorClient
 from producers.contract.fargate_spec import FargateServiceJob
@@ -468,16 +468,7 @@ class Campaign:
         cloudwatch = _ecs(endpoint, 0, "cloudwatch")
         names = [staged_name(i) for i in range(len(STAGED_SERVICES))]
         for index, name in enumerate(names):
-            cloudwatch.put_metric_alarm(
-                AlarmName=alarm_name(index),
-                MetricName="5xx",
-                Namespace="chaos",
-                Statistic="Sum",
-                Period=60,
-                EvaluationPeriods=1,
-                Threshold=1.0,
-                ComparisonOperator="GreaterThanThreshold",
-            )
+            create_alarm(cloudwatch, alarm_name(index), namespace="chaos")
             cloudwatch.set_alarm_state(
                 AlarmName=alarm_name(index), StateValue="OK", StateReason="chaos: quiet"
             )

@@ -10,6 +10,7 @@ from collections.abc import Callable
 import pytest
 
 from localaws.devstack import Worker
+from localaws.testing import create_alarm
 from tests.integration.conftest import Stack
 from tests.integration.test_strategies_e2e import IMAGE, _client, _end, _start, _steady, _until
 
@@ -51,16 +52,7 @@ def test_an_alarm_during_a_rolling_bake_is_reported_rolled_back_naming_it(
     reports rolled_back (exit 1) with the alarm named, never success."""
     alarm = f"alarm-{uuid.uuid4().hex[:6]}"
     watch = _client(stack, "cloudwatch")
-    watch.put_metric_alarm(
-        AlarmName=alarm,
-        MetricName="5xx",
-        Namespace="e2e",
-        Statistic="Sum",
-        Period=60,
-        EvaluationPeriods=1,
-        Threshold=1.0,
-        ComparisonOperator="GreaterThanThreshold",
-    )
+    create_alarm(watch, alarm, namespace="e2e")
     name = _rolling_service(stack, alarm)
     start_worker("w1")
 

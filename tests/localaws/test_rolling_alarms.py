@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from localaws.testing import create_alarm
 from tests.localaws.conftest import Aws, client, wait_for
 from tests.localaws.test_strategies import (
     BREAKER,
@@ -22,16 +23,7 @@ ALARMS = {"alarmNames": ["app-5xx"], "enable": True, "rollback": True}
 
 def _alarm(aws: Aws) -> Any:
     watch = client(aws.url, "cloudwatch")
-    watch.put_metric_alarm(
-        AlarmName="app-5xx",
-        MetricName="5xx",
-        Namespace="app",
-        Statistic="Sum",
-        Period=60,
-        EvaluationPeriods=1,
-        Threshold=1.0,
-        ComparisonOperator="GreaterThanThreshold",
-    )
+    create_alarm(watch, "app-5xx")
     return watch
 
 
