@@ -839,6 +839,26 @@ def test_minute_seconds_is_a_setting(aws: Aws) -> None:
     assert aws.control("GET", "config")[1]["minute_seconds"] == initial
 
 
+def test_tick_seconds_is_a_setting(aws: Aws) -> None:
+    """The simulator's tick can be set through the control API (alone or with minute_seconds);
+    a value that is not a positive number is refused with a message naming it, and a reset
+    restores the tick from start."""
+    status, config = aws.control("GET", "config")
+    assert status == 200
+    initial = config["tick_seconds"]
+
+    status, config = aws.control("POST", "config", {"tick_seconds": 0.04, "minute_seconds": 0.3})
+    assert (status, config["tick_seconds"], config["minute_seconds"]) == (200, 0.04, 0.3)
+    for bad in (0, -1, True, "fast"):
+        status, error = aws.control("POST", "config", {"tick_seconds": bad})
+        assert status == 400, bad
+        assert "tick_seconds" in error["message"]
+    assert aws.control("GET", "config")[1]["tick_seconds"] == 0.04
+
+    aws.control("POST", "reset")
+    assert aws.control("GET", "config")[1]["tick_seconds"] == initial
+
+
 # -- 5. Lambda hooks -----------------------------------------------------------------------------
 
 
