@@ -119,8 +119,8 @@ def wait_ready(worker: Worker, redis_url: str, timeout: float = 60.0) -> None:
     answer within ``timeout`` seconds.
 
     Worker.wait_ready asks every worker and collects replies for its whole 0.5 s window; asking
-    this worker alone for one reply returns as soon as it answers, some 0.5 s sooner on each of
-    the tier's hundred-odd worker starts.
+    this worker alone for one reply returns as soon as it answers, some 0.5 s sooner on each
+    worker start.
     """
     from celery import Celery
 
