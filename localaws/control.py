@@ -5,12 +5,15 @@ Control API (JSON, same port as the AWS endpoint)::
     GET    /_localaws/health   {"status": "ok"}
     GET    /_localaws/config   {"rollout_seconds": S, "tick_seconds": T, "minute_seconds": MS,
                                 "active_services": N, "active_stack_operations": M}
-    POST   /_localaws/config   {"minute_seconds": 0.05}
-                               seconds of simulated time per minute of a BLUE_GREEN, LINEAR or
-                               CANARY deployment's bakes (bakeTimeInMinutes, the canary and
-                               linear step holds) and of its lifecycle hooks' timeouts; set at
-                               start with --minute-seconds (default 0.1, so a 10-minute bake
-                               takes 1 s); a reset restores the value from start
+    POST   /_localaws/config   {"minute_seconds": 0.05, "tick_seconds": 0.05}
+                               minute_seconds: seconds of simulated time per minute of a
+                               BLUE_GREEN, LINEAR or CANARY deployment's bakes
+                               (bakeTimeInMinutes, the canary and linear step holds) and of its
+                               lifecycle hooks' timeouts; set at start with --minute-seconds
+                               (default 0.1, so a 10-minute bake takes 1 s). tick_seconds: how
+                               often the simulator moves rollouts on (default 0.2; a staged
+                               deployment moves at most one stage per tick). Either may be left
+                               out; a reset restores both values from start
     GET    /_localaws/traffic  {"services": [...]}: each service's newest BLUE_GREEN, LINEAR or
                                CANARY service deployment: "serviceDeploymentArn", "status",
                                "lifecycle_stage", "traffic" {"production": {"green": %, "blue": %},

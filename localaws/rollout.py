@@ -138,6 +138,7 @@ class Simulator:
         # What Lambda hook functions answer (set through the control API).
         self.lambda_hooks = LambdaHooks()
         self.tick_seconds = tick
+        self._initial_tick_seconds = tick
         self._clock = clock
         self._services: dict[ServiceKey, SimService] = {}
         self._active: dict[ServiceKey, SimService] = {}
@@ -161,8 +162,10 @@ class Simulator:
 
     def reset(self) -> None:
         """Forget every service and its history (moto's world is being reset at the same time)
-        and the Lambda hooks' answers; the minute goes back to its length at start."""
+        and the Lambda hooks' answers; the minute and the tick go back to their lengths at
+        start."""
         self.minute_seconds = self._initial_minute_seconds
+        self.tick_seconds = self._initial_tick_seconds
         self.lambda_hooks.clear()
         self._services.clear()
         self._active.clear()

@@ -214,22 +214,30 @@ class World:
     # settings ------------------------------------------------------------------------------------
 
     def set_config(self, payload: Any) -> None:
-        """Apply ``POST /_localaws/config``: today only ``minute_seconds`` (a number >= 0, the
-        seconds of simulated time per minute of bake, traffic hold or hook timeout)."""
+        """Apply ``POST /_localaws/config``: ``minute_seconds`` (a number >= 0, the seconds of
+        simulated time per minute of bake, traffic hold or hook timeout) and ``tick_seconds``
+        (a number > 0, how often the simulator moves rollouts on). Nothing is applied unless
+        every field is valid."""
         if not isinstance(payload, dict):
             raise ControlError("config must be a JSON object")
-        unknown = sorted(set(payload) - {"minute_seconds"})
+        settable = {"minute_seconds", "tick_seconds"}
+        unknown = sorted(set(payload) - settable)
         if unknown:
             raise ControlError(
                 f"unknown or read-only field(s): {', '.join(unknown)}; "
-                "only minute_seconds can be set"
+                f"only {' and '.join(sorted(settable))} can be set"
             )
-        if "minute_seconds" in payload:
-            value = payload["minute_seconds"]
-            if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-                raise ControlError("minute_seconds must be a number >= 0 (seconds per minute)")
-            with self.lock:
-                self.simulator.minute_seconds = float(value)
+        minute = _seconds(payload, "minute_seconds")
+        if minute is not None and minute < 0:
+            raise ControlError("minute_seconds must be a number >= 0 (seconds per minute)")
+        tick = _seconds(payload, "tick_seconds")
+        if tick is not None and tick <= 0:
+            raise ControlError("tick_seconds must be a number > 0 (seconds between two ticks)")
+        with self.lock:
+            if minute is not None:
+                self.simulator.minute_seconds = minute
+            if tick is not None:
+                self.simulator.tick_seconds = tick
 
     def set_lambda_answers(self, payload: Any) -> None:
         """Apply ``POST /_localaws/lambda-hooks``: what one Lambda hook function answers.
@@ -384,3 +392,13 @@ class World:
             self.set_limits(Limits())
         if "stats" in selected:
             self.clear_stats()
+
+
+def _seconds(payload: dict[str, Any], name: str) -> float | None:
+    """``payload[name]`` as a float, None when absent; ControlError when it is not a number."""
+    if name not in payload:
+        return None
+    value = payload[name]
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ControlError(f"{name} must be a number of seconds, got {value!r}")
+    return float(value)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime
 import json
+from collections.abc import Iterator
 from typing import Any
 
 import botocore.session
@@ -16,6 +17,7 @@ import pytest
 from botocore.exceptions import ClientError
 from botocore.model import ListShape, Shape, StringShape, StructureShape
 
+from localaws.testing import control, run_local_aws
 from tests.localaws.conftest import Aws, client, wait_for
 
 GOOD = "repo/app:1"
@@ -32,6 +34,14 @@ STAGES_WITHOUT_RECONCILE = [
     "POST_TEST_TRAFFIC_SHIFT",
 ]
 ECS_MODEL = botocore.session.get_session().get_service_model("ecs")
+# Each test walks one or two staged deployments through ten-odd stages, each stage at least one
+# tick and 0.1 x the rollout: the suite's 1.5 s rollouts and 0.2 s ticks spent 3-4 s on every
+# deployment. Stages that a test observes are held (a PAUSE hook, a bake or a traffic hold of
+# minutes set with set_minute), never caught in passing, so their speed does not matter.
+STAGED_ROLLOUT_SECONDS = 0.5
+STAGED_TICK_SECONDS = 0.05
+# Polls of DescribeServiceDeployments while waiting for a status, a stage or a hook.
+POLL_SECONDS = 0.1
 
 
 def _enum(name: str) -> list[str]:
@@ -43,6 +53,26 @@ def _enum(name: str) -> list[str]:
 HOOK_STAGES = _enum("DeploymentLifecycleHookStage")
 # botocore's DeploymentLifecycleHook documentation: PAUSE hooks cannot be configured there.
 LAMBDA_ONLY_STAGES = ("TEST_TRAFFIC_SHIFT", "PRODUCTION_TRAFFIC_SHIFT")
+
+
+# -- fixtures ------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def staged_aws_url() -> Iterator[str]:
+    """A local AWS of its own for these tests, with 0.5 s rollouts."""
+    with run_local_aws(rollout_seconds=STAGED_ROLLOUT_SECONDS) as url:
+        yield url
+
+
+@pytest.fixture
+def aws(staged_aws_url: str) -> Aws:
+    """The staged local AWS reset to an empty world with a short tick, and a cluster ``test``."""
+    status, _ = control(staged_aws_url, "POST", "reset")
+    assert status == 200
+    status, body = control(staged_aws_url, "POST", "config", {"tick_seconds": STAGED_TICK_SECONDS})
+    assert status == 200, body
+    return Aws(staged_aws_url)
 
 
 # -- helpers -------------------------------------------------------------------------------------
@@ -102,7 +132,9 @@ def describe(aws: Aws, arn: str) -> dict[str, Any]:
 def wait_status(aws: Aws, arn: str, status: str) -> dict[str, Any]:
     """Wait until the service deployment has ``status``; return its description."""
     found: dict[str, Any] = wait_for(
-        lambda: (d := describe(aws, arn))["status"] == status and d, timeout=60
+        lambda: (d := describe(aws, arn))["status"] == status and d,
+        timeout=60,
+        interval=POLL_SECONDS,
     )
     return found
 
@@ -110,7 +142,9 @@ def wait_status(aws: Aws, arn: str, status: str) -> dict[str, Any]:
 def wait_stage(aws: Aws, arn: str, stage: str) -> dict[str, Any]:
     """Wait until the service deployment shows ``lifecycleStage`` ``stage``."""
     found: dict[str, Any] = wait_for(
-        lambda: (d := describe(aws, arn))["lifecycleStage"] == stage and d, timeout=60
+        lambda: (d := describe(aws, arn))["lifecycleStage"] == stage and d,
+        timeout=60,
+        interval=POLL_SECONDS,
     )
     return found
 
@@ -125,7 +159,7 @@ def wait_awaiting(aws: Aws, arn: str) -> dict[str, Any]:
         ]
         return found if hooks else None
 
-    found: dict[str, Any] = wait_for(awaiting, timeout=60)
+    found: dict[str, Any] = wait_for(awaiting, timeout=60, interval=POLL_SECONDS)
     return found
 
 
@@ -450,6 +484,9 @@ def test_failing_green_rolls_back_before_production_traffic(aws: Aws, strategy: 
     ends ROLLBACK_SUCCESSFUL with the breaker's reason, never reached PRODUCTION_TRAFFIC_SHIFT,
     blue kept all production traffic and all its tasks, and the service is back on blue alone
     (the same deployment, PRIMARY and COMPLETED)."""
+    # Nothing here is held by minutes: without them, LINEAR's first deployment does not spend
+    # its default ten 6-minute step holds before the test begins.
+    set_minute(aws, 0.0)
     blue = start(aws, configuration(strategy))
     blue_id = aws.describe("app")["deployments"][0]["id"]
     blue_tasks = running_tasks(aws)
@@ -839,6 +876,27 @@ def test_minute_seconds_is_a_setting(aws: Aws) -> None:
     assert aws.control("GET", "config")[1]["minute_seconds"] == initial
 
 
+def test_tick_seconds_is_a_setting(aws: Aws) -> None:
+    """The simulator's tick can be set through the control API (alone or with minute_seconds);
+    a value that is not a positive number is refused with a message naming it, and a reset
+    restores the tick from start."""
+    aws.control("POST", "reset")
+    status, config = aws.control("GET", "config")
+    assert status == 200
+    initial = config["tick_seconds"]
+
+    status, config = aws.control("POST", "config", {"tick_seconds": 0.04, "minute_seconds": 0.3})
+    assert (status, config["tick_seconds"], config["minute_seconds"]) == (200, 0.04, 0.3)
+    for bad in (0, -1, True, "fast"):
+        status, error = aws.control("POST", "config", {"tick_seconds": bad})
+        assert status == 400, bad
+        assert "tick_seconds" in error["message"]
+    assert aws.control("GET", "config")[1]["tick_seconds"] == 0.04
+
+    aws.control("POST", "reset")
+    assert aws.control("GET", "config")[1]["tick_seconds"] == initial
+
+
 # -- 5. Lambda hooks -----------------------------------------------------------------------------
 
 
@@ -846,7 +904,7 @@ def test_lambda_hook_in_progress_is_called_again_until_it_succeeds(aws: Aws) -> 
     """A Lambda hook whose function answers IN_PROGRESS holds its stage with the hook
     IN_PROGRESS, is called again after callBackDelay, and the deployment goes on once it answers
     SUCCEEDED; the control API counts the calls."""
-    set_minute(aws, 0.6)  # callBackDelay 300 s -> 3 s
+    set_minute(aws, 0.4)  # callBackDelay 300 s -> 2 s, in which IN_PROGRESS is seen
     status, _ = aws.control(
         "POST",
         "lambda-hooks",
@@ -868,7 +926,7 @@ def test_lambda_hook_in_progress_is_called_again_until_it_succeeds(aws: Aws) -> 
         details = found.get("lifecycleHookDetails", [])
         return found if details and details[0]["status"] == "IN_PROGRESS" else None
 
-    held = wait_for(in_progress, timeout=60)
+    held = wait_for(in_progress, timeout=60, interval=POLL_SECONDS)
     assert held["lifecycleStage"] == "POST_SCALE_UP"
     done = wait_status(aws, arn, "SUCCESSFUL")
 
