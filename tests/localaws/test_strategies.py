@@ -15,8 +15,9 @@ from typing import Any
 import botocore.session
 import pytest
 from botocore.exceptions import ClientError
-from botocore.model import ListShape, Shape, StringShape, StructureShape
+from botocore.model import StringShape
 
+from localaws.fidelity import answer_errors
 from localaws.testing import control, run_local_aws
 from tests.localaws.conftest import Aws, client, wait_for
 
@@ -213,41 +214,6 @@ def raw_answers(aws: Aws, operation: str) -> list[dict[str, Any]]:
 
     aws.ecs.meta.events.register(f"before-parse.ecs.{operation}", keep)
     return bodies
-
-
-def shape_errors(value: Any, shape: Shape, path: str = "") -> list[str]:
-    """Where ``value`` (raw JSON) departs from botocore's ``shape``: unknown members, values
-    outside an enum, wrong types."""
-    errors: list[str] = []
-    if isinstance(shape, StructureShape) and shape.is_document_type:
-        return []  # free-form JSON (hookDetails)
-    if isinstance(shape, StructureShape):
-        if not isinstance(value, dict):
-            return [f"{path}: {type(value).__name__}, not an object"]
-        for key, item in value.items():
-            if key not in shape.members:
-                errors.append(f"{path}.{key}: not a member of {shape.name}")
-            else:
-                errors += shape_errors(item, shape.members[key], f"{path}.{key}")
-    elif isinstance(shape, ListShape):
-        if not isinstance(value, list):
-            return [f"{path}: not a list"]
-        for index, item in enumerate(value):
-            errors += shape_errors(item, shape.member, f"{path}[{index}]")
-    elif isinstance(shape, StringShape):
-        if not isinstance(value, str):
-            errors.append(f"{path}: {value!r} is not a string")
-        elif shape.enum and value not in shape.enum:
-            errors.append(f"{path}: {value!r} is not one of {shape.name} {shape.enum}")
-    elif shape.type_name in ("integer", "long"):
-        if isinstance(value, bool) or not isinstance(value, int):
-            errors.append(f"{path}: {value!r} is not an integer")
-    elif shape.type_name in ("double", "float", "timestamp"):
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            errors.append(f"{path}: {value!r} is not a number")
-    elif shape.type_name == "boolean" and not isinstance(value, bool):
-        errors.append(f"{path}: {value!r} is not a boolean")
-    return errors
 
 
 # -- 1. strategies, stages and bake --------------------------------------------------------------
@@ -470,9 +436,9 @@ def test_describe_service_deployments_matches_botocore_shapes(aws: Aws) -> None:
     seen = {d["lifecycleStage"] for a in answers for d in a["serviceDeployments"]}
     assert {"POST_SCALE_UP", "CLEAN_UP"} <= seen
     for answer in answers:
-        assert shape_errors(answer, describe_shape) == []
+        assert answer_errors(answer, describe_shape) == []
     for answer in lists:
-        assert shape_errors(answer, list_shape) == []
+        assert answer_errors(answer, list_shape) == []
 
 
 # -- 2. broken images ----------------------------------------------------------------------------
