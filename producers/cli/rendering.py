@@ -362,10 +362,15 @@ def print_list(
         table = Table("release", "name", "state", "wave", "deployments", "age")
         for rel in releases:
             counts = ", ".join(f"{n} {state}" for state, n in sorted(rel.summary().items()))
+            state = rel.state.value
+            if rel.awaiting_wave is not None:
+                state += f" · awaiting approval before wave {rel.awaiting_wave + 1}"
+            elif rel.held and not rel.terminal:
+                state += " · held by a freeze"
             table.add_row(
                 Text(rel.id),
                 Text(rel.name),
-                Text(rel.state.value, style=STATE_STYLE.get(rel.state.value, "")),
+                Text(state, style=STATE_STYLE.get(rel.state.value, "")),
                 f"{rel.wave + 1}/{len(rel.waves)}",
                 Text(counts),
                 age(now - rel.created_at),

@@ -359,6 +359,40 @@ def _staged_record(stack: Stack, **progress: Any) -> str:
     return record.id
 
 
+def _gated_release(stack: Stack) -> str:
+    """A release whose first wave ended and which waits for approval before its second."""
+    from producers.contract.release_store import ReleaseStore
+    from producers.contract.releases import ReleaseJob
+
+    client = redis.Redis.from_url(stack.redis_url)
+    records = RecordStore(client)
+    releases = ReleaseStore(client, records, ttl_seconds=3600, recovery_grace=30)
+    job = ReleaseJob.model_validate(
+        {
+            "cluster": "demo",
+            "waves": [
+                [{"service": "gate-a", "images": {"app": ":2"}}],
+                {
+                    "approve_before": True,
+                    "services": [{"service": "gate-b", "images": {"app": ":2"}}],
+                },
+            ],
+        }
+    )
+    release_id = f"rel-{uuid.uuid4().hex[:20]}"
+    release = releases.create(job, release_id, now=time.time())
+    records.modify(
+        release.waves[0][0], lambda r: r.model_copy(update={"state": DeploymentState.SUCCEEDED})
+    )
+
+    class Sender:
+        def send_task(self, *_: Any, **__: Any) -> None:
+            pass
+
+    releases.advance(release_id, Sender(), clock=time.time)
+    return release_id
+
+
 def test_the_page_shows_a_deployment_awaiting_approval_and_a_traffic_split(
     stack: Stack, dashboard: str
 ) -> None:
@@ -380,6 +414,7 @@ def test_the_page_shows_a_deployment_awaiting_approval_and_a_traffic_split(
         lifecycle_stage="PRODUCTION_TRAFFIC_SHIFT",
         production_traffic=40.0,
     )
+    gated = _gated_release(stack)
     user, _, password = AUTH.partition(":")
     with sync_playwright() as p:
         browser = p.chromium.launch(
@@ -396,6 +431,9 @@ def test_the_page_shows_a_deployment_awaiting_approval_and_a_traffic_split(
             expect(stage).to_contain_text(
                 "awaiting approval at POST_TEST_TRAFFIC_SHIFT (ECS will ROLLBACK in 2 h)",
                 timeout=15_000,
+            )
+            expect(page.locator(f'#releases tr[data-id="{gated}"] td.wave')).to_have_text(
+                "1/2 · awaiting approval before wave 2"
             )
             expect(page.locator(f'#deployments tr[data-id="{shifting}"] td.stage')).to_have_text(
                 "LINEAR at PRODUCTION_TRAFFIC_SHIFT, production traffic 40% new"

@@ -50,7 +50,14 @@ function renderReleases(releases, now) {
     cell(row, r.id, "id");
     cell(row, r.name);
     stateCell(row, r.state);
-    cell(row, (r.wave + 1) + "/" + r.waves.length);
+    const running = !["succeeded", "failed", "cancelled"].includes(r.state);
+    let wave = (r.wave + 1) + "/" + r.waves.length;
+    if (running && r.awaiting_approval_since != null) {
+      wave += " · awaiting approval before wave " + (r.wave + 2);
+    } else if (running && r.held) {
+      wave += " · held by a freeze";
+    }
+    cell(row, wave, "wave");
     const total = r.waves.reduce((n, w) => n + w.length, 0);
     const done = Object.keys(r.outcomes).length;
     const bar = document.createElement("progress");
