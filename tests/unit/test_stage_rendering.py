@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from producers.cli.rendering import progress_text, summary
 from producers.contract.records import DeploymentRecord, DeploymentState, ProgressInfo, Step
 
@@ -95,3 +97,32 @@ def test_a_release_that_moves_on_at_a_stage_says_so_and_marks_who_got_there() ->
     assert "moves on  when each deployment of a wave reached BAKE_TIME" in text
     assert "wave 1  demo/a  running (past BAKE_TIME)" in text
     assert "wave 2  demo/b  pending" in text
+
+
+def test_list_says_which_releases_wait_for_an_approval_or_a_freeze(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`conveyor list`'s release rows name the wave waiting for approval, or the freeze."""
+    from producers.cli.rendering import print_list
+    from producers.contract.releases import ReleaseRecord
+
+    def release(name: str, **extra: Any) -> ReleaseRecord:
+        return ReleaseRecord(
+            id=f"rel-{name}",
+            name=name,
+            waves=[[f"rel-{name}-0000"], [f"rel-{name}-0001"]],
+            jobs={},
+            created_at=1.0,
+            updated_at=1.0,
+            **extra,
+        )
+
+    print_list(
+        [],
+        [release("gated", awaiting_approval_since=2.0), release("frozen", held="waiting")],
+        [],
+        only="releases",
+    )
+    out = " ".join(capsys.readouterr().out.split())
+    assert "awaiting approval before wave 2" in out
+    assert "held by a freeze" in out
