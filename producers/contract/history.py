@@ -29,6 +29,8 @@ if redis.call('SET', KEYS[2], '1', 'EX', ARGV[2], 'NX') then
   local t = redis.call('TIME')
   local oldest = (tonumber(t[1]) - tonumber(ARGV[2])) * 1000 + math.floor(tonumber(t[2]) / 1000)
   redis.call('XADD', KEYS[1], 'MINID', string.format('%d', oldest), '*', 'e', ARGV[1])
+  -- A trail with no entry for a whole retention holds only entries older than it.
+  redis.call('EXPIRE', KEYS[1], ARGV[2])
   return 1
 end
 return 0

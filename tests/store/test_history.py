@@ -94,6 +94,7 @@ def test_the_trail_is_read_by_service_and_time_and_trimmed_to_its_retention(
     time.sleep(2.1)
     history.note({"event": "verdict", "id": "d"}, once="d", now=4.0)
     assert [e["id"] for e in history.read()] == ["d"]
+    assert 0 < client.ttl(Keys.of().history) <= 2  # a trail left idle expires whole
 
 
 def test_a_release_notes_its_enqueue_answers_cancel_and_verdict(client: redis.Redis) -> None:
