@@ -12,7 +12,7 @@ import yaml
 
 from localaws.devstack import Worker
 from tests.integration.conftest import Stack
-from tests.integration.test_strategies_e2e import _configure, _service, _steady
+from tests.integration.test_strategies_e2e import _configuration, _configure, _service, _steady
 
 pytestmark = pytest.mark.integration
 
@@ -29,6 +29,12 @@ def test_a_canary_release_moves_on_at_production_traffic_and_waits_for_every_ver
     for name in names:
         _steady(stack, name)
         _configure(stack, name, "CANARY", None, hook=False)
+        # A 5 s bake: long enough that wave 2 starts while wave 1 still bakes.
+        stack.ecs().update_service(
+            cluster="demo",
+            service=name,
+            deploymentConfiguration={**_configuration("CANARY", None), "bakeTimeInMinutes": 50},
+        )
     path = tmp_path / "release.yaml"
     path.write_text(
         yaml.safe_dump(
