@@ -40,7 +40,9 @@ def urllib_transport(url: str, headers: dict[str, str], timeout: float) -> tuple
         with urllib.request.urlopen(request, timeout=timeout) as answer:  # noqa: S310  # as above
             return int(answer.status), bytes(answer.read())
     except urllib.error.HTTPError as error:
-        return int(error.code), bytes(error.read())
+        # The error holds the open response: closed here, or its socket leaks.
+        with error:
+            return int(error.code), bytes(error.read())
 
 
 def split_credentials(url: str) -> tuple[str, dict[str, str]]:
