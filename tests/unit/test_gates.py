@@ -493,3 +493,19 @@ def test_cloudwatch_call_errors_are_measurements() -> None:
     assert asyncio.run(metrics.measure(alarm)).error == (
         "alarm gone does not exist in this account and region"
     )
+
+
+def test_the_examples_in_the_docs_are_valid_gates() -> None:
+    """Every ``gate:`` example of docs/gates.md loads as written."""
+    import re
+    from pathlib import Path
+
+    import yaml
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "gates.md").read_text()
+    blocks = [b for b in re.findall(r"```yaml\n(.*?)```", text, re.DOTALL) if "gate:" in b]
+    assert len(blocks) == 3
+    for block in blocks:
+        indent = len(block) - len(block.lstrip(" "))
+        loaded = yaml.safe_load("\n".join(line[indent:] for line in block.splitlines()))
+        load_gate(loaded["gate"])
