@@ -101,8 +101,9 @@ def test_metric_gates_read_get_metric_data(local_aws_url: str) -> None:
     assert evaluate(silent, [third]).outcome is GateOutcome.INCONCLUSIVE
 
 
-def test_metric_math_measures_the_one_expression(local_aws_url: str) -> None:
-    """Queries that feed an expression (ReturnData false) are not measured; the expression is."""
+def test_metric_math_is_refused_by_the_local_aws(local_aws_url: str) -> None:
+    """A gate on an expression passes the model (its inputs ReturnData false); the local AWS,
+    which cannot compute it, refuses it, and the gate is inconclusive rather than passed."""
     put(local_aws_url, "Requests", [(1, 100.0)])
     put(local_aws_url, "Failures", [(1, 3.0)])
 
@@ -128,9 +129,13 @@ def test_metric_math_measures_the_one_expression(local_aws_url: str) -> None:
         }
     )
     (measured,) = measure_with(local_aws_url, [g])
-    # moto computes no metric math: the expression comes back without datapoints. The gate
-    # measures the expression (not the inputs, which have datapoints), and no data never passes.
-    assert measured == Measurement(detail="no datapoints for query ratio in the last 300 s")
+    # moto computes no metric math, so the local AWS refuses an Expression by name (see
+    # docs/localaws-fidelity.md): an error measurement, inconclusive, never a pass.
+    assert measured.error is not None
+    assert measured.error.startswith(
+        "GetMetricData failed with InvalidParameterValue: GetMetricData: "
+        "MetricDataQueries.Expression is not modelled by the local AWS"
+    )
     assert evaluate(g, [measured]).outcome is GateOutcome.INCONCLUSIVE
 
 
