@@ -509,3 +509,37 @@ def test_the_examples_in_the_docs_are_valid_gates() -> None:
         indent = len(block) - len(block.lstrip(" "))
         loaded = yaml.safe_load("\n".join(line[indent:] for line in block.splitlines()))
         load_gate(loaded["gate"])
+
+
+def test_cloudwatch_calls_take_tokens_from_documented_buckets() -> None:
+    """GetMetricData and DescribeAlarms have buckets sized as AWS documents their quotas, and
+    the gateway takes a token from the shared limiter before each call."""
+    from worker.aws.boto_cloudwatch import BotoCloudWatchGateway
+    from worker.aws.ratelimit import Bucket, default_buckets
+
+    buckets = default_buckets()
+    assert buckets["GetMetricData"] == Bucket(50, 50.0)
+    assert buckets["DescribeAlarms"] == Bucket(9, 9.0)
+
+    taken: list[str] = []
+
+    class Limiter:
+        async def acquire(self, operation: str) -> float:
+            taken.append(operation)
+            return 0.0
+
+    class Client:
+        async def get_metric_data(self, **_: Any) -> dict[str, Any]:
+            return {"MetricDataResults": []}
+
+        async def describe_alarms(self, **_: Any) -> dict[str, Any]:
+            return {"MetricAlarms": [{"AlarmName": "a", "StateValue": "OK"}]}
+
+    gateway = BotoCloudWatchGateway(Client(), limiter=Limiter())  # type: ignore[arg-type]  # a stand-in with acquire() only
+
+    async def calls() -> str | None:
+        await gateway.get_metric_data([], _AT, _AT + timedelta(minutes=5))
+        return await gateway.alarm_state("a")
+
+    assert asyncio.run(calls()) == "OK"
+    assert taken == ["GetMetricData", "DescribeAlarms"]

@@ -5,10 +5,9 @@ through :func:`worker.aws.boto_calls.aws_call`); :class:`CloudWatchMetrics` turn
 into measurements (:class:`worker.gates.sources.MetricSource`) through the pure
 :func:`metric_measurement` and :func:`worker.domain.gates.alarm_measurement`.
 
-Rate limits: these operations have no bucket in the shared limiter (config/ecs_limits.py holds
-ECS's table, which the local AWS also emulates). AWS documents CloudWatch's quotas as calls per
-second per account and region, per operation, with no burst; a gate makes one call per
-``interval_seconds`` (5 s at least), so a release's gates stay far below them. A throttle is
+Rate limits: each call takes a token from the shared limiter, from buckets sized as AWS
+documents CloudWatch's quotas (``config.ecs_limits.CLOUDWATCH_RATE_LIMITS``: GetMetricData 50
+and DescribeAlarms 9 calls a second per account and region). A throttle that still happens is
 retried by botocore and, past that, measured as an error (inconclusive), never a failure.
 """
 
