@@ -21,9 +21,11 @@ from producers.contract.gates import (
     load_gate,
     parse_condition,
 )
+from tests.fakes.gates import ScriptedMetrics
 from worker.aws.boto_cloudwatch import CloudWatchMetrics, metric_measurement
 from worker.domain.gates import (
     GateOutcome,
+    GateVerdict,
     Measurement,
     alarm_measurement,
     evaluate,
@@ -32,6 +34,7 @@ from worker.domain.gates import (
     value,
 )
 from worker.gates.prometheus import PrometheusMetrics, measurement_of, split_credentials
+from worker.gates.sources import MetricSource
 
 
 def gate(**fields: Any) -> Gate:
@@ -543,3 +546,33 @@ def test_cloudwatch_calls_take_tokens_from_documented_buckets() -> None:
 
     assert asyncio.run(calls()) == "OK"
     assert taken == ["GetMetricData", "DescribeAlarms"]
+
+
+async def _run_gate(g: Gate, source: MetricSource) -> tuple[GateVerdict, list[float]]:
+    """Measure and judge until the verdict is terminal, as the release flow will (without
+    sleeping: the waits it would take are returned instead)."""
+    taken: list[Measurement] = []
+    waits: list[float] = []
+    while (verdict := evaluate(g, taken)).outcome is GateOutcome.MEASURING:
+        assert verdict.next_in_seconds is not None
+        waits.append(verdict.next_in_seconds)
+        taken.append(await source.measure(g))
+    return verdict, waits
+
+
+def test_a_flow_measures_until_the_verdict_with_a_fake_source() -> None:
+    """A scripted source drives a gate to each verdict; the waits are the initial delay then
+    the interval, and measuring stops at the verdict."""
+    g = gate(count=3, failure_limit=1, inconclusive_limit=1, initial_delay_seconds=10)
+    source = ScriptedMetrics({"error-rate": [value(0.0), value(0.5), value(0.0)]})
+    verdict, waits = asyncio.run(_run_gate(g, source))
+    assert verdict.outcome is GateOutcome.PASSED
+    assert waits == [10.0, 30.0, 30.0]
+    assert source.calls == ["error-rate"] * 3
+
+    source.script("error-rate", value(0.5), value(0.7))
+    verdict, _ = asyncio.run(_run_gate(g, source))
+    assert verdict.outcome is GateOutcome.FAILED
+
+    verdict, _ = asyncio.run(_run_gate(g, source))  # the script ran out: no data
+    assert (verdict.outcome, verdict.action) == (GateOutcome.INCONCLUSIVE, "pause")
