@@ -1,7 +1,8 @@
 """AWS's ECS API rate limits: one token bucket per row, per account and region.
 
 AWS's documented figures (shared/ECS_FACTS.md). Workers size their shared limiter from this
-table by default; the local AWS emulates the same buckets.
+table by default; the local AWS emulates the same buckets. CloudWatch's two calls of metric
+gates have rows of their own (``CLOUDWATCH_RATE_LIMITS``), for the workers' limiter only.
 """
 
 from __future__ import annotations
@@ -49,6 +50,17 @@ ECS_RATE_LIMITS: tuple[BucketSpec, ...] = (
     BucketSpec("tag-reads", 50, 20, frozenset({"ListTagsForResource"})),
 )
 
+# CloudWatch's documented quotas for the two calls metric gates make, in calls per second per
+# account and region (GetMetricData's can be raised). AWS documents no burst: a bucket holds one
+# second's calls. The local AWS limits ECS's calls only, so it does not emulate these.
+CLOUDWATCH_RATE_LIMITS: tuple[BucketSpec, ...] = (
+    BucketSpec("cloudwatch-get-metric-data", 50, 50, frozenset({"GetMetricData"})),
+    BucketSpec("cloudwatch-describe-alarms", 9, 9, frozenset({"DescribeAlarms"})),
+)
+
+# The bucket of every limited operation; the shared limiter sizes its buckets from this.
 BUCKET_FOR_OPERATION: dict[str, BucketSpec] = {
-    operation: spec for spec in ECS_RATE_LIMITS for operation in spec.operations
+    operation: spec
+    for spec in (*ECS_RATE_LIMITS, *CLOUDWATCH_RATE_LIMITS)
+    for operation in spec.operations
 }

@@ -206,6 +206,12 @@ class SettingsFields(BaseModel):
         "is retried when the token is due, freeing the slot meanwhile (a register step keeps "
         "its place in line: its token is booked up to 10 minutes ahead).",
     )
+    prometheus_url: SecretStr | None = Field(
+        default=None,
+        description="The Prometheus server that metric gates query when a gate names none "
+        "(`http://prometheus:9090`; `https://USER:PASSWORD@host` for basic auth). A secret: "
+        "printed only with the password masked.",
+    )
     aws_region: str | None = Field(
         default=None,
         validation_alias=AliasChoices("AWS_REGION", "AWS_DEFAULT_REGION"),

@@ -7,7 +7,7 @@ AWS models for that operation. A member that botocore knows but the local AWS wo
 refused with a 400 that names the operation and the member, instead of being silently dropped:
 a test that sends it learns at once that the local AWS cannot show what AWS would do with it.
 
-- JSON protocol (ECS, EventBridge, ECR): the whole body, at every depth.
+- JSON protocol (ECS, EventBridge, ECR, CloudWatch): the whole body, at every depth.
 - Query protocol (ELBv2): the top-level members (the form's keys before the first dot).
   CloudFormation's actions check their parameters themselves (``localaws.cloudformation.api``).
 
@@ -179,6 +179,18 @@ MODELLED: dict[str, dict[str, tuple[str, ...]]] = {
     "elbv2": {
         "DescribeTargetGroups": ("LoadBalancerArn", "TargetGroupArns", "Names"),
     },
+    # moto answers metric-math Expressions (but SELECT) with no datapoints: not modelled.
+    "cloudwatch": {
+        "GetMetricData": (
+            "MetricDataQueries.Id",
+            "MetricDataQueries.MetricStat",
+            "MetricDataQueries.Label",
+            "MetricDataQueries.ReturnData",
+            "StartTime",
+            "EndTime",
+            "ScanBy",
+        ),
+    },
 }
 
 # The X-Amz-Target prefix of each JSON protocol service, and the error code it answers a bad
@@ -187,6 +199,8 @@ _JSON_TARGETS = {
     "AmazonEC2ContainerServiceV20141113": ("ecs", "InvalidParameterException"),
     "AWSEvents": ("events", "ValidationException"),
     "AmazonEC2ContainerRegistry_V20150921": ("ecr", "InvalidParameterException"),
+    # botocore sends CloudWatch as JSON too (X-Amz-Target GraniteServiceVersion20100801.<op>).
+    "GraniteServiceVersion20100801": ("cloudwatch", "InvalidParameterValue"),
 }
 # Query protocol services, recognised by the credential scope of the request's signature.
 _QUERY_SERVICES = {"elasticloadbalancing": "elbv2"}

@@ -9,6 +9,7 @@ name. See docs/localaws-fidelity.md.
 
 from __future__ import annotations
 
+import datetime
 import json
 from collections import defaultdict
 from typing import Any
@@ -585,3 +586,28 @@ def test_a_count_threshold_trips_the_breaker_at_that_count(aws: Aws) -> None:
         "serviceDeployments"
     ]
     assert found["deploymentCircuitBreaker"]["threshold"] == 7
+
+
+def test_cloudwatch_get_metric_data_is_checked(aws: Aws) -> None:
+    """GetMetricData is checked like ECS's calls, refused with CloudWatch's code: what metric
+    gates send passes, a metric-math Expression (which moto answers without datapoints) is
+    refused by name."""
+    cloudwatch = aws_client(aws, "cloudwatch")
+    now = datetime.datetime.now(datetime.UTC)
+    window = {"StartTime": now - datetime.timedelta(minutes=5), "EndTime": now}
+    stat = {"Metric": {"Namespace": "App", "MetricName": "E"}, "Period": 60, "Stat": "Sum"}
+    answer = cloudwatch.get_metric_data(
+        MetricDataQueries=[{"Id": "e", "MetricStat": stat, "ReturnData": True}],
+        ScanBy="TimestampDescending",
+        **window,
+    )
+    assert [r["Id"] for r in answer["MetricDataResults"]] == ["e"]
+    code, message = refusal(
+        cloudwatch.get_metric_data,
+        MetricDataQueries=[{"Id": "e", "Expression": "SUM(METRICS())"}],
+        **window,
+    )
+    assert (code, message.split(" is ")[0]) == (
+        "InvalidParameterValue",
+        "GetMetricData: MetricDataQueries.Expression",
+    )

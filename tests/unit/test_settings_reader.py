@@ -46,6 +46,7 @@ CASES: list[dict[str, str]] = [
         "CONVEYOR_REDIS_SOCKET_TIMEOUT": "4",
         "CONVEYOR_REDIS_RETRY_SECONDS": "0",
         "CONVEYOR_RATE_LIMIT": "off",
+        "CONVEYOR_PROMETHEUS_URL": "https://u:pw@prometheus.internal:9090",
         "CONVEYOR_RATE_LIMIT_SCALE": "0.5",
         "CONVEYOR_RATE_LIMIT_MAX_WAIT": "1.5",
         "AWS_REGION": "eu-west-1",
