@@ -15,6 +15,7 @@ _CLIENTS = {
     "_ec2": "ec2",
     "_events": "events",
     "sts": "sts",
+    "_cloudwatch": "cloudwatch",
 }
 
 
