@@ -57,6 +57,13 @@ def service_strategy(service: Mapping[str, Any] | None) -> str:
     return strategy_of((service or {}).get("deploymentConfiguration"))
 
 
+def has_lifecycle_hooks(service: Mapping[str, Any] | None) -> bool:
+    """Whether a DescribeServices entry's deployment configuration names lifecycle hooks: ECS
+    runs them on ROLLING deployments too (PRE_SCALE_UP, POST_SCALE_UP)."""
+    configuration = (service or {}).get("deploymentConfiguration") or {}
+    return bool(configuration.get("lifecycleHooks"))
+
+
 def is_staged(strategy: str | None) -> bool:
     """Whether ECS runs this strategy through lifecycle stages and service deployments
     (every strategy but ROLLING): its verdict comes from the service deployment."""
