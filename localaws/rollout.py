@@ -23,7 +23,10 @@ a count to reach, a task to replace) is reconciled every tick, like ECS's servic
   the service deployment walks ECS's lifecycle stages (hooks, test and production traffic
   shifts, bake), and blue is drained only at CLEAN_UP; a rollback (circuit breaker, CloudWatch
   alarm, hook, StopServiceDeployment) makes blue PRIMARY again while it still runs, so blue never
-  stops serving.
+  stops serving;
+* a ROLLING deployment with ``lifecycleHooks`` runs them at PRE_SCALE_UP (before any task starts
+  or stops) and POST_SCALE_UP (once the old tasks are drained, before it completes); a hook that
+  asks for a rollback rolls back as the circuit breaker does.
 
 Everything here runs under the one lock that also guards moto's state (the caller holds it), and
 works on moto's own model objects so that every ECS API (DescribeServices, ListTasks, DescribeTasks,
@@ -65,7 +68,14 @@ from localaws.rollout_model import (
     breaker_threshold,
     service_key,
 )
-from localaws.strategies import HookError, LambdaHooks, StagedRollout, is_staged, strategy_of
+from localaws.strategies import (
+    HookError,
+    LambdaHooks,
+    StagedRollout,
+    has_hooks,
+    is_staged,
+    strategy_of,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -222,6 +232,8 @@ class Simulator:
             record.staged = StagedRollout.for_configuration(
                 record.deployment_configuration, reconcile=len(serving) > 1
             )
+        elif has_hooks(record.deployment_configuration):
+            record.rolling_hooks = StagedRollout.for_rolling(record.deployment_configuration)
         deployment = self._begin_deployment(sim, td, revision)
         record.deployment = deployment
         deployment.moves(record)
@@ -238,7 +250,7 @@ class Simulator:
         the deployment is not in progress, HookError when the hook is unknown or not awaiting an
         action.
         """
-        staged = record.staged
+        staged = record.hooked
         if staged is None:
             raise HookError(
                 f"The service deployment {record.arn} has no lifecycle hooks: its strategy is "
@@ -422,6 +434,7 @@ class Simulator:
             primary = sim.deployments[0]
         self._watch_rolling_alarms(sim, primary, now_dt, events)
         staged = self._move_stages(sim, now, now_dt, events)
+        gate = self._move_rolling_hooks(sim, now, now_dt, events)
         primary = sim.deployments[0]
 
         primary.desired_count = int(service.desired_count)
@@ -430,12 +443,15 @@ class Simulator:
         # SCALE_UP on, beside blue, and drains blue only at CLEAN_UP.
         started = (
             self._scale_primary(sim, primary, config, now, now_dt, cancelled, staged is not None)
-            if staged is None or staged.launches_green
+            if (staged is None or staged.launches_green) and (gate is None or gate.launches_green)
             else []
         )
+        # A ROLLING deployment held at PRE_SCALE_UP neither starts nor stops a task.
         deregistered = (
             self._drain_old(sim, primary, config, now, now_dt, cancelled)
-            if (staged is None or staged.cleaning_up) and not _staged_and_failed(primary)
+            if (staged is None or staged.cleaning_up)
+            and (gate is None or gate.launches_green)
+            and not _staged_and_failed(primary)
             else []
         )
         if cancelled:
@@ -452,7 +468,9 @@ class Simulator:
             )
 
         self._update_counts(sim)
-        hold = staged is not None and not staged.cleaning_up
+        hold = (staged is not None and not staged.cleaning_up) or (
+            gate is not None and not gate.cleaning_up
+        )
         still_active = self._settle(sim, primary, now, now_dt, events, hold=hold)
         add_events(service, events, now_dt)
         return still_active
@@ -673,6 +691,56 @@ class Simulator:
             f"(service {name}) (deployment {primary.id}) rolling back to deployment "
             f"{previous_id} as {rollback_deployment.id}."
         )
+
+    def _move_rolling_hooks(
+        self, sim: SimService, now: float, now_dt: datetime.datetime, events: list[str]
+    ) -> StagedRollout | None:
+        """Move a ROLLING deployment with lifecycle hooks through its hook stages, or roll it back
+        as the circuit breaker does when a hook asks for it; return its hook stages while they
+        still hold the deployment (None once it is past them, or has none)."""
+        record = sim.current
+        primary = sim.deployments[0]
+        gate = record.rolling_hooks if record is not None else None
+        if record is None or gate is None or gate.halted:
+            return None
+        if (
+            record.status != "IN_PROGRESS"
+            or record.deployment is not primary
+            or primary.rollout_state != "IN_PROGRESS"
+        ):
+            # Failed, stopped or superseded: its hooks are reached no more.
+            gate.halt(now_dt, to_blue=False)
+            return None
+        # SCALE_UP ends once the rolling update itself is over: every new task running and
+        # healthy, nothing pending, no old task left.
+        rolled = (
+            not primary.pending()
+            and len(primary.healthy()) >= primary.desired_count
+            and not any(d.tasks() for d in sim.deployments[1:])
+        )
+        reason = gate.advance(
+            now,
+            now_dt,
+            green_ready=rolled,
+            minute_seconds=self.minute_seconds,
+            stage_seconds=0.0,
+            lambdas=self.lambda_hooks,
+        )
+        if reason is None:
+            return gate
+        gate.halt(now_dt, to_blue=False)
+        self._fail_rolling(
+            sim,
+            primary,
+            rollback=True,
+            why=reason,
+            failed=reason,
+            detected="lifecycle hook.",
+            by="ECS lifecycle hook",
+            now_dt=now_dt,
+            events=events,
+        )
+        return None
 
     # -- BLUE_GREEN, LINEAR and CANARY -------------------------------------------------------------
 

@@ -156,6 +156,8 @@ class ServiceDeploymentRecord:
         self.breaker_triggered = False
         # BLUE_GREEN, LINEAR and CANARY deployments go stage by stage (None: ROLLING).
         self.staged: StagedRollout | None = None
+        # A ROLLING deployment with lifecycle hooks: the stages its hooks run at (None otherwise).
+        self.rolling_hooks: StagedRollout | None = None
         self.triggered_alarms: list[str] = []
         self._final_counts: tuple[list[dict[str, Any]], dict[str, Any]] | None = None
 
@@ -248,11 +250,26 @@ class ServiceDeploymentRecord:
                 )
         return sources, target
 
+    @property
+    def hooked(self) -> StagedRollout | None:
+        """The stages whose lifecycle hooks this deployment runs: its staged rollout, or the hook
+        stages of a ROLLING deployment with hooks; None when it has neither."""
+        return self.staged if self.staged is not None else self.rolling_hooks
+
     def _lifecycle_stage(self) -> str:
         if not self.ongoing:
             return "CLEAN_UP"
         if self.staged is not None and self.status != "PENDING":
             return self.staged.lifecycle_stage
+        gate = self.rolling_hooks
+        if (
+            self.status == "IN_PROGRESS"
+            and gate is not None
+            and not gate.halted
+            and gate.position >= 0
+            and not gate.cleaning_up
+        ):
+            return gate.lifecycle_stage
         if self.status in ("PENDING", "ROLLBACK_REQUESTED"):
             return "PRE_SCALE_UP"
         moving = (
@@ -345,8 +362,8 @@ class ServiceDeploymentRecord:
                 "lifecycleStage": self._lifecycle_stage(),
                 "deploymentConfiguration": copy.deepcopy(self.deployment_configuration),
                 "lifecycleHookDetails": (
-                    self.staged.hook_details()
-                    if self.staged is not None and self.staged.hook_runs
+                    self.hooked.hook_details()
+                    if self.hooked is not None and self.hooked.hook_runs
                     else None
                 ),
                 "rollback": rollback,

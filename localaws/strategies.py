@@ -270,6 +270,25 @@ def stage_plan(steps: int, *, reconcile: bool) -> list[tuple[str, int]]:
     return plan
 
 
+# A ROLLING deployment with lifecycle hooks: the stages at which its hooks run. SCALE_UP is the
+# rolling update itself (new tasks start, old ones drain as minimumHealthyPercent allows); it is
+# left once the new revision has all its tasks running and healthy and the old ones are gone, so
+# a POST_SCALE_UP hook sees the finished roll-out, and CLEAN_UP is the rest (the alarms' bake,
+# then COMPLETED). Hooks at the traffic-shift stages are never reached: a rolling update shifts
+# no traffic of its own.
+ROLLING_PLAN: tuple[tuple[str, int], ...] = (
+    (PRE_SCALE_UP, -1),
+    (SCALE_UP, -1),
+    (POST_SCALE_UP, -1),
+    (CLEAN_UP, -1),
+)
+
+
+def has_hooks(config: Mapping[str, Any]) -> bool:
+    """Whether a deployment configuration names any lifecycle hook."""
+    return bool(config.get("lifecycleHooks"))
+
+
 # -- hooks -------------------------------------------------------------------------------------
 
 
@@ -391,7 +410,8 @@ class StageEntry:
 
 @dataclass
 class StagedRollout:
-    """The lifecycle stages of one BLUE_GREEN, LINEAR or CANARY service deployment.
+    """The lifecycle stages of one BLUE_GREEN, LINEAR or CANARY service deployment, or the hook
+    stages of a ROLLING one (:meth:`for_rolling`).
 
     ``production_percent`` and ``test_percent`` are green's share of production and test traffic
     (blue has the rest). The rollout moves only through :meth:`advance`; after :meth:`halt` (a
@@ -423,6 +443,18 @@ class StagedRollout:
             steps=steps,
             bake_minutes=int(config.get("bakeTimeInMinutes") or 0),
             plan=stage_plan(len(steps), reconcile=reconcile),
+        )
+
+    @classmethod
+    def for_rolling(cls, config: Mapping[str, Any]) -> StagedRollout:
+        """The hook stages of a ROLLING deployment with ``config`` (:data:`ROLLING_PLAN`): no
+        traffic split and no bake of its own; the scheduler rolls tasks during SCALE_UP."""
+        return cls(
+            strategy=ROLLING,
+            hooks=[dict(hook) for hook in config.get("lifecycleHooks") or []],
+            steps=[],
+            bake_minutes=0,
+            plan=list(ROLLING_PLAN),
         )
 
     # what a client sees ---------------------------------------------------------------------

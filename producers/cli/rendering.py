@@ -74,7 +74,7 @@ def summary(record: DeploymentRecord) -> str:
 def stage_text(record: DeploymentRecord, now: float) -> str | None:
     """Where a blue/green, linear or canary deployment is in ECS's lifecycle: its stage, the
     traffic split, the bake time left, or the approval a PAUSE hook waits for. None for a
-    rolling update."""
+    rolling update without lifecycle hooks."""
     p = record.progress
     if not p.lifecycle_stage:
         return None

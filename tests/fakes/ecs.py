@@ -274,6 +274,10 @@ class FakeEcs:
         if configuration.get("strategy", "ROLLING") != "ROLLING":
             entry["lifecycleStage"] = "RECONCILE_SERVICE"
             entry["lifecycleHookDetails"] = []
+        elif configuration.get("lifecycleHooks"):
+            # A rolling deployment with hooks: ECS runs them at PRE_SCALE_UP and POST_SCALE_UP.
+            entry["lifecycleStage"] = "PRE_SCALE_UP"
+            entry["lifecycleHookDetails"] = []
         alarms = configuration.get("alarms") or {}
         if alarms.get("enable"):
             entry["alarms"] = {

@@ -319,9 +319,11 @@ def test_a_deployment_waiting_for_approval_shows_it() -> None:
 
 
 def test_a_rolling_service_is_still_judged_by_describe_services() -> None:
-    """A service with strategy ROLLING reads no service deployment while its rollout runs."""
+    """A service with strategy ROLLING and no lifecycle hooks reads no service deployment while
+    its rollout runs."""
     ecs = staged_service()
     ecs.services[("demo", "web")]["deploymentConfiguration"]["strategy"] = "ROLLING"
+    del ecs.services[("demo", "web")]["deploymentConfiguration"]["lifecycleHooks"]
     flow = UpdateFlow(ecs, poll_interval=5, clock=Clock())
     watching = run_until(flow, record_for(), Step.WATCH)
     t = step(flow, watching)
@@ -579,9 +581,104 @@ def test_an_answer_with_no_hook_awaiting_is_noted_and_never_sent() -> None:
     assert "ContinueServiceDeployment" not in ecs.calls
 
 
-def test_an_answer_for_a_rolling_deployment_is_noted_and_never_sent() -> None:
+# -- lifecycle hooks on a ROLLING deployment --------------------------------------------------
+
+
+ROLLING_HOOKS = [
+    {
+        "targetType": "PAUSE",
+        "lifecycleStages": ["POST_SCALE_UP"],
+        "timeoutConfiguration": {"timeoutInMinutes": 30, "action": "ROLLBACK"},
+    }
+]
+
+
+def rolling_service(*, hooks: list[dict[str, Any]] | None = None) -> FakeEcs:
+    """demo/web deployed ROLLING, with ``hooks`` as its lifecycle hooks (none: no hooks)."""
     ecs = staged_service("ROLLING")
+    configuration = ecs.services[("demo", "web")]["deploymentConfiguration"]
+    configuration.pop("lifecycleHooks", None)
+    if hooks:
+        configuration["lifecycleHooks"] = copy.deepcopy(hooks)
+    return ecs
+
+
+def test_a_rolling_deployment_paused_at_a_hook_shows_it_awaiting_approval() -> None:
+    """A rolling service with lifecycle hooks: its service deployment is read too, and a PAUSE
+    hook AWAITING_ACTION shows as "awaiting approval at" the stage; the verdict is still
+    DescribeServices' (in progress, then succeeded once ECS completes it)."""
+    ecs = rolling_service(hooks=ROLLING_HOOKS)
+    clock = Clock()
+    flow = UpdateFlow(ecs, poll_interval=5, clock=clock)
+    watching = run_until(flow, record_for(), Step.WATCH)
+    expires = datetime.datetime.fromtimestamp(clock.now + 1800, datetime.UTC)
+    ecs.await_approval("demo", "web", "POST_SCALE_UP", hook_id="h-r1", expires_at=expires)
+
+    t = step(flow, watching)
+
+    assert t.next_step is Step.WATCH
+    assert t.record.progress.awaiting_hook_id == "h-r1"
+    assert t.record.service_deployment_arn is not None
+    text = progress_text(t.record, clock.now)
+    assert "awaiting approval at POST_SCALE_UP" in text
+    assert "ECS will ROLLBACK in 30 min" in text
+    ecs.complete("demo", "web")
+    assert step(flow, t.record).record.state is DeploymentState.SUCCEEDED
+
+
+@pytest.mark.parametrize(
+    ("action", "final"),
+    [("CONTINUE", DeploymentState.SUCCEEDED), ("ROLLBACK", DeploymentState.ROLLED_BACK)],
+)
+def test_an_answer_to_a_rolling_deployments_hook_is_sent(
+    action: Literal["CONTINUE", "ROLLBACK"], final: DeploymentState
+) -> None:
+    """`conveyor approve`/`reject` on a rolling deployment paused at a hook: the answer goes to
+    ECS (ContinueServiceDeployment with the hook's id) and is noted; a ROLLBACK is ECS's own
+    rollback, so the deployment ends rolled back by ECS (never failed, never undone by a second
+    UpdateService)."""
+    ecs = rolling_service(hooks=ROLLING_HOOKS)
     flow = UpdateFlow(ecs, poll_interval=5, clock=Clock())
+    watching = run_until(flow, record_for(), Step.WATCH)
+    ecs.await_approval("demo", "web", "POST_SCALE_UP", hook_id="h-r2")
+    waiting = step(flow, watching).record
+    updates = ecs.calls.count("UpdateService")
+
+    t = step(flow, _asked(waiting, action))
+
+    assert t.next_step is Step.WATCH
+    assert t.countdown <= 2.0
+    (answered,) = t.record.approvals
+    assert (answered.action, answered.hook_id, answered.stage) == (action, "h-r2", "POST_SCALE_UP")
+    assert answered.outcome == f"sent to ECS (ContinueServiceDeployment {action})"
+    assert ecs.calls.count("ContinueServiceDeployment") == 1
+    record = t.record
+    for _ in range(5):
+        if record.state is not DeploymentState.RUNNING:
+            break
+        ecs.complete("demo", "web")
+        record = step(flow, record).record
+    assert record.state is final, record.reason
+    assert ecs.calls.count("UpdateService") == updates
+    assert "StopServiceDeployment" not in ecs.calls
+    if action == "ROLLBACK":
+        assert record.rolled_back_by_ecs
+
+
+def test_an_answer_to_a_rolling_deployment_with_no_hook_awaiting_is_noted_and_never_sent() -> None:
+    """A rolling deployment with no PAUSE hook awaiting (its service has hooks, none waits now;
+    or it has none): nothing is sent to ECS, and the record says why."""
+    ecs = rolling_service(hooks=ROLLING_HOOKS)
+    flow = UpdateFlow(ecs, poll_interval=5, clock=Clock())
+    watching = run_until(flow, record_for(), Step.WATCH)
+    t = step(flow, _asked(watching, "ROLLBACK"))
+    (answered,) = t.record.approvals
+    assert answered.outcome == (
+        "not sent: no lifecycle hook was awaiting approval (the deployment is at PRE_SCALE_UP)"
+    )
+
+    bare = rolling_service()
+    flow = UpdateFlow(bare, poll_interval=5, clock=Clock())
     watching = run_until(flow, record_for(), Step.WATCH)
     t = step(flow, _asked(watching, "ROLLBACK"))
     (answered,) = t.record.approvals
@@ -589,3 +686,4 @@ def test_an_answer_for_a_rolling_deployment_is_noted_and_never_sent() -> None:
         "not sent: a rolling deployment has no lifecycle hook awaiting approval"
     )
     assert "ContinueServiceDeployment" not in ecs.calls
+    assert "ContinueServiceDeployment" not in bare.calls

@@ -234,3 +234,45 @@ def test_canaries_baking_together_share_one_describe_of_their_service_deployment
     }
     assert arns[0] not in watched
     assert arns[1] in watched
+
+
+def test_rolling_deployments_with_hooks_read_their_service_deployments_in_one_batch(
+    client: redis.Redis,
+) -> None:
+    """Rolling services with lifecycle hooks: each watch also reads its service deployment (for
+    a hook awaiting approval) through the batched describer, so three of them paused at once
+    cost one DescribeServiceDeployments; each sees its own hook."""
+    ecs = FakeEcs()
+    described = json.loads(FIXTURE.read_text())
+    clock = Clock()
+    names = ["roll0", "roll1", "roll2"]
+    rolling = {
+        "strategy": "ROLLING",
+        "lifecycleHooks": [{"targetType": "PAUSE", "lifecycleStages": ["POST_SCALE_UP"]}],
+    }
+    for name in names:
+        definition = {**described["taskDefinition"], "family": name}
+        ecs.add_service(
+            "demo",
+            name,
+            ecs.add_task_definition(definition, described["tags"]),
+            configuration=rolling,
+        )
+    describer = BatchedDescriber(ecs, client, scope="acct:r", freshness=5.0, clock=clock)
+    flow = UpdateFlow(ecs, poll_interval=10, clock=clock, describer=describer)
+    records = []
+    for name in names:
+        first = asyncio.run(flow.run(_watching(ecs, flow, name)))
+        assert first.next_step is Step.WATCH, first.record.reason
+        assert first.record.service_deployment_arn
+        records.append(first.record)
+    for name in names:
+        ecs.await_approval("demo", name, "POST_SCALE_UP", hook_id=f"h-{name}")
+    clock.now += 20
+    ecs.calls.clear()
+
+    polled = [asyncio.run(flow.run(record)) for record in records]
+
+    assert ecs.calls.count("DescribeServiceDeployments") == 1
+    assert [t.record.progress.awaiting_hook_id for t in polled] == [f"h-{n}" for n in names]
+    assert {t.record.progress.lifecycle_stage for t in polled} == {"POST_SCALE_UP"}

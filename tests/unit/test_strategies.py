@@ -102,6 +102,23 @@ def test_hook_timeouts_count_in_the_default_not_in_the_least() -> None:
     assert times.default_seconds == (1 + 2 * 30 + 1440) * 60 + 1800
 
 
+def test_a_rolling_update_with_hooks_waits_for_them_by_default() -> None:
+    """ECS runs a ROLLING deployment's hooks at PRE_SCALE_UP and POST_SCALE_UP: their timeouts
+    count in its default (hooks at stages a rolling update has not do not), not in the least."""
+    rolling = {
+        "strategy": "ROLLING",
+        "lifecycleHooks": [
+            pause("PRE_SCALE_UP", 30),
+            pause("POST_SCALE_UP"),
+            pause("PRE_PRODUCTION_TRAFFIC_SHIFT", 60),
+        ],
+    }
+    times = strategy_times(rolling)
+    assert (times.strategy, times.minimum_seconds) == ("ROLLING", 30)
+    assert times.default_seconds == (30 + 1440) * 60 + 1800
+    assert times.parts == ("2 lifecycle hook runs of up to 1470 min",)
+
+
 def test_a_job_without_a_timeout_gets_the_strategys_default() -> None:
     """timeout_seconds None: the default of the strategy; given and long enough: as given."""
     times = strategy_times({"strategy": "BLUE_GREEN", "bakeTimeInMinutes": 60})

@@ -45,6 +45,8 @@ _STEP_BAKE_MINUTES = 6
 _HOOK_TIMEOUT_MINUTES = 1440
 # Stages that ECS enters once per traffic shift step of a LINEAR or CANARY deployment.
 _PER_SHIFT_STAGES = frozenset({"PRE_PRODUCTION_TRAFFIC_SHIFT", "PRODUCTION_TRAFFIC_SHIFT"})
+# The stages at which ECS runs the lifecycle hooks of a ROLLING deployment.
+_ROLLING_HOOK_STAGES = frozenset({"PRE_SCALE_UP", "POST_SCALE_UP"})
 
 
 def strategy_of(configuration: Mapping[str, Any] | None) -> str:
@@ -55,6 +57,13 @@ def strategy_of(configuration: Mapping[str, Any] | None) -> str:
 def service_strategy(service: Mapping[str, Any] | None) -> str:
     """The strategy a DescribeServices entry deploys with (ROLLING when it says none)."""
     return strategy_of((service or {}).get("deploymentConfiguration"))
+
+
+def has_lifecycle_hooks(service: Mapping[str, Any] | None) -> bool:
+    """Whether a DescribeServices entry's deployment configuration names lifecycle hooks: ECS
+    runs them on ROLLING deployments too (PRE_SCALE_UP, POST_SCALE_UP)."""
+    configuration = (service or {}).get("deploymentConfiguration") or {}
+    return bool(configuration.get("lifecycleHooks"))
 
 
 def is_staged(strategy: str | None) -> bool:
@@ -107,7 +116,8 @@ def _shifts(strategy: str, configuration: Mapping[str, Any]) -> int:
 
 
 def _hook_minutes(strategy: str, configuration: Mapping[str, Any]) -> tuple[int, int]:
-    """The longest all lifecycle hooks may wait, in minutes, and how many hook runs that is."""
+    """The longest all lifecycle hooks may wait, in minutes, and how many hook runs that is
+    (of a ROLLING deployment, only the hooks at the stages a rolling update has)."""
     total = runs = 0
     for hook in configuration.get("lifecycleHooks") or []:
         if not isinstance(hook, Mapping):
@@ -115,6 +125,8 @@ def _hook_minutes(strategy: str, configuration: Mapping[str, Any]) -> tuple[int,
         timeout = (hook.get("timeoutConfiguration") or {}).get("timeoutInMinutes")
         minutes = _minutes(timeout, _HOOK_TIMEOUT_MINUTES)
         for stage in hook.get("lifecycleStages") or []:
+            if strategy == ROLLING and stage not in _ROLLING_HOOK_STAGES:
+                continue
             times = _shifts(strategy, configuration) if stage in _PER_SHIFT_STAGES else 1
             total += minutes * times
             runs += times
@@ -124,13 +136,22 @@ def _hook_minutes(strategy: str, configuration: Mapping[str, Any]) -> tuple[int,
 def strategy_times(configuration: Mapping[str, Any] | None) -> StrategyTimes:
     """The least and the default time of a deployment with this deployment configuration.
 
-    ROLLING keeps Conveyor's own default (``DEFAULT_TIMEOUT_SECONDS``) and asks for no more than
-    the contract's least timeout.
+    ROLLING keeps Conveyor's own default (``DEFAULT_TIMEOUT_SECONDS``), plus the timeouts of its
+    lifecycle hooks at PRE_SCALE_UP and POST_SCALE_UP, and asks for no more than the contract's
+    least timeout.
     """
     configuration = configuration or {}
     strategy = strategy_of(configuration)
     if not is_staged(strategy):
-        return StrategyTimes(strategy, MIN_TIMEOUT_SECONDS, DEFAULT_TIMEOUT_SECONDS)
+        hooks, runs = _hook_minutes(strategy, configuration)
+        if not runs:
+            return StrategyTimes(strategy, MIN_TIMEOUT_SECONDS, DEFAULT_TIMEOUT_SECONDS)
+        return StrategyTimes(
+            strategy,
+            MIN_TIMEOUT_SECONDS,
+            hooks * 60 + DEFAULT_TIMEOUT_SECONDS,
+            (f"{runs} lifecycle hook run{'s' if runs > 1 else ''} of up to {hooks} min",),
+        )
     bake = _minutes(configuration.get("bakeTimeInMinutes"), 0)
     parts = [f"bake time {bake} min"]
     waits = bake

@@ -48,6 +48,7 @@ from worker.domain.planning import DEPLOYMENT_TAG, check_containers, plan_revisi
 from worker.domain.strategies import (
     bake_minutes_of,
     deployment_timeout,
+    has_lifecycle_hooks,
     is_staged,
     service_strategy,
     staged_progress,
@@ -219,12 +220,12 @@ class UpdateFlow:
         if self._fetched_at is not None and transition.next_step is transition.record.step:
             countdown = max(0.5, min(countdown, self._poll - (self._clock() - self._fetched_at)))
         self._describer.next_poll(job.cluster, job.service, self._clock() + countdown)
-        if (
-            arn
-            and transition.record.progress.strategy
-            and is_staged(transition.record.progress.strategy)
+        progress = transition.record.progress
+        if arn and (
+            (progress.strategy and is_staged(progress.strategy)) or progress.lifecycle_stage
         ):
-            # Its service deployment is polled on the same beat, batched with the others'.
+            # Its service deployment (staged, or rolling with lifecycle hooks) is polled on the
+            # same beat, batched with the others'.
             self._describer.next_deployment_poll(arn, self._clock() + countdown)
         return Transition(transition.record, transition.next_step, countdown)
 
@@ -533,7 +534,34 @@ class UpdateFlow:
         record, verdict, service = await self._observe(record, job, deployment, target, deadline)
         if is_staged(service_strategy(service)):
             return await self._watch_staged(record, job, verdict, before, service)
-        return await self._decide(record, job, verdict)
+        sent = False
+        if has_lifecycle_hooks(service):
+            record, sent = await self._follow_rolling_hooks(record, job, before, service)
+        return await self._decide(record, job, verdict, soon=sent)
+
+    async def _follow_rolling_hooks(
+        self,
+        record: DeploymentRecord,
+        job: UpdateServiceJob,
+        before: ProgressInfo,
+        service: dict[str, Any] | None,
+    ) -> tuple[DeploymentRecord, bool]:
+        """A rolling update whose service has lifecycle hooks: read our service deployment for
+        its stage and the PAUSE hook awaiting approval, and send a recorded answer to it; True
+        when ECS took one.
+
+        Only what the hooks need is read here: the verdict stays DescribeServices' (and the
+        history's). Without access to the service deployments, an answer is left for
+        :meth:`_decide` to note as not sent.
+        """
+        entry, _ = await self._staged_entry(record, job)
+        if entry is None:
+            return record, False
+        hooks = judge_service_deployment(entry)
+        record = self._with_stage(record, entry, hooks, before, service)
+        if record.approval_requested is None:
+            return record, False
+        return await self._answer_hook(record, hooks)
 
     async def _answer_hook(
         self, record: DeploymentRecord, staged: StagedVerdict | None
@@ -589,14 +617,22 @@ class UpdateFlow:
         )
 
     async def _decide(
-        self, record: DeploymentRecord, job: UpdateServiceJob, verdict: Verdict
+        self,
+        record: DeploymentRecord,
+        job: UpdateServiceJob,
+        verdict: Verdict,
+        *,
+        soon: bool = False,
     ) -> Transition:
-        """Act on what DescribeServices says of a rolling update."""
+        """Act on what DescribeServices says of a rolling update; ``soon``: a hook was just
+        answered, so ECS moves on (or rolls back) at once: look again soon."""
         now = self._clock()
         if record.approval_requested is not None:
             record, _ = await self._answer_hook(record, None)
         if verdict.outcome is Outcome.IN_PROGRESS:
-            return Transition(record, Step.WATCH, countdown=self._poll)
+            return Transition(
+                record, Step.WATCH, countdown=min(self._poll, 2.0) if soon else self._poll
+            )
         if verdict.outcome is Outcome.SUCCEEDED:
             return Transition(finish(record, DeploymentState.SUCCEEDED, verdict.reason, now), None)
         if not verdict.ours_visible:

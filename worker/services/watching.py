@@ -1,6 +1,6 @@
 """Rollouts watched in one cluster are polled together: up to 10 services per DescribeServices,
-and the service deployments of blue/green, linear and canary rollouts up to 20 per
-DescribeServiceDeployments.
+and the service deployments of blue/green, linear and canary rollouts (and of rolling ones with
+lifecycle hooks) up to 20 per DescribeServiceDeployments.
 
 Every watched service is in a Redis set per (account, region, cluster), scored by when its next
 poll is due. A watch step that needs a fresh look first reads the cache: another deployment's
