@@ -12,7 +12,14 @@ import pytest
 from localaws.devstack import Worker
 from localaws.testing import create_alarm
 from tests.integration.conftest import Stack
-from tests.integration.test_strategies_e2e import IMAGE, _client, _end, _start, _steady, _until
+from tests.integration.test_strategies_e2e import (
+    _client,
+    _end,
+    _start,
+    _steady,
+    _until,
+    create_service,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -21,26 +28,14 @@ BAKE_MINUTES = 80  # 8 s at the local AWS's 0.1 s a minute: time to set the alar
 
 def _rolling_service(stack: Stack, alarm: str) -> str:
     """A two-task ROLLING service with the breaker and ``alarm`` (rollback on)."""
-    ecs = stack.ecs()
-    name = f"rolling-{uuid.uuid4().hex[:6]}"
-    ecs.register_task_definition(
-        family=name, containerDefinitions=[{"name": "app", "image": IMAGE, "memory": 128}]
-    )
-    ecs.create_service(
-        cluster="demo",
-        serviceName=name,
-        taskDefinition=name,
-        desiredCount=2,
-        launchType="EC2",
-        deploymentController={"type": "ECS"},
-        deploymentConfiguration={
-            "strategy": "ROLLING",
-            "maximumPercent": 200,
-            "minimumHealthyPercent": 100,
-            "deploymentCircuitBreaker": {"enable": True, "rollback": True},
-            "alarms": {"alarmNames": [alarm], "enable": True, "rollback": True},
-        },
-    )
+    configuration = {
+        "strategy": "ROLLING",
+        "maximumPercent": 200,
+        "minimumHealthyPercent": 100,
+        "deploymentCircuitBreaker": {"enable": True, "rollback": True},
+        "alarms": {"alarmNames": [alarm], "enable": True, "rollback": True},
+    }
+    name = create_service(stack, "rolling", configuration)
     _steady(stack, name)
     return name
 

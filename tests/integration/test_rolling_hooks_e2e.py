@@ -5,7 +5,6 @@ another rejected with `conveyor reject`; no assert is a timing."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -13,7 +12,14 @@ import pytest
 
 from localaws.devstack import Worker
 from tests.integration.conftest import Stack
-from tests.integration.test_strategies_e2e import IMAGE, _end, _id_of, _start, _steady, _until
+from tests.integration.test_strategies_e2e import (
+    _end,
+    _id_of,
+    _start,
+    _steady,
+    _until,
+    create_service,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -32,23 +38,10 @@ PAUSE_HOOK = {
 
 def _rolling_service(stack: Stack) -> str:
     """A steady two-task ROLLING service that pauses its next deployments at POST_SCALE_UP."""
-    ecs = stack.ecs()
-    name = f"rollhook-{uuid.uuid4().hex[:6]}"
-    ecs.register_task_definition(
-        family=name, containerDefinitions=[{"name": "app", "image": IMAGE, "memory": 128}]
-    )
-    ecs.create_service(
-        cluster="demo",
-        serviceName=name,
-        taskDefinition=name,
-        desiredCount=2,
-        launchType="EC2",
-        deploymentController={"type": "ECS"},
-        deploymentConfiguration=ROLLING,
-    )
+    name = create_service(stack, "rollhook", ROLLING)
     _steady(stack, name)
     # The hook comes after the first deployment, so that only ours pauses.
-    ecs.update_service(
+    stack.ecs().update_service(
         cluster="demo",
         service=name,
         deploymentConfiguration={**ROLLING, "lifecycleHooks": [PAUSE_HOOK]},

@@ -24,7 +24,7 @@ import boto3
 import pytest
 
 from localaws.devstack import ROOT, VENV_BIN, Worker
-from localaws.testing import control
+from localaws.testing import control, create_alarm
 from tests.integration.conftest import Stack
 
 pytestmark = pytest.mark.integration
@@ -53,10 +53,11 @@ def _client(stack: Stack, service: str) -> Any:
     )
 
 
-def _service(stack: Stack, strategy: str, *, alarm: str | None = None) -> str:
-    """A two-task service deployed by ECS with ``strategy``, its breaker on (not yet steady)."""
+def create_service(stack: Stack, prefix: str, configuration: dict[str, Any]) -> str:
+    """A two-task service of cluster demo named ``prefix``-…, with ``configuration`` as its
+    deployment configuration (not yet steady)."""
     ecs = stack.ecs()
-    name = f"{strategy.lower().replace('_', '')}-{uuid.uuid4().hex[:6]}"
+    name = f"{prefix}-{uuid.uuid4().hex[:6]}"
     ecs.register_task_definition(
         family=name, containerDefinitions=[{"name": "app", "image": IMAGE, "memory": 128}]
     )
@@ -67,10 +68,16 @@ def _service(stack: Stack, strategy: str, *, alarm: str | None = None) -> str:
         desiredCount=2,
         launchType="EC2",
         deploymentController={"type": "ECS"},
-        # No bake for the service's first deployment; its own configuration comes after.
-        deploymentConfiguration={**_configuration(strategy, alarm), "bakeTimeInMinutes": 0},
+        deploymentConfiguration=configuration,
     )
     return name
+
+
+def _service(stack: Stack, strategy: str, *, alarm: str | None = None) -> str:
+    """A two-task service deployed by ECS with ``strategy``, its breaker on (not yet steady)."""
+    # No bake for the service's first deployment; its own configuration comes after.
+    configuration = {**_configuration(strategy, alarm), "bakeTimeInMinutes": 0}
+    return create_service(stack, strategy.lower().replace("_", ""), configuration)
 
 
 def _configuration(strategy: str, alarm: str | None) -> dict[str, Any]:
@@ -176,16 +183,7 @@ def test_every_case_of_every_strategy_ends_as_ecs_decided(
 ) -> None:
     """Each case on a service of each strategy, all at once, two workers, one of them killed."""
     alarm = f"alarm-{uuid.uuid4().hex[:6]}"
-    _client(stack, "cloudwatch").put_metric_alarm(
-        AlarmName=alarm,
-        MetricName="5xx",
-        Namespace="e2e",
-        Statistic="Sum",
-        Period=60,
-        EvaluationPeriods=1,
-        Threshold=1.0,
-        ComparisonOperator="GreaterThanThreshold",
-    )
+    create_alarm(_client(stack, "cloudwatch"), alarm, namespace="e2e")
     names = {
         (strategy, case): _service(stack, strategy, alarm=alarm if case == "alarm" else None)
         for strategy in STRATEGIES

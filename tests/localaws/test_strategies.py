@@ -18,7 +18,7 @@ from botocore.exceptions import ClientError
 from botocore.model import StringShape
 
 from localaws.fidelity import answer_errors
-from localaws.testing import control, run_local_aws
+from localaws.testing import control, create_alarm, run_local_aws
 from tests.localaws.conftest import Aws, client, wait_for
 
 GOOD = "repo/app:1"
@@ -287,16 +287,7 @@ def test_blue_green_runs_both_then_cleans_up_blue(aws: Aws) -> None:
     green and ACTIVE blue, both at full count, IN_PROGRESS; it ends SUCCESSFUL with blue gone,
     green COMPLETED alone, and its alarm (never in ALARM) MONITORING_COMPLETE."""
     watch = client(aws.url, "cloudwatch")
-    watch.put_metric_alarm(
-        AlarmName="app-5xx",
-        MetricName="5xx",
-        Namespace="app",
-        Statistic="Sum",
-        Period=60,
-        EvaluationPeriods=1,
-        Threshold=1.0,
-        ComparisonOperator="GreaterThanThreshold",
-    )
+    create_alarm(watch, "app-5xx")
     alarms = {"alarmNames": ["app-5xx"], "enable": True, "rollback": True}
     blue = start(aws, configuration(bakeTimeInMinutes=1, alarms=alarms))
     blue_id = aws.describe("app")["deployments"][0]["id"]
@@ -484,16 +475,7 @@ def test_alarm_in_alarm_rolls_back(aws: Aws, stage: str) -> None:
     TRIGGERED with the alarm's name, a statusReason that names it, all traffic back on blue and
     the service back on blue."""
     watch = client(aws.url, "cloudwatch")
-    watch.put_metric_alarm(
-        AlarmName="app-5xx",
-        MetricName="5xx",
-        Namespace="app",
-        Statistic="Sum",
-        Period=60,
-        EvaluationPeriods=1,
-        Threshold=1.0,
-        ComparisonOperator="GreaterThanThreshold",
-    )
+    create_alarm(watch, "app-5xx")
     alarms = {"alarmNames": ["app-5xx", "app-latency"], "enable": True, "rollback": True}
     config = configuration("CANARY", alarms=alarms)
     blue = start(aws, config)
@@ -524,16 +506,7 @@ def test_alarm_without_rollback_stops_the_deployment(aws: Aws) -> None:
     """With alarms.rollback false, an alarm in ALARM stops the deployment where it is: STOPPED,
     alarms TRIGGERED, green FAILED beside blue, which keeps serving."""
     watch = client(aws.url, "cloudwatch")
-    watch.put_metric_alarm(
-        AlarmName="app-5xx",
-        MetricName="5xx",
-        Namespace="app",
-        Statistic="Sum",
-        Period=60,
-        EvaluationPeriods=1,
-        Threshold=1.0,
-        ComparisonOperator="GreaterThanThreshold",
-    )
+    create_alarm(watch, "app-5xx")
     alarms = {"alarmNames": ["app-5xx"], "enable": True, "rollback": False}
     blue = start(aws, configuration(bakeTimeInMinutes=10, alarms=alarms))
     set_minute(aws, 5.0)
