@@ -49,6 +49,8 @@ class FlowDeps:
     notes: AttemptNotes | None = None
     # The Prometheus server of gates that name none (CONVEYOR_PROMETHEUS_URL).
     prometheus_url: str | None = None
+    # How long one measurement of a gate may take inside a step.
+    measure_timeout: float = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +106,7 @@ def _update_flow(aws: AwsGateway, deps: FlowDeps) -> Flow:
             # Set by the client pool (its CloudWatch client); fakes have none.
             cloudwatch=getattr(aws, "gate_metrics", None),
         ),
+        measure_timeout=deps.measure_timeout,
     )
 
 

@@ -99,6 +99,8 @@ def flow_deps(ctx: StepContext) -> FlowDeps:
         batch_watch=ctx.batch_watch,
         notes=ctx.notes or (None if ctx.store is None else StoreNotes(ctx.store)),
         prometheus_url=ctx.prometheus_url,
+        # A third of the step's time: the step's own calls (and a rate-limit wait) need the rest.
+        measure_timeout=max(1.0, ctx.step_time_limit / 3),
     )
 
 

@@ -13,12 +13,13 @@ from typing import Any
 
 import pytest
 
+from producers.contract.gates import Gate
 from producers.contract.records import DeploymentRecord, DeploymentState, Step
 from tests.fakes.ecs import FakeEcs
 from tests.fakes.gates import ScriptedMetrics
 from tests.service.test_staged_flow import Clock, record_for, run_until, staged_service, step
 from worker.domain.errors import InvalidJobError
-from worker.domain.gates import failed_query, no_data, value
+from worker.domain.gates import Measurement, failed_query, no_data, value
 from worker.services.update_flow import UpdateFlow
 
 GATE: dict[str, Any] = {
@@ -227,3 +228,31 @@ def test_a_job_that_makes_the_service_canary_may_carry_a_bake_gate() -> None:
     flow = UpdateFlow(ecs, poll_interval=5, clock=Clock(), metrics=ScriptedMetrics())
     t = asyncio.run(flow.run(record_for(bake_gate=gate(), strategy="canary")))
     assert t.next_step is Step.REGISTER
+
+
+class _Hanging:
+    """A source that never answers (a Prometheus that accepts and then stalls)."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    async def measure(self, gate: Gate) -> Measurement:
+        self.calls += 1
+        await asyncio.Event().wait()
+        raise AssertionError("never answers")
+
+
+def test_a_source_that_does_not_answer_is_an_inconclusive_measurement() -> None:
+    """The measurement is cut at the flow's measuring time and counted as an error, so the
+    watch step ends in time (its retries would otherwise end in a rollback)."""
+    ecs, clock = staged_service("CANARY"), Clock()
+    hanging = _Hanging()
+    flow = UpdateFlow(ecs, poll_interval=5, clock=clock, metrics=hanging, measure_timeout=0.05)
+    record = run_until(flow, record_for(bake_gate=gate(inconclusive_limit=1)), Step.WATCH)
+    ecs.enter_stage("demo", "web", "PRODUCTION_TRAFFIC_SHIFT", traffic=5.0)
+    t = step(flow, record)
+    assert t.next_step is Step.WATCH
+    assert t.record.bake_gate is not None
+    (taken,) = t.record.bake_gate.measurements
+    assert "no answer within 0.05 s" in (taken.error or "")
+    assert hanging.calls == 1

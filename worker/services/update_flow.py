@@ -9,6 +9,7 @@ record and dispatching the next step is the caller's job (:mod:`worker.steps`).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Any, Protocol, TypeVar
 
@@ -16,6 +17,7 @@ import structlog
 from pydantic import ValidationError
 
 from producers.contract.enums import ErrorCode, JobKind
+from producers.contract.gates import Gate
 from producers.contract.jobs import (
     MASK,
     UpdateServiceJob,
@@ -52,7 +54,7 @@ from worker.domain.errors import (
     PermanentError,
     TransientError,
 )
-from worker.domain.gates import failed_query
+from worker.domain.gates import Measurement, failed_query
 from worker.domain.planning import DEPLOYMENT_TAG, check_containers, plan_revision
 from worker.domain.strategies import (
     bake_minutes_of,
@@ -175,10 +177,14 @@ class UpdateFlow:
         describer: BatchedDescriber | None = None,
         notes: AttemptNotes | None = None,
         metrics: MetricSource | None = None,
+        measure_timeout: float = 10.0,
     ) -> None:
         self._notes: AttemptNotes = notes if notes is not None else MemoryNotes()
         # Measures the job's bake gate (None: a gate is measured as an error, inconclusive).
         self._metrics = metrics
+        # A measurement is cut short past this (an error, inconclusive): a slow source must not
+        # take the watch step past its time limit, whose retries would end in a rollback.
+        self._measure_timeout = measure_timeout
         self._ecs = gateway
         self._poll = poll_interval
         self._known = known_fields
@@ -822,10 +828,7 @@ class UpdateFlow:
         due = next_due(gate, info)
         failure = None
         if due is not None and now >= due:
-            if self._metrics is None:
-                measurement = failed_query("this worker measures no gates")
-            else:
-                measurement = await self._metrics.measure(gate)
+            measurement = await self._measure(gate)
             judged = add_measurement(gate, info, measurement, now)
             info = judged.info
             window = info.windows[-1]
@@ -843,6 +846,18 @@ class UpdateFlow:
             if judged.fails:
                 failure = window.reason or judged.verdict.reason
         return record.model_copy(update={"bake_gate": info}), failure
+
+    async def _measure(self, gate: Gate) -> Measurement:
+        """One measurement of ``gate``, within the flow's measuring time."""
+        if self._metrics is None:
+            return failed_query("this worker measures no gates")
+        try:
+            async with asyncio.timeout(self._measure_timeout):
+                return await self._metrics.measure(gate)
+        except TimeoutError:
+            return failed_query(
+                f"no answer within {self._measure_timeout:g} s, the time a watch step gives it"
+            )
 
     def _gate_countdown(self, record: DeploymentRecord, job: UpdateServiceJob) -> float:
         """The next look: one poll, or sooner when the bake gate's next measurement is due."""
