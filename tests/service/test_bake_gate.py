@@ -256,3 +256,20 @@ def test_a_source_that_does_not_answer_is_an_inconclusive_measurement() -> None:
     (taken,) = t.record.bake_gate.measurements
     assert "no answer within 0.05 s" in (taken.error or "")
     assert hanging.calls == 1
+
+
+def test_the_step_log_has_one_entry_per_window_verdict() -> None:
+    """A window that passed is one step entry; a failed one is the rollback's entry, once."""
+    ecs, clock = staged_service("LINEAR"), Clock()
+    metrics = ScriptedMetrics({"error-rate": [value(0.001)] * 3 + [value(0.3)]})
+    flow, record = watching(ecs, clock, metrics)
+    ecs.enter_stage("demo", "web", "PRODUCTION_TRAFFIC_SHIFT", traffic=25.0)
+    for _ in range(3):
+        record = step(flow, record).record
+        clock.now += 30
+    ecs.enter_stage("demo", "web", "PRODUCTION_TRAFFIC_SHIFT", traffic=50.0)
+    record = step(flow, record).record
+    details = [s.detail for s in record.steps if "gate error-rate" in s.detail]
+    assert len(details) == 2
+    assert "3 of 3 measurement(s) met" in details[0]
+    assert "did not meet result < 0.01" in details[1]

@@ -839,12 +839,12 @@ class UpdateFlow:
                 measurement=measurement.describe(),
                 outcome=judged.verdict.outcome.value,
             )
-            if window.outcome != "measuring":
-                status = StepStatus.FAILED if judged.fails else StepStatus.COMPLETED
-                steps = self._log_step(record, window.reason or judged.verdict.reason, status)
-                record = record.model_copy(update={"steps": steps})
             if judged.fails:
+                # The rollback's own step entry carries it.
                 failure = window.reason or judged.verdict.reason
+            elif window.outcome != "measuring":
+                steps = self._log_step(record, window.reason or judged.verdict.reason)
+                record = record.model_copy(update={"steps": steps})
         return record.model_copy(update={"bake_gate": info}), failure
 
     async def _measure(self, gate: Gate) -> Measurement:
