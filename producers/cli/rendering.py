@@ -121,6 +121,11 @@ def stage_text(record: DeploymentRecord, now: float) -> str | None:
         text += f", production traffic {new:g}% new / {100.0 - new:g}% old"
     if p.bake_ends_at is not None:
         text += f", bake time left {age(max(0.0, p.bake_ends_at - now))}"
+    gate = record.bake_gate
+    if gate is not None and gate.windows:
+        window = gate.windows[-1]
+        taken = sum(1 for m in gate.measurements if m.window == window.number)
+        text += f", gate {gate.name} {window.outcome} ({taken} measured)"
     return text
 
 

@@ -14,7 +14,7 @@ import yaml
 from pydantic import ValidationError
 
 from producers.cli import core
-from producers.cli.rendering import summary
+from producers.cli.rendering import progress_text, summary
 from producers.contract.jobs import UpdateServiceJob, describe_validation_error, load_update_job
 from producers.contract.records import (
     BakeGateInfo,
@@ -22,6 +22,7 @@ from producers.contract.records import (
     DeploymentRecord,
     DeploymentState,
     GateMeasurement,
+    ProgressInfo,
 )
 from producers.contract.releases import ReleaseJob
 from tests.unit.cli_support import conveyor, point_at
@@ -185,3 +186,26 @@ def test_status_shows_each_bake_window_with_its_verdict_and_measurements() -> No
     assert "gate      error-rate (result < 0.01)" in text
     assert "at 10% of production traffic: failed, 2 measurement(s): 0.2, error: refused" in text
     assert "verdict   gate error-rate: 1 measurement(s) did not meet result < 0.01" in text
+
+
+def test_the_progress_line_shows_the_gate_of_the_window_being_measured() -> None:
+    """While it runs, the live line says the gate is measuring and how far it got."""
+    record = DeploymentRecord(
+        id="d",
+        job={},
+        cluster="c",
+        service="s",
+        state=DeploymentState.RUNNING,
+        created_at=1.0,
+        updated_at=1.0,
+        progress=ProgressInfo(
+            strategy="CANARY", lifecycle_stage="PRODUCTION_TRAFFIC_SHIFT", production_traffic=10.0
+        ),
+        bake_gate=BakeGateInfo(
+            name="error-rate",
+            condition="result < 0.01",
+            windows=[BakeWindow(number=1, traffic=10.0, started_at=1.0)],
+            measurements=[GateMeasurement(at=2.0, window=1, value=0.001)],
+        ),
+    )
+    assert "gate error-rate measuring (1 measured)" in progress_text(record, 3.0)
