@@ -17,12 +17,13 @@ from aiobotocore.config import AioConfig
 from aiobotocore.session import AioSession, get_session
 
 from worker.aws.boto_calls import count_attempt, learn_from_throttle
+from worker.aws.boto_cloudwatch import BotoCloudWatchGateway, CloudWatchMetrics
 from worker.aws.boto_errors import translate_error
 from worker.aws.boto_fargate import BotoAwsGateway
 from worker.aws.ratelimit import Bucket, RateLimiter
 
 # The clients of one identity.
-_CLIENT_NAMES = ("ecs", "cloudformation", "elbv2", "ec2", "events")
+_CLIENT_NAMES = ("ecs", "cloudformation", "elbv2", "ec2", "events", "cloudwatch")
 
 
 def _session(region: str | None) -> AioSession:
@@ -112,7 +113,7 @@ class ClientPool:
         return fresh.gateway
 
     def open_clients(self) -> int:
-        """How many clients are open (five per identity in use)."""
+        """How many clients are open (six per identity in use)."""
         return len(_CLIENT_NAMES) * len(self._clients)
 
     async def _make(self, role_arn: str | None) -> _Clients:
@@ -131,10 +132,13 @@ class ClientPool:
             elbv2 = await stack.enter_async_context(session.create_client("elbv2", config=config))
             ec2 = await stack.enter_async_context(session.create_client("ec2", config=config))
             events = await stack.enter_async_context(session.create_client("events", config=config))
+            cloudwatch = await stack.enter_async_context(
+                session.create_client("cloudwatch", config=config)
+            )
         except BaseException:
             await stack.aclose()
             raise
-        for client in (ecs, cfn, elbv2, ec2, events):
+        for client in (ecs, cfn, elbv2, ec2, events, cloudwatch):
             client.meta.events.register("needs-retry", count_attempt)
         limiter = None
         if self._limits is not None:
@@ -154,6 +158,10 @@ class ClientPool:
             )
         gateway = BotoAwsGateway(
             ecs, cfn, elbv2, ec2, call_timeout=self._call_timeout, limiter=limiter, events=events
+        )
+        # Metric gates read CloudWatch with the deployment's own identity, through the limiter.
+        gateway.gate_metrics = CloudWatchMetrics(
+            BotoCloudWatchGateway(cloudwatch, call_timeout=self._call_timeout, limiter=limiter)
         )
         # Watched rollouts are batched per account and region: say which this gateway is.
         gateway.scope = f"{await self.account_id(role_arn)}:{self.region or ''}"
