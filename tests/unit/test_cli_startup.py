@@ -102,9 +102,10 @@ def test_python_dash_m_is_the_conveyor_command() -> None:
     assert "wait" in result.stdout
 
 
-# What neither `status` nor `update --no-wait` needs: the settings reader of pydantic-settings
-# (the command reads the same variables with config.fields), YAML (Fargate spec files), PEP 440
-# ranges (version rules), and what only workers, ECR look-ups, tables or templates use.
+# What neither `status` nor `update --no-wait` (without a freeze file) needs: the settings
+# reader of pydantic-settings (the command reads the same variables with config.fields), YAML
+# (Fargate spec files), PEP 440 ranges (version rules), and what only workers, ECR look-ups,
+# tables or templates use.
 NOT_ON_THE_SHELL_PATH = (
     "pydantic_settings",
     "dotenv",
@@ -116,6 +117,9 @@ NOT_ON_THE_SHELL_PATH = (
     "botocore",
     "rich",
     "jinja2",
+    # Freeze windows (recurrence rules, time zones), read only when a freeze file is set.
+    "producers.contract.freeze",
+    "dateutil",
 )
 # The contract modules of releases, plans and Fargate specs; `status` of a deployment needs
 # none of them, nor the job models.
