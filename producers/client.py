@@ -133,12 +133,13 @@ class ConveyorClient:
     def freeze_check(self, override: str | None, now: float) -> FreezeOverride | None:
         """The override to record when ``now`` is inside a freeze window; FrozenError when it
         is and ``override`` (the reason) is None, or when the freeze file cannot be used."""
-        from producers.contract.errors import FrozenError
-        from producers.contract.freeze import calendar_at
-
         path = self.settings.freeze_file
         if not path:
             return None
+        # Only with a freeze file: it brings dateutil, zoneinfo and its own models.
+        from producers.contract.errors import FrozenError
+        from producers.contract.freeze import calendar_at
+
         try:
             freeze = calendar_at(path).active(now)
         except ValueError as exc:

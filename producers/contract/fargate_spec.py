@@ -54,7 +54,9 @@ FARGATE_SIZES: dict[int, tuple[int, ...]] = {
 }
 MAX_LOAD_BALANCERS = 5
 
-_STRICT = ConfigDict(extra="forbid", frozen=True)
+# Built on first use: the job-kind table imports this module wherever a job is enqueued, and
+# `conveyor update --no-wait` would otherwise build these ten validators on every call.
+_STRICT = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 def logical_id(name: str) -> str:

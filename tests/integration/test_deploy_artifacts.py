@@ -130,6 +130,24 @@ def test_the_dockerfile_commands_work_in_a_fresh_virtualenv(redis_url: str, tmp_
         check=False,
     )
     assert install.returncode == 0, install.stderr[-3000:]
+    # The image's user cannot write /opt/conveyor: whatever has no bytecode from the build is
+    # compiled again on every `conveyor` call and every HEALTHCHECK.
+    uncompiled = subprocess.run(
+        [
+            f"{venv}/bin/python",
+            "-c",
+            "import os, sys, producers.cli, producers.client\n"
+            "print(sorted(m.__name__ for m in list(sys.modules.values())"
+            f" if (getattr(m, '__file__', None) or '').startswith({str(venv)!r})"
+            " and m.__file__.endswith('.py') and not os.path.exists(m.__cached__)))",
+        ],
+        env={"PATH": "/usr/bin:/bin", "PYTHONDONTWRITEBYTECODE": "1"},
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert uncompiled.stdout.strip() == "[]"
 
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith(("CONVEYOR_", "VIRTUAL_ENV"))},

@@ -102,9 +102,10 @@ def test_python_dash_m_is_the_conveyor_command() -> None:
     assert "wait" in result.stdout
 
 
-# What neither `status` nor `update --no-wait` needs: the settings reader of pydantic-settings
-# (the command reads the same variables with config.fields), YAML (Fargate spec files), PEP 440
-# ranges (version rules), and what only workers, ECR look-ups, tables or templates use.
+# What neither `status` nor `update --no-wait` (without a freeze file) needs: the settings
+# reader of pydantic-settings (the command reads the same variables with config.fields), YAML
+# (Fargate spec files), PEP 440 ranges (version rules), and what only workers, ECR look-ups,
+# tables or templates use.
 NOT_ON_THE_SHELL_PATH = (
     "pydantic_settings",
     "dotenv",
@@ -116,6 +117,9 @@ NOT_ON_THE_SHELL_PATH = (
     "botocore",
     "rich",
     "jinja2",
+    # Freeze windows (recurrence rules, time zones), read only when a freeze file is set.
+    "producers.contract.freeze",
+    "dateutil",
 )
 # The contract modules of releases, plans and Fargate specs; `status` of a deployment needs
 # none of them, nor the job models.
@@ -137,9 +141,10 @@ NOT_FOR_UPDATE = (
 )
 
 
-def _run_loading(argv: list[str], redis_url: str) -> tuple[int, str, set[str]]:
+def _run_loading(argv: list[str], redis_url: str) -> tuple[int, str, set[str], set[str]]:
     """Run `conveyor argv` in a fresh interpreter on ``redis_url``: its exit code, its
-    stdout, and every module it had loaded when it ended."""
+    stdout, every module it had loaded when it ended, and the contract models whose
+    validators it had built (``module.Model``)."""
     code = (
         "import sys\n"
         "from producers.cli import main\n"
@@ -148,7 +153,12 @@ def _run_loading(argv: list[str], redis_url: str) -> tuple[int, str, set[str]]:
         f"    main({argv!r}, prog_name='conveyor')\n"
         "except SystemExit as exc:\n"
         "    code = int(exc.code or 0)\n"
-        "print(repr((code, sorted(sys.modules))), file=sys.stderr)\n"
+        "from pydantic import BaseModel\n"
+        "built = sorted(f'{m.__name__}.{c.__name__}' for m in list(sys.modules.values())\n"
+        "    if m.__name__.startswith('producers.contract.') for c in vars(m).values()\n"
+        "    if isinstance(c, type) and issubclass(c, BaseModel) and c.__module__ == m.__name__\n"
+        "    and c.__pydantic_complete__)\n"
+        "print(repr((code, sorted(sys.modules), built)), file=sys.stderr)\n"
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CONVEYOR_", "AWS_"))}
     env.update(CONVEYOR_REDIS_URL=redis_url, CONVEYOR_REDIS_RETRY_SECONDS="1")
@@ -161,8 +171,8 @@ def _run_loading(argv: list[str], redis_url: str) -> tuple[int, str, set[str]]:
         check=True,
         timeout=60,
     )
-    exit_code, modules = eval(result.stderr.strip().splitlines()[-1])  # noqa: S307 -- our child's repr
-    return exit_code, result.stdout, set(modules)
+    exit_code, modules, built = eval(result.stderr.strip().splitlines()[-1])  # noqa: S307 -- our child's repr
+    return exit_code, result.stdout, set(modules), set(built)
 
 
 def _loaded_of(modules: set[str], names: tuple[str, ...]) -> list[str]:
@@ -196,9 +206,10 @@ def test_status_loads_no_release_spec_or_settings_library(
     fleet: redis.Redis, redis_url: str
 ) -> None:
     """`conveyor status ID` reads the record with redis-py and the record model alone."""
-    code, out, modules = _run_loading(["status", "dep-started"], redis_url)
+    code, out, modules, built = _run_loading(["status", "dep-started"], redis_url)
     assert (code, out.split("\n")[0]) == (0, "deployment dep-started: succeeded")
     assert _loaded_of(modules, NOT_ON_THE_SHELL_PATH + NOT_FOR_STATUS) == []
+    assert {name.rsplit(".", 1)[0] for name in built} == {"producers.contract.records"}
 
 
 def test_update_no_wait_loads_no_release_spec_or_settings_library(
@@ -216,7 +227,10 @@ def test_update_no_wait_loads_no_release_spec_or_settings_library(
         "web=r/web:2",
         "--no-wait",
     ]
-    code, out, modules = _run_loading(argv, redis_url)
+    code, out, modules, built = _run_loading(argv, redis_url)
     assert code == 0
     assert RecordStore(fleet).get(out.strip()) is not None  # it did enqueue
     assert _loaded_of(modules, NOT_ON_THE_SHELL_PATH + NOT_FOR_UPDATE) == []
+    # The job-kind table names the Fargate job's model, so its module is loaded; its models
+    # are built on first use (defer_build), which an update never makes.
+    assert [name for name in built if name.startswith("producers.contract.fargate_spec.")] == []
