@@ -16,8 +16,10 @@ from pydantic import ValidationError
 
 from producers.contract.jobs import describe_validation_error
 from producers.contract.kinds import load_job
+from producers.contract.gates import Gate
 from producers.contract.messages import (
     CleanupMessage,
+    GateMessage,
     MalformedMessageError,
     PlanMessage,
     StepMessage,
@@ -28,13 +30,18 @@ from producers.contract.names import (
     watch_queue,
 )
 from producers.contract.records import DeploymentRecord
+from producers.contract.release_store import ReleaseStore
 from producers.contract.store import wall_clock
 from worker.app import app, settings, step_context
+from worker.aws.boto_cloudwatch import CloudWatchMetrics
 from worker.aws.gateway import AwsGateway
 from worker.domain.errors import ConveyorError, TransientError
+from worker.domain.gates import Measurement, failed_query
 from worker.kinds import FlowDeps, worker_kind
 from worker.runtime import get_runtime
+from worker.observe import metrics
 from worker.services.cleanup import InUseView, clean_up_revisions
+from worker.services.release_gates import take_measurement
 from worker.services.transitions import Transition
 from worker.steps import execute, run_step, settle
 
@@ -172,3 +179,55 @@ def clean_up(*args: Any, **kwargs: Any) -> dict[str, Any]:
             priority=PRIORITY_BACKGROUND,
         )
     return {"status": "ok", "deregistered": len(done), "more": more}
+
+
+def _measure(gate: Gate, role: str | None) -> Measurement:
+    """One measurement of ``gate`` through its source, with the release's identity."""
+    runtime = get_runtime(settings)
+
+    async def run() -> Measurement:
+        if gate.prometheus is not None:
+            return await runtime.prometheus.measure(gate)
+        try:
+            cloudwatch = await runtime.pool.cloudwatch(role, now=wall_clock())
+        except ConveyorError as exc:
+            # No client for the identity (a role that cannot be assumed): inconclusive.
+            return failed_query(exc.message)
+        return await CloudWatchMetrics(cloudwatch).measure(gate)
+
+    measurement = runtime.run(run())
+    result = (
+        "error"
+        if measurement.error is not None
+        else ("value" if measurement.conclusive else "no_data")
+    )
+    metrics.GATE_MEASUREMENTS.labels(gate.source, result).inc()
+    return measurement
+
+
+@app.task(name=GateMessage.TASK, ignore_result=True)
+def measure_gate(*args: Any, **kwargs: Any) -> dict[str, Any]:
+    """Take one measurement of a release wave's metric gate (worker.services.release_gates)."""
+    try:
+        message = GateMessage.parse(args, kwargs)
+    except MalformedMessageError as exc:
+        log.error(exc.log_event, nargs=len(args), kwargs=list(kwargs))
+        return {"status": "rejected"}
+    ctx = step_context()
+    releases = ReleaseStore(
+        ctx.redis,
+        ctx.store,
+        ttl_seconds=ctx.store.ttl,
+        recovery_grace=ctx.recovery_grace,
+        queue=ctx.queue,
+        freeze_file=ctx.freeze_file,
+    )
+    return take_measurement(
+        message,
+        releases=releases,
+        measure=_measure,
+        sender=ctx.sender,
+        clock=ctx.clock,
+        queue=ctx.queue,
+        on_verdict=lambda _source, verdict: metrics.GATE_VERDICTS.labels(verdict).inc(),
+    )

@@ -40,7 +40,7 @@ class CountingSession:
 
 def test_a_day_of_refreshes_leaves_one_set_of_clients_open(monkeypatch: pytest.MonkeyPatch) -> None:
     """Every refresh closes the clients it replaces: 24 hourly refreshes leave one set open
-    (ECS, CloudFormation, ELBv2, EC2, EventBridge), not 24.
+    (ECS, CloudFormation, ELBv2, EC2, EventBridge, CloudWatch), not 24.
 
     The credentials of an assumed role last an hour; each refresh used to open a set of clients
     and never close the previous one.
@@ -59,13 +59,14 @@ def test_a_day_of_refreshes_leaves_one_set_of_clients_open(monkeypatch: pytest.M
             clock["now"] = hour * 3600.0
             await pool.gateway(ROLE, now=clock["now"])
             await pool.gateway(ROLE, now=clock["now"] + 60)  # cached within the hour
+            await pool.cloudwatch(ROLE, now=clock["now"] + 120)  # the same set
         open_now = counts["opened"] - counts["closed"]
         await pool.close()
         return open_now
 
     open_during = asyncio.run(day())
-    assert open_during == 5
-    assert counts["opened"] == 24 * 5
+    assert open_during == 6
+    assert counts["opened"] == 24 * 6
     assert counts["closed"] == counts["opened"]
 
 

@@ -17,12 +17,13 @@ from aiobotocore.config import AioConfig
 from aiobotocore.session import AioSession, get_session
 
 from worker.aws.boto_calls import count_attempt, learn_from_throttle
+from worker.aws.boto_cloudwatch import BotoCloudWatchGateway
 from worker.aws.boto_errors import translate_error
 from worker.aws.boto_fargate import BotoAwsGateway
 from worker.aws.ratelimit import Bucket, RateLimiter
 
 # The clients of one identity.
-_CLIENT_NAMES = ("ecs", "cloudformation", "elbv2", "ec2", "events")
+_CLIENT_NAMES = ("ecs", "cloudformation", "elbv2", "ec2", "events", "cloudwatch")
 
 
 def _session(region: str | None) -> AioSession:
@@ -63,6 +64,8 @@ class _Clients:
     gateway: BotoAwsGateway
     stack: AsyncExitStack
     expires: float
+    # Metric gates' CloudWatch calls (GetMetricData, DescribeAlarms), same identity and limiter.
+    cloudwatch: BotoCloudWatchGateway
 
 
 class ClientPool:
@@ -97,9 +100,19 @@ class ClientPool:
 
     async def gateway(self, role_arn: str | None = None, *, now: float) -> BotoAwsGateway:
         """Return the gateway for the worker's own credentials, or for an assumed role."""
+        return (await self._identity(role_arn, now)).gateway
+
+    async def cloudwatch(
+        self, role_arn: str | None = None, *, now: float
+    ) -> BotoCloudWatchGateway:
+        """Return the CloudWatch gateway (metric gates) for the worker's own credentials, or
+        for an assumed role."""
+        return (await self._identity(role_arn, now)).cloudwatch
+
+    async def _identity(self, role_arn: str | None, now: float) -> _Clients:
         cached = self._clients.get(role_arn)
         if cached is not None and cached.expires > now:
-            return cached.gateway
+            return cached
         try:
             fresh = await self._make(role_arn)
         except (botocore.exceptions.BotoCoreError, OSError) as exc:
@@ -109,10 +122,10 @@ class ClientPool:
             # No step holds the old clients past this point: steps of one process run one at a
             # time on its loop, and each asks for its gateway when it starts.
             await cached.stack.aclose()
-        return fresh.gateway
+        return fresh
 
     def open_clients(self) -> int:
-        """How many clients are open (five per identity in use)."""
+        """How many clients are open (six per identity in use)."""
         return len(_CLIENT_NAMES) * len(self._clients)
 
     async def _make(self, role_arn: str | None) -> _Clients:
@@ -131,10 +144,13 @@ class ClientPool:
             elbv2 = await stack.enter_async_context(session.create_client("elbv2", config=config))
             ec2 = await stack.enter_async_context(session.create_client("ec2", config=config))
             events = await stack.enter_async_context(session.create_client("events", config=config))
+            cloudwatch = await stack.enter_async_context(
+                session.create_client("cloudwatch", config=config)
+            )
         except BaseException:
             await stack.aclose()
             raise
-        for client in (ecs, cfn, elbv2, ec2, events):
+        for client in (ecs, cfn, elbv2, ec2, events, cloudwatch):
             client.meta.events.register("needs-retry", count_attempt)
         limiter = None
         if self._limits is not None:
@@ -157,7 +173,8 @@ class ClientPool:
         )
         # Watched rollouts are batched per account and region: say which this gateway is.
         gateway.scope = f"{await self.account_id(role_arn)}:{self.region or ''}"
-        return _Clients(gateway, stack, expires)
+        watch = BotoCloudWatchGateway(cloudwatch, call_timeout=self._call_timeout, limiter=limiter)
+        return _Clients(gateway, stack, expires, watch)
 
     @property
     def region(self) -> str | None:
