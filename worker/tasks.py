@@ -14,9 +14,9 @@ from typing import Any
 import structlog
 from pydantic import ValidationError
 
+from producers.contract.gates import Gate
 from producers.contract.jobs import describe_validation_error
 from producers.contract.kinds import load_job
-from producers.contract.gates import Gate
 from producers.contract.messages import (
     CleanupMessage,
     GateMessage,
@@ -38,8 +38,8 @@ from worker.aws.gateway import AwsGateway
 from worker.domain.errors import ConveyorError, TransientError
 from worker.domain.gates import Measurement, failed_query
 from worker.kinds import FlowDeps, worker_kind
-from worker.runtime import get_runtime
 from worker.observe import metrics
+from worker.runtime import get_runtime
 from worker.services.cleanup import InUseView, clean_up_revisions
 from worker.services.release_gates import take_measurement
 from worker.services.transitions import Transition

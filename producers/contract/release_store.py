@@ -774,8 +774,8 @@ class ReleaseStore:
             ended: str | None = rollback.outcome
             if ended is None and rollback.how == "deployment" and rollback.deployment:
                 record = found.get(rollback.deployment)
-                ended = "lost" if record is None else (
-                    record.state.value if record.terminal else None
+                ended = (
+                    "lost" if record is None else (record.state.value if record.terminal else None)
                 )
             elif ended is None and rollback.how == "cancel":
                 ended = outcomes.get(rollback.of)

@@ -41,7 +41,9 @@ class Sender:
 
     def gates(self) -> list[tuple[list[Any], float | None]]:
         """The measuring messages sent, with their countdowns."""
-        return [(args, countdown) for name, args, countdown in self.sent if name == TASK_RELEASE_GATE]
+        return [
+            (args, countdown) for name, args, countdown in self.sent if name == TASK_RELEASE_GATE
+        ]
 
     def steps(self) -> list[str]:
         """The deployments whose step messages were sent."""
@@ -174,9 +176,12 @@ def test_the_release_gate_applies_to_every_wave_without_its_own() -> None:
         }
     )
     assert [g.name if g else None for g in (job.gate_of(0), job.gate_of(1))] == ["all", "errors"]
-    assert ReleaseJob.model_validate(
-        {"cluster": "c", "services": [{"service": "a", "images": {"app": ":2"}}]}
-    ).gate_of(0) is None
+    assert (
+        ReleaseJob.model_validate(
+            {"cluster": "c", "services": [{"service": "a", "images": {"app": ":2"}}]}
+        ).gate_of(0)
+        is None
+    )
 
 
 def test_a_passed_gate_lets_the_next_wave_start(client: redis.Redis) -> None:

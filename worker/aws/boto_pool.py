@@ -102,9 +102,7 @@ class ClientPool:
         """Return the gateway for the worker's own credentials, or for an assumed role."""
         return (await self._identity(role_arn, now)).gateway
 
-    async def cloudwatch(
-        self, role_arn: str | None = None, *, now: float
-    ) -> BotoCloudWatchGateway:
+    async def cloudwatch(self, role_arn: str | None = None, *, now: float) -> BotoCloudWatchGateway:
         """Return the CloudWatch gateway (metric gates) for the worker's own credentials, or
         for an assumed role."""
         return (await self._identity(role_arn, now)).cloudwatch
