@@ -13,7 +13,7 @@ from typing import Any
 import boto3
 import pytest
 
-from localaws.devstack import Worker
+from localaws.devstack import Worker, free_port
 from localaws.testing import create_alarm
 from tests.integration.conftest import Stack
 from tests.integration.test_gates_prometheus import (  # noqa: F401 - fixtures used by name
@@ -24,6 +24,7 @@ from tests.integration.test_gates_prometheus import (  # noqa: F401 - fixtures u
     prometheus,
     settled,
 )
+from tests.integration.test_metrics import scrape, total
 from tests.integration.test_releases_e2e import image_of, services, write
 
 pytestmark = pytest.mark.integration
@@ -71,10 +72,15 @@ def test_a_passed_gate_lets_the_next_wave_start(
     exporter: tuple[Exporter, int],  # noqa: F811
 ) -> None:
     """The error ratio is low: the gate after wave 1 passes on two measurements taken by the
-    worker, and only then does wave 2 start; the record, `status` and the audit trail show
-    the gate's readings and verdict."""
+    worker, and only then does wave 2 start; the record, `status`, the audit trail and the
+    worker's metrics show the gate's readings and verdict."""
     _error_ratio(prometheus, exporter[0], 0.001)
-    stack.env["CONVEYOR_PROMETHEUS_URL"] = prometheus.url
+    port = free_port()
+    stack.env.update(
+        CONVEYOR_PROMETHEUS_URL=prometheus.url,
+        CONVEYOR_METRICS_PORT=str(port),
+        CONVEYOR_METRICS_DIR=str(tmp_path / "samples"),
+    )
     start_worker("w1")
     a, b = services(stack, 2)
     path = write(
@@ -101,6 +107,17 @@ def test_a_passed_gate_lets_the_next_wave_start(
     shown = stack.cli("status", release["id"])
     assert "gate      wave 1 errors: passed · 0.001, 0.001" in shown.stdout
     assert "gate passed" in _trail(stack, release["id"])
+    samples = scrape(port)
+    assert total(samples, "conveyor_release_gate_verdicts_total", verdict="passed") == 1
+    assert (
+        total(
+            samples,
+            "conveyor_release_gate_measurements_total",
+            source="prometheus",
+            result="value",
+        )
+        == 2
+    )
 
 
 def test_a_failed_gate_rolls_the_wave_back_and_fails_the_release(
