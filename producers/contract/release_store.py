@@ -145,8 +145,6 @@ def new_deployment(
 
 # Suffix of the id of the deployment that rolls a wave's deployment back after its gate failed.
 ROLLBACK_SUFFIX = "-rollback"
-# A measuring message that arrives this early (a copy sent too soon) is sent again for its time.
-_EARLY = 0.5
 
 # (state, reason, seconds to the next measurement when measuring, on_inconclusive when
 # inconclusive): the worker's verdict on a gate's readings (worker.domain.gates.evaluate).

@@ -23,6 +23,8 @@ from producers.contract.store import RecordStore
 from tests.fakes.gates import ScriptedMetrics
 from worker.domain.gates import Measurement, failed_query, no_data, value
 from worker.services.release_gates import take_measurement
+from worker.steps import StepContext, sweep
+from worker.store import WorkerStore
 
 RELEASE = "rel-00000000000000000002"
 GRACE = 30.0
@@ -363,16 +365,29 @@ def test_a_racing_copy_of_a_measurement_is_not_counted(client: redis.Redis) -> N
 
 def test_a_lost_measuring_message_is_sent_again_by_the_sweep(client: redis.Redis) -> None:
     """A measurement overdue by the recovery grace (its message lost with a worker) is sent
-    again by the next advance, once; within the grace nothing is sent."""
+    again by the recovery sweep, once; within the grace the sweep sends nothing."""
     clock = Clock()
     _records, releases, sender, _ = _wave_passed(client, _job(_gate()), clock)
     assert len(sender.gates()) == 1
-    clock.now += GRACE - 1
-    releases.advance(RELEASE, sender, clock)
+
+    def swept(at: float) -> None:
+        context = StepContext(
+            store=WorkerStore(client),
+            redis=client,
+            sender=sender,
+            clock=lambda: at,
+            poll_interval=5,
+            recovery_grace=GRACE,
+            step_time_limit=10,
+            max_step_attempts=3,
+        )
+        sweep(context, limit=100)
+
+    swept(clock() + GRACE - 1)
     assert len(sender.gates()) == 1
-    clock.now += 2
-    releases.advance(RELEASE, sender, clock)
-    releases.advance(RELEASE, sender, clock)
+    clock.now += GRACE + 1
+    swept(clock())
+    swept(clock())
     assert sender.gates() == [([RELEASE, 0, 0], None), ([RELEASE, 0, 0], None)]
     metrics = ScriptedMetrics({"errors": [value(0)]})
     assert _measure(releases, sender, clock, metrics, 0)["status"] == "measuring"
@@ -394,3 +409,66 @@ def test_a_cancel_while_rolling_back_still_rolls_back(client: redis.Redis) -> No
     done = releases.advance(RELEASE, sender, clock)
     assert done is not None
     assert done.state is ReleaseState.FAILED
+
+
+def test_a_failed_gate_cancels_a_deployment_still_running_past_move_on_at(
+    client: redis.Redis,
+) -> None:
+    """With move_on_at the gate starts while a deployment still bakes; when it fails, that
+    deployment is cancelled the way `conveyor cancel` does it (its cancel recorded, its step
+    sent again: it rolls its own rollout back), the ended one gets a rollback deployment, and
+    the release fails once both have ended."""
+    clock = Clock()
+    records, releases = _stores(client)
+    job = _job(_gate()).model_copy(update={"move_on_at": "PRODUCTION_TRAFFIC_SHIFT"})
+    release = releases.create(job, RELEASE, now=clock())
+    first, second = release.waves[0]
+    _succeed(records, first)
+
+    def baking(r: DeploymentRecord) -> DeploymentRecord:
+        progress = r.progress.model_copy(
+            update={"strategy": "CANARY", "lifecycle_stage": "BAKE_TIME"}
+        )
+        return r.model_copy(update={"state": DeploymentState.RUNNING, "progress": progress})
+
+    records.modify(second, baking)
+    sender = Sender()
+    started = releases.advance(RELEASE, sender, clock)
+    assert started is not None
+    assert started.gate_run(0) is not None
+    _measure(releases, sender, clock, ScriptedMetrics({"errors": [value(3)]}), 0)
+    rolling = releases.get(RELEASE)
+    assert rolling is not None
+    assert [(r.of, r.how) for r in rolling.rollbacks] == [(first, "deployment"), (second, "cancel")]
+    cancelled = records.get(second)
+    assert cancelled is not None
+    assert cancelled.cancel_requested_at == clock()
+    assert sender.steps() == [first + ROLLBACK_SUFFIX, second]
+    releases.advance(RELEASE, sender, clock)
+    assert sender.steps() == [first + ROLLBACK_SUFFIX, second]  # asked once
+    _end(records, first + ROLLBACK_SUFFIX, DeploymentState.SUCCEEDED)
+    _end(records, second, DeploymentState.ROLLED_BACK)
+    done = releases.advance(RELEASE, sender, clock)
+    assert done is not None
+    assert done.state is ReleaseState.FAILED
+    assert [r.outcome for r in done.rollbacks] == ["succeeded", "rolled_back"]
+    assert records.get(done.waves[1][0]) is None
+
+
+def test_a_paused_gate_not_answered_in_time_rolls_the_wave_back(client: redis.Redis) -> None:
+    """No answer within approval_timeout_minutes after an inconclusive gate: the wave is rolled
+    back as for a rejection, and the reason says the approval did not come."""
+    clock = Clock()
+    job = _job(_gate()).model_copy(update={"approval_timeout_minutes": 10})
+    records, releases, sender, started = _wave_passed(client, job, clock)
+    _measure(releases, sender, clock, ScriptedMetrics(), 0)
+    clock.now += 599
+    assert releases.advance(RELEASE, sender, clock).rolling_back is None  # type: ignore[union-attr]
+    clock.now += 2
+    rolling = releases.advance(RELEASE, sender, clock)
+    assert rolling is not None
+    assert (rolling.rolling_back or "").endswith("not approved within 10 minutes")
+    assert rolling.awaiting_wave is None
+    for deployment_id in started.waves[0]:
+        _end(records, deployment_id + ROLLBACK_SUFFIX, DeploymentState.SUCCEEDED)
+    assert releases.advance(RELEASE, sender, clock).state is ReleaseState.FAILED  # type: ignore[union-attr]
