@@ -55,6 +55,7 @@ from producers.contract.names import (
 )
 from producers.contract.records import DeploymentRecord, FreezeOverride
 from producers.contract.releases import (
+    GATED_RELEASE_SCHEMA,
     RELEASE_OK,
     RELEASE_SCHEMA,
     GateReading,
@@ -476,6 +477,7 @@ class ReleaseStore:
         # The release record keeps masked jobs; each full job waits under its deployment's job
         # key, where the worker reads it once the deployment's wave starts.
         jobs = {deployment_id: wave_job.redacted() for deployment_id, wave_job in by_id.items()}
+        gates = _gates_of(job)
         release = ReleaseRecord(
             id=release_id,
             name=job.release,
@@ -486,7 +488,8 @@ class ReleaseStore:
             max_failure_percent=job.max_failure_percent,
             move_on_at=job.move_on_at,
             freeze_override=freeze_override,
-            gates=_gates_of(job),
+            gates=gates,
+            schema_version=GATED_RELEASE_SCHEMA if gates else 1,
             waves=ids,
             jobs=jobs,
             created_at=now,

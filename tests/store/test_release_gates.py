@@ -186,6 +186,24 @@ def test_the_release_gate_applies_to_every_wave_without_its_own() -> None:
     )
 
 
+def test_a_release_with_gates_is_recorded_for_conveyors_that_measure_them(
+    client: redis.Redis,
+) -> None:
+    """A release with a gate is recorded at schema 2, which a Conveyor that cannot measure
+    gates leaves alone (it would move the release past them); one without stays at 1."""
+    _records, releases = _stores(client)
+    gated = releases.create(_job(_gate()), RELEASE, now=1.0)
+    assert (gated.schema_version, gated.gate_of(0), gated.gate_of(1)) == (
+        2,
+        _job(_gate()).gate_of(0).model_dump(mode="json"),  # type: ignore[union-attr]
+        None,
+    )
+    plain = ReleaseJob.model_validate(
+        {"cluster": "c", "services": [{"service": "a", "images": {"app": ":2"}}]}
+    )
+    assert releases.create(plain, "rel-00000000000000000003", now=1.0).schema_version == 1
+
+
 def test_a_passed_gate_lets_the_next_wave_start(client: redis.Redis) -> None:
     """Once wave 1 ended, its gate is measured (nothing of wave 2 exists meanwhile); two good
     measurements pass it, and the next wave starts with the verdict recorded."""
