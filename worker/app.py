@@ -123,6 +123,9 @@ def step_context(*, runtime: bool = True) -> Any:
         freeze_file=settings.freeze_file,
         queue_wait=min(settings.poll_interval, 5.0),
         queue=settings.queue,
+        prometheus_url=(
+            settings.prometheus_url.get_secret_value() if settings.prometheus_url else None
+        ),
     )
 
 

@@ -23,6 +23,8 @@ from producers.contract.records import DeploymentRecord, ErrorInfo
 from worker.aws.gateway import AwsGateway
 from worker.domain.errors import InvalidJobError
 from worker.domain.supersede import covers_changes, covers_whole_state
+from worker.gates.prometheus import PrometheusMetrics
+from worker.gates.sources import GateSources
 from worker.services.fargate_flow import FargateFlow
 from worker.services.flow import Flow
 from worker.services.plan import plan_update
@@ -45,6 +47,10 @@ class FlowDeps:
     redis: redis.Redis | None = None
     batch_watch: bool = False
     notes: AttemptNotes | None = None
+    # The Prometheus server of gates that name none (CONVEYOR_PROMETHEUS_URL).
+    prometheus_url: str | None = None
+    # How long one measurement of a gate may take inside a step.
+    measure_timeout: float = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +101,12 @@ def _update_flow(aws: AwsGateway, deps: FlowDeps) -> Flow:
         clock=deps.clock,
         describer=describer,
         notes=deps.notes,
+        metrics=GateSources(
+            prometheus=PrometheusMetrics(deps.prometheus_url),
+            # Set by the client pool (its CloudWatch client); fakes have none.
+            cloudwatch=getattr(aws, "gate_metrics", None),
+        ),
+        measure_timeout=deps.measure_timeout,
     )
 
 

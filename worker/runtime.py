@@ -18,7 +18,6 @@ from config.settings import Settings
 from worker.aws.boto_ecs import known_register_fields
 from worker.aws.boto_pool import ClientPool, Limits
 from worker.aws.ratelimit import default_buckets
-from worker.gates.prometheus import PrometheusMetrics
 
 T = TypeVar("T")
 
@@ -31,7 +30,6 @@ class Runtime:
         self.pid = os.getpid()
         self.loop = asyncio.new_event_loop()
         self._pool: ClientPool | None = None
-        self._prometheus: PrometheusMetrics | None = None
         self.known_fields = known_register_fields()
 
     @property
@@ -58,14 +56,6 @@ class Runtime:
                 limits=limits,
             )
         return self._pool
-
-    @property
-    def prometheus(self) -> PrometheusMetrics:
-        """The Prometheus source of metric gates (CONVEYOR_PROMETHEUS_URL by default)."""
-        if self._prometheus is None:
-            url = self.settings.prometheus_url
-            self._prometheus = PrometheusMetrics(None if url is None else url.get_secret_value())
-        return self._prometheus
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
         """Run a coroutine to completion on this process's loop.

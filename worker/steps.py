@@ -85,6 +85,8 @@ class StepContext:
     notes: AttemptNotes | None = None
     # The fleet's freeze windows (CONVEYOR_FREEZE_FILE): a release's next wave waits them out.
     freeze_file: str | None = None
+    # The Prometheus server of gates that name none (CONVEYOR_PROMETHEUS_URL).
+    prometheus_url: str | None = None
 
 
 def flow_deps(ctx: StepContext) -> FlowDeps:
@@ -96,6 +98,9 @@ def flow_deps(ctx: StepContext) -> FlowDeps:
         redis=ctx.redis,
         batch_watch=ctx.batch_watch,
         notes=ctx.notes or (None if ctx.store is None else StoreNotes(ctx.store)),
+        prometheus_url=ctx.prometheus_url,
+        # A third of the step's time: the step's own calls (and a rate-limit wait) need the rest.
+        measure_timeout=max(1.0, ctx.step_time_limit / 3),
     )
 
 

@@ -33,10 +33,11 @@ from producers.contract.records import DeploymentRecord
 from producers.contract.release_store import ReleaseStore
 from producers.contract.store import wall_clock
 from worker.app import app, settings, step_context
-from worker.aws.boto_cloudwatch import CloudWatchMetrics
 from worker.aws.gateway import AwsGateway
 from worker.domain.errors import ConveyorError, TransientError
 from worker.domain.gates import Measurement, failed_query
+from worker.gates.prometheus import PrometheusMetrics
+from worker.gates.sources import GateSources
 from worker.kinds import FlowDeps, worker_kind
 from worker.observe import metrics
 from worker.runtime import get_runtime
@@ -181,19 +182,20 @@ def clean_up(*args: Any, **kwargs: Any) -> dict[str, Any]:
     return {"status": "ok", "deregistered": len(done), "more": more}
 
 
-def _measure(gate: Gate, role: str | None) -> Measurement:
-    """One measurement of ``gate`` through its source, with the release's identity."""
+def _measure(gate: Gate, role: str | None, prometheus_url: str | None) -> Measurement:
+    """One measurement of ``gate`` through its own source, with the release's identity."""
     runtime = get_runtime(settings)
 
     async def run() -> Measurement:
-        if gate.prometheus is not None:
-            return await runtime.prometheus.measure(gate)
-        try:
-            cloudwatch = await runtime.pool.cloudwatch(role, now=wall_clock())
-        except ConveyorError as exc:
-            # No client for the identity (a role that cannot be assumed): inconclusive.
-            return failed_query(exc.message)
-        return await CloudWatchMetrics(cloudwatch).measure(gate)
+        cloudwatch = None
+        if gate.source != "prometheus":
+            try:
+                cloudwatch = (await runtime.pool.gateway(role, now=wall_clock())).gate_metrics
+            except ConveyorError as exc:
+                # No client for the identity (a role that cannot be assumed): inconclusive.
+                return failed_query(exc.message)
+        sources = GateSources(prometheus=PrometheusMetrics(prometheus_url), cloudwatch=cloudwatch)
+        return await sources.measure(gate)
 
     measurement = runtime.run(run())
     result = (
@@ -225,7 +227,7 @@ def measure_gate(*args: Any, **kwargs: Any) -> dict[str, Any]:
     return take_measurement(
         message,
         releases=releases,
-        measure=_measure,
+        measure=lambda gate, role: _measure(gate, role, ctx.prometheus_url),
         sender=ctx.sender,
         clock=ctx.clock,
         queue=ctx.queue,

@@ -108,6 +108,16 @@ if TYPE_CHECKING:
     help="Build the new revision from the family's latest ACTIVE revision that no failed "
     "deployment discarded, or from the revision the service runs.",
 )
+@click.option(
+    "--bake-gate",
+    "bake_gate_file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    metavar="FILE",
+    help="A metric gate (YAML or JSON, docs/gates.md) measured while a canary or linear "
+    "deployment bakes with production traffic partly shifted; if it fails, ECS is asked to "
+    "roll back.",
+)
 @options.override_freeze
 @options.as_json()
 def update(
@@ -143,6 +153,7 @@ def update(
     pin_digest: bool,
     dry_run: bool,
     base: str,
+    bake_gate_file: Path | None,
     as_json: bool,
 ) -> None:
     """Put new images (and environment variables or secrets) into containers of an existing
@@ -157,6 +168,7 @@ def update(
     settings = container_settings(
         env, env_files, secrets, secret_files=secret_files, replace=replace_env
     )
+    bake_gate = None if bake_gate_file is None else load_bake_gate(bake_gate_file)
 
     try:
         updates = tuple(ImageUpdate.parse(text) for text in images)
@@ -192,12 +204,17 @@ def update(
                 keep_revisions=keep_revisions,
                 settings=settings,
                 base="service" if base == "service" else "family",
+                bake_gate=bake_gate,
             )
             for service in services
         ]
     except ValidationError as exc:
         # Named by the flags given: the strategy options are fields of the job.
-        core.usage_error("; ".join(map(options.as_flags, describe_validation_error(exc))))
+        problems = (
+            options.as_flags(line).replace("bake_gate: ", "--bake-gate: ", 1)
+            for line in describe_validation_error(exc)
+        )
+        core.usage_error("; ".join(problems))
     if dry_run:
         from producers.contract.releases import ReleaseJob
 
@@ -210,6 +227,31 @@ def update(
         pin_digest=pin_digest,
         until_stage=until_stage,
     )
+
+
+def load_bake_gate(path: Path) -> Any:
+    """The gate in ``path`` (YAML or JSON: the gate itself, or under ``gate:``), validated;
+    exit 2 naming the file and the field when it is not one."""
+    import yaml
+    from pydantic import ValidationError
+
+    from producers.contract.gates import load_gate
+    from producers.contract.jobs import describe_validation_error
+
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        core.usage_error(f"--bake-gate {path}: cannot read it ({exc.strerror or exc})")
+    except yaml.YAMLError as exc:
+        core.usage_error(f"--bake-gate {path}: not YAML or JSON ({exc})")
+    if isinstance(raw, dict) and set(raw) == {"gate"}:
+        raw = raw["gate"]
+    if not isinstance(raw, dict):
+        core.usage_error(f"--bake-gate {path}: give a gate (a mapping: name, a source, success)")
+    try:
+        return load_gate(raw)
+    except ValidationError as exc:
+        core.usage_error(f"--bake-gate {path}: " + "; ".join(describe_validation_error(exc)))
 
 
 @click.command()

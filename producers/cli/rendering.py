@@ -55,6 +55,7 @@ def summary(record: DeploymentRecord) -> str:
             lines.append(f"  event     {event.logical_id} {event.status}: {event.reason}")
     for task in record.stopped_tasks[:3]:
         lines.append(f"  stopped   {task.task_arn.rsplit('/', 1)[-1]}: {task.stopped_reason}")
+    lines.extend(bake_gate_lines(record))
     for answer in record.approvals:
         word = "approved" if answer.action == "CONTINUE" else "rejected"
         at = f" at {answer.stage}" if answer.stage else ""
@@ -69,6 +70,36 @@ def summary(record: DeploymentRecord) -> str:
     for warning in record.warnings:
         lines.append(f"  warning   {warning}")
     return "\n".join(lines)
+
+
+# Measurements of one bake window shown by `status`; `--json` has them all.
+_SHOWN_MEASUREMENTS = 10
+
+
+def bake_gate_lines(record: DeploymentRecord) -> list[str]:
+    """The bake gate's windows, each with its verdict and measurements (none: no gate yet)."""
+    info = record.bake_gate
+    if info is None:
+        return []
+    lines = [f"  gate      {info.name} ({info.condition}), measured during the bake"]
+    for window in info.windows:
+        taken = [m for m in info.measurements if m.window == window.number]
+        said = [
+            f"error: {m.error}"
+            if m.error is not None
+            else "no data"
+            if m.value is None
+            else f"{m.value:g}"
+            for m in taken[-_SHOWN_MEASUREMENTS:]
+        ]
+        more = "..., " if len(taken) > len(said) else ""
+        lines.append(
+            f"  bake      at {window.traffic:g}% of production traffic: {window.outcome}, "
+            f"{len(taken)} measurement(s): {more}{', '.join(said) or 'none yet'}"
+        )
+        if window.reason and window.outcome != "measuring":
+            lines.append(f"  verdict   {window.reason}")
+    return lines
 
 
 def stage_text(record: DeploymentRecord, now: float) -> str | None:
@@ -90,6 +121,11 @@ def stage_text(record: DeploymentRecord, now: float) -> str | None:
         text += f", production traffic {new:g}% new / {100.0 - new:g}% old"
     if p.bake_ends_at is not None:
         text += f", bake time left {age(max(0.0, p.bake_ends_at - now))}"
+    gate = record.bake_gate
+    if gate is not None and gate.windows:
+        window = gate.windows[-1]
+        taken = sum(1 for m in gate.measurements if m.window == window.number)
+        text += f", gate {gate.name} {window.outcome} ({taken} measured)"
     return text
 
 

@@ -139,7 +139,20 @@ def deployment_ended(record: Any) -> dict[str, Any]:
         "service_deployment_arn": record.service_deployment_arn,
         "service_revision_arn": record.service_revision_arn,
         "images": images or None,
+        "bake_gate": _bake_gate(record),
     }
+
+
+def _bake_gate(record: Any) -> dict[str, Any] | None:
+    """A bake gate's verdict per window, for the trail (its measurements stay on the record)."""
+    info = getattr(record, "bake_gate", None)
+    if info is None:
+        return None
+    windows = [
+        {"traffic": w.traffic, "outcome": w.outcome, "reason": (w.reason or "")[:500]}
+        for w in info.windows
+    ]
+    return {"name": info.name, "condition": info.condition, "windows": windows}
 
 
 def release_enqueued(release: Any, by: str) -> dict[str, Any]:

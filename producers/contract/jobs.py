@@ -20,6 +20,7 @@ from pydantic import (
 
 from producers.contract import patterns
 from producers.contract.enums import JobKind
+from producers.contract.gates import Gate
 from producers.contract.images import ImageReferenceError, ImageSpec, parse_image_spec
 from producers.contract.strategy import (
     MIN_CANARY_PERCENT,
@@ -46,6 +47,9 @@ MAX_TIMEOUT_SECONDS = 24 * 3600
 # blue/green, linear or canary gets its bake times and lifecycle hooks on top (the worker
 # reads them from the service: worker.domain.strategies).
 DEFAULT_TIMEOUT_SECONDS = 1800
+# The strategies whose deployments bake with production traffic partly shifted: the canary's
+# bake after its first shift, each linear step's bake. A bake gate is measured there only.
+BAKE_GATE_STRATEGIES: tuple[Strategy, ...] = ("canary", "linear")
 
 
 def _check_ecs_name(value: str, what: str) -> str:
@@ -236,6 +240,9 @@ class UpdateServiceJob(BaseModel):
     base_revision: Annotated[
         str | None, Field(max_length=1600, pattern=r"^[A-Za-z0-9_:/.\-]+:[0-9]{1,9}$")
     ] = None
+    # A metric gate measured while a CANARY or LINEAR deployment bakes with production traffic
+    # partly shifted; failed: ECS is asked to stop and roll back (docs/gates.md, "Bake gates").
+    bake_gate: Gate | None = None
 
     def service_options(self) -> dict[str, Any]:
         """The options this job sets on the service, by their job field name (empty: none)."""
@@ -340,6 +347,28 @@ class UpdateServiceJob(BaseModel):
         """Options of a strategy only with that strategy, a threshold only with the breaker."""
         names = (*STRATEGY_FIELDS, "circuit_breaker")
         check_together({name: getattr(self, name) for name in names})
+        return self
+
+    @model_validator(mode="after")
+    def _bake_gate(self) -> UpdateServiceJob:
+        """A bake gate only where ECS bakes with traffic partly shifted, and never pausing."""
+        gate = self.bake_gate
+        if gate is None:
+            return self
+        if gate.on_inconclusive == "pause":
+            # ECS ends a bake when its time is up: nothing Conveyor does holds it, so a pause
+            # would be a promise the deployment cannot keep.
+            raise ValueError(
+                f"bake_gate: gate {gate.name} has on_inconclusive: pause (the default), but "
+                "ECS ends the bake when its time is up and nothing can hold it there; write "
+                "on_inconclusive: fail (roll back) or pass (let ECS go on)"
+            )
+        if self.strategy is not None and self.strategy not in BAKE_GATE_STRATEGIES:
+            raise ValueError(
+                f"bake_gate: a bake gate is measured while a canary or linear deployment bakes "
+                f"with production traffic partly shifted, and a {self.strategy} deployment "
+                "has no such bake; give strategy canary or linear, or drop bake_gate"
+            )
         return self
 
     @model_validator(mode="after")

@@ -24,9 +24,12 @@ __all__ = [
     "MAX_STOPPED_TASKS",
     "RECORD_SCHEMA",
     "TERMINAL_STATES",
+    "BakeGateInfo",
+    "BakeWindow",
     "DeploymentRecord",
     "DeploymentState",
     "ErrorInfo",
+    "GateMeasurement",
     "JobKind",
     "ProgressInfo",
     "ServiceEvent",
@@ -148,6 +151,42 @@ class ProgressInfo(BaseModel):
     production_traffic: float | None = None
 
 
+# Measurements a record keeps of its bake gate: the newest, which always include the whole of
+# the window being measured (a gate takes at most producers.contract.gates.MAX_COUNT).
+MAX_GATE_MEASUREMENTS = 1000
+
+
+class GateMeasurement(BaseModel):
+    """One measurement of a bake gate: a value, no data (``value`` None), or an error."""
+
+    at: float
+    window: int  # the bake window it was taken in (1: the first)
+    value: float | None = None
+    error: str | None = None
+    detail: str = ""
+
+
+class BakeWindow(BaseModel):
+    """One stretch of a deployment's bake with production traffic partly shifted (a canary's
+    bake, one linear step's), and the gate's verdict on it."""
+
+    number: int
+    traffic: float  # the percent of production traffic ECS asks for the new revision
+    started_at: float
+    # measuring | passed | failed | inconclusive | unfinished (ECS moved on before a verdict).
+    outcome: str = "measuring"
+    reason: str | None = None
+
+
+class BakeGateInfo(BaseModel):
+    """The job's bake gate as measured so far: its windows and measurements, oldest first."""
+
+    name: str
+    condition: str
+    windows: list[BakeWindow] = Field(default_factory=list)
+    measurements: list[GateMeasurement] = Field(default_factory=list)
+
+
 class FreezeOverride(BaseModel):
     """A deployment or release enqueued inside a freeze window on purpose: who, why, when."""
 
@@ -207,6 +246,8 @@ class DeploymentRecord(BaseModel):
     approval_requested: Approval | None = None
     approvals: list[Approval] = Field(default_factory=list)
     freeze_override: FreezeOverride | None = None
+    # The job's bake gate (bake_gate), once its deployment reached a bake window.
+    bake_gate: BakeGateInfo | None = None
     created_at: float
     updated_at: float
     started_at: float | None = None

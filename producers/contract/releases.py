@@ -102,6 +102,8 @@ class ReleaseEntry(BaseModel):
     settings: list[dict[str, Any]] | None = None
     # What the new revision is built from: "family" (default) or "service" (see UpdateServiceJob).
     base: Literal["family", "service"] | None = None
+    # A metric gate measured during a canary's or linear step's bake (see UpdateServiceJob).
+    bake_gate: dict[str, Any] | None = None
 
 
 class ReleaseJob(BaseModel):

@@ -28,7 +28,9 @@ class History:
 
     * ``enqueues``: one per job the campaign submitted: ``id`` (None when refused), ``kind``
       (update, restart, release, plan), ``service`` (a service key) or ``services``, ``at``,
-      ``accepted``, ``exit_code``, ``error``.
+      ``accepted``, ``exit_code``, ``error``; ``wall_from`` and ``wall_to`` (epoch seconds
+      around the enqueue call), ``override`` (enqueued with --override-freeze), ``governed``
+      (a release with a failure budget or an approval).
     * ``deployments`` / ``releases``: the final records by id (None when Redis has none).
     * ``ecs``: per service key (``account/cluster/service``): ``task_definition`` (what it runs)
       and ``deployments`` (ECS's history: ``arn``, ``status``, ``task_definition``,
@@ -51,6 +53,10 @@ class History:
     * ``answers``: each `conveyor approve` / `reject` the campaign gave: ``at``, ``id``,
       ``action`` (CONTINUE or ROLLBACK), ``by``, ``awaiting`` (whether the deployment awaited
       approval when picked), ``error`` (None when recorded).
+    * ``freezes``: each freeze window the campaign opened: ``name``, ``start`` and ``end``
+      (epoch seconds, wall clock), ``at`` (campaign seconds when it was written).
+    * ``release_answers``: each `conveyor approve REL` / `reject REL`: ``at``, ``wall``,
+      ``id``, ``action`` (CONTINUE or REJECT), ``awaiting``, ``error``.
     * ``alarms``: each time an outside actor set a staged service's CloudWatch alarm to ALARM:
       ``alarm``, ``service`` (key), ``at``, ``until`` (back to OK).
 
@@ -76,6 +82,8 @@ class History:
     aws_log_dropped: int = 0
     answers: list[dict[str, Any]] = field(default_factory=list)
     alarms: list[dict[str, Any]] = field(default_factory=list)
+    freezes: list[dict[str, Any]] = field(default_factory=list)
+    release_answers: list[dict[str, Any]] = field(default_factory=list)
     default_account: str = "123456789012"
 
 
@@ -762,6 +770,155 @@ def waits_reached(history: History) -> Result:
     return Result("a --wait-until that exited 0 had its stage reached in ECS", checked, out)
 
 
+def _window_covering(history: History, start: float, end: float) -> dict[str, Any] | None:
+    """A freeze window that covers the whole of [start, end] (None: none does)."""
+    for window in history.freezes:
+        if float(window["start"]) <= start and end < float(window["end"]):
+            return window
+    return None
+
+
+def _wave_started(history: History, wave: list[str]) -> float | None:
+    """When a release started ``wave``: its records' creation (None: it never started)."""
+    created = [
+        float(record["created_at"])
+        for deployment_id in wave
+        if (record := history.deployments.get(deployment_id)) is not None
+    ]
+    return min(created) if created else None
+
+
+def freeze_respected(history: History) -> Result:
+    """Nothing starts inside a freeze window without an override: no enqueue made wholly
+    inside a window was accepted unless it overrode the freeze; no refusal named a freeze when
+    no window was open; no release without an override started a wave inside a window."""
+    out: list[Violation] = []
+    checked = 0
+    for enqueue in history.enqueues:
+        if "wall_from" not in enqueue:
+            continue
+        checked += 1
+        start, end = float(enqueue["wall_from"]), float(enqueue["wall_to"])
+        window = _window_covering(history, start, end)
+        if enqueue["accepted"] and window is not None and not enqueue.get("override"):
+            out.append(
+                Violation(
+                    f"{enqueue['kind']} {enqueue['id']} was accepted without an override "
+                    f"inside freeze window {window['name']}",
+                    [_enqueue_line(enqueue)],
+                )
+            )
+        refused_frozen = enqueue.get("exit_code") == 2 and "refused: inside" in str(
+            enqueue.get("error")
+        )
+        if refused_frozen and not any(
+            float(w["start"]) <= end and start < float(w["end"]) for w in history.freezes
+        ):
+            out.append(
+                Violation(
+                    f"{enqueue['kind']} was refused for a freeze, but no window was open",
+                    [_enqueue_line(enqueue)],
+                )
+            )
+    for release_id, release in history.releases.items():
+        if release is None or release.get("freeze_override"):
+            continue
+        for number, wave in enumerate(release.get("waves") or []):
+            if number == 0:
+                continue  # the enqueue's own check covers the first wave
+            started = _wave_started(history, wave)
+            if started is None:
+                continue
+            checked += 1
+            window = _window_covering(history, started, started)
+            if window is not None:
+                out.append(
+                    Violation(
+                        f"release {release_id} started wave {number + 1} at {started:.2f}, "
+                        f"inside freeze window {window['name']}",
+                        [_about(history.deployments.get(wave[0]), wave[0])],
+                    )
+                )
+    return Result("nothing starts inside a freeze window without an override", checked, out)
+
+
+def budget_held(history: History) -> Result:
+    """No wave of a release starts once its failure budget is spent: when a wave started,
+    the failed deployments of the waves before it (all ended by then) were within budget."""
+    out: list[Violation] = []
+    checked = 0
+    for release_id, release in history.releases.items():
+        if release is None or (
+            release.get("max_failures") is None and release.get("max_failure_percent") is None
+        ):
+            continue
+        outcomes = release.get("outcomes") or {}
+        waves = release.get("waves") or []
+        total = sum(len(w) for w in waves)
+        for number, wave in enumerate(waves):
+            if number == 0 or _wave_started(history, wave) is None:
+                continue
+            checked += 1
+            failed = [
+                i for w in waves[:number] for i in w if outcomes.get(i, "succeeded") != "succeeded"
+            ]
+            limit = release.get("max_failures")
+            percent = release.get("max_failure_percent")
+            spent = (limit is not None and len(failed) > int(limit)) or (
+                percent is not None and len(failed) * 100 > float(percent) * total
+            )
+            if spent:
+                out.append(
+                    Violation(
+                        f"release {release_id} started wave {number + 1} with its budget spent: "
+                        f"{len(failed)} failed before it (at most {limit}, {percent} %)",
+                        [_about(history.deployments.get(i), i) for i in failed[:5]],
+                    )
+                )
+    return Result("no wave starts past a spent failure budget", checked, out)
+
+
+def approvals_respected(history: History) -> Result:
+    """A wave to be approved starts only after an approval recorded before it; a rejected
+    wave never starts, and its release ends cancelled."""
+    out: list[Violation] = []
+    checked = 0
+    for release_id, release in history.releases.items():
+        if release is None or not release.get("approve_before"):
+            continue
+        waves = release.get("waves") or []
+        answers = {int(a["wave"]): a for a in release.get("approvals") or []}
+        for number in release["approve_before"]:
+            checked += 1
+            started = _wave_started(history, waves[number]) if number < len(waves) else None
+            answer = answers.get(int(number))
+            if started is not None and (
+                answer is None
+                or answer.get("action") != "CONTINUE"
+                or float(answer.get("at", 0)) > started
+            ):
+                out.append(
+                    Violation(
+                        f"release {release_id} started wave {number + 1} at {started:.2f} "
+                        f"without an approval before it (answer: {answer})",
+                        [_about(history.deployments.get(waves[number][0]), waves[number][0])],
+                    )
+                )
+            if (
+                answer is not None
+                and answer.get("action") == "REJECT"
+                and release.get("state") != "cancelled"
+            ):
+                out.append(
+                    Violation(
+                        f"release {release_id} was rejected before wave {number + 1} and ended "
+                        f"{release.get('state')}, not cancelled",
+                        [],
+                    )
+                )
+    return Result("a wave to approve starts only once approved", checked, out)
+
+
 INVARIANTS: tuple[Callable[[History], Result], ...] = (
     terminal,
     not_lost,
@@ -781,6 +938,9 @@ INVARIANTS: tuple[Callable[[History], Result], ...] = (
     continues_asked_for,
     approvals_sent,
     waits_reached,
+    freeze_respected,
+    budget_held,
+    approvals_respected,
 )
 
 

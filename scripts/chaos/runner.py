@@ -12,6 +12,7 @@ from the local AWS, the workers' logs, their metrics.
 from __future__ import annotations
 
 import contextlib
+import datetime
 import json
 import os
 import signal
@@ -35,6 +36,7 @@ from localaws.devstack import ROOT, Worker, aws_env, free_port, redis_server_bin
 from localaws.testing import control, create_alarm, create_services, run_local_aws
 from producers.cli.core import stage_reached
 from producers.client import ConveyorClient
+from producers.contract.errors import FrozenError
 from producers.contract.fargate_spec import FargateServiceJob
 from producers.contract.jobs import ContainerSettings, ImageUpdate, UpdateServiceJob
 from producers.contract.releases import ReleaseJob
@@ -351,6 +353,9 @@ class Campaign:
         self.notes: list[str] = []
         self.crashes: list[str] = []
         self.env: dict[str, str] = {}
+        # The freeze file producers and workers share; windows are added, never removed.
+        self.freeze_file = workdir / "freeze.yaml"
+        self.windows: list[dict[str, Any]] = []
 
     # -- set-up ---------------------------------------------------------------------------
 
@@ -438,6 +443,7 @@ class Campaign:
             control(endpoint, "POST", "limits", {"enabled": True, "scale": 1})
             control(endpoint, "DELETE", "stats")
             self.redis.start()
+            self._write_freeze()
             self.env = {
                 **{k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "CONVEYOR_"))},
                 **aws_env(endpoint),
@@ -447,13 +453,16 @@ class Campaign:
                 "CONVEYOR_RECOVERY_GRACE": "25",
                 "CONVEYOR_STEP_TIME_LIMIT": "20",
                 "CONVEYOR_LOG_FORMAT": "json",
+                "CONVEYOR_FREEZE_FILE": str(self.freeze_file),
             }
             self.metrics_ports = [free_port() for _ in range(self.schedule.workers)]
             self.workers = [None] * self.schedule.workers
             try:
                 for index in range(self.schedule.workers):
                     self._start_worker(index)
-                self.client = ConveyorClient(Settings(redis_url=self.redis.url))  # type: ignore[arg-type]
+                self.client = ConveyorClient(
+                    Settings(redis_url=self.redis.url, freeze_file=str(self.freeze_file))  # type: ignore[arg-type]
+                )
                 yield
             finally:
                 for worker in self.workers:
@@ -511,13 +520,20 @@ class Campaign:
 
     def _submit(self, entry: dict[str, Any], submit: Callable[[], str]) -> None:
         """Run ``submit`` (an enqueue that returns its id) and record ``entry``: accepted, or
-        refused with exit 3, as the CLI exits when Redis stays away."""
+        refused: exit 2 inside a freeze window, exit 3 as the CLI exits when Redis stays away.
+        The wall-clock times around the call (``wall_from``, ``wall_to``) let the checker
+        compare it with the freeze windows."""
+        entry["wall_from"] = time.time()
         try:
             entry["id"] = submit()
             entry["accepted"] = True
+        except FrozenError as exc:
+            entry["error"] = f"{type(exc).__name__}: {exc}"
+            entry["exit_code"] = 2
         except Exception as exc:  # noqa: BLE001 - a refused enqueue is part of the history
             entry["error"] = f"{type(exc).__name__}: {exc}"
             entry["exit_code"] = 3
+        entry["wall_to"] = time.time()
         self._record_enqueue(entry)
 
     def _record_enqueue(self, entry: dict[str, Any]) -> None:
@@ -688,6 +704,114 @@ class Campaign:
         return ReleaseJob(
             release=f"chaos-{args['version']}", cluster=CLUSTER, waves=waves, timeout_seconds=300
         )
+
+    def _governed_job(self, args: dict[str, Any]) -> ReleaseJob:
+        """A release with a failure budget (and --continue-on-failure), or an approval before
+        one of its waves, or both; ``broken`` entries (in wave order) get a broken image."""
+        broken = set(args["broken"])
+        waves: list[list[UpdateServiceJob]] = []
+        position = 0
+        for wave in args["waves"]:
+            jobs = []
+            for service in wave:
+                bad = position in broken
+                tag = f":fail-{args['version']}" if bad else f":2.{args['version']}.0"
+                jobs.append(self._job(service, tag))
+                position += 1
+            waves.append(jobs)
+        extra: dict[str, Any] = {}
+        if args["budget"] is not None:
+            extra.update(max_failures=args["budget"], fail_fast=False)
+        if args["approve"] is not None:
+            # Unanswered, it fails a minute later: the campaign must end quiet.
+            extra.update(approve_before=[args["approve"]], approval_timeout_minutes=1)
+        return ReleaseJob(
+            release=f"chaos-gov-{args['version']}",
+            cluster=CLUSTER,
+            waves=waves,
+            timeout_seconds=300,
+            **extra,
+        )
+
+    def _release_governed(self, args: dict[str, Any], index: int) -> None:
+        entry = self._entry("release", index, governed=True)
+        self._submit(entry, lambda: self.client.release(self._governed_job(args)).id)
+
+    def _release_answer(self, args: dict[str, Any]) -> None:
+        """`conveyor approve REL` or `reject REL` of a release waiting before a wave (or, when
+        none waits, of one that does not: refused, and recorded as such)."""
+        time.sleep(args["delay"])
+        with self.lock:
+            ids = [
+                str(e["id"])
+                for e in self.history.enqueues
+                if e["accepted"] and e["kind"] == "release" and e.get("governed")
+            ]
+        if not ids:
+            return
+        awaiting: list[str] = []
+        for release_id in ids:
+            try:
+                if self.client.release_status(release_id).awaiting_wave is not None:
+                    awaiting.append(release_id)
+            except Exception:  # noqa: BLE001, S112 - unreadable now: not a candidate
+                continue
+        pool = awaiting or ids
+        target = pool[min(len(pool) - 1, int(args["pick"] * len(pool)))]
+        action = "REJECT" if args["reject"] else "CONTINUE"
+        answer: dict[str, Any] = {
+            "at": self._now(),
+            "wall": time.time(),
+            "id": target,
+            "action": action,
+            "awaiting": target in awaiting,
+            "error": None,
+        }
+        try:
+            self.client.answer_release(target, action, "chaos")  # type: ignore[arg-type]
+        except Exception as exc:  # noqa: BLE001 - a refused answer is part of the history
+            answer["error"] = f"{type(exc).__name__}: {exc}"
+        with self.lock:
+            self.history.release_answers.append(answer)
+        self._note(f"{self._now():.1f}s {action} release {target}: {answer['error'] or 'ok'}")
+
+    def _write_freeze(self) -> None:
+        """Write the freeze file whole, then move it into place: a reader never sees half."""
+        windows = [
+            {
+                "name": w["name"],
+                "timezone": "UTC",
+                "start": _utc(w["start"]),
+                "end": _utc(w["end"]),
+            }
+            for w in self.windows
+        ]
+        partial = self.freeze_file.with_suffix(".tmp")
+        partial.write_text(yaml.safe_dump({"windows": windows}))
+        os.replace(partial, self.freeze_file)
+
+    def _freeze(self, args: dict[str, Any], index: int) -> None:
+        """A freeze window, opening a second after the file says so (every reader then sees
+        it before it starts), for ``seconds``."""
+        start = time.time() + 1.0
+        window = {
+            "name": f"chaos-freeze-{index}",
+            "start": start,
+            "end": start + args["seconds"],
+            "at": self._now(),
+        }
+        with self.lock:
+            self.windows.append(window)
+            self.history.freezes.append(window)
+            self._write_freeze()
+        self._note(f"{self._now():.1f}s freeze {window['name']} for {args['seconds']} s")
+
+    def _override(self, args: dict[str, Any], index: int) -> None:
+        """A hotfix enqueued with --override-freeze: accepted, inside a window or not."""
+        service = args["service"]
+        job = self._job(service, f":1.{args['version']}.0")
+        entry = self._entry("update", index, service=self._key(service), override=True)
+        self._submit(entry, lambda: self.client.enqueue(job, override_freeze="chaos hotfix").id)
 
     def _outside(self, service: list[int], version: int) -> None:
         ecs = _ecs(self.endpoint, service[0])
@@ -922,6 +1046,14 @@ class Campaign:
             self._answer(args, "CONTINUE" if kind == "approve" else "ROLLBACK")
         elif kind == "alarm":
             self._alarm(args)
+        elif kind == "release_governed":
+            self._release_governed(args, index)
+        elif kind == "release_answer":
+            self._release_answer(args)
+        elif kind == "freeze":
+            self._freeze(args, index)
+        elif kind == "override":
+            self._override(args, index)
 
     # -- the campaign ---------------------------------------------------------------------
 
@@ -1147,6 +1279,11 @@ def _value(client: Any, key: bytes) -> bytes:
             b"%s=%s" % kv for _, fields in client.xrange(key) for kv in fields.items()
         )
     return b""
+
+
+def _utc(epoch: float) -> str:
+    """An epoch time as the freeze file writes it: ISO 8601, UTC, to the microsecond."""
+    return datetime.datetime.fromtimestamp(epoch, tz=datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")
 
 
 def history_json(history: History) -> str:

@@ -52,6 +52,13 @@ WEIGHTS: dict[str, int] = {
     "approve": 6,
     "reject": 3,
     "alarm": 3,
+    # Governed releases: a failure budget (with --continue-on-failure) and approvals between
+    # waves; the people who approve or reject them; freeze windows that open mid-campaign, and
+    # the hotfixes that override them.
+    "release_governed": 6,
+    "release_answer": 5,
+    "freeze": 2,
+    "override": 3,
 }
 
 # The staged services: (ECS strategy, gated). A gated one has a PAUSE hook at POST_SCALE_UP,
@@ -238,6 +245,33 @@ def draw(
             # Which staged deployment: one awaiting approval when the event comes, if any,
             # else a fraction of those accepted so far (resolved by the runner).
             args = {"pick": round(rng.random(), 3), "delay": round(rng.uniform(0, 10), 1)}
+        elif kind == "release_governed":
+            waves = rng.randint(2, 3)
+            chosen = rng.sample(range(services), min(services, waves * rng.randint(1, 3)))
+            args = {
+                "waves": [
+                    [[i % accounts, i // accounts] for i in chosen[w::waves]] for w in range(waves)
+                ],
+                "version": version,
+                # Which entries (in wave order) get a broken image: the budget's failures.
+                "broken": sorted(
+                    rng.sample(range(len(chosen)), rng.randint(0, min(3, len(chosen))))
+                ),
+                "budget": rng.choice([None, 0, 1, 2]),
+                "approve": rng.choice([None, *range(1, waves)]),
+            }
+        elif kind == "release_answer":
+            # Which release awaiting approval (a fraction, resolved by the runner), and how.
+            args = {
+                "pick": round(rng.random(), 3),
+                "delay": round(rng.uniform(0, 10), 1),
+                "reject": rng.random() < 0.3,
+            }
+        elif kind == "freeze":
+            # A one-off window, opening a second after it is written, this many seconds long.
+            args = {"seconds": round(rng.uniform(3, 15), 1)}
+        elif kind == "override":
+            args = {"service": _service(rng, services, accounts), "version": version}
         elif kind == "alarm":
             # An outside actor (CloudWatch) sets the staged service's alarm to ALARM for a
             # while, then back to OK: a deployment in its traffic shift or bake meanwhile is

@@ -389,12 +389,17 @@ class FakeEcs:
         primary = self.services[(cluster, name)]["deployments"][0]
         return self._entry_of[primary["id"]]
 
-    def enter_stage(self, cluster: str, name: str, stage: str) -> None:
+    def enter_stage(
+        self, cluster: str, name: str, stage: str, *, traffic: float | None = None
+    ) -> None:
         """Move the PRIMARY's service deployment to a lifecycle stage (BAKE_TIME...). As on
-        ECS, DescribeServices still says IN_PROGRESS: the stages show only in the history."""
+        ECS, DescribeServices still says IN_PROGRESS: the stages show only in the history.
+        ``traffic``: the percent of production traffic ECS now asks for the new revision."""
         entry = self._primary_entry(cluster, name)
         entry["status"] = "IN_PROGRESS"
         entry["lifecycleStage"] = stage
+        if traffic is not None:
+            entry["targetServiceRevision"]["requestedProductionTrafficWeight"] = traffic
         entry["updatedAt"] = datetime.datetime.now(datetime.UTC)
 
     def await_approval(

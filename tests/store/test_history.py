@@ -13,6 +13,7 @@ from producers.contract.enums import DeploymentState
 from producers.contract.history import History
 from producers.contract.jobs import UpdateServiceJob
 from producers.contract.names import Keys
+from producers.contract.records import BakeGateInfo, BakeWindow, GateMeasurement
 from producers.contract.release_store import ReleaseStore, new_deployment
 from producers.contract.releases import ReleaseJob
 from producers.contract.store import RecordStore
@@ -73,6 +74,41 @@ def test_an_enqueue_and_its_verdict_are_noted_once_each(client: redis.Redis) -> 
     assert verdict["service_revision_arn"].endswith("service-revision/demo/web/9")
     assert verdict["images"] == {"app": "repo/app:2@sha256:" + "a" * 64}
     assert SECRET not in str(client.xrange(Keys.of().history))
+
+
+def test_a_verdict_notes_the_bake_gates_verdict_of_each_window(client: redis.Redis) -> None:
+    """A deployment with a bake gate: its verdict event names the gate, its condition, and
+    each bake window's share of traffic and verdict."""
+    store = RecordStore(client)
+    record = new_deployment(_job(), "d1", now=100.0, account="1")
+    store.create(record, due=200.0, by="ci@runner")
+    reason = "gate error-rate: 1 measurement(s) did not meet result < 0.01 (tolerated: 0): 0.2"
+    ended = record.model_copy(
+        update={
+            "state": DeploymentState.ROLLED_BACK,
+            "reason": reason,
+            "seq": 1,
+            "bake_gate": BakeGateInfo(
+                name="error-rate",
+                condition="result < 0.01",
+                windows=[
+                    BakeWindow(
+                        number=1, traffic=10.0, started_at=120.0, outcome="failed", reason=reason
+                    )
+                ],
+                measurements=[GateMeasurement(at=121.0, window=1, value=0.2)],
+            ),
+            "finished_at": 150.0,
+            "updated_at": 150.0,
+        }
+    )
+    assert store.commit(ended, expected_seq=0, due=None)
+    (verdict,) = [e for e in store.history.read() if e["event"] == "verdict"]
+    assert verdict["bake_gate"] == {
+        "name": "error-rate",
+        "condition": "result < 0.01",
+        "windows": [{"traffic": 10.0, "outcome": "failed", "reason": reason}],
+    }
 
 
 def test_the_trail_is_read_by_service_and_time_and_trimmed_to_its_retention(

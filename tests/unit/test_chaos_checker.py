@@ -98,7 +98,7 @@ def violated(history: History) -> dict[str, list[str]]:
 
 def test_a_clean_history_passes_every_invariant() -> None:
     results = check(clean())
-    assert len(results) == 18
+    assert len(results) == 21
     assert [r.name for r in results if not r.ok] == []
     assert all(r.describe().startswith("[ok]") for r in results)
 
@@ -516,3 +516,126 @@ def test_a_wait_until_that_returned_before_ecs_reached_the_stage_is_caught() -> 
         "ended rolled_back and the wait exited 0"
         in (violated(history)["a --wait-until that exited 0 had its stage reached in ECS"][0])
     )
+
+
+def governed() -> History:
+    """``clean()`` plus a governed release: a budget of one failure, an approval before its
+    second wave, and a freeze window that opened after it started its second wave."""
+    history = clean()
+    history.enqueues.append(
+        {
+            "kind": "release",
+            "id": "r2",
+            "accepted": True,
+            "at": 40.0,
+            "exit_code": 1,
+            "wall_from": 40.0,
+            "wall_to": 40.5,
+            "governed": True,
+        }
+    )
+    history.deployments.update(
+        {
+            "g1": record("g1", "failed", None, created_at=41.0, service="api"),
+            "g2": record("g2", "succeeded", 6, created_at=60.0, service="api2"),
+        }
+    )
+    history.releases["r2"] = {
+        "id": "r2",
+        "state": "failed",
+        "waves": [["g1"], ["g2"]],
+        "outcomes": {"g1": "failed", "g2": "succeeded"},
+        "max_failures": 1,
+        "approve_before": [1],
+        "approvals": [{"wave": 1, "action": "CONTINUE", "by": "chaos", "at": 55.0}],
+        "created_at": 40.0,
+    }
+    history.ecs[f"{ACCOUNT}/demo/api2"] = {
+        "task_definition": TD.format(6),
+        "deployments": [ecs_entry(6, "SUCCESSFUL")],
+    }
+    history.revisions["g2"] = [TD.format(6)]
+    history.asked[f"{ACCOUNT}/demo/api2"] = []
+    history.freezes.append({"name": "f1", "start": 70.0, "end": 80.0, "at": 69.0})
+    return history
+
+
+def test_a_governed_history_passes_the_governance_invariants() -> None:
+    results = {r.name: r for r in check(governed())}
+    for name in (
+        "nothing starts inside a freeze window without an override",
+        "no wave starts past a spent failure budget",
+        "a wave to approve starts only once approved",
+    ):
+        assert results[name].ok, results[name].describe()
+        assert results[name].checked > 0, name
+
+
+def test_an_enqueue_accepted_inside_a_freeze_without_an_override_is_caught() -> None:
+    history = governed()
+    history.enqueues.append(
+        {
+            "kind": "update",
+            "id": "d9",
+            "accepted": True,
+            "at": 71.0,
+            "exit_code": 0,
+            "wall_from": 71.0,
+            "wall_to": 71.2,
+        }
+    )
+    frozen = "nothing starts inside a freeze window without an override"
+    assert violated(history)[frozen] == [
+        "update d9 was accepted without an override inside freeze window f1"
+    ]
+    history.enqueues[-1]["override"] = True
+    assert "nothing starts inside a freeze window without an override" not in violated(history)
+
+
+def test_a_refusal_for_a_freeze_with_no_window_open_is_caught() -> None:
+    history = governed()
+    history.enqueues.append(
+        {
+            "kind": "update",
+            "id": None,
+            "accepted": False,
+            "at": 90.0,
+            "exit_code": 2,
+            "error": "FrozenError: refused: inside freeze window f1",
+            "wall_from": 90.0,
+            "wall_to": 90.1,
+        }
+    )
+    assert list(violated(history)) == ["nothing starts inside a freeze window without an override"]
+
+
+def test_a_release_that_starts_a_wave_inside_a_freeze_is_caught() -> None:
+    history = governed()
+    history.freezes[0].update(start=59.0, end=61.0)
+    assert list(violated(history)) == ["nothing starts inside a freeze window without an override"]
+    _got(history.releases, "r2")["freeze_override"] = {"window": "f1", "reason": "x"}
+    assert violated(history) == {}
+
+
+def test_a_wave_started_past_a_spent_budget_is_caught() -> None:
+    history = governed()
+    _got(history.releases, "r2")["max_failures"] = 0
+    assert list(violated(history)) == ["no wave starts past a spent failure budget"]
+    _got(history.releases, "r2").pop("max_failures")
+    _got(history.releases, "r2")["max_failure_percent"] = 49.0
+    assert list(violated(history)) == ["no wave starts past a spent failure budget"]
+    _got(history.releases, "r2")["max_failure_percent"] = 50.0
+    assert violated(history) == {}
+
+
+def test_a_wave_started_before_its_approval_or_after_a_rejection_is_caught() -> None:
+    history = governed()
+    _got(history.releases, "r2")["approvals"][0]["at"] = 61.0
+    assert list(violated(history)) == ["a wave to approve starts only once approved"]
+    _got(history.releases, "r2")["approvals"][0].update(at=55.0, action="REJECT")
+    messages = violated(history)["a wave to approve starts only once approved"]
+    assert len(messages) == 2  # started although rejected, and not ended cancelled
+    history.deployments.pop("g2")
+    history.revisions.pop("g2", None)
+    _got(history.releases, "r2").update(state="cancelled", wave=0)
+    assert "a wave to approve starts only once approved" not in violated(history)

@@ -176,3 +176,48 @@ def test_an_answer_goes_to_a_deployment_awaiting_approval_and_is_recorded(
         ("d2", "ROLLBACK", True),
         ("d3", "CONTINUE", False),
     ]
+
+
+def test_every_governed_release_the_schedule_draws_is_a_valid_release(
+    campaign: runner.Campaign,
+) -> None:
+    """A budget goes with --continue-on-failure; an approval expires within the campaign;
+    exactly the drawn entries get a broken image."""
+    drawn = [
+        event.args
+        for seed in (1, 2, 3)
+        for event in draw(seed, 8, services=20).events
+        if event.kind == "release_governed"
+    ]
+    assert len(drawn) > 10
+    for args in drawn:
+        release = campaign._governed_job(args)
+        assert release.max_failures == args["budget"]
+        assert release.fail_fast is (args["budget"] is None)
+        assert release.approve_before == ([args["approve"]] if args["approve"] else [])
+        if args["approve"]:
+            assert release.approval_timeout_minutes == 1
+        images = [job.images[0].image for wave in release.waves for job in wave]
+        broken = [n for n, image in enumerate(images) if ":fail-" in image]
+        assert broken == args["broken"]
+
+
+def test_a_freeze_window_is_written_for_producers_and_workers_to_read(
+    campaign: runner.Campaign,
+) -> None:
+    """The file the workers' CONVEYOR_FREEZE_FILE names: empty at the start; then each window
+    opens a second after it is written and closes ``seconds`` later."""
+    from producers.contract.freeze import load_calendar
+
+    campaign._write_freeze()
+    assert load_calendar(campaign.freeze_file).windows == []
+    written = time.time()
+    campaign._freeze({"seconds": 5.0}, 7)
+    calendar = load_calendar(campaign.freeze_file)
+    assert [w.name for w in calendar.windows] == ["chaos-freeze-7"]
+    assert calendar.active(written) is None
+    opened = calendar.active(written + 3.0)
+    assert opened is not None
+    assert opened.name == "chaos-freeze-7"
+    assert calendar.active(written + 8.0) is None
+    assert campaign.history.freezes[0]["name"] == "chaos-freeze-7"

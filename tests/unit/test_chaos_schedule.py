@@ -102,3 +102,20 @@ def test_the_staged_actors_are_drawn_from_the_seed() -> None:
             assert 0 <= args["pick"] <= 1
     strategies = {e.args["strategy"] for e in schedule.events if e.kind == "staged"}
     assert strategies == {None, "blue-green", "linear", "canary"}
+
+
+def test_the_governance_actors_are_drawn_from_the_seed() -> None:
+    """Governed releases (a budget, an approval, broken entries), the answers to them, freeze
+    windows and the overrides that go through them."""
+    schedule = draw(3, 8, services=100, workers=3)
+    counts = schedule.counts()
+    for kind in ("release_governed", "release_answer", "freeze", "override"):
+        assert counts.get(kind, 0) > 0, kind
+    governed = [e.args for e in schedule.events if e.kind == "release_governed"]
+    assert len({a["budget"] for a in governed}) > 1
+    assert any(a["approve"] is not None for a in governed)
+    for args in governed:
+        entries = sum(len(w) for w in args["waves"])
+        assert all(0 <= b < entries for b in args["broken"])
+        assert args["approve"] is None or 1 <= args["approve"] < len(args["waves"])
+    assert all(3 <= e.args["seconds"] <= 15 for e in schedule.events if e.kind == "freeze")

@@ -59,7 +59,6 @@ def test_a_day_of_refreshes_leaves_one_set_of_clients_open(monkeypatch: pytest.M
             clock["now"] = hour * 3600.0
             await pool.gateway(ROLE, now=clock["now"])
             await pool.gateway(ROLE, now=clock["now"] + 60)  # cached within the hour
-            await pool.cloudwatch(ROLE, now=clock["now"] + 120)  # the same set
         open_now = counts["opened"] - counts["closed"]
         await pool.close()
         return open_now

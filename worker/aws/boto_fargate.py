@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import botocore.exceptions
 
 from worker.aws.boto_calls import aws_call
+from worker.aws.boto_cloudwatch import CloudWatchMetrics
 from worker.aws.boto_ecs import BotoEcsGateway
 from worker.aws.ratelimit import RateLimiter
 from worker.domain.errors import NotFoundError
@@ -41,6 +42,8 @@ class BotoAwsGateway(BotoEcsGateway):
     ) -> None:
         super().__init__(ecs, call_timeout, limiter, events=events)
         self.scope: str | None = None  # "account:region", set by the pool
+        # Measures metric gates with this identity's CloudWatch client; set by the pool.
+        self.gate_metrics: CloudWatchMetrics | None = None
         self._cfn = cfn
         self._elbv2 = elbv2
         self._ec2 = ec2

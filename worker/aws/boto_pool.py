@@ -17,7 +17,7 @@ from aiobotocore.config import AioConfig
 from aiobotocore.session import AioSession, get_session
 
 from worker.aws.boto_calls import count_attempt, learn_from_throttle
-from worker.aws.boto_cloudwatch import BotoCloudWatchGateway
+from worker.aws.boto_cloudwatch import BotoCloudWatchGateway, CloudWatchMetrics
 from worker.aws.boto_errors import translate_error
 from worker.aws.boto_fargate import BotoAwsGateway
 from worker.aws.ratelimit import Bucket, RateLimiter
@@ -64,8 +64,6 @@ class _Clients:
     gateway: BotoAwsGateway
     stack: AsyncExitStack
     expires: float
-    # Metric gates' CloudWatch calls (GetMetricData, DescribeAlarms), same identity and limiter.
-    cloudwatch: BotoCloudWatchGateway
 
 
 class ClientPool:
@@ -100,17 +98,9 @@ class ClientPool:
 
     async def gateway(self, role_arn: str | None = None, *, now: float) -> BotoAwsGateway:
         """Return the gateway for the worker's own credentials, or for an assumed role."""
-        return (await self._identity(role_arn, now)).gateway
-
-    async def cloudwatch(self, role_arn: str | None = None, *, now: float) -> BotoCloudWatchGateway:
-        """Return the CloudWatch gateway (metric gates) for the worker's own credentials, or
-        for an assumed role."""
-        return (await self._identity(role_arn, now)).cloudwatch
-
-    async def _identity(self, role_arn: str | None, now: float) -> _Clients:
         cached = self._clients.get(role_arn)
         if cached is not None and cached.expires > now:
-            return cached
+            return cached.gateway
         try:
             fresh = await self._make(role_arn)
         except (botocore.exceptions.BotoCoreError, OSError) as exc:
@@ -120,7 +110,7 @@ class ClientPool:
             # No step holds the old clients past this point: steps of one process run one at a
             # time on its loop, and each asks for its gateway when it starts.
             await cached.stack.aclose()
-        return fresh
+        return fresh.gateway
 
     def open_clients(self) -> int:
         """How many clients are open (six per identity in use)."""
@@ -169,10 +159,13 @@ class ClientPool:
         gateway = BotoAwsGateway(
             ecs, cfn, elbv2, ec2, call_timeout=self._call_timeout, limiter=limiter, events=events
         )
+        # Metric gates read CloudWatch with the deployment's own identity, through the limiter.
+        gateway.gate_metrics = CloudWatchMetrics(
+            BotoCloudWatchGateway(cloudwatch, call_timeout=self._call_timeout, limiter=limiter)
+        )
         # Watched rollouts are batched per account and region: say which this gateway is.
         gateway.scope = f"{await self.account_id(role_arn)}:{self.region or ''}"
-        watch = BotoCloudWatchGateway(cloudwatch, call_timeout=self._call_timeout, limiter=limiter)
-        return _Clients(gateway, stack, expires, watch)
+        return _Clients(gateway, stack, expires)
 
     @property
     def region(self) -> str | None:

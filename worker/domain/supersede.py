@@ -67,6 +67,8 @@ def covers_changes(newer: Mapping[str, Any], older: Mapping[str, Any]) -> bool:
         "minimum_healthy_percent",
         "maximum_percent",
         *_STRATEGY_OPTIONS,
+        # A bake gate the older job asked for is carried only by the same gate.
+        "bake_gate",
     ):
         if older.get(option) is not None and newer.get(option) != older.get(option):
             return False

@@ -9,6 +9,7 @@ record and dispatching the next step is the caller's job (:mod:`worker.steps`).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Any, Protocol, TypeVar
 
@@ -16,6 +17,7 @@ import structlog
 from pydantic import ValidationError
 
 from producers.contract.enums import ErrorCode, JobKind
+from producers.contract.gates import Gate
 from producers.contract.jobs import (
     MASK,
     UpdateServiceJob,
@@ -36,6 +38,14 @@ from producers.contract.records import (
 )
 from producers.contract.stack_template import STACK_TAG
 from worker.aws.gateway import EcsGateway, family_of, revision_of
+from worker.domain.bake_gates import (
+    BAKE_GATE_STRATEGIES,
+    add_measurement,
+    bake_traffic,
+    follow,
+    next_due,
+    start_info,
+)
 from worker.domain.deployment_config import DEPLOYMENT_OPTIONS, merged_configuration
 from worker.domain.errors import (
     ConveyorError,
@@ -44,6 +54,7 @@ from worker.domain.errors import (
     PermanentError,
     TransientError,
 )
+from worker.domain.gates import Measurement, failed_query
 from worker.domain.planning import DEPLOYMENT_TAG, check_containers, plan_revision
 from worker.domain.strategies import (
     bake_minutes_of,
@@ -64,6 +75,7 @@ from worker.domain.verdict import (
     judge_history,
     judge_service_deployment,
 )
+from worker.gates.sources import MetricSource
 from worker.services.flow import handler_for
 from worker.services.revisions import choose_base
 from worker.services.transitions import Transition, finish, rollback_budget, to_rollback
@@ -164,8 +176,15 @@ class UpdateFlow:
         clock: Callable[[], float],
         describer: BatchedDescriber | None = None,
         notes: AttemptNotes | None = None,
+        metrics: MetricSource | None = None,
+        measure_timeout: float = 10.0,
     ) -> None:
         self._notes: AttemptNotes = notes if notes is not None else MemoryNotes()
+        # Measures the job's bake gate (None: a gate is measured as an error, inconclusive).
+        self._metrics = metrics
+        # A measurement is cut short past this (an error, inconclusive): a slow source must not
+        # take the watch step past its time limit, whose retries would end in a rollback.
+        self._measure_timeout = measure_timeout
         self._ecs = gateway
         self._poll = poll_interval
         self._known = known_fields
@@ -273,6 +292,13 @@ class UpdateFlow:
             else service.get("deploymentConfiguration")
         )
         times = strategy_times(configuration)
+        if job.bake_gate is not None and times.strategy not in BAKE_GATE_STRATEGIES:
+            raise InvalidJobError(
+                f"bake_gate: gate {job.bake_gate.name} is measured while a canary or linear "
+                f"deployment bakes with production traffic partly shifted, and service "
+                f"{job.service!r} deploys {times.strategy}, which has no such bake; give "
+                "--strategy canary or linear, or drop the bake gate; nothing was changed"
+            )
         timeout = deployment_timeout(job, times)
         if is_staged(times.strategy):
             detail += f"; a {times.strategy} deployment, timeout {timeout} s"
@@ -748,10 +774,14 @@ class UpdateFlow:
             if sent:
                 # ECS moves on (or rolls back) at once: look again soon.
                 return Transition(record, Step.WATCH, countdown=min(self._poll, 2.0))
+        record, gate_failure = await self._measure_bake_gate(record, job, staged)
         if staged.outcome is History.IN_PROGRESS:
+            if gate_failure is not None:
+                # ECS cannot be held at its bake: Conveyor stops it, and ECS rolls back.
+                return await self._failed(record, job, gate_failure, None)
             if now >= deadline:
                 return await self._failed(record, job, f"timed out: {staged.reason}", None)
-            return Transition(record, Step.WATCH, countdown=self._poll)
+            return Transition(record, Step.WATCH, countdown=self._gate_countdown(record, job))
         if staged.outcome is History.SUCCEEDED:
             return Transition(finish(record, DeploymentState.SUCCEEDED, staged.reason, now), None)
         if staged.outcome in (History.ROLLED_BACK, History.ROLLING_BACK):
@@ -776,6 +806,66 @@ class UpdateFlow:
         if staged.outcome is History.STOPPED:
             reason += "; not rolled back: a stopped deployment is not Conveyor's to undo"
         return Transition(finish(record, DeploymentState.FAILED, reason, now), None)
+
+    async def _measure_bake_gate(
+        self, record: DeploymentRecord, job: UpdateServiceJob, staged: StagedVerdict
+    ) -> tuple[DeploymentRecord, str | None]:
+        """Follow the job's bake gate through the bake windows and take a measurement when one
+        is due; returns the record, and the reason to roll back when the gate failed.
+
+        The measurement goes onto the record this step returns, so it counts only once the
+        record is committed (fenced by its seq): a re-run from the same record takes the one
+        measurement that was lost, never a second one (:mod:`worker.domain.bake_gates`).
+        """
+        gate = job.bake_gate
+        if gate is None:
+            return record, None
+        now = self._clock()
+        traffic = bake_traffic(record.progress.strategy, staged)
+        if record.bake_gate is None and traffic is None:
+            return record, None
+        info = follow(gate, record.bake_gate or start_info(gate), traffic, now)
+        due = next_due(gate, info)
+        failure = None
+        if due is not None and now >= due:
+            measurement = await self._measure(gate)
+            judged = add_measurement(gate, info, measurement, now)
+            info = judged.info
+            window = info.windows[-1]
+            log.info(
+                "bake gate measured",
+                gate=gate.name,
+                window=window.number,
+                measurement=measurement.describe(),
+                outcome=judged.verdict.outcome.value,
+            )
+            if judged.fails:
+                # The rollback's own step entry carries it.
+                failure = window.reason or judged.verdict.reason
+            elif window.outcome != "measuring":
+                steps = self._log_step(record, window.reason or judged.verdict.reason)
+                record = record.model_copy(update={"steps": steps})
+        return record.model_copy(update={"bake_gate": info}), failure
+
+    async def _measure(self, gate: Gate) -> Measurement:
+        """One measurement of ``gate``, within the flow's measuring time."""
+        if self._metrics is None:
+            return failed_query("this worker measures no gates")
+        try:
+            async with asyncio.timeout(self._measure_timeout):
+                return await self._metrics.measure(gate)
+        except TimeoutError:
+            return failed_query(
+                f"no answer within {self._measure_timeout:g} s, the time a watch step gives it"
+            )
+
+    def _gate_countdown(self, record: DeploymentRecord, job: UpdateServiceJob) -> float:
+        """The next look: one poll, or sooner when the bake gate's next measurement is due."""
+        gate, info = job.bake_gate, record.bake_gate
+        due = None if gate is None or info is None else next_due(gate, info)
+        if due is None:
+            return self._poll
+        return min(self._poll, max(0.5, due - self._clock()))
 
     async def _from_history(
         self, record: DeploymentRecord, job: UpdateServiceJob, verdict: Verdict | None
