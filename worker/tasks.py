@@ -14,10 +14,12 @@ from typing import Any
 import structlog
 from pydantic import ValidationError
 
+from producers.contract.gates import Gate
 from producers.contract.jobs import describe_validation_error
 from producers.contract.kinds import load_job
 from producers.contract.messages import (
     CleanupMessage,
+    GateMessage,
     MalformedMessageError,
     PlanMessage,
     StepMessage,
@@ -28,13 +30,19 @@ from producers.contract.names import (
     watch_queue,
 )
 from producers.contract.records import DeploymentRecord
+from producers.contract.release_store import ReleaseStore
 from producers.contract.store import wall_clock
 from worker.app import app, settings, step_context
 from worker.aws.gateway import AwsGateway
 from worker.domain.errors import ConveyorError, TransientError
+from worker.domain.gates import Measurement, failed_query
+from worker.gates.prometheus import PrometheusMetrics
+from worker.gates.sources import GateSources
 from worker.kinds import FlowDeps, worker_kind
+from worker.observe import metrics
 from worker.runtime import get_runtime
 from worker.services.cleanup import InUseView, clean_up_revisions
+from worker.services.release_gates import take_measurement
 from worker.services.transitions import Transition
 from worker.steps import execute, run_step, settle
 
@@ -172,3 +180,56 @@ def clean_up(*args: Any, **kwargs: Any) -> dict[str, Any]:
             priority=PRIORITY_BACKGROUND,
         )
     return {"status": "ok", "deregistered": len(done), "more": more}
+
+
+def _measure(gate: Gate, role: str | None, prometheus_url: str | None) -> Measurement:
+    """One measurement of ``gate`` through its own source, with the release's identity."""
+    runtime = get_runtime(settings)
+
+    async def run() -> Measurement:
+        cloudwatch = None
+        if gate.source != "prometheus":
+            try:
+                cloudwatch = (await runtime.pool.gateway(role, now=wall_clock())).gate_metrics
+            except ConveyorError as exc:
+                # No client for the identity (a role that cannot be assumed): inconclusive.
+                return failed_query(exc.message)
+        sources = GateSources(prometheus=PrometheusMetrics(prometheus_url), cloudwatch=cloudwatch)
+        return await sources.measure(gate)
+
+    measurement = runtime.run(run())
+    result = (
+        "error"
+        if measurement.error is not None
+        else ("value" if measurement.conclusive else "no_data")
+    )
+    metrics.GATE_MEASUREMENTS.labels(gate.source, result).inc()
+    return measurement
+
+
+@app.task(name=GateMessage.TASK, ignore_result=True)
+def measure_gate(*args: Any, **kwargs: Any) -> dict[str, Any]:
+    """Take one measurement of a release wave's metric gate (worker.services.release_gates)."""
+    try:
+        message = GateMessage.parse(args, kwargs)
+    except MalformedMessageError as exc:
+        log.error(exc.log_event, nargs=len(args), kwargs=list(kwargs))
+        return {"status": "rejected"}
+    ctx = step_context()
+    releases = ReleaseStore(
+        ctx.redis,
+        ctx.store,
+        ttl_seconds=ctx.store.ttl,
+        recovery_grace=ctx.recovery_grace,
+        queue=ctx.queue,
+        freeze_file=ctx.freeze_file,
+    )
+    return take_measurement(
+        message,
+        releases=releases,
+        measure=lambda gate, role: _measure(gate, role, ctx.prometheus_url),
+        sender=ctx.sender,
+        clock=ctx.clock,
+        queue=ctx.queue,
+        on_verdict=lambda _source, verdict: metrics.GATE_VERDICTS.labels(verdict).inc(),
+    )

@@ -204,8 +204,13 @@ def release_progress(release: ReleaseRecord) -> None:
     paused = (
         ""
         if waiting is None
-        else f" · awaiting approval before wave {waiting + 1} (`conveyor approve {release.id}`)"
+        else f" · awaiting approval {_awaited(release, waiting)} (`conveyor approve {release.id}`)"
     )
+    run = release.gate_run(release.wave)
+    if run is not None and run.state == "measuring" and not release.terminal:
+        paused += f" · gate {run.gate} measuring ({len(run.measurements)} taken)"
+    if release.rolling_back and not release.terminal:
+        paused += f" · rolling wave {release.wave + 1} back"
     if release.held and not release.terminal:
         paused += f" · {release.held}"
     click.echo(
@@ -213,6 +218,34 @@ def release_progress(release: ReleaseRecord) -> None:
         f"{len(release.waves)} · {counts}{paused}",
         err=True,
     )
+
+
+def _awaited(release: ReleaseRecord, waiting: int) -> str:
+    """What a paused release waits to be approved for: an inconclusive gate, or a wave."""
+    run = release.gate_run(waiting - 1)
+    if run is not None and run.state == "inconclusive":
+        return f"after gate {run.gate} of wave {waiting} was inconclusive"
+    return f"before wave {waiting + 1}"
+
+
+def gate_lines(release: ReleaseRecord) -> list[str]:
+    """The gates measured after the release's waves, their readings and verdicts, and the
+    rollbacks a failed gate started."""
+    lines = []
+    for run in release.gate_runs:
+        readings = ", ".join(m.describe() for m in run.measurements[-5:]) or "none yet"
+        lines.append(f"  gate      wave {run.wave + 1} {run.gate}: {run.state} · {readings}")
+        if run.reason and run.state != "measuring":
+            lines.append(f"            {run.reason}")
+    for rollback in release.rollbacks:
+        how = {
+            "deployment": f"to {(rollback.to or '?').rsplit('/', 1)[-1]} by {rollback.deployment}",
+            "cancel": "cancelled while running",
+            "none": rollback.note or "nothing to roll back",
+        }[rollback.how]
+        ended = rollback.outcome or "running"
+        lines.append(f"  rollback  {rollback.cluster}/{rollback.service}: {how} · {ended}")
+    return lines
 
 
 def release_text(release: ReleaseRecord, records: list[DeploymentRecord | None]) -> str:
@@ -229,9 +262,10 @@ def release_text(release: ReleaseRecord, records: list[DeploymentRecord | None])
     if waiting is not None and release.awaiting_approval_since is not None:
         expires = release.awaiting_approval_since + release.approval_timeout_minutes * 60
         lines.append(
-            f"  awaiting  approval before wave {waiting + 1} (`conveyor approve {release.id}` "
-            f"or `reject`; fails in {age(max(0.0, expires - time.time()))})"
+            f"  awaiting  approval {_awaited(release, waiting)} (`conveyor approve "
+            f"{release.id}` or `reject`; fails in {age(max(0.0, expires - time.time()))})"
         )
+    lines += gate_lines(release)
     for answer in release.approvals:
         word = "approved" if answer.action == "CONTINUE" else "rejected"
         lines.append(f"  {word:<9} wave {answer.wave + 1} by {answer.by}")
@@ -400,7 +434,7 @@ def print_list(
             counts = ", ".join(f"{n} {state}" for state, n in sorted(rel.summary().items()))
             state = rel.state.value
             if rel.awaiting_wave is not None:
-                state += f" · awaiting approval before wave {rel.awaiting_wave + 1}"
+                state += f" · awaiting approval {_awaited(rel, rel.awaiting_wave)}"
             elif rel.held and not rel.terminal:
                 state += " · held by a freeze"
             table.add_row(

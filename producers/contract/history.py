@@ -182,3 +182,17 @@ def release_ended(release: Any) -> dict[str, Any]:
         "reason": (release.reason or "")[:500],
         "outcomes": release.summary(),
     }
+
+
+def gate_decided(release: Any, wave: int) -> dict[str, Any]:
+    """The event of a wave's metric gate reaching its verdict (passed, failed, inconclusive)."""
+    run = release.gate_run(wave)
+    return {
+        "event": f"gate {run.state}",
+        "id": release.id,
+        "name": release.name,
+        "wave": wave + 1,
+        "gate": run.gate,
+        "reason": (run.reason or "")[:500],
+        "values": [m.describe() for m in run.measurements[-10:]],
+    }

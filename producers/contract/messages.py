@@ -12,7 +12,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from producers.contract.names import TASK_CLEANUP, TASK_PLAN
+from producers.contract.ids import is_release_id
+from producers.contract.names import TASK_CLEANUP, TASK_PLAN, TASK_RELEASE_GATE
 
 # The longest deployment id a step message may carry (ids are 32 hex characters).
 MAX_DEPLOYMENT_ID = 128
@@ -82,6 +83,42 @@ class PlanMessage:
         if len(args) != 1 or not isinstance(args[0], str) or not 0 < len(args[0]) <= MAX_PLAN_ID:
             raise MalformedMessageError(expected, log_event="malformed plan message dropped")
         return cls(args[0])
+
+
+@dataclass(frozen=True, slots=True)
+class GateMessage:
+    """Take measurement ``index`` of the gate of wave ``wave`` of release ``release_id``.
+
+    The index fences the message: once that measurement is recorded, a copy of the message
+    (redelivered, or re-sent by the sweeper) finds a later index and is dropped.
+    """
+
+    release_id: str
+    wave: int
+    index: int
+
+    TASK: ClassVar[str] = TASK_RELEASE_GATE
+
+    def args(self) -> list[Any]:
+        """The message's positional arguments on the wire."""
+        return [self.release_id, self.wave, self.index]
+
+    @classmethod
+    def parse(cls, args: Sequence[Any], kwargs: Mapping[str, Any]) -> GateMessage:
+        """The message these task arguments carry; MalformedMessageError otherwise."""
+        expected = "expected arguments [release_id, wave, index]"
+        _no_keywords(kwargs, expected, "gate")
+        if (
+            len(args) != 3
+            or not isinstance(args[0], str)
+            or not is_release_id(args[0])
+            or type(args[1]) is not int
+            or type(args[2]) is not int
+            or args[1] < 0
+            or args[2] < 0
+        ):
+            raise MalformedMessageError(expected, log_event="malformed gate message dropped")
+        return cls(args[0], args[1], args[2])
 
 
 @dataclass(frozen=True, slots=True)

@@ -49,6 +49,8 @@ TASK_WATCH_ROLLBACK = "conveyor.update.watch_rollback"
 TASK_CLEANUP = "conveyor.cleanup.revisions"
 # Not a step: computes what an update job would change (`conveyor plan`, --dry-run).
 TASK_PLAN = "conveyor.update.plan"
+# Not a step: takes one measurement of a release wave's metric gate.
+TASK_RELEASE_GATE = "conveyor.release.gate"
 TASK_VALIDATE = "conveyor.fargate.validate"
 TASK_APPLY = "conveyor.fargate.apply"
 TASK_DELETE_STALE = "conveyor.fargate.delete_stale"

@@ -14,6 +14,16 @@ that ends advances its release; the sweeper also advances every active release, 
 that dies between a deployment's end and the advance delays a release by one sweep, never stops
 it.
 
+Metric gates: once a wave with a gate has passed, the move that starts its gate run (a
+compare-and-set) precedes the measuring message, sent after it; each measurement is appended by
+a compare-and-set that accepts only the index the run expects, so a message delivered twice is
+counted once, and a message lost with a worker is sent again by an advance (the sweeper's) once
+the next measurement is overdue by the recovery grace. A failed (or rejected) gate records the
+rollbacks it starts in the same transaction that creates their deployments (ids derived from
+the rolled-back deployment's, so creating one twice changes nothing); they are dispatched after
+it, and the sweeper's re-dispatch covers a crash in between. The release fails once every
+rollback has ended.
+
 A release record that no longer validates is quarantined (moved to a key of its own and out of
 the active set), and an active entry whose record has expired is dropped, so that no sweep,
 list or status stops at a damaged release. A record written by a newer Conveyor is left alone.
@@ -24,6 +34,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import redis
@@ -32,22 +43,29 @@ from pydantic import ValidationError
 from producers.contract.dispatch import TaskSender, dispatch
 from producers.contract.enums import DeploymentState, JobKind
 from producers.contract.freeze import calendar_at
-from producers.contract.history import release_ended, release_enqueued
-from producers.contract.jobs import UpdateServiceJob
+from producers.contract.history import gate_decided, release_ended, release_enqueued
+from producers.contract.jobs import ImageUpdate, UpdateServiceJob
 from producers.contract.kinds import FIRST_STEP
+from producers.contract.messages import GateMessage
 from producers.contract.names import (
     KEY_PREFIX,
     PRIORITY_NEW,
     QUEUE,
+    watch_queue,
 )
 from producers.contract.records import DeploymentRecord, FreezeOverride
 from producers.contract.releases import (
+    GATED_RELEASE_SCHEMA,
     RELEASE_OK,
     RELEASE_SCHEMA,
+    GateReading,
+    GateRollback,
+    GateState,
     ReleaseJob,
     ReleaseRecord,
     ReleaseState,
     WaveApproval,
+    WaveGateRun,
 )
 from producers.contract.store import (
     NewerRecordError,
@@ -123,6 +141,82 @@ def new_deployment(
         release_move_on_at=release_move_on_at,
         created_at=now,
         updated_at=now,
+    )
+
+
+# Suffix of the id of the deployment that rolls a wave's deployment back after its gate failed.
+ROLLBACK_SUFFIX = "-rollback"
+
+# (state, reason, seconds to the next measurement when measuring, on_inconclusive when
+# inconclusive): the worker's verdict on a gate's readings (worker.domain.gates.evaluate).
+GateJudgement = tuple[GateState, str, float | None, str | None]
+
+
+@dataclass
+class _GateEffects:
+    """What an advance does about gates once its transaction committed (cleared per attempt)."""
+
+    changed: bool = False
+    measure: tuple[GateMessage, float] | None = None
+    rollbacks: list[tuple[DeploymentRecord, UpdateServiceJob]] = field(default_factory=list)
+    cancels: list[str] = field(default_factory=list)
+    rollback_started: bool = False
+
+    def clear(self) -> None:
+        """Forget the effects of an attempt that lost its compare-and-set."""
+        self.changed = False
+        self.rollback_started = False
+        self.measure = None
+        self.rollbacks.clear()
+        self.cancels.clear()
+
+
+def _replace_run(release: ReleaseRecord, run: WaveGateRun) -> list[WaveGateRun]:
+    """The release's gate runs with ``run`` in place of its wave's (appended when new)."""
+    runs = [run if r.wave == run.wave else r for r in release.gate_runs]
+    return runs if any(r.wave == run.wave for r in release.gate_runs) else [*runs, run]
+
+
+def _gates_of(job: ReleaseJob) -> list[dict[str, Any] | None]:
+    """The gate (as JSON) of each wave of ``job``; empty when it has none."""
+    gates = [job.gate_of(w) for w in range(len(job.waves))]
+    if all(g is None for g in gates):
+        return []
+    return [None if g is None else g.model_dump(mode="json") for g in gates]
+
+
+def rollback_job(record: DeploymentRecord | None, outcome: str) -> UpdateServiceJob | str:
+    """The update-existing job that returns a wave's deployment's service to the revision it
+    ran before the wave, or why there is nothing to roll back.
+
+    The job builds from exactly that revision (``base_revision``) with the images it had, so the
+    service runs that revision's definition again (as a new revision of the family: the update
+    flow always registers one), with every guarantee of an ordinary deployment.
+    """
+    if record is None:
+        return "its record has expired"
+    if outcome != DeploymentState.SUCCEEDED.value:
+        return f"it ended {outcome}: its change is not live"
+    if record.state is DeploymentState.SUPERSEDED:
+        return f"its change went out with {record.superseded_by}, outside the release"
+    previous = record.previous_task_definition_arn
+    if previous is None or record.task_definition_arn in (None, previous):
+        return "it registered no new revision (a restart)"
+    before = {c: str(v.get("before")) for c, v in record.images.items() if v.get("before")}
+    if not before:
+        return "it changed no image (only settings), which a rollback cannot restore"
+    job = record.job
+    return UpdateServiceJob.model_validate(
+        {
+            "cluster": record.cluster,
+            "service": record.service,
+            "images": tuple(ImageUpdate(container=c, image=i) for c, i in before.items()),
+            "base_revision": previous,
+            "role_arn": job.get("role_arn"),
+            "timeout_seconds": job.get("timeout_seconds"),
+            "wait": False,
+        },
+        strict=False,
     )
 
 
@@ -383,6 +477,7 @@ class ReleaseStore:
         # The release record keeps masked jobs; each full job waits under its deployment's job
         # key, where the worker reads it once the deployment's wave starts.
         jobs = {deployment_id: wave_job.redacted() for deployment_id, wave_job in by_id.items()}
+        gates = _gates_of(job)
         release = ReleaseRecord(
             id=release_id,
             name=job.release,
@@ -393,6 +488,8 @@ class ReleaseStore:
             max_failure_percent=job.max_failure_percent,
             move_on_at=job.move_on_at,
             freeze_override=freeze_override,
+            gates=gates,
+            schema_version=GATED_RELEASE_SCHEMA if gates else 1,
             waves=ids,
             jobs=jobs,
             created_at=now,
@@ -555,6 +652,267 @@ class ReleaseStore:
             self.quarantine(release_id, raw, why)
         return result
 
+    # -- metric gates ---------------------------------------------------------------------
+
+    def _gate_holds(
+        self, release: ReleaseRecord, now: float, update: dict[str, Any], effects: _GateEffects
+    ) -> bool:
+        """Whether the gate of the wave that passed holds the release where it is; writes what
+        changed into ``update`` (and sets ``effects.changed``).
+
+        No gate, a passed one, or an inconclusive one that passes (or was approved): False, the
+        release moves on. Otherwise the gate run starts, is measured, pauses for an approval, or
+        rolls the wave back.
+        """
+        spec = release.gate_of(release.wave)
+        if spec is None:
+            return False
+        wave = release.wave
+        run = release.gate_run(wave)
+        if run is None:
+            delay = float(spec.get("initial_delay_seconds") or 0)
+            run = WaveGateRun(
+                wave=wave, gate=str(spec.get("name")), started_at=now, next_at=now + delay
+            )
+            update["gate_runs"] = _replace_run(release, run)
+            effects.changed = True
+            effects.measure = (GateMessage(release.id, wave, 0), delay)
+            return True
+        if run.state == "measuring":
+            if run.next_at is not None and now > run.next_at + self._grace:
+                # The measuring message was lost with a worker: send it again, once (the
+                # write is a compare-and-set; the next sweep waits another grace).
+                log.warning("re-sending a lost gate measurement of release %s", release.id)
+                update["gate_runs"] = _replace_run(release, run.model_copy(update={"next_at": now}))
+                effects.changed = True
+                effects.measure = (GateMessage(release.id, wave, len(run.measurements)), 0.0)
+            return True
+        if run.state == "passed" or (run.state == "inconclusive" and run.action == "pass"):
+            return False
+        reason = run.reason or f"gate {run.gate} {run.state}"
+        if run.state == "inconclusive" and run.action == "pause":
+            answer = release.approval_of(wave + 1)
+            since = release.awaiting_approval_since
+            if answer is not None and answer.action == "CONTINUE":
+                return False
+            if answer is not None:
+                reason = f"{reason}; rejected by {answer.by}"
+            elif since is None:
+                # Paused like approve_before: `conveyor approve` continues, `reject` rolls back.
+                update["awaiting_approval_since"] = now
+                effects.changed = True
+                return True
+            elif now < since + release.approval_timeout_minutes * 60:
+                return True
+            else:
+                reason = f"{reason}; not approved within {release.approval_timeout_minutes} minutes"
+        self._start_rollback(release, reason, now, update, effects)
+        return True
+
+    def _start_rollback(
+        self,
+        release: ReleaseRecord,
+        reason: str,
+        now: float,
+        update: dict[str, Any],
+        effects: _GateEffects,
+    ) -> None:
+        """Return every service of the current wave to the revision it ran before the wave: an
+        update-existing deployment each (created with the write), a cancel for one still
+        running (move_on_at: its own rollback follows), nothing for one whose change is not live.
+        """
+        outcomes: dict[str, str] = update["outcomes"]
+        ids = release.waves[release.wave]
+        found = self._records.get_many([i for i in ids if i in outcomes])
+        rollbacks = []
+        for deployment_id in ids:
+            job = release.jobs[deployment_id]
+            where = {"of": deployment_id, "service": job["service"], "cluster": job["cluster"]}
+            if deployment_id not in outcomes:
+                rollbacks.append(GateRollback(**where, how="cancel"))
+                effects.cancels.append(deployment_id)
+                continue
+            record = found.get(deployment_id)
+            planned = rollback_job(record, outcomes[deployment_id])
+            if isinstance(planned, str) or record is None:
+                rollbacks.append(
+                    GateRollback(**where, how="none", outcome="not needed", note=str(planned))
+                )
+                continue
+            rollback_id = deployment_id + ROLLBACK_SUFFIX
+            rollbacks.append(
+                GateRollback(
+                    **where,
+                    how="deployment",
+                    to=record.previous_task_definition_arn,
+                    deployment=rollback_id,
+                )
+            )
+            queued = new_deployment(planned, rollback_id, now=now, account=self._account(planned))
+            effects.rollbacks.append((queued, planned))
+        update.update(rolling_back=reason, rollbacks=rollbacks, awaiting_approval_since=None)
+        effects.changed = True
+        effects.rollback_started = True
+
+    def _follow_rollbacks(
+        self,
+        release: ReleaseRecord,
+        now: float,
+        update: dict[str, Any],
+        effects: _GateEffects,
+    ) -> bool:
+        """Record how the wave's rollbacks ended; True (and the release FAILED in ``update``)
+        once all have, and no deployment of the release still runs."""
+        outcomes: dict[str, str] = update["outcomes"]
+        waiting = [
+            r.deployment
+            for r in release.rollbacks
+            if r.outcome is None and r.how == "deployment" and r.deployment
+        ]
+        found = self._records.get_many(waiting)
+        rollbacks = []
+        for rollback in release.rollbacks:
+            ended: str | None = rollback.outcome
+            if ended is None and rollback.how == "deployment" and rollback.deployment:
+                record = found.get(rollback.deployment)
+                ended = (
+                    "lost" if record is None else (record.state.value if record.terminal else None)
+                )
+            elif ended is None and rollback.how == "cancel":
+                ended = outcomes.get(rollback.of)
+                if ended is None:
+                    effects.cancels.append(rollback.of)
+            rollbacks.append(rollback.model_copy(update={"outcome": ended}))
+        if rollbacks != release.rollbacks:
+            update["rollbacks"] = rollbacks
+            effects.changed = True
+        begun = [i for ids in release.waves[: release.wave + 1] for i in ids]
+        if any(r.outcome is None for r in rollbacks) or any(i not in outcomes for i in begun):
+            return False
+        done = ", ".join(
+            f"{r.service} {r.outcome}" + (f" ({r.note})" if r.note else "") for r in rollbacks
+        )
+        later = sum(len(ids) for ids in release.waves[release.wave + 1 :])
+        update.update(
+            state=ReleaseState.FAILED,
+            reason=f"{release.rolling_back}; wave {release.wave + 1} rolled back: {done}"
+            + (f"; {later} not started" if later else ""),
+            finished_at=now,
+        )
+        effects.changed = True
+        return True
+
+    def _create_rollbacks_in(self, pipe: Any, effects: _GateEffects) -> None:
+        """Queue the creation of the rollback deployments (and their full jobs) on a write."""
+        for record, job in effects.rollbacks:
+            pipe.set(
+                self._k.job.format(id=record.id),
+                json.dumps(job.model_dump(mode="json")),
+                ex=self._ttl,
+                nx=True,
+            )
+        self._create_in(pipe, [record for record, _ in effects.rollbacks])
+
+    def _send_gate_effects(
+        self, release: ReleaseRecord, effects: _GateEffects, sender: TaskSender, now: float
+    ) -> None:
+        """After the write: the measuring message, the rollbacks' first steps, the cancels.
+
+        Each is safe to send twice (the measurement index, the step's seq and an existing
+        cancel request fence them); one lost here is sent again by a later advance.
+        """
+        if effects.measure is not None and not release.terminal:
+            message, countdown = effects.measure
+            sender.send_task(
+                message.TASK,
+                args=message.args(),
+                countdown=countdown or None,
+                queue=watch_queue(self._queue),
+            )
+        if effects.rollbacks and release.rolling_back is not None:
+            found = self._records.get_many([r.id for r, _ in effects.rollbacks])
+            for record in found.values():
+                if record is not None and record.state is DeploymentState.QUEUED:
+                    dispatch(sender, record.id, record.step, record.seq, queue=self._queue)
+        for deployment_id in effects.cancels:
+            self._cancel_deployment(deployment_id, sender, now)
+
+    def _cancel_deployment(self, deployment_id: str, sender: TaskSender, now: float) -> None:
+        """Ask a running deployment to stop (as `conveyor cancel`: its rollout is rolled back);
+        nothing when it has ended or its cancel is already asked for."""
+
+        def request(record: DeploymentRecord) -> DeploymentRecord | None:
+            if record.terminal or record.cancel_requested_at:
+                return None
+            return record.model_copy(
+                update={"cancel_requested_at": now, "seq": record.seq + 1, "updated_at": now}
+            )
+
+        changed = self._records.modify(deployment_id, request)
+        if changed is not None:
+            self._records.set_due(deployment_id, now + self._grace)
+            dispatch(sender, deployment_id, changed.step, changed.seq, queue=self._queue)
+
+    def record_gate_measurement(
+        self,
+        release_id: str,
+        wave: int,
+        reading: GateReading,
+        judge: Callable[[list[GateReading]], GateJudgement],
+    ) -> tuple[ReleaseRecord | None, bool]:
+        """Append ``reading`` to the gate run of ``wave`` and record ``judge``'s verdict on the
+        readings so far, atomically; returns the release and whether the reading was counted.
+
+        Counted only while the run measures and expects exactly this index: a measurement
+        taken twice for one index (a message delivered twice) is counted once. A verdict joins
+        the audit trail in the same transaction.
+        """
+
+        counted: list[bool] = []
+
+        def change(release: ReleaseRecord) -> ReleaseRecord | None:
+            counted.clear()
+            run = release.gate_run(wave)
+            if (
+                release.terminal
+                or release.wave != wave
+                or run is None
+                or run.state != "measuring"
+                or len(run.measurements) != reading.index
+            ):
+                return None
+            readings = [*run.measurements, reading]
+            state, reason, next_in, action = judge(readings)
+            counted.append(True)
+            measuring = state == "measuring"
+            fresh = run.model_copy(
+                update={
+                    "measurements": readings,
+                    "state": state,
+                    "reason": reason,
+                    "action": action,
+                    "next_at": reading.at + (next_in or 0.0) if measuring else None,
+                    "decided_at": None if measuring else reading.at,
+                }
+            )
+            return release.model_copy(
+                update={"gate_runs": _replace_run(release, fresh), "updated_at": reading.at}
+            )
+
+        def note(pipe: Any, release: ReleaseRecord) -> None:
+            run = release.gate_run(wave)
+            if run is not None and run.state != "measuring":
+                self._records.history.note(
+                    gate_decided(release, wave),
+                    once=f"{release_id}:gate{wave}",
+                    now=run.decided_at or reading.at,
+                    pipe=pipe,
+                )
+
+        result = self._modify(release_id, change, note)
+        # Set by the attempt whose write took effect (each retry after a lost race starts over).
+        return result, result is not None and bool(counted)
+
     def _carried_outcome(self, record: DeploymentRecord) -> str | None:
         """The outcome a finished deployment counts as in its release; None: not known yet.
 
@@ -604,10 +962,12 @@ class ReleaseStore:
         """
         started: list[ReleaseRecord] = []
         wave_records: list[DeploymentRecord] = []
+        effects = _GateEffects()
 
         def step(release: ReleaseRecord) -> ReleaseRecord | None:
             started.clear()
             wave_records.clear()
+            effects.clear()
             if release.terminal:
                 return None
             current = release.waves[release.wave]
@@ -640,6 +1000,11 @@ class ReleaseStore:
             reached.update(dict.fromkeys(arrived, now))
             update: dict[str, Any] = {"outcomes": outcomes, "reached": reached, "updated_at": now}
             unchanged = outcomes == release.outcomes and reached == release.reached
+            if release.rolling_back is not None:
+                # A gate failed: the release waits for the wave's rollbacks, then fails.
+                self._follow_rollbacks(release, now, update, effects)
+                same = unchanged and not effects.changed
+                return None if same else release.model_copy(update=update)
             # A wave has passed once each of its deployments ended or reached move_on_at.
             passed = all(i in outcomes or i in reached for i in current)
             bad = [i for i in begun if i in outcomes and outcomes[i] not in RELEASE_OK]
@@ -671,6 +1036,9 @@ class ReleaseStore:
                     + (f"; {skipped} not started ({why})" if skipped else ""),
                     finished_at=now,
                 )
+            elif self._gate_holds(release, now, update, effects):
+                same = unchanged and not effects.changed
+                return None if same else release.model_copy(update=update)
             elif last:
                 update.update(state=ReleaseState.SUCCEEDED, finished_at=now)
             else:
@@ -727,6 +1095,8 @@ class ReleaseStore:
         def create_wave(pipe: Any, release: ReleaseRecord) -> None:
             if started and release.wave == started[0].wave:
                 self._create_in(pipe, wave_records)
+            if effects.rollbacks and release.rolling_back is not None:
+                self._create_rollbacks_in(pipe, effects)
 
         result = self._modify(release_id, step, create_wave)
         if result is None:
@@ -735,4 +1105,9 @@ class ReleaseStore:
         for release in started:
             if result is not None and result.wave == release.wave:
                 self.dispatch_wave(result, sender)
+        if result is not None:
+            self._send_gate_effects(result, effects, sender, clock())
+            if effects.rollback_started and not effects.rollbacks and not effects.cancels:
+                # Nothing to roll back: the release fails now rather than at the next sweep.
+                return self.advance(release_id, sender, clock)
         return result

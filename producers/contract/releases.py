@@ -24,6 +24,12 @@ A wave may also be a mapping, ``{services: [...], approve_before: true}``: the r
 pauses before that wave until ``conveyor approve REL`` (or ``reject``), for at most
 ``approval_timeout_minutes`` (default a day; then it fails).
 
+A wave mapping may also take ``gate: {...}``, a metric gate (:mod:`producers.contract.gates`)
+measured once the wave has passed and before the next wave starts (after the last wave too:
+the release succeeds only once that gate passed); a release-level ``gate:`` applies after every
+wave that has none of its own. A failed gate rolls the wave back and fails the release; an
+inconclusive one pauses it for ``conveyor approve`` (or fails or passes, as the gate says).
+
 ``services:`` instead of ``waves:`` is one wave. Every entry becomes an ordinary update-existing
 deployment (with all its guarantees) whose id is the release id and its position, so creating
 one twice is a no-op. Waves run one after another; the deployments of a wave run at once.
@@ -43,6 +49,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from producers.contract.enums import DeploymentState
+from producers.contract.gates import Gate, load_gate
 from producers.contract.ids import is_release_id as is_release_id
 from producers.contract.ids import new_release_id as new_release_id
 from producers.contract.jobs import (
@@ -138,7 +145,16 @@ class ReleaseJob(BaseModel):
     alarms: list[str] | None = None
     circuit_breaker_threshold_type: ThresholdType | None = None
     circuit_breaker_threshold: int | None = None
+    # The metric gate measured after every wave without one of its own.
+    gate: Gate | None = None
+    # The gates of the waves that have their own (``gate:`` in a wave mapping), wave by wave.
+    wave_gates: list[Gate | None] = Field(default_factory=list)
     waves: Annotated[list[list[UpdateServiceJob]], Field(min_length=1)]
+
+    def gate_of(self, wave: int) -> Gate | None:
+        """The gate measured after ``wave`` (its own, else the release's; None: no gate)."""
+        own = self.wave_gates[wave] if wave < len(self.wave_gates) else None
+        return own or self.gate
 
     @model_validator(mode="before")
     @classmethod
@@ -173,14 +189,17 @@ class ReleaseJob(BaseModel):
         }
         expanded = []
         gated = list(data.get("approve_before") or [])
+        wave_gates: list[Gate | None] = [None] * len(waves)
         for w, wave in enumerate(waves):
             if isinstance(wave, dict):
-                unknown = sorted(set(wave) - {"services", "approve_before"})
+                unknown = sorted(set(wave) - {"services", "approve_before", "gate"})
                 if unknown:
                     raise ValueError(
                         f"waves[{w}]: unknown field(s) {', '.join(unknown)}; a wave takes "
-                        "services and approve_before"
+                        "services, approve_before and gate"
                     )
+                if wave.get("gate") is not None:
+                    wave_gates[w] = _wave_gate(w, wave["gate"])
                 approve = wave.get("approve_before", False)
                 if not isinstance(approve, bool):
                     # A ValueError is pydantic's validation error; a TypeError would escape it.
@@ -244,6 +263,8 @@ class ReleaseJob(BaseModel):
             expanded.append(jobs)
         data["waves"] = expanded
         data["approve_before"] = sorted(gated)
+        if any(g is not None for g in wave_gates):
+            data["wave_gates"] = wave_gates
         return data
 
     @model_validator(mode="before")
@@ -271,6 +292,11 @@ class ReleaseJob(BaseModel):
                     f"approve_before: {index} is not a wave after the first (waves 1 to "
                     f"{len(self.waves) - 1}, counted from 0)"
                 )
+        if self.wave_gates and len(self.wave_gates) != len(self.waves):
+            raise ValueError(
+                f"wave_gates: {len(self.wave_gates)} given for {len(self.waves)} waves; give a "
+                "gate (or null) per wave, or write gate: in the wave mappings"
+            )
         return self
 
     @field_validator("move_on_at")
@@ -310,6 +336,27 @@ class ReleaseJob(BaseModel):
         return ids
 
 
+def _wave_gate(wave: int, raw: Any) -> Gate:
+    """The gate of wave ``wave`` as written; a ValueError names each bad field and its fix."""
+    if isinstance(raw, Gate):
+        return raw
+    if not isinstance(raw, dict):
+        raise ValueError(  # noqa: TRY004 - pydantic reports a ValueError, not a TypeError
+            f"waves[{wave}].gate: give a mapping (name, a source, success, ...)"
+        )
+    try:
+        return load_gate(raw)
+    except ValidationError as exc:
+        # Without the input: a gate's URL may hold credentials.
+        lines = [
+            f"waves[{wave}].gate: {line[5:]}"
+            if line.startswith("job: ")
+            else f"waves[{wave}].gate.{line}"
+            for line in describe_validation_error(exc)
+        ]
+        raise ValueError("; ".join(lines)) from None
+
+
 class ReleaseState(StrEnum):
     """Where a release is in its life."""
 
@@ -327,7 +374,10 @@ RELEASE_TERMINAL = frozenset({ReleaseState.SUCCEEDED, ReleaseState.FAILED, Relea
 RELEASE_OK = frozenset({DeploymentState.SUCCEEDED})
 
 # The release record's schema; a reader leaves records of a higher one to newer Conveyors.
-RELEASE_SCHEMA = 1
+# 2: a release with metric gates. Conveyors that know only 1 leave such a record alone rather
+# than move it past a gate they cannot measure; a release without gates stays at 1.
+RELEASE_SCHEMA = 2
+GATED_RELEASE_SCHEMA = 2
 
 
 class WaveApproval(BaseModel):
@@ -339,6 +389,66 @@ class WaveApproval(BaseModel):
     action: Literal["CONTINUE", "REJECT"]
     by: str
     at: float
+
+
+GateState = Literal["measuring", "passed", "failed", "inconclusive"]
+
+
+class GateReading(BaseModel):
+    """One measurement of a wave's gate, as stored: a value, no data, or an error."""
+
+    # +Inf is a value (a ratio over no traffic): kept as "Infinity", not turned into null.
+    model_config = ConfigDict(extra="ignore", ser_json_inf_nan="strings")
+
+    index: int  # its place among the gate's measurements (0: the first)
+    at: float
+    value: float | None = None
+    error: str | None = None
+    detail: str = ""
+
+    def describe(self) -> str:
+        """The reading for people: its value, 'no data' or 'error: ...'."""
+        if self.error is not None:
+            return f"error: {self.error}"
+        if self.value is None:
+            return f"no data ({self.detail})" if self.detail else "no data"
+        return f"{self.value:g}" + (f" ({self.detail})" if self.detail else "")
+
+
+class WaveGateRun(BaseModel):
+    """A wave's gate being measured, or its verdict."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    wave: int
+    gate: str  # the gate's name
+    state: GateState = "measuring"
+    # Inconclusive: what the gate says to do (its on_inconclusive: pause, fail or pass).
+    action: str | None = None
+    measurements: list[GateReading] = Field(default_factory=list)
+    started_at: float
+    # When the next measurement is due (None once decided); the sweeper re-sends a measuring
+    # message lost with a worker once this is overdue by the recovery grace.
+    next_at: float | None = None
+    reason: str | None = None
+    decided_at: float | None = None
+
+
+class GateRollback(BaseModel):
+    """How one deployment of a wave whose gate failed (or was rejected) was rolled back."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    of: str  # the wave's deployment
+    service: str
+    cluster: str
+    # "deployment": an update-existing deployment back to ``to``; "cancel": the deployment was
+    # still running (move_on_at) and was cancelled, which rolls it back; "none": nothing to do.
+    how: Literal["deployment", "cancel", "none"]
+    to: str | None = None  # the revision the service ran before the wave
+    deployment: str | None = None  # the rollback deployment's id
+    outcome: str | None = None  # how it ended (None: still running)
+    note: str = ""
 
 
 class ReleaseRecord(BaseModel):
@@ -370,6 +480,13 @@ class ReleaseRecord(BaseModel):
     # Deployments still running that reached ``move_on_at`` -> when the release saw it.
     reached: dict[str, float] = Field(default_factory=dict)
     reason: str | None = None
+    # The gate measured after each wave (the gate as JSON; None: none), and its runs.
+    gates: list[dict[str, Any] | None] = Field(default_factory=list)
+    gate_runs: list[WaveGateRun] = Field(default_factory=list)
+    # Set (to the gate's reason) while the wave's deployments are rolled back after its gate
+    # failed or was rejected; the release fails once every rollback has ended.
+    rolling_back: str | None = None
+    rollbacks: list[GateRollback] = Field(default_factory=list)
     cancel_requested_at: float | None = None
     created_at: float
     updated_at: float
@@ -387,13 +504,25 @@ class ReleaseRecord(BaseModel):
         """True once the release has a final state."""
         return self.state in RELEASE_TERMINAL
 
+    def gate_of(self, wave: int) -> dict[str, Any] | None:
+        """The gate (as JSON) measured after ``wave`` (None: none)."""
+        return self.gates[wave] if wave < len(self.gates) else None
+
+    def gate_run(self, wave: int) -> WaveGateRun | None:
+        """The run of the gate of ``wave`` (None: not started)."""
+        return next((run for run in self.gate_runs if run.wave == wave), None)
+
     def approval_of(self, wave: int) -> WaveApproval | None:
         """The answer given for ``wave`` (None: none yet)."""
         return next((a for a in self.approvals if a.wave == wave), None)
 
     @property
     def awaiting_wave(self) -> int | None:
-        """The wave (index) the release waits to be approved for (None: it does not wait)."""
+        """The wave (index) the release waits to be approved for (None: it does not wait).
+
+        After an inconclusive gate that pauses, the answer is recorded for the wave after the
+        gated one (one past the last wave when the last wave's gate paused).
+        """
         if self.terminal or self.awaiting_approval_since is None:
             return None
         return self.wave + 1

@@ -393,11 +393,51 @@ def _gated_release(stack: Stack) -> str:
     return release_id
 
 
+def _gate_paused_release(stack: Stack) -> str:
+    """A release whose first wave's metric gate found no data and which waits for approval."""
+    from producers.contract.release_store import ReleaseStore
+    from producers.contract.releases import GateReading, ReleaseJob
+
+    client = redis.Redis.from_url(stack.redis_url)
+    records = RecordStore(client)
+    releases = ReleaseStore(client, records, ttl_seconds=3600, recovery_grace=30)
+    gate = {"name": "errors", "prometheus": {"query": "x"}, "success": "result < 1", "count": 1}
+    job = ReleaseJob.model_validate(
+        {
+            "cluster": "demo",
+            "waves": [
+                {"services": [{"service": "gate-c", "images": {"app": ":2"}}], "gate": gate},
+                [{"service": "gate-d", "images": {"app": ":2"}}],
+            ],
+        }
+    )
+    release_id = f"rel-{uuid.uuid4().hex[:20]}"
+    release = releases.create(job, release_id, now=time.time())
+    records.modify(
+        release.waves[0][0], lambda r: r.model_copy(update={"state": DeploymentState.SUCCEEDED})
+    )
+
+    class Sender:
+        def send_task(self, *_: Any, **__: Any) -> None:
+            pass
+
+    releases.advance(release_id, Sender(), clock=time.time)
+    releases.record_gate_measurement(
+        release_id,
+        0,
+        GateReading(index=0, at=time.time()),
+        lambda _: ("inconclusive", "gate errors: no data", None, "pause"),
+    )
+    releases.advance(release_id, Sender(), clock=time.time)
+    return release_id
+
+
 def test_the_page_shows_a_deployment_awaiting_approval_and_a_traffic_split(
     stack: Stack, dashboard: str
 ) -> None:
     """In headless Chromium: a deployment paused at a PAUSE hook reads "awaiting approval at
-    STAGE", one shifting traffic shows its stage and the new revision's share."""
+    STAGE", one shifting traffic shows its stage and the new revision's share, and a release
+    paused by an inconclusive metric gate names the gate."""
     from playwright.sync_api import expect, sync_playwright
 
     waiting = _staged_record(
@@ -415,6 +455,7 @@ def test_the_page_shows_a_deployment_awaiting_approval_and_a_traffic_split(
         production_traffic=40.0,
     )
     gated = _gated_release(stack)
+    paused = _gate_paused_release(stack)
     user, _, password = AUTH.partition(":")
     with sync_playwright() as p:
         browser = p.chromium.launch(
@@ -434,6 +475,9 @@ def test_the_page_shows_a_deployment_awaiting_approval_and_a_traffic_split(
             )
             expect(page.locator(f'#releases tr[data-id="{gated}"] td.wave')).to_have_text(
                 "1/2 · awaiting approval before wave 2"
+            )
+            expect(page.locator(f'#releases tr[data-id="{paused}"] td.wave')).to_have_text(
+                "1/2 · awaiting approval after gate errors was inconclusive"
             )
             expect(page.locator(f'#deployments tr[data-id="{shifting}"] td.stage')).to_have_text(
                 "LINEAR at PRODUCTION_TRAFFIC_SHIFT, production traffic 40% new"

@@ -839,8 +839,8 @@ def test_an_approval_not_given_in_time_fails_the_release(client: redis.Redis) ->
             "waves[0].approve_before: the first wave starts when the release is made",
         ),
         (
-            [[{"service": "a", "images": {"app": ":2"}}], {"services": [], "gate": True}],
-            "waves[1]: unknown field(s) gate; a wave takes services and approve_before",
+            [[{"service": "a", "images": {"app": ":2"}}], {"services": [], "pause": True}],
+            "waves[1]: unknown field(s) pause; a wave takes services, approve_before and gate",
         ),
         (
             [

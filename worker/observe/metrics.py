@@ -96,6 +96,16 @@ RATELIMIT_DRAINED = Counter(
     "Throttled AWS calls that emptied the shared bucket of their account, region and API.",
     ["operation"],
 )
+GATE_VERDICTS = Counter(
+    "conveyor_release_gate_verdicts",
+    "Verdicts of release waves' metric gates: passed, failed or inconclusive.",
+    ["verdict"],
+)
+GATE_MEASUREMENTS = Counter(
+    "conveyor_release_gate_measurements",
+    "Measurements of release waves' metric gates, by source and result (value, no_data, error).",
+    ["source", "result"],
+)
 REDISPATCHED = Counter(
     "conveyor_sweeper_redispatched", "Overdue steps the recovery sweeper dispatched again."
 )

@@ -52,8 +52,17 @@ function renderReleases(releases, now) {
     stateCell(row, r.state);
     const running = !["succeeded", "failed", "cancelled"].includes(r.state);
     let wave = (r.wave + 1) + "/" + r.waves.length;
+    const gate = (r.gate_runs || []).find((g) => g.wave === r.wave);
     if (running && r.awaiting_approval_since != null) {
-      wave += " · awaiting approval before wave " + (r.wave + 2);
+      wave += gate && gate.state === "inconclusive"
+        ? " · awaiting approval after gate " + gate.gate + " was inconclusive"
+        : " · awaiting approval before wave " + (r.wave + 2);
+    } else if (running && r.rolling_back != null) {
+      wave += " · rolling back: gate " + (gate ? gate.gate : "") + " " + (gate ? gate.state : "");
+    } else if (running && gate && gate.state === "measuring") {
+      wave += " · gate " + gate.gate + " measuring (" + gate.measurements.length + " taken)";
+    } else if (gate) {
+      wave += " · gate " + gate.gate + " " + gate.state;
     } else if (running && r.held) {
       wave += " · held by a freeze";
     }
