@@ -173,6 +173,49 @@ class ContainerSettings(BaseModel):
         return self
 
 
+# A pre-deploy task's command: at most this many arguments of at most this many characters
+# (ECS's container override is bounded by RunTask's 8 KiB of overrides in all).
+MAX_COMMAND_ARGS = 100
+MAX_COMMAND_CHARS = 8192
+DEFAULT_PRE_DEPLOY_TIMEOUT_SECONDS = 600
+MAX_PRE_DEPLOY_TIMEOUT_SECONDS = 6 * 3600
+
+
+class PreDeployTask(BaseModel):
+    """A one-off task (a database migration, say) run on the new revision before the service
+    changes: the deployment goes on only when ``container`` exits 0.
+
+    ``command`` overrides the container's command for this task (None: the revision's own).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    container: Annotated[str, Field(min_length=1, max_length=255)]
+    command: Annotated[tuple[str, ...] | None, Field(min_length=1, max_length=MAX_COMMAND_ARGS)] = (
+        None
+    )
+    timeout_seconds: Annotated[
+        int, Field(ge=MIN_TIMEOUT_SECONDS, le=MAX_PRE_DEPLOY_TIMEOUT_SECONDS)
+    ] = DEFAULT_PRE_DEPLOY_TIMEOUT_SECONDS
+
+    @field_validator("container")
+    @classmethod
+    def _container_name(cls, value: str) -> str:
+        return _check_container_name(value)
+
+    @field_validator("command")
+    @classmethod
+    def _command(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        if value is not None and sum(len(a) for a in value) > MAX_COMMAND_CHARS:
+            raise ValueError(
+                f"the command is longer than {MAX_COMMAND_CHARS} characters in all: run a script "
+                "that the image holds instead"
+            )
+        if value is not None and not value[0].strip():
+            raise ValueError("the command's first argument (the program) is empty")
+        return value
+
+
 class UpdateServiceJob(BaseModel):
     """Put new images into named containers of an existing ECS service.
 
@@ -236,6 +279,9 @@ class UpdateServiceJob(BaseModel):
     base_revision: Annotated[
         str | None, Field(max_length=1600, pattern=r"^[A-Za-z0-9_:/.\-]+:[0-9]{1,9}$")
     ] = None
+    # A one-off task run on the new revision before UpdateService; its container's exit code
+    # gates the deployment (None: none).
+    pre_deploy: PreDeployTask | None = None
 
     def service_options(self) -> dict[str, Any]:
         """The options this job sets on the service, by their job field name (empty: none)."""
@@ -291,6 +337,11 @@ class UpdateServiceJob(BaseModel):
             )
         if self.restart and self.family is not None:
             raise ValueError("family: a restart keeps the revision the service runs; drop family")
+        if self.restart and self.pre_deploy is not None:
+            raise ValueError(
+                "pre_deploy: a restart registers no new revision to run the task on; give the "
+                "images (or settings) of the new revision too"
+            )
         if self.base_revision is not None and (self.base == "service" or self.restart):
             raise ValueError(
                 "base_revision: a pinned base revision is for new revisions built from the "

@@ -28,6 +28,7 @@ __all__ = [
     "DeploymentState",
     "ErrorInfo",
     "JobKind",
+    "PreDeployInfo",
     "ProgressInfo",
     "ServiceEvent",
     "StackEvent",
@@ -70,6 +71,28 @@ class StoppedTask(BaseModel):
     stop_code: str | None = None
     stopped_reason: str | None = None
     container_reasons: list[str] = Field(default_factory=list)
+
+
+class PreDeployInfo(BaseModel):
+    """The pre-deploy task of a deployment: which task, how it ended, and its log's tail.
+
+    ``task_arn`` is written before the task is waited for, so a re-run follows the same task.
+    ``log_tail`` holds the newest lines the task's container wrote (its awslogs stream), never
+    anything of the job's settings.
+    """
+
+    model_config = ConfigDict(extra="ignore")
+
+    container: str
+    task_arn: str | None = None
+    started_at: float | None = None
+    deadline: float | None = None
+    last_status: str | None = None
+    exit_code: int | None = None
+    stopped_reason: str | None = None
+    log_group: str | None = None
+    log_stream: str | None = None
+    log_tail: list[str] = Field(default_factory=list)
 
 
 class StackEvent(BaseModel):
@@ -197,6 +220,7 @@ class DeploymentRecord(BaseModel):
     events: list[ServiceEvent] = Field(default_factory=list)
     stopped_tasks: list[StoppedTask] = Field(default_factory=list)
     stack: StackInfo | None = None
+    pre_deploy: PreDeployInfo | None = None
     progress: ProgressInfo = Field(default_factory=ProgressInfo)
     warnings: list[str] = Field(default_factory=list)
     reason: str | None = None

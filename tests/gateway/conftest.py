@@ -171,7 +171,7 @@ class FakeWorld(World):
 
     def standalone_task(self, cluster: str, task_definition: str) -> str:
         """See World."""
-        return self.fake.run_task(cluster, task_definition)
+        return self.fake.start_task(cluster, task_definition)
 
     def schedule(self, rule: str, cluster: str, task_definition: str) -> None:
         """See World."""

@@ -38,8 +38,9 @@ class BotoAwsGateway(BotoEcsGateway):
         call_timeout: float = 20.0,
         limiter: RateLimiter | None = None,
         events: EventBridgeClient | None = None,
+        logs: Any = None,
     ) -> None:
-        super().__init__(ecs, call_timeout, limiter, events=events)
+        super().__init__(ecs, call_timeout, limiter, events=events, logs=logs)
         self.scope: str | None = None  # "account:region", set by the pool
         self._cfn = cfn
         self._elbv2 = elbv2

@@ -22,7 +22,7 @@ from worker.aws.boto_fargate import BotoAwsGateway
 from worker.aws.ratelimit import Bucket, RateLimiter
 
 # The clients of one identity.
-_CLIENT_NAMES = ("ecs", "cloudformation", "elbv2", "ec2", "events")
+_CLIENT_NAMES = ("ecs", "cloudformation", "elbv2", "ec2", "events", "logs")
 
 
 def _session(region: str | None) -> AioSession:
@@ -112,7 +112,7 @@ class ClientPool:
         return fresh.gateway
 
     def open_clients(self) -> int:
-        """How many clients are open (five per identity in use)."""
+        """How many clients are open (six per identity in use)."""
         return len(_CLIENT_NAMES) * len(self._clients)
 
     async def _make(self, role_arn: str | None) -> _Clients:
@@ -131,10 +131,11 @@ class ClientPool:
             elbv2 = await stack.enter_async_context(session.create_client("elbv2", config=config))
             ec2 = await stack.enter_async_context(session.create_client("ec2", config=config))
             events = await stack.enter_async_context(session.create_client("events", config=config))
+            logs = await stack.enter_async_context(session.create_client("logs", config=config))
         except BaseException:
             await stack.aclose()
             raise
-        for client in (ecs, cfn, elbv2, ec2, events):
+        for client in (ecs, cfn, elbv2, ec2, events, logs):
             client.meta.events.register("needs-retry", count_attempt)
         limiter = None
         if self._limits is not None:
@@ -153,7 +154,14 @@ class ClientPool:
                 "needs-retry", functools.partial(learn_from_throttle, limiter, limits.redis)
             )
         gateway = BotoAwsGateway(
-            ecs, cfn, elbv2, ec2, call_timeout=self._call_timeout, limiter=limiter, events=events
+            ecs,
+            cfn,
+            elbv2,
+            ec2,
+            call_timeout=self._call_timeout,
+            limiter=limiter,
+            events=events,
+            logs=logs,
         )
         # Watched rollouts are batched per account and region: say which this gateway is.
         gateway.scope = f"{await self.account_id(role_arn)}:{self.region or ''}"
