@@ -256,6 +256,11 @@ class DeploymentRecord(BaseModel):
         """True once the deployment has a final state."""
         return self.state in TERMINAL_STATES
 
+    @property
+    def passed_pre_deploy(self) -> bool:
+        """Whether the deployment's pre-deploy task ran and its container exited 0."""
+        return self.pre_deploy is not None and self.pre_deploy.exit_code == 0
+
     def reached_stage(self, stage: str) -> bool:
         """Whether ECS has taken this deployment to lifecycle ``stage`` (or past it), and not
         back: a deployment ECS is rolling back has not reached any stage of its way forward."""
