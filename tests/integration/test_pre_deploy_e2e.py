@@ -100,8 +100,8 @@ def test_a_failed_migration_stops_the_release_before_any_service_changes(
     assert "exited 1" in failed["reason"]
     assert failed["pre_deploy"]["exit_code"] == 1
     assert failed["pre_deploy"]["log_tail"] == lines[-20:]
-    status = stack.cli("status", by_service[db]["id"])
-    assert "    | error: relation exists" in status.stdout
+    shown = stack.cli("status", by_service[db]["id"])
+    assert "    | error: relation exists" in shown.stdout
     for name in (db, api, web):
         assert _runs(stack, name) == f"{name}:1"
 
