@@ -220,7 +220,7 @@ class FakeEcs:
             stoppedAt=_EPOCH,
         )
 
-    def stop_task(self, task_arn: str) -> None:
+    def stop_standalone_task(self, task_arn: str) -> None:
         """Stop a standalone task: it no longer counts as running."""
         self.running_tasks = [t for t in self.running_tasks if t["taskArn"] != task_arn]
 
@@ -977,6 +977,33 @@ class FakeEcs:
         }
         self.task_runs[task_arn] = task
         return copy.deepcopy(task)
+
+    async def stop_task(self, cluster: str, task_arn: str, reason: str) -> None:
+        """See EcsGateway. A one-off task stops at once (UserInitiated); its started containers
+        are killed (137)."""
+        self._call("StopTask")
+        if cluster not in self.clusters:
+            raise _cluster_not_found("StopTask")
+        task = self.task_runs.get(task_arn)
+        if task is None:
+            raise AwsRequestError(
+                "StopTask failed with InvalidParameterException: The referenced task was not "
+                "found.",
+                "InvalidParameterException",
+            )
+        if task["lastStatus"] == "STOPPED":
+            return
+        for container in task["containers"]:
+            if container["lastStatus"] == "RUNNING":
+                container["exitCode"] = 137
+            container["lastStatus"] = "STOPPED"
+        task.update(
+            lastStatus="STOPPED",
+            desiredStatus="STOPPED",
+            stopCode="UserInitiated",
+            stoppedReason=reason,
+            stoppedAt=_EPOCH,
+        )
 
     async def task_arns_started_by(self, cluster: str, started_by: str) -> list[str]:
         """See EcsGateway. One ListTasks call per desired status (RUNNING, STOPPED)."""

@@ -1166,6 +1166,18 @@ def test_run_task_with_the_same_client_token_starts_no_second_task(world: World)
     assert world.run(world.gateway.task_arns_started_by("c1", "dep-1")) == [first["taskArn"]]
 
 
+def test_stop_task_stops_a_one_off_task_at_once(world: World) -> None:
+    """stop_task stops a task not yet ended: STOPPED, UserInitiated, with the reason given."""
+    world.cluster("c1")
+    definition = world.logged_task_definition("migrate", IMAGE, "/ecs/migrate")
+    arn = str(_run_once(world, definition)["taskArn"])
+    world.run(world.gateway.stop_task("c1", arn, "timed out"))
+    (stopped,) = world.run(world.gateway.describe_tasks("c1", [arn]))
+    assert stopped["lastStatus"] == "STOPPED"
+    assert stopped["stopCode"] == "UserInitiated"
+    assert stopped["stoppedReason"] == "timed out"
+
+
 def test_the_log_tail_of_a_stream_not_written_is_empty(world: World) -> None:
     """log_tail of a stream (or group) that does not exist is empty, not an error."""
     assert world.run(world.gateway.log_tail("/ecs/none", "m/app/0", 20)) == []

@@ -113,7 +113,7 @@ def test_a_standalone_task_keeps_its_revision(store: WorkerStore, client: redis.
     done, _ = clean(ecs, store, client, 1)
     assert arns[4] not in done
     assert asyncio.run(ecs.describe_task_definition(arns[4]))[0]["status"] == "ACTIVE"
-    ecs.stop_task(task)
+    ecs.stop_standalone_task(task)
     client.delete("conveyor:in-use:" + ecs.scope)  # the view's minute is over
     done, _ = clean(ecs, store, client, 1)
     assert done == [arns[4]]

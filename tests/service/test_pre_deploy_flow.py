@@ -186,7 +186,8 @@ def test_a_task_still_running_at_its_timeout_fails_the_deployment(ecs: FakeEcs) 
     assert t.next_step is None
     assert t.record.state is DeploymentState.FAILED
     assert t.record.reason is not None
-    assert "timed out after 60 s (RUNNING)" in t.record.reason
+    assert "timed out after 60 s (RUNNING) and was stopped" in t.record.reason
+    assert ecs.task_runs[_only_task(ecs)]["stopCode"] == "UserInitiated"
     assert "UpdateService" not in ecs.calls
 
 

@@ -424,6 +424,11 @@ class BotoEcsGateway:
             )
         return dict(tasks[0])
 
+    @aws_call("StopTask")
+    async def stop_task(self, cluster: str, task_arn: str, reason: str) -> None:
+        """See EcsGateway."""
+        await self._ecs.stop_task(cluster=cluster, task=task_arn, reason=reason[:255])
+
     async def task_arns_started_by(self, cluster: str, started_by: str) -> list[str]:
         """See EcsGateway. ListTasks twice: a task stopped since is listed only as STOPPED."""
         arns: list[str] = []

@@ -168,6 +168,10 @@ class EcsGateway(Protocol):
         """
         ...
 
+    async def stop_task(self, cluster: str, task_arn: str, reason: str) -> None:
+        """Stop a task (StopTask); ``reason`` is shown as its stoppedReason."""
+        ...
+
     async def task_arns_started_by(self, cluster: str, started_by: str) -> list[str]:
         """The ARNs of the cluster's tasks, running or stopped, whose startedBy is this."""
         ...

@@ -488,9 +488,10 @@ class UpdateFlow:
         info = info.model_copy(update={"last_status": verdict.last_status})
         if not verdict.stopped:
             if now >= deadline:
+                how = await self._stop_late_task(job, arn, task.timeout_seconds)
                 reason = (
                     f"pre-deploy task {_task_id(arn)} timed out after {task.timeout_seconds} s "
-                    f"({verdict.last_status}); the service was not changed"
+                    f"({verdict.last_status}) and {how}; the service was not changed"
                 )
                 ended = record.model_copy(update={"pre_deploy": info})
                 return Transition(finish(ended, DeploymentState.FAILED, reason, now), None)
@@ -527,6 +528,18 @@ class UpdateFlow:
         reason += "; the service was not changed"
         log.info("pre-deploy task failed", task=arn, exit_code=verdict.exit_code)
         return Transition(finish(record, DeploymentState.FAILED, reason, now), None)
+
+    async def _stop_late_task(self, job: UpdateServiceJob, arn: str, seconds: int) -> str:
+        """Stop a pre-deploy task that outran its timeout; what became of it, for the reason.
+        A task that cannot be stopped does not keep the deployment from ending: it is said."""
+        try:
+            await self._ecs.stop_task(
+                job.cluster, arn, f"Conveyor: pre-deploy task timed out after {seconds} s"
+            )
+        except ConveyorError as exc:
+            log.warning("the late pre-deploy task could not be stopped", code=exc.code)
+            return f"could not be stopped ({exc.code}): stop it with `aws ecs stop-task`"
+        return "was stopped"
 
     async def _task_log_tail(self, info: PreDeployInfo) -> list[str]:
         """The newest lines of the task's own log stream; none when it has no awslogs stream
