@@ -127,3 +127,37 @@ def test_a_passing_migration_lets_the_release_succeed(
     assert stack.record(by_service[api]["id"])["created_at"] >= passed_at
     for name in (db, api, web):
         assert _runs(stack, name) == f"{name}:2"
+
+
+def test_update_with_a_failing_pre_deploy_task_never_changes_the_service(
+    stack: Stack, start_worker: Callable[[str], Worker]
+) -> None:
+    """`conveyor update --pre-deploy-container` with a `fail-` image: the task on the new
+    revision exits 1, the update exits 1 naming it, status shows the task's log, the service
+    still runs its first revision, and the new revision is marked discarded."""
+    start_worker("w1")
+    (name,) = _services(stack, 1)
+    result = stack.cli(
+        "update",
+        "--cluster",
+        "demo",
+        "--service",
+        name,
+        "--image",
+        "app=:fail-2.0.0",
+        "--pre-deploy-container",
+        "app",
+        "--pre-deploy-command",
+        "bin/migrate --up",
+        "--json",
+    )
+    assert result.returncode == 1, result.stderr + result.stdout
+    record = json.loads(result.stdout)
+    assert record["state"] == "failed"
+    assert "exited 1" in record["reason"]
+    assert record["pre_deploy"]["exit_code"] == 1
+    shown = stack.cli("status", record["id"])
+    assert "    | app: exited 1" in shown.stdout
+    assert _runs(stack, name) == f"{name}:1"
+    tags = stack.ecs().describe_task_definition(taskDefinition=f"{name}:2", include=["TAGS"])
+    assert any(t["key"] == "conveyor:discarded" for t in tags["tags"])
