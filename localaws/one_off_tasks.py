@@ -2,14 +2,15 @@
 
 moto's RunTask makes a task that stays RUNNING for ever, with containers that never exit and
 no log. Here a task started by RunTask goes PROVISIONING → PENDING → RUNNING → STOPPED over
-``task_seconds`` (settable with ``POST /_localaws/config``), judged from the clock whenever it
-is read. When it stops, each container gets an ``exitCode``: 0, 1 for an image whose tag
-starts with ``fail-`` (as services treat it), or what ``POST /_localaws/task-results`` set
-for its family and container; the stop code and reason are ECS's for an essential container
-that exited. Each container whose ``logConfiguration`` is ``awslogs`` with a stream prefix
-writes its lines to ``awslogs-group``, stream ``prefix/container/task-id``, in moto's
-CloudWatch Logs, where GetLogEvents reads them. A group that does not exist fails the task as
-on ECS (ResourceInitializationError), unless ``awslogs-create-group`` is ``"true"``.
+``task_seconds`` (settable with ``POST /_localaws/config``; the value in force when the task
+started), judged from the clock whenever it is read. When it stops, each container gets an
+``exitCode``: 0, 1 for an image whose tag starts with ``fail-`` (as services treat it), or
+what ``POST /_localaws/task-results`` set for its family and container; the stop code and
+reason are ECS's for an essential container that exited. Each container whose
+``logConfiguration`` is ``awslogs`` with a stream prefix writes its lines to
+``awslogs-group``, stream ``prefix/container/task-id``, in moto's CloudWatch Logs, where
+GetLogEvents reads them. A group that does not exist fails the task as on ECS
+(ResourceInitializationError), unless ``awslogs-create-group`` is ``"true"``.
 
 ``clientToken`` is honoured: a second RunTask with the same token returns the first task.
 Everything here runs under the world lock, which the WSGI layer takes for every request.
@@ -145,6 +146,8 @@ class OneOffTask:
         self._definition = definition
         self._outcomes = outcomes
         self._started = started
+        # A task runs for the task_seconds in force when it started.
+        self._span = max(registry.task_seconds, 0.0)
         self._ended = False
         self.task_arn = str(moto_task.task_arn)
         self.id = self.task_arn.rsplit("/", 1)[-1]
@@ -226,7 +229,7 @@ class OneOffTask:
         if self._ended:
             return
         elapsed = self._registry.clock() - self._started
-        span = max(self._registry.task_seconds, 0.0)
+        span = self._span
         if elapsed >= span:
             self._end()
         elif elapsed >= span * (_PROVISIONING_SHARE + _PENDING_SHARE):
