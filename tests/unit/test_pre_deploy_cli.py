@@ -89,3 +89,21 @@ def test_status_shows_the_task_its_exit_code_and_its_log_tail(store: RecordStore
     shown = json.loads(conveyor("status", "d1", "--json").stdout)
     assert shown["pre_deploy"]["exit_code"] == 1
     assert shown["pre_deploy"]["log_tail"][-1] == "error: relation exists"
+
+
+def test_release_status_marks_held_and_unstarted_entries() -> None:
+    """A release's text says which entries wait for their wave's tasks and which never
+    started, with why."""
+    from producers.cli.rendering import release_text
+    from producers.contract.releases import ReleaseRecord
+
+    jobs = {i: {"cluster": "demo", "service": s} for i, s in (("r-0", "db"), ("r-1", "api"))}
+    waiting = ReleaseRecord(
+        id="rel", waves=[["r-0", "r-1"]], jobs=jobs, held_back=["r-1"], created_at=1, updated_at=1
+    )
+    assert "demo/api  pending  r-1  (waits for the wave's pre-deploy tasks)" in release_text(
+        waiting, [None, None]
+    )
+    why = "not started: the pre-deploy task of db failed"
+    stopped = waiting.model_copy(update={"held_back": [], "not_started": {"r-1": why}})
+    assert f"demo/api  cancelled  r-1  ({why})" in release_text(stopped, [None, None])
