@@ -100,6 +100,9 @@ def bake_gate_lines(record: DeploymentRecord) -> list[str]:
         )
         if window.reason and window.outcome != "measuring":
             lines.append(f"  verdict   {window.reason}")
+    return lines
+
+
 def pre_deploy_lines(record: DeploymentRecord) -> list[str]:
     """The pre-deploy task: which task, how it ended (exit code, ECS's reason), its log's tail."""
     task = record.pre_deploy
