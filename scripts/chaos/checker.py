@@ -57,6 +57,8 @@ class History:
       (epoch seconds, wall clock), ``at`` (campaign seconds when it was written).
     * ``release_answers``: each `conveyor approve REL` / `reject REL`: ``at``, ``wall``,
       ``id``, ``action`` (CONTINUE or REJECT), ``awaiting``, ``error``.
+    * ``gate_alarms``: each time an outside actor set the gate alarm to ``state`` (ALARM or
+      INSUFFICIENT_DATA): ``at``, ``until``.
     * ``alarms``: each time an outside actor set a staged service's CloudWatch alarm to ALARM:
       ``alarm``, ``service`` (key), ``at``, ``until`` (back to OK).
 
@@ -84,6 +86,7 @@ class History:
     alarms: list[dict[str, Any]] = field(default_factory=list)
     freezes: list[dict[str, Any]] = field(default_factory=list)
     release_answers: list[dict[str, Any]] = field(default_factory=list)
+    gate_alarms: list[dict[str, Any]] = field(default_factory=list)
     default_account: str = "123456789012"
 
 
@@ -919,6 +922,67 @@ def approvals_respected(history: History) -> Result:
     return Result("a wave to approve starts only once approved", checked, out)
 
 
+def _gate_lets_through(release: dict[str, Any], run: dict[str, Any] | None) -> float | None:
+    """When a wave's gate run let the next wave start (None: it did not): passed, or
+    inconclusive with on_inconclusive pass, or inconclusive, paused and approved."""
+    if run is None or run.get("decided_at") is None:
+        return None
+    decided = float(run["decided_at"])
+    if run.get("state") == "passed":
+        return decided
+    if run.get("state") == "inconclusive" and run.get("action") == "pass":
+        return decided
+    if run.get("state") == "inconclusive" and run.get("action") == "pause":
+        for answer in release.get("approvals") or []:
+            if int(answer["wave"]) == int(run["wave"]) + 1 and answer.get("action") == "CONTINUE":
+                return max(decided, float(answer["at"]))
+    return None
+
+
+def gates_respected(history: History) -> Result:
+    """No wave starts past a failed gate: a wave after a gated one starts only once that gate
+    passed (or, inconclusive, passed by its rule or an approval); after a gate that failed (or
+    was rejected) no later wave starts, and the release does not succeed."""
+    out: list[Violation] = []
+    checked = 0
+    for release_id, release in history.releases.items():
+        if release is None or not any(release.get("gates") or []):
+            continue
+        waves = release.get("waves") or []
+        gates = release.get("gates") or []
+        runs = {int(r["wave"]): r for r in release.get("gate_runs") or []}
+        for number, wave in enumerate(waves):
+            gated = number - 1 < len(gates) and gates[number - 1] is not None
+            if number == 0 or not gated:
+                continue
+            started = _wave_started(history, wave)
+            if started is None:
+                continue
+            checked += 1
+            through = _gate_lets_through(release, runs.get(number - 1))
+            if through is None or through > started:
+                out.append(
+                    Violation(
+                        f"release {release_id} started wave {number + 1} at {started:.2f}, but "
+                        f"the gate of wave {number} had not let it through "
+                        f"({runs.get(number - 1)})",
+                        [_about(history.deployments.get(wave[0]), wave[0])],
+                    )
+                )
+        last = len(waves) - 1
+        if release.get("state") == "succeeded" and last < len(gates) and gates[last] is not None:
+            checked += 1
+            if _gate_lets_through(release, runs.get(last)) is None:
+                out.append(
+                    Violation(
+                        f"release {release_id} succeeded, but the gate of its last wave did not "
+                        f"pass ({runs.get(last)})",
+                        [],
+                    )
+                )
+    return Result("no wave starts past a failed gate", checked, out)
+
+
 INVARIANTS: tuple[Callable[[History], Result], ...] = (
     terminal,
     not_lost,
@@ -941,6 +1005,7 @@ INVARIANTS: tuple[Callable[[History], Result], ...] = (
     freeze_respected,
     budget_held,
     approvals_respected,
+    gates_respected,
 )
 
 

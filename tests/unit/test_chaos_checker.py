@@ -98,7 +98,7 @@ def violated(history: History) -> dict[str, list[str]]:
 
 def test_a_clean_history_passes_every_invariant() -> None:
     results = check(clean())
-    assert len(results) == 21
+    assert len(results) == 22
     assert [r.name for r in results if not r.ok] == []
     assert all(r.describe().startswith("[ok]") for r in results)
 
@@ -639,3 +639,78 @@ def test_a_wave_started_before_its_approval_or_after_a_rejection_is_caught() -> 
     history.revisions.pop("g2", None)
     _got(history.releases, "r2").update(state="cancelled", wave=0)
     assert "a wave to approve starts only once approved" not in violated(history)
+
+
+def gated() -> History:
+    """``governed()`` plus a release whose two waves are each followed by a gate; the first
+    passed before the second wave started, the last passed before it succeeded."""
+    history = governed()
+    history.enqueues.append(
+        {"kind": "release", "id": "r3", "accepted": True, "at": 90.0, "exit_code": 0}
+    )
+    history.deployments.update(
+        {
+            "h1": record("h1", "succeeded", 7, created_at=91.0, service="api2"),
+            "h2": record("h2", "succeeded", 8, created_at=110.0, service="api2"),
+        }
+    )
+    history.ecs[f"{ACCOUNT}/demo/api2"]["task_definition"] = TD.format(8)
+    history.ecs[f"{ACCOUNT}/demo/api2"]["deployments"] += [
+        ecs_entry(7, "SUCCESSFUL"),
+        ecs_entry(8, "SUCCESSFUL"),
+    ]
+    history.revisions.update({"h1": [TD.format(7)], "h2": [TD.format(8)]})
+    gate = {"name": "g", "alarm": {"name": "a"}}
+    history.releases["r3"] = {
+        "id": "r3",
+        "state": "succeeded",
+        "waves": [["h1"], ["h2"]],
+        "outcomes": {"h1": "succeeded", "h2": "succeeded"},
+        "gates": [gate, gate],
+        "gate_runs": [
+            {"wave": 0, "gate": "g", "state": "passed", "decided_at": 105.0},
+            {"wave": 1, "gate": "g", "state": "passed", "decided_at": 125.0},
+        ],
+        "created_at": 90.0,
+    }
+    return history
+
+
+GATES = "no wave starts past a failed gate"
+
+
+def test_a_gated_history_passes_every_invariant() -> None:
+    results = {r.name: r for r in check(gated())}
+    assert [r.describe() for r in results.values() if not r.ok] == []
+    assert results[GATES].checked == 2
+
+
+def test_a_wave_started_before_or_without_its_gate_passing_is_caught() -> None:
+    history = gated()
+    runs = _got(history.releases, "r3")["gate_runs"]
+    runs[0]["decided_at"] = 111.0
+    assert list(violated(history)) == [GATES]
+    runs[0].update(decided_at=105.0, state="failed")
+    assert list(violated(history)) == [GATES]
+    runs[0].update(state="inconclusive", action="fail")
+    assert list(violated(history)) == [GATES]
+    runs[0].update(action="pass")
+    assert violated(history) == {}
+    runs[0].update(action="pause")
+    assert list(violated(history)) == [GATES]
+    approval = {"wave": 1, "action": "CONTINUE", "by": "chaos", "at": 108.0}
+    _got(history.releases, "r3")["approvals"] = [approval]
+    assert violated(history) == {}
+    approval["at"] = 112.0  # approved after the wave had started
+    assert list(violated(history)) == [GATES]
+
+
+def test_a_release_that_succeeds_past_its_last_gate_failing_is_caught() -> None:
+    history = gated()
+    _got(history.releases, "r3")["gate_runs"][1]["state"] = "failed"
+    assert violated(history) == {
+        GATES: [
+            "release r3 succeeded, but the gate of its last wave did not pass "
+            "({'wave': 1, 'gate': 'g', 'state': 'failed', 'decided_at': 125.0})"
+        ]
+    }

@@ -221,3 +221,24 @@ def test_a_freeze_window_is_written_for_producers_and_workers_to_read(
     assert opened.name == "chaos-freeze-7"
     assert calendar.active(written + 8.0) is None
     assert campaign.history.freezes[0]["name"] == "chaos-freeze-7"
+
+
+def test_every_gated_release_the_schedule_draws_is_a_valid_release(
+    campaign: runner.Campaign,
+) -> None:
+    """Each wave is followed by the gate on the gate alarm, with the drawn count and rule; a
+    pause that nobody answers ends within the campaign."""
+    drawn = [
+        event.args
+        for seed in (1, 2, 3)
+        for event in draw(seed, 8, services=20).events
+        if event.kind == "release_gate"
+    ]
+    assert len(drawn) > 10
+    for args in drawn:
+        release = campaign._gated_job(args)
+        assert release.gate is not None
+        assert release.gate.count == args["count"]
+        assert release.gate.on_inconclusive == args["on_inconclusive"]
+        assert release.approval_timeout_minutes == 1
+        assert [len(w) for w in release.waves] == [len(w) for w in args["waves"]]
