@@ -2,7 +2,8 @@
 
 AWS's documented figures (shared/ECS_FACTS.md). Workers size their shared limiter from this
 table by default; the local AWS emulates the same buckets. CloudWatch's two calls of metric
-gates have rows of their own (``CLOUDWATCH_RATE_LIMITS``), for the workers' limiter only.
+gates have rows of their own (``CLOUDWATCH_RATE_LIMITS``), and so has CloudWatch Logs'
+GetLogEvents of pre-deploy tasks (``LOGS_RATE_LIMITS``), for the workers' limiter only.
 """
 
 from __future__ import annotations
@@ -58,9 +59,16 @@ CLOUDWATCH_RATE_LIMITS: tuple[BucketSpec, ...] = (
     BucketSpec("cloudwatch-describe-alarms", 9, 9, frozenset({"DescribeAlarms"})),
 )
 
+# CloudWatch Logs' documented quota of GetLogEvents (the tail of a pre-deploy task's log), in
+# calls per second per account and region; it cannot be raised. No burst documented: a bucket
+# holds one second's calls. Workers' limiter only, as CloudWatch's rows above.
+LOGS_RATE_LIMITS: tuple[BucketSpec, ...] = (
+    BucketSpec("logs-get-log-events", 25, 25, frozenset({"GetLogEvents"})),
+)
+
 # The bucket of every limited operation; the shared limiter sizes its buckets from this.
 BUCKET_FOR_OPERATION: dict[str, BucketSpec] = {
     operation: spec
-    for spec in (*ECS_RATE_LIMITS, *CLOUDWATCH_RATE_LIMITS)
+    for spec in (*ECS_RATE_LIMITS, *CLOUDWATCH_RATE_LIMITS, *LOGS_RATE_LIMITS)
     for operation in spec.operations
 }

@@ -4,16 +4,19 @@ Control API (JSON, same port as the AWS endpoint)::
 
     GET    /_localaws/health   {"status": "ok"}
     GET    /_localaws/config   {"rollout_seconds": S, "tick_seconds": T, "minute_seconds": MS,
-                                "active_services": N, "active_stack_operations": M}
-    POST   /_localaws/config   {"minute_seconds": 0.05, "tick_seconds": 0.05}
+                                "task_seconds": TS, "active_services": N,
+                                "active_stack_operations": M}
+    POST   /_localaws/config   {"minute_seconds": 0.05, "tick_seconds": 0.05, "task_seconds": 1}
                                minute_seconds: seconds of simulated time per minute of a
                                BLUE_GREEN, LINEAR or CANARY deployment's bakes
                                (bakeTimeInMinutes, the canary and linear step holds) and of its
                                lifecycle hooks' timeouts; set at start with --minute-seconds
                                (default 0.1, so a 10-minute bake takes 1 s). tick_seconds: how
                                often the simulator moves rollouts on (default 0.2; a staged
-                               deployment moves at most one stage per tick). Either may be left
-                               out; a reset restores both values from start
+                               deployment moves at most one stage per tick). task_seconds: how
+                               long a task started by RunTask runs before it stops (default:
+                               rollout_seconds). Any may be left out; a reset restores them all
+                               from start
     GET    /_localaws/traffic  {"services": [...]}: each service's newest BLUE_GREEN, LINEAR or
                                CANARY service deployment: "serviceDeploymentArn", "status",
                                "lifecycle_stage", "traffic" {"production": {"green": %, "blue": %},
@@ -48,6 +51,14 @@ Control API (JSON, same port as the AWS endpoint)::
                                serviceDeploymentArn, stopType); never a container definition)
     POST   /_localaws/reset    moto's world, the simulator (minute_seconds back to its start value,
                                no Lambda hook answers), stacks, faults, limits and stats
+    GET    /_localaws/task-results   {"results": [...]}: the results set below
+    POST   /_localaws/task-results   {"family": "app", "container": "web", "exitCode": 1,
+                               "logLines": ["migration 42 failed"]}: tasks of that family started
+                               by RunTask from now on stop with that container exiting so
+                               (null: it never starts) and writing those lines to its awslogs
+                               stream (unset: 0, or 1 for a ``fail-`` image; two lines of its
+                               own); a reset clears them
+    DELETE /_localaws/task-results   no results set
     POST   /_localaws/task-definitions   {"family": "app", "count": 5000, "image": "repo/app:1"}
                                registers that many revisions at once (optional: "container",
                                "account", "region"); answers the first and last revision
@@ -171,6 +182,9 @@ class LocalAwsApp:
             ("DELETE", "stats"): self._clear_stats,
             ("POST", "reset"): self._reset,
             ("POST", "task-definitions"): self._seed_revisions,
+            ("GET", "task-results"): lambda _: (200, self._task_results()),
+            ("POST", "task-results"): self._set_task_result,
+            ("DELETE", "task-results"): self._clear_task_results,
         }
         handler = routes.get((method, resource))
         if handler is None:
@@ -189,6 +203,7 @@ class LocalAwsApp:
             "rollout_seconds": self.world.rollout_seconds,
             "tick_seconds": self.world.simulator.tick_seconds,
             "minute_seconds": self.world.simulator.minute_seconds,
+            "task_seconds": self.world.tasks.task_seconds,
             "active_services": self.world.simulator.active_count(),
             "active_stack_operations": self.world.stacks.active_count(),
         }
@@ -196,6 +211,19 @@ class LocalAwsApp:
     def _set_config(self, payload: Any) -> tuple[int, Any]:
         self.world.set_config(payload if payload is not None else {})
         return 200, self._config()
+
+    def _task_results(self) -> dict[str, Any]:
+        with self.world.lock:
+            return {"results": self.world.tasks.results_json()}
+
+    def _set_task_result(self, payload: Any) -> tuple[int, Any]:
+        self.world.set_task_result(payload)
+        return 200, self._task_results()
+
+    def _clear_task_results(self, _: Any) -> tuple[int, Any]:
+        with self.world.lock:
+            self.world.tasks.results.clear()
+        return 200, self._task_results()
 
     def _traffic(self) -> dict[str, Any]:
         with self.world.lock:

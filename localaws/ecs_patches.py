@@ -6,6 +6,8 @@ below take its place for the operations whose behaviour matters to deployments:
 * CreateService / UpdateService / DeleteService hand the service's deployments to the rollout
   simulator (:mod:`localaws.rollout`), keep the parameters moto drops, and make the checks
   AWS makes (:mod:`localaws.validation`);
+* RunTask's tasks run to an end: they stop with exit codes, write their awslogs streams and
+  honour ``clientToken`` (:mod:`localaws.one_off_tasks`);
 * ListTasks honours ``serviceName``, ``desiredStatus`` (RUNNING when absent, as on AWS) and pages;
   DescribeTasks finds tasks by ARN or id without scanning every task of every cluster;
 * RegisterTaskDefinition keeps every top-level field of the request and adds ``registeredAt``;
@@ -40,9 +42,11 @@ from moto.ecs.exceptions import (
     InvalidParameterException,
     ServiceNotFoundException,
 )
+from moto.ecs.models import Task as MotoTask
 from moto.ecs.responses import DESCRIBE_TASKS_TAGS, EC2ContainerServiceResponse
 from moto.utilities.utils import get_partition
 
+from localaws.one_off_tasks import OneOffTask, TaskRegistry
 from localaws.rollout import Simulator
 from localaws.rollout_history import (
     SERVICE_DEPLOYMENT_STATUSES,
@@ -122,6 +126,7 @@ TASK_DEFINITION_STATUSES = ("ACTIVE", "INACTIVE", "DELETE_IN_PROGRESS")
 
 _originals: dict[str, Handler] = {}
 _simulator: Simulator | None = None
+_tasks: TaskRegistry | None = None
 
 
 class ConflictException(ECSException):
@@ -578,13 +583,78 @@ def _describe_tasks(self: Any) -> Any:
     return ActionResult({"tasks": found, "failures": failures})
 
 
+def install_tasks(registry: TaskRegistry) -> None:
+    """Have RunTask's tasks stop with exit codes and logs (:mod:`localaws.one_off_tasks`)."""
+    global _tasks
+    _tasks = registry
+
+
 def _run_task(self: Any) -> Any:
     params: dict[str, Any] = self.params
+    backend = self.ecs_backend
+    definition = None
     if params.get("taskDefinition"):
-        params["taskDefinition"] = usable_task_definition(
-            self.ecs_backend, params["taskDefinition"]
-        ).arn
-    return _originals["run_task"](self)
+        definition = usable_task_definition(backend, params["taskDefinition"])
+        params["taskDefinition"] = definition.arn
+    if _tasks is None or definition is None:
+        return _originals["run_task"](self)
+    cluster = backend._get_cluster(params.get("cluster") or "default")
+    token = params.get("clientToken")
+    key = f"{backend.account_id}:{backend.region_name}:{token}"
+    if token and key in _tasks.tokens:
+        # An idempotent retry: the task the first request started.
+        earlier = backend.tasks.get(cluster.name, {}).get(_tasks.tokens[key])
+        if earlier is not None:
+            return ActionResult({"tasks": [earlier], "failures": []})
+    before = set(backend.tasks.get(cluster.name, {}))
+    if _needs_instances(backend, cluster, params):
+        # moto places EC2 tasks only on registered container instances (and answers 500
+        # without any); here tasks need none, as the service tasks of the simulator.
+        _place_without_instances(backend, cluster, definition, params)
+    else:
+        _originals["run_task"](self)
+    tasks = backend.tasks.get(cluster.name, {})
+    started = []
+    for arn in [a for a in tasks if a not in before]:
+        task = _tasks.adopt(backend, tasks[arn], definition)
+        tasks[arn] = task
+        started.append(task)
+    if token and started:
+        _tasks.tokens[key] = started[0].task_arn
+    return ActionResult({"tasks": started, "failures": []})
+
+
+def _needs_instances(backend: Any, cluster: Any, params: dict[str, Any]) -> bool:
+    """Whether moto's RunTask would look for container instances the cluster does not have."""
+    strategy = params.get("capacityProviderStrategy") or []
+    provider = strategy[0].get("capacityProvider") if strategy else None
+    fargate = params.get("launchType") == "FARGATE" or provider in ("FARGATE", "FARGATE_SPOT")
+    return not fargate and not backend.container_instances.get(cluster.name)
+
+
+def _place_without_instances(
+    backend: Any, cluster: Any, definition: Any, params: dict[str, Any]
+) -> None:
+    """Make RunTask's tasks as moto makes Fargate ones, keeping the launch type asked for."""
+    strategy = params.get("capacityProviderStrategy") or []
+    backend.tasks.setdefault(cluster.name, {})
+    for _ in range(int(params.get("count") or 1)):
+        task = MotoTask(
+            cluster=cluster,
+            task_definition=definition,
+            container_instance_arn=None,
+            resource_requirements=backend._calculate_task_resource_requirements(definition),
+            backend=backend,
+            group=params.get("group") or f"family:{definition.family}",
+            overrides=params.get("overrides") or {},
+            started_by=params.get("startedBy") or "",
+            tags=params.get("tags") or [],
+            launch_type=params.get("launchType") or ("" if strategy else "EC2"),
+            networking_configuration=params.get("networkConfiguration"),
+            platform_version=params.get("platformVersion"),
+            capacity_provider_name=strategy[0].get("capacityProvider") if strategy else None,
+        )
+        backend.tasks[cluster.name][task.task_arn] = task
 
 
 def _stop_task(self: Any) -> Any:
@@ -592,6 +662,9 @@ def _stop_task(self: Any) -> Any:
     backend = self.ecs_backend
     cluster = backend._get_cluster(params.get("cluster") or "default")
     task = _find_task(backend, cluster, params.get("task") or "")
+    if isinstance(task, OneOffTask):
+        task.stop_by_user(params.get("reason"))
+        return ActionResult({"task": task})
     if not isinstance(task, ServiceTask):
         return _originals["stop_task"](self)
     service = backend.services.get(f"{cluster.name}:{task.group.removeprefix('service:')}")

@@ -7,7 +7,8 @@ AWS models for that operation. A member that botocore knows but the local AWS wo
 refused with a 400 that names the operation and the member, instead of being silently dropped:
 a test that sends it learns at once that the local AWS cannot show what AWS would do with it.
 
-- JSON protocol (ECS, EventBridge, ECR, CloudWatch): the whole body, at every depth.
+- JSON protocol (ECS, EventBridge, ECR, CloudWatch, CloudWatch Logs): the whole body, at every
+  depth.
 - Query protocol (ELBv2): the top-level members (the form's keys before the first dot).
   CloudFormation's actions check their parameters themselves (``localaws.cloudformation.api``).
 
@@ -153,7 +154,7 @@ MODELLED: dict[str, dict[str, tuple[str, ...]]] = {
             "group",
             "platformVersion",
             "capacityProviderStrategy",
-            "clientToken",  # an idempotency token: SDKs fill it in; every call is a new one
+            "clientToken",  # honoured: a repeated token returns the task it started
         ),
         "StopTask": ("cluster", "task", "reason"),
         "ListServiceDeployments": (
@@ -179,6 +180,18 @@ MODELLED: dict[str, dict[str, tuple[str, ...]]] = {
     "elbv2": {
         "DescribeTargetGroups": ("LoadBalancerArn", "TargetGroupArns", "Names"),
     },
+    # The tail of a task's awslogs stream; one-off tasks write it (localaws.one_off_tasks).
+    "logs": {
+        "GetLogEvents": (
+            "logGroupName",
+            "logStreamName",
+            "startTime",
+            "endTime",
+            "nextToken",
+            "limit",
+            "startFromHead",
+        ),
+    },
     # moto answers metric-math Expressions (but SELECT) with no datapoints: not modelled.
     "cloudwatch": {
         "GetMetricData": (
@@ -201,6 +214,7 @@ _JSON_TARGETS = {
     "AmazonEC2ContainerRegistry_V20150921": ("ecr", "InvalidParameterException"),
     # botocore sends CloudWatch as JSON too (X-Amz-Target GraniteServiceVersion20100801.<op>).
     "GraniteServiceVersion20100801": ("cloudwatch", "InvalidParameterValue"),
+    "Logs_20140328": ("logs", "InvalidParameterException"),
 }
 # Query protocol services, recognised by the credential scope of the request's signature.
 _QUERY_SERVICES = {"elasticloadbalancing": "elbv2"}

@@ -35,6 +35,7 @@ def build_app(world: World) -> LocalAwsApp:
     from localaws import ecs_patches, moto_fixes
 
     ecs_patches.install(world.simulator)
+    ecs_patches.install_tasks(world.tasks)
     moto_fixes.install()
 
     def create_app(service: Any) -> Any:  # moto types it as a Literal of its service names

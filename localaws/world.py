@@ -17,6 +17,7 @@ from typing import Any
 
 from localaws.cloudformation.engine import StackEngine
 from localaws.limits import TokenBuckets
+from localaws.one_off_tasks import TaskRegistry, TaskResultError
 from localaws.rollout import DEFAULT_MINUTE_SECONDS, Simulator, Timings
 from localaws.strategies import DEFAULT_CALLBACK_DELAY_SECONDS, LAMBDA_HOOK_STATUSES, LambdaAnswer
 
@@ -200,6 +201,8 @@ class World:
         self.simulator = Simulator(
             self.lock, Timings.for_rollout(rollout_seconds), minute_seconds=minute_seconds
         )
+        # Tasks started by RunTask: they run for about a rollout, then stop with exit codes.
+        self.tasks = TaskRegistry(task_seconds=rollout_seconds)
         # CloudFormation stacks, moved by their own thread under the same lock.
         self.stacks = StackEngine(self.lock, rollout_seconds)
         self._control_lock = threading.Lock()
@@ -220,7 +223,7 @@ class World:
         every field is valid."""
         if not isinstance(payload, dict):
             raise ControlError("config must be a JSON object")
-        settable = {"minute_seconds", "tick_seconds"}
+        settable = {"minute_seconds", "tick_seconds", "task_seconds"}
         unknown = sorted(set(payload) - settable)
         if unknown:
             raise ControlError(
@@ -233,11 +236,24 @@ class World:
         tick = _seconds(payload, "tick_seconds")
         if tick is not None and tick <= 0:
             raise ControlError("tick_seconds must be a number > 0 (seconds between two ticks)")
+        task = _seconds(payload, "task_seconds")
+        if task is not None and task < 0:
+            raise ControlError("task_seconds must be a number >= 0 (how long a RunTask task runs)")
         with self.lock:
+            if task is not None:
+                self.tasks.task_seconds = task
             if minute is not None:
                 self.simulator.minute_seconds = minute
             if tick is not None:
                 self.simulator.tick_seconds = tick
+
+    def set_task_result(self, payload: Any) -> None:
+        """Apply ``POST /_localaws/task-results`` (:meth:`TaskRegistry.set_result`)."""
+        with self.lock:
+            try:
+                self.tasks.set_result(payload)
+            except TaskResultError as exc:
+                raise ControlError(str(exc)) from exc
 
     def set_lambda_answers(self, payload: Any) -> None:
         """Apply ``POST /_localaws/lambda-hooks``: what one Lambda hook function answers.
@@ -384,6 +400,7 @@ class World:
                 moto_api_backend.reset()
             if "simulator" in selected:
                 self.simulator.reset()
+                self.tasks.reset()
             if "stacks" in selected:
                 self.stacks.reset()
         if "faults" in selected:

@@ -26,15 +26,17 @@ def release_view(client: ConveyorClient, release: ReleaseRecord) -> dict[str, An
     deployments = []
     for deployment_id, record in zip(ids, records, strict=True):
         job = release.jobs[deployment_id]
+        # Never created: it waits for its wave's pre-deploy tasks, or ended unstarted.
+        unstarted = release.not_started.get(deployment_id)
         deployments.append(
             {
                 "id": deployment_id,
                 "wave": waves[deployment_id],
                 "cluster": job["cluster"],
                 "service": job["service"],
-                "state": record.state.value if record else "pending",
+                "state": record.state.value if record else "cancelled" if unstarted else "pending",
                 "step": record.step.value if record and not record.terminal else None,
-                "reason": record.reason if record else None,
+                "reason": record.reason if record else unstarted,
             }
         )
     return {**release.model_dump(mode="json", exclude={"jobs"}), "deployments": deployments}

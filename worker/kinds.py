@@ -168,7 +168,9 @@ WORKER_KINDS: Mapping[JobKind, WorkerKind] = {
         plan=_update_plan,
         needs_payload=False,
         marked_steps=frozenset({Step.REGISTER, Step.UPDATE}),
-        before_change=frozenset({Step.RESOLVE, Step.REGISTER}),
+        # The pre-deploy task runs before UpdateService: a cancel there leaves the service as
+        # it was (the task itself runs on to its end).
+        before_change=frozenset({Step.RESOLVE, Step.REGISTER, Step.RUN_TASK, Step.WATCH_TASK}),
         give_up=_update_give_up,
         cancel=_update_cancel,
         covers=covers_changes,

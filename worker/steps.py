@@ -402,7 +402,7 @@ def run_step(
                 transition.countdown,
                 queue=ctx.queue,
             )
-            if _arrived_where_release_moves_on(record, new):
+            if _arrived_where_release_moves_on(record, new) or _passed_release_task(record, new):
                 # A lost advance is caught up by the sweeper, which reads every deployment of
                 # an active release without an outcome.
                 _advance_release(ctx, new.release_id or "", ended=new.id)
@@ -539,6 +539,12 @@ def _arrived_where_release_moves_on(before: DeploymentRecord, after: DeploymentR
         and after.reached_stage(stage)
         and not before.reached_stage(stage)
     )
+
+
+def _passed_release_task(before: DeploymentRecord, after: DeploymentRecord) -> bool:
+    """Whether this step saw the pre-deploy task of a release's deployment pass: the rest of
+    its wave may start now."""
+    return after.release_id is not None and after.passed_pre_deploy and not before.passed_pre_deploy
 
 
 def _advance_release(ctx: StepContext, release_id: str, ended: str | None = None) -> None:

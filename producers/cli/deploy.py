@@ -13,6 +13,7 @@ from producers.cli import core, options, rendering
 from producers.cli.exit_codes import ExitCode
 
 if TYPE_CHECKING:
+    from producers.contract.jobs import PreDeployTask
     from producers.contract.strategy import Strategy, ThresholdType
 
 
@@ -118,6 +119,26 @@ if TYPE_CHECKING:
     "deployment bakes with production traffic partly shifted; if it fails, ECS is asked to "
     "roll back.",
 )
+@click.option(
+    "--pre-deploy-container",
+    default=None,
+    metavar="NAME",
+    help="Before the service changes, run a one-off task (a migration) on the new revision and "
+    "go on only if this container exits 0; it runs as the service's tasks do.",
+)
+@click.option(
+    "--pre-deploy-command",
+    default=None,
+    metavar="'CMD ARGS'",
+    help="The pre-deploy container's command, split as a shell would (default: the image's).",
+)
+@click.option(
+    "--pre-deploy-timeout",
+    type=int,
+    default=None,
+    metavar="SECONDS",
+    help="How long the pre-deploy task may run (default 600).",
+)
 @options.override_freeze
 @options.as_json()
 def update(
@@ -154,6 +175,9 @@ def update(
     dry_run: bool,
     base: str,
     bake_gate_file: Path | None,
+    pre_deploy_container: str | None,
+    pre_deploy_command: str | None,
+    pre_deploy_timeout: int | None,
     as_json: bool,
 ) -> None:
     """Put new images (and environment variables or secrets) into containers of an existing
@@ -169,6 +193,7 @@ def update(
         env, env_files, secrets, secret_files=secret_files, replace=replace_env
     )
     bake_gate = None if bake_gate_file is None else load_bake_gate(bake_gate_file)
+    pre_deploy = pre_deploy_task(pre_deploy_container, pre_deploy_command, pre_deploy_timeout)
 
     try:
         updates = tuple(ImageUpdate.parse(text) for text in images)
@@ -205,6 +230,7 @@ def update(
                 settings=settings,
                 base="service" if base == "service" else "family",
                 bake_gate=bake_gate,
+                pre_deploy=pre_deploy,
             )
             for service in services
         ]
@@ -252,6 +278,43 @@ def load_bake_gate(path: Path) -> Any:
         return load_gate(raw)
     except ValidationError as exc:
         core.usage_error(f"--bake-gate {path}: " + "; ".join(describe_validation_error(exc)))
+
+
+def pre_deploy_task(
+    container: str | None, command: str | None, timeout: int | None
+) -> PreDeployTask | None:
+    """The job's pre-deploy task from ``--pre-deploy-*`` (None without a container); a usage
+    error names the flag at fault."""
+    import shlex
+
+    from pydantic import ValidationError
+
+    from producers.contract.jobs import PreDeployTask, describe_validation_error
+
+    if container is None:
+        if command is not None or timeout is not None:
+            core.usage_error(
+                "--pre-deploy-command and --pre-deploy-timeout need --pre-deploy-container NAME "
+                "(the container whose exit code gates the deployment)"
+            )
+        return None
+    try:
+        argv = tuple(shlex.split(command)) if command is not None else None
+    except ValueError as exc:
+        core.usage_error(f"--pre-deploy-command: {exc}")
+    fields: dict[str, Any] = {"container": container, "command": argv}
+    if timeout is not None:
+        fields["timeout_seconds"] = timeout
+    try:
+        return PreDeployTask(**fields)
+    except ValidationError as exc:
+        names = {"container": "container", "command": "command", "timeout_seconds": "timeout"}
+        problems = []
+        for line in describe_validation_error(exc):
+            field, _, rest = line.partition(": ")
+            flag = names.get(field.split(".")[0])
+            problems.append(f"--pre-deploy-{flag}: {rest}" if flag else line)
+        core.usage_error("; ".join(problems))
 
 
 @click.command()

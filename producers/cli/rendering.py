@@ -53,6 +53,7 @@ def summary(record: DeploymentRecord) -> str:
         lines.append(f"  stack     {record.stack.name} ({record.stack.status or 'not started'})")
         for event in [e for e in record.stack.events if e.reason][:3]:
             lines.append(f"  event     {event.logical_id} {event.status}: {event.reason}")
+    lines += pre_deploy_lines(record)
     for task in record.stopped_tasks[:3]:
         lines.append(f"  stopped   {task.task_arn.rsplit('/', 1)[-1]}: {task.stopped_reason}")
     lines.extend(bake_gate_lines(record))
@@ -99,6 +100,26 @@ def bake_gate_lines(record: DeploymentRecord) -> list[str]:
         )
         if window.reason and window.outcome != "measuring":
             lines.append(f"  verdict   {window.reason}")
+    return lines
+
+
+def pre_deploy_lines(record: DeploymentRecord) -> list[str]:
+    """The pre-deploy task: which task, how it ended (exit code, ECS's reason), its log's tail."""
+    task = record.pre_deploy
+    if task is None:
+        return []
+    name = task.task_arn.rsplit("/", 1)[-1] if task.task_arn else "not started"
+    if task.exit_code is not None:
+        how = f"exited {task.exit_code}"
+    else:
+        how = (task.last_status or "not started").lower()
+    text = f"  task      {name} ({task.container}): {how}"
+    if task.stopped_reason and task.exit_code != 0:
+        text += f" ({task.stopped_reason})"
+    lines = [text]
+    if task.log_tail:
+        lines.append(f"  log       {task.log_group}  {task.log_stream}")
+        lines += [f"    | {line}" for line in task.log_tail]
     return lines
 
 
@@ -285,6 +306,11 @@ def release_text(release: ReleaseRecord, records: list[DeploymentRecord | None])
         line += f"  {deployment_id}"
         if record is not None and record.reason and state not in ("succeeded", "running"):
             line += f"  ({record.reason[:120]})"
+        elif record is None and deployment_id in release.not_started:
+            line = line.replace("  pending  ", "  cancelled  ", 1)
+            line += f"  ({release.not_started[deployment_id]})"
+        elif record is None and deployment_id in release.held_back:
+            line += "  (waits for the wave's pre-deploy tasks)"
         lines.append(line)
     return "\n".join(lines)
 

@@ -35,7 +35,14 @@ __all__ = ["WATCH_STEPS", "RedisTaskSender", "TaskSender", "dispatch", "queue_fo
 
 # Steps that only look at a rollout or a stack: they go to the watch queue.
 WATCH_STEPS = frozenset(
-    {Step.WATCH, Step.WATCH_ROLLBACK, Step.WATCH_STACK, Step.WATCH_SERVICE, Step.DELETE_STALE}
+    {
+        Step.WATCH,
+        Step.WATCH_TASK,
+        Step.WATCH_ROLLBACK,
+        Step.WATCH_STACK,
+        Step.WATCH_SERVICE,
+        Step.DELETE_STALE,
+    }
 )
 
 

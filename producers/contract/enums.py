@@ -45,6 +45,10 @@ class Step(StrEnum):
     # update-existing
     RESOLVE = "resolve"
     REGISTER = "register"
+    # A pre-deploy task, when the job has one: started on the new revision, then followed to
+    # its exit code, all before UPDATE changes the service.
+    RUN_TASK = "run_task"
+    WATCH_TASK = "watch_task"
     UPDATE = "update"
     WATCH = "watch"
     ROLLBACK = "rollback"

@@ -177,6 +177,49 @@ class ContainerSettings(BaseModel):
         return self
 
 
+# A pre-deploy task's command: at most this many arguments of at most this many characters
+# (ECS's container override is bounded by RunTask's 8 KiB of overrides in all).
+MAX_COMMAND_ARGS = 100
+MAX_COMMAND_CHARS = 8192
+DEFAULT_PRE_DEPLOY_TIMEOUT_SECONDS = 600
+MAX_PRE_DEPLOY_TIMEOUT_SECONDS = 6 * 3600
+
+
+class PreDeployTask(BaseModel):
+    """A one-off task (a database migration, say) run on the new revision before the service
+    changes: the deployment goes on only when ``container`` exits 0.
+
+    ``command`` overrides the container's command for this task (None: the revision's own).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    container: Annotated[str, Field(min_length=1, max_length=255)]
+    command: Annotated[tuple[str, ...] | None, Field(min_length=1, max_length=MAX_COMMAND_ARGS)] = (
+        None
+    )
+    timeout_seconds: Annotated[
+        int, Field(ge=MIN_TIMEOUT_SECONDS, le=MAX_PRE_DEPLOY_TIMEOUT_SECONDS)
+    ] = DEFAULT_PRE_DEPLOY_TIMEOUT_SECONDS
+
+    @field_validator("container")
+    @classmethod
+    def _container_name(cls, value: str) -> str:
+        return _check_container_name(value)
+
+    @field_validator("command")
+    @classmethod
+    def _command(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        if value is not None and sum(len(a) for a in value) > MAX_COMMAND_CHARS:
+            raise ValueError(
+                f"the command is longer than {MAX_COMMAND_CHARS} characters in all: run a script "
+                "that the image holds instead"
+            )
+        if value is not None and not value[0].strip():
+            raise ValueError("the command's first argument (the program) is empty")
+        return value
+
+
 class UpdateServiceJob(BaseModel):
     """Put new images into named containers of an existing ECS service.
 
@@ -243,6 +286,9 @@ class UpdateServiceJob(BaseModel):
     # A metric gate measured while a CANARY or LINEAR deployment bakes with production traffic
     # partly shifted; failed: ECS is asked to stop and roll back (docs/gates.md, "Bake gates").
     bake_gate: Gate | None = None
+    # A one-off task run on the new revision before UpdateService; its container's exit code
+    # gates the deployment (None: none).
+    pre_deploy: PreDeployTask | None = None
 
     def service_options(self) -> dict[str, Any]:
         """The options this job sets on the service, by their job field name (empty: none)."""
@@ -298,6 +344,11 @@ class UpdateServiceJob(BaseModel):
             )
         if self.restart and self.family is not None:
             raise ValueError("family: a restart keeps the revision the service runs; drop family")
+        if self.restart and self.pre_deploy is not None:
+            raise ValueError(
+                "pre_deploy: a restart registers no new revision to run the task on; give the "
+                "images (or settings) of the new revision too"
+            )
         if self.base_revision is not None and (self.base == "service" or self.restart):
             raise ValueError(
                 "base_revision: a pinned base revision is for new revisions built from the "

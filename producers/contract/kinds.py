@@ -67,6 +67,8 @@ JOB_KINDS: Mapping[JobKind, KindSpec] = {
             {
                 Step.RESOLVE,
                 Step.REGISTER,
+                Step.RUN_TASK,
+                Step.WATCH_TASK,
                 Step.UPDATE,
                 Step.WATCH,
                 Step.ROLLBACK,

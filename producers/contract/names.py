@@ -41,6 +41,8 @@ def priority_list(queue: str, priority: int) -> str:
 # Celery task names: stable across refactors, since messages on the queue carry them.
 TASK_RESOLVE = "conveyor.update.resolve"
 TASK_REGISTER = "conveyor.update.register"
+TASK_RUN_TASK = "conveyor.update.run_task"
+TASK_WATCH_TASK = "conveyor.update.watch_task"
 TASK_UPDATE = "conveyor.update.update"
 TASK_WATCH = "conveyor.update.watch"
 TASK_ROLLBACK = "conveyor.update.rollback"
@@ -223,6 +225,8 @@ class Keys:
 STEP_TASKS: dict[Step, str] = {
     Step.RESOLVE: TASK_RESOLVE,
     Step.REGISTER: TASK_REGISTER,
+    Step.RUN_TASK: TASK_RUN_TASK,
+    Step.WATCH_TASK: TASK_WATCH_TASK,
     Step.UPDATE: TASK_UPDATE,
     Step.WATCH: TASK_WATCH,
     Step.ROLLBACK: TASK_ROLLBACK,

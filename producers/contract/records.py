@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from producers.contract.enums import (
     TERMINAL_STATES,
@@ -22,6 +22,7 @@ from producers.contract.stages import reached
 __all__ = [
     "MAX_EVENTS",
     "MAX_STOPPED_TASKS",
+    "PRE_DEPLOY_SCHEMA",
     "RECORD_SCHEMA",
     "TERMINAL_STATES",
     "BakeGateInfo",
@@ -31,6 +32,7 @@ __all__ = [
     "ErrorInfo",
     "GateMeasurement",
     "JobKind",
+    "PreDeployInfo",
     "ProgressInfo",
     "ServiceEvent",
     "StackEvent",
@@ -43,7 +45,11 @@ __all__ = [
 
 # Raised whenever a record gains a state, a step or a field an older reader cannot parse, so
 # that older readers leave such records to newer workers instead of quarantining them.
-RECORD_SCHEMA = 1
+# 2: the steps of a pre-deploy task (run_task, watch_task). Only the records of jobs with a
+# pre-deploy task are written with it (PRE_DEPLOY_SCHEMA): every other record stays readable by
+# readers that know schema 1.
+RECORD_SCHEMA = 2
+PRE_DEPLOY_SCHEMA = 2
 MAX_EVENTS = 100  # as many as ECS keeps per service
 MAX_STOPPED_TASKS = 20
 
@@ -73,6 +79,28 @@ class StoppedTask(BaseModel):
     stop_code: str | None = None
     stopped_reason: str | None = None
     container_reasons: list[str] = Field(default_factory=list)
+
+
+class PreDeployInfo(BaseModel):
+    """The pre-deploy task of a deployment: which task, how it ended, and its log's tail.
+
+    ``task_arn`` is written before the task is waited for, so a re-run follows the same task.
+    ``log_tail`` holds the newest lines the task's container wrote (its awslogs stream), never
+    anything of the job's settings.
+    """
+
+    model_config = ConfigDict(extra="ignore")
+
+    container: str
+    task_arn: str | None = None
+    started_at: float | None = None
+    deadline: float | None = None
+    last_status: str | None = None
+    exit_code: int | None = None
+    stopped_reason: str | None = None
+    log_group: str | None = None
+    log_stream: str | None = None
+    log_tail: list[str] = Field(default_factory=list)
 
 
 class StackEvent(BaseModel):
@@ -204,7 +232,7 @@ class DeploymentRecord(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     id: str
-    schema_version: int = RECORD_SCHEMA
+    schema_version: int = 1  # see RECORD_SCHEMA; a record of a pre-deploy job has 2
     kind: JobKind = JobKind.UPDATE_EXISTING
     job: dict[str, Any]
     state: DeploymentState = DeploymentState.QUEUED
@@ -236,6 +264,7 @@ class DeploymentRecord(BaseModel):
     events: list[ServiceEvent] = Field(default_factory=list)
     stopped_tasks: list[StoppedTask] = Field(default_factory=list)
     stack: StackInfo | None = None
+    pre_deploy: PreDeployInfo | None = None
     progress: ProgressInfo = Field(default_factory=ProgressInfo)
     warnings: list[str] = Field(default_factory=list)
     reason: str | None = None
@@ -253,6 +282,21 @@ class DeploymentRecord(BaseModel):
     started_at: float | None = None
     finished_at: float | None = None
     deadline: float | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _schema_of_new_records(cls, data: Any) -> Any:
+        """A new record of a job with a pre-deploy task is written with PRE_DEPLOY_SCHEMA: its
+        steps are unknown to older readers, which then leave it alone instead of quarantining
+        it. A stored record keeps the schema it was written with."""
+        if (
+            isinstance(data, dict)
+            and "schema_version" not in data
+            and isinstance(data.get("job"), dict)
+            and data["job"].get("pre_deploy")
+        ):
+            return {**data, "schema_version": PRE_DEPLOY_SCHEMA}
+        return data
 
     @property
     def service_key(self) -> str:
@@ -272,6 +316,11 @@ class DeploymentRecord(BaseModel):
     def terminal(self) -> bool:
         """True once the deployment has a final state."""
         return self.state in TERMINAL_STATES
+
+    @property
+    def passed_pre_deploy(self) -> bool:
+        """Whether the deployment's pre-deploy task ran and its container exited 0."""
+        return self.pre_deploy is not None and self.pre_deploy.exit_code == 0
 
     def reached_stage(self, stage: str) -> bool:
         """Whether ECS has taken this deployment to lifecycle ``stage`` (or past it), and not

@@ -117,6 +117,79 @@ def _check_jobs(release: ReleaseRecord) -> None:
                 raise ValueError(f"deployment {deployment_id} has no job with its service")
 
 
+def pre_deploy_ids(release: ReleaseRecord, wave: int) -> list[str]:
+    """The deployments of ``wave`` whose job runs a pre-deploy task."""
+    return [i for i in release.waves[wave] if release.jobs.get(i, {}).get("pre_deploy")]
+
+
+def held_at_start(release: ReleaseRecord, wave: int) -> list[str]:
+    """The deployments of ``wave`` that wait for its pre-deploy tasks: every other one, when
+    the wave has any (none otherwise)."""
+    tasks = pre_deploy_ids(release, wave)
+    return [i for i in release.waves[wave] if i not in tasks] if tasks else []
+
+
+@dataclass(frozen=True)
+class HeldDecision:
+    """What the current wave's pre-deploy tasks decide for its held-back deployments."""
+
+    update: dict[str, Any]  # fields of the release record to change
+    start: list[str] = field(default_factory=list)  # held deployments to create and start now
+    cancelled: list[str] = field(default_factory=list)  # held deployments that never start
+
+
+def decide_held_back(
+    release: ReleaseRecord, outcomes: dict[str, str], passed: dict[str, float]
+) -> HeldDecision | None:
+    """Start the held-back deployments of the current wave once every pre-deploy task of the
+    wave passed; cancel them, unstarted, once one did not pass (its deployment ended before
+    its task exited 0) or the release was cancelled. None: they wait on.
+
+    No service of the held deployments changes before the wave's migrations ran: a release
+    whose task failed stops there.
+    """
+    held = release.held_back
+    if not held:
+        return None
+    tasks = [i for i in release.waves[release.wave] if i not in held]
+    failed = next((i for i in tasks if i in outcomes and i not in passed), None)
+    if failed is not None or release.cancel_requested_at:
+        if failed is not None:
+            service = release.jobs.get(failed, {}).get("service", failed)
+            ended = outcomes[failed]
+            why = f"not started: the pre-deploy task of {service} " + (
+                "failed" if ended == DeploymentState.FAILED.value else f"did not pass ({ended})"
+            )
+        else:
+            why = "cancelled with its release before it started"
+        update: dict[str, Any] = {
+            "held_back": [],
+            "not_started": {**release.not_started, **dict.fromkeys(held, why)},
+        }
+        if failed is not None:
+            update["pre_deploy_failed"] = failed
+        return HeldDecision(update=update, cancelled=list(held))
+    if all(i in passed for i in tasks):
+        return HeldDecision(update={"held_back": []}, start=list(held))
+    return None
+
+
+def _passed_task(record: DeploymentRecord | None, seen: dict[str, float]) -> bool:
+    """Whether ``record`` is a deployment whose pre-deploy task passed, not yet noted."""
+    return record is not None and record.passed_pre_deploy and record.id not in seen
+
+
+def _task_failure(release: ReleaseRecord, failed: str | None) -> str:
+    """The head of a release's reason when a pre-deploy task stopped it ('' when none did)."""
+    if failed is None:
+        return ""
+    service = release.jobs.get(failed, {}).get("service", failed)
+    return (
+        f"the pre-deploy task of {service} did not pass, so no other service of its wave was "
+        "changed; "
+    )
+
+
 def new_deployment(
     job: UpdateServiceJob,
     deployment_id: str,
@@ -429,11 +502,17 @@ class ReleaseStore:
         return self._records.self_account()
 
     def _wave_records(
-        self, release: ReleaseRecord, wave: int, now: float
+        self, release: ReleaseRecord, wave: int, now: float, only: list[str] | None = None
     ) -> list[DeploymentRecord]:
-        """The queued records of the wave's deployments (not stored)."""
+        """The queued records of the wave's deployments (``only`` these, if given; not stored).
+
+        Those the wave holds back for its pre-deploy tasks are left out: they are created when
+        the tasks passed (:func:`decide_held_back`)."""
         records = []
-        for deployment_id in release.waves[wave]:
+        held = set(release.held_back) if only is None else set()
+        for deployment_id in only if only is not None else release.waves[wave]:
+            if deployment_id in held:
+                continue
             job = UpdateServiceJob.model_validate(release.jobs[deployment_id], strict=False)
             records.append(
                 new_deployment(
@@ -495,6 +574,7 @@ class ReleaseStore:
             created_at=now,
             updated_at=now,
         )
+        release = release.model_copy(update={"held_back": held_at_start(release, 0)})
         with self._r.pipeline(transaction=True) as pipe:
             pipe.set(self.key(release_id), release.model_dump_json(), ex=self._ttl, nx=True)
             for deployment_id, wave_job in by_id.items():
@@ -963,24 +1043,38 @@ class ReleaseStore:
         started: list[ReleaseRecord] = []
         wave_records: list[DeploymentRecord] = []
         effects = _GateEffects()
+        # Deployments the wave held back for its pre-deploy tasks: started, or never.
+        unheld: list[DeploymentRecord] = []
+        dropped: list[str] = []
 
         def step(release: ReleaseRecord) -> ReleaseRecord | None:
             started.clear()
             wave_records.clear()
             effects.clear()
+            unheld.clear()
+            dropped.clear()
             if release.terminal:
                 return None
             current = release.waves[release.wave]
             # Every deployment of the waves started so far: with move_on_at, earlier waves may
-            # still be running while a later one deploys.
-            begun = [i for ids in release.waves[: release.wave + 1] for i in ids]
+            # still be running while a later one deploys. Held-back ones have no record yet.
+            begun = [
+                i
+                for ids in release.waves[: release.wave + 1]
+                for i in ids
+                if i not in release.held_back
+            ]
             outcomes = dict(release.outcomes)
             reached = dict(release.reached)
+            tasks_passed = dict(release.tasks_passed)
             unknown = [i for i in begun if i not in outcomes]
             if ended is not None and len(unknown) > _READ_ALL_BELOW:
                 unknown = [ended] if ended in unknown else []
             arrived: list[str] = []
+            passed_now: list[str] = []
             for deployment_id, record in self._records.get_many(unknown).items():
+                if _passed_task(record, tasks_passed):
+                    passed_now.append(deployment_id)
                 if record is None:
                     outcomes.setdefault(deployment_id, "lost")
                 elif record.terminal:
@@ -998,8 +1092,22 @@ class ReleaseStore:
             # have been created before the end it waited for.
             now = clock()
             reached.update(dict.fromkeys(arrived, now))
+            tasks_passed.update(dict.fromkeys(passed_now, now))
             update: dict[str, Any] = {"outcomes": outcomes, "reached": reached, "updated_at": now}
-            unchanged = outcomes == release.outcomes and reached == release.reached
+            if tasks_passed != release.tasks_passed:
+                update["tasks_passed"] = tasks_passed
+            decision = decide_held_back(release, outcomes, tasks_passed)
+            if decision is not None:
+                update.update(decision.update)
+                outcomes.update(dict.fromkeys(decision.cancelled, DeploymentState.CANCELLED.value))
+                dropped.extend(decision.cancelled)
+                unheld.extend(self._wave_records(release, release.wave, now, only=decision.start))
+            unchanged = (
+                outcomes == release.outcomes
+                and reached == release.reached
+                and decision is None
+                and tasks_passed == release.tasks_passed
+            )
             if release.rolling_back is not None:
                 # A gate failed: the release waits for the wave's rollbacks, then fails.
                 self._follow_rollbacks(release, now, update, effects)
@@ -1010,11 +1118,14 @@ class ReleaseStore:
             bad = [i for i in begun if i in outcomes and outcomes[i] not in RELEASE_OK]
             last = release.wave + 1 >= len(release.waves)
             spent = release.budget_spent(len(bad))
+            # A pre-deploy task that did not pass stops the release, whatever fail_fast says.
+            task_failed = update.get("pre_deploy_failed", release.pre_deploy_failed)
             verdict_due = (
                 bool(release.cancel_requested_at)
                 or last
                 or bool(bad and release.fail_fast)
                 or spent is not None
+                or task_failed is not None
             )
             running = [i for i in begun if i not in outcomes]
             if not passed or (verdict_due and running):
@@ -1027,12 +1138,17 @@ class ReleaseStore:
                     reason="cancelled on request; later waves were not started",
                     finished_at=now,
                 )
-            elif bad and (release.fail_fast or last or spent is not None):
+            elif bad and (
+                release.fail_fast or last or spent is not None or task_failed is not None
+            ):
                 skipped = sum(len(ids) for ids in release.waves[release.wave + 1 :])
                 why = "fail fast" if spent is None else spent
+                if task_failed is not None:
+                    why = "a pre-deploy task failed"
                 update.update(
                     state=ReleaseState.FAILED,
-                    reason=f"{len(bad)} deployment(s) did not succeed: {', '.join(bad[:5])}"
+                    reason=_task_failure(release, task_failed)
+                    + f"{len(bad)} deployment(s) did not succeed: {', '.join(bad[:5])}"
                     + (f"; {skipped} not started ({why})" if skipped else ""),
                     finished_at=now,
                 )
@@ -1083,7 +1199,13 @@ class ReleaseStore:
                     same = unchanged and held == release.held
                     return None if same else release.model_copy(update=update)
                 update.update(awaiting_approval_since=None, held=None)
-                moved = release.model_copy(update={**update, "wave": upcoming})
+                moved = release.model_copy(
+                    update={
+                        **update,
+                        "wave": upcoming,
+                        "held_back": held_at_start(release, upcoming),
+                    }
+                )
                 # Created by the transaction that moves the release, not before it: a cancel
                 # landing between this read and that write fails the write, and with it the
                 # creation, so no record of a wave the release never moved to can exist.
@@ -1097,6 +1219,7 @@ class ReleaseStore:
                 self._create_in(pipe, wave_records)
             if effects.rollbacks and release.rolling_back is not None:
                 self._create_rollbacks_in(pipe, effects)
+            self._settle_held_in(pipe, unheld, dropped)
 
         result = self._modify(release_id, step, create_wave)
         if result is None:
@@ -1105,9 +1228,19 @@ class ReleaseStore:
         for release in started:
             if result is not None and result.wave == release.wave:
                 self.dispatch_wave(result, sender)
+        if unheld and result is not None:
+            self.dispatch_wave(result, sender)
         if result is not None:
             self._send_gate_effects(result, effects, sender, clock())
             if effects.rollback_started and not effects.rollbacks and not effects.cancels:
                 # Nothing to roll back: the release fails now rather than at the next sweep.
                 return self.advance(release_id, sender, clock)
         return result
+
+    def _settle_held_in(self, pipe: Any, start: list[DeploymentRecord], never: list[str]) -> None:
+        """Queue, on the transaction that records the decision, the creation of the held-back
+        deployments that start now, and the deletion of the full jobs (values included) of
+        those that never will."""
+        self._create_in(pipe, start)
+        for deployment_id in never:
+            pipe.delete(self._k.job.format(id=deployment_id))

@@ -34,6 +34,12 @@ inconclusive one pauses it for ``conveyor approve`` (or fails or passes, as the 
 deployment (with all its guarantees) whose id is the release id and its position, so creating
 one twice is a no-op. Waves run one after another; the deployments of a wave run at once.
 
+An entry may have a ``pre_deploy`` task (a migration: ``{container, command,
+timeout_seconds}``). A wave with such entries starts them first; its other entries start only
+once every one of those tasks exited 0. A task that does not pass fails its deployment (its
+service unchanged), the wave's other entries end cancelled unstarted, and the release stops
+failed, whatever ``fail_fast`` says: later waves assume the migration ran.
+
 With ``move_on_at`` a wave's blue/green, linear or canary deployments let the next wave start
 once ECS took them to that stage (the names `--wait-until` takes); a rolling update still lets
 it start at its end. The release's verdict still waits for every deployment's own: it succeeds
@@ -57,6 +63,7 @@ from producers.contract.jobs import (
     MIN_TIMEOUT_SECONDS,
     ContainerSettings,
     ImageUpdate,
+    PreDeployTask,
     UpdateServiceJob,
     describe_validation_error,
 )
@@ -104,6 +111,25 @@ class ReleaseEntry(BaseModel):
     base: Literal["family", "service"] | None = None
     # A metric gate measured during a canary's or linear step's bake (see UpdateServiceJob).
     bake_gate: dict[str, Any] | None = None
+    # A one-off task run on the new revision before the service changes (see PreDeployTask):
+    # the other services of its wave start only once every such task of the wave passed.
+    pre_deploy: dict[str, Any] | None = None
+
+
+def _pre_deploy_of(raw: Any, where: str) -> PreDeployTask:
+    """An entry's pre_deploy as the strict job takes it (a file's list command is a tuple)."""
+    if not isinstance(raw, dict):
+        raise ValueError(  # noqa: TRY004 - pydantic reports ValueErrors, not TypeErrors
+            f"{where}.pre_deploy: give a mapping (container, command, timeout_seconds)"
+        )
+    data = dict(raw)
+    if isinstance(data.get("command"), list):
+        data["command"] = tuple(data["command"])
+    try:
+        return PreDeployTask.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(describe_validation_error(exc))
+        raise ValueError(f"{where}.pre_deploy: {problems}") from None
 
 
 class ReleaseJob(BaseModel):
@@ -249,6 +275,8 @@ class ReleaseJob(BaseModel):
                 if "alarms" in fields:
                     # The job is strict: a list from the file becomes the tuple it holds.
                     fields["alarms"] = tuple(fields["alarms"])
+                if "pre_deploy" in fields:
+                    fields["pre_deploy"] = _pre_deploy_of(fields["pre_deploy"], f"waves[{w}][{i}]")
                 fields["wait"] = False
                 try:
                     job = UpdateServiceJob.model_validate({**fields, "images": tuple(images)})
@@ -479,6 +507,14 @@ class ReleaseRecord(BaseModel):
     outcomes: dict[str, str] = Field(default_factory=dict)  # deployment id -> final state
     # Deployments still running that reached ``move_on_at`` -> when the release saw it.
     reached: dict[str, float] = Field(default_factory=dict)
+    # Deployments of the current wave not created yet: they wait until every pre-deploy task
+    # of the wave passed (ReleaseStore.advance); those tasks' deployments -> when seen passed.
+    held_back: list[str] = Field(default_factory=list)
+    tasks_passed: dict[str, float] = Field(default_factory=dict)
+    # Deployments that never started, and why (the pre-deploy task of their wave failed).
+    not_started: dict[str, str] = Field(default_factory=dict)
+    # The first pre-deploy task that did not pass: the release stops, whatever its fail_fast.
+    pre_deploy_failed: str | None = None
     reason: str | None = None
     # The gate measured after each wave (the gate as JSON; None: none), and its runs.
     gates: list[dict[str, Any] | None] = Field(default_factory=list)

@@ -102,6 +102,13 @@ class FakeEcs:
         self.scope = f"{account}:{region}"
         # Standalone tasks started with run_task, and EventBridge rule targets by rule.
         self.running_tasks: list[dict[str, Any]] = []
+        # One-off tasks started through the gateway's run_task, by ARN, and the RunTask
+        # requests as boto sends them; log lines by (group, stream); what a container's next
+        # task exits with and logs (test controls, by container name).
+        self.task_runs: dict[str, dict[str, Any]] = {}
+        self.run_task_requests: list[dict[str, Any]] = []
+        self.log_streams: dict[tuple[str, str], list[str]] = defaultdict(list)
+        self.task_results: dict[str, tuple[int | None, list[str]]] = {}
         self.schedules: dict[str, list[dict[str, Any]]] = defaultdict(list)
 
     # -- test controls -------------------------------------------------------------------
@@ -146,7 +153,7 @@ class FakeEcs:
         self.tags[arn] = list(tags or [])
         return arn
 
-    def run_task(self, cluster: str, task_definition: str) -> str:
+    def start_task(self, cluster: str, task_definition: str) -> str:
         """Start a standalone task (RUNNING until stopped); returns its ARN.
 
         A deregistered revision is refused as on ECS (ClientException).
@@ -166,7 +173,54 @@ class FakeEcs:
         )
         return task_arn
 
-    def stop_task(self, task_arn: str) -> None:
+    def set_task_result(
+        self, container: str, exit_code: int | None, lines: Sequence[str] = ()
+    ) -> None:
+        """What the named container exits with (None: no exit code, as a task that never
+        started) and the lines it logs, in tasks stopped by :meth:`finish_task`."""
+        self.task_results[container] = (exit_code, list(lines))
+
+    def start_task_run(self, task_arn: str) -> None:
+        """Move a one-off task to RUNNING."""
+        task = self.task_runs[task_arn]
+        task["lastStatus"] = "RUNNING"
+        for container in task["containers"]:
+            container["lastStatus"] = "RUNNING"
+
+    def finish_task(
+        self, task_arn: str, *, stop_code: str = "EssentialContainerExited", reason: str = ""
+    ) -> None:
+        """Stop a one-off task: each container exits as :meth:`set_task_result` says (default 0;
+        1 for a ``fail-`` image) and its lines go to its awslogs stream."""
+        task = self.task_runs[task_arn]
+        definition = self._find_revision(task["taskDefinitionArn"], "DescribeTasks")
+        task_id = task_arn.rsplit("/", 1)[-1]
+        for container in task["containers"]:
+            name = str(container["name"])
+            image = str(container.get("image", ""))
+            default = 1 if _is_broken(image) else 0
+            exit_code, lines = self.task_results.get(name, (default, []))
+            container["lastStatus"] = "STOPPED"
+            if exit_code is not None:
+                container["exitCode"] = exit_code
+            spec: dict[str, Any] = next(
+                (c for c in definition["containerDefinitions"] if c.get("name") == name), {}
+            )
+            options = (spec.get("logConfiguration") or {}).get("options") or {}
+            if spec.get("logConfiguration", {}).get("logDriver") == "awslogs" and options.get(
+                "awslogs-group"
+            ):
+                stream = f"{options.get('awslogs-stream-prefix', '')}/{name}/{task_id}"
+                self.log_streams[(options["awslogs-group"], stream)].extend(lines)
+        task.update(
+            lastStatus="STOPPED",
+            desiredStatus="STOPPED",
+            stopCode=stop_code,
+            stoppedReason=reason or _STOP_REASON,
+            stoppedAt=_EPOCH,
+        )
+
+    def stop_standalone_task(self, task_arn: str) -> None:
         """Stop a standalone task: it no longer counts as running."""
         self.running_tasks = [t for t in self.running_tasks if t["taskArn"] != task_arn]
 
@@ -859,13 +913,120 @@ class FakeEcs:
         if cluster not in self.clusters:
             raise _cluster_not_found("DescribeTasks")
         wanted = {ref.rsplit("/", 1)[-1] for ref in task_arns[:100]}
+        runs = [t for t in self.task_runs.values() if t["clusterArn"].endswith(f"/{cluster}")]
         return [
             copy.deepcopy(task)
             for (task_cluster, _), tasks in self.stopped_tasks.items()
             if task_cluster == cluster
             for task in tasks
             if task["taskArn"].rsplit("/", 1)[-1] in wanted
+        ] + [copy.deepcopy(t) for t in runs if t["taskArn"].rsplit("/", 1)[-1] in wanted]
+
+    async def run_task(
+        self,
+        cluster: str,
+        task_definition: str,
+        *,
+        started_by: str,
+        client_token: str,
+        placement: dict[str, Any],
+        overrides: dict[str, Any],
+    ) -> dict[str, Any]:
+        """See EcsGateway. The task waits in PROVISIONING for :meth:`start_task_run` and
+        :meth:`finish_task`; a repeated client token returns the task it started."""
+        self._call("RunTask")
+        if cluster not in self.clusters:
+            raise _cluster_not_found("RunTask")
+        found = self._usable_revision(task_definition, "RunTask")
+        self.run_task_requests.append(
+            {
+                "cluster": cluster,
+                "taskDefinition": task_definition,
+                "startedBy": started_by,
+                "clientToken": client_token,
+                **placement,
+                "overrides": copy.deepcopy(overrides),
+            }
+        )
+        for task in self.task_runs.values():
+            if task["clientToken"] == client_token:
+                return copy.deepcopy(task)
+        names = {c.get("name") for c in overrides.get("containerOverrides", [])}
+        unknown = names - {c.get("name") for c in found["containerDefinitions"]}
+        if unknown:
+            raise AwsRequestError(
+                "RunTask failed with InvalidParameterException: Override for container named "
+                f"{sorted(unknown)[0]} is not a container in the TaskDefinition.",
+                "InvalidParameterException",
+            )
+        task_arn = f"arn:aws:ecs:{self.region}:{self.account}:task/{cluster}/{next(self._ids):032x}"
+        task = {
+            "taskArn": task_arn,
+            "clusterArn": f"arn:aws:ecs:{self.region}:{self.account}:cluster/{cluster}",
+            "taskDefinitionArn": found["taskDefinitionArn"],
+            "lastStatus": "PROVISIONING",
+            "desiredStatus": "RUNNING",
+            "startedBy": started_by,
+            "clientToken": client_token,
+            "launchType": placement.get("launchType", "EC2"),
+            "overrides": copy.deepcopy(overrides),
+            "containers": [
+                {
+                    "name": c.get("name"),
+                    "image": c.get("image", ""),
+                    "taskArn": task_arn,
+                    "lastStatus": "PENDING",
+                }
+                for c in found["containerDefinitions"]
+            ],
+        }
+        self.task_runs[task_arn] = task
+        return copy.deepcopy(task)
+
+    async def stop_task(self, cluster: str, task_arn: str, reason: str) -> None:
+        """See EcsGateway. A one-off task stops at once (UserInitiated); its started containers
+        are killed (137)."""
+        self._call("StopTask")
+        if cluster not in self.clusters:
+            raise _cluster_not_found("StopTask")
+        task = self.task_runs.get(task_arn)
+        if task is None:
+            raise AwsRequestError(
+                "StopTask failed with InvalidParameterException: The referenced task was not "
+                "found.",
+                "InvalidParameterException",
+            )
+        if task["lastStatus"] == "STOPPED":
+            return
+        for container in task["containers"]:
+            if container["lastStatus"] == "RUNNING":
+                container["exitCode"] = 137
+            container["lastStatus"] = "STOPPED"
+        task.update(
+            lastStatus="STOPPED",
+            desiredStatus="STOPPED",
+            stopCode="UserInitiated",
+            stoppedReason=reason,
+            stoppedAt=_EPOCH,
+        )
+
+    async def task_arns_started_by(self, cluster: str, started_by: str) -> list[str]:
+        """See EcsGateway. One ListTasks call per desired status (RUNNING, STOPPED)."""
+        self._call("ListTasks")
+        self._call("ListTasks")
+        if cluster not in self.clusters:
+            raise _cluster_not_found("ListTasks")
+        return [
+            arn
+            for arn, task in self.task_runs.items()
+            if task["clusterArn"].endswith(f"/{cluster}") and task["startedBy"] == started_by
         ]
+
+    async def log_tail(self, group: str, stream: str, limit: int) -> list[str]:
+        """See EcsGateway."""
+        self._call("GetLogEvents")
+        lines = self.log_streams.get((group, stream), [])
+        return list(lines[-limit:]) if limit > 0 else []
 
 
 class FakeAws(FakeEcs):

@@ -44,6 +44,17 @@ def local_aws_url() -> Iterator[str]:
         yield url
 
 
+def logged_container(image: str, group: str) -> dict[str, Any]:
+    """Container ``app`` of ``image``, logging to the awslogs ``group`` with stream prefix m."""
+    options = {"awslogs-group": group, "awslogs-region": REGION, "awslogs-stream-prefix": "m"}
+    return {
+        "name": "app",
+        "image": image,
+        "memory": 128,
+        "logConfiguration": {"logDriver": "awslogs", "options": options},
+    }
+
+
 def containers_of(images: dict[str, str]) -> list[dict[str, Any]]:
     """Container definitions, one per ``name: image``, as the world registers them."""
     return [{"name": name, "image": image, "memory": 128} for name, image in images.items()]
@@ -90,6 +101,19 @@ class World(abc.ABC):
     @abc.abstractmethod
     def standalone_task(self, cluster: str, task_definition: str) -> str:
         """Start a task outside any service (RunTask); returns its ARN."""
+
+    @abc.abstractmethod
+    def logged_task_definition(self, family: str, image: str, group: str) -> str:
+        """Register a revision whose container ``app`` logs to ``group`` (awslogs, stream prefix
+        ``m``; the group exists); returns its ARN."""
+
+    @abc.abstractmethod
+    def task_result(self, family: str, container: str, exit_code: int, lines: list[str]) -> None:
+        """What ``container`` of ``family`` exits with and logs in one-off tasks started later."""
+
+    @abc.abstractmethod
+    def finish_task(self, cluster: str, task_arn: str) -> None:
+        """Let a task started by the gateway's run_task run to its end (STOPPED)."""
 
     @abc.abstractmethod
     def schedule(self, rule: str, cluster: str, task_definition: str) -> None:
@@ -171,7 +195,22 @@ class FakeWorld(World):
 
     def standalone_task(self, cluster: str, task_definition: str) -> str:
         """See World."""
-        return self.fake.run_task(cluster, task_definition)
+        return self.fake.start_task(cluster, task_definition)
+
+    def logged_task_definition(self, family: str, image: str, group: str) -> str:
+        """See World."""
+        return self.fake.add_task_definition(
+            {"family": family, "containerDefinitions": [logged_container(image, group)]}
+        )
+
+    def task_result(self, family: str, container: str, exit_code: int, lines: list[str]) -> None:
+        """See World. The fake keys results by container alone."""
+        self.fake.set_task_result(container, exit_code, lines)
+
+    def finish_task(self, cluster: str, task_arn: str) -> None:
+        """See World."""
+        self.fake.start_task_run(task_arn)
+        self.fake.finish_task(task_arn)
 
     def schedule(self, rule: str, cluster: str, task_definition: str) -> None:
         """See World."""
@@ -318,7 +357,9 @@ class BotoWorld(World):
         wait_for(f"a FAILED deployment of {cluster}/{name}", failed)
 
     def standalone_task(self, cluster: str, task_definition: str) -> str:
-        """See World. A Fargate task: moto places EC2 tasks only on registered instances."""
+        """See World. A Fargate task: moto places EC2 tasks only on registered instances. It
+        runs for an hour: the local AWS stops RunTask's tasks after a while."""
+        control(self.url, "POST", "config", {"task_seconds": 3600})
         self.ec2.modify_vpc_attribute(VpcId=self._vpc_id(), EnableDnsHostnames={"Value": True})
         answer = self.ecs.run_task(
             cluster=cluster,
@@ -329,6 +370,31 @@ class BotoWorld(World):
             },
         )
         return str(answer["tasks"][0]["taskArn"])
+
+    def logged_task_definition(self, family: str, image: str, group: str) -> str:
+        """See World."""
+        logs = _client(self.url, "logs")
+        logs.create_log_group(logGroupName=group)
+        logs.close()
+        answer = self.ecs.register_task_definition(
+            family=family, containerDefinitions=[logged_container(image, group)]
+        )
+        return str(answer["taskDefinition"]["taskDefinitionArn"])
+
+    def task_result(self, family: str, container: str, exit_code: int, lines: list[str]) -> None:
+        """See World."""
+        body = {"family": family, "container": container, "exitCode": exit_code, "logLines": lines}
+        status, answer = control(self.url, "POST", "task-results", body)
+        assert status == 200, answer
+
+    def finish_task(self, cluster: str, task_arn: str) -> None:
+        """See World."""
+
+        def stopped() -> bool | None:
+            tasks = self.ecs.describe_tasks(cluster=cluster, tasks=[task_arn])["tasks"]
+            return True if tasks and tasks[0]["lastStatus"] == "STOPPED" else None
+
+        wait_for(f"task {task_arn} stopped", stopped)
 
     def schedule(self, rule: str, cluster: str, task_definition: str) -> None:
         """See World."""

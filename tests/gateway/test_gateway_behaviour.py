@@ -1106,6 +1106,100 @@ def test_a_rerun_reads_only_the_newest_pages_of_a_huge_family(
     assert control(local_aws_url, "GET", "stats")[1]["calls"]["ListTaskDefinitions"] == 2
 
 
+# -- one-off tasks (pre-deploy) ------------------------------------------------------------------
+
+
+def _run_once(world: World, definition: str) -> dict[str, Any]:
+    return world.run(
+        world.gateway.run_task(
+            "c1",
+            definition,
+            started_by="dep-1",
+            client_token="dep-1",
+            placement={"launchType": "EC2"},
+            overrides={"containerOverrides": [{"name": "app", "command": ["migrate"]}]},
+        )
+    )
+
+
+def test_a_task_run_is_found_by_its_mark_and_stops_with_its_exit_code_and_log(
+    world: World,
+) -> None:
+    """run_task starts one task, found again by its startedBy; once stopped, DescribeTasks gives
+    the container's exit code and log_tail the newest lines of its awslogs stream."""
+    world.cluster("c1")
+    definition = world.logged_task_definition("migrate", IMAGE, "/ecs/migrate")
+    world.task_result("migrate", "app", 2, [f"step {n}" for n in range(5)])
+    task = _run_once(world, definition)
+    arn = str(task["taskArn"])
+    assert task["lastStatus"] in ("PROVISIONING", "PENDING", "RUNNING")
+    assert world.run(world.gateway.task_arns_started_by("c1", "dep-1")) == [arn]
+    assert world.run(world.gateway.task_arns_started_by("c1", "dep-2")) == []
+    world.finish_task("c1", arn)
+    (stopped,) = world.run(world.gateway.describe_tasks("c1", [arn]))
+    assert stopped["lastStatus"] == "STOPPED"
+    assert stopped["stopCode"] == "EssentialContainerExited"
+    assert [c["exitCode"] for c in stopped["containers"]] == [2]
+    assert world.run(world.gateway.task_arns_started_by("c1", "dep-1")) == [arn]
+    stream = f"m/app/{arn.rsplit('/', 1)[-1]}"
+    tail = world.run(world.gateway.log_tail("/ecs/migrate", stream, 3))
+    assert tail == ["step 2", "step 3", "step 4"]
+
+
+def test_a_fail_image_task_exits_1(world: World) -> None:
+    """A one-off task of a ``fail-`` image ends with its container's exit code 1."""
+    world.cluster("c1")
+    definition = world.logged_task_definition("migrate", "repo/app:fail-1", "/ecs/migrate")
+    arn = str(_run_once(world, definition)["taskArn"])
+    world.finish_task("c1", arn)
+    (stopped,) = world.run(world.gateway.describe_tasks("c1", [arn]))
+    assert [c["exitCode"] for c in stopped["containers"]] == [1]
+
+
+def test_run_task_with_the_same_client_token_starts_no_second_task(world: World) -> None:
+    """A RunTask sent again with its client token returns the task the first one started."""
+    world.cluster("c1")
+    definition = world.logged_task_definition("migrate", IMAGE, "/ecs/migrate")
+    first = _run_once(world, definition)
+    again = _run_once(world, definition)
+    assert again["taskArn"] == first["taskArn"]
+    assert world.run(world.gateway.task_arns_started_by("c1", "dep-1")) == [first["taskArn"]]
+
+
+def test_stop_task_stops_a_one_off_task_at_once(world: World) -> None:
+    """stop_task stops a task not yet ended: STOPPED, UserInitiated, with the reason given."""
+    world.cluster("c1")
+    definition = world.logged_task_definition("migrate", IMAGE, "/ecs/migrate")
+    arn = str(_run_once(world, definition)["taskArn"])
+    world.run(world.gateway.stop_task("c1", arn, "timed out"))
+    (stopped,) = world.run(world.gateway.describe_tasks("c1", [arn]))
+    assert stopped["lastStatus"] == "STOPPED"
+    assert stopped["stopCode"] == "UserInitiated"
+    assert stopped["stoppedReason"] == "timed out"
+
+
+def test_the_log_tail_of_a_stream_not_written_is_empty(world: World) -> None:
+    """log_tail of a stream (or group) that does not exist is empty, not an error."""
+    assert world.run(world.gateway.log_tail("/ecs/none", "m/app/0", 20)) == []
+
+
+def test_run_task_on_a_missing_cluster_is_not_found(world: World) -> None:
+    """RunTask on a cluster that does not exist raises NotFoundError."""
+    world.cluster("c1")
+    definition = world.logged_task_definition("migrate", IMAGE, "/ecs/migrate")
+    with pytest.raises(NotFoundError):
+        world.run(
+            world.gateway.run_task(
+                "nope",
+                definition,
+                started_by="dep-1",
+                client_token="dep-1",
+                placement={"launchType": "EC2"},
+                overrides={},
+            )
+        )
+
+
 # -- coverage of the protocol --------------------------------------------------------------------
 
 

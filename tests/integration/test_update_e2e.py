@@ -13,7 +13,7 @@ import pytest
 import redis
 
 from localaws.devstack import Worker
-from localaws.testing import create_services
+from localaws.testing import control, create_services
 from tests.integration.conftest import Stack
 from worker.domain.planning import DEPLOYMENT_TAG, revision_diff
 
@@ -351,12 +351,21 @@ def test_keep_revisions_keeps_what_tasks_and_schedules_use(
     vpc = ec2.create_vpc(CidrBlock="10.42.0.0/16")["Vpc"]["VpcId"]
     ec2.modify_vpc_attribute(VpcId=vpc, EnableDnsHostnames={"Value": True})
     subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.42.1.0/24")["Subnet"]["SubnetId"]
-    ecs.run_task(
-        cluster="demo",
-        taskDefinition=f"{name}:2",
-        launchType="FARGATE",
-        networkConfiguration={"awsvpcConfiguration": {"subnets": [subnet], "securityGroups": []}},
-    )
+    # The local AWS stops RunTask's tasks after task_seconds: this one runs for the whole test,
+    # as a long-running task does.
+    before = control(stack.endpoint, "GET", "config")[1]["task_seconds"]
+    control(stack.endpoint, "POST", "config", {"task_seconds": 3600})
+    try:
+        ecs.run_task(
+            cluster="demo",
+            taskDefinition=f"{name}:2",
+            launchType="FARGATE",
+            networkConfiguration={
+                "awsvpcConfiguration": {"subnets": [subnet], "securityGroups": []}
+            },
+        )
+    finally:
+        control(stack.endpoint, "POST", "config", {"task_seconds": before})
     events = boto3.client("events", **clients)
     events.put_rule(Name=f"{name}-nightly", ScheduleExpression="rate(1 day)")
     arn4 = ecs.describe_task_definition(taskDefinition=f"{name}:4")["taskDefinition"]

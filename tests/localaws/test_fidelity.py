@@ -611,3 +611,23 @@ def test_cloudwatch_get_metric_data_is_checked(aws: Aws) -> None:
         "InvalidParameterValue",
         "GetMetricData: MetricDataQueries.Expression",
     )
+
+
+def test_logs_get_log_events_is_checked(aws: Aws) -> None:
+    """GetLogEvents is checked like ECS's calls, refused with CloudWatch Logs' code: what the
+    gateway sends for a task's log tail passes, a member the local AWS ignores (unmask) is
+    refused by name."""
+    logs = aws_client(aws, "logs")
+    logs.create_log_group(logGroupName="/ecs/app")
+    logs.create_log_stream(logGroupName="/ecs/app", logStreamName="m/app/1")
+    answer = logs.get_log_events(
+        logGroupName="/ecs/app", logStreamName="m/app/1", limit=20, startFromHead=False
+    )
+    assert answer["events"] == []
+    code, message = refusal(
+        logs.get_log_events, logGroupName="/ecs/app", logStreamName="m/app/1", unmask=True
+    )
+    assert (code, message.split(" is ")[0]) == (
+        "InvalidParameterException",
+        "GetLogEvents: unmask",
+    )

@@ -109,11 +109,11 @@ def test_a_standalone_task_keeps_its_revision(store: WorkerStore, client: redis.
     may go (after the shared view expired)."""
     ecs = FakeEcs()
     arns = family_of_eight(ecs)
-    task = ecs.run_task("demo", arns[4])
+    task = ecs.start_task("demo", arns[4])
     done, _ = clean(ecs, store, client, 1)
     assert arns[4] not in done
     assert asyncio.run(ecs.describe_task_definition(arns[4]))[0]["status"] == "ACTIVE"
-    ecs.stop_task(task)
+    ecs.stop_standalone_task(task)
     client.delete("conveyor:in-use:" + ecs.scope)  # the view's minute is over
     done, _ = clean(ecs, store, client, 1)
     assert done == [arns[4]]

@@ -584,3 +584,32 @@ def test_the_family_index_holds_unfinished_deployments_only(client: redis.Redis)
     client.delete(store.key("d2"))  # expired, or lost
     assert store.unfinished_in_family("web") == []
     assert not client.exists("conveyor:family:web:deployments")
+
+
+def test_a_pre_deploy_record_is_left_alone_by_a_reader_of_schema_1(
+    client: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A record of a job with a pre-deploy task is written with schema 2 (its steps are new):
+    a reader that knows schema 1 leaves it alone instead of quarantining it; every other record
+    keeps schema 1, readable by it."""
+    import producers.contract.store as store_module
+    from producers.contract.store import NewerRecordError
+
+    store = WorkerStore(client)
+    plain = _queued("plain", 1.0)
+    task = _queued("task", 2.0).model_dump()
+    task.pop("schema_version")
+    task["job"] = {**task["job"], "pre_deploy": {"container": "web"}}
+    migrating = DeploymentRecord.model_validate(task)
+    assert (plain.schema_version, migrating.schema_version) == (1, 2)
+    store.create(plain, due=500)
+    store.create(migrating.model_copy(update={"step": Step.WATCH_TASK}), due=500)
+    monkeypatch.setattr(store_module, "RECORD_SCHEMA", 1)
+    raw = client.get(store.key("task"))
+    assert isinstance(raw, bytes)
+    # A step this reader does not know, as a schema-1 reader sees watch_task.
+    client.set(store.key("task"), raw.replace(b'"watch_task"', b'"unknown_step"'))
+    with pytest.raises(NewerRecordError):
+        store.get("task")
+    assert store.get("plain") is not None
+    assert client.get(store.key("task")) is not None  # not moved aside

@@ -490,3 +490,29 @@ def test_a_paused_gate_not_answered_in_time_rolls_the_wave_back(client: redis.Re
     for deployment_id in started.waves[0]:
         _end(records, deployment_id + ROLLBACK_SUFFIX, DeploymentState.SUCCEEDED)
     assert releases.advance(RELEASE, sender, clock).state is ReleaseState.FAILED  # type: ignore[union-attr]
+
+
+def test_a_stored_gate_this_worker_cannot_read_pauses_the_release_for_a_person(
+    client: redis.Redis,
+) -> None:
+    """A gate stored by another Conveyor that this one cannot read (a newer field, a damaged
+    record) is not measured again and again: it is recorded inconclusive, and the release
+    pauses for `conveyor approve` or `reject`, saying why without echoing the gate."""
+    clock = Clock()
+    _records, releases, sender, started = _wave_passed(client, _job(_gate()), clock)
+    stored = started.model_copy(
+        update={"gates": [_gate(success="result <", secret_field="s3cr3t"), None]}
+    )
+    client.set(releases.key(RELEASE), stored.model_dump_json())
+    result = _measure(releases, sender, clock, ScriptedMetrics(), 0)
+    assert result["status"] == "inconclusive"
+    paused = releases.get(RELEASE)
+    assert paused is not None
+    run = paused.gate_run(0)
+    assert run is not None
+    assert (run.state, run.action) == ("inconclusive", "pause")
+    assert run.reason is not None
+    assert "cannot read" in run.reason
+    assert "s3cr3t" not in run.model_dump_json()
+    assert paused.awaiting_wave == 1
+    assert sender.gates() == [([RELEASE, 0, 0], None)]  # the first one only: nothing re-sent

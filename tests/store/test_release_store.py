@@ -11,7 +11,7 @@ import pytest
 import redis
 
 from producers.contract.names import DUE_KEY, JOB_KEY
-from producers.contract.records import DeploymentRecord, DeploymentState
+from producers.contract.records import DeploymentRecord, DeploymentState, PreDeployInfo
 from producers.contract.release_store import (
     ACTIVE_RELEASES_KEY,
     RELEASE_KEY,
@@ -882,3 +882,115 @@ def test_a_rejected_release_ends_only_once_the_wave_it_moved_on_from_has(
     assert done.state is ReleaseState.CANCELLED
     assert records.get(b) is None
     assert sender.sent == []
+
+
+# -- pre-deploy tasks ----------------------------------------------------------------------------
+
+
+def _with_tasks(fail_fast: bool = True) -> ReleaseJob:
+    """Wave 1: db-migrate (a pre-deploy task) with api and web; wave 2: worker."""
+
+    def e(name: str, **extra: Any) -> dict[str, Any]:
+        return {"service": name, "images": {"app": ":2"}, **extra}
+
+    task = {"container": "app", "command": ["bin/migrate"]}
+    return ReleaseJob.model_validate(
+        {
+            "cluster": "c",
+            "fail_fast": fail_fast,
+            "waves": [[e("api"), e("db", pre_deploy=task), e("web")], [e("worker")]],
+        }
+    )
+
+
+def _task_passed(records: RecordStore, deployment_id: str) -> None:
+    records.modify(
+        deployment_id,
+        lambda r: r.model_copy(
+            update={
+                "state": DeploymentState.RUNNING,
+                "pre_deploy": PreDeployInfo(container="app", task_arn="t", exit_code=0),
+            }
+        ),
+    )
+
+
+def test_a_wave_with_a_task_starts_it_alone_then_the_others_once_it_passed(
+    client: redis.Redis,
+) -> None:
+    """Only the entry with a pre-deploy task is created and sent first; once its task passed
+    (its deployment still running), the wave's other entries are created and sent."""
+    records, releases = _stores(client)
+    sender = Sender()
+    release = releases.create(_with_tasks(), RELEASE, now=1.0)
+    api, db, web = release.waves[0]
+    assert release.held_back == [api, web]
+    releases.dispatch_wave(release, sender)
+    assert [args[0] for _, args in sender.sent] == [db]
+    assert records.get(api) is None
+    assert records.get(web) is None
+    releases.advance(RELEASE, sender, clock=lambda: 2.0)
+    assert len(sender.sent) == 1  # the task has not passed: nothing more starts
+    _task_passed(records, db)
+    moved = releases.advance(RELEASE, sender, clock=lambda: 3.0, ended=db)
+    assert moved is not None
+    assert moved.held_back == []
+    assert moved.tasks_passed == {db: 3.0}
+    assert sorted(args[0] for _, args in sender.sent[1:]) == sorted([api, web])
+    for deployment_id in (api, db, web):
+        _end(records, deployment_id, DeploymentState.SUCCEEDED)
+    assert releases.advance(RELEASE, sender, clock=lambda: 4.0).wave == 1  # type: ignore[union-attr]
+
+
+def test_a_failed_task_stops_the_release_before_any_other_service_changes(
+    client: redis.Redis,
+) -> None:
+    """A pre-deploy task that fails: the wave's other entries are never created (cancelled,
+    with the reason) and the release fails at once, even with fail_fast off."""
+    records, releases = _stores(client)
+    release = releases.create(_with_tasks(fail_fast=False), RELEASE, now=1.0)
+    api, db, web = release.waves[0]
+    _end(records, db, DeploymentState.FAILED)
+    done = releases.advance(RELEASE, Sender(), clock=lambda: 2.0, ended=db)
+    assert done is not None
+    assert done.state is ReleaseState.FAILED
+    assert done.reason is not None
+    assert done.reason.startswith("the pre-deploy task of db did not pass")
+    assert done.outcomes == {db: "failed", api: "cancelled", web: "cancelled"}
+    assert done.not_started[api] == "not started: the pre-deploy task of db failed"
+    assert records.get(api) is None
+    assert records.get(web) is None
+    assert records.get(release.waves[1][0]) is None
+    assert client.get(JOB_KEY.format(id=api)) is None  # its full job went with it
+
+
+def test_a_cancel_while_entries_are_held_ends_them_unstarted(client: redis.Redis) -> None:
+    """A release cancelled while its wave waits for a task ends once that deployment ended;
+    the held entries end cancelled, never created."""
+    records, releases = _stores(client)
+    release = releases.create(_with_tasks(), RELEASE, now=1.0)
+    api, db, web = release.waves[0]
+    releases.request_cancel(RELEASE, 2.0)
+    _end(records, db, DeploymentState.CANCELLED)
+    done = releases.advance(RELEASE, Sender(), clock=lambda: 3.0)
+    assert done is not None
+    assert done.state is ReleaseState.CANCELLED
+    assert done.outcomes[api] == done.outcomes[web] == "cancelled"
+    assert records.get(api) is None
+
+
+def test_the_step_that_sees_the_task_pass_starts_the_held_entries(client: redis.Redis) -> None:
+    """The worker's step whose record first shows the task passed advances the release."""
+    records, releases = _stores(client)
+    release = releases.create(_with_tasks(), RELEASE, now=1.0)
+    api, db, web = release.waves[0]
+    sender = Sender()
+
+    def passed(record: DeploymentRecord) -> Transition:
+        info = PreDeployInfo(container="app", task_arn="t", exit_code=0)
+        moved = record.model_copy(update={"state": DeploymentState.RUNNING, "pre_deploy": info})
+        return Transition(moved, record.step, countdown=5)
+
+    run_step(_ctx(client, sender, now=3.0), db, 0, passed)
+    assert sorted(args[0] for _, args in sender.sent[1:]) == sorted([api, web])
+    assert records.get(api) is not None

@@ -64,8 +64,9 @@ def test_a_day_of_refreshes_leaves_one_set_of_clients_open(monkeypatch: pytest.M
         return open_now
 
     open_during = asyncio.run(day())
-    assert open_during == 6
-    assert counts["opened"] == 24 * 6
+    per_set = 7  # ECS, CloudFormation, ELBv2, EC2, EventBridge, CloudWatch, CloudWatch Logs
+    assert open_during == per_set
+    assert counts["opened"] == 24 * per_set
     assert counts["closed"] == counts["opened"]
 
 

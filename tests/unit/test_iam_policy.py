@@ -16,6 +16,7 @@ _CLIENTS = {
     "_events": "events",
     "sts": "sts",
     "_cloudwatch": "cloudwatch",
+    "_logs": "logs",
 }
 
 

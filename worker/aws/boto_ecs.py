@@ -42,9 +42,12 @@ class BotoEcsGateway:
         limiter: RateLimiter | None = None,
         *,
         events: EventBridgeClient | None = None,
+        logs: Any = None,
     ) -> None:
         self._ecs = client
         self._events = events  # EventBridge, for the revisions scheduled tasks name
+        # CloudWatch Logs, for the tail of a pre-deploy task's log; no type stubs: ``Any``.
+        self._logs = logs
         self.call_timeout = call_timeout
         self.limiter = limiter
 
@@ -385,3 +388,74 @@ class BotoEcsGateway:
             return []
         answer = await self._ecs.describe_tasks(cluster=cluster, tasks=task_arns[:100])
         return [dict(t) for t in answer.get("tasks", [])]
+
+    @aws_call("RunTask")
+    async def run_task(
+        self,
+        cluster: str,
+        task_definition: str,
+        *,
+        started_by: str,
+        client_token: str,
+        placement: dict[str, Any],
+        overrides: dict[str, Any],
+    ) -> dict[str, Any]:
+        """See EcsGateway. A RunTask that places no task (its ``failures``) raises
+        AwsRequestError with ECS's reason."""
+        answer = await self._ecs.run_task(
+            cluster=cluster,
+            taskDefinition=task_definition,
+            count=1,
+            startedBy=started_by[:128],
+            clientToken=client_token,
+            # Plain dicts, as the flow builds them (worker.domain.pre_deploy).
+            overrides=overrides,  # type: ignore[arg-type]
+            **placement,
+        )
+        tasks = answer.get("tasks", [])
+        if not tasks:
+            reasons = [
+                f"{f.get('reason', 'no reason')}" + (f" ({f['detail']})" if f.get("detail") else "")
+                for f in answer.get("failures", [])
+            ]
+            raise AwsRequestError(
+                "RunTask placed no task: " + ("; ".join(reasons) or "ECS gave no reason"),
+                "RunTaskFailure",
+            )
+        return dict(tasks[0])
+
+    @aws_call("StopTask")
+    async def stop_task(self, cluster: str, task_arn: str, reason: str) -> None:
+        """See EcsGateway."""
+        await self._ecs.stop_task(cluster=cluster, task=task_arn, reason=reason[:255])
+
+    async def task_arns_started_by(self, cluster: str, started_by: str) -> list[str]:
+        """See EcsGateway. ListTasks twice: a task stopped since is listed only as STOPPED."""
+        arns: list[str] = []
+        for status in ("RUNNING", "STOPPED"):
+            arns += await self._tasks_started_by(cluster, started_by[:128], status)
+        return list(dict.fromkeys(arns))
+
+    @aws_call("ListTasks")
+    async def _tasks_started_by(
+        self, cluster: str, started_by: str, status: Literal["RUNNING", "STOPPED"]
+    ) -> list[str]:
+        answer = await self._ecs.list_tasks(
+            cluster=cluster, startedBy=started_by, desiredStatus=status, maxResults=100
+        )
+        return list(answer.get("taskArns", []))
+
+    @aws_call("GetLogEvents")
+    async def log_tail(self, group: str, stream: str, limit: int) -> list[str]:
+        """See EcsGateway. One GetLogEvents from the end of the stream."""
+        if self._logs is None:
+            raise AwsRequestError(
+                "GetLogEvents: this gateway has no CloudWatch Logs client", "NoLogsClient"
+            )
+        try:
+            answer = await self._logs.get_log_events(
+                logGroupName=group, logStreamName=stream, limit=limit, startFromHead=False
+            )
+        except self._logs.exceptions.ResourceNotFoundException:
+            return []
+        return [str(e.get("message", "")) for e in answer.get("events", [])][-limit:]

@@ -39,8 +39,9 @@ class BotoAwsGateway(BotoEcsGateway):
         call_timeout: float = 20.0,
         limiter: RateLimiter | None = None,
         events: EventBridgeClient | None = None,
+        logs: Any = None,
     ) -> None:
-        super().__init__(ecs, call_timeout, limiter, events=events)
+        super().__init__(ecs, call_timeout, limiter, events=events, logs=logs)
         self.scope: str | None = None  # "account:region", set by the pool
         # Measures metric gates with this identity's CloudWatch client; set by the pool.
         self.gate_metrics: CloudWatchMetrics | None = None

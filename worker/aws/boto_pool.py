@@ -23,7 +23,7 @@ from worker.aws.boto_fargate import BotoAwsGateway
 from worker.aws.ratelimit import Bucket, RateLimiter
 
 # The clients of one identity.
-_CLIENT_NAMES = ("ecs", "cloudformation", "elbv2", "ec2", "events", "cloudwatch")
+_CLIENT_NAMES = ("ecs", "cloudformation", "elbv2", "ec2", "events", "cloudwatch", "logs")
 
 
 def _session(region: str | None) -> AioSession:
@@ -135,10 +135,11 @@ class ClientPool:
             cloudwatch = await stack.enter_async_context(
                 session.create_client("cloudwatch", config=config)
             )
+            logs = await stack.enter_async_context(session.create_client("logs", config=config))
         except BaseException:
             await stack.aclose()
             raise
-        for client in (ecs, cfn, elbv2, ec2, events, cloudwatch):
+        for client in (ecs, cfn, elbv2, ec2, events, cloudwatch, logs):
             client.meta.events.register("needs-retry", count_attempt)
         limiter = None
         if self._limits is not None:
@@ -157,7 +158,14 @@ class ClientPool:
                 "needs-retry", functools.partial(learn_from_throttle, limiter, limits.redis)
             )
         gateway = BotoAwsGateway(
-            ecs, cfn, elbv2, ec2, call_timeout=self._call_timeout, limiter=limiter, events=events
+            ecs,
+            cfn,
+            elbv2,
+            ec2,
+            call_timeout=self._call_timeout,
+            limiter=limiter,
+            events=events,
+            logs=logs,
         )
         # Metric gates read CloudWatch with the deployment's own identity, through the limiter.
         gateway.gate_metrics = CloudWatchMetrics(

@@ -149,6 +149,38 @@ class EcsGateway(Protocol):
         """Return DescribeTasks' entries (at most 100 ARNs a call are sent)."""
         ...
 
+    async def run_task(
+        self,
+        cluster: str,
+        task_definition: str,
+        *,
+        started_by: str,
+        client_token: str,
+        placement: dict[str, Any],
+        overrides: dict[str, Any],
+    ) -> dict[str, Any]:
+        """Start one task (RunTask) and return it; a refused placement raises.
+
+        ``placement`` holds RunTask's networkConfiguration, launchType or
+        capacityProviderStrategy, and platformVersion, as the caller copied them from a
+        service; ``started_by`` marks the task so that :meth:`task_arns_started_by` finds it,
+        and ``client_token`` makes a repeated request start no second task.
+        """
+        ...
+
+    async def stop_task(self, cluster: str, task_arn: str, reason: str) -> None:
+        """Stop a task (StopTask); ``reason`` is shown as its stoppedReason."""
+        ...
+
+    async def task_arns_started_by(self, cluster: str, started_by: str) -> list[str]:
+        """The ARNs of the cluster's tasks, running or stopped, whose startedBy is this."""
+        ...
+
+    async def log_tail(self, group: str, stream: str, limit: int) -> list[str]:
+        """The newest ``limit`` messages of a CloudWatch Logs stream, oldest first (GetLogEvents);
+        an empty list when the stream does not exist (yet)."""
+        ...
+
 
 class StackGateway(Protocol):
     """The CloudFormation, ELBv2 and EC2 calls of create-Fargate deployments."""

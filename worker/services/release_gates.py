@@ -109,7 +109,10 @@ def take_measurement(
     if run.next_at is not None and now < run.next_at - EARLY_SECONDS:
         _send(sender, message, run.next_at - now, queue)
         return {"status": "early"}
-    gate = load_gate(spec)
+    try:
+        gate = load_gate(spec)
+    except ValueError as exc:
+        return _unreadable(message, run.gate, releases, sender, clock, exc)
     measurement = measure(gate, release_role(release, message.wave))
     taken = reading(measurement, message.index, clock())
     result, counted = releases.record_gate_measurement(
@@ -143,3 +146,35 @@ def take_measurement(
     log.info("gate decided", release_id=message.release_id, gate=gate.name, reason=run.reason)
     releases.advance(message.release_id, sender, clock)
     return {"status": run.state}
+
+
+def _unreadable(
+    message: GateMessage,
+    name: str,
+    releases: ReleaseStore,
+    sender: TaskSender,
+    clock: Callable[[], float],
+    exc: ValueError,
+) -> dict[str, Any]:
+    """A stored gate this worker cannot read (written by a newer Conveyor, or damaged): its
+    run ends inconclusive and the release pauses for a person, instead of failing this task
+    and being sent again by every sweep. The gate's text is not echoed (it may hold a URL)."""
+    log.error(
+        "gate unreadable",
+        release_id=message.release_id,
+        wave=message.wave,
+        gate=name,
+        error=type(exc).__name__,
+    )
+    reason = (
+        f"gate {name}: this worker cannot read it (a newer Conveyor wrote it, or the record is "
+        "damaged); `conveyor approve` continues, `conveyor reject` rolls the wave back"
+    )
+
+    def pause(_readings: list[GateReading]) -> GateJudgement:
+        return "inconclusive", reason, None, "pause"
+
+    taken = GateReading(index=message.index, at=clock(), error="the gate cannot be read")
+    releases.record_gate_measurement(message.release_id, message.wave, taken, pause)
+    releases.advance(message.release_id, sender, clock)
+    return {"status": "inconclusive"}

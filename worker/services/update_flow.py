@@ -29,6 +29,7 @@ from producers.contract.records import (
     MAX_STOPPED_TASKS,
     DeploymentRecord,
     DeploymentState,
+    PreDeployInfo,
     ProgressInfo,
     ServiceEvent,
     Step,
@@ -53,9 +54,19 @@ from worker.domain.errors import (
     NotFoundError,
     PermanentError,
     TransientError,
+    UnknownContainerError,
 )
 from worker.domain.gates import Measurement, failed_query
 from worker.domain.planning import DEPLOYMENT_TAG, check_containers, plan_revision
+from worker.domain.pre_deploy import (
+    LOG_TAIL_LINES,
+    MAX_CLIENT_TOKEN,
+    container_names,
+    judge_task,
+    log_location,
+    task_overrides,
+    task_placement,
+)
 from worker.domain.strategies import (
     bake_minutes_of,
     deployment_timeout,
@@ -209,6 +220,8 @@ class UpdateFlow:
         handlers = {
             Step.RESOLVE: self.resolve,
             Step.REGISTER: self.register,
+            Step.RUN_TASK: self.run_task,
+            Step.WATCH_TASK: self.watch_task,
             Step.UPDATE: self.update,
             Step.WATCH: self.watch,
             Step.ROLLBACK: self.rollback,
@@ -412,7 +425,158 @@ class UpdateFlow:
                 "steps": self._log_step(record, detail),
             }
         )
-        return Transition(updated, Step.UPDATE)
+        return Transition(updated, _after_register(job))
+
+    # --- the pre-deploy task ------------------------------------------------------------
+
+    async def run_task(self, record: DeploymentRecord, job: UpdateServiceJob) -> Transition:
+        """Start the pre-deploy task on the new revision, or adopt the one an earlier attempt
+        started; nothing of the service changes here.
+
+        The task is placed as the service's tasks are (network configuration, launch type or
+        capacity provider strategy, platform version), marked ``startedBy`` the deployment id
+        and sent with the deployment id as client token: a re-run finds the task by its mark
+        instead of starting a second one, and a repeated request starts none. Its ARN goes to
+        the record before it is waited for (:meth:`watch_task`).
+        """
+        task = _required(job.pre_deploy, "pre-deploy task", "run_task")
+        target = _required(record.task_definition_arn, "task definition", "run_task")
+        now = self._clock()
+        definition, _ = await self._ecs.describe_task_definition(target)
+        names = container_names(definition)
+        if task.container not in names:
+            raise UnknownContainerError(
+                f"pre_deploy: container {task.container!r} is not in {_short(target)}; it has: "
+                f"{', '.join(names)}"
+            )
+        found = await self._ecs.task_arns_started_by(job.cluster, record.id) if self._rerun else []
+        if found:
+            arn, how = found[0], "found the pre-deploy task started by an earlier attempt"
+        else:
+            service = await self._ecs.describe_service(job.cluster, job.service)
+            if service is None:
+                raise NotFoundError(
+                    f"service {job.service!r} is gone from cluster {job.cluster!r}; nothing was "
+                    "changed",
+                    ErrorCode.SERVICE_NOT_FOUND,
+                )
+            try:
+                started = await self._ecs.run_task(
+                    job.cluster,
+                    target,
+                    started_by=record.id,
+                    client_token=record.id[:MAX_CLIENT_TOKEN],
+                    placement=task_placement(service),
+                    overrides=task_overrides(task),
+                )
+            except PermanentError as exc:
+                reason = (
+                    f"the pre-deploy task did not start: {exc.message}; the service was not changed"
+                )
+                return Transition(finish(record, DeploymentState.FAILED, reason, now), None)
+            arn, how = str(started["taskArn"]), "started the pre-deploy task"
+        location = log_location(definition, task.container, arn)
+        info = PreDeployInfo(
+            container=task.container,
+            task_arn=arn,
+            started_at=now,
+            deadline=now + task.timeout_seconds,
+            last_status="PROVISIONING",
+            log_group=location[0] if location else None,
+            log_stream=location[1] if location else None,
+        )
+        log.info("pre-deploy task started", task=arn, reused=bool(found))
+        detail = f"{how} {_task_id(arn)} on {_short(target)} (container {task.container})"
+        updated = record.model_copy(
+            update={"pre_deploy": info, "steps": self._log_step(record, detail)}
+        )
+        return Transition(updated, Step.WATCH_TASK, countdown=min(self._poll, 2.0))
+
+    async def watch_task(self, record: DeploymentRecord, job: UpdateServiceJob) -> Transition:
+        """Look at the pre-deploy task once: still going (look again later), passed (go on to
+        UPDATE), or failed, killed or timed out (the deployment ends FAILED, the service
+        untouched, with the task's exit code and the tail of its log)."""
+        task = _required(job.pre_deploy, "pre-deploy task", "watch_task")
+        info = _required(record.pre_deploy, "pre-deploy task", "watch_task")
+        arn = _required(info.task_arn, "pre-deploy task ARN", "watch_task")
+        deadline = _required(info.deadline, "pre-deploy deadline", "watch_task")
+        tasks = await self._ecs.describe_tasks(job.cluster, [arn])
+        now = self._clock()
+        if not tasks:
+            if now >= deadline:
+                reason = (
+                    f"pre-deploy task {_task_id(arn)} was never seen by DescribeTasks within "
+                    f"{task.timeout_seconds} s; the service was not changed"
+                )
+                return Transition(finish(record, DeploymentState.FAILED, reason, now), None)
+            return Transition(record, Step.WATCH_TASK, countdown=self._poll)
+        verdict = judge_task(tasks[0], task.container)
+        info = info.model_copy(update={"last_status": verdict.last_status})
+        if not verdict.stopped:
+            if now >= deadline:
+                how = await self._stop_late_task(job, arn, task.timeout_seconds)
+                reason = (
+                    f"pre-deploy task {_task_id(arn)} timed out after {task.timeout_seconds} s "
+                    f"({verdict.last_status}) and {how}; the service was not changed"
+                )
+                ended = record.model_copy(update={"pre_deploy": info})
+                return Transition(finish(ended, DeploymentState.FAILED, reason, now), None)
+            return Transition(
+                record.model_copy(update={"pre_deploy": info}), Step.WATCH_TASK, self._poll
+            )
+        info = info.model_copy(
+            update={
+                "exit_code": verdict.exit_code,
+                "stopped_reason": verdict.reason or None,
+                "log_tail": await self._task_log_tail(info),
+            }
+        )
+        record = record.model_copy(update={"pre_deploy": info})
+        name = f"pre-deploy task {_task_id(arn)} ({task.container})"
+        if verdict.passed:
+            detail = f"{name} exited 0"
+            log.info("pre-deploy task passed", task=arn)
+            # The rollout gets the whole budget it had when the task started.
+            spent = now - (info.started_at or now)
+            passed = record.model_copy(
+                update={
+                    "deadline": (record.deadline or now) + spent,
+                    "steps": self._log_step(record, detail),
+                }
+            )
+            return Transition(passed, Step.UPDATE)
+        if verdict.exit_code is None:
+            reason = f"{name} stopped without an exit code"
+        else:
+            reason = f"{name} exited {verdict.exit_code}"
+        if verdict.reason:
+            reason += f" ({verdict.reason})"
+        reason += "; the service was not changed"
+        log.info("pre-deploy task failed", task=arn, exit_code=verdict.exit_code)
+        return Transition(finish(record, DeploymentState.FAILED, reason, now), None)
+
+    async def _stop_late_task(self, job: UpdateServiceJob, arn: str, seconds: int) -> str:
+        """Stop a pre-deploy task that outran its timeout; what became of it, for the reason.
+        A task that cannot be stopped does not keep the deployment from ending: it is said."""
+        try:
+            await self._ecs.stop_task(
+                job.cluster, arn, f"Conveyor: pre-deploy task timed out after {seconds} s"
+            )
+        except ConveyorError as exc:
+            log.warning("the late pre-deploy task could not be stopped", code=exc.code)
+            return f"could not be stopped ({exc.code}): stop it with `aws ecs stop-task`"
+        return "was stopped"
+
+    async def _task_log_tail(self, info: PreDeployInfo) -> list[str]:
+        """The newest lines of the task's own log stream; none when it has no awslogs stream
+        or the log cannot be read (the exit code decides, the log only explains)."""
+        if not info.log_group or not info.log_stream:
+            return []
+        try:
+            return await self._ecs.log_tail(info.log_group, info.log_stream, LOG_TAIL_LINES)
+        except ConveyorError as exc:
+            log.warning("the pre-deploy task's log could not be read", code=exc.code)
+            return []
 
     async def update(self, record: DeploymentRecord, job: UpdateServiceJob) -> Transition:
         """Point the service at the new revision, unless an earlier attempt already did.
@@ -1258,6 +1422,15 @@ class UpdateFlow:
                 )
             )
         return found[:MAX_STOPPED_TASKS]
+
+
+def _after_register(job: UpdateServiceJob) -> Step:
+    """The step after REGISTER: the pre-deploy task when the job has one, else UPDATE."""
+    return Step.RUN_TASK if job.pre_deploy is not None else Step.UPDATE
+
+
+def _task_id(task_arn: str) -> str:
+    return task_arn.rsplit("/", 1)[-1]
 
 
 def _primary(service: dict[str, Any] | None) -> dict[str, Any] | None:
