@@ -207,9 +207,11 @@ def not_lost(history: History) -> Result:
         # A release creates its deployments wave by wave: those of waves it never reached
         # (cancelled, or stopped by a failed wave) have ids but no records, by design.
         reached = int((release or {}).get("wave") or 0)
+        # Nor have those a wave held back for its pre-deploy tasks and never started.
+        never = set((release or {}).get("not_started") or {})
         for wave in ((release or {}).get("waves") or [])[: reached + 1]:
             for deployment_id in wave:
-                if history.deployments.get(deployment_id) is None:
+                if deployment_id not in never and history.deployments.get(deployment_id) is None:
                     out.append(
                         Violation(
                             f"deployment {deployment_id} of release {release_id} has no record",
@@ -983,6 +985,75 @@ def gates_respected(history: History) -> Result:
     return Result("no wave starts past a failed gate", checked, out)
 
 
+def _changed_service(record: dict[str, Any]) -> bool:
+    """Whether a deployment got as far as changing its service (an update step)."""
+    return any(step.get("step") == "update" for step in record.get("steps") or [])
+
+
+def tasks_first(history: History) -> Result:
+    """A wave's pre-deploy tasks run before any of its other services changes: those start
+    only after every task of the wave passed; a deployment whose task did not pass never
+    changed its service, and after it no later wave started and the release did not succeed."""
+    out: list[Violation] = []
+    checked = 0
+    for release_id, release in history.releases.items():
+        if release is None:
+            continue
+        jobs = release.get("jobs") or {}
+        passed = release.get("tasks_passed") or {}
+        waves = release.get("waves") or []
+        for number, wave in enumerate(waves):
+            tasks = [i for i in wave if (jobs.get(i) or {}).get("pre_deploy")]
+            if not tasks:
+                continue
+            checked += 1
+            for other in (i for i in wave if i not in tasks):
+                record = history.deployments.get(other)
+                if record is None:
+                    continue
+                created = float(record.get("created_at", 0))
+                early = [t for t in tasks if t not in passed or float(passed[t]) > created]
+                if early:
+                    out.append(
+                        Violation(
+                            f"release {release_id}: {other} of wave {number + 1} started at "
+                            f"{created:.2f}, before the pre-deploy task of {early[0]} passed",
+                            [
+                                _about(record, other),
+                                _about(history.deployments.get(early[0]), early[0]),
+                            ],
+                        )
+                    )
+            for task in tasks:
+                record = history.deployments.get(task)
+                info = (record or {}).get("pre_deploy") or {}
+                if record is None or task in passed or info.get("exit_code") == 0:
+                    continue
+                if record.get("state") not in ("failed", "cancelled", "superseded", "rolled_back"):
+                    continue
+                if _changed_service(record):
+                    out.append(
+                        Violation(
+                            f"release {release_id}: {task}'s pre-deploy task did not pass, yet "
+                            "its service was changed",
+                            [_about(record, task)],
+                        )
+                    )
+                later = [
+                    w for w in range(number + 1, len(waves)) if _wave_started(history, waves[w])
+                ]
+                if later or release.get("state") == "succeeded":
+                    out.append(
+                        Violation(
+                            f"release {release_id}: the pre-deploy task of {task} in wave "
+                            f"{number + 1} did not pass, yet the release went on (waves "
+                            f"{[w + 1 for w in later]} started, state {release.get('state')})",
+                            [_about(record, task)],
+                        )
+                    )
+    return Result("a wave's services change only after its pre-deploy tasks passed", checked, out)
+
+
 INVARIANTS: tuple[Callable[[History], Result], ...] = (
     terminal,
     not_lost,
@@ -1006,6 +1077,7 @@ INVARIANTS: tuple[Callable[[History], Result], ...] = (
     budget_held,
     approvals_respected,
     gates_respected,
+    tasks_first,
 )
 
 

@@ -39,7 +39,12 @@ from producers.client import ConveyorClient
 from producers.contract.errors import FrozenError
 from producers.contract.fargate_spec import FargateServiceJob
 from producers.contract.gates import load_gate
-from producers.contract.jobs import ContainerSettings, ImageUpdate, UpdateServiceJob
+from producers.contract.jobs import (
+    ContainerSettings,
+    ImageUpdate,
+    PreDeployTask,
+    UpdateServiceJob,
+)
 from producers.contract.releases import ReleaseJob
 from producers.contract.stages import stage_named
 from producers.planfile import PlanFileError, load_plan, moved, pin_bases, plan_file, with_settings
@@ -766,6 +771,32 @@ class Campaign:
             approval_timeout_minutes=1,
         )
 
+    def _task_job(self, args: dict[str, Any]) -> ReleaseJob:
+        """A release whose waves may each run a pre-deploy task in one of their entries; a
+        broken one's image exits 1 (the local AWS's ``fail-`` images)."""
+        waves: list[list[UpdateServiceJob]] = []
+        for number, wave in enumerate(args["waves"]):
+            jobs = []
+            for position, service in enumerate(wave):
+                if args["tasks"][number] == position:
+                    bad = args["broken"][number]
+                    tag = f":fail-{args['version']}" if bad else f":2.{args['version']}.0"
+                    task = PreDeployTask(container="app", command=("migrate", "--up"))
+                    jobs.append(self._job(service, tag, pre_deploy=task))
+                else:
+                    jobs.append(self._job(service, f":2.{args['version']}.0"))
+            waves.append(jobs)
+        return ReleaseJob(
+            release=f"chaos-task-{args['version']}",
+            cluster=CLUSTER,
+            waves=waves,
+            timeout_seconds=300,
+        )
+
+    def _release_task(self, args: dict[str, Any], index: int) -> None:
+        entry = self._entry("release", index, tasks=True)
+        self._submit(entry, lambda: self.client.release(self._task_job(args)).id)
+
     def _release_gate(self, args: dict[str, Any], index: int) -> None:
         entry = self._entry("release", index, governed=True, gated=True)
         self._submit(entry, lambda: self.client.release(self._gated_job(args)).id)
@@ -1116,6 +1147,8 @@ class Campaign:
             self._release_gate(args, index)
         elif kind == "gate_alarm":
             self._gate_alarm(args)
+        elif kind == "release_task":
+            self._release_task(args, index)
 
     # -- the campaign ---------------------------------------------------------------------
 

@@ -63,6 +63,8 @@ WEIGHTS: dict[str, int] = {
     # actor that sets that alarm off (ALARM: the gate fails; INSUFFICIENT_DATA: inconclusive).
     "release_gate": 5,
     "gate_alarm": 4,
+    # Releases whose waves run a pre-deploy task (a migration) first; some tasks fail.
+    "release_task": 5,
 }
 
 # The staged services: (ECS strategy, gated). A gated one has a PAUSE hook at POST_SCALE_UP,
@@ -274,6 +276,23 @@ def draw(
                 "version": version,
                 "count": rng.randint(1, 2),
                 "on_inconclusive": rng.choice(["pause", "fail", "pass"]),
+            }
+        elif kind == "release_task":
+            waves = rng.randint(2, 3)
+            chosen = rng.sample(range(services), min(services, waves * rng.randint(1, 3)))
+            wave_list = [
+                [[i % accounts, i // accounts] for i in chosen[w::waves]] for w in range(waves)
+            ]
+            # Per wave: the entry that runs the task (None: no task), and whether it fails.
+            tasks = [
+                rng.randrange(len(wave)) if wave and rng.random() < 0.7 else None
+                for wave in wave_list
+            ]
+            args = {
+                "waves": wave_list,
+                "version": version,
+                "tasks": tasks,
+                "broken": [t is not None and rng.random() < 0.35 for t in tasks],
             }
         elif kind == "gate_alarm":
             args = {

@@ -98,7 +98,7 @@ def violated(history: History) -> dict[str, list[str]]:
 
 def test_a_clean_history_passes_every_invariant() -> None:
     results = check(clean())
-    assert len(results) == 22
+    assert len(results) == 23
     assert [r.name for r in results if not r.ok] == []
     assert all(r.describe().startswith("[ok]") for r in results)
 
@@ -714,3 +714,96 @@ def test_a_release_that_succeeds_past_its_last_gate_failing_is_caught() -> None:
             "({'wave': 1, 'gate': 'g', 'state': 'failed', 'decided_at': 125.0})"
         ]
     }
+
+
+TASKS = "a wave's services change only after its pre-deploy tasks passed"
+
+
+def with_tasks() -> History:
+    """``clean()`` plus a release whose first wave runs a migration in t1 before o1."""
+    history = clean()
+    history.enqueues.append(
+        {"kind": "release", "id": "r4", "accepted": True, "at": 40.0, "exit_code": 0}
+    )
+    history.deployments.update(
+        {
+            "t1": record(
+                "t1",
+                "succeeded",
+                6,
+                created_at=41.0,
+                service="api2",
+                pre_deploy={"container": "app", "exit_code": 0},
+            ),
+            "o1": record("o1", "succeeded", 7, created_at=51.0, service="api3"),
+        }
+    )
+    for key, revision in (("api2", 6), ("api3", 7)):
+        history.ecs[f"{ACCOUNT}/demo/{key}"] = {
+            "task_definition": TD.format(revision),
+            "deployments": [ecs_entry(revision, "SUCCESSFUL")],
+        }
+        history.asked[f"{ACCOUNT}/demo/{key}"] = []
+    history.revisions.update({"t1": [TD.format(6)], "o1": [TD.format(7)]})
+    history.releases["r4"] = {
+        "id": "r4",
+        "state": "succeeded",
+        "waves": [["t1", "o1"]],
+        "jobs": {"t1": {"pre_deploy": {"container": "app"}}, "o1": {}},
+        "outcomes": {"t1": "succeeded", "o1": "succeeded"},
+        "tasks_passed": {"t1": 50.0},
+        "created_at": 40.0,
+        "wave": 0,
+    }
+    return history
+
+
+def test_a_release_with_a_migration_first_passes_every_invariant() -> None:
+    results = {r.name: r for r in check(with_tasks())}
+    assert [r.describe() for r in results.values() if not r.ok] == []
+    assert results[TASKS].checked == 1
+
+
+def test_a_service_started_before_its_wave_s_migration_passed_is_caught() -> None:
+    history = with_tasks()
+    _got(history.deployments, "o1")["created_at"] = 49.0
+    assert list(violated(history)) == [TASKS]
+    _got(history.releases, "r4")["tasks_passed"] = {}
+    assert list(violated(history)) == [TASKS]
+
+
+def test_a_failed_migration_that_still_changed_a_service_or_went_on_is_caught() -> None:
+    history = with_tasks()
+    release = _got(history.releases, "r4")
+    release.update(
+        state="failed",
+        tasks_passed={},
+        outcomes={"t1": "failed"},
+        not_started={"o1": "not started"},
+    )
+    history.deployments["t1"] = record(
+        "t1",
+        "failed",
+        None,
+        created_at=41.0,
+        service="api2",
+        pre_deploy={"container": "app", "exit_code": 1},
+    )
+    history.deployments.pop("o1")
+    history.revisions["t1"] = []
+    history.revisions.pop("o1")
+    history.ecs[f"{ACCOUNT}/demo/api2"] = {"task_definition": TD.format(1), "deployments": []}
+    history.asked[f"{ACCOUNT}/demo/api2"] = [TD.format(1)]
+    history.ecs.pop(f"{ACCOUNT}/demo/api3")
+    assert violated(history) == {}
+    # Its service changed after all:
+    _got(history.deployments, "t1")["steps"].append(
+        {"step": "update", "status": "completed", "at": 45.0}
+    )
+    assert list(violated(history)) == [TASKS]
+    _got(history.deployments, "t1")["steps"].pop()
+    # A later wave started:
+    release["waves"].append(["n1"])
+    release["wave"] = 1
+    history.deployments["n1"] = record("n1", "cancelled", None, created_at=60.0, service="api4")
+    assert TASKS in violated(history)

@@ -242,3 +242,26 @@ def test_every_gated_release_the_schedule_draws_is_a_valid_release(
         assert release.gate.on_inconclusive == args["on_inconclusive"]
         assert release.approval_timeout_minutes == 1
         assert [len(w) for w in release.waves] == [len(w) for w in args["waves"]]
+
+
+def test_every_release_with_tasks_the_schedule_draws_is_a_valid_release(
+    campaign: runner.Campaign,
+) -> None:
+    """The drawn entry of each wave runs the migration; a broken one's image exits 1."""
+    drawn = [
+        event.args
+        for seed in (1, 2, 3)
+        for event in draw(seed, 8, services=20).events
+        if event.kind == "release_task"
+    ]
+    assert len(drawn) > 10
+    assert any(any(a["broken"]) for a in drawn)
+    for args in drawn:
+        release = campaign._task_job(args)
+        for number, wave in enumerate(release.waves):
+            with_task = [p for p, job in enumerate(wave) if job.pre_deploy is not None]
+            expected = [] if args["tasks"][number] is None else [args["tasks"][number]]
+            assert with_task == expected
+            for position in with_task:
+                broken = ":fail-" in wave[position].images[0].image
+                assert broken == args["broken"][number]
