@@ -57,6 +57,8 @@ class History:
       (epoch seconds, wall clock), ``at`` (campaign seconds when it was written).
     * ``release_answers``: each `conveyor approve REL` / `reject REL`: ``at``, ``wall``,
       ``id``, ``action`` (CONTINUE or REJECT), ``awaiting``, ``error``.
+    * ``gate_alarms``: each time an outside actor set the gate alarm to ``state`` (ALARM or
+      INSUFFICIENT_DATA): ``at``, ``until``.
     * ``alarms``: each time an outside actor set a staged service's CloudWatch alarm to ALARM:
       ``alarm``, ``service`` (key), ``at``, ``until`` (back to OK).
 
@@ -84,6 +86,7 @@ class History:
     alarms: list[dict[str, Any]] = field(default_factory=list)
     freezes: list[dict[str, Any]] = field(default_factory=list)
     release_answers: list[dict[str, Any]] = field(default_factory=list)
+    gate_alarms: list[dict[str, Any]] = field(default_factory=list)
     default_account: str = "123456789012"
 
 
@@ -204,9 +207,11 @@ def not_lost(history: History) -> Result:
         # A release creates its deployments wave by wave: those of waves it never reached
         # (cancelled, or stopped by a failed wave) have ids but no records, by design.
         reached = int((release or {}).get("wave") or 0)
+        # Nor have those a wave held back for its pre-deploy tasks and never started.
+        never = set((release or {}).get("not_started") or {})
         for wave in ((release or {}).get("waves") or [])[: reached + 1]:
             for deployment_id in wave:
-                if history.deployments.get(deployment_id) is None:
+                if deployment_id not in never and history.deployments.get(deployment_id) is None:
                     out.append(
                         Violation(
                             f"deployment {deployment_id} of release {release_id} has no record",
@@ -919,6 +924,136 @@ def approvals_respected(history: History) -> Result:
     return Result("a wave to approve starts only once approved", checked, out)
 
 
+def _gate_lets_through(release: dict[str, Any], run: dict[str, Any] | None) -> float | None:
+    """When a wave's gate run let the next wave start (None: it did not): passed, or
+    inconclusive with on_inconclusive pass, or inconclusive, paused and approved."""
+    if run is None or run.get("decided_at") is None:
+        return None
+    decided = float(run["decided_at"])
+    if run.get("state") == "passed":
+        return decided
+    if run.get("state") == "inconclusive" and run.get("action") == "pass":
+        return decided
+    if run.get("state") == "inconclusive" and run.get("action") == "pause":
+        for answer in release.get("approvals") or []:
+            if int(answer["wave"]) == int(run["wave"]) + 1 and answer.get("action") == "CONTINUE":
+                return max(decided, float(answer["at"]))
+    return None
+
+
+def gates_respected(history: History) -> Result:
+    """No wave starts past a failed gate: a wave after a gated one starts only once that gate
+    passed (or, inconclusive, passed by its rule or an approval); after a gate that failed (or
+    was rejected) no later wave starts, and the release does not succeed."""
+    out: list[Violation] = []
+    checked = 0
+    for release_id, release in history.releases.items():
+        if release is None or not any(release.get("gates") or []):
+            continue
+        waves = release.get("waves") or []
+        gates = release.get("gates") or []
+        runs = {int(r["wave"]): r for r in release.get("gate_runs") or []}
+        for number, wave in enumerate(waves):
+            gated = number - 1 < len(gates) and gates[number - 1] is not None
+            if number == 0 or not gated:
+                continue
+            started = _wave_started(history, wave)
+            if started is None:
+                continue
+            checked += 1
+            through = _gate_lets_through(release, runs.get(number - 1))
+            if through is None or through > started:
+                out.append(
+                    Violation(
+                        f"release {release_id} started wave {number + 1} at {started:.2f}, but "
+                        f"the gate of wave {number} had not let it through "
+                        f"({runs.get(number - 1)})",
+                        [_about(history.deployments.get(wave[0]), wave[0])],
+                    )
+                )
+        last = len(waves) - 1
+        if release.get("state") == "succeeded" and last < len(gates) and gates[last] is not None:
+            checked += 1
+            if _gate_lets_through(release, runs.get(last)) is None:
+                out.append(
+                    Violation(
+                        f"release {release_id} succeeded, but the gate of its last wave did not "
+                        f"pass ({runs.get(last)})",
+                        [],
+                    )
+                )
+    return Result("no wave starts past a failed gate", checked, out)
+
+
+def _changed_service(record: dict[str, Any]) -> bool:
+    """Whether a deployment got as far as changing its service (an update step)."""
+    return any(step.get("step") == "update" for step in record.get("steps") or [])
+
+
+def tasks_first(history: History) -> Result:
+    """A wave's pre-deploy tasks run before any of its other services changes: those start
+    only after every task of the wave passed; a deployment whose task did not pass never
+    changed its service, and after it no later wave started and the release did not succeed."""
+    out: list[Violation] = []
+    checked = 0
+    for release_id, release in history.releases.items():
+        if release is None:
+            continue
+        jobs = release.get("jobs") or {}
+        passed = release.get("tasks_passed") or {}
+        waves = release.get("waves") or []
+        for number, wave in enumerate(waves):
+            tasks = [i for i in wave if (jobs.get(i) or {}).get("pre_deploy")]
+            if not tasks:
+                continue
+            checked += 1
+            for other in (i for i in wave if i not in tasks):
+                record = history.deployments.get(other)
+                if record is None:
+                    continue
+                created = float(record.get("created_at", 0))
+                early = [t for t in tasks if t not in passed or float(passed[t]) > created]
+                if early:
+                    out.append(
+                        Violation(
+                            f"release {release_id}: {other} of wave {number + 1} started at "
+                            f"{created:.2f}, before the pre-deploy task of {early[0]} passed",
+                            [
+                                _about(record, other),
+                                _about(history.deployments.get(early[0]), early[0]),
+                            ],
+                        )
+                    )
+            for task in tasks:
+                record = history.deployments.get(task)
+                info = (record or {}).get("pre_deploy") or {}
+                if record is None or task in passed or info.get("exit_code") == 0:
+                    continue
+                if record.get("state") not in ("failed", "cancelled", "superseded", "rolled_back"):
+                    continue
+                if _changed_service(record):
+                    out.append(
+                        Violation(
+                            f"release {release_id}: {task}'s pre-deploy task did not pass, yet "
+                            "its service was changed",
+                            [_about(record, task)],
+                        )
+                    )
+                later = [
+                    w for w in range(number + 1, len(waves)) if _wave_started(history, waves[w])
+                ]
+                if later or release.get("state") == "succeeded":
+                    out.append(
+                        Violation(
+                            f"release {release_id}: the pre-deploy task of {task} in wave "
+                            f"{number + 1} did not pass, yet the release went on (waves "
+                            f"{[w + 1 for w in later]} started, state {release.get('state')})",
+                            [_about(record, task)],
+                        )
+                    )
+    return Result("a wave's services change only after its pre-deploy tasks passed", checked, out)
+
+
 INVARIANTS: tuple[Callable[[History], Result], ...] = (
     terminal,
     not_lost,
@@ -941,6 +1076,8 @@ INVARIANTS: tuple[Callable[[History], Result], ...] = (
     freeze_respected,
     budget_held,
     approvals_respected,
+    gates_respected,
+    tasks_first,
 )
 
 

@@ -38,7 +38,13 @@ from producers.cli.core import stage_reached
 from producers.client import ConveyorClient
 from producers.contract.errors import FrozenError
 from producers.contract.fargate_spec import FargateServiceJob
-from producers.contract.jobs import ContainerSettings, ImageUpdate, UpdateServiceJob
+from producers.contract.gates import load_gate
+from producers.contract.jobs import (
+    ContainerSettings,
+    ImageUpdate,
+    PreDeployTask,
+    UpdateServiceJob,
+)
 from producers.contract.releases import ReleaseJob
 from producers.contract.stages import stage_named
 from producers.planfile import PlanFileError, load_plan, moved, pin_bases, plan_file, with_settings
@@ -50,6 +56,9 @@ ACCOUNTS = ("123456789012", "222222222222")
 CLUSTER = "demo"
 CONTAINER = {"name": "app", "image": "registry.local:5000/t/app:1.0.0", "memory": 128}
 # A value no part of Conveyor may ever write down: it goes in as an environment value.
+# The alarm every gated release's gate reads, in each account (a wave's gate is measured
+# with its services' identity).
+GATE_ALARM = "chaos-gate"
 SECRET = "chaos-canary-7f3e9b1d"  # noqa: S105 - a canary, not a credential
 # Fargate applies start from the sample spec for the demo world (default account only).
 FARGATE_SPEC = ROOT / "deploy" / "examples" / "fargate-demo.yaml"
@@ -440,6 +449,12 @@ class Campaign:
                         ][0]["taskDefinition"]
                     ]
             self._create_staged(endpoint)
+            for account in range(self.schedule.accounts):
+                cloudwatch = _ecs(endpoint, account, "cloudwatch")
+                create_alarm(cloudwatch, GATE_ALARM, namespace="chaos")
+                cloudwatch.set_alarm_state(
+                    AlarmName=GATE_ALARM, StateValue="OK", StateReason="chaos: quiet"
+                )
             control(endpoint, "POST", "limits", {"enabled": True, "scale": 1})
             control(endpoint, "DELETE", "stats")
             self.redis.start()
@@ -732,6 +747,80 @@ class Campaign:
             timeout_seconds=300,
             **extra,
         )
+
+    def _gated_job(self, args: dict[str, Any]) -> ReleaseJob:
+        """A release whose every wave is followed by a gate on the gate alarm's state."""
+        gate = {
+            "name": "chaos-gate",
+            "alarm": {"name": GATE_ALARM},
+            "count": args["count"],
+            "interval_seconds": 5,
+            "on_inconclusive": args["on_inconclusive"],
+        }
+        waves = [
+            [self._job(service, f":2.{args['version']}.0") for service in wave]
+            for wave in args["waves"]
+        ]
+        return ReleaseJob(
+            release=f"chaos-gate-{args['version']}",
+            cluster=CLUSTER,
+            waves=waves,
+            timeout_seconds=300,
+            gate=load_gate(gate),
+            # An inconclusive gate that pauses fails a minute later when nobody answers.
+            approval_timeout_minutes=1,
+        )
+
+    def _task_job(self, args: dict[str, Any]) -> ReleaseJob:
+        """A release whose waves may each run a pre-deploy task in one of their entries; a
+        broken one's image exits 1 (the local AWS's ``fail-`` images)."""
+        waves: list[list[UpdateServiceJob]] = []
+        for number, wave in enumerate(args["waves"]):
+            jobs = []
+            for position, service in enumerate(wave):
+                if args["tasks"][number] == position:
+                    bad = args["broken"][number]
+                    tag = f":fail-{args['version']}" if bad else f":2.{args['version']}.0"
+                    task = PreDeployTask(container="app", command=("migrate", "--up"))
+                    jobs.append(self._job(service, tag, pre_deploy=task))
+                else:
+                    jobs.append(self._job(service, f":2.{args['version']}.0"))
+            waves.append(jobs)
+        return ReleaseJob(
+            release=f"chaos-task-{args['version']}",
+            cluster=CLUSTER,
+            waves=waves,
+            timeout_seconds=300,
+        )
+
+    def _release_task(self, args: dict[str, Any], index: int) -> None:
+        entry = self._entry("release", index, tasks=True)
+        self._submit(entry, lambda: self.client.release(self._task_job(args)).id)
+
+    def _release_gate(self, args: dict[str, Any], index: int) -> None:
+        entry = self._entry("release", index, governed=True, gated=True)
+        self._submit(entry, lambda: self.client.release(self._gated_job(args)).id)
+
+    def _gate_alarm(self, args: dict[str, Any]) -> None:
+        """CloudWatch, outside Conveyor: the gate alarm in ALARM (or without data) for a while,
+        in every account."""
+        clients = [_ecs(self.endpoint, a, "cloudwatch") for a in range(self.schedule.accounts)]
+        fired: dict[str, Any] = {"state": args["state"], "at": self._now(), "until": None}
+        with self.lock:
+            self.history.gate_alarms.append(fired)
+        try:
+            for cloudwatch in clients:
+                cloudwatch.set_alarm_state(
+                    AlarmName=GATE_ALARM, StateValue=args["state"], StateReason="chaos"
+                )
+            time.sleep(args["seconds"])
+        finally:
+            for cloudwatch in clients:
+                cloudwatch.set_alarm_state(
+                    AlarmName=GATE_ALARM, StateValue="OK", StateReason="chaos: quiet"
+                )
+            with self.lock:
+                fired["until"] = self._now()
 
     def _release_governed(self, args: dict[str, Any], index: int) -> None:
         entry = self._entry("release", index, governed=True)
@@ -1054,6 +1143,12 @@ class Campaign:
             self._freeze(args, index)
         elif kind == "override":
             self._override(args, index)
+        elif kind == "release_gate":
+            self._release_gate(args, index)
+        elif kind == "gate_alarm":
+            self._gate_alarm(args)
+        elif kind == "release_task":
+            self._release_task(args, index)
 
     # -- the campaign ---------------------------------------------------------------------
 
@@ -1120,6 +1215,7 @@ class Campaign:
                     if release.get("state") == "running":
                         pending += 1
                     deployments += [d for wave in release.get("waves", []) for d in wave]
+                    deployments += _rollback_ids(release)
                 for deployment_id in deployments:
                     raw = client.get(f"conveyor:deployment:{deployment_id}")
                     if raw and json.loads(raw).get("state") in ("queued", "running"):
@@ -1141,6 +1237,7 @@ class Campaign:
             history.releases[release_id] = json.loads(raw) if raw else None
             for wave in (history.releases[release_id] or {}).get("waves", []):
                 deployments += wave
+            deployments += _rollback_ids(history.releases[release_id] or {})
         for deployment_id in deployments:
             raw = client.get(f"conveyor:deployment:{deployment_id}")
             history.deployments[deployment_id] = json.loads(raw) if raw else None
@@ -1279,6 +1376,11 @@ def _value(client: Any, key: bytes) -> bytes:
             b"%s=%s" % kv for _, fields in client.xrange(key) for kv in fields.items()
         )
     return b""
+
+
+def _rollback_ids(release: dict[str, Any]) -> list[str]:
+    """The deployments a release's failed gate started to roll its wave back."""
+    return [str(r["deployment"]) for r in release.get("rollbacks") or [] if r.get("deployment")]
 
 
 def _utc(epoch: float) -> str:

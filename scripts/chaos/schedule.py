@@ -59,6 +59,12 @@ WEIGHTS: dict[str, int] = {
     "release_answer": 5,
     "freeze": 2,
     "override": 3,
+    # Releases with a metric gate after each wave (a CloudWatch alarm's state), and the outside
+    # actor that sets that alarm off (ALARM: the gate fails; INSUFFICIENT_DATA: inconclusive).
+    "release_gate": 5,
+    "gate_alarm": 4,
+    # Releases whose waves run a pre-deploy task (a migration) first; some tasks fail.
+    "release_task": 5,
 }
 
 # The staged services: (ECS strategy, gated). A gated one has a PAUSE hook at POST_SCALE_UP,
@@ -259,6 +265,40 @@ def draw(
                 ),
                 "budget": rng.choice([None, 0, 1, 2]),
                 "approve": rng.choice([None, *range(1, waves)]),
+            }
+        elif kind == "release_gate":
+            waves = rng.randint(2, 3)
+            chosen = rng.sample(range(services), min(services, waves * rng.randint(1, 2)))
+            args = {
+                "waves": [
+                    [[i % accounts, i // accounts] for i in chosen[w::waves]] for w in range(waves)
+                ],
+                "version": version,
+                "count": rng.randint(1, 2),
+                "on_inconclusive": rng.choice(["pause", "fail", "pass"]),
+            }
+        elif kind == "release_task":
+            waves = rng.randint(2, 3)
+            chosen = rng.sample(range(services), min(services, waves * rng.randint(1, 3)))
+            wave_list = [
+                [[i % accounts, i // accounts] for i in chosen[w::waves]] for w in range(waves)
+            ]
+            # Per wave: the entry that runs the task (None: no task), and whether it fails.
+            tasks = [
+                rng.randrange(len(wave)) if wave and rng.random() < 0.7 else None
+                for wave in wave_list
+            ]
+            args = {
+                "waves": wave_list,
+                "version": version,
+                "tasks": tasks,
+                "broken": [t is not None and rng.random() < 0.35 for t in tasks],
+            }
+        elif kind == "gate_alarm":
+            args = {
+                "state": rng.choice(["ALARM", "ALARM", "INSUFFICIENT_DATA"]),
+                # Long enough to catch gates being measured (5 s apart, up to 2 times).
+                "seconds": round(rng.uniform(8, 30), 1),
             }
         elif kind == "release_answer":
             # Which release awaiting approval (a fraction, resolved by the runner), and how.

@@ -98,7 +98,7 @@ def violated(history: History) -> dict[str, list[str]]:
 
 def test_a_clean_history_passes_every_invariant() -> None:
     results = check(clean())
-    assert len(results) == 21
+    assert len(results) == 23
     assert [r.name for r in results if not r.ok] == []
     assert all(r.describe().startswith("[ok]") for r in results)
 
@@ -639,3 +639,171 @@ def test_a_wave_started_before_its_approval_or_after_a_rejection_is_caught() -> 
     history.revisions.pop("g2", None)
     _got(history.releases, "r2").update(state="cancelled", wave=0)
     assert "a wave to approve starts only once approved" not in violated(history)
+
+
+def gated() -> History:
+    """``governed()`` plus a release whose two waves are each followed by a gate; the first
+    passed before the second wave started, the last passed before it succeeded."""
+    history = governed()
+    history.enqueues.append(
+        {"kind": "release", "id": "r3", "accepted": True, "at": 90.0, "exit_code": 0}
+    )
+    history.deployments.update(
+        {
+            "h1": record("h1", "succeeded", 7, created_at=91.0, service="api2"),
+            "h2": record("h2", "succeeded", 8, created_at=110.0, service="api2"),
+        }
+    )
+    history.ecs[f"{ACCOUNT}/demo/api2"]["task_definition"] = TD.format(8)
+    history.ecs[f"{ACCOUNT}/demo/api2"]["deployments"] += [
+        ecs_entry(7, "SUCCESSFUL"),
+        ecs_entry(8, "SUCCESSFUL"),
+    ]
+    history.revisions.update({"h1": [TD.format(7)], "h2": [TD.format(8)]})
+    gate = {"name": "g", "alarm": {"name": "a"}}
+    history.releases["r3"] = {
+        "id": "r3",
+        "state": "succeeded",
+        "waves": [["h1"], ["h2"]],
+        "outcomes": {"h1": "succeeded", "h2": "succeeded"},
+        "gates": [gate, gate],
+        "gate_runs": [
+            {"wave": 0, "gate": "g", "state": "passed", "decided_at": 105.0},
+            {"wave": 1, "gate": "g", "state": "passed", "decided_at": 125.0},
+        ],
+        "created_at": 90.0,
+    }
+    return history
+
+
+GATES = "no wave starts past a failed gate"
+
+
+def test_a_gated_history_passes_every_invariant() -> None:
+    results = {r.name: r for r in check(gated())}
+    assert [r.describe() for r in results.values() if not r.ok] == []
+    assert results[GATES].checked == 2
+
+
+def test_a_wave_started_before_or_without_its_gate_passing_is_caught() -> None:
+    history = gated()
+    runs = _got(history.releases, "r3")["gate_runs"]
+    runs[0]["decided_at"] = 111.0
+    assert list(violated(history)) == [GATES]
+    runs[0].update(decided_at=105.0, state="failed")
+    assert list(violated(history)) == [GATES]
+    runs[0].update(state="inconclusive", action="fail")
+    assert list(violated(history)) == [GATES]
+    runs[0].update(action="pass")
+    assert violated(history) == {}
+    runs[0].update(action="pause")
+    assert list(violated(history)) == [GATES]
+    approval = {"wave": 1, "action": "CONTINUE", "by": "chaos", "at": 108.0}
+    _got(history.releases, "r3")["approvals"] = [approval]
+    assert violated(history) == {}
+    approval["at"] = 112.0  # approved after the wave had started
+    assert list(violated(history)) == [GATES]
+
+
+def test_a_release_that_succeeds_past_its_last_gate_failing_is_caught() -> None:
+    history = gated()
+    _got(history.releases, "r3")["gate_runs"][1]["state"] = "failed"
+    assert violated(history) == {
+        GATES: [
+            "release r3 succeeded, but the gate of its last wave did not pass "
+            "({'wave': 1, 'gate': 'g', 'state': 'failed', 'decided_at': 125.0})"
+        ]
+    }
+
+
+TASKS = "a wave's services change only after its pre-deploy tasks passed"
+
+
+def with_tasks() -> History:
+    """``clean()`` plus a release whose first wave runs a migration in t1 before o1."""
+    history = clean()
+    history.enqueues.append(
+        {"kind": "release", "id": "r4", "accepted": True, "at": 40.0, "exit_code": 0}
+    )
+    history.deployments.update(
+        {
+            "t1": record(
+                "t1",
+                "succeeded",
+                6,
+                created_at=41.0,
+                service="api2",
+                pre_deploy={"container": "app", "exit_code": 0},
+            ),
+            "o1": record("o1", "succeeded", 7, created_at=51.0, service="api3"),
+        }
+    )
+    for key, revision in (("api2", 6), ("api3", 7)):
+        history.ecs[f"{ACCOUNT}/demo/{key}"] = {
+            "task_definition": TD.format(revision),
+            "deployments": [ecs_entry(revision, "SUCCESSFUL")],
+        }
+        history.asked[f"{ACCOUNT}/demo/{key}"] = []
+    history.revisions.update({"t1": [TD.format(6)], "o1": [TD.format(7)]})
+    history.releases["r4"] = {
+        "id": "r4",
+        "state": "succeeded",
+        "waves": [["t1", "o1"]],
+        "jobs": {"t1": {"pre_deploy": {"container": "app"}}, "o1": {}},
+        "outcomes": {"t1": "succeeded", "o1": "succeeded"},
+        "tasks_passed": {"t1": 50.0},
+        "created_at": 40.0,
+        "wave": 0,
+    }
+    return history
+
+
+def test_a_release_with_a_migration_first_passes_every_invariant() -> None:
+    results = {r.name: r for r in check(with_tasks())}
+    assert [r.describe() for r in results.values() if not r.ok] == []
+    assert results[TASKS].checked == 1
+
+
+def test_a_service_started_before_its_wave_s_migration_passed_is_caught() -> None:
+    history = with_tasks()
+    _got(history.deployments, "o1")["created_at"] = 49.0
+    assert list(violated(history)) == [TASKS]
+    _got(history.releases, "r4")["tasks_passed"] = {}
+    assert list(violated(history)) == [TASKS]
+
+
+def test_a_failed_migration_that_still_changed_a_service_or_went_on_is_caught() -> None:
+    history = with_tasks()
+    release = _got(history.releases, "r4")
+    release.update(
+        state="failed",
+        tasks_passed={},
+        outcomes={"t1": "failed"},
+        not_started={"o1": "not started"},
+    )
+    history.deployments["t1"] = record(
+        "t1",
+        "failed",
+        None,
+        created_at=41.0,
+        service="api2",
+        pre_deploy={"container": "app", "exit_code": 1},
+    )
+    history.deployments.pop("o1")
+    history.revisions["t1"] = []
+    history.revisions.pop("o1")
+    history.ecs[f"{ACCOUNT}/demo/api2"] = {"task_definition": TD.format(1), "deployments": []}
+    history.asked[f"{ACCOUNT}/demo/api2"] = [TD.format(1)]
+    history.ecs.pop(f"{ACCOUNT}/demo/api3")
+    assert violated(history) == {}
+    # Its service changed after all:
+    _got(history.deployments, "t1")["steps"].append(
+        {"step": "update", "status": "completed", "at": 45.0}
+    )
+    assert list(violated(history)) == [TASKS]
+    _got(history.deployments, "t1")["steps"].pop()
+    # A later wave started:
+    release["waves"].append(["n1"])
+    release["wave"] = 1
+    history.deployments["n1"] = record("n1", "cancelled", None, created_at=60.0, service="api4")
+    assert TASKS in violated(history)

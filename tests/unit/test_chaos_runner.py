@@ -221,3 +221,47 @@ def test_a_freeze_window_is_written_for_producers_and_workers_to_read(
     assert opened.name == "chaos-freeze-7"
     assert calendar.active(written + 8.0) is None
     assert campaign.history.freezes[0]["name"] == "chaos-freeze-7"
+
+
+def test_every_gated_release_the_schedule_draws_is_a_valid_release(
+    campaign: runner.Campaign,
+) -> None:
+    """Each wave is followed by the gate on the gate alarm, with the drawn count and rule; a
+    pause that nobody answers ends within the campaign."""
+    drawn = [
+        event.args
+        for seed in (1, 2, 3)
+        for event in draw(seed, 8, services=20).events
+        if event.kind == "release_gate"
+    ]
+    assert len(drawn) > 10
+    for args in drawn:
+        release = campaign._gated_job(args)
+        assert release.gate is not None
+        assert release.gate.count == args["count"]
+        assert release.gate.on_inconclusive == args["on_inconclusive"]
+        assert release.approval_timeout_minutes == 1
+        assert [len(w) for w in release.waves] == [len(w) for w in args["waves"]]
+
+
+def test_every_release_with_tasks_the_schedule_draws_is_a_valid_release(
+    campaign: runner.Campaign,
+) -> None:
+    """The drawn entry of each wave runs the migration; a broken one's image exits 1."""
+    drawn = [
+        event.args
+        for seed in (1, 2, 3)
+        for event in draw(seed, 8, services=20).events
+        if event.kind == "release_task"
+    ]
+    assert len(drawn) > 10
+    assert any(any(a["broken"]) for a in drawn)
+    for args in drawn:
+        release = campaign._task_job(args)
+        for number, wave in enumerate(release.waves):
+            with_task = [p for p, job in enumerate(wave) if job.pre_deploy is not None]
+            expected = [] if args["tasks"][number] is None else [args["tasks"][number]]
+            assert with_task == expected
+            for position in with_task:
+                broken = ":fail-" in wave[position].images[0].image
+                assert broken == args["broken"][number]

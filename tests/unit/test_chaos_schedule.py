@@ -109,7 +109,14 @@ def test_the_governance_actors_are_drawn_from_the_seed() -> None:
     windows and the overrides that go through them."""
     schedule = draw(3, 8, services=100, workers=3)
     counts = schedule.counts()
-    for kind in ("release_governed", "release_answer", "freeze", "override"):
+    for kind in (
+        "release_governed",
+        "release_answer",
+        "freeze",
+        "override",
+        "release_gate",
+        "release_task",
+    ):
         assert counts.get(kind, 0) > 0, kind
     governed = [e.args for e in schedule.events if e.kind == "release_governed"]
     assert len({a["budget"] for a in governed}) > 1
