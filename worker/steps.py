@@ -519,7 +519,8 @@ def _wait_for_service(ctx: StepContext, record: DeploymentRecord) -> Transition 
     )
 
 
-def _releases(ctx: StepContext) -> ReleaseStore:
+def release_store(ctx: StepContext) -> ReleaseStore:
+    """The release store the steps, the sweeper and the gate task share, set up from ``ctx``."""
     return ReleaseStore(
         ctx.redis,
         ctx.store,
@@ -552,7 +553,7 @@ def _advance_release(ctx: StepContext, release_id: str, ended: str | None = None
     moves on at), or in a sweep (None): the sweeper retries failures and reads every deployment
     without an outcome."""
     try:
-        release = _releases(ctx).advance(release_id, ctx.sender, ctx.clock, ended=ended)
+        release = release_store(ctx).advance(release_id, ctx.sender, ctx.clock, ended=ended)
     except Exception:  # the sweeper advances active releases too; never fail the step here
         log.exception("could not advance the release", release_id=release_id)
         return
@@ -564,7 +565,7 @@ def _held_back_by_release(ctx: StepContext, record: DeploymentRecord) -> Transit
     """A queued deployment of a cancelled or finished release ends cancelled, unstarted."""
     if not record.release_id:
         return None
-    reason = _releases(ctx).holds_back(record.release_id)
+    reason = release_store(ctx).holds_back(record.release_id)
     if reason is None:
         return None
     log.info("not started: its release was cancelled or has ended", release_id=record.release_id)
@@ -627,7 +628,7 @@ def sweep(ctx: StepContext, limit: int = 100) -> int:
             metrics.REDISPATCHED.inc()
             count += 1
         # A worker that died between a deployment's end and its release's advance: catch up.
-        for release_id in _releases(ctx).active(limit):
+        for release_id in release_store(ctx).active(limit):
             _advance_release(ctx, release_id)
     finally:
         try:

@@ -30,7 +30,6 @@ from producers.contract.names import (
     watch_queue,
 )
 from producers.contract.records import DeploymentRecord
-from producers.contract.release_store import ReleaseStore
 from producers.contract.store import wall_clock
 from worker.app import app, settings, step_context
 from worker.aws.gateway import AwsGateway
@@ -44,7 +43,7 @@ from worker.runtime import get_runtime
 from worker.services.cleanup import InUseView, clean_up_revisions
 from worker.services.release_gates import take_measurement
 from worker.services.transitions import Transition
-from worker.steps import execute, run_step, settle
+from worker.steps import execute, release_store, run_step, settle
 
 log = structlog.get_logger("conveyor.tasks")
 
@@ -216,14 +215,7 @@ def measure_gate(*args: Any, **kwargs: Any) -> dict[str, Any]:
         log.error(exc.log_event, nargs=len(args), kwargs=list(kwargs))
         return {"status": "rejected"}
     ctx = step_context()
-    releases = ReleaseStore(
-        ctx.redis,
-        ctx.store,
-        ttl_seconds=ctx.store.ttl,
-        recovery_grace=ctx.recovery_grace,
-        queue=ctx.queue,
-        freeze_file=ctx.freeze_file,
-    )
+    releases = release_store(ctx)
     return take_measurement(
         message,
         releases=releases,

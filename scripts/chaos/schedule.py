@@ -140,6 +140,14 @@ def _service(rng: random.Random, services: int, accounts: int) -> list[int]:
     return [index % accounts, index // accounts]
 
 
+def _waves(rng: random.Random, services: int, accounts: int, most: int) -> list[list[list[int]]]:
+    """A release's waves: 2 or 3 of them, of 1 to ``most`` services each (fewer in a small
+    fleet), no service twice."""
+    waves = rng.randint(2, 3)
+    chosen = rng.sample(range(services), min(services, waves * rng.randint(1, most)))
+    return [[[i % accounts, i // accounts] for i in chosen[w::waves]] for w in range(waves)]
+
+
 def _staged(rng: random.Random, version: int) -> dict[str, Any]:
     """A staged job's options: sometimes the service's own strategy, sometimes another one
     (the job then moves the service to it), with its bakes; sometimes a broken image or the
@@ -214,12 +222,8 @@ def draw(
                 "pipelines": rng.randint(2, 4),
             }
         elif kind in ("release", "plan", "release_plan"):
-            waves = rng.randint(2, 3)
-            chosen = rng.sample(range(services), min(services, waves * rng.randint(1, 3)))
             args = {
-                "waves": [
-                    [[i % accounts, i // accounts] for i in chosen[w::waves]] for w in range(waves)
-                ],
+                "waves": _waves(rng, services, accounts, 3),
                 "version": version,
                 "broken": rng.random() < 0.2,
             }
@@ -252,37 +256,25 @@ def draw(
             # else a fraction of those accepted so far (resolved by the runner).
             args = {"pick": round(rng.random(), 3), "delay": round(rng.uniform(0, 10), 1)}
         elif kind == "release_governed":
-            waves = rng.randint(2, 3)
-            chosen = rng.sample(range(services), min(services, waves * rng.randint(1, 3)))
+            wave_list = _waves(rng, services, accounts, 3)
+            entries = sum(len(wave) for wave in wave_list)
             args = {
-                "waves": [
-                    [[i % accounts, i // accounts] for i in chosen[w::waves]] for w in range(waves)
-                ],
+                "waves": wave_list,
                 "version": version,
                 # Which entries (in wave order) get a broken image: the budget's failures.
-                "broken": sorted(
-                    rng.sample(range(len(chosen)), rng.randint(0, min(3, len(chosen))))
-                ),
+                "broken": sorted(rng.sample(range(entries), rng.randint(0, min(3, entries)))),
                 "budget": rng.choice([None, 0, 1, 2]),
-                "approve": rng.choice([None, *range(1, waves)]),
+                "approve": rng.choice([None, *range(1, len(wave_list))]),
             }
         elif kind == "release_gate":
-            waves = rng.randint(2, 3)
-            chosen = rng.sample(range(services), min(services, waves * rng.randint(1, 2)))
             args = {
-                "waves": [
-                    [[i % accounts, i // accounts] for i in chosen[w::waves]] for w in range(waves)
-                ],
+                "waves": _waves(rng, services, accounts, 2),
                 "version": version,
                 "count": rng.randint(1, 2),
                 "on_inconclusive": rng.choice(["pause", "fail", "pass"]),
             }
         elif kind == "release_task":
-            waves = rng.randint(2, 3)
-            chosen = rng.sample(range(services), min(services, waves * rng.randint(1, 3)))
-            wave_list = [
-                [[i % accounts, i // accounts] for i in chosen[w::waves]] for w in range(waves)
-            ]
+            wave_list = _waves(rng, services, accounts, 3)
             # Per wave: the entry that runs the task (None: no task), and whether it fails.
             tasks = [
                 rng.randrange(len(wave)) if wave and rng.random() < 0.7 else None
