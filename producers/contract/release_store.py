@@ -151,8 +151,8 @@ def decide_held_back(
     held = release.held_back
     if not held:
         return None
-    tasks = [i for i in release.waves[release.wave] if i not in held]
-    failed = next((i for i in tasks if i in outcomes and i not in passed), None)
+    tasks = pre_deploy_ids(release, release.wave)
+    failed = failed_task(release, outcomes, passed)
     if failed is not None or release.cancel_requested_at:
         if failed is not None:
             service = release.jobs.get(failed, {}).get("service", failed)
@@ -172,6 +172,16 @@ def decide_held_back(
     if all(i in passed for i in tasks):
         return HeldDecision(update={"held_back": []}, start=list(held))
     return None
+
+
+def failed_task(
+    release: ReleaseRecord, outcomes: dict[str, str], passed: dict[str, float]
+) -> str | None:
+    """The first deployment of the current wave whose pre-deploy task did not pass: it ended
+    without the task having exited 0. Whether or not the wave holds anything back, such a
+    deployment stops the release (:attr:`ReleaseRecord.pre_deploy_failed`)."""
+    tasks = pre_deploy_ids(release, release.wave)
+    return next((i for i in tasks if i in outcomes and i not in passed), None)
 
 
 def _passed_task(record: DeploymentRecord | None, seen: dict[str, float]) -> bool:
@@ -1102,11 +1112,18 @@ class ReleaseStore:
                 outcomes.update(dict.fromkeys(decision.cancelled, DeploymentState.CANCELLED.value))
                 dropped.extend(decision.cancelled)
                 unheld.extend(self._wave_records(release, release.wave, now, only=decision.start))
+            if release.pre_deploy_failed is None:
+                # A wave of task entries only holds nothing back, and decides nothing above.
+                failed = failed_task(release, outcomes, tasks_passed)
+                if failed is not None:
+                    update["pre_deploy_failed"] = failed
             unchanged = (
                 outcomes == release.outcomes
                 and reached == release.reached
                 and decision is None
                 and tasks_passed == release.tasks_passed
+                and update.get("pre_deploy_failed", release.pre_deploy_failed)
+                == release.pre_deploy_failed
             )
             if release.rolling_back is not None:
                 # A gate failed: the release waits for the wave's rollbacks, then fails.
@@ -1138,8 +1155,8 @@ class ReleaseStore:
                     reason="cancelled on request; later waves were not started",
                     finished_at=now,
                 )
-            elif bad and (
-                release.fail_fast or last or spent is not None or task_failed is not None
+            elif task_failed is not None or (
+                bool(bad) and (release.fail_fast or last or spent is not None)
             ):
                 skipped = sum(len(ids) for ids in release.waves[release.wave + 1 :])
                 why = "fail fast" if spent is None else spent
@@ -1148,7 +1165,8 @@ class ReleaseStore:
                 update.update(
                     state=ReleaseState.FAILED,
                     reason=_task_failure(release, task_failed)
-                    + f"{len(bad)} deployment(s) did not succeed: {', '.join(bad[:5])}"
+                    + f"{len(bad)} deployment(s) did not succeed"
+                    + (f": {', '.join(bad[:5])}" if bad else "")
                     + (f"; {skipped} not started ({why})" if skipped else ""),
                     finished_at=now,
                 )
