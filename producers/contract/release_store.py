@@ -799,6 +799,24 @@ class ReleaseStore:
         self._start_rollback(release, reason, now, update, effects)
         return True
 
+    def _gate_rolls_back(self, release: ReleaseRecord, now: float) -> bool:
+        """Whether the gate of the current wave has decided on rolling the wave back: failed,
+        inconclusive with ``fail``, or paused and then rejected or not answered in time. A
+        cancel arriving after such a verdict must not end the release with the wave's change
+        live."""
+        run = release.gate_run(release.wave)
+        if run is None or release.gate_of(release.wave) is None:
+            return False
+        if run.state == "failed" or (run.state == "inconclusive" and run.action == "fail"):
+            return True
+        if run.state != "inconclusive" or run.action != "pause":
+            return False
+        answer = release.approval_of(release.wave + 1)
+        if answer is not None:
+            return answer.action == "REJECT"
+        since = release.awaiting_approval_since
+        return since is not None and now >= since + release.approval_timeout_minutes * 60
+
     def _start_rollback(
         self,
         release: ReleaseRecord,
@@ -1137,8 +1155,13 @@ class ReleaseStore:
             spent = release.budget_spent(len(bad))
             # A pre-deploy task that did not pass stops the release, whatever fail_fast says.
             task_failed = update.get("pre_deploy_failed", release.pre_deploy_failed)
+            # A gate that already decided on a rollback acts first: the cancel is honoured by
+            # the rollback it starts (the release ends failed once the rollbacks ended).
+            cancelled = bool(release.cancel_requested_at) and not self._gate_rolls_back(
+                release, now
+            )
             verdict_due = (
-                bool(release.cancel_requested_at)
+                cancelled
                 or last
                 or bool(bad and release.fail_fast)
                 or spent is not None
@@ -1149,7 +1172,7 @@ class ReleaseStore:
                 # The verdict waits for every deployment started: a release never ends while
                 # one of its deployments still runs.
                 return None if unchanged else release.model_copy(update=update)
-            if release.cancel_requested_at:
+            if cancelled:
                 update.update(
                     state=ReleaseState.CANCELLED,
                     reason="cancelled on request; later waves were not started",

@@ -17,8 +17,8 @@ from producers.contract.gates import Gate
 from producers.contract.messages import GateMessage
 from producers.contract.names import TASK_RELEASE_GATE
 from producers.contract.records import DeploymentRecord, DeploymentState
-from producers.contract.release_store import ROLLBACK_SUFFIX, ReleaseStore
-from producers.contract.releases import ReleaseJob, ReleaseRecord, ReleaseState
+from producers.contract.release_store import ROLLBACK_SUFFIX, GateJudgement, ReleaseStore
+from producers.contract.releases import GateReading, ReleaseJob, ReleaseRecord, ReleaseState
 from producers.contract.store import RecordStore
 from tests.fakes.gates import ScriptedMetrics
 from worker.domain.gates import Measurement, failed_query, no_data, value
@@ -516,3 +516,32 @@ def test_a_stored_gate_this_worker_cannot_read_pauses_the_release_for_a_person(
     assert "s3cr3t" not in run.model_dump_json()
     assert paused.awaiting_wave == 1
     assert sender.gates() == [([RELEASE, 0, 0], None)]  # the first one only: nothing re-sent
+
+
+def test_a_cancel_after_the_gate_failed_still_rolls_the_wave_back(client: redis.Redis) -> None:
+    """A gate failed but the advance that would roll the wave back was lost; a cancel arrives
+    before the sweep: the wave is rolled back all the same, and the release ends failed (the
+    gate's verdict) once the rollbacks ended, not cancelled with the failed change live."""
+    clock = Clock()
+    records, releases, sender, started = _wave_passed(client, _job(_gate()), clock)
+
+    def failed(_readings: list[GateReading]) -> GateJudgement:
+        return "failed", "gate errors: 9 errors", None, None
+
+    # The verdict is recorded, and the worker dies before its advance.
+    releases.record_gate_measurement(RELEASE, 0, GateReading(index=0, at=clock(), value=9), failed)
+    releases.request_cancel(RELEASE, now=clock())
+    clock.now += 1
+    rolling = releases.advance(RELEASE, sender, clock)
+    assert rolling is not None
+    assert (rolling.state, rolling.rolling_back) == (ReleaseState.RUNNING, "gate errors: 9 errors")
+    assert [r.how for r in rolling.rollbacks] == ["deployment", "deployment"]
+    a, b = started.waves[0]
+    assert sender.steps() == [a + ROLLBACK_SUFFIX, b + ROLLBACK_SUFFIX]
+    for deployment_id in (a, b):
+        _end(records, deployment_id + ROLLBACK_SUFFIX, DeploymentState.SUCCEEDED)
+    done = releases.advance(RELEASE, sender, clock)
+    assert done is not None
+    assert done.state is ReleaseState.FAILED
+    assert "rolled back: a succeeded, b succeeded" in (done.reason or "")
+    assert records.get(done.waves[1][0]) is None
