@@ -41,7 +41,7 @@ import redis
 from pydantic import ValidationError
 
 from producers.contract.dispatch import TaskSender, dispatch
-from producers.contract.enums import DeploymentState, JobKind
+from producers.contract.enums import DeploymentState, JobKind, Step
 from producers.contract.freeze import calendar_at
 from producers.contract.history import gate_decided, release_ended, release_enqueued
 from producers.contract.jobs import ImageUpdate, UpdateServiceJob
@@ -198,6 +198,23 @@ def _task_failure(release: ReleaseRecord, failed: str | None) -> str:
         f"the pre-deploy task of {service} did not pass, so no other service of its wave was "
         "changed; "
     )
+
+
+def _left_live(record: DeploymentRecord | None, outcome: str) -> str | None:
+    """Why a deployment cancelled by its wave's gate ended with its change live (None: its
+    change is not live, or its record is gone)."""
+    if outcome == DeploymentState.SUCCEEDED.value:
+        return "it succeeded before its cancel took effect"
+    if (
+        record is not None
+        and record.state is DeploymentState.CANCELLED
+        and not record.job.get("rollback", True)
+        # Cancelled at these steps, a job with rollback off leaves its rollout to ECS; before
+        # them the service was never changed.
+        and record.step in (Step.UPDATE, Step.WATCH)
+    ):
+        return "its cancel left the rollout to ECS (rollback is off for its job)"
+    return None
 
 
 def new_deployment(
@@ -877,7 +894,12 @@ class ReleaseStore:
             for r in release.rollbacks
             if r.outcome is None and r.how == "deployment" and r.deployment
         ]
-        found = self._records.get_many(waiting)
+        cancelled = [
+            r.of
+            for r in release.rollbacks
+            if r.outcome is None and r.how == "cancel" and r.of in outcomes
+        ]
+        found = self._records.get_many(waiting + cancelled)
         rollbacks = []
         for rollback in release.rollbacks:
             ended: str | None = rollback.outcome
@@ -890,6 +912,11 @@ class ReleaseStore:
                 ended = outcomes.get(rollback.of)
                 if ended is None:
                     effects.cancels.append(rollback.of)
+                else:
+                    rollbacks.append(
+                        self._after_cancel(rollback, found.get(rollback.of), ended, now, effects)
+                    )
+                    continue
             rollbacks.append(rollback.model_copy(update={"outcome": ended}))
         if rollbacks != release.rollbacks:
             update["rollbacks"] = rollbacks
@@ -909,6 +936,38 @@ class ReleaseStore:
         )
         effects.changed = True
         return True
+
+    def _after_cancel(
+        self,
+        rollback: GateRollback,
+        record: DeploymentRecord | None,
+        outcome: str,
+        now: float,
+        effects: _GateEffects,
+    ) -> GateRollback:
+        """How a deployment the gate cancelled ended, as its rollback entry records it.
+
+        A cancel rolls a rollout back, unless the deployment succeeded before the cancel took
+        effect, or its job has rollback off (ECS finishes the rollout): then its change is live,
+        and a rollback deployment (added to ``effects``, created with the write) follows.
+        """
+        why = _left_live(record, outcome)
+        if why is None or record is None:
+            return rollback.model_copy(update={"outcome": outcome})
+        planned = rollback_job(record, DeploymentState.SUCCEEDED.value)
+        if isinstance(planned, str):
+            return rollback.model_copy(update={"outcome": outcome, "note": f"{why}; {planned}"})
+        rollback_id = rollback.of + ROLLBACK_SUFFIX
+        queued = new_deployment(planned, rollback_id, now=now, account=self._account(planned))
+        effects.rollbacks.append((queued, planned))
+        return rollback.model_copy(
+            update={
+                "how": "deployment",
+                "to": record.previous_task_definition_arn,
+                "deployment": rollback_id,
+                "note": why,
+            }
+        )
 
     def _create_rollbacks_in(self, pipe: Any, effects: _GateEffects) -> None:
         """Queue the creation of the rollback deployments (and their full jobs) on a write."""
