@@ -285,6 +285,19 @@ def _gates_of(job: ReleaseJob) -> list[dict[str, Any] | None]:
     return [None if g is None else g.model_dump(mode="json") for g in gates]
 
 
+def _release_schema(job: ReleaseJob, gates: list[dict[str, Any] | None]) -> int:
+    """The schema a new release record is written with: GATED_RELEASE_SCHEMA when the release
+    has a metric gate, or an entry with a pre-deploy task or a bake gate; 1 otherwise.
+
+    A Conveyor that knows only schema 1 would drop the fields a task's wave is followed by
+    (held-back entries, passed tasks, the failed task) and count the held entries lost,
+    and could not create a wave whose jobs carry a task or a bake gate: it leaves such a
+    release alone instead."""
+    entries = [entry for wave in job.waves for entry in wave]
+    newer = any(e.pre_deploy is not None or e.bake_gate is not None for e in entries)
+    return GATED_RELEASE_SCHEMA if gates or newer else 1
+
+
 def rollback_job(record: DeploymentRecord | None, outcome: str) -> UpdateServiceJob | str:
     """The update-existing job that returns a wave's deployment's service to the revision it
     ran before the wave, or why there is nothing to roll back.
@@ -595,7 +608,7 @@ class ReleaseStore:
             move_on_at=job.move_on_at,
             freeze_override=freeze_override,
             gates=gates,
-            schema_version=GATED_RELEASE_SCHEMA if gates else 1,
+            schema_version=_release_schema(job, gates),
             waves=ids,
             jobs=jobs,
             created_at=now,

@@ -621,3 +621,24 @@ def test_a_cancel_that_leaves_the_change_live_is_followed_by_a_rollback_deployme
     assert done is not None
     assert done.state is ReleaseState.FAILED
     assert [r.outcome for r in done.rollbacks] == ["succeeded", "succeeded"]
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"pre_deploy": {"container": "app", "command": ["bin/migrate"]}},
+        {"bake_gate": {**_gate(), "on_inconclusive": "fail"}, "strategy": "canary"},
+    ],
+    ids=["pre_deploy", "bake_gate"],
+)
+def test_a_release_with_a_task_or_a_bake_gate_is_recorded_for_conveyors_that_know_them(
+    client: redis.Redis, extra: dict[str, Any]
+) -> None:
+    """A release without gates but with a pre-deploy task (its held-back entries, passed
+    tasks) or a bake gate is recorded at schema 2 too: a Conveyor that knows only 1 would drop
+    what it cannot read and move the release on as if it were not there."""
+    _records, releases = _stores(client)
+    job = ReleaseJob.model_validate(
+        {"cluster": "c", "services": [{"service": "a", "images": {"app": ":2"}, **extra}]}
+    )
+    assert releases.create(job, RELEASE, now=1.0).schema_version == 2
