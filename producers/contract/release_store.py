@@ -41,7 +41,7 @@ import redis
 from pydantic import ValidationError
 
 from producers.contract.dispatch import TaskSender, dispatch
-from producers.contract.enums import DeploymentState, JobKind
+from producers.contract.enums import DeploymentState, JobKind, Step
 from producers.contract.freeze import calendar_at
 from producers.contract.history import gate_decided, release_ended, release_enqueued
 from producers.contract.jobs import ImageUpdate, UpdateServiceJob
@@ -151,8 +151,8 @@ def decide_held_back(
     held = release.held_back
     if not held:
         return None
-    tasks = [i for i in release.waves[release.wave] if i not in held]
-    failed = next((i for i in tasks if i in outcomes and i not in passed), None)
+    tasks = pre_deploy_ids(release, release.wave)
+    failed = failed_task(release, outcomes, passed)
     if failed is not None or release.cancel_requested_at:
         if failed is not None:
             service = release.jobs.get(failed, {}).get("service", failed)
@@ -174,6 +174,16 @@ def decide_held_back(
     return None
 
 
+def failed_task(
+    release: ReleaseRecord, outcomes: dict[str, str], passed: dict[str, float]
+) -> str | None:
+    """The first deployment of the current wave whose pre-deploy task did not pass: it ended
+    without the task having exited 0. Whether or not the wave holds anything back, such a
+    deployment stops the release (:attr:`ReleaseRecord.pre_deploy_failed`)."""
+    tasks = pre_deploy_ids(release, release.wave)
+    return next((i for i in tasks if i in outcomes and i not in passed), None)
+
+
 def _passed_task(record: DeploymentRecord | None, seen: dict[str, float]) -> bool:
     """Whether ``record`` is a deployment whose pre-deploy task passed, not yet noted."""
     return record is not None and record.passed_pre_deploy and record.id not in seen
@@ -188,6 +198,23 @@ def _task_failure(release: ReleaseRecord, failed: str | None) -> str:
         f"the pre-deploy task of {service} did not pass, so no other service of its wave was "
         "changed; "
     )
+
+
+def _left_live(record: DeploymentRecord | None, outcome: str) -> str | None:
+    """Why a deployment cancelled by its wave's gate ended with its change live (None: its
+    change is not live, or its record is gone)."""
+    if outcome == DeploymentState.SUCCEEDED.value:
+        return "it succeeded before its cancel took effect"
+    if (
+        record is not None
+        and record.state is DeploymentState.CANCELLED
+        and not record.job.get("rollback", True)
+        # Cancelled at these steps, a job with rollback off leaves its rollout to ECS; before
+        # them the service was never changed.
+        and record.step in (Step.UPDATE, Step.WATCH)
+    ):
+        return "its cancel left the rollout to ECS (rollback is off for its job)"
+    return None
 
 
 def new_deployment(
@@ -256,6 +283,19 @@ def _gates_of(job: ReleaseJob) -> list[dict[str, Any] | None]:
     if all(g is None for g in gates):
         return []
     return [None if g is None else g.model_dump(mode="json") for g in gates]
+
+
+def _release_schema(job: ReleaseJob, gates: list[dict[str, Any] | None]) -> int:
+    """The schema a new release record is written with: GATED_RELEASE_SCHEMA when the release
+    has a metric gate, or an entry with a pre-deploy task or a bake gate; 1 otherwise.
+
+    A Conveyor that knows only schema 1 would drop the fields a task's wave is followed by
+    (held-back entries, passed tasks, the failed task) and count the held entries lost,
+    and could not create a wave whose jobs carry a task or a bake gate: it leaves such a
+    release alone instead."""
+    entries = [entry for wave in job.waves for entry in wave]
+    newer = any(e.pre_deploy is not None or e.bake_gate is not None for e in entries)
+    return GATED_RELEASE_SCHEMA if gates or newer else 1
 
 
 def rollback_job(record: DeploymentRecord | None, outcome: str) -> UpdateServiceJob | str:
@@ -568,7 +608,7 @@ class ReleaseStore:
             move_on_at=job.move_on_at,
             freeze_override=freeze_override,
             gates=gates,
-            schema_version=GATED_RELEASE_SCHEMA if gates else 1,
+            schema_version=_release_schema(job, gates),
             waves=ids,
             jobs=jobs,
             created_at=now,
@@ -789,6 +829,24 @@ class ReleaseStore:
         self._start_rollback(release, reason, now, update, effects)
         return True
 
+    def _gate_rolls_back(self, release: ReleaseRecord, now: float) -> bool:
+        """Whether the gate of the current wave has decided on rolling the wave back: failed,
+        inconclusive with ``fail``, or paused and then rejected or not answered in time. A
+        cancel arriving after such a verdict must not end the release with the wave's change
+        live."""
+        run = release.gate_run(release.wave)
+        if run is None or release.gate_of(release.wave) is None:
+            return False
+        if run.state == "failed" or (run.state == "inconclusive" and run.action == "fail"):
+            return True
+        if run.state != "inconclusive" or run.action != "pause":
+            return False
+        answer = release.approval_of(release.wave + 1)
+        if answer is not None:
+            return answer.action == "REJECT"
+        since = release.awaiting_approval_since
+        return since is not None and now >= since + release.approval_timeout_minutes * 60
+
     def _start_rollback(
         self,
         release: ReleaseRecord,
@@ -849,7 +907,12 @@ class ReleaseStore:
             for r in release.rollbacks
             if r.outcome is None and r.how == "deployment" and r.deployment
         ]
-        found = self._records.get_many(waiting)
+        cancelled = [
+            r.of
+            for r in release.rollbacks
+            if r.outcome is None and r.how == "cancel" and r.of in outcomes
+        ]
+        found = self._records.get_many(waiting + cancelled)
         rollbacks = []
         for rollback in release.rollbacks:
             ended: str | None = rollback.outcome
@@ -862,6 +925,11 @@ class ReleaseStore:
                 ended = outcomes.get(rollback.of)
                 if ended is None:
                     effects.cancels.append(rollback.of)
+                else:
+                    rollbacks.append(
+                        self._after_cancel(rollback, found.get(rollback.of), ended, now, effects)
+                    )
+                    continue
             rollbacks.append(rollback.model_copy(update={"outcome": ended}))
         if rollbacks != release.rollbacks:
             update["rollbacks"] = rollbacks
@@ -881,6 +949,38 @@ class ReleaseStore:
         )
         effects.changed = True
         return True
+
+    def _after_cancel(
+        self,
+        rollback: GateRollback,
+        record: DeploymentRecord | None,
+        outcome: str,
+        now: float,
+        effects: _GateEffects,
+    ) -> GateRollback:
+        """How a deployment the gate cancelled ended, as its rollback entry records it.
+
+        A cancel rolls a rollout back, unless the deployment succeeded before the cancel took
+        effect, or its job has rollback off (ECS finishes the rollout): then its change is live,
+        and a rollback deployment (added to ``effects``, created with the write) follows.
+        """
+        why = _left_live(record, outcome)
+        if why is None or record is None:
+            return rollback.model_copy(update={"outcome": outcome})
+        planned = rollback_job(record, DeploymentState.SUCCEEDED.value)
+        if isinstance(planned, str):
+            return rollback.model_copy(update={"outcome": outcome, "note": f"{why}; {planned}"})
+        rollback_id = rollback.of + ROLLBACK_SUFFIX
+        queued = new_deployment(planned, rollback_id, now=now, account=self._account(planned))
+        effects.rollbacks.append((queued, planned))
+        return rollback.model_copy(
+            update={
+                "how": "deployment",
+                "to": record.previous_task_definition_arn,
+                "deployment": rollback_id,
+                "note": why,
+            }
+        )
 
     def _create_rollbacks_in(self, pipe: Any, effects: _GateEffects) -> None:
         """Queue the creation of the rollback deployments (and their full jobs) on a write."""
@@ -1102,11 +1202,18 @@ class ReleaseStore:
                 outcomes.update(dict.fromkeys(decision.cancelled, DeploymentState.CANCELLED.value))
                 dropped.extend(decision.cancelled)
                 unheld.extend(self._wave_records(release, release.wave, now, only=decision.start))
+            if release.pre_deploy_failed is None:
+                # A wave of task entries only holds nothing back, and decides nothing above.
+                failed = failed_task(release, outcomes, tasks_passed)
+                if failed is not None:
+                    update["pre_deploy_failed"] = failed
             unchanged = (
                 outcomes == release.outcomes
                 and reached == release.reached
                 and decision is None
                 and tasks_passed == release.tasks_passed
+                and update.get("pre_deploy_failed", release.pre_deploy_failed)
+                == release.pre_deploy_failed
             )
             if release.rolling_back is not None:
                 # A gate failed: the release waits for the wave's rollbacks, then fails.
@@ -1120,8 +1227,13 @@ class ReleaseStore:
             spent = release.budget_spent(len(bad))
             # A pre-deploy task that did not pass stops the release, whatever fail_fast says.
             task_failed = update.get("pre_deploy_failed", release.pre_deploy_failed)
+            # A gate that already decided on a rollback acts first: the cancel is honoured by
+            # the rollback it starts (the release ends failed once the rollbacks ended).
+            cancelled = bool(release.cancel_requested_at) and not self._gate_rolls_back(
+                release, now
+            )
             verdict_due = (
-                bool(release.cancel_requested_at)
+                cancelled
                 or last
                 or bool(bad and release.fail_fast)
                 or spent is not None
@@ -1132,14 +1244,14 @@ class ReleaseStore:
                 # The verdict waits for every deployment started: a release never ends while
                 # one of its deployments still runs.
                 return None if unchanged else release.model_copy(update=update)
-            if release.cancel_requested_at:
+            if cancelled:
                 update.update(
                     state=ReleaseState.CANCELLED,
                     reason="cancelled on request; later waves were not started",
                     finished_at=now,
                 )
-            elif bad and (
-                release.fail_fast or last or spent is not None or task_failed is not None
+            elif task_failed is not None or (
+                bool(bad) and (release.fail_fast or last or spent is not None)
             ):
                 skipped = sum(len(ids) for ids in release.waves[release.wave + 1 :])
                 why = "fail fast" if spent is None else spent
@@ -1148,7 +1260,8 @@ class ReleaseStore:
                 update.update(
                     state=ReleaseState.FAILED,
                     reason=_task_failure(release, task_failed)
-                    + f"{len(bad)} deployment(s) did not succeed: {', '.join(bad[:5])}"
+                    + f"{len(bad)} deployment(s) did not succeed"
+                    + (f": {', '.join(bad[:5])}" if bad else "")
                     + (f"; {skipped} not started ({why})" if skipped else ""),
                     finished_at=now,
                 )

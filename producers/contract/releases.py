@@ -402,8 +402,9 @@ RELEASE_TERMINAL = frozenset({ReleaseState.SUCCEEDED, ReleaseState.FAILED, Relea
 RELEASE_OK = frozenset({DeploymentState.SUCCEEDED})
 
 # The release record's schema; a reader leaves records of a higher one to newer Conveyors.
-# 2: a release with metric gates. Conveyors that know only 1 leave such a record alone rather
-# than move it past a gate they cannot measure; a release without gates stays at 1.
+# 2: a release with metric gates, pre-deploy tasks or bake gates. Conveyors that know only 1
+# leave such a record alone rather than move it past a gate they cannot measure or a task they
+# cannot wait for; a release with none of them stays at 1.
 RELEASE_SCHEMA = 2
 GATED_RELEASE_SCHEMA = 2
 

@@ -13,12 +13,13 @@ from typing import Any
 import pytest
 import redis
 
+from producers.contract.enums import Step
 from producers.contract.gates import Gate
 from producers.contract.messages import GateMessage
 from producers.contract.names import TASK_RELEASE_GATE
 from producers.contract.records import DeploymentRecord, DeploymentState
-from producers.contract.release_store import ROLLBACK_SUFFIX, ReleaseStore
-from producers.contract.releases import ReleaseJob, ReleaseRecord, ReleaseState
+from producers.contract.release_store import ROLLBACK_SUFFIX, GateJudgement, ReleaseStore
+from producers.contract.releases import GateReading, ReleaseJob, ReleaseRecord, ReleaseState
 from producers.contract.store import RecordStore
 from tests.fakes.gates import ScriptedMetrics
 from worker.domain.gates import Measurement, failed_query, no_data, value
@@ -516,3 +517,128 @@ def test_a_stored_gate_this_worker_cannot_read_pauses_the_release_for_a_person(
     assert "s3cr3t" not in run.model_dump_json()
     assert paused.awaiting_wave == 1
     assert sender.gates() == [([RELEASE, 0, 0], None)]  # the first one only: nothing re-sent
+
+
+def test_a_cancel_after_the_gate_failed_still_rolls_the_wave_back(client: redis.Redis) -> None:
+    """A gate failed but the advance that would roll the wave back was lost; a cancel arrives
+    before the sweep: the wave is rolled back all the same, and the release ends failed (the
+    gate's verdict) once the rollbacks ended, not cancelled with the failed change live."""
+    clock = Clock()
+    records, releases, sender, started = _wave_passed(client, _job(_gate()), clock)
+
+    def failed(_readings: list[GateReading]) -> GateJudgement:
+        return "failed", "gate errors: 9 errors", None, None
+
+    # The verdict is recorded, and the worker dies before its advance.
+    releases.record_gate_measurement(RELEASE, 0, GateReading(index=0, at=clock(), value=9), failed)
+    releases.request_cancel(RELEASE, now=clock())
+    clock.now += 1
+    rolling = releases.advance(RELEASE, sender, clock)
+    assert rolling is not None
+    assert (rolling.state, rolling.rolling_back) == (ReleaseState.RUNNING, "gate errors: 9 errors")
+    assert [r.how for r in rolling.rollbacks] == ["deployment", "deployment"]
+    a, b = started.waves[0]
+    assert sender.steps() == [a + ROLLBACK_SUFFIX, b + ROLLBACK_SUFFIX]
+    for deployment_id in (a, b):
+        _end(records, deployment_id + ROLLBACK_SUFFIX, DeploymentState.SUCCEEDED)
+    done = releases.advance(RELEASE, sender, clock)
+    assert done is not None
+    assert done.state is ReleaseState.FAILED
+    assert "rolled back: a succeeded, b succeeded" in (done.reason or "")
+    assert records.get(done.waves[1][0]) is None
+
+
+def _still_running_when_the_gate_failed(
+    client: redis.Redis, clock: Clock
+) -> tuple[RecordStore, ReleaseStore, Sender, str, str]:
+    """A move_on_at release whose gate failed while its second deployment still baked."""
+    records, releases = _stores(client)
+    job = _job(_gate()).model_copy(update={"move_on_at": "PRODUCTION_TRAFFIC_SHIFT"})
+    release = releases.create(job, RELEASE, now=clock())
+    first, second = release.waves[0]
+    _succeed(records, first)
+
+    def baking(r: DeploymentRecord) -> DeploymentRecord:
+        progress = r.progress.model_copy(
+            update={"strategy": "CANARY", "lifecycle_stage": "BAKE_TIME"}
+        )
+        return r.model_copy(update={"state": DeploymentState.RUNNING, "progress": progress})
+
+    records.modify(second, baking)
+    sender = Sender()
+    releases.advance(RELEASE, sender, clock)
+    _measure(releases, sender, clock, ScriptedMetrics({"errors": [value(3)]}), 0)
+    return records, releases, sender, first, second
+
+
+def _rollout_left_to_ecs(records: RecordStore, deployment_id: str) -> None:
+    """End a deployment as a cancel of a job with rollback off does: its change went out."""
+    _succeed(records, deployment_id)
+
+    def cancelled(r: DeploymentRecord) -> DeploymentRecord:
+        return r.model_copy(
+            update={
+                "state": DeploymentState.CANCELLED,
+                "step": Step.WATCH,
+                "job": {**r.job, "rollback": False},
+                "reason": "cancelled; the rollout goes on in ECS (rollback is off for this job)",
+            }
+        )
+
+    records.modify(deployment_id, cancelled)
+
+
+@pytest.mark.parametrize("ends", ["succeeded first", "rollback off"])
+def test_a_cancel_that_leaves_the_change_live_is_followed_by_a_rollback_deployment(
+    client: redis.Redis, ends: str
+) -> None:
+    """The deployment cancelled by a failed gate succeeds before its cancel takes effect, or
+    its job has rollback off (ECS finishes the rollout): its change is live, so a rollback
+    deployment returns its service to the revision before the wave, recorded with the others;
+    the release fails only once that one ended too."""
+    clock = Clock()
+    records, releases, sender, first, second = _still_running_when_the_gate_failed(client, clock)
+    if ends == "succeeded first":
+        _succeed(records, second)
+    else:
+        _rollout_left_to_ecs(records, second)
+    _end(records, first + ROLLBACK_SUFFIX, DeploymentState.SUCCEEDED)
+    rolling = releases.advance(RELEASE, sender, clock)
+    assert rolling is not None
+    assert rolling.state is ReleaseState.RUNNING
+    late = rolling.rollbacks[1]
+    assert (late.of, late.how, late.deployment, late.to, late.outcome) == (
+        second,
+        "deployment",
+        second + ROLLBACK_SUFFIX,
+        PREVIOUS.format(name="b"),
+        None,
+    )
+    assert records.get(second + ROLLBACK_SUFFIX) is not None
+    assert sender.steps()[-1] == second + ROLLBACK_SUFFIX
+    _end(records, second + ROLLBACK_SUFFIX, DeploymentState.SUCCEEDED)
+    done = releases.advance(RELEASE, sender, clock)
+    assert done is not None
+    assert done.state is ReleaseState.FAILED
+    assert [r.outcome for r in done.rollbacks] == ["succeeded", "succeeded"]
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"pre_deploy": {"container": "app", "command": ["bin/migrate"]}},
+        {"bake_gate": {**_gate(), "on_inconclusive": "fail"}, "strategy": "canary"},
+    ],
+    ids=["pre_deploy", "bake_gate"],
+)
+def test_a_release_with_a_task_or_a_bake_gate_is_recorded_for_conveyors_that_know_them(
+    client: redis.Redis, extra: dict[str, Any]
+) -> None:
+    """A release without gates but with a pre-deploy task (its held-back entries, passed
+    tasks) or a bake gate is recorded at schema 2 too: a Conveyor that knows only 1 would drop
+    what it cannot read and move the release on as if it were not there."""
+    _records, releases = _stores(client)
+    job = ReleaseJob.model_validate(
+        {"cluster": "c", "services": [{"service": "a", "images": {"app": ":2"}, **extra}]}
+    )
+    assert releases.create(job, RELEASE, now=1.0).schema_version == 2

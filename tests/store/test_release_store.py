@@ -994,3 +994,34 @@ def test_the_step_that_sees_the_task_pass_starts_the_held_entries(client: redis.
     run_step(_ctx(client, sender, now=3.0), db, 0, passed)
     assert sorted(args[0] for _, args in sender.sent[1:]) == sorted([api, web])
     assert records.get(api) is not None
+
+
+def _migration_waves(**fields: Any) -> ReleaseJob:
+    """Wave 1: db alone, with a pre-deploy task (nothing held back); waves 2 and 3: api, web."""
+    task = {"container": "app", "command": ["bin/migrate"]}
+    entries = [
+        {"service": "db", "images": {"app": ":2"}, "pre_deploy": task},
+        {"service": "api", "images": {"app": ":2"}},
+        {"service": "web", "images": {"app": ":2"}},
+    ]
+    return ReleaseJob.model_validate({"cluster": "c", **fields, "waves": [[e] for e in entries]})
+
+
+@pytest.mark.parametrize("fields", [{"fail_fast": False}, {"max_failures": 1}])
+def test_a_failed_task_stops_the_release_even_when_its_wave_holds_nothing_back(
+    client: redis.Redis, fields: dict[str, Any]
+) -> None:
+    """A wave whose every entry runs a pre-deploy task holds nothing back; a failed task there
+    still stops the release, whatever fail_fast or the failure budget say."""
+    records, releases = _stores(client)
+    release = releases.create(_migration_waves(**fields), RELEASE, now=1.0)
+    assert release.held_back == []
+    ((db,), (api,), (web,)) = release.waves
+    _end(records, db, DeploymentState.FAILED)
+    done = releases.advance(RELEASE, Sender(), clock=lambda: 2.0, ended=db)
+    assert done is not None
+    assert (done.state, done.wave, done.pre_deploy_failed) == (ReleaseState.FAILED, 0, db)
+    assert (done.reason or "").startswith("the pre-deploy task of db did not pass")
+    assert "2 not started (a pre-deploy task failed)" in (done.reason or "")
+    assert records.get(api) is None
+    assert records.get(web) is None
