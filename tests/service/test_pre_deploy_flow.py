@@ -54,7 +54,7 @@ def ecs() -> FakeEcs:
     return fake
 
 
-def record_for(**pre_deploy: Any) -> DeploymentRecord:
+def record_for(*, rollout_timeout: int | None = None, **pre_deploy: Any) -> DeploymentRecord:
     """A deployment of web:1.4.2 whose pre-deploy task runs in container web."""
     payload = UpdateServiceJob.model_validate(
         {
@@ -62,6 +62,7 @@ def record_for(**pre_deploy: Any) -> DeploymentRecord:
             "service": "web",
             "images": [{"container": "web", "image": ":1.4.2"}],
             "pre_deploy": {"container": "web", **pre_deploy},
+            "timeout_seconds": rollout_timeout,
         },
         strict=False,
     ).model_dump(mode="json")
@@ -257,6 +258,27 @@ def test_pre_deploy_is_validated_strictly() -> None:
     )
     assert job.pre_deploy is not None
     assert job.pre_deploy.timeout_seconds == 600
+
+
+def test_log_tail_lines_are_cut_and_cleaned(ecs: FakeEcs) -> None:
+    """A long log line is cut with a marker; control characters and escape sequences are
+    replaced, tabs kept as spaces: the tail is safe to print and small to store."""
+    flow = UpdateFlow(ecs, poll_interval=5, clock=Clock())
+    record = run_until(flow, record_for(), Step.WATCH_TASK)
+    ecs.set_task_result("web", 0, ["x" * 300_000, "\x1b[31mred\x1b[0m\tok\r\x07done"])
+    ecs.finish_task(_only_task(ecs))
+    t = step(flow, record)
+    assert t.record.pre_deploy is not None
+    long, coloured = t.record.pre_deploy.log_tail
+    assert len(long) < 600
+    assert long.startswith("x" * 400)
+    assert "cut" in long
+    assert "\x1b" not in coloured
+    assert "\x07" not in coloured
+    assert "\r" not in coloured
+    assert "red" in coloured
+    assert " ok" in coloured
+    assert "done" in coloured
 
 
 def _ctx(clock: Clock) -> StepContext:

@@ -61,6 +61,7 @@ from worker.domain.planning import DEPLOYMENT_TAG, check_containers, plan_revisi
 from worker.domain.pre_deploy import (
     LOG_TAIL_LINES,
     MAX_CLIENT_TOKEN,
+    clean_log_line,
     container_names,
     judge_task,
     log_location,
@@ -573,10 +574,11 @@ class UpdateFlow:
         if not info.log_group or not info.log_stream:
             return []
         try:
-            return await self._ecs.log_tail(info.log_group, info.log_stream, LOG_TAIL_LINES)
+            lines = await self._ecs.log_tail(info.log_group, info.log_stream, LOG_TAIL_LINES)
         except ConveyorError as exc:
             log.warning("the pre-deploy task's log could not be read", code=exc.code)
             return []
+        return [clean_log_line(line) for line in lines]
 
     async def update(self, record: DeploymentRecord, job: UpdateServiceJob) -> Transition:
         """Point the service at the new revision, unless an earlier attempt already did.
