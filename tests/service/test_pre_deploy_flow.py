@@ -13,6 +13,7 @@ from producers.contract.jobs import UpdateServiceJob
 from producers.contract.records import DeploymentRecord, DeploymentState, Step
 from tests.fakes.ecs import FakeEcs
 from worker.aws.gateway import EcsGateway
+from worker.domain.errors import AwsUnavailableError
 from worker.services.transitions import Transition
 from worker.services.update_flow import UpdateFlow
 from worker.steps import StepContext, execute
@@ -258,6 +259,83 @@ def test_pre_deploy_is_validated_strictly() -> None:
     )
     assert job.pre_deploy is not None
     assert job.pre_deploy.timeout_seconds == 600
+
+
+def _throttled() -> AwsUnavailableError:
+    return AwsUnavailableError("DescribeTasks was throttled", "ThrottlingException")
+
+
+def _execute(ecs: FakeEcs, ctx: StepContext, record: DeploymentRecord) -> Transition:
+    """Run one step through the error policy; the record comes back at its next step."""
+    t = asyncio.run(execute(ctx, _gw(ecs), record))
+    nxt = t.next_step or t.record.step
+    return Transition(t.record.model_copy(update={"step": nxt}), t.next_step, t.countdown)
+
+
+def _watching(ecs: FakeEcs, ctx: StepContext, record: DeploymentRecord) -> DeploymentRecord:
+    while record.step is not Step.WATCH_TASK:
+        t = _execute(ecs, ctx, record)
+        assert t.next_step is not None, t.record.reason
+        record = t.record
+    ecs.start_task_run(_only_task(ecs))
+    return record
+
+
+def test_a_task_longer_than_the_rollout_timeout_survives_a_throttle(ecs: FakeEcs) -> None:
+    """Past the rollout's deadline but inside the task's own timeout, a throttled DescribeTasks
+    is retried: the task's own deadline counts while it runs, and the rollout keeps its budget."""
+    clock = Clock()
+    ctx = _ctx(clock)
+    record = _watching(ecs, ctx, record_for(rollout_timeout=300, timeout_seconds=900))
+    clock.now += 400
+    ecs.inject("DescribeTasks", _throttled())
+    t = _execute(ecs, ctx, record)
+    assert t.next_step is Step.WATCH_TASK, t.record.reason
+    ecs.finish_task(_only_task(ecs))
+    clock.now += 200
+    t = _execute(ecs, ctx, t.record)
+    assert t.next_step is Step.UPDATE, t.record.reason
+    assert t.record.deadline is not None
+    assert t.record.deadline > clock.now + 250
+
+
+def test_running_out_of_attempts_while_the_task_runs_keeps_watching(ecs: FakeEcs) -> None:
+    """DescribeTasks failing more often than the step's attempts, inside the task's timeout:
+    the deployment goes on watching (its service queue stays held) instead of ending failed
+    with the task left running."""
+    clock = Clock()
+    ctx = _ctx(clock)
+    record = _watching(ecs, ctx, record_for(timeout_seconds=900))
+    ecs.inject("DescribeTasks", *[_throttled()] * 4)
+    for _ in range(4):
+        clock.now += 10
+        t = _execute(ecs, ctx, record)
+        assert t.next_step is Step.WATCH_TASK, t.record.reason
+        record = t.record
+    ecs.finish_task(_only_task(ecs))
+    t = _execute(ecs, ctx, record)
+    assert t.next_step is Step.UPDATE, t.record.reason
+
+
+def test_a_task_that_cannot_be_followed_past_its_timeout_is_stopped(ecs: FakeEcs) -> None:
+    """DescribeTasks failing past the task's own timeout: the watch gives up, stops the task
+    (StopTask) and ends failed saying so; the service is not changed."""
+    clock = Clock()
+    ctx = _ctx(clock)
+    record = _watching(ecs, ctx, record_for(timeout_seconds=60))
+    ecs.inject("DescribeTasks", *[_throttled()] * 100)
+    for _ in range(20):
+        clock.now += 30
+        t = _execute(ecs, ctx, record)
+        record = t.record
+        if t.next_step is None:
+            break
+    assert record.state is DeploymentState.FAILED
+    assert record.reason is not None
+    assert "could not be followed" in record.reason
+    assert "was stopped" in record.reason
+    assert ecs.task_runs[_only_task(ecs)]["stopCode"] == "UserInitiated"
+    assert "UpdateService" not in ecs.calls
 
 
 def test_log_tail_lines_are_cut_and_cleaned(ecs: FakeEcs) -> None:

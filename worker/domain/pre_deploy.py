@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from producers.contract.jobs import PreDeployTask
+from producers.contract.records import PreDeployInfo
 
 # RunTask's placement parameters that a task takes from its service, by RunTask's own names.
 _PLACEMENT_KEYS = ("networkConfiguration", "platformVersion")
@@ -21,6 +22,9 @@ MAX_CLIENT_TOKEN = 64
 # How many characters of one log line a record keeps: a CloudWatch event may hold 256 KB, and
 # every sweep and `conveyor status` reads the record.
 MAX_LOG_LINE_CHARS = 500
+# How long past its own timeout a task's watch may keep retrying before it gives up: time for
+# a last look and a StopTask after a few throttled calls.
+TASK_DEADLINE_SLACK = 120.0
 
 # Terminal escape sequences (CSI such as colours, OSC such as titles, and two-character ones).
 _ESCAPE = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b[@-_]?")
@@ -67,6 +71,14 @@ def log_location(
     if logging.get("logDriver") != "awslogs" or not group or not prefix:
         return None
     return str(group), f"{prefix}/{container}/{task_arn.rsplit('/', 1)[-1]}"
+
+
+def task_deadline(info: PreDeployInfo | None) -> float | None:
+    """When the watch of a started task gives up retrying: its own timeout plus
+    :data:`TASK_DEADLINE_SLACK` (None: no task started yet)."""
+    if info is None or info.deadline is None:
+        return None
+    return info.deadline + TASK_DEADLINE_SLACK
 
 
 def clean_log_line(line: str) -> str:
