@@ -181,8 +181,10 @@ def _update_give_up(record: DeploymentRecord, info: ErrorInfo, now: float) -> Tr
 
 def _update_cancel(record: DeploymentRecord, now: float) -> Transition | None:
     """Roll back (when the job allows it) and end cancelled after that; with rollback off,
-    stop following and leave ECS to finish."""
-    if record.step in (Step.ROLLBACK, Step.WATCH_ROLLBACK):
+    stop following and leave ECS to finish. A pre-deploy task under way is watched to its end
+    (killing a migration half-way is worse), holding the service's queue; the watch then ends
+    the deployment cancelled, without UpdateService."""
+    if record.step in (Step.ROLLBACK, Step.WATCH_ROLLBACK, Step.WATCH_TASK):
         return None
     if record.job.get("rollback", True):
         return to_rollback(record, now, reason="cancelled while the rollout was under way")
@@ -220,9 +222,9 @@ WORKER_KINDS: Mapping[JobKind, WorkerKind] = {
         plan=_update_plan,
         needs_payload=False,
         marked_steps=frozenset({Step.REGISTER, Step.UPDATE}),
-        # The pre-deploy task runs before UpdateService: a cancel there leaves the service as
-        # it was (the task itself runs on to its end).
-        before_change=frozenset({Step.RESOLVE, Step.REGISTER, Step.RUN_TASK, Step.WATCH_TASK}),
+        # RunTask has not run yet at RUN_TASK: a cancel there simply ends. A task started
+        # (WATCH_TASK) is waited for first (_update_cancel).
+        before_change=frozenset({Step.RESOLVE, Step.REGISTER, Step.RUN_TASK}),
         give_up=_update_give_up,
         cancel=_update_cancel,
         covers=covers_changes,

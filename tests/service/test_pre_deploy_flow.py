@@ -16,7 +16,7 @@ from worker.aws.gateway import EcsGateway
 from worker.domain.errors import AwsUnavailableError
 from worker.services.transitions import Transition
 from worker.services.update_flow import UpdateFlow
-from worker.steps import StepContext, execute
+from worker.steps import StepContext, _on_cancel, execute
 
 FIXTURE = Path(__file__).parent.parent / "fixtures" / "describe_task_definition_web.json"
 NETWORK = {
@@ -336,6 +336,30 @@ def test_a_task_that_cannot_be_followed_past_its_timeout_is_stopped(ecs: FakeEcs
     assert "was stopped" in record.reason
     assert ecs.task_runs[_only_task(ecs)]["stopCode"] == "UserInitiated"
     assert "UpdateService" not in ecs.calls
+
+
+def test_a_cancel_while_the_task_runs_waits_for_it_then_ends_without_update(
+    ecs: FakeEcs,
+) -> None:
+    """A cancel during WATCH_TASK does not end the deployment (its queue stays held) while the
+    migration runs; once the task stops the deployment ends cancelled, UpdateService unsent."""
+    clock = Clock()
+    flow = UpdateFlow(ecs, poll_interval=5, clock=clock)
+    record = run_until(flow, record_for(), Step.WATCH_TASK)
+    ecs.start_task_run(_only_task(ecs))
+    record = record.model_copy(update={"cancel_requested_at": clock.now})
+    assert _on_cancel(_ctx(clock), record) is None
+    t = step(flow, record)
+    assert t.next_step is Step.WATCH_TASK
+    ecs.finish_task(_only_task(ecs))
+    t = step(flow, t.record)
+    assert t.next_step is None
+    assert t.record.state is DeploymentState.CANCELLED
+    assert t.record.reason is not None
+    assert "exited 0" in t.record.reason
+    assert "the service was not changed" in t.record.reason
+    assert "UpdateService" not in ecs.calls
+    assert ecs.task_runs[_only_task(ecs)].get("stopCode") != "UserInitiated"
 
 
 def test_log_tail_lines_are_cut_and_cleaned(ecs: FakeEcs) -> None:

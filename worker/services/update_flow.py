@@ -501,7 +501,8 @@ class UpdateFlow:
 
         The task is never left running unwatched: past its timeout, a task that cannot be
         looked at is stopped, as is one whose watch was handed back here after giving up
-        (``record.error`` set, by ``worker.kinds``).
+        (``record.error`` set, by ``worker.kinds``). A deployment cancelled meanwhile waits for
+        the task to stop and then ends cancelled, without UpdateService.
         """
         task = _required(job.pre_deploy, "pre-deploy task", "watch_task")
         info = _required(record.pre_deploy, "pre-deploy task", "watch_task")
@@ -548,6 +549,10 @@ class UpdateFlow:
         )
         record = record.model_copy(update={"pre_deploy": info})
         name = f"pre-deploy task {_task_id(arn)} ({task.container})"
+        if verdict.passed and record.cancel_requested_at:
+            reason = f"cancelled while its pre-deploy task ran: {name} exited 0; the service "
+            reason += "was not changed"
+            return Transition(finish(record, DeploymentState.CANCELLED, reason, now), None)
         if verdict.passed:
             detail = f"{name} exited 0"
             log.info("pre-deploy task passed", task=arn)
