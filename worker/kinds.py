@@ -136,7 +136,7 @@ def _update_deadline(record: DeploymentRecord) -> float | None:
     return record.deadline
 
 
-def _task_give_up(record: DeploymentRecord, info: ErrorInfo, now: float) -> Transition:
+def _task_give_up(record: DeploymentRecord, info: ErrorInfo, now: float) -> Transition | None:
     """A watch of the pre-deploy task that cannot succeed must not leave the task running
     unwatched with its service's queue freed.
 
@@ -146,7 +146,10 @@ def _task_give_up(record: DeploymentRecord, info: ErrorInfo, now: float) -> Tran
     the task that may still run.
     """
     deadline = task_deadline(record.pre_deploy)
-    if deadline is None or now < deadline:
+    if deadline is None:
+        # The record names no task to watch or stop: it cannot go on.
+        return None
+    if now < deadline:
         log.warning("watching the pre-deploy task failed; watching on", code=info.code)
         progress = record.progress.model_copy(update={"latest_event": info.message})
         watching = record.model_copy(update={"attempt": 0, "progress": progress})

@@ -401,3 +401,14 @@ def _gw(ecs: FakeEcs) -> Any:
         return ecs
 
     return gateway
+
+
+def test_a_watch_with_no_task_in_its_record_fails_instead_of_watching_on(ecs: FakeEcs) -> None:
+    """A record at WATCH_TASK that names no task (edited by hand, damaged) cannot be watched:
+    it ends failed rather than being retried without end."""
+    clock = Clock()
+    ctx = _ctx(clock)
+    record = _watching(ecs, ctx, record_for()).model_copy(update={"pre_deploy": None})
+    t = _execute(ecs, ctx, record)
+    assert t.next_step is None
+    assert t.record.state is DeploymentState.FAILED
