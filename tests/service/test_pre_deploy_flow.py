@@ -412,3 +412,40 @@ def test_a_watch_with_no_task_in_its_record_fails_instead_of_watching_on(ecs: Fa
     t = _execute(ecs, ctx, record)
     assert t.next_step is None
     assert t.record.state is DeploymentState.FAILED
+
+
+def test_a_watch_that_gives_up_past_the_timeout_is_handed_a_run_that_stops_the_task(
+    ecs: FakeEcs,
+) -> None:
+    """No gateway past the task's timeout (credentials failing, say): the give-up hands the
+    watch one more run, which stops the task before anything else; one that cannot run even
+    then ends failed naming the task that may still run."""
+    clock = Clock()
+    ctx = _ctx(clock)
+    record = _watching(ecs, ctx, record_for(timeout_seconds=60))
+    failures = {"left": 1}
+
+    async def gateway(_: DeploymentRecord) -> EcsGateway:
+        if failures["left"]:
+            failures["left"] -= 1
+            raise _throttled()
+        return ecs
+
+    clock.now += 60 + 121
+    t = asyncio.run(execute(ctx, gateway, record))
+    assert t.next_step is Step.WATCH_TASK
+    assert t.record.error is not None
+    handed = t.record.model_copy(update={"step": Step.WATCH_TASK})
+    t = asyncio.run(execute(ctx, gateway, handed))
+    assert t.record.state is DeploymentState.FAILED
+    assert "could not be followed past its timeout" in (t.record.reason or "")
+    assert "was stopped" in (t.record.reason or "")
+    assert ecs.task_runs[_only_task(ecs)]["stopCode"] == "UserInitiated"
+    assert "DescribeTasks" not in ecs.calls[ecs.calls.index("StopTask") :]
+
+    # Still no gateway a slack later: the deployment ends, naming the task.
+    failures["left"] = 1
+    clock.now += 121
+    t = asyncio.run(execute(ctx, gateway, handed))
+    assert t.record.state is DeploymentState.FAILED
+    assert "may still be running" in (t.record.reason or "")
