@@ -425,7 +425,7 @@ def test_a_watch_that_gives_up_past_the_timeout_is_handed_a_run_that_stops_the_t
     record = _watching(ecs, ctx, record_for(timeout_seconds=60))
     failures = {"left": 1}
 
-    async def gateway(_: DeploymentRecord) -> EcsGateway:
+    async def gateway(_: DeploymentRecord) -> Any:
         if failures["left"]:
             failures["left"] -= 1
             raise _throttled()
