@@ -22,6 +22,7 @@ from producers.contract.kinds import JOB_KINDS, KindSpec
 from producers.contract.records import DeploymentRecord, ErrorInfo
 from worker.aws.gateway import AwsGateway
 from worker.domain.errors import InvalidJobError
+from worker.domain.pre_deploy import TASK_DEADLINE_SLACK, task_deadline
 from worker.domain.supersede import covers_changes, covers_whole_state
 from worker.gates.prometheus import PrometheusMetrics
 from worker.gates.sources import GateSources
@@ -53,6 +54,11 @@ class FlowDeps:
     measure_timeout: float = 10.0
 
 
+def record_deadline(record: DeploymentRecord) -> float | None:
+    """The record's own deadline: what bounds the retries of most steps of most kinds."""
+    return record.deadline
+
+
 @dataclass(frozen=True, slots=True)
 class WorkerKind:
     """How workers run one kind of job."""
@@ -79,6 +85,8 @@ class WorkerKind:
     # Registers task definition revisions of its own: a revision of a deployment that did not
     # succeed is marked discarded, and old revisions are cleaned up after (keep_revisions).
     registers_revisions: bool
+    # The deadline that bounds the record's step's retries (None: its attempts alone do).
+    deadline: Callable[[DeploymentRecord], float | None] = record_deadline
 
 
 # --- update-existing ----------------------------------------------------------------------
@@ -114,10 +122,57 @@ async def _update_plan(aws: AwsGateway, job: UpdateServiceJob, deps: FlowDeps) -
     return await plan_update(aws, job, deps.known_fields)
 
 
+# How soon a pre-deploy task's watch looks again after a stretch of failed attempts.
+_TASK_WATCH_AFTER_FAILURE = 30.0
+
+
+def _update_deadline(record: DeploymentRecord) -> float | None:
+    """While the pre-deploy task runs, its own timeout counts, not the rollout's (which starts
+    afresh once the task passed); RunTask has not started that clock, so attempts bound it."""
+    if record.step is Step.RUN_TASK:
+        return None
+    if record.step is Step.WATCH_TASK:
+        return task_deadline(record.pre_deploy)
+    return record.deadline
+
+
+def _task_give_up(record: DeploymentRecord, info: ErrorInfo, now: float) -> Transition | None:
+    """A watch of the pre-deploy task that cannot succeed must not leave the task running
+    unwatched with its service's queue freed.
+
+    Inside the task's own deadline the watch goes on; past it, it is handed one last run that
+    stops the task before anything else (``error`` set: see ``UpdateFlow.watch_task``); a
+    watch that cannot even do that within :data:`TASK_DEADLINE_SLACK` more ends failed, naming
+    the task that may still run.
+    """
+    deadline = task_deadline(record.pre_deploy)
+    if deadline is None:
+        # The record names no task to watch or stop: it cannot go on.
+        return None
+    if now < deadline:
+        log.warning("watching the pre-deploy task failed; watching on", code=info.code)
+        progress = record.progress.model_copy(update={"latest_event": info.message})
+        watching = record.model_copy(update={"attempt": 0, "progress": progress})
+        return Transition(watching, Step.WATCH_TASK, countdown=_TASK_WATCH_AFTER_FAILURE)
+    if now < deadline + TASK_DEADLINE_SLACK:
+        log.error("watching the pre-deploy task failed; stopping it", code=info.code)
+        return Transition(record.model_copy(update={"error": info, "attempt": 0}), Step.WATCH_TASK)
+    arn = (record.pre_deploy.task_arn if record.pre_deploy else None) or "(unknown)"
+    reason = (
+        f"pre-deploy task {arn} could not be followed nor stopped ({info.message}); it may still "
+        "be running: stop it with `aws ecs stop-task`; the service was not changed"
+    )
+    ended = finish(record.model_copy(update={"error": info}), DeploymentState.FAILED, reason, now)
+    return Transition(ended, None)
+
+
 def _update_give_up(record: DeploymentRecord, info: ErrorInfo, now: float) -> Transition | None:
     """``update`` (its UpdateService may have reached ECS) goes on to ``watch``, which adopts
     the deployment if there is one; ``watch`` goes on to the rollback when the job allows it,
-    with a budget of its own."""
+    with a budget of its own; ``watch_task`` goes on watching, or stops the task
+    (:func:`_task_give_up`)."""
+    if record.step is Step.WATCH_TASK:
+        return _task_give_up(record, info, now)
     if record.step is Step.UPDATE:
         log.error("update gave up; looking for the deployment it may have started", code=info.code)
         return Transition(record.model_copy(update={"error": info, "attempt": 0}), Step.WATCH)
@@ -129,8 +184,10 @@ def _update_give_up(record: DeploymentRecord, info: ErrorInfo, now: float) -> Tr
 
 def _update_cancel(record: DeploymentRecord, now: float) -> Transition | None:
     """Roll back (when the job allows it) and end cancelled after that; with rollback off,
-    stop following and leave ECS to finish."""
-    if record.step in (Step.ROLLBACK, Step.WATCH_ROLLBACK):
+    stop following and leave ECS to finish. A pre-deploy task under way is watched to its end
+    (killing a migration half-way is worse), holding the service's queue; the watch then ends
+    the deployment cancelled, without UpdateService."""
+    if record.step in (Step.ROLLBACK, Step.WATCH_ROLLBACK, Step.WATCH_TASK):
         return None
     if record.job.get("rollback", True):
         return to_rollback(record, now, reason="cancelled while the rollout was under way")
@@ -168,13 +225,14 @@ WORKER_KINDS: Mapping[JobKind, WorkerKind] = {
         plan=_update_plan,
         needs_payload=False,
         marked_steps=frozenset({Step.REGISTER, Step.UPDATE}),
-        # The pre-deploy task runs before UpdateService: a cancel there leaves the service as
-        # it was (the task itself runs on to its end).
-        before_change=frozenset({Step.RESOLVE, Step.REGISTER, Step.RUN_TASK, Step.WATCH_TASK}),
+        # RunTask has not run yet at RUN_TASK: a cancel there simply ends. A task started
+        # (WATCH_TASK) is waited for first (_update_cancel).
+        before_change=frozenset({Step.RESOLVE, Step.REGISTER, Step.RUN_TASK}),
         give_up=_update_give_up,
         cancel=_update_cancel,
         covers=covers_changes,
         registers_revisions=True,
+        deadline=_update_deadline,
     ),
     JobKind.CREATE_FARGATE: WorkerKind(
         spec=JOB_KINDS[JobKind.CREATE_FARGATE],

@@ -264,7 +264,9 @@ async def _execute(
             else TransientError(f"step {record.step} took too long", ErrorCode.STEP_TIMEOUT)
         )
         now = ctx.clock()
-        if exc.code == "RateLimited" and (record.deadline is None or now < record.deadline):
+        # The kind says which deadline counts at this step (a pre-deploy task has its own).
+        give_up_at = worker_kind(record.kind).deadline(record)
+        if exc.code == "RateLimited" and (give_up_at is None or now < give_up_at):
             # Waiting for AWS's rate limit is a place in line, not a failure: it uses none of
             # the step's attempts and leaves no entry in the step log, only the progress line.
             progress = record.progress.model_copy(update={"latest_event": exc.message})
@@ -273,7 +275,7 @@ async def _execute(
             # token is spent on time or not at all); one in line again is spread out a little.
             countdown = exc.retry_after + (0.0 if exc.ticket is not None else random.random())
             return Transition(waiting, record.step, countdown=countdown)
-        if record.deadline is not None and now >= record.deadline:
+        if give_up_at is not None and now >= give_up_at:
             log.error("deadline passed while retrying", code=exc.code, error=exc.message)
             timeout = TransientError(f"timed out while retrying: {exc.message}", exc.code)
             return _give_up(ctx, record, timeout)

@@ -13,9 +13,10 @@ from producers.contract.jobs import UpdateServiceJob
 from producers.contract.records import DeploymentRecord, DeploymentState, Step
 from tests.fakes.ecs import FakeEcs
 from worker.aws.gateway import EcsGateway
+from worker.domain.errors import AwsUnavailableError
 from worker.services.transitions import Transition
 from worker.services.update_flow import UpdateFlow
-from worker.steps import StepContext, execute
+from worker.steps import StepContext, _on_cancel, execute
 
 FIXTURE = Path(__file__).parent.parent / "fixtures" / "describe_task_definition_web.json"
 NETWORK = {
@@ -54,7 +55,7 @@ def ecs() -> FakeEcs:
     return fake
 
 
-def record_for(**pre_deploy: Any) -> DeploymentRecord:
+def record_for(*, rollout_timeout: int | None = None, **pre_deploy: Any) -> DeploymentRecord:
     """A deployment of web:1.4.2 whose pre-deploy task runs in container web."""
     payload = UpdateServiceJob.model_validate(
         {
@@ -62,6 +63,7 @@ def record_for(**pre_deploy: Any) -> DeploymentRecord:
             "service": "web",
             "images": [{"container": "web", "image": ":1.4.2"}],
             "pre_deploy": {"container": "web", **pre_deploy},
+            "timeout_seconds": rollout_timeout,
         },
         strict=False,
     ).model_dump(mode="json")
@@ -259,6 +261,128 @@ def test_pre_deploy_is_validated_strictly() -> None:
     assert job.pre_deploy.timeout_seconds == 600
 
 
+def _throttled() -> AwsUnavailableError:
+    return AwsUnavailableError("DescribeTasks was throttled", "ThrottlingException")
+
+
+def _execute(ecs: FakeEcs, ctx: StepContext, record: DeploymentRecord) -> Transition:
+    """Run one step through the error policy; the record comes back at its next step."""
+    t = asyncio.run(execute(ctx, _gw(ecs), record))
+    nxt = t.next_step or t.record.step
+    return Transition(t.record.model_copy(update={"step": nxt}), t.next_step, t.countdown)
+
+
+def _watching(ecs: FakeEcs, ctx: StepContext, record: DeploymentRecord) -> DeploymentRecord:
+    while record.step is not Step.WATCH_TASK:
+        t = _execute(ecs, ctx, record)
+        assert t.next_step is not None, t.record.reason
+        record = t.record
+    ecs.start_task_run(_only_task(ecs))
+    return record
+
+
+def test_a_task_longer_than_the_rollout_timeout_survives_a_throttle(ecs: FakeEcs) -> None:
+    """Past the rollout's deadline but inside the task's own timeout, a throttled DescribeTasks
+    is retried: the task's own deadline counts while it runs, and the rollout keeps its budget."""
+    clock = Clock()
+    ctx = _ctx(clock)
+    record = _watching(ecs, ctx, record_for(rollout_timeout=300, timeout_seconds=900))
+    clock.now += 400
+    ecs.inject("DescribeTasks", _throttled())
+    t = _execute(ecs, ctx, record)
+    assert t.next_step is Step.WATCH_TASK, t.record.reason
+    ecs.finish_task(_only_task(ecs))
+    clock.now += 200
+    t = _execute(ecs, ctx, t.record)
+    assert t.next_step is Step.UPDATE, t.record.reason
+    assert t.record.deadline is not None
+    assert t.record.deadline > clock.now + 250
+
+
+def test_running_out_of_attempts_while_the_task_runs_keeps_watching(ecs: FakeEcs) -> None:
+    """DescribeTasks failing more often than the step's attempts, inside the task's timeout:
+    the deployment goes on watching (its service queue stays held) instead of ending failed
+    with the task left running."""
+    clock = Clock()
+    ctx = _ctx(clock)
+    record = _watching(ecs, ctx, record_for(timeout_seconds=900))
+    ecs.inject("DescribeTasks", *[_throttled()] * 4)
+    for _ in range(4):
+        clock.now += 10
+        t = _execute(ecs, ctx, record)
+        assert t.next_step is Step.WATCH_TASK, t.record.reason
+        record = t.record
+    ecs.finish_task(_only_task(ecs))
+    t = _execute(ecs, ctx, record)
+    assert t.next_step is Step.UPDATE, t.record.reason
+
+
+def test_a_task_that_cannot_be_followed_past_its_timeout_is_stopped(ecs: FakeEcs) -> None:
+    """DescribeTasks failing past the task's own timeout: the watch gives up, stops the task
+    (StopTask) and ends failed saying so; the service is not changed."""
+    clock = Clock()
+    ctx = _ctx(clock)
+    record = _watching(ecs, ctx, record_for(timeout_seconds=60))
+    ecs.inject("DescribeTasks", *[_throttled()] * 100)
+    for _ in range(20):
+        clock.now += 30
+        t = _execute(ecs, ctx, record)
+        record = t.record
+        if t.next_step is None:
+            break
+    assert record.state is DeploymentState.FAILED
+    assert record.reason is not None
+    assert "could not be followed" in record.reason
+    assert "was stopped" in record.reason
+    assert ecs.task_runs[_only_task(ecs)]["stopCode"] == "UserInitiated"
+    assert "UpdateService" not in ecs.calls
+
+
+def test_a_cancel_while_the_task_runs_waits_for_it_then_ends_without_update(
+    ecs: FakeEcs,
+) -> None:
+    """A cancel during WATCH_TASK does not end the deployment (its queue stays held) while the
+    migration runs; once the task stops the deployment ends cancelled, UpdateService unsent."""
+    clock = Clock()
+    flow = UpdateFlow(ecs, poll_interval=5, clock=clock)
+    record = run_until(flow, record_for(), Step.WATCH_TASK)
+    ecs.start_task_run(_only_task(ecs))
+    record = record.model_copy(update={"cancel_requested_at": clock.now})
+    assert _on_cancel(_ctx(clock), record) is None
+    t = step(flow, record)
+    assert t.next_step is Step.WATCH_TASK
+    ecs.finish_task(_only_task(ecs))
+    t = step(flow, t.record)
+    assert t.next_step is None
+    assert t.record.state is DeploymentState.CANCELLED
+    assert t.record.reason is not None
+    assert "exited 0" in t.record.reason
+    assert "the service was not changed" in t.record.reason
+    assert "UpdateService" not in ecs.calls
+    assert ecs.task_runs[_only_task(ecs)].get("stopCode") != "UserInitiated"
+
+
+def test_log_tail_lines_are_cut_and_cleaned(ecs: FakeEcs) -> None:
+    """A long log line is cut with a marker; control characters and escape sequences are
+    replaced, tabs kept as spaces: the tail is safe to print and small to store."""
+    flow = UpdateFlow(ecs, poll_interval=5, clock=Clock())
+    record = run_until(flow, record_for(), Step.WATCH_TASK)
+    ecs.set_task_result("web", 0, ["x" * 300_000, "\x1b[31mred\x1b[0m\tok\r\x07done"])
+    ecs.finish_task(_only_task(ecs))
+    t = step(flow, record)
+    assert t.record.pre_deploy is not None
+    long, coloured = t.record.pre_deploy.log_tail
+    assert len(long) < 600
+    assert long.startswith("x" * 400)
+    assert "cut" in long
+    assert "\x1b" not in coloured
+    assert "\x07" not in coloured
+    assert "\r" not in coloured
+    assert "red" in coloured
+    assert " ok" in coloured
+    assert "done" in coloured
+
+
 def _ctx(clock: Clock) -> StepContext:
     return StepContext(
         store=None,  # type: ignore[arg-type]
@@ -277,3 +401,51 @@ def _gw(ecs: FakeEcs) -> Any:
         return ecs
 
     return gateway
+
+
+def test_a_watch_with_no_task_in_its_record_fails_instead_of_watching_on(ecs: FakeEcs) -> None:
+    """A record at WATCH_TASK that names no task (edited by hand, damaged) cannot be watched:
+    it ends failed rather than being retried without end."""
+    clock = Clock()
+    ctx = _ctx(clock)
+    record = _watching(ecs, ctx, record_for()).model_copy(update={"pre_deploy": None})
+    t = _execute(ecs, ctx, record)
+    assert t.next_step is None
+    assert t.record.state is DeploymentState.FAILED
+
+
+def test_a_watch_that_gives_up_past_the_timeout_is_handed_a_run_that_stops_the_task(
+    ecs: FakeEcs,
+) -> None:
+    """No gateway past the task's timeout (credentials failing, say): the give-up hands the
+    watch one more run, which stops the task before anything else; one that cannot run even
+    then ends failed naming the task that may still run."""
+    clock = Clock()
+    ctx = _ctx(clock)
+    record = _watching(ecs, ctx, record_for(timeout_seconds=60))
+    failures = {"left": 1}
+
+    async def gateway(_: DeploymentRecord) -> Any:
+        if failures["left"]:
+            failures["left"] -= 1
+            raise _throttled()
+        return ecs
+
+    clock.now += 60 + 121
+    t = asyncio.run(execute(ctx, gateway, record))
+    assert t.next_step is Step.WATCH_TASK
+    assert t.record.error is not None
+    handed = t.record.model_copy(update={"step": Step.WATCH_TASK})
+    t = asyncio.run(execute(ctx, gateway, handed))
+    assert t.record.state is DeploymentState.FAILED
+    assert "could not be followed past its timeout" in (t.record.reason or "")
+    assert "was stopped" in (t.record.reason or "")
+    assert ecs.task_runs[_only_task(ecs)]["stopCode"] == "UserInitiated"
+    assert "DescribeTasks" not in ecs.calls[ecs.calls.index("StopTask") :]
+
+    # Still no gateway a slack later: the deployment ends, naming the task.
+    failures["left"] = 1
+    clock.now += 121
+    t = asyncio.run(execute(ctx, gateway, handed))
+    assert t.record.state is DeploymentState.FAILED
+    assert "may still be running" in (t.record.reason or "")

@@ -5,10 +5,13 @@ No I/O: :mod:`worker.services.pre_deploy` sequences the calls and keeps the reco
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from dataclasses import dataclass
 from typing import Any
 
 from producers.contract.jobs import PreDeployTask
+from producers.contract.records import PreDeployInfo
 
 # RunTask's placement parameters that a task takes from its service, by RunTask's own names.
 _PLACEMENT_KEYS = ("networkConfiguration", "platformVersion")
@@ -16,6 +19,17 @@ _PLACEMENT_KEYS = ("networkConfiguration", "platformVersion")
 LOG_TAIL_LINES = 20
 # RunTask's clientToken is at most 64 characters.
 MAX_CLIENT_TOKEN = 64
+# How many characters of one log line a record keeps: a CloudWatch event may hold 256 KB, and
+# every sweep and `conveyor status` reads the record.
+MAX_LOG_LINE_CHARS = 500
+# How long past its own timeout a task's watch may keep retrying before it gives up: time for
+# a last look and a StopTask after a few throttled calls.
+TASK_DEADLINE_SLACK = 120.0
+
+# Terminal escape sequences (CSI such as colours, OSC such as titles, and two-character ones).
+_ESCAPE = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b[@-_]?")
+# Bidirectional overrides and isolates: they reorder what a terminal shows.
+_BIDI = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 
 
 def task_placement(service: dict[str, Any]) -> dict[str, Any]:
@@ -57,6 +71,28 @@ def log_location(
     if logging.get("logDriver") != "awslogs" or not group or not prefix:
         return None
     return str(group), f"{prefix}/{container}/{task_arn.rsplit('/', 1)[-1]}"
+
+
+def task_deadline(info: PreDeployInfo | None) -> float | None:
+    """When the watch of a started task gives up retrying: its own timeout plus
+    :data:`TASK_DEADLINE_SLACK` (None: no task started yet)."""
+    if info is None or info.deadline is None:
+        return None
+    return info.deadline + TASK_DEADLINE_SLACK
+
+
+def clean_log_line(line: str) -> str:
+    """A log line fit to store in a record and print on a terminal.
+
+    Escape sequences are dropped, tabs become spaces, other control characters become ``?``,
+    and a line longer than :data:`MAX_LOG_LINE_CHARS` is cut with a marker saying how much.
+    """
+    text = _ESCAPE.sub("", line).replace("\t", " ")
+    text = "".join("?" if c in _BIDI or unicodedata.category(c) == "Cc" else c for c in text)
+    if len(text) <= MAX_LOG_LINE_CHARS:
+        return text
+    cut = len(text) - MAX_LOG_LINE_CHARS
+    return f"{text[:MAX_LOG_LINE_CHARS]} [… {cut} more characters cut]"
 
 
 @dataclass(frozen=True, slots=True)

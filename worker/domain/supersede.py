@@ -51,9 +51,22 @@ def covers_whole_state(newer: Mapping[str, Any], older: Mapping[str, Any]) -> bo
     return True
 
 
+def _pinned(job: Mapping[str, Any]) -> bool:
+    """Whether the job builds from a pinned base revision (a reviewed plan's, or a release
+    gate's rollback, which carries the old images).
+
+    Such a job restores that revision's whole definition: as the newer job it would carry the
+    past, not the older job's change (a rollback would swallow a queued hotfix); as the older
+    one, its base would be lost with a newer job built from another.
+    """
+    return job.get("base_revision") is not None
+
+
 def covers_changes(newer: Mapping[str, Any], older: Mapping[str, Any]) -> bool:
     """True when the ``newer`` update job carries every change the ``older`` one asked for."""
     if not _containers(older) <= _containers(newer):
+        return False
+    if _pinned(newer) or _pinned(older):
         return False
     if newer.get("family") != older.get("family") or newer.get("role_arn") != older.get("role_arn"):
         return False
@@ -69,6 +82,9 @@ def covers_changes(newer: Mapping[str, Any], older: Mapping[str, Any]) -> bool:
         *_STRATEGY_OPTIONS,
         # A bake gate the older job asked for is carried only by the same gate.
         "bake_gate",
+        # So is a pre-deploy task (a migration): without it the new image would ship with
+        # the migration never run.
+        "pre_deploy",
     ):
         if older.get(option) is not None and newer.get(option) != older.get(option):
             return False

@@ -61,9 +61,11 @@ from worker.domain.planning import DEPLOYMENT_TAG, check_containers, plan_revisi
 from worker.domain.pre_deploy import (
     LOG_TAIL_LINES,
     MAX_CLIENT_TOKEN,
+    clean_log_line,
     container_names,
     judge_task,
     log_location,
+    task_deadline,
     task_overrides,
     task_placement,
 )
@@ -495,12 +497,26 @@ class UpdateFlow:
     async def watch_task(self, record: DeploymentRecord, job: UpdateServiceJob) -> Transition:
         """Look at the pre-deploy task once: still going (look again later), passed (go on to
         UPDATE), or failed, killed or timed out (the deployment ends FAILED, the service
-        untouched, with the task's exit code and the tail of its log)."""
+        untouched, with the task's exit code and the tail of its log).
+
+        The task is never left running unwatched: past its timeout, a task that cannot be
+        looked at is stopped, as is one whose watch was handed back here after giving up
+        (``record.error`` set, by ``worker.kinds``). A deployment cancelled meanwhile waits for
+        the task to stop and then ends cancelled, without UpdateService.
+        """
         task = _required(job.pre_deploy, "pre-deploy task", "watch_task")
         info = _required(record.pre_deploy, "pre-deploy task", "watch_task")
         arn = _required(info.task_arn, "pre-deploy task ARN", "watch_task")
         deadline = _required(info.deadline, "pre-deploy deadline", "watch_task")
-        tasks = await self._ecs.describe_tasks(job.cluster, [arn])
+        late = task_deadline(info)
+        if record.error is not None and late is not None and self._clock() >= late:
+            return await self._lost_task(record, job, record.error.message)
+        try:
+            tasks = await self._ecs.describe_tasks(job.cluster, [arn])
+        except ConveyorError as exc:
+            if self._clock() < deadline:
+                raise
+            return await self._lost_task(record, job, exc.message)
         now = self._clock()
         if not tasks:
             if now >= deadline:
@@ -533,6 +549,10 @@ class UpdateFlow:
         )
         record = record.model_copy(update={"pre_deploy": info})
         name = f"pre-deploy task {_task_id(arn)} ({task.container})"
+        if verdict.passed and record.cancel_requested_at:
+            reason = f"cancelled while its pre-deploy task ran: {name} exited 0; the service "
+            reason += "was not changed"
+            return Transition(finish(record, DeploymentState.CANCELLED, reason, now), None)
         if verdict.passed:
             detail = f"{name} exited 0"
             log.info("pre-deploy task passed", task=arn)
@@ -555,6 +575,22 @@ class UpdateFlow:
         log.info("pre-deploy task failed", task=arn, exit_code=verdict.exit_code)
         return Transition(finish(record, DeploymentState.FAILED, reason, now), None)
 
+    async def _lost_task(
+        self, record: DeploymentRecord, job: UpdateServiceJob, error: str
+    ) -> Transition:
+        """End a deployment whose task could not be followed past its timeout: the task is
+        stopped (or named, when it cannot be) so no migration runs on unwatched."""
+        task = _required(job.pre_deploy, "pre-deploy task", "watch_task")
+        info = _required(record.pre_deploy, "pre-deploy task", "watch_task")
+        arn = _required(info.task_arn, "pre-deploy task ARN", "watch_task")
+        how = await self._stop_late_task(job, arn, task.timeout_seconds)
+        log.error("the pre-deploy task could not be followed past its timeout", task=arn)
+        reason = (
+            f"pre-deploy task {_task_id(arn)} could not be followed past its timeout of "
+            f"{task.timeout_seconds} s ({error}) and {how}; the service was not changed"
+        )
+        return Transition(finish(record, DeploymentState.FAILED, reason, self._clock()), None)
+
     async def _stop_late_task(self, job: UpdateServiceJob, arn: str, seconds: int) -> str:
         """Stop a pre-deploy task that outran its timeout; what became of it, for the reason.
         A task that cannot be stopped does not keep the deployment from ending: it is said."""
@@ -573,10 +609,11 @@ class UpdateFlow:
         if not info.log_group or not info.log_stream:
             return []
         try:
-            return await self._ecs.log_tail(info.log_group, info.log_stream, LOG_TAIL_LINES)
+            lines = await self._ecs.log_tail(info.log_group, info.log_stream, LOG_TAIL_LINES)
         except ConveyorError as exc:
             log.warning("the pre-deploy task's log could not be read", code=exc.code)
             return []
+        return [clean_log_line(line) for line in lines]
 
     async def update(self, record: DeploymentRecord, job: UpdateServiceJob) -> Transition:
         """Point the service at the new revision, unless an earlier attempt already did.
