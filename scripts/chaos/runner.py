@@ -246,7 +246,16 @@ class Redis:
         return self.primary().url
 
     def start(self) -> None:
-        """Start the servers (and the sentinel, once it knows the replica)."""
+        """Start the servers (and the sentinel, once it knows the replica). If that fails,
+        whatever was started is stopped before the error goes on: a campaign that could not
+        set up leaves nothing running."""
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self) -> None:
         self.nodes[0].start()
         if not self.sentinel:
             return

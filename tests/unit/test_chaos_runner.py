@@ -3,6 +3,7 @@ and its staged actors make valid jobs and answer the deployments awaiting approv
 
 from __future__ import annotations
 
+import subprocess
 import time
 from pathlib import Path
 from typing import Any, cast
@@ -265,3 +266,35 @@ def test_every_release_with_tasks_the_schedule_draws_is_a_valid_release(
             for position in with_task:
                 broken = ":fail-" in wave[position].images[0].image
                 assert broken == args["broken"][number]
+
+
+def test_redis_servers_started_are_stopped_when_the_sentinel_never_learns_the_replica(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A campaign whose own set-up fails (the sentinel too slow to learn of the replica on a
+    loaded machine) leaves no Redis server or sentinel running behind it."""
+    stopped: list[int] = []
+    killed: list[str] = []
+
+    class _Sentinel:
+        def poll(self) -> int | None:
+            return None if not killed else -9
+
+        def kill(self) -> None:
+            killed.append("sentinel")
+
+        def wait(self, timeout: float | None = None) -> int:
+            return -9
+
+    def never(_self: runner.Redis) -> None:
+        raise RuntimeError("the sentinel learning of the replica did not happen within 90 s")
+
+    monkeypatch.setattr(runner.RedisServer, "start", lambda self, replica_of=None: None)
+    monkeypatch.setattr(runner.RedisServer, "stop", lambda self: stopped.append(self.port))
+    monkeypatch.setattr(subprocess, "Popen", lambda *a, **k: _Sentinel())
+    monkeypatch.setattr(runner.Redis, "_replica_known", never)
+    servers = runner.Redis(tmp_path, sentinel=True)
+    with pytest.raises(RuntimeError, match="did not happen"):
+        servers.start()
+    assert sorted(stopped) == sorted(node.port for node in servers.nodes)
+    assert killed == ["sentinel"]
