@@ -163,3 +163,24 @@ def test_the_worker_task_advances_the_release_and_drops_a_malformed_message(
     assert moved is not None
     assert moved.wave == 1
     assert records.get(second) is not None
+
+
+def test_approve_no_wait_shows_the_answer_waiting_for_a_worker(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`conveyor approve REL --no-wait` returns before any worker acted: the release it prints
+    still stands before the wave, and says the answer is recorded, not that it awaits one."""
+    from tests.unit.cli_support import conveyor, point_at
+
+    point_at(monkeypatch, redis_url)
+    db = redis.Redis.from_url(redis_url)
+    try:
+        _paused(db)
+        result = conveyor("approve", RELEASE, "--by", "ops@host", "--no-wait")
+    finally:
+        db.close()
+    assert result.exit_code == 0, result.stderr
+    assert f"release {RELEASE}: approved" in result.stderr
+    assert "awaiting  approval" not in result.stdout
+    assert "approved  wave 2 by ops@host" in result.stdout
+    assert "answered  approved before wave 2 by ops@host; a worker acts on it" in result.stdout
