@@ -132,8 +132,8 @@ class AdvanceMessage:
 
     Only a worker advances a release. A producer that changed one sends this so that the
     change takes effect at once; an advance is safe to repeat, so a copy changes nothing, and
-    the sweeper advances every active release, so a message lost on the way only delays the
-    advance by a sweep.
+    the sweeper advances every active release, so a message lost on the way (or dropped as
+    unknown by a worker of an earlier Conveyor) only delays the advance by a sweep.
     """
 
     release_id: str
