@@ -191,7 +191,6 @@ class ConveyorClient:
             ttl_seconds=self.settings.record_ttl_days * 86400,
             recovery_grace=self.settings.recovery_grace,
             queue=self.settings.queue,
-            freeze_file=self.settings.freeze_file,
         )
 
     def retrying_for(self, seconds: float) -> ConveyorClient:
@@ -509,7 +508,11 @@ class ConveyorClient:
     def cancel_release(self, release_id: str) -> ReleaseRecord:
         """Stop a release: no further wave starts, and the deployments of the waves started
         that have not ended are cancelled (a rollout under way is rolled back, as for `cancel`):
-        with ``move_on_at`` those of earlier waves may still be running."""
+        with ``move_on_at`` those of earlier waves may still be running.
+
+        Returns the release as the cancel request left it: a worker gives it its verdict once
+        those deployments have ended (:meth:`wait_release` follows it there).
+        """
 
         def request() -> ReleaseRecord:
             # Each part is safe to repeat: a retry after a lost answer redoes them all. The
@@ -522,8 +525,8 @@ class ConveyorClient:
             for deployment_id in (i for i in begun if i not in release.outcomes):
                 with contextlib.suppress(DeploymentNotFoundError, DeploymentLostError):
                     self.cancel(deployment_id)
-            advanced = self._releases.advance(release_id, self._sender, wall_clock)
-            return advanced or release
+            self._ask_to_advance(release_id)
+            return release
 
         return self._retrying(request)
 
@@ -531,20 +534,36 @@ class ConveyorClient:
         self, release_id: str, action: Literal["CONTINUE", "REJECT"], by: str
     ) -> ReleaseRecord:
         """Approve (``CONTINUE``) or reject (``REJECT``) the wave a release waits before, as
-        ``by``; returns the release, moved on when approved.
+        ``by``; returns the release with the answer recorded.
 
-        ValueError when it waits for no approval. Safe to repeat: the first answer for a wave
-        stands, and advancing again changes nothing.
+        A worker acts on the answer (starts the wave, or ends the release) as soon as it takes
+        the message this sends; :meth:`wait_release` follows it. ValueError when the release
+        waits for no approval. Safe to repeat: the first answer for a wave stands.
         """
 
         def request() -> ReleaseRecord:
             answered = self._releases.answer_wave(release_id, action, by, wall_clock())
             if answered is None:
                 raise DeploymentNotFoundError(f"no release {release_id!r}")
-            advanced = self._releases.advance(release_id, self._sender, wall_clock)
-            return advanced or answered
+            self._ask_to_advance(release_id)
+            return answered
 
         return self._retrying(request)
+
+    def _ask_to_advance(self, release_id: str) -> None:
+        """Ask a worker to move the release on now, after an answer or a cancel request was
+        recorded. Only workers advance releases; a message lost here only delays the advance
+        until the workers' next sweep, which advances every active release."""
+        from producers.contract.messages import AdvanceMessage
+        from producers.contract.names import PRIORITY_UNDER_WAY
+
+        message = AdvanceMessage(release_id)
+        self._sender.send_task(
+            message.TASK,
+            args=message.args(),
+            queue=self.settings.queue,
+            priority=PRIORITY_UNDER_WAY,
+        )
 
     def cancel(self, deployment_id: str) -> DeploymentRecord:
         """Ask for a deployment to stop; returns its record (terminal ones are left as they are).

@@ -36,7 +36,7 @@ from producers.contract.records import (
     StepEntry,
     StepStatus,
 )
-from producers.contract.release_store import ReleaseStore
+from producers.contract.releases import ReleaseRecord
 from producers.contract.store import NewerRecordError
 from worker.aws.gateway import AwsGateway
 from worker.domain.errors import (
@@ -47,6 +47,7 @@ from worker.domain.errors import (
 )
 from worker.kinds import FlowDeps, covers, worker_kind
 from worker.observe import metrics
+from worker.release_store import WorkerReleaseStore
 from worker.services.revisions import discard, needs_discard
 from worker.services.transitions import Transition, fail, finish
 from worker.services.update_flow import AttemptNotes
@@ -407,7 +408,7 @@ def run_step(
             if _arrived_where_release_moves_on(record, new) or _passed_release_task(record, new):
                 # A lost advance is caught up by the sweeper, which reads every deployment of
                 # an active release without an outcome.
-                _advance_release(ctx, new.release_id or "", ended=new.id)
+                move_release_on(ctx, new.release_id or "", ended=new.id)
         else:
             # The terminal commit itself released the service and dropped the full payload.
             log.info("deployment finished", state=new.state.value, reason=new.reason)
@@ -417,7 +418,7 @@ def run_step(
                 max(0.0, (new.finished_at or now) - new.created_at)
             )
             if new.release_id:
-                _advance_release(ctx, new.release_id, ended=new.id)
+                move_release_on(ctx, new.release_id, ended=new.id)
         return {
             "deployment_id": deployment_id,
             "status": "ok",
@@ -521,9 +522,10 @@ def _wait_for_service(ctx: StepContext, record: DeploymentRecord) -> Transition 
     )
 
 
-def release_store(ctx: StepContext) -> ReleaseStore:
-    """The release store the steps, the sweeper and the gate task share, set up from ``ctx``."""
-    return ReleaseStore(
+def release_store(ctx: StepContext) -> WorkerReleaseStore:
+    """The release store the steps, the sweeper and the release tasks share, set up from
+    ``ctx``."""
+    return WorkerReleaseStore(
         ctx.redis,
         ctx.store,
         ttl_seconds=ctx.store.ttl,
@@ -550,17 +552,21 @@ def _passed_release_task(before: DeploymentRecord, after: DeploymentRecord) -> b
     return after.release_id is not None and after.passed_pre_deploy and not before.passed_pre_deploy
 
 
-def _advance_release(ctx: StepContext, release_id: str, ended: str | None = None) -> None:
+def move_release_on(
+    ctx: StepContext, release_id: str, ended: str | None = None
+) -> ReleaseRecord | None:
     """Move a release on after its deployment ``ended`` ended (or reached the stage its release
-    moves on at), or in a sweep (None): the sweeper retries failures and reads every deployment
-    without an outcome."""
+    moves on at), or in a sweep or at a producer's request (None: every deployment without an
+    outcome is read). Returns the release, or None when it is gone or could not be advanced:
+    a failure is logged, never raised, since the sweeper advances active releases too."""
     try:
         release = release_store(ctx).advance(release_id, ctx.sender, ctx.clock, ended=ended)
-    except Exception:  # the sweeper advances active releases too; never fail the step here
+    except Exception:  # never fail the step (or the task) here: the next sweep tries again
         log.exception("could not advance the release", release_id=release_id)
-        return
+        return None
     if release is not None and release.terminal:
         log.info("release finished", release_id=release_id, state=release.state.value)
+    return release
 
 
 def _held_back_by_release(ctx: StepContext, record: DeploymentRecord) -> Transition | None:
@@ -631,7 +637,7 @@ def sweep(ctx: StepContext, limit: int = 100) -> int:
             count += 1
         # A worker that died between a deployment's end and its release's advance: catch up.
         for release_id in release_store(ctx).active(limit):
-            _advance_release(ctx, release_id)
+            move_release_on(ctx, release_id)
     finally:
         try:
             lock.release()

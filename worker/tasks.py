@@ -18,6 +18,7 @@ from producers.contract.gates import Gate
 from producers.contract.jobs import describe_validation_error
 from producers.contract.kinds import load_job
 from producers.contract.messages import (
+    AdvanceMessage,
     CleanupMessage,
     GateMessage,
     MalformedMessageError,
@@ -43,7 +44,7 @@ from worker.runtime import get_runtime
 from worker.services.cleanup import InUseView, clean_up_revisions
 from worker.services.release_gates import take_measurement
 from worker.services.transitions import Transition
-from worker.steps import execute, release_store, run_step, settle
+from worker.steps import execute, move_release_on, release_store, run_step, settle
 
 log = structlog.get_logger("conveyor.tasks")
 
@@ -225,3 +226,24 @@ def measure_gate(*args: Any, **kwargs: Any) -> dict[str, Any]:
         queue=ctx.queue,
         on_verdict=lambda _source, verdict: metrics.GATE_VERDICTS.labels(verdict).inc(),
     )
+
+
+@app.task(name=AdvanceMessage.TASK, ignore_result=True)
+def advance_release(*args: Any, **kwargs: Any) -> dict[str, Any]:
+    """Move a release on now, at a producer's request: it recorded an answer to the wave the
+    release waits before, or a cancel request.
+
+    Producers never advance a release themselves. The message only makes the change take
+    effect at once: the sweeper advances every active release, so a message lost on the way
+    delays the advance by a sweep, and a copy changes nothing (an advance is safe to repeat).
+    """
+    try:
+        message = AdvanceMessage.parse(args, kwargs)
+    except MalformedMessageError as exc:
+        log.error(exc.log_event, nargs=len(args), kwargs=list(kwargs))
+        return {"status": "rejected"}
+    # Redis and the queue only: no event loop or AWS clients needed.
+    release = move_release_on(step_context(runtime=False), message.release_id)
+    if release is None:  # gone, or the advance failed (logged): the next sweep tries again
+        return {"status": "not advanced"}
+    return {"status": release.state.value, "wave": release.wave}

@@ -222,11 +222,15 @@ def release_progress(release: ReleaseRecord) -> None:
     """One stderr line for a release's progress."""
     counts = ", ".join(f"{n} {state}" for state, n in sorted(release.summary().items()))
     waiting = release.awaiting_wave
-    paused = (
-        ""
-        if waiting is None
-        else f" · awaiting approval {_awaited(release, waiting)} (`conveyor approve {release.id}`)"
-    )
+    answered = _answered(release)
+    if answered is not None:
+        paused = f" · {answered}"
+    elif waiting is not None:
+        paused = (
+            f" · awaiting approval {_awaited(release, waiting)} (`conveyor approve {release.id}`)"
+        )
+    else:
+        paused = ""
     run = release.gate_run(release.wave)
     if run is not None and run.state == "measuring" and not release.terminal:
         paused += f" · gate {run.gate} measuring ({len(run.measurements)} taken)"
@@ -239,6 +243,19 @@ def release_progress(release: ReleaseRecord) -> None:
         f"{len(release.waves)} · {counts}{paused}",
         err=True,
     )
+
+
+def _answered(release: ReleaseRecord) -> str | None:
+    """The answer recorded for the approval a release waits for, which no worker has acted on
+    yet (None: no answer, or it waits for none). Producers only record an answer; a worker
+    moves the release on, at once unless the message asking it to was lost (then at its next
+    sweep)."""
+    waiting = release.awaiting_wave
+    answer = None if waiting is None else release.approval_of(waiting)
+    if waiting is None or answer is None:
+        return None
+    word = "approved" if answer.action == "CONTINUE" else "rejected"
+    return f"{word} {_awaited(release, waiting)} by {answer.by}; a worker acts on it"
 
 
 def _awaited(release: ReleaseRecord, waiting: int) -> str:
@@ -280,7 +297,10 @@ def release_text(release: ReleaseRecord, records: list[DeploymentRecord | None])
     if release.move_on_at:
         lines.append(f"  moves on  when each deployment of a wave reached {release.move_on_at}")
     waiting = release.awaiting_wave
-    if waiting is not None and release.awaiting_approval_since is not None:
+    answered = _answered(release)
+    if answered is not None:
+        lines.append(f"  answered  {answered}")
+    elif waiting is not None and release.awaiting_approval_since is not None:
         expires = release.awaiting_approval_since + release.approval_timeout_minutes * 60
         lines.append(
             f"  awaiting  approval {_awaited(release, waiting)} (`conveyor approve "
@@ -459,7 +479,10 @@ def print_list(
         for rel in releases:
             counts = ", ".join(f"{n} {state}" for state, n in sorted(rel.summary().items()))
             state = rel.state.value
-            if rel.awaiting_wave is not None:
+            answered = _answered(rel)
+            if answered is not None:
+                state += f" · {answered}"
+            elif rel.awaiting_wave is not None:
                 state += f" · awaiting approval {_awaited(rel, rel.awaiting_wave)}"
             elif rel.held and not rel.terminal:
                 state += " · held by a freeze"

@@ -6,7 +6,8 @@ redis-py). It holds:
 * the jobs: :mod:`.jobs` (update-existing), :mod:`.fargate_spec` (create-Fargate),
   :mod:`.releases` (many services in waves), with :mod:`.images` and :mod:`.patterns`;
 * the deployment record (:mod:`.records`) and its Redis store (:mod:`.store`), the release
-  record's store (:mod:`.release_store`), and worker heartbeats (:mod:`.workers`);
+  record's store as producers use it (:mod:`.release_store`: create, read, cancel, answer;
+  moving a release on is the workers'), and worker heartbeats (:mod:`.workers`);
 * the enumerations (:mod:`.enums`), task names and Redis keys (:mod:`.names`), and the root
   of the producer side's errors (:mod:`.errors`);
 * sending a step message (:mod:`.dispatch`, with the Celery-free ``RedisTaskSender``);

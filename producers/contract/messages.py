@@ -13,7 +13,12 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from producers.contract.ids import is_release_id
-from producers.contract.names import TASK_CLEANUP, TASK_PLAN, TASK_RELEASE_GATE
+from producers.contract.names import (
+    TASK_CLEANUP,
+    TASK_PLAN,
+    TASK_RELEASE_ADVANCE,
+    TASK_RELEASE_GATE,
+)
 
 # The longest deployment id a step message may carry (ids are 32 hex characters).
 MAX_DEPLOYMENT_ID = 128
@@ -119,6 +124,36 @@ class GateMessage:
         ):
             raise MalformedMessageError(expected, log_event="malformed gate message dropped")
         return cls(args[0], args[1], args[2])
+
+
+@dataclass(frozen=True, slots=True)
+class AdvanceMessage:
+    """Move release ``release_id`` on now: a producer recorded an answer or a cancel request.
+
+    Only a worker advances a release. A producer that changed one sends this so that the
+    change takes effect at once; an advance is safe to repeat, so a copy changes nothing, and
+    the sweeper advances every active release, so a message lost on the way (or dropped as
+    unknown by a worker of an earlier Conveyor) only delays the advance by a sweep.
+    """
+
+    release_id: str
+
+    TASK: ClassVar[str] = TASK_RELEASE_ADVANCE
+
+    def args(self) -> list[Any]:
+        """The message's positional arguments on the wire."""
+        return [self.release_id]
+
+    @classmethod
+    def parse(cls, args: Sequence[Any], kwargs: Mapping[str, Any]) -> AdvanceMessage:
+        """The message these task arguments carry; MalformedMessageError otherwise."""
+        expected = "expected arguments [release_id]"
+        _no_keywords(kwargs, expected, "release advance")
+        if len(args) != 1 or not isinstance(args[0], str) or not is_release_id(args[0]):
+            raise MalformedMessageError(
+                expected, log_event="malformed release advance message dropped"
+            )
+        return cls(args[0])
 
 
 @dataclass(frozen=True, slots=True)

@@ -53,6 +53,8 @@ TASK_CLEANUP = "conveyor.cleanup.revisions"
 TASK_PLAN = "conveyor.update.plan"
 # Not a step: takes one measurement of a release wave's metric gate.
 TASK_RELEASE_GATE = "conveyor.release.gate"
+# Not a step: moves a release on now, after a producer recorded an answer or a cancel request.
+TASK_RELEASE_ADVANCE = "conveyor.release.advance"
 TASK_VALIDATE = "conveyor.fargate.validate"
 TASK_APPLY = "conveyor.fargate.apply"
 TASK_DELETE_STALE = "conveyor.fargate.delete_stale"

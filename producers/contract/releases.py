@@ -398,7 +398,7 @@ RELEASE_TERMINAL = frozenset({ReleaseState.SUCCEEDED, ReleaseState.FAILED, Relea
 
 # Deployment states that count as done well within a release. A superseded deployment is not
 # one of them: it takes the outcome of the newer deployment that carried its change, once that
-# one has ended (ReleaseStore.advance), since only then is the change known to be live.
+# one has ended (the worker's advance), since only then is the change known to be live.
 RELEASE_OK = frozenset({DeploymentState.SUCCEEDED})
 
 # The release record's schema; a reader leaves records of a higher one to newer Conveyors.
@@ -509,7 +509,7 @@ class ReleaseRecord(BaseModel):
     # Deployments still running that reached ``move_on_at`` -> when the release saw it.
     reached: dict[str, float] = Field(default_factory=dict)
     # Deployments of the current wave not created yet: they wait until every pre-deploy task
-    # of the wave passed (ReleaseStore.advance); those tasks' deployments -> when seen passed.
+    # of the wave passed (the worker's advance); those tasks' deployments -> when seen passed.
     held_back: list[str] = Field(default_factory=list)
     tasks_passed: dict[str, float] = Field(default_factory=dict)
     # Deployments that never started, and why (the pre-deploy task of their wave failed).

@@ -361,12 +361,12 @@ def _staged_record(stack: Stack, **progress: Any) -> str:
 
 def _gated_release(stack: Stack) -> str:
     """A release whose first wave ended and which waits for approval before its second."""
-    from producers.contract.release_store import ReleaseStore
     from producers.contract.releases import ReleaseJob
+    from worker.release_store import WorkerReleaseStore
 
     client = redis.Redis.from_url(stack.redis_url)
     records = RecordStore(client)
-    releases = ReleaseStore(client, records, ttl_seconds=3600, recovery_grace=30)
+    releases = WorkerReleaseStore(client, records, ttl_seconds=3600, recovery_grace=30)
     job = ReleaseJob.model_validate(
         {
             "cluster": "demo",
@@ -395,12 +395,12 @@ def _gated_release(stack: Stack) -> str:
 
 def _gate_paused_release(stack: Stack) -> str:
     """A release whose first wave's metric gate found no data and which waits for approval."""
-    from producers.contract.release_store import ReleaseStore
     from producers.contract.releases import GateReading, ReleaseJob
+    from worker.release_store import WorkerReleaseStore
 
     client = redis.Redis.from_url(stack.redis_url)
     records = RecordStore(client)
-    releases = ReleaseStore(client, records, ttl_seconds=3600, recovery_grace=30)
+    releases = WorkerReleaseStore(client, records, ttl_seconds=3600, recovery_grace=30)
     gate = {"name": "errors", "prometheus": {"query": "x"}, "success": "result < 1", "count": 1}
     job = ReleaseJob.model_validate(
         {

@@ -327,14 +327,15 @@ def test_a_cancel_racing_the_move_to_the_next_wave_deploys_nothing_of_it(
     from producers.contract.dispatch import RedisTaskSender
     from producers.contract.jobs import ImageUpdate, UpdateServiceJob
     from producers.contract.records import DeploymentRecord, DeploymentState
-    from producers.contract.release_store import ReleaseStore, new_deployment
+    from producers.contract.release_store import new_deployment
     from producers.contract.releases import ReleaseJob, ReleaseState, new_release_id
     from producers.contract.store import RecordStore
+    from worker.release_store import WorkerReleaseStore
 
     first, later, marker = services(stack, 3)
     client = redis.Redis.from_url(stack.redis_url)
     records = RecordStore(client)
-    releases = ReleaseStore(client, records, ttl_seconds=3600, recovery_grace=15)
+    releases = WorkerReleaseStore(client, records, ttl_seconds=3600, recovery_grace=15)
     job = ReleaseJob.model_validate(
         {
             "cluster": "demo",

@@ -17,9 +17,9 @@ from producers.client import ConveyorClient
 from producers.contract.enums import DeploymentState
 from producers.contract.errors import FrozenError
 from producers.contract.jobs import UpdateServiceJob
-from producers.contract.release_store import ReleaseStore
 from producers.contract.releases import ReleaseJob, ReleaseState
 from producers.contract.store import RecordStore
+from worker.release_store import WorkerReleaseStore
 
 
 @pytest.fixture
@@ -106,7 +106,7 @@ def test_a_release_wave_waits_for_the_window_to_end(client: redis.Redis, tmp_pat
     starts once the window is over; an overridden release goes on through it."""
     path = _freeze(tmp_path / "freeze.yaml", active=True)
     records = RecordStore(client)
-    releases = ReleaseStore(
+    releases = WorkerReleaseStore(
         client, records, ttl_seconds=3600, recovery_grace=30, freeze_file=str(path)
     )
     job = ReleaseJob.model_validate(

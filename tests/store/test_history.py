@@ -14,9 +14,10 @@ from producers.contract.history import History
 from producers.contract.jobs import UpdateServiceJob
 from producers.contract.names import Keys
 from producers.contract.records import BakeGateInfo, BakeWindow, GateMeasurement
-from producers.contract.release_store import ReleaseStore, new_deployment
+from producers.contract.release_store import new_deployment
 from producers.contract.releases import ReleaseJob
 from producers.contract.store import RecordStore
+from worker.release_store import WorkerReleaseStore
 
 SECRET = "hunter2-do-not-log"
 
@@ -137,7 +138,7 @@ def test_a_release_notes_its_enqueue_answers_cancel_and_verdict(client: redis.Re
     """A release enqueued (with its services), a wave approved, a cancel and its verdict, each
     once, however often the writers run."""
     records = RecordStore(client)
-    releases = ReleaseStore(client, records, ttl_seconds=3600, recovery_grace=30)
+    releases = WorkerReleaseStore(client, records, ttl_seconds=3600, recovery_grace=30)
     job = ReleaseJob.model_validate(
         {
             "release": "shop",

@@ -18,11 +18,11 @@ from producers.contract.gates import Gate
 from producers.contract.messages import GateMessage
 from producers.contract.names import TASK_RELEASE_GATE
 from producers.contract.records import DeploymentRecord, DeploymentState
-from producers.contract.release_store import ROLLBACK_SUFFIX, GateJudgement, ReleaseStore
 from producers.contract.releases import GateReading, ReleaseJob, ReleaseRecord, ReleaseState
 from producers.contract.store import RecordStore
 from tests.fakes.gates import ScriptedMetrics
-from worker.domain.gates import Measurement, failed_query, no_data, value
+from worker.domain.gates import GateJudgement, Measurement, failed_query, no_data, value
+from worker.release_store import ROLLBACK_SUFFIX, WorkerReleaseStore
 from worker.services.release_gates import take_measurement
 from worker.steps import StepContext, sweep
 from worker.store import WorkerStore
@@ -94,9 +94,9 @@ def _job(gate: dict[str, Any], *, on_wave: int | None = 0) -> ReleaseJob:
     return ReleaseJob.model_validate({"cluster": "c", "waves": waves})
 
 
-def _stores(client: redis.Redis) -> tuple[RecordStore, ReleaseStore]:
+def _stores(client: redis.Redis) -> tuple[RecordStore, WorkerReleaseStore]:
     records = RecordStore(client)
-    return records, ReleaseStore(client, records, ttl_seconds=3600, recovery_grace=GRACE)
+    return records, WorkerReleaseStore(client, records, ttl_seconds=3600, recovery_grace=GRACE)
 
 
 def _succeed(records: RecordStore, deployment_id: str) -> None:
@@ -122,7 +122,7 @@ def _end(records: RecordStore, deployment_id: str, state: DeploymentState) -> No
 
 
 def _measure(
-    releases: ReleaseStore, sender: Sender, clock: Clock, metrics: ScriptedMetrics, index: int
+    releases: WorkerReleaseStore, sender: Sender, clock: Clock, metrics: ScriptedMetrics, index: int
 ) -> dict[str, Any]:
     """Deliver the measuring message of wave 0 with ``index``, as the worker's task would."""
 
@@ -143,7 +143,7 @@ def _measure(
 
 def _wave_passed(
     client: redis.Redis, job: ReleaseJob, clock: Clock
-) -> tuple[RecordStore, ReleaseStore, Sender, ReleaseRecord]:
+) -> tuple[RecordStore, WorkerReleaseStore, Sender, ReleaseRecord]:
     """Create the release, end its first wave well, and advance: the gate starts."""
     records, releases = _stores(client)
     release = releases.create(job, RELEASE, now=clock())
@@ -550,7 +550,7 @@ def test_a_cancel_after_the_gate_failed_still_rolls_the_wave_back(client: redis.
 
 def _still_running_when_the_gate_failed(
     client: redis.Redis, clock: Clock
-) -> tuple[RecordStore, ReleaseStore, Sender, str, str]:
+) -> tuple[RecordStore, WorkerReleaseStore, Sender, str, str]:
     """A move_on_at release whose gate failed while its second deployment still baked."""
     records, releases = _stores(client)
     job = _job(_gate()).model_copy(update={"move_on_at": "PRODUCTION_TRAFFIC_SHIFT"})

@@ -20,6 +20,7 @@ from producers.contract.release_store import (
 )
 from producers.contract.releases import ReleaseJob, ReleaseRecord, ReleaseState
 from producers.contract.store import RecordStore
+from worker.release_store import WorkerReleaseStore
 from worker.services.transitions import Transition
 from worker.steps import StepContext, run_step, sweep
 from worker.store import WorkerStore
@@ -55,9 +56,9 @@ def _job(fail_fast: bool = True) -> ReleaseJob:
     )
 
 
-def _stores(client: redis.Redis) -> tuple[RecordStore, ReleaseStore]:
+def _stores(client: redis.Redis) -> tuple[RecordStore, WorkerReleaseStore]:
     records = RecordStore(client)
-    return records, ReleaseStore(client, records, ttl_seconds=3600, recovery_grace=30)
+    return records, WorkerReleaseStore(client, records, ttl_seconds=3600, recovery_grace=30)
 
 
 def _end(records: RecordStore, deployment_id: str, state: DeploymentState) -> None:
@@ -298,7 +299,7 @@ def test_an_end_reads_its_own_record_not_the_whole_wave(client: redis.Redis) -> 
     was a million reads for a 1,000-service release, enough to hold every worker's CPU."""
     counting = CountingRedis(client)
     records = RecordStore(counting)  # type: ignore[arg-type]
-    releases = ReleaseStore(counting, records, ttl_seconds=3600, recovery_grace=30)  # type: ignore[arg-type]
+    releases = WorkerReleaseStore(counting, records, ttl_seconds=3600, recovery_grace=30)  # type: ignore[arg-type]
     release = releases.create(_one_wave(200), RELEASE, now=1.0)
     wave = release.waves[0]
     counting.records_read = 0

@@ -72,6 +72,55 @@ def test_producers_never_import_the_worker() -> None:
     assert _violations(_graph(), "producers", ("worker", "localaws.devstack")) == []
 
 
+def test_the_checker_sees_a_producer_importing_the_workers_release_store() -> None:
+    """The client reaching for the worker's release store (to advance a release in-process)
+    is a violation like any other import of the worker (the test above can fail)."""
+    graph = {"producers.client": {"worker.release_store.WorkerReleaseStore"}}
+    assert _violations(graph, "producers", ("worker",)) == [
+        "producers.client imports worker.release_store.WorkerReleaseStore"
+    ]
+
+
+# What moves a release on: only workers do it (worker/release_store.py).
+_ADVANCING = frozenset({"advance", "record_gate_measurement"})
+
+
+def _advancing(path: Path) -> list[str]:
+    """Where ``path`` defines or calls a method that moves a release on."""
+    where = _module_name(path) if path.is_relative_to(ROOT) else path.name
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.name in _ADVANCING:
+            found.append(f"{where}:{node.lineno} defines {node.name}")
+        elif (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr in _ADVANCING
+        ):
+            found.append(f"{where}:{node.lineno} calls {node.func.attr}")
+    return found
+
+
+def test_producers_never_advance_a_release() -> None:
+    """The contract's release store creates, reads, cancels and answers; a producer that
+    changed a release sends an AdvanceMessage and a worker moves it on."""
+    found = [hit for path in sorted((ROOT / "producers").rglob("*.py")) for hit in _advancing(path)]
+    assert found == []
+
+
+def test_the_advance_finder_sees_a_call_and_a_definition(tmp_path: Path) -> None:
+    """A call of ``advance`` and a method named so are both found (the test above can fail)."""
+    module = tmp_path / "m.py"
+    module.write_text(
+        "class S:\n    def advance(self):\n        pass\n\n"
+        "def f(store):\n    return store.advance('rel', None, None)\n"
+    )
+    assert [hit.split(" ", 1)[1] for hit in _advancing(module)] == [
+        "defines advance",
+        "calls advance",
+    ]
+
+
 def test_the_contract_imports_neither_side() -> None:
     """The contract is what both sides share: it imports only itself and libraries."""
     graph = _graph()

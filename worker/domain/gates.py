@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from producers.contract.gates import ALARM_FIRING, ALARM_OK, Gate, OnInconclusive
+from producers.contract.releases import GateState
 
 
 @dataclass(frozen=True)
@@ -92,6 +93,11 @@ class GateVerdict:
     next_in_seconds: float | None = None
     # INCONCLUSIVE: what the release does (the gate's on_inconclusive).
     action: OnInconclusive | None = None
+
+
+# A verdict as the release store records it: (state, reason, seconds to the next measurement
+# when measuring, on_inconclusive when inconclusive); see worker.services.release_gates.judge.
+GateJudgement = tuple[GateState, str, float | None, str | None]
 
 
 def is_success(gate: Gate, measurement: Measurement) -> bool | None:

@@ -8,14 +8,14 @@ inconclusive measurement); the reading is appended by a compare-and-set that acc
 index, with the verdict of :func:`worker.domain.gates.evaluate` on all readings so far; only the
 message whose reading was counted sends the next one (after ``next_in_seconds``) or, once a
 verdict is reached, advances the release (which acts on it: see
-:meth:`producers.contract.release_store.ReleaseStore.advance`). A message lost with its worker
+:meth:`worker.release_store.WorkerReleaseStore.advance`). A message lost with its worker
 is sent again by the sweeper's advance once the measurement is overdue.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 
@@ -23,9 +23,8 @@ from producers.contract.dispatch import TaskSender
 from producers.contract.gates import Gate, load_gate
 from producers.contract.messages import GateMessage
 from producers.contract.names import watch_queue
-from producers.contract.release_store import GateJudgement, ReleaseStore
 from producers.contract.releases import GateReading, ReleaseRecord
-from worker.domain.gates import Measurement, evaluate
+from worker.domain.gates import GateJudgement, Measurement, evaluate
 
 log = structlog.get_logger("conveyor.gates")
 
@@ -34,6 +33,31 @@ EARLY_SECONDS = 0.5
 
 # (gate, role ARN of the release's identity or None) -> one measurement; never raises.
 Measure = Callable[[Gate, str | None], Measurement]
+
+
+class GateReleases(Protocol):
+    """What measuring a gate reads and writes of releases (the worker's release store,
+    worker/release_store.py)."""
+
+    def get(self, release_id: str) -> ReleaseRecord | None:
+        """The release's record, or None."""
+        ...
+
+    def record_gate_measurement(
+        self,
+        release_id: str,
+        wave: int,
+        reading: GateReading,
+        judge: Callable[[list[GateReading]], GateJudgement],
+    ) -> tuple[ReleaseRecord | None, bool]:
+        """Append a reading with the verdict so far; the release and whether it counted."""
+        ...
+
+    def advance(
+        self, release_id: str, sender: TaskSender, clock: Callable[[], float]
+    ) -> ReleaseRecord | None:
+        """Move the release on (here: act on the gate's verdict)."""
+        ...
 
 
 def judge(gate: Gate) -> Callable[[list[GateReading]], GateJudgement]:
@@ -80,7 +104,7 @@ def _send(sender: TaskSender, message: GateMessage, countdown: float, queue: str
 def take_measurement(
     message: GateMessage,
     *,
-    releases: ReleaseStore,
+    releases: GateReleases,
     measure: Measure,
     sender: TaskSender,
     clock: Callable[[], float],
@@ -151,7 +175,7 @@ def take_measurement(
 def _unreadable(
     message: GateMessage,
     name: str,
-    releases: ReleaseStore,
+    releases: GateReleases,
     sender: TaskSender,
     clock: Callable[[], float],
     exc: ValueError,
