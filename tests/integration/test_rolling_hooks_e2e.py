@@ -14,7 +14,7 @@ from localaws.devstack import Worker
 from tests.integration.conftest import Stack
 from tests.integration.test_strategies_e2e import (
     _end,
-    _id_of,
+    _ids_of,
     _start,
     _steady,
     _until,
@@ -62,7 +62,7 @@ def test_a_rolling_deployment_paused_at_a_hook_is_approved_or_rejected(
     names = {case: _rolling_service(stack) for case in ("approve", "reject")}
     start_worker("w1")
     runs = {case: _start(stack, name, ":1.1.0") for case, name in names.items()}
-    ids = {case: _id_of(stack, name) for case, name in names.items()}
+    ids = _ids_of(stack, names)
 
     for case, deployment_id in ids.items():
         _until(stack, deployment_id, f"{case} paused", _awaiting)

@@ -20,7 +20,7 @@ import subprocess
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, TypeVar
 
 import boto3
 import pytest
@@ -30,6 +30,8 @@ from localaws.testing import control, create_alarm
 from tests.integration.conftest import Stack
 
 pytestmark = pytest.mark.integration
+
+K = TypeVar("K")
 
 IMAGE = "registry.local:5000/team/app:1.0.0"
 BAKE_MINUTES = 150  # 15 s at the local AWS's 0.1 s a minute
@@ -111,7 +113,12 @@ def _steady(stack: Stack, name: str) -> None:
 
 
 def _configure(
-    stack: Stack, name: str, strategy: str, alarm: str | None, hook: bool, bake: int
+    stack: Stack,
+    name: str,
+    strategy: str,
+    alarm: str | None,
+    hook: bool,
+    bake: int = BAKE_MINUTES,
 ) -> None:
     """Give a steady service its own bake, alarm and hooks (its first deployment had none)."""
     configuration = {**_configuration(strategy, alarm), "bakeTimeInMinutes": bake}
@@ -143,10 +150,10 @@ def _start(stack: Stack, name: str, image: str, *extra: str) -> subprocess.Popen
     )
 
 
-def _ids_of(stack: Stack, names: dict[tuple[str, str], str]) -> dict[tuple[str, str], str]:
+def _ids_of(stack: Stack, names: dict[K, str]) -> dict[K, str]:
     """The id of the newest deployment of each service in ``names``.
 
-    One `conveyor list` a look for all of them: a call for each of the 21 services took long
+    One `conveyor list` a look for all of them: a call for each of 21 services took long
     enough on a loaded machine that the canary's bake was over before the test first looked.
     """
     deadline = time.monotonic() + 60
