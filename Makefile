@@ -5,9 +5,17 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 # Test processes for the tiers that mostly wait (on rollouts, workers, subprocesses): each has
-# its own redis-server and local AWS. JOBS=0 runs them in this process.
-JOBS ?= 3
-XDIST := $(if $(filter 0,$(JOBS)),,-n $(JOBS))
+# its own redis-server and local AWS. The more a tier waits, the more processes it gets
+# (docs/development.md has the measurements); JOBS=N sets them all, and JOBS=0 runs every tier
+# in this process.
+JOBS ?=
+AWS_JOBS ?= $(or $(JOBS),4)
+E2E_JOBS ?= $(or $(JOBS),6)
+SLOW_JOBS ?= $(or $(JOBS),4)
+# `make test` runs the end-to-end and slow tiers as one session: the slow tier's tests fill the
+# processes while the chaos campaign, the longest test, runs.
+E2E_SLOW_JOBS ?= $(or $(JOBS),7)
+xdist = $(if $(filter 0,$(1)),,-n $(1))
 # pytest's "no tests ran" (5) is no failure for a tier that PYTEST_ARGS filtered down to nothing.
 NO_TESTS_OK := || [ $$? -eq 5 ]
 # Third-party tools the tests run against the local AWS, kept out of Conveyor's own venv
@@ -18,7 +26,7 @@ export ECS_DEPLOY_BIN := $(CURDIR)/$(TOOLS)/bin/ecs
 .PHONY: help install lock redis packages tools test test-fast test-aws test-e2e test-slow lint typecheck format demo bench chaos clean
 
 help: ## Show the targets
-	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
 
 # Every third-party package comes from requirements.lock, pinned with its hashes (`make lock`
 # refreshes it); the two packages of this tree are installed editable on top, without
@@ -58,20 +66,21 @@ $(TOOLS)/bin/ecs:
 tools: $(TOOLS)/bin/ecs ## Install third-party tools the compatibility tests drive (ecs-deploy)
 
 # The tiers (docs/development.md); tests/conftest.py marks each test with its tier.
-test: install redis packages tools ## Run every tier, as CI does: fast, aws, e2e, then slow
-	$(MAKE) --no-print-directory test-fast test-aws test-e2e test-slow
+test: install redis packages tools ## Run every tier, as CI does: fast, aws, then e2e and slow together
+	$(MAKE) --no-print-directory test-fast test-aws
+	$(BIN)/pytest tests -m "e2e or slow" $(call xdist,$(E2E_SLOW_JOBS)) $(PYTEST_ARGS) $(NO_TESTS_OK)
 
 test-fast: install redis ## The everyday loop: unit, service, store, the fake gateway (one Redis)
 	$(BIN)/pytest tests/unit tests/service tests/store tests/gateway -m "fast and not slow" $(PYTEST_ARGS) $(NO_TESTS_OK)
 
 test-aws: install redis tools ## The local-AWS tier: tests/localaws and the boto gateway
-	$(BIN)/pytest tests/localaws tests/gateway -m "aws and not slow" $(XDIST) $(PYTEST_ARGS) $(NO_TESTS_OK)
+	$(BIN)/pytest tests/localaws tests/gateway -m "aws and not slow" $(call xdist,$(AWS_JOBS)) $(PYTEST_ARGS) $(NO_TESTS_OK)
 
 test-e2e: install redis packages tools ## The end-to-end tier: workers, the CLI, Redis, the local AWS
-	$(BIN)/pytest tests/integration -m "e2e and not slow" $(XDIST) $(PYTEST_ARGS) $(NO_TESTS_OK)
+	$(BIN)/pytest tests/integration -m "e2e and not slow" $(call xdist,$(E2E_JOBS)) $(PYTEST_ARGS) $(NO_TESTS_OK)
 
 test-slow: install redis packages tools ## The long fault-injection and fleet suites
-	$(BIN)/pytest tests -m slow $(XDIST) $(PYTEST_ARGS) $(NO_TESTS_OK)
+	$(BIN)/pytest tests -m slow $(call xdist,$(SLOW_JOBS)) $(PYTEST_ARGS) $(NO_TESTS_OK)
 
 lint: install ## ruff
 	$(BIN)/ruff check .
