@@ -432,12 +432,23 @@ def _gate_paused_release(stack: Stack) -> str:
     return release_id
 
 
+def _answer(stack: Stack, release_id: str, by: str) -> None:
+    """Approve the wave ``release_id`` waits before, as a producer does: the answer is recorded
+    and no worker has acted on it yet (none runs here)."""
+    from producers.contract.release_store import ReleaseStore
+
+    client = redis.Redis.from_url(stack.redis_url)
+    releases = ReleaseStore(client, RecordStore(client), ttl_seconds=3600, recovery_grace=30)
+    assert releases.answer_wave(release_id, "CONTINUE", by, time.time()) is not None
+
+
 def test_the_page_shows_a_deployment_awaiting_approval_and_a_traffic_split(
     stack: Stack, dashboard: str
 ) -> None:
     """In headless Chromium: a deployment paused at a PAUSE hook reads "awaiting approval at
-    STAGE", one shifting traffic shows its stage and the new revision's share, and a release
-    paused by an inconclusive metric gate names the gate."""
+    STAGE", one shifting traffic shows its stage and the new revision's share, a release
+    paused by an inconclusive metric gate names the gate, and one approved but not yet moved on
+    says who approved it."""
     from playwright.sync_api import expect, sync_playwright
 
     waiting = _staged_record(
@@ -456,6 +467,8 @@ def test_the_page_shows_a_deployment_awaiting_approval_and_a_traffic_split(
     )
     gated = _gated_release(stack)
     paused = _gate_paused_release(stack)
+    answered = _gated_release(stack)
+    _answer(stack, answered, by="alice")
     user, _, password = AUTH.partition(":")
     with sync_playwright() as p:
         browser = p.chromium.launch(
@@ -478,6 +491,10 @@ def test_the_page_shows_a_deployment_awaiting_approval_and_a_traffic_split(
             )
             expect(page.locator(f'#releases tr[data-id="{paused}"] td.wave')).to_have_text(
                 "1/2 · awaiting approval after gate errors was inconclusive"
+            )
+            # Approved, and no worker has moved it on yet: it no longer waits for a person.
+            expect(page.locator(f'#releases tr[data-id="{answered}"] td.wave')).to_have_text(
+                "1/2 · approved before wave 2 by alice; a worker acts on it"
             )
             expect(page.locator(f'#deployments tr[data-id="{shifting}"] td.stage')).to_have_text(
                 "LINEAR at PRODUCTION_TRAFFIC_SHIFT, production traffic 40% new"

@@ -54,9 +54,15 @@ function renderReleases(releases, now) {
     let wave = (r.wave + 1) + "/" + r.waves.length;
     const gate = (r.gate_runs || []).find((g) => g.wave === r.wave);
     if (running && r.awaiting_approval_since != null) {
-      wave += gate && gate.state === "inconclusive"
-        ? " · awaiting approval after gate " + gate.gate + " was inconclusive"
-        : " · awaiting approval before wave " + (r.wave + 2);
+      const awaited = gate && gate.state === "inconclusive"
+        ? "after gate " + gate.gate + " was inconclusive"
+        : "before wave " + (r.wave + 2);
+      // Producers only record an answer; a worker moves the release on when it takes it.
+      const answer = (r.approvals || []).find((a) => a.wave === r.wave + 1);
+      wave += answer
+        ? " · " + (answer.action === "CONTINUE" ? "approved " : "rejected ") + awaited +
+          " by " + answer.by + "; a worker acts on it"
+        : " · awaiting approval " + awaited;
     } else if (running && r.rolling_back != null) {
       wave += " · rolling back: gate " + (gate ? gate.gate : "") + " " + (gate ? gate.state : "");
     } else if (running && gate && gate.state === "measuring") {
