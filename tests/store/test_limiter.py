@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import multiprocessing
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -16,15 +15,6 @@ from worker.domain.errors import AwsUnavailableError, TransientError
 from worker.domain.tickets import Ticket
 
 OPERATION = "RegisterTaskDefinition"
-
-
-@pytest.fixture
-def client(redis_url: str) -> Iterator[redis.Redis]:
-    """A clean Redis database."""
-    r = redis.Redis.from_url(redis_url)
-    r.flushdb()
-    yield r
-    r.close()
 
 
 def _grab(url: str, begin: float, until: float, out: Any) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -35,15 +35,6 @@ class Sender:
 
     def send_task(self, name: str, args: Any = None, **options: Any) -> None:
         self.sent.append((name, list(args or []), options))
-
-
-@pytest.fixture
-def client(redis_url: str) -> Iterator[redis.Redis]:
-    """A clean Redis database."""
-    r = redis.Redis.from_url(redis_url)
-    r.flushdb()
-    yield r
-    r.close()
 
 
 def new_record(id_: str = "d1") -> DeploymentRecord:

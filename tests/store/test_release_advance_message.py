@@ -8,7 +8,6 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,29 +22,12 @@ from producers.contract.names import QUEUE, TASK_RELEASE_ADVANCE
 from producers.contract.records import DeploymentState
 from producers.contract.releases import ReleaseJob, ReleaseState
 from producers.contract.store import RecordStore
+from tests.store.conftest import Sender
 from worker.release_store import WorkerReleaseStore
 
 ROOT = Path(__file__).resolve().parents[2]
+
 RELEASE = "rel-00000000000000000001"
-
-
-class Sender:
-    """Collects sent task messages instead of publishing them."""
-
-    def __init__(self) -> None:
-        self.sent: list[tuple[str, list[Any]]] = []
-
-    def send_task(self, name: str, args: Any = None, **_: Any) -> None:
-        self.sent.append((name, list(args or [])))
-
-
-@pytest.fixture
-def client(redis_url: str) -> Iterator[redis.Redis]:
-    """A clean Redis database."""
-    r = redis.Redis.from_url(redis_url)
-    r.flushdb()
-    yield r
-    r.close()
 
 
 def _paused(client: redis.Redis) -> tuple[RecordStore, WorkerReleaseStore, str]:

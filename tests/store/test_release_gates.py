@@ -7,7 +7,6 @@ measuring service; messages are collected instead of sent, and times are given, 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -61,15 +60,6 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
-
-
-@pytest.fixture
-def client(redis_url: str) -> Iterator[redis.Redis]:
-    """A clean Redis database."""
-    r = redis.Redis.from_url(redis_url)
-    r.flushdb()
-    yield r
-    r.close()
 
 
 def _gate(**overrides: Any) -> dict[str, Any]:

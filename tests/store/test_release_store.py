@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -20,31 +20,13 @@ from producers.contract.release_store import (
 )
 from producers.contract.releases import ReleaseJob, ReleaseRecord, ReleaseState
 from producers.contract.store import RecordStore
+from tests.store.conftest import Sender
 from worker.release_store import WorkerReleaseStore
 from worker.services.transitions import Transition
 from worker.steps import StepContext, run_step, sweep
 from worker.store import WorkerStore
 
 RELEASE = "rel-00000000000000000001"
-
-
-class Sender:
-    """Collects sent task messages instead of publishing them."""
-
-    def __init__(self) -> None:
-        self.sent: list[tuple[str, list[Any]]] = []
-
-    def send_task(self, name: str, args: Any = None, **_: Any) -> None:
-        self.sent.append((name, list(args or [])))
-
-
-@pytest.fixture
-def client(redis_url: str) -> Iterator[redis.Redis]:
-    """A clean Redis database."""
-    r = redis.Redis.from_url(redis_url)
-    r.flushdb()
-    yield r
-    r.close()
 
 
 def _job(fail_fast: bool = True) -> ReleaseJob:

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 import redis
 
 from producers.contract.jobs import UpdateServiceJob
@@ -25,15 +23,6 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
-
-
-@pytest.fixture
-def client(redis_url: str) -> Iterator[redis.Redis]:
-    """A clean Redis database."""
-    r = redis.Redis.from_url(redis_url)
-    r.flushdb()
-    yield r
-    r.close()
 
 
 def _watching(ecs: FakeEcs, flow: UpdateFlow, name: str) -> DeploymentRecord:
