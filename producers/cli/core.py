@@ -106,6 +106,21 @@ def no_consumer(client: ConveyorClient, what: str) -> str:
     )
 
 
+def warn_without_worker(client: ConveyorClient, what: str) -> None:
+    """Say on stderr when no live worker consumes the fleet's queue: a release's answer or
+    cancel is recorded all the same, but only a worker acts on it. Redis being away here
+    only leaves the warning out (the change itself was recorded)."""
+    from producers.client import ConveyorUnavailableError
+
+    try:
+        if client.consumers():
+            return
+        why = no_consumer(client, what)
+    except ConveyorUnavailableError:
+        return
+    click.echo(f"warning: {why}", err=True)
+
+
 def load(client: ConveyorClient, deployment_id: str) -> DeploymentRecord:
     """The deployment's record (exit 2 when there is none, 3 when it cannot be read)."""
     from producers.client import (

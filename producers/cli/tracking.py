@@ -73,6 +73,9 @@ def cancel(deployment_id: str, no_wait: bool, as_json: bool) -> None:
             core.usage_error(str(exc))
         except ConveyorUnavailableError as exc:
             core.unavailable(str(exc))
+        core.warn_without_worker(
+            made, f"(the cancel is recorded; release {deployment_id} moves on once one runs)"
+        )
         if no_wait:
             click.echo(f"cancel requested for {deployment_id}", err=True)
             sys.exit(ExitCode.OK)
@@ -159,6 +162,9 @@ def _answer_release(
         core.unavailable(str(exc))
     word = "approved" if answer == "CONTINUE" else "rejected"
     click.echo(f"release {release_id}: {word}", err=True)
+    core.warn_without_worker(
+        made, f"(the answer is recorded; release {release_id} moves on once one runs)"
+    )
     if no_wait:
         core.print_release(made, release, as_json)
         sys.exit(ExitCode.OK)

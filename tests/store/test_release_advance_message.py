@@ -166,3 +166,37 @@ def test_approve_no_wait_shows_the_answer_waiting_for_a_worker(
     assert "awaiting  approval" not in result.stdout
     assert "approved  wave 2 by ops@host" in result.stdout
     assert "answered  approved before wave 2 by ops@host; a worker acts on it" in result.stdout
+
+
+@pytest.mark.parametrize("command", ["approve", "reject", "cancel"])
+@pytest.mark.parametrize("alive", [False, True])
+def test_an_answer_or_cancel_without_a_worker_says_it_waits_for_one(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch, command: str, alive: bool
+) -> None:
+    """Only a worker acts on an answer or a cancel: with none consuming the queue, the CLI
+    records it (exit 0) and says on stderr that nothing moves until one runs; with one, it
+    says nothing of the kind."""
+    import time
+
+    from producers.contract.workers import WorkerInfo, publish
+    from tests.unit.cli_support import conveyor, point_at
+
+    point_at(monkeypatch, redis_url)
+    db = redis.Redis.from_url(redis_url)
+    try:
+        _paused(db)
+        if alive:
+            now = time.time()
+            info = WorkerInfo(
+                name="w1", pid=1, queues=[QUEUE], concurrency=1, started_at=now, seen_at=now
+            )
+            publish(db, info, ttl=60)
+        args = ["--by", "ops@host"] if command != "cancel" else []
+        result = conveyor(command, RELEASE, *args, "--no-wait")
+    finally:
+        db.close()
+    assert result.exit_code == 0, result.stderr
+    warned = "no Conveyor worker consuming queue" in result.stderr
+    assert warned is not alive, result.stderr
+    if not alive:
+        assert f"release {RELEASE} moves on once one runs" in result.stderr
