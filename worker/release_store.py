@@ -31,12 +31,12 @@ that no sweep stops at a damaged release.
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import redis
+import structlog
 
 from producers.contract.dispatch import TaskSender, dispatch
 from producers.contract.enums import DeploymentState, Step
@@ -63,7 +63,7 @@ from producers.contract.releases import (
 from producers.contract.store import NewerRecordError, RecordStore, UnreadableRecordError
 from worker.domain.gates import GateJudgement
 
-log = logging.getLogger("conveyor.store")
+log = structlog.get_logger("conveyor.releases")
 
 # How many superseded deployments in a row a release follows to find where its change went.
 MAX_CARRIERS = 20
@@ -311,7 +311,7 @@ class WorkerReleaseStore(ReleaseStore):
                 # release never runs again: these entries can only be dead.
                 self._r.zrem(self._k.active_releases, *gone)
                 log.warning(
-                    "dropped %d expired or finished release(s) from the active set", len(gone)
+                    "dropped expired or finished releases from the active set", count=len(gone)
                 )
             start += kept
         return found
@@ -357,7 +357,7 @@ class WorkerReleaseStore(ReleaseStore):
             if run.next_at is not None and now > run.next_at + self._grace:
                 # The measuring message was lost with a worker: send it again, once (the
                 # write is a compare-and-set; the next sweep waits another grace).
-                log.warning("re-sending a lost gate measurement of release %s", release.id)
+                log.warning("re-sending a lost gate measurement", release_id=release.id)
                 update["gate_runs"] = _replace_run(release, run.model_copy(update={"next_at": now}))
                 effects.changed = True
                 effects.measure = (GateMessage(release.id, wave, len(run.measurements)), 0.0)

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import structlog
 from pydantic import ValidationError
@@ -47,6 +48,22 @@ from worker.services.transitions import Transition
 from worker.steps import execute, move_release_on, release_store, run_step, settle
 
 log = structlog.get_logger("conveyor.tasks")
+
+M = TypeVar("M")
+
+
+def _parsed(
+    parse: Callable[[tuple[Any, ...], dict[str, Any]], M],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+) -> M | None:
+    """The message ``parse`` reads from a task's arguments, or None when it is malformed: the
+    error is logged and the message dropped, so a bad message never crashes the worker."""
+    try:
+        return parse(args, kwargs)
+    except MalformedMessageError as exc:
+        log.error(exc.log_event, nargs=len(args), kwargs=list(kwargs))
+        return None
 
 
 def _run_step_message(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -104,11 +121,10 @@ PLAN_TTL = 600
 @app.task(name=PlanMessage.TASK, ignore_result=True)
 def plan(*args: Any, **kwargs: Any) -> dict[str, Any]:
     """Compute the plan of a job a producer left under PLAN_KEY; write it under PLAN_RESULT_KEY."""
-    try:
-        plan_id = PlanMessage.parse(args, kwargs).plan_id
-    except MalformedMessageError as exc:
-        log.error(exc.log_event, nargs=len(args), kwargs=list(kwargs))
+    planned = _parsed(PlanMessage.parse, args, kwargs)
+    if planned is None:
         return {"status": "rejected"}
+    plan_id = planned.plan_id
     ctx = step_context()
     raw = ctx.redis.getdel(ctx.store.keys.plan.format(id=plan_id))
     if raw is None:
@@ -143,10 +159,8 @@ def plan(*args: Any, **kwargs: Any) -> dict[str, Any]:
 @app.task(name=CleanupMessage.TASK, ignore_result=True)
 def clean_up(*args: Any, **kwargs: Any) -> dict[str, Any]:
     """Deregister a family's old revisions (see worker.services.cleanup)."""
-    try:
-        message = CleanupMessage.parse(args, kwargs)
-    except MalformedMessageError as exc:
-        log.error(exc.log_event, nargs=len(args), kwargs=list(kwargs))
+    message = _parsed(CleanupMessage.parse, args, kwargs)
+    if message is None:
         return {"status": "rejected"}
     family, keep, role = message.family, message.keep, message.role
     runtime = get_runtime(settings)
@@ -210,10 +224,8 @@ def _measure(gate: Gate, role: str | None, prometheus_url: str | None) -> Measur
 @app.task(name=GateMessage.TASK, ignore_result=True)
 def measure_gate(*args: Any, **kwargs: Any) -> dict[str, Any]:
     """Take one measurement of a release wave's metric gate (worker.services.release_gates)."""
-    try:
-        message = GateMessage.parse(args, kwargs)
-    except MalformedMessageError as exc:
-        log.error(exc.log_event, nargs=len(args), kwargs=list(kwargs))
+    message = _parsed(GateMessage.parse, args, kwargs)
+    if message is None:
         return {"status": "rejected"}
     ctx = step_context()
     releases = release_store(ctx)
@@ -237,13 +249,11 @@ def advance_release(*args: Any, **kwargs: Any) -> dict[str, Any]:
     effect at once: the sweeper advances every active release, so a message lost on the way
     delays the advance by a sweep, and a copy changes nothing (an advance is safe to repeat).
     """
-    try:
-        message = AdvanceMessage.parse(args, kwargs)
-    except MalformedMessageError as exc:
-        log.error(exc.log_event, nargs=len(args), kwargs=list(kwargs))
+    advance = _parsed(AdvanceMessage.parse, args, kwargs)
+    if advance is None:
         return {"status": "rejected"}
     # Redis and the queue only: no event loop or AWS clients needed.
-    release = move_release_on(step_context(runtime=False), message.release_id)
+    release = move_release_on(step_context(runtime=False), advance.release_id)
     if release is None:  # gone, or the advance failed (logged): the next sweep tries again
         return {"status": "not advanced"}
     return {"status": release.state.value, "wave": release.wave}

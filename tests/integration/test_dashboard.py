@@ -12,7 +12,7 @@ import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import redis
@@ -26,6 +26,9 @@ from producers.contract.store import RecordStore
 from tests.integration.conftest import Stack
 from tests.selfsigned import self_signed
 from tests.unit.test_cli_list import GARBAGE_RELEASE, seed_garbage_release
+
+if TYPE_CHECKING:
+    from worker.release_store import WorkerReleaseStore
 
 AUTH = "viewer:d4sh-board-pass"
 ANY = "0.0.0.0"  # noqa: S104 - what the dashboard must refuse, or serve only over TLS
@@ -359,15 +362,35 @@ def _staged_record(stack: Stack, **progress: Any) -> str:
     return record.id
 
 
-def _gated_release(stack: Stack) -> str:
-    """A release whose first wave ended and which waits for approval before its second."""
+class _NoSender:
+    """A task sender that sends nothing: no worker runs in these tests."""
+
+    def send_task(self, *_: Any, **__: Any) -> None:
+        pass
+
+
+def _past_first_wave(stack: Stack, job: dict[str, Any]) -> tuple[WorkerReleaseStore, str]:
+    """Release ``job`` with its first wave succeeded and advanced on, as a worker would;
+    returns the store and the release's id."""
     from producers.contract.releases import ReleaseJob
     from worker.release_store import WorkerReleaseStore
 
     client = redis.Redis.from_url(stack.redis_url)
     records = RecordStore(client)
     releases = WorkerReleaseStore(client, records, ttl_seconds=3600, recovery_grace=30)
-    job = ReleaseJob.model_validate(
+    release_id = f"rel-{uuid.uuid4().hex[:20]}"
+    release = releases.create(ReleaseJob.model_validate(job), release_id, now=time.time())
+    records.modify(
+        release.waves[0][0], lambda r: r.model_copy(update={"state": DeploymentState.SUCCEEDED})
+    )
+    releases.advance(release_id, _NoSender(), clock=time.time)
+    return releases, release_id
+
+
+def _gated_release(stack: Stack) -> str:
+    """A release whose first wave ended and which waits for approval before its second."""
+    _, release_id = _past_first_wave(
+        stack,
         {
             "cluster": "demo",
             "waves": [
@@ -377,58 +400,33 @@ def _gated_release(stack: Stack) -> str:
                     "services": [{"service": "gate-b", "images": {"app": ":2"}}],
                 },
             ],
-        }
+        },
     )
-    release_id = f"rel-{uuid.uuid4().hex[:20]}"
-    release = releases.create(job, release_id, now=time.time())
-    records.modify(
-        release.waves[0][0], lambda r: r.model_copy(update={"state": DeploymentState.SUCCEEDED})
-    )
-
-    class Sender:
-        def send_task(self, *_: Any, **__: Any) -> None:
-            pass
-
-    releases.advance(release_id, Sender(), clock=time.time)
     return release_id
 
 
 def _gate_paused_release(stack: Stack) -> str:
     """A release whose first wave's metric gate found no data and which waits for approval."""
-    from producers.contract.releases import GateReading, ReleaseJob
-    from worker.release_store import WorkerReleaseStore
+    from producers.contract.releases import GateReading
 
-    client = redis.Redis.from_url(stack.redis_url)
-    records = RecordStore(client)
-    releases = WorkerReleaseStore(client, records, ttl_seconds=3600, recovery_grace=30)
     gate = {"name": "errors", "prometheus": {"query": "x"}, "success": "result < 1", "count": 1}
-    job = ReleaseJob.model_validate(
+    releases, release_id = _past_first_wave(
+        stack,
         {
             "cluster": "demo",
             "waves": [
                 {"services": [{"service": "gate-c", "images": {"app": ":2"}}], "gate": gate},
                 [{"service": "gate-d", "images": {"app": ":2"}}],
             ],
-        }
+        },
     )
-    release_id = f"rel-{uuid.uuid4().hex[:20]}"
-    release = releases.create(job, release_id, now=time.time())
-    records.modify(
-        release.waves[0][0], lambda r: r.model_copy(update={"state": DeploymentState.SUCCEEDED})
-    )
-
-    class Sender:
-        def send_task(self, *_: Any, **__: Any) -> None:
-            pass
-
-    releases.advance(release_id, Sender(), clock=time.time)
     releases.record_gate_measurement(
         release_id,
         0,
         GateReading(index=0, at=time.time()),
         lambda _: ("inconclusive", "gate errors: no data", None, "pause"),
     )
-    releases.advance(release_id, Sender(), clock=time.time)
+    releases.advance(release_id, _NoSender(), clock=time.time)
     return release_id
 
 
