@@ -100,6 +100,39 @@ def test_a_cancel_is_recorded_and_a_worker_is_asked_to_advance(
     assert done.state is ReleaseState.CANCELLED
 
 
+def test_an_answer_whose_advance_message_was_lost_is_acted_on_by_the_sweep(
+    client: redis.Redis, redis_url: str
+) -> None:
+    """The advance message only makes an answer take effect at once: with it lost on the way
+    (the queue emptied before any worker took it), a worker's recovery sweep moves the
+    release on all the same, and starts the approved wave."""
+    from worker.steps import StepContext, sweep
+    from worker.store import WorkerStore
+
+    records, _, second = _paused(client)
+    conveyor = ConveyorClient(Settings(redis_url=SecretStr(redis_url)))
+    conveyor.answer_release(RELEASE, "CONTINUE", "ops@host")
+    client.delete(QUEUE)  # the message is lost
+
+    sender = Sender()
+    context = StepContext(
+        store=WorkerStore(client),
+        redis=client,
+        sender=sender,
+        clock=lambda: 3.0,
+        poll_interval=5,
+        recovery_grace=30,
+        step_time_limit=10,
+        max_step_attempts=3,
+    )
+    sweep(context, limit=100)
+
+    started = records.get(second)
+    assert started is not None
+    assert started.state is DeploymentState.QUEUED
+    assert [args for _, args in sender.sent] == [[second, started.seq]]
+
+
 def test_the_advance_message_parses_back_and_refuses_anything_else() -> None:
     """The wire form is the release id alone, a release id."""
     message = AdvanceMessage(RELEASE)
